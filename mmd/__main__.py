@@ -1,0 +1,161 @@
+"""CLI entry: `mmd <command>`. Parse args -> load config -> configure logs -> run.
+
+Exit codes: 0 ok, 2 bad config or arguments (one line naming the problem, no traceback),
+1 crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mmd.errors import ConfigError
+
+EXIT_OK, EXIT_CRASH, EXIT_CONFIG = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_CONFIG)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `mmd` argument parser (every command of PRODUCT.md)."""
+    p = _Parser(prog="mmd", description="Market-making daemon: paper trading on Bybit V5 data.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", default=None,
+                        help="config file (default: ./config.toml if present, else built-in)")
+
+    r = sub.add_parser("run", help="run the daemon")
+    with_config(r)
+    r.add_argument("--feed", choices=["bybit", "synthetic", "replay"],
+                   help="override [feed] source")
+
+    cc = sub.add_parser("check-config", help="validate and print the effective config")
+    with_config(cc)
+
+    rec = sub.add_parser("record", help="record raw frames from the configured feed")
+    with_config(rec)
+    rec.add_argument("--out", required=True, help="output directory")
+    rec.add_argument("--duration", type=_positive_float, default=None,
+                     help="seconds to record (default: until SIGINT/SIGTERM)")
+    rec.add_argument("--feed", choices=["bybit", "synthetic"], help="override [feed] source")
+
+    sv = sub.add_parser("serve-venue", help="serve a recording over the Bybit V5 public protocol")
+    sv.add_argument("data", nargs="+", help="recordings (files or directories)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8800)
+    sv.add_argument("--speed", type=_positive_float, default=1.0,
+                    help="replay speed (1 = recorded pace)")
+    sv.add_argument("--faults", default="", help="e.g. disconnect:500,gap:700,http5xx:5")
+    sv.add_argument("--keep-timestamps", action="store_true",
+                    help="serve recorded timestamps instead of re-basing them on now")
+
+    cv = sub.add_parser("convert", help="convert recordings between formats")
+    cv.add_argument("kind", choices=["binance-usdm", "cryptofeed"])
+    cv.add_argument("inputs", nargs="+")
+    cv.add_argument("--out", required=True, help="output file or directory")
+    return p
+
+
+def _load(args: argparse.Namespace) -> object:
+    from mmd.config import load_config
+
+    path = args.config
+    if path is None and os.path.exists("config.toml"):
+        path = "config.toml"
+    return load_config(path)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from mmd.config import AppConfig, dump_config
+    from mmd.logs import configure_logs
+
+    if args.command == "serve-venue":
+        import asyncio
+
+        from mmd.venue.bybit_server import parse_faults, serve
+
+        parse_faults(args.faults)  # bad spec -> exit 2 before binding anything
+        configure_logs("info", "auto")
+        asyncio.run(serve(args.data, args.host, args.port, args.speed, args.faults,
+                          args.keep_timestamps))
+        return EXIT_OK
+    if args.command == "convert":
+        from mmd.feeds.convert import run_convert
+
+        for path in run_convert(args.kind, args.inputs, args.out):
+            print(path)
+        return EXIT_OK
+
+    cfg = _load(args)
+    assert isinstance(cfg, AppConfig)
+    feed = getattr(args, "feed", None)
+    if feed:
+        cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, source=feed))
+    if args.command == "check-config":
+        sys.stdout.write(dump_config(cfg))
+        return EXIT_OK
+    configure_logs(cfg.logs.level, cfg.logs.format)
+    from mmd import app
+
+    if args.command == "run":
+        app.run_daemon(cfg)
+    elif args.command == "record":
+        for path in app.record(cfg, args.out, args.duration):
+            print(path)
+    return EXIT_OK
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _config_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 2 config/arguments, 1 crash)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BaseException as exc:  # the outermost handler maps errors to exit codes
+        if isinstance(exc, SystemExit):
+            raise
+        cfg_err = _config_error(exc)
+        if cfg_err is not None:
+            sys.stderr.write(f"mmd: config error: {cfg_err}\n")
+            return EXIT_CONFIG
+        traceback.print_exception(exc)
+        return EXIT_CRASH
+
+
+if __name__ == "__main__":
+    sys.exit(main())

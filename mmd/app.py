@@ -1,0 +1,308 @@
+"""Composition root: builds and wires every component, runs them in one TaskGroup, shuts down.
+
+The only module that names concrete classes. Commands `run` and `record` start here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from mmd.clock import Clock, LiveClock, ManualClock
+from mmd.config import AppConfig
+from mmd.errors import ConfigError, PermanentRequestError
+from mmd.feeds.bybit_codec import (
+    BookMsg,
+    InstrumentsMsg,
+    KlineMsg,
+    Message,
+    TradesMsg,
+    decode_frame,
+)
+from mmd.feeds.bybit_rest import BybitRest
+from mmd.feeds.bybit_ws import BybitStream
+from mmd.feeds.recorder import FrameRecorder
+from mmd.feeds.replay import run_replay, select_recordings
+from mmd.feeds.synthetic import SyntheticMarket
+from mmd.logs import get_logger
+from mmd.market.hub import MarketHub
+from mmd.metrics import Metrics, build_http_app
+
+
+class FrameHandler:
+    """Every frame, live or replayed: decode once, record, apply to the hub.
+
+    Returns the symbols the feed must resync (the websocket client resubscribes them).
+    """
+
+    def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None) -> None:
+        self.hub = hub
+        self.recorder = recorder
+
+    def __call__(self, raw: bytes, ts_recv_ns: int) -> list[str]:
+        hub = self.hub
+        try:
+            msg = decode_frame(raw)
+        except ValueError:
+            hub.stats.decode_errors += 1
+            return []
+        if msg is None:
+            hub.stats.messages["other"] += 1
+            return []
+        if self.recorder is not None:
+            self._record(msg, raw, ts_recv_ns)
+        return [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
+
+    def _record(self, msg: Message, raw: bytes, ts_recv_ns: int) -> None:
+        rec = self.recorder
+        assert rec is not None
+        if isinstance(msg, BookMsg | TradesMsg | KlineMsg):
+            if msg.symbol in self.hub.symbols:
+                rec.write(msg.symbol, raw, ts_recv_ns)
+        elif isinstance(msg, InstrumentsMsg):
+            for info in msg.instruments:
+                if info.symbol in self.hub.symbols:
+                    rec.write(info.symbol, raw, ts_recv_ns, header=True)
+
+
+class Daemon:
+    """Everything `mmd run` (and `mmd record`) runs, wired from one AppConfig."""
+
+    def __init__(self, cfg: AppConfig, *, record_dir: str | None = None,
+                 serve_http: bool = True) -> None:
+        self.cfg = cfg
+        self.log = get_logger("app")
+        self.clock: Clock = ManualClock() if cfg.feed.source == "replay" else LiveClock()
+        self.metrics = Metrics()
+        self.hub = MarketHub(cfg.feed.symbols, cfg.market)
+        self.metrics.bind_hub(self.hub)
+        rec_dir = record_dir or (cfg.record.dir if cfg.record.enabled else None)
+        venue = "bybit" if cfg.feed.source == "bybit" else cfg.feed.source
+        self.recorder = (
+            FrameRecorder(rec_dir, venue, cfg.feed.category, cfg.record.rotate_s)
+            if rec_dir
+            else None
+        )
+        self.handle_frame = FrameHandler(self.hub, self.recorder)
+        self.serve_http = serve_http
+        self.streams: list[BybitStream] = []
+        self.tasks_running = False
+        self.replay_done = False
+        self._runner: web.AppRunner | None = None
+        self.metrics.up_since.set(time.time())
+
+    # -- health ----------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, dict[str, Any]]:
+        """/healthz: alive and its tasks run."""
+        return self.tasks_running, {"tasks_running": self.tasks_running}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz: every symbol's book synced and fresh (quoting readiness joins later)."""
+        reasons = self.hub.readiness()
+        return not reasons and self.tasks_running, {"not_ready": reasons}
+
+    def book_json(self, symbol: str, depth: int) -> dict[str, Any] | None:
+        """/debug/book/{symbol}: the book as the daemon holds it (ticks and lots)."""
+        st = self.hub.states.get(symbol)
+        if st is None:
+            return None
+        out = st.book.levels(depth)
+        out.update(symbol=symbol, synced=st.sync.synced, stale=st.stale,
+                   tick_size=st.instrument.tick_size, lot_size=st.instrument.lot_size)
+        return out
+
+    # -- run -------------------------------------------------------------------------------
+
+    async def _start_http(self) -> None:
+        app = build_http_app(self.metrics, healthy=self.healthy, ready=self.ready,
+                             book=self.book_json)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cfg.metrics.host, self.cfg.metrics.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics.port: cannot listen on {self.cfg.metrics.host}:"
+                f"{self.cfg.metrics.port} ({exc.strerror})"
+            ) from None
+        self.log.info("http_started", host=self.cfg.metrics.host, port=self.cfg.metrics.port)
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Run until cancelled (or for duration_s, or until a replay ends)."""
+        if self.serve_http:
+            await self._start_http()
+        try:
+            async with aiohttp.ClientSession() as session:
+                jobs = await self._build_jobs(session)
+                async with asyncio.TaskGroup() as tg:
+                    self.tasks_running = True
+                    for name, job in jobs:
+                        tg.create_task(job, name=name)
+                    if duration_s is not None:
+                        tg.create_task(self._stop_after(duration_s), name="app.duration")
+        except* _Stop:
+            pass
+        finally:
+            self.tasks_running = False
+            if self.recorder is not None:
+                self.recorder.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            self.log.info("daemon_stopped")
+
+    async def _stop_after(self, duration_s: float) -> None:
+        await asyncio.sleep(duration_s)
+        raise _Stop
+
+    async def _build_jobs(
+        self, session: aiohttp.ClientSession
+    ) -> list[tuple[str, Awaitable[None]]]:
+        src = self.cfg.feed.source
+        jobs: list[tuple[str, Awaitable[None]]] = [("app.watchdog", self._watchdog())]
+        if src == "bybit":
+            jobs += await self._bybit_jobs(session)
+        elif src == "synthetic":
+            jobs.append(("feed.synthetic", self._synthetic()))
+        else:
+            jobs.append(("feed.replay", self._replay()))
+        return jobs
+
+    async def _bybit_jobs(
+        self, session: aiohttp.ClientSession
+    ) -> list[tuple[str, Awaitable[None]]]:
+        cfg = self.cfg
+        rest = BybitRest(
+            cfg.venue.rest_url, cfg.feed.category, cfg.rest, session, self.clock,
+            on_outcome=lambda e, o: self.metrics.rest_requests.labels(e, o).inc(),
+        )
+        for sym in cfg.feed.symbols:
+            try:
+                body, ts = await rest.instruments(sym)
+            except PermanentRequestError as exc:
+                raise ConfigError(f"feed.symbols: {sym}: {exc}") from None
+            self.handle_frame(body, ts)
+            if sym not in self.hub.states:
+                raise ConfigError(
+                    f"feed.symbols: {sym} is not listed by the venue for category "
+                    f"{cfg.feed.category}"
+                )
+        self.log.info("instruments_loaded", symbols=list(self.hub.states))
+        jobs: list[tuple[str, Awaitable[None]]] = []
+        sink = self.handle_frame
+        for sym in cfg.feed.symbols:
+            jobs.append((f"feed.rest.kline.{sym}", rest.poll(
+                "/v5/market/kline", rest.kline_params(sym), cfg.rest.kline_interval_s, sink)))
+            jobs.append((f"feed.rest.trades.{sym}", rest.poll(
+                "/v5/market/recent-trade", rest.trades_params(sym),
+                cfg.rest.trades_interval_s, sink)))
+            if not cfg.feed.websocket:
+                jobs.append((f"feed.rest.orderbook.{sym}", rest.poll(
+                    "/v5/market/orderbook", rest.orderbook_params(sym),
+                    cfg.rest.orderbook_interval_s, sink)))
+        if cfg.feed.websocket:
+            stream = BybitStream(
+                cfg.venue.ws_url, cfg.feed.symbols, cfg.feed.book_depth, cfg.ws, self.clock,
+                on_frame=self.handle_frame,
+                on_disconnected=self.hub.mark_unsynced,
+                on_reconnect=self.metrics.reconnects.inc,
+            )
+            self.streams.append(stream)
+            jobs.append(("feed.bybit.ws", stream.run()))
+        return jobs
+
+    async def _synthetic(self) -> None:
+        cfg = self.cfg
+        start_ns = self.clock.now_ns()
+        gens = [
+            SyntheticMarket(sym, cfg.feed.synthetic, category=cfg.feed.category,
+                            depth=cfg.feed.book_depth, start_ns=start_ns).frames()
+            for sym in cfg.feed.symbols
+        ]
+        import heapq
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for ts, frame in heapq.merge(*gens, key=lambda x: x[0]):
+            delay = t0 + (ts - start_ns) / 1e9 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # stamp with the real receive time so lag figures mean something
+            self.handle_frame(frame, self.clock.now_ns())
+
+    async def _replay(self) -> None:
+        cfg = self.cfg
+        files = select_recordings(cfg.feed.replay.paths, cfg.feed.category, cfg.feed.symbols)
+        if not files:
+            raise ConfigError(
+                "feed.replay.paths: no recording of category "
+                f"{cfg.feed.category} for {', '.join(cfg.feed.symbols)}"
+            )
+        assert isinstance(self.clock, ManualClock)
+        n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed)
+        self.replay_done = True
+        self.log.info("replay_finished", frames=n, files=[str(f) for f in files],
+                      decode_errors=self.hub.stats.decode_errors)
+        raise _Stop
+
+    async def _watchdog(self) -> None:
+        stale_s = self.cfg.feed.stale_after_s
+        while True:
+            await asyncio.sleep(min(1.0, stale_s / 4))
+            if self.cfg.feed.source == "replay":
+                continue  # a replayed book is never stale on the wall clock
+            for sym in self.hub.check_stale(self.clock.now_ns(), stale_s):
+                self.metrics.stale_events.labels(sym).inc()
+                self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
+                for stream in self.streams:
+                    stream.request_resync(sym)
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to end the run cleanly."""
+
+
+async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:
+    """Run main(); SIGTERM/SIGINT cancel it and let it clean up."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run_daemon(cfg: AppConfig) -> None:
+    """`mmd run`."""
+    _run(lambda: Daemon(cfg).run())
+
+
+def record(cfg: AppConfig, out_dir: str, duration_s: float | None) -> list[Path]:
+    """`mmd record`: the configured feed's raw frames into out_dir; returns the files."""
+    daemon = Daemon(cfg, record_dir=out_dir, serve_http=False)
+    _run(lambda: daemon.run(duration_s))
+    assert daemon.recorder is not None
+    return daemon.recorder.paths
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep asyncio as fallback
+        runner = asyncio.run  # type: ignore[assignment]
+    runner(run_until_signalled(main))

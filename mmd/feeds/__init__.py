@@ -1,0 +1,1 @@
+"""Market data in: codec, book sync, websocket and REST clients, recordings, replay, synthetic."""

@@ -1,0 +1,167 @@
+"""Bybit V5 public websocket: connect, subscribe, ping every 20 s, reconnect, resubscribe.
+
+Stamps ts_recv_ns on every frame and hands it to a synchronous callback; the socket read is the
+hot path's only await. A callback may ask for symbols to be resynced; this module then
+unsubscribes and resubscribes that symbol's book topic (the venue answers with a new snapshot).
+No trading logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from mmd.clock import Clock
+from mmd.config import WsConfig
+from mmd.feeds.backoff import Backoff
+from mmd.feeds.bybit_codec import (
+    book_topic,
+    encode_ping,
+    encode_subscribe,
+    kline_topic,
+    trade_topic,
+)
+from mmd.logs import get_logger
+
+# Linear topics are limited by total length of args (21,000 characters); keep requests small.
+_TOPICS_PER_REQUEST = 10
+
+OnFrame = Callable[[bytes, int], list[str]]  # returns symbols to resync
+OnState = Callable[[list[str], str], None]
+
+
+class BybitStream:
+    """One websocket connection carrying book, trade and kline topics for a set of symbols.
+
+    Args:
+        url: e.g. wss://stream.bybit.com/v5/public/linear.
+        symbols: symbols to subscribe.
+        depth: orderbook.N depth.
+        cfg: ping interval, idle timeout, backoff.
+        clock: stamps ts_recv_ns.
+        on_frame: (raw, ts_recv_ns) -> symbols to resync; called for every frame.
+        on_disconnected: (symbols, reason) when the connection is lost (their books are void).
+        on_reconnect: called before every reconnect attempt that follows a failure.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        symbols: list[str],
+        depth: int,
+        cfg: WsConfig,
+        clock: Clock,
+        on_frame: OnFrame,
+        on_disconnected: OnState,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.symbols = list(symbols)
+        self.depth = depth
+        self.cfg = cfg
+        self.clock = clock
+        self.on_frame = on_frame
+        self.on_disconnected = on_disconnected
+        self.on_reconnect = on_reconnect or (lambda: None)
+        self.connected = False
+        self.connects = 0
+        self._ws: ClientConnection | None = None
+        self._req_ids = itertools.count(1)
+        self._pending_resync: set[str] = set()
+        self.log = get_logger("feed.ws", url=url)
+
+    def topics(self) -> list[str]:
+        """Every topic this stream subscribes to."""
+        out = []
+        for s in self.symbols:
+            out += [book_topic(self.depth, s), trade_topic(s), kline_topic(s)]
+        return out
+
+    async def run(self) -> None:
+        """Connect and read forever; reconnect with capped jittered backoff on any failure."""
+        backoff = Backoff(self.cfg.backoff_base_s, self.cfg.backoff_max_s)
+        while True:
+            reason = "closed"
+            try:
+                async with connect(
+                    self.url,
+                    open_timeout=self.cfg.connect_timeout_s,
+                    ping_interval=None,  # Bybit wants application-level pings (op: ping)
+                    close_timeout=2,
+                    max_size=2**24,
+                    max_queue=4096,
+                ) as ws:
+                    self._ws = ws
+                    self.connected = True
+                    self.connects += 1
+                    self.log.info("ws_connected", connects=self.connects)
+                    await self._subscribe(ws, self.topics())
+                    reason = await self._read(ws, backoff)
+            except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+                reason = f"{type(exc).__name__}"
+                self.log.warning("ws_failed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self._ws = None
+                if self.connected:
+                    self.connected = False
+                    self.on_disconnected(self.symbols, "disconnect")
+            delay = backoff.next_delay()
+            self.log.info("ws_reconnecting", reason=reason, delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+            self.on_reconnect()
+
+    async def _subscribe(self, ws: ClientConnection, topics: list[str], op: str = "subscribe") -> None:
+        for i in range(0, len(topics), _TOPICS_PER_REQUEST):
+            chunk = topics[i : i + _TOPICS_PER_REQUEST]
+            await ws.send(encode_subscribe(chunk, f"{op}-{next(self._req_ids)}", op).decode())
+
+    async def _read(self, ws: ClientConnection, backoff: Backoff) -> str:
+        """Read until the connection dies; returns why."""
+        ping_every_ns = int(self.cfg.ping_interval_s * 1e9)
+        idle_ns = int(self.cfg.idle_timeout_s * 1e9)
+        last_msg = last_ping = self.clock.mono_ns()
+        got_data = False
+        while True:
+            now = self.clock.mono_ns()
+            if now - last_ping >= ping_every_ns:
+                await ws.send(encode_ping(f"ping-{next(self._req_ids)}").decode())
+                last_ping = now
+            wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
+            try:
+                raw = await asyncio.wait_for(ws.recv(decode=False), timeout=max(wait_ns, 1) / 1e9)
+            except TimeoutError:
+                if self.clock.mono_ns() - last_msg >= idle_ns:
+                    self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
+                    return "idle"
+                continue
+            except websockets.exceptions.ConnectionClosed as exc:
+                return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
+            ts_recv_ns = self.clock.now_ns()
+            last_msg = self.clock.mono_ns()
+            if not got_data:
+                got_data = True
+                backoff.reset()
+            resync = self.on_frame(raw, ts_recv_ns)
+            if resync or self._pending_resync:
+                await self._resync(ws, set(resync) | self._pending_resync)
+
+    async def _resync(self, ws: ClientConnection, symbols: set[str]) -> None:
+        self._pending_resync.clear()
+        topics = [book_topic(self.depth, s) for s in sorted(symbols) if s in self.symbols]
+        self.log.info("ws_resubscribed", topics=topics)
+        await self._subscribe(ws, topics, "unsubscribe")
+        await self._subscribe(ws, topics, "subscribe")
+
+    def request_resync(self, symbol: str) -> None:
+        """Resubscribe symbol's book after the next frame (used for stale books)."""
+        self._pending_resync.add(symbol)
+
+    async def force_reconnect(self) -> None:
+        """Close the current connection (a stalled stream); run() reconnects."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close()

@@ -1,0 +1,281 @@
+"""MarketHub: every frame goes codec -> book sync -> L2Book -> ring buffers, synchronously.
+
+Pure core: it never awaits, touches a socket or reads the clock (times arrive as arguments). It
+keeps its own counters as plain ints; the metrics module copies them out off the hot path. What
+the I/O shell must do (resubscribe a symbol) comes back as `Resync` values.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+import msgspec
+import numpy as np
+
+from mmd.config import MarketConfig
+from mmd.feeds.book_sync import BookSync, SyncAction
+from mmd.feeds.bybit_codec import (
+    BookMsg,
+    ControlMsg,
+    DecodeError,
+    InstrumentsMsg,
+    KlineMsg,
+    Message,
+    RestError,
+    TradesMsg,
+    decode_frame,
+)
+from mmd.market.book import L2Book
+from mmd.market.ring import RingBuffer
+from mmd.model.instrument import Instrument
+
+# bounded: how many recent trade ids are remembered to drop WS/REST duplicates
+_TRADE_ID_MEMORY = 4096
+
+
+class Resync(msgspec.Struct, frozen=True):
+    """The shell must get a fresh snapshot of `symbol` (resubscribe or REST)."""
+
+    symbol: str
+    reason: str
+
+
+class SymbolState:
+    """One symbol's market state: instrument, book, continuity and fixed-size rings."""
+
+    def __init__(self, instrument: Instrument, cfg: MarketConfig) -> None:
+        self.instrument = instrument
+        self.book = L2Book(cfg.book_levels)
+        self.sync = BookSync()
+        self.mids = RingBuffer(cfg.mid_capacity, {"ts_ns": np.int64, "mid_ticks": np.float64})
+        self.trades = RingBuffer(
+            cfg.trade_capacity,
+            {"ts_ns": np.int64, "px_ticks": np.int64, "qty_lots": np.int64, "side": np.int64},
+        )
+        self.klines = RingBuffer(
+            cfg.kline_capacity,
+            {
+                "start_ns": np.int64,
+                "open": np.float64,
+                "high": np.float64,
+                "low": np.float64,
+                "close": np.float64,
+                "volume": np.float64,
+            },
+        )
+        self._trade_ids: collections.deque[str] = collections.deque(maxlen=_TRADE_ID_MEMORY)
+        self._trade_id_set: set[str] = set()
+        self.last_book_recv_ns = 0
+        self.lag_s = 0.0
+        self.stale = False
+        self.book_updates = 0
+
+    def seen_trade(self, trade_id: str) -> bool:
+        """True when trade_id was already recorded (remembers the last few thousand ids)."""
+        if trade_id in self._trade_id_set:
+            return True
+        if len(self._trade_ids) == self._trade_ids.maxlen:
+            self._trade_id_set.discard(self._trade_ids[0])
+        self._trade_ids.append(trade_id)
+        self._trade_id_set.add(trade_id)
+        return False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the book and the rings (fixed for the life of the process)."""
+        return self.book.nbytes + self.mids.nbytes + self.trades.nbytes + self.klines.nbytes
+
+
+class HubStats:
+    """Counters the metrics module exports (`mmd_feed_*`)."""
+
+    def __init__(self) -> None:
+        self.messages: collections.Counter[str] = collections.Counter()
+        self.decode_errors = 0
+        self.resyncs: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.rest_errors: collections.Counter[int] = collections.Counter()
+        self.dropped_frames = 0
+        self.control: collections.Counter[str] = collections.Counter()
+
+
+class MarketHub:
+    """Routes decoded frames to per-symbol state.
+
+    Args:
+        symbols: the symbols this daemon trades (frames for others are ignored).
+        cfg: ring and book sizes.
+        instruments: already known instruments; others are learned from instruments-info frames.
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        cfg: MarketConfig,
+        instruments: Iterable[Instrument] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.states: dict[str, SymbolState] = {}
+        self.stats = HubStats()
+        for inst in instruments:
+            self.add_instrument(inst)
+
+    def add_instrument(self, inst: Instrument) -> None:
+        """Start tracking a symbol (idempotent: a known symbol keeps its state)."""
+        if inst.symbol in self.symbols and inst.symbol not in self.states:
+            self.states[inst.symbol] = SymbolState(inst, self.cfg)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def on_frame(self, raw: bytes | str, ts_recv_ns: int) -> list[Resync]:
+        """Decode and apply one raw frame. Malformed frames are counted and skipped."""
+        try:
+            msg = decode_frame(raw)
+        except DecodeError:
+            self.stats.decode_errors += 1
+            return []
+        if msg is None:
+            self.stats.messages["other"] += 1
+            return []
+        return self.on_message(msg, ts_recv_ns)
+
+    def on_message(self, msg: Message, ts_recv_ns: int) -> list[Resync]:
+        """Apply one decoded message; returns the resyncs the shell must start."""
+        if isinstance(msg, BookMsg):
+            self.stats.messages["orderbook_rest" if msg.from_rest else "orderbook"] += 1
+            return self._on_book(msg, ts_recv_ns)
+        if isinstance(msg, TradesMsg):
+            self.stats.messages["trades_rest" if msg.from_rest else "trades"] += 1
+            self._on_trades(msg)
+        elif isinstance(msg, KlineMsg):
+            self.stats.messages["kline_rest" if msg.from_rest else "kline"] += 1
+            self._on_kline(msg)
+        elif isinstance(msg, InstrumentsMsg):
+            self.stats.messages["instruments"] += 1
+            self._on_instruments(msg)
+        elif isinstance(msg, ControlMsg):
+            self.stats.messages["control"] += 1
+            self.stats.control[msg.ret_msg if msg.op == "ping" else msg.op] += 1
+        elif isinstance(msg, RestError):
+            self.stats.rest_errors[msg.ret_code] += 1
+        return []
+
+    def _on_instruments(self, msg: InstrumentsMsg) -> None:
+        for info in msg.instruments:
+            if info.symbol in self.symbols:
+                self.add_instrument(
+                    Instrument(
+                        symbol=info.symbol,
+                        category=msg.category or "linear",
+                        tick_size=info.tick_size,
+                        lot_size=info.lot_size,
+                    )
+                )
+
+    def _on_book(self, msg: BookMsg, ts_recv_ns: int) -> list[Resync]:
+        st = self.states.get(msg.symbol)
+        if st is None:
+            self.stats.dropped_frames += 1
+            return []
+        if msg.is_snapshot:
+            action = st.sync.on_snapshot(msg.u, msg.seq, from_rest=msg.from_rest)
+        else:
+            action = st.sync.on_delta(msg.u, msg.seq)
+        if action == SyncAction.DROP:
+            self.stats.dropped_frames += 1
+            return []
+        if action == SyncAction.RESYNC:
+            return [self._resync(st, msg.symbol, "gap")]
+        inst = st.instrument
+        bpx, bqty = inst.levels_to_arrays(msg.bids)
+        apx, aqty = inst.levels_to_arrays(msg.asks)
+        book = st.book
+        if action == SyncAction.APPLY_SNAPSHOT:
+            book.apply_snapshot(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+        else:
+            book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+        st.book_updates += 1
+        st.last_book_recv_ns = ts_recv_ns
+        st.stale = False
+        st.lag_s = (ts_recv_ns - msg.ts_exch_ns) / 1e9
+        if book.is_crossed():
+            return [self._resync(st, msg.symbol, "crossed")]
+        mid = book.mid_ticks()
+        if mid == mid:  # not NaN: both sides present
+            st.mids.append(ts_ns=msg.ts_exch_ns, mid_ticks=mid)
+        return []
+
+    def _on_trades(self, msg: TradesMsg) -> None:
+        st = self.states.get(msg.symbol)
+        if st is None:
+            self.stats.dropped_frames += 1
+            return
+        inst = st.instrument
+        for t in msg.trades:
+            if st.seen_trade(t.trade_id):
+                continue
+            st.trades.append(
+                ts_ns=t.ts_exch_ns,
+                px_ticks=inst.px_to_ticks(t.price),
+                qty_lots=inst.qty_to_lots(t.size),
+                side=t.side,
+            )
+
+    def _on_kline(self, msg: KlineMsg) -> None:
+        st = self.states.get(msg.symbol)
+        if st is None:
+            self.stats.dropped_frames += 1
+            return
+        ring = st.klines
+        for k in msg.klines:
+            row = {
+                "start_ns": k.start_ns,
+                "open": float(k.open),
+                "high": float(k.high),
+                "low": float(k.low),
+                "close": float(k.close),
+                "volume": float(k.volume),
+            }
+            if len(ring) and ring.latest("start_ns") == k.start_ns:
+                ring.replace_last(**row)  # the same candle again: upsert by start
+            elif not len(ring) or ring.latest("start_ns") < k.start_ns:
+                ring.append(**row)
+
+    def _resync(self, st: SymbolState, symbol: str, reason: str) -> Resync:
+        st.sync.mark_unsynced(reason)
+        self.stats.resyncs[(symbol, reason)] += 1
+        return Resync(symbol, reason)
+
+    # -- shell-driven state changes ---------------------------------------------------------
+
+    def mark_unsynced(self, symbols: Iterable[str], reason: str) -> None:
+        """The connection carrying these symbols dropped: their books wait for a snapshot."""
+        for s in symbols:
+            st = self.states.get(s)
+            if st is not None and st.sync.synced:
+                st.sync.mark_unsynced(reason)
+                self.stats.resyncs[(s, reason)] += 1
+
+    def check_stale(self, now_ns: int, stale_after_s: float) -> list[str]:
+        """Flag symbols whose book had no update for stale_after_s; returns newly stale ones."""
+        newly = []
+        limit = int(stale_after_s * 1e9)
+        for sym, st in self.states.items():
+            if st.sync.synced and not st.stale and now_ns - st.last_book_recv_ns > limit:
+                st.stale = True
+                newly.append(sym)
+        return newly
+
+    def readiness(self) -> dict[str, str]:
+        """Why each not-ready symbol is not ready (empty dict = all ready)."""
+        out = {}
+        for sym in self.symbols:
+            st = self.states.get(sym)
+            if st is None:
+                out[sym] = "no_instrument"
+            elif not st.sync.synced:
+                out[sym] = f"unsynced:{st.sync.unsynced_reason}"
+            elif st.stale:
+                out[sym] = "stale"
+        return out

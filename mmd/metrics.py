@@ -1,0 +1,198 @@
+"""Every Prometheus metric (`mmd_*`) and the HTTP endpoints /metrics, /healthz, /readyz.
+
+Nobody else creates metrics. Counters that change per frame live as plain ints in the core
+(MarketHub) and are read here at scrape time, so the hot path never touches prometheus_client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mmd.market.hub import MarketHub
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _HubCollector(Collector):
+    """Reads MarketHub counters and per-symbol state at scrape time."""
+
+    def __init__(self, hub: MarketHub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        stats = hub.stats
+        msgs = CounterMetricFamily(
+            "mmd_feed_messages", "Frames received and decoded, by topic kind", labels=["topic"]
+        )
+        for topic, n in sorted(stats.messages.items()):
+            msgs.add_metric([topic], n)
+        yield msgs
+        yield CounterMetricFamily(
+            "mmd_feed_decode_errors", "Malformed or truncated frames counted and skipped",
+            value=stats.decode_errors,
+        )
+        yield CounterMetricFamily(
+            "mmd_feed_dropped_frames",
+            "Book frames dropped (duplicate or stale update id, or waiting for a snapshot)",
+            value=stats.dropped_frames,
+        )
+        resyncs = CounterMetricFamily(
+            "mmd_feed_resyncs", "Book resyncs started, by symbol and reason",
+            labels=["symbol", "reason"],
+        )
+        for (sym, reason), n in sorted(stats.resyncs.items()):
+            resyncs.add_metric([sym, reason], n)
+        yield resyncs
+        rest_err = CounterMetricFamily(
+            "mmd_feed_rest_retcode_errors", "REST answers with a non-zero retCode",
+            labels=["retcode"],
+        )
+        for code, n in sorted(stats.rest_errors.items()):
+            rest_err.add_metric([str(code)], n)
+        yield rest_err
+
+        lag = GaugeMetricFamily(
+            "mmd_feed_lag_seconds", "Receive time minus venue time of the last book frame",
+            labels=["symbol"],
+        )
+        synced = GaugeMetricFamily(
+            "mmd_feed_book_synced", "1 while the symbol's book is in sync", labels=["symbol"]
+        )
+        stale = GaugeMetricFamily(
+            "mmd_feed_book_stale", "1 while the symbol's book had no recent update",
+            labels=["symbol"],
+        )
+        updates = CounterMetricFamily(
+            "mmd_feed_book_updates", "Book frames applied", labels=["symbol"]
+        )
+        mid = GaugeMetricFamily("mmd_market_mid_price", "Mid price", labels=["symbol"])
+        spread = GaugeMetricFamily(
+            "mmd_market_spread_bps", "Best ask minus best bid over mid, in basis points",
+            labels=["symbol"],
+        )
+        levels = GaugeMetricFamily(
+            "mmd_market_book_levels", "Price levels held in the book", labels=["symbol", "side"]
+        )
+        ring_bytes = GaugeMetricFamily(
+            "mmd_market_state_bytes", "Bytes held by the book and ring buffers (fixed)",
+            labels=["symbol"],
+        )
+        trades = CounterMetricFamily(
+            "mmd_market_trades", "Public trades recorded", labels=["symbol"]
+        )
+        for sym, st in sorted(hub.states.items()):
+            lag.add_metric([sym], st.lag_s)
+            synced.add_metric([sym], 1.0 if st.sync.synced else 0.0)
+            stale.add_metric([sym], 1.0 if st.stale else 0.0)
+            updates.add_metric([sym], st.book_updates)
+            trades.add_metric([sym], st.trades.total)
+            levels.add_metric([sym, "bid"], st.book.n_bids)
+            levels.add_metric([sym, "ask"], st.book.n_asks)
+            ring_bytes.add_metric([sym], st.nbytes)
+            m = st.book.mid_ticks()
+            if st.sync.synced and m == m:
+                mid.add_metric([sym], m * st.instrument.tick)
+                spread.add_metric([sym], 1e4 * st.book.spread_ticks() / m)
+        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades)
+
+
+class Metrics:
+    """Owns the registry. Shell components get the few metrics they update directly."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconnects = Counter(
+            "mmd_feed_reconnects", "Websocket (re)connections after a failure or stall",
+            registry=r,
+        )
+        self.rest_requests = Counter(
+            "mmd_feed_rest_requests", "REST requests by endpoint and outcome",
+            ["endpoint", "outcome"], registry=r,
+        )
+        self.stale_events = Counter(
+            "mmd_feed_stale", "Times a symbol's book was flagged stale", ["symbol"], registry=r
+        )
+        self.strategy_ready = Gauge(
+            "mmd_strategy_ready", "1 when the strategy may quote (issue: quoting not built yet)",
+            ["symbol"], registry=r,
+        )
+        self.risk_halted = Gauge(
+            "mmd_risk_halted", "1 while the kill switch holds quotes", registry=r
+        )
+        self.tick_to_quote = Histogram(
+            "mmd_tick_to_quote_seconds", "Frame received to quotes decided",
+            buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1),
+            registry=r,
+        )
+        self.up_since = Gauge(
+            "mmd_start_time_seconds", "Unix time the daemon started", registry=r
+        )
+
+    def bind_hub(self, hub: MarketHub) -> None:
+        """Export the hub's counters and per-symbol state at scrape time."""
+        self.registry.register(_HubCollector(hub))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
+BookFn = Callable[[str, int], dict[str, Any] | None]
+
+
+def build_http_app(
+    metrics: Metrics, *, healthy: HealthFn, ready: HealthFn, book: BookFn | None = None
+) -> web.Application:
+    """The aiohttp app serving /metrics, /healthz, /readyz and /debug/book/{symbol}.
+
+    Args:
+        metrics: the registry to render.
+        healthy: () -> (ok, detail) for /healthz.
+        ready: () -> (ok, detail) for /readyz (503 with the JSON detail when not ready).
+        book: (symbol, depth) -> the book as JSON, for /debug/book/{symbol}?depth=N.
+    """
+
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _json(ok: bool, detail: dict[str, Any]) -> web.Response:
+        return web.Response(
+            body=orjson.dumps({"ok": ok, **detail}),
+            status=200 if ok else 503,
+            content_type="application/json",
+        )
+
+    async def get_health(_: web.Request) -> web.Response:
+        return _json(*healthy())
+
+    async def get_ready(_: web.Request) -> web.Response:
+        return _json(*ready())
+
+    async def get_book(req: web.Request) -> web.Response:
+        if book is None:
+            raise web.HTTPNotFound()
+        try:
+            depth = int(req.query.get("depth", "50"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="depth must be an integer") from None
+        out = book(req.match_info["symbol"], depth)
+        if out is None:
+            raise web.HTTPNotFound(text="unknown symbol")
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", get_health)
+    app.router.add_get("/readyz", get_ready)
+    app.router.add_get("/debug/book/{symbol}", get_book)
+    return app

@@ -1,0 +1,104 @@
+"""Instrument: tick size, lot size, fees; the ONLY price<->ticks and quantity<->lots conversions.
+
+Prices and sizes live in int64 ticks and lots everywhere inside mmd. Conversions round to the
+nearest step, which is exact for venue strings with fewer than 15 significant digits.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+
+def _decimals(step: str) -> int:
+    exp = Decimal(step).normalize().as_tuple().exponent
+    return max(0, -int(exp))
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+    """One tradable symbol on one venue category.
+
+    Attributes:
+        symbol: venue symbol, e.g. BTCUSDT.
+        category: linear, spot or inverse.
+        tick_size: price step as the venue writes it (a decimal string, e.g. "0.10").
+        lot_size: quantity step as a decimal string (Bybit `qtyStep` / spot `basePrecision`).
+        maker_fee: maker fee rate (negative = rebate).
+        taker_fee: taker fee rate.
+    """
+
+    symbol: str
+    category: str = "linear"
+    tick_size: str = "0.1"
+    lot_size: str = "0.001"
+    maker_fee: float = 0.0002
+    taker_fee: float = 0.00055
+
+    @property
+    def tick(self) -> float:
+        """Tick size as a float."""
+        return float(self.tick_size)
+
+    @property
+    def lot(self) -> float:
+        """Lot size as a float."""
+        return float(self.lot_size)
+
+    @property
+    def price_decimals(self) -> int:
+        """Digits after the decimal point of a price."""
+        return _decimals(self.tick_size)
+
+    @property
+    def qty_decimals(self) -> int:
+        """Digits after the decimal point of a quantity."""
+        return _decimals(self.lot_size)
+
+    def px_to_ticks(self, px: str | float) -> int:
+        """One price (string or float) to int ticks."""
+        return round(float(px) / self.tick)
+
+    def qty_to_lots(self, qty: str | float) -> int:
+        """One quantity to int lots."""
+        return round(float(qty) / self.lot)
+
+    def ticks_to_px(self, ticks: int | float) -> float:
+        """Ticks to a float price (for display, metrics and logs)."""
+        return round(float(ticks) * self.tick, self.price_decimals)
+
+    def lots_to_qty(self, lots: int | float) -> float:
+        """Lots to a float quantity."""
+        return round(float(lots) * self.lot, self.qty_decimals)
+
+    def format_px(self, ticks: int) -> str:
+        """Ticks to the venue's price string (e.g. 651142 -> "65114.2")."""
+        return f"{ticks * Decimal(self.tick_size):.{self.price_decimals}f}"
+
+    def format_qty(self, lots: int) -> str:
+        """Lots to the venue's quantity string."""
+        return f"{lots * Decimal(self.lot_size):.{self.qty_decimals}f}"
+
+    def levels_to_arrays(
+        self, levels: list[list[str]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Venue `[[price, size], ...]` string pairs to (px_ticks, qty_lots) int64 arrays."""
+        n = len(levels)
+        if n == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        raw = np.array(levels, dtype=np.float64).reshape(n, -1)
+        px = np.rint(raw[:, 0] / self.tick).astype(np.int64)
+        qty = np.rint(raw[:, 1] / self.lot).astype(np.int64)
+        return px, qty
+
+
+def infer_step(values: list[str]) -> str:
+    """The coarsest decimal step consistent with every string in values (fallback tick/lot)."""
+    most = 0
+    for v in values:
+        if "." in v:
+            frac = v.split(".", 1)[1].rstrip("0")
+            most = max(most, len(frac))
+    return "1" if most == 0 else "0." + "0" * (most - 1) + "1"
