@@ -250,8 +250,13 @@ class Daemon:
         assert isinstance(self.clock, ManualClock)
         n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed)
         self.replay_done = True
+        books = {}
+        for sym, st in self.hub.states.items():
+            bb, ba = st.book.best_bid(), st.book.best_ask()
+            books[sym] = {"seq": st.book.seq, "u": st.book.u, "best_bid": bb, "best_ask": ba,
+                          "trades": st.trades.total, "klines": st.klines.total}
         self.log.info("replay_finished", frames=n, files=[str(f) for f in files],
-                      decode_errors=self.hub.stats.decode_errors)
+                      decode_errors=self.hub.stats.decode_errors, books=books)
         raise _Stop
 
     async def _watchdog(self) -> None:

@@ -94,6 +94,8 @@ class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     max_requests_per_s: Annotated[float, Meta(gt=0, le=100)] = 20.0
     backoff_base_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
+    # after HTTP 403 (Bybit's IP ban) wait at least this long before the next request
+    forbidden_backoff_s: NonNegFloat = 10.0
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:

@@ -40,12 +40,14 @@ class ReferenceBooks:
         self.depth = depth
         self.states: dict[int, tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = {}
         self.seqs: list[int] = []
+        self.ts_recv_ns: dict[int, int] = {}
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         self.symbol = ""
         with gzip.open(path, "rt") as fh:
             for line in fh:
-                obj = json.loads(line.split(" ", 1)[1])
+                ts_text, frame = line.split(" ", 1)
+                obj = json.loads(frame)
                 if not str(obj.get("topic", "")).startswith("orderbook."):
                     continue
                 data = obj["data"]
@@ -63,6 +65,7 @@ class ReferenceBooks:
                             book[p] = q
                 seq = int(data["seq"])
                 self.seqs.append(seq)
+                self.ts_recv_ns[seq] = int(ts_text)
                 self.states[seq] = (
                     tuple(sorted(bids.items(), reverse=True)[:depth]),
                     tuple(sorted(asks.items())[:depth]),

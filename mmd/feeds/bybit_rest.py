@@ -22,8 +22,6 @@ from mmd.logs import get_logger
 
 # retCodes worth retrying (BYBIT_V5_NOTES.md 2.5); 10001/10017/10029 and others are permanent
 RETRY_RETCODES = frozenset({10000, 10006, 10016})
-# Bybit asks a client banned with HTTP 403 to wait; we wait at least this long before retrying
-FORBIDDEN_FLOOR_S = 10.0
 
 OnBody = Callable[[bytes, int], None]
 OnOutcome = Callable[[str, str], None]
@@ -46,6 +44,10 @@ class RateLimiter:
         self._last_ns = now
         self.tokens -= 1.0
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class VenueForbidden(TransientError):
+    """HTTP 403: Bybit's per-IP ban ("access too frequent"); wait before asking again."""
 
 
 class BybitRest:
@@ -102,10 +104,10 @@ class BybitRest:
         if status != 200:
             outcome = "http_5xx" if status >= 500 else f"http_{status}"
             self._on_outcome(endpoint, outcome)
-            if status in (403, 429) or status >= 500:
-                err = TransientError(f"GET {path}: HTTP {status}")
-                err.forbidden = status == 403  # type: ignore[attr-defined]
-                raise err
+            if status == 403:
+                raise VenueForbidden(f"GET {path}: HTTP 403")
+            if status == 429 or status >= 500:
+                raise TransientError(f"GET {path}: HTTP {status}")
             raise PermanentRequestError(f"GET {path}: HTTP {status}")
         try:
             env = orjson.loads(body)
@@ -122,6 +124,9 @@ class BybitRest:
         self._on_outcome(endpoint, "ok")
         return body, ts_recv_ns
 
+    def _floor(self, exc: TransientError) -> float:
+        return self.cfg.forbidden_backoff_s if isinstance(exc, VenueForbidden) else 0.0
+
     async def get_retrying(
         self, path: str, params: dict[str, Any], *, attempts: int | None = None
     ) -> tuple[bytes, int]:
@@ -135,7 +140,7 @@ class BybitRest:
                 n += 1
                 if attempts is not None and n >= attempts:
                     raise
-                floor = FORBIDDEN_FLOOR_S if getattr(exc, "forbidden", False) else 0.0
+                floor = self._floor(exc)
                 delay = backoff.next_delay(floor)
                 self.log.warning("rest_retried", error=str(exc), delay_s=round(delay, 3))
                 await asyncio.sleep(delay)
@@ -154,7 +159,7 @@ class BybitRest:
             try:
                 body, ts = await self.get(path, params)
             except TransientError as exc:
-                floor = FORBIDDEN_FLOOR_S if getattr(exc, "forbidden", False) else 0.0
+                floor = self._floor(exc)
                 delay = backoff.next_delay(floor)
                 self.log.warning("rest_poll_failed", path=path, error=str(exc),
                                  delay_s=round(delay, 3))
