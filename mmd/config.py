@@ -115,6 +115,9 @@ class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
             raise ValueError("must be >= backoff_base_s - at `$.backoff_max_s`")
+        if self.idle_timeout_s <= self.ping_interval_s:
+            # pongs are what keep a quiet but healthy connection from looking dead
+            raise ValueError("must be > ping_interval_s - at `$.idle_timeout_s`")
 
 
 class MarketConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]

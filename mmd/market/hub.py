@@ -179,6 +179,9 @@ class MarketHub:
             self.stats.dropped_frames += 1
             return []
         if msg.is_snapshot:
+            if msg.u == 1 and st.sync.synced and not msg.from_rest:
+                # u == 1: the venue's book service restarted; the snapshot rebuilds the book
+                self.stats.resyncs[(msg.symbol, "restart")] += 1
             action = st.sync.on_snapshot(msg.u, msg.seq, from_rest=msg.from_rest)
         else:
             action = st.sync.on_delta(msg.u, msg.seq)

@@ -59,7 +59,7 @@ def test_memory_replay_all_recordings_twice_rss_flat_rings_fixed(
     print(f"frames per pass {frames1}; state bytes {bytes1} -> {bytes2}; "
           f"RSS after pass 1 {rss1 / 2**20:.1f} MB, after pass 2 {rss2 / 2**20:.1f} MB "
           f"(growth {growth_mb:+.2f} MB)")
-    assert frames1 == frames2 > 100_000
+    assert frames1 == frames2 > 50_000
     assert bytes1 == bytes2 > 0
     # the rings wrapped many times: memory is bounded by capacity, not by run length
     for h in hubs.values():

@@ -1,0 +1,218 @@
+"""Each `--faults` kind against the daemon, over real loopback sockets, on the real Bybit capture.
+
+The venue (`VenueServer`) and the daemon (`Daemon`, the object `mmd run` builds) run in this
+test's event loop, so a tap on the daemon's frame handler can check the book against the
+offline reference after EVERY frame, and record /readyz's answer right after each resync.
+Checked for each fault: the daemon keeps running, resyncs only the affected symbol, counts the
+event in /metrics, is not ready while unsynced, and its book equals the reference after recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from procs import free_port, metric_values
+from reference import ReferenceBooks
+
+from mmd.app import Daemon
+from mmd.config import config_from_mapping
+from mmd.feeds.bybit_codec import BookMsg, decode_frame
+from mmd.venue.bybit_server import VenueServer
+
+pytestmark = pytest.mark.slow
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+SPEED = 6.0
+
+
+class Tap:
+    """Wraps the daemon's frame handler: checks every synced book state against the reference."""
+
+    def __init__(self, daemon: Daemon, refs: dict[str, ReferenceBooks]) -> None:
+        self.daemon = daemon
+        self.inner = daemon.handle_frame
+        self.refs = refs
+        self.checked = collections.Counter[str]()
+        self.mismatches: list[str] = []
+        self.snapshots = collections.Counter[str]()
+        self.not_ready_after_resync: list[bool] = []
+        self.other_symbols_synced: list[bool] = []
+
+    def __call__(self, raw: bytes, ts: int) -> list[str]:
+        resync = self.inner(raw, ts)
+        try:
+            msg = decode_frame(raw)
+        except ValueError:
+            msg = None
+        if isinstance(msg, BookMsg) and msg.is_snapshot:
+            self.snapshots[msg.symbol] += 1
+        for sym in resync:
+            ok, detail = self.daemon.ready()
+            self.not_ready_after_resync.append(not ok and sym in detail["not_ready"])
+            others = [s for s in SYMBOLS if s != sym]
+            self.other_symbols_synced.append(
+                all(s not in detail["not_ready"] for s in others))
+        for sym, ref in self.refs.items():
+            st = self.daemon.hub.states.get(sym)
+            if st is None or not st.sync.synced or st.book.seq not in ref.states:
+                continue
+            if isinstance(msg, BookMsg) and msg.symbol == sym:
+                got = st.book.levels(50)
+                bids, asks = ref.top(st.book.seq, 50)
+                if got["bids"] != bids or got["asks"] != asks:
+                    self.mismatches.append(f"{sym} at seq {st.book.seq}")
+                self.checked[sym] += 1
+        return resync
+
+
+async def _run(
+    recs: list[Path], faults: dict[str, int], tmp: Path, *, websocket: bool = True,
+    timeout: float = 60.0, idle_timeout_s: float = 60.0,
+) -> tuple[Tap, dict[str, Any], str, list[bool]]:
+    refs = {ReferenceBooks(p).symbol: ReferenceBooks(p) for p in recs}
+    server = VenueServer(recs, speed=SPEED, faults=faults)
+    await server.start()
+    port = free_port()
+    cfg = config_from_mapping({
+        "feed": {"symbols": SYMBOLS, "websocket": websocket, "stale_after_s": 5.0},
+        "venue": {"rest_url": server.url, "ws_url": server.ws_url("linear")},
+        "rest": {"orderbook_interval_s": 0.1, "backoff_base_s": 0.05, "backoff_max_s": 0.4,
+                 "forbidden_backoff_s": 0.2, "max_requests_per_s": 100.0,
+                 "trades_interval_s": 0.5, "kline_interval_s": 1.0},
+        "ws": {"idle_timeout_s": idle_timeout_s, "ping_interval_s": min(20.0, idle_timeout_s / 2),
+               "backoff_base_s": 0.05, "backoff_max_s": 0.4},
+        "metrics": {"port": port},
+        "state": {"dir": str(tmp / "state")},
+    })
+    daemon = Daemon(cfg)
+    tap = Tap(daemon, refs)
+    daemon.handle_frame = tap  # type: ignore[assignment]
+    task = asyncio.create_task(daemon.run())
+    ready_samples: list[bool] = []
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await asyncio.sleep(0.02)
+                assert not task.done(), task.exception()
+                ready_samples.append(daemon.ready()[0])
+                if not server.finished:
+                    continue
+                books = [daemon.hub.states.get(s) for s in SYMBOLS]
+                if all(b is not None and b.sync.synced and b.book.seq == refs[s].final_seq
+                       for s, b in zip(SYMBOLS, books, strict=True)):
+                    break
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/metrics") as r:
+                metrics_text = await r.text()
+            async with http.get(url + "/readyz") as r:
+                assert r.status == 200, await r.text()
+        stats = server.stats()
+        assert not task.done()  # the daemon kept running through every fault
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+    for sym, ref in refs.items():
+        got = daemon.hub.states[sym].book.levels(50)
+        assert [got["bids"], got["asks"]] == list(ref.top(ref.final_seq, 50)), sym
+    assert not tap.mismatches, tap.mismatches[:5]
+    assert all(tap.checked[s] > 50 for s in SYMBOLS), tap.checked
+    print(json.dumps({"faults": faults, "injected": stats["faults"]["injected"],
+                      "checked": dict(tap.checked), "snapshots": dict(tap.snapshots)}))
+    return tap, stats, metrics_text, ready_samples
+
+
+def _recs(cryptofeed_dir: Path) -> list[Path]:
+    return [next(cryptofeed_dir.glob(f"bybit_linear_{s}_*.rec.gz")) for s in SYMBOLS]
+
+
+def _resyncs(text: str, reason: str) -> dict[str, float]:
+    out = {}
+    for key, v in metric_values(text, "mmd_feed_resyncs_total").items():
+        if f'reason="{reason}"' in key:
+            out[key.split('symbol="')[1].split('"')[0]] = v
+    return out
+
+
+def _isolated(tap: Tap) -> None:
+    assert tap.not_ready_after_resync and all(tap.not_ready_after_resync)
+    assert all(tap.other_symbols_synced)
+
+
+@pytest.mark.parametrize("kind", ["gap", "reorder"])
+async def test_faults_lost_delta_resyncs_that_symbol_only(
+    cryptofeed_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 40}, tmp_path)
+    injected = stats["faults"]["injected"][kind]
+    gaps = _resyncs(text, "gap")
+    assert injected >= 4 and sum(gaps.values()) == injected
+    _isolated(tap)
+    # one snapshot at subscribe, then exactly one per resync of that symbol
+    for s in SYMBOLS:
+        assert tap.snapshots[s] == 1 + gaps.get(s, 0)
+
+
+async def test_faults_restart_snapshot_resets_book(cryptofeed_dir: Path, tmp_path: Path) -> None:
+    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {"restart": 40}, tmp_path)
+    injected = stats["faults"]["injected"]["restart"]
+    assert injected >= 4 and sum(_resyncs(text, "restart").values()) == injected
+    assert sum(_resyncs(text, "gap").values()) == 0  # u jumping back to 1 is not a gap
+    assert sum(tap.snapshots.values()) == len(SYMBOLS) + injected
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncate"])
+async def test_faults_malformed_frames_counted_and_skipped(
+    cryptofeed_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 25}, tmp_path)
+    injected = stats["faults"]["injected"][kind]
+    assert injected >= 8
+    assert metric_values(text, "mmd_feed_decode_errors_total")[""] == injected
+    assert not _resyncs(text, "gap")
+    assert sum(tap.snapshots.values()) == len(SYMBOLS)
+
+
+async def test_faults_duplicate_delta_dropped(cryptofeed_dir: Path, tmp_path: Path) -> None:
+    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {"duplicate": 25}, tmp_path)
+    injected = stats["faults"]["injected"]["duplicate"]
+    assert injected >= 8
+    assert metric_values(text, "mmd_feed_dropped_frames_total")[""] >= injected
+    assert not _resyncs(text, "gap") and sum(tap.snapshots.values()) == len(SYMBOLS)
+
+
+@pytest.mark.parametrize("kind", ["disconnect", "stall"])
+async def test_faults_lost_connection_reconnects_and_resubscribes(
+    cryptofeed_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    # a stalled socket is noticed by silence: no frame and no pong for idle_timeout_s
+    tap, stats, text, ready = await _run(_recs(cryptofeed_dir), {kind: 120}, tmp_path,
+                                         idle_timeout_s=1.0)
+    injected = stats["faults"]["injected"][kind]
+    reconnects = metric_values(text, "mmd_feed_reconnects_total")[""]
+    assert injected >= 1 and reconnects >= 1
+    assert sum(_resyncs(text, "disconnect").values()) >= len(SYMBOLS)
+    # while the connection was down the daemon said it was not ready, and it recovered
+    assert False in ready and ready[-1] is True
+    assert all(tap.snapshots[s] >= 2 for s in SYMBOLS)
+
+
+@pytest.mark.parametrize("kind", ["http5xx", "http429", "http403", "retcode"])
+async def test_faults_rest_errors_retried_in_rest_only_mode(
+    cryptofeed_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 7}, tmp_path,
+                                     websocket=False)
+    injected = stats["faults"]["injected"][kind]
+    outcome = {"http5xx": "http_5xx", "http429": "http_429", "http403": "http_403",
+               "retcode": "retcode"}[kind]
+    counted = sum(v for k, v in metric_values(text, "mmd_feed_rest_requests_total").items()
+                  if f'outcome="{outcome}"' in k)
+    assert injected >= 5 and counted == injected
