@@ -191,8 +191,13 @@ class MarketHub:
         if action == SyncAction.RESYNC:
             return [self._resync(st, msg.symbol, "gap")]
         inst = st.instrument
-        bpx, bqty = inst.levels_to_arrays(msg.bids)
-        apx, aqty = inst.levels_to_arrays(msg.asks)
+        try:
+            bpx, bqty = inst.levels_to_arrays(msg.bids)
+            apx, aqty = inst.levels_to_arrays(msg.asks)
+        except ValueError:
+            # a corrupt update cannot be applied, and skipping it would leave the book wrong
+            self.stats.decode_errors += 1
+            return [self._resync(st, msg.symbol, "bad_frame")]
         book = st.book
         if action == SyncAction.APPLY_SNAPSHOT:
             book.apply_snapshot(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
@@ -218,12 +223,15 @@ class MarketHub:
         for t in msg.trades:
             if st.seen_trade(t.trade_id):
                 continue
-            st.trades.append(
-                ts_ns=t.ts_exch_ns,
-                px_ticks=inst.px_to_ticks(t.price),
-                qty_lots=inst.qty_to_lots(t.size),
-                side=t.side,
-            )
+            try:
+                px, qty = inst.px_to_ticks(t.price), inst.qty_to_lots(t.size)
+            except (ValueError, OverflowError):
+                self.stats.decode_errors += 1
+                continue
+            if px <= 0 or qty <= 0:
+                self.stats.decode_errors += 1
+                continue
+            st.trades.append(ts_ns=t.ts_exch_ns, px_ticks=px, qty_lots=qty, side=t.side)
 
     def _on_kline(self, msg: KlineMsg) -> None:
         st = self.states.get(msg.symbol)
@@ -232,14 +240,18 @@ class MarketHub:
             return
         ring = st.klines
         for k in msg.klines:
-            row = {
-                "start_ns": k.start_ns,
-                "open": float(k.open),
-                "high": float(k.high),
-                "low": float(k.low),
-                "close": float(k.close),
-                "volume": float(k.volume),
-            }
+            try:
+                row = {
+                    "start_ns": k.start_ns,
+                    "open": float(k.open),
+                    "high": float(k.high),
+                    "low": float(k.low),
+                    "close": float(k.close),
+                    "volume": float(k.volume),
+                }
+            except ValueError:
+                self.stats.decode_errors += 1
+                continue
             if len(ring) and ring.latest("start_ns") == k.start_ns:
                 ring.replace_last(**row)  # the same candle again: upsert by start
             elif not len(ring) or ring.latest("start_ns") < k.start_ns:

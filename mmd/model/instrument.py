@@ -84,11 +84,20 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     def levels_to_arrays(
         self, levels: list[list[str]]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Venue `[[price, size], ...]` string pairs to (px_ticks, qty_lots) int64 arrays."""
+        """Venue `[[price, size], ...]` string pairs to (px_ticks, qty_lots) int64 arrays.
+
+        Raises:
+            ValueError: a level that is not two numbers, a non-finite or non-positive price, or
+                a negative or non-finite size (a corrupt frame).
+        """
         n = len(levels)
         if n == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         raw = np.array(levels, dtype=np.float64).reshape(n, -1)
+        if raw.shape[1] < 2 or not np.isfinite(raw[:, :2]).all():
+            raise ValueError("level is not a pair of finite numbers")
+        if (raw[:, 0] <= 0).any() or (raw[:, 1] < 0).any():
+            raise ValueError("non-positive price or negative size")
         px = np.rint(raw[:, 0] / self.tick).astype(np.int64)
         qty = np.rint(raw[:, 1] / self.lot).astype(np.int64)
         return px, qty

@@ -1,0 +1,134 @@
+"""MarketHub: continuity, readiness, dedupe, upserts, and no exception on any corrupt frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmd.config import MarketConfig
+from mmd.market.hub import MarketHub
+from mmd.model.instrument import Instrument
+
+CFG = MarketConfig(mid_capacity=64, trade_capacity=64, kline_capacity=8)
+INST = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
+
+
+def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]], sym: str = "BTCUSDT",
+          seq: int | None = None) -> bytes:
+    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": 1_000 + u,
+                         "data": {"s": sym, "b": bids, "a": asks, "u": u,
+                                  "seq": seq if seq is not None else 100 + u},
+                         "cts": 999 + u})
+
+
+def _hub(*symbols: str) -> MarketHub:
+    syms = symbols or ("BTCUSDT",)
+    return MarketHub(list(syms), CFG,
+                     [Instrument(symbol=s, tick_size="0.1", lot_size="0.001") for s in syms])
+
+
+def test_hub_gap_resyncs_only_that_symbol_and_reports_not_ready() -> None:
+    hub = _hub("BTCUSDT", "ETHUSDT")
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        assert hub.on_frame(_book("snapshot", 10, [["100.0", "1"]], [["100.1", "1"]], sym), 1) == []
+    assert hub.readiness() == {}
+    out = hub.on_frame(_book("delta", 12, [["100.0", "2"]], [], "BTCUSDT"), 2)
+    assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "gap")]
+    assert hub.readiness() == {"BTCUSDT": "unsynced:gap"}
+    assert hub.stats.resyncs[("BTCUSDT", "gap")] == 1 and not hub.stats.resyncs[("ETHUSDT", "gap")]
+    # ETH keeps applying while BTC waits for its snapshot
+    assert hub.on_frame(_book("delta", 11, [["100.0", "3"]], [], "ETHUSDT"), 3) == []
+    assert hub.states["ETHUSDT"].book.best_bid() == (1000, 3000)
+    hub.on_frame(_book("snapshot", 20, [["99.0", "1"]], [["99.1", "1"]], "BTCUSDT"), 4)
+    assert hub.readiness() == {}
+
+
+def test_hub_crossed_book_after_delta_resyncs() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    out = hub.on_frame(_book("delta", 2, [["100.3", "1"]], []), 2)
+    assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "crossed")]
+    assert hub.readiness() == {"BTCUSDT": "unsynced:crossed"}
+
+
+def test_hub_negative_size_counts_decode_error_and_resyncs() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    out = hub.on_frame(_book("delta", 2, [["100.0", "-1"]], []), 2)
+    assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "bad_frame")]
+    assert hub.stats.decode_errors == 1
+
+
+def test_hub_trades_deduplicated_across_ws_and_rest() -> None:
+    hub = _hub()
+    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 5, "data": [
+        {"T": 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
+        {"T": 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
+    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 9, "result": {
+        "category": "linear", "list": [
+            {"execId": "c", "symbol": "BTCUSDT", "price": "100.2", "size": "0.003", "side": "Buy",
+             "time": "7"},
+            {"execId": "b", "symbol": "BTCUSDT", "price": "100.0", "size": "0.001",
+             "side": "Sell", "time": "6"}]}})
+    hub.on_frame(ws, 1)
+    hub.on_frame(rest, 2)
+    tr = hub.states["BTCUSDT"].trades.array("px_ticks")
+    assert tr.tolist() == [1001, 1000, 1002]
+    assert hub.states["BTCUSDT"].trades.array("side").tolist() == [1, -1, 1]
+
+
+def test_hub_kline_same_start_upserts() -> None:
+    hub = _hub()
+
+    def kl(close: str, confirm: bool) -> bytes:
+        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": 1, "data": [
+            {"start": 60_000, "end": 119_999, "interval": "1", "open": "100", "close": close,
+             "high": "101", "low": "99", "volume": "2", "turnover": "200", "confirm": confirm,
+             "timestamp": 1}]})
+
+    hub.on_frame(kl("100.5", False), 1)
+    hub.on_frame(kl("100.7", True), 2)
+    ring = hub.states["BTCUSDT"].klines
+    assert len(ring) == 1 and ring.latest("close") == 100.7
+
+
+def _real_frames(limit: int = 400) -> list[bytes]:
+    path = (Path(__file__).resolve().parents[3].parent / "shared" / "data" / "market"
+            / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl")
+    if not path.exists():
+        return [_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]])]
+    out = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec.get("t") in ("recv", "http") and rec.get("conn") != "BYBIT.ws.3":
+                out.append(rec["data"].encode())
+            if len(out) >= limit:
+                break
+    return out
+
+
+FRAMES = _real_frames()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    idx=st.integers(0, len(FRAMES) - 1),
+    cut=st.floats(0, 1),
+    pos=st.floats(0, 1),
+    junk=st.binary(min_size=0, max_size=6),
+)
+def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, junk: bytes) -> None:
+    hub = MarketHub(["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"], CFG, [INST])
+    for f in FRAMES[: min(idx, 40)]:
+        hub.on_frame(f, 1)
+    frame = FRAMES[idx]
+    truncated = frame[: int(len(frame) * cut)]
+    at = int(len(truncated) * pos)
+    corrupt = truncated[:at] + junk + truncated[at + len(junk):]
+    hub.on_frame(corrupt, 2)  # must not raise whatever the bytes
+    hub.on_frame(frame, 3)
