@@ -28,7 +28,7 @@ def free_port() -> int:
 def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     """GET url; (status, parsed JSON body or text)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             body = r.read()
             status = r.status
     except urllib.error.HTTPError as e:
@@ -42,7 +42,7 @@ def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
 
 def http_text(url: str, timeout: float = 5.0) -> str:
     """GET url as text (raises on errors)."""
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return str(r.read().decode())
 
 

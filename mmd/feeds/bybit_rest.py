@@ -1,4 +1,4 @@
-"""Bybit V5 public REST over one aiohttp ClientSession: instruments-info, orderbook/kline/trade polls.
+"""Bybit V5 public REST over one aiohttp ClientSession: instruments-info and market polls.
 
 Checks both the HTTP status and `retCode`, applies a client-side rate limit well under Bybit's
 600 requests / 5 s per IP, and retries transient failures with capped, jittered backoff. It hands

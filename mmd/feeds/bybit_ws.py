@@ -114,7 +114,9 @@ class BybitStream:
             await asyncio.sleep(delay)
             self.on_reconnect()
 
-    async def _subscribe(self, ws: ClientConnection, topics: list[str], op: str = "subscribe") -> None:
+    async def _subscribe(
+        self, ws: ClientConnection, topics: list[str], op: str = "subscribe"
+    ) -> None:
         for i in range(0, len(topics), _TOPICS_PER_REQUEST):
             chunk = topics[i : i + _TOPICS_PER_REQUEST]
             await ws.send(encode_subscribe(chunk, f"{op}-{next(self._req_ids)}", op).decode())

@@ -97,6 +97,7 @@ class HubStats:
         self.rest_errors: collections.Counter[int] = collections.Counter()
         self.dropped_frames = 0
         self.control: collections.Counter[str] = collections.Counter()
+        self.instrument_changes = 0
 
 
 class MarketHub:
@@ -163,15 +164,21 @@ class MarketHub:
 
     def _on_instruments(self, msg: InstrumentsMsg) -> None:
         for info in msg.instruments:
-            if info.symbol in self.symbols:
-                self.add_instrument(
-                    Instrument(
-                        symbol=info.symbol,
-                        category=msg.category or "linear",
-                        tick_size=info.tick_size,
-                        lot_size=info.lot_size,
-                    )
-                )
+            if info.symbol not in self.symbols:
+                continue
+            inst = Instrument(
+                symbol=info.symbol,
+                category=msg.category or "linear",
+                tick_size=info.tick_size,
+                lot_size=info.lot_size,
+            )
+            old = self.states.get(info.symbol)
+            if old is None:
+                self.add_instrument(inst)
+            elif (old.instrument.tick, old.instrument.lot) != (inst.tick, inst.lot):
+                # new steps change what every stored tick and lot means: start the symbol afresh
+                self.states[info.symbol] = SymbolState(inst, self.cfg)
+                self.stats.instrument_changes += 1
 
     def _on_book(self, msg: BookMsg, ts_recv_ns: int) -> list[Resync]:
         st = self.states.get(msg.symbol)
@@ -200,7 +207,9 @@ class MarketHub:
             return [self._resync(st, msg.symbol, "bad_frame")]
         book = st.book
         if action == SyncAction.APPLY_SNAPSHOT:
-            book.apply_snapshot(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            book.apply_snapshot(
+                bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns
+            )
         else:
             book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
         st.book_updates += 1

@@ -51,7 +51,9 @@ def test_replay_is_deterministic_and_ends_on_the_reference_book(
     assert a["books"]["BTCUSDT"]["best_ask"][0] == 651143
 
 
-def test_record_from_venue_writes_replayable_recordings(cryptofeed_dir: Path, tmp_path: Path) -> None:
+def test_record_from_venue_writes_replayable_recordings(
+    cryptofeed_dir: Path, tmp_path: Path
+) -> None:
     recs = sorted(cryptofeed_dir.glob("bybit_linear_*USDT_*.rec.gz"))[:2]
     out = tmp_path / "rec"
     with venue(recs, tmp_path, speed=4.0) as (_, vurl):

@@ -75,7 +75,7 @@ class Tap:
 
 async def _run(
     recs: list[Path], faults: dict[str, int], tmp: Path, *, websocket: bool = True,
-    timeout: float = 60.0, idle_timeout_s: float = 60.0,
+    deadline_s: float = 60.0, idle_timeout_s: float = 60.0,
 ) -> tuple[Tap, dict[str, Any], str, list[bool]]:
     refs = {ReferenceBooks(p).symbol: ReferenceBooks(p) for p in recs}
     server = VenueServer(recs, speed=SPEED, faults=faults)
@@ -99,7 +99,7 @@ async def _run(
     ready_samples: list[bool] = []
     url = f"http://127.0.0.1:{port}"
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline_s):
             while True:
                 await asyncio.sleep(0.02)
                 assert not task.done(), task.exception()
@@ -219,7 +219,7 @@ async def test_faults_lost_connection_reconnects_and_resubscribes(
 async def test_faults_rest_errors_retried_in_rest_only_mode(
     cryptofeed_dir: Path, tmp_path: Path, kind: str
 ) -> None:
-    tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 7}, tmp_path,
+    _tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 7}, tmp_path,
                                      websocket=False)
     injected = stats["faults"]["injected"][kind]
     outcome = {"http5xx": "http_5xx", "http429": "http_429", "http403": "http_403",

@@ -30,8 +30,8 @@ def test_memory_replay_all_recordings_twice_rss_flat_rings_fixed(
         "linear": MarketHub(["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"], cfg),
         "spot": MarketHub(["BTCUSDT", "ETHUSDT"], cfg),
     }
-    recs = sorted(cryptofeed_dir.iterdir()) + [binance_btc_rec, binance_eth_rec,
-                                               binance_btc_2023_rec]
+    recs = [*sorted(cryptofeed_dir.iterdir()), binance_btc_rec, binance_eth_rec,
+            binance_btc_2023_rec]
     proc = psutil.Process()
 
     def replay_all() -> int:

@@ -132,3 +132,20 @@ def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, j
     corrupt = truncated[:at] + junk + truncated[at + len(junk):]
     hub.on_frame(corrupt, 2)  # must not raise whatever the bytes
     hub.on_frame(frame, 3)
+
+
+def test_hub_instrument_with_new_steps_restarts_symbol_state() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 1, "result": {
+        "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
+                                        "priceFilter": {"tickSize": "0.01"},
+                                        "lotSizeFilter": {"qtyStep": "0.0001"}}]}})
+    hub.on_frame(info, 2)
+    st = hub.states["BTCUSDT"]
+    assert st.instrument.tick_size == "0.01" and not st.sync.synced
+    assert hub.stats.instrument_changes == 1
+    hub.on_frame(_book("snapshot", 1, [["100.00", "1"]], [["100.02", "1"]]), 3)
+    assert st.book.best_bid() == (10000, 10000)
+    hub.on_frame(info, 4)  # the same steps again: state kept
+    assert hub.states["BTCUSDT"] is st
