@@ -32,6 +32,7 @@ from mmd.feeds.bybit_ws import BybitStream
 from mmd.feeds.recorder import FrameRecorder
 from mmd.feeds.replay import run_replay, select_recordings
 from mmd.feeds.synthetic import SyntheticMarket
+from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics, build_http_app
@@ -139,11 +140,13 @@ class Daemon:
 
     async def run(self, duration_s: float | None = None) -> None:
         """Run until cancelled (or for duration_s, or until a replay ends)."""
+        # compile (or load from NUMBA_CACHE_DIR) every kernel before the first frame arrives
+        self.log.info("kernels_warmed_up", seconds=round(warmup(), 3))
         if self.serve_http:
             await self._start_http()
         try:
             async with aiohttp.ClientSession() as session:
-                jobs = await self._build_jobs(session)
+                jobs = self._build_jobs(session)
                 async with asyncio.TaskGroup() as tg:
                     self.tasks_running = True
                     for name, job in jobs:
@@ -164,18 +167,23 @@ class Daemon:
         await asyncio.sleep(duration_s)
         raise _Stop
 
-    async def _build_jobs(
-        self, session: aiohttp.ClientSession
-    ) -> list[tuple[str, Awaitable[None]]]:
+    def _build_jobs(self, session: aiohttp.ClientSession) -> list[tuple[str, Awaitable[None]]]:
         src = self.cfg.feed.source
         jobs: list[tuple[str, Awaitable[None]]] = [("app.watchdog", self._watchdog())]
         if src == "bybit":
-            jobs += await self._bybit_jobs(session)
+            jobs.append(("feed.bybit", self._bybit(session)))
         elif src == "synthetic":
             jobs.append(("feed.synthetic", self._synthetic()))
         else:
             jobs.append(("feed.replay", self._replay()))
         return jobs
+
+    async def _bybit(self, session: aiohttp.ClientSession) -> None:
+        """Load instruments (retrying while the venue is unreachable), then run the feeds."""
+        jobs = await self._bybit_jobs(session)
+        async with asyncio.TaskGroup() as tg:
+            for name, job in jobs:
+                tg.create_task(job, name=name)
 
     async def _bybit_jobs(
         self, session: aiohttp.ClientSession

@@ -55,8 +55,9 @@ class Proc:
         self.p = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT, env=env)
 
     def output(self) -> str:
-        """Everything the process printed so far."""
-        self._fh.flush()
+        """Everything the process printed so far (also after stop())."""
+        if not self._fh.closed:
+            self._fh.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:

@@ -149,3 +149,14 @@ def test_hub_instrument_with_new_steps_restarts_symbol_state() -> None:
     assert st.book.best_bid() == (10000, 10000)
     hub.on_frame(info, 4)  # the same steps again: state kept
     assert hub.states["BTCUSDT"] is st
+
+
+def test_hub_book_without_updates_goes_stale_and_not_ready() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1_000_000_000)
+    assert hub.check_stale(1_500_000_000, stale_after_s=1.0) == []
+    assert hub.check_stale(2_500_000_000, stale_after_s=1.0) == ["BTCUSDT"]
+    assert hub.check_stale(3_000_000_000, stale_after_s=1.0) == []  # flagged once
+    assert hub.readiness() == {"BTCUSDT": "stale"}
+    hub.on_frame(_book("delta", 2, [["100.0", "2"]], []), 3_100_000_000)
+    assert hub.readiness() == {}
