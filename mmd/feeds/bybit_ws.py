@@ -109,6 +109,11 @@ class BybitStream:
                 if self.connected:
                     self.connected = False
                     self.on_disconnected(self.symbols, "disconnect")
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # closing the socket during a cancel can raise a websockets error that replaced
+                # the CancelledError above: never turn a shutdown into a reconnect
+                raise asyncio.CancelledError
             delay = backoff.next_delay()
             self.log.info("ws_reconnecting", reason=reason, delay_s=round(delay, 3))
             await asyncio.sleep(delay)
@@ -134,7 +139,10 @@ class BybitStream:
                 last_ping = now
             wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
             try:
-                raw = await asyncio.wait_for(ws.recv(decode=False), timeout=max(wait_ns, 1) / 1e9)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives just as a frame does, and shutdown would then hang
+                async with asyncio.timeout(max(wait_ns, 1) / 1e9):
+                    raw = await ws.recv(decode=False)
             except TimeoutError:
                 if self.clock.mono_ns() - last_msg >= idle_ns:
                     self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
