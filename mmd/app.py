@@ -36,6 +36,7 @@ from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics, build_http_app
+from mmd.strategy.engine import SymbolStrategy
 
 
 class FrameHandler:
@@ -44,9 +45,11 @@ class FrameHandler:
     Returns the symbols the feed must resync (the websocket client resubscribes them).
     """
 
-    def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None) -> None:
+    def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
+                 on_book: Callable[[], None] | None = None) -> None:
         self.hub = hub
         self.recorder = recorder
+        self.on_book = on_book or (lambda: None)
 
     def __call__(self, raw: bytes, ts_recv_ns: int) -> list[str]:
         hub = self.hub
@@ -60,7 +63,10 @@ class FrameHandler:
             return []
         if self.recorder is not None:
             self._record(msg, raw, ts_recv_ns)
-        return [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
+        resyncs = [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
+        if isinstance(msg, BookMsg):
+            self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
+        return resyncs
 
     def _record(self, msg: Message, raw: bytes, ts_recv_ns: int) -> None:
         rec = self.recorder
@@ -83,7 +89,7 @@ class Daemon:
         self.log = get_logger("app")
         self.clock: Clock = ManualClock() if cfg.feed.source == "replay" else LiveClock()
         self.metrics = Metrics()
-        self.hub = MarketHub(cfg.feed.symbols, cfg.market)
+        self.hub = MarketHub(cfg.feed.symbols, cfg.market, features_cfg=cfg.features)
         self.metrics.bind_hub(self.hub)
         rec_dir = record_dir or (cfg.record.dir if cfg.record.enabled else None)
         venue = "bybit" if cfg.feed.source == "bybit" else cfg.feed.source
@@ -92,7 +98,12 @@ class Daemon:
             if rec_dir
             else None
         )
-        self.handle_frame = FrameHandler(self.hub, self.recorder)
+        self.book_updated = asyncio.Event()
+        self.handle_frame = FrameHandler(self.hub, self.recorder, self.book_updated.set)
+        self.start_ns = self.clock.now_ns()
+        self.strategies: dict[str, SymbolStrategy] = {}
+        self._quoted_recv_ns: dict[str, int] = {}
+        self.metrics.bind_strategies(self.strategies)
         self.serve_http = serve_http
         self.streams: list[BybitStream] = []
         self.tasks_running = False
@@ -107,8 +118,12 @@ class Daemon:
         return self.tasks_running, {"tasks_running": self.tasks_running}
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """/readyz: every symbol's book synced and fresh (quoting readiness joins later)."""
+        """/readyz: every symbol's book synced and fresh, and its strategy warmed up."""
         reasons = self.hub.readiness()
+        for sym in self.cfg.feed.symbols:
+            strat = self.strategies.get(sym)
+            if sym not in reasons and (strat is None or not strat.gate.ready):
+                reasons[sym] = f"warming_up:{strat.gate.state if strat else 'waiting'}"
         return not reasons and self.tasks_running, {"not_ready": reasons}
 
     def book_json(self, symbol: str, depth: int) -> dict[str, Any] | None:
@@ -169,7 +184,10 @@ class Daemon:
 
     def _build_jobs(self, session: aiohttp.ClientSession) -> list[tuple[str, Awaitable[None]]]:
         src = self.cfg.feed.source
-        jobs: list[tuple[str, Awaitable[None]]] = [("app.watchdog", self._watchdog())]
+        jobs: list[tuple[str, Awaitable[None]]] = [
+            ("app.watchdog", self._watchdog()),
+            ("strategy.quoter", self._quoter()),
+        ]
         if src == "bybit":
             jobs.append(("feed.bybit", self._bybit(session)))
         elif src == "synthetic":
@@ -266,6 +284,29 @@ class Daemon:
         self.log.info("replay_finished", frames=n, files=[str(f) for f in files],
                       decode_errors=self.hub.stats.decode_errors, books=books)
         raise _Stop
+
+    async def _quoter(self) -> None:
+        """Wake on every book update (coalesced) or every requote_interval_s; decide quotes."""
+        interval = self.cfg.strategy.requote_interval_s
+        live = self.cfg.feed.source != "replay"
+        while True:
+            try:
+                async with asyncio.timeout(interval):
+                    await self.book_updated.wait()
+            except TimeoutError:
+                pass
+            self.book_updated.clear()
+            now = self.clock.now_ns()
+            for sym, st in self.hub.states.items():
+                strat = self.strategies.get(sym)
+                if strat is None or strat.instrument != st.instrument:
+                    strat = self.strategies[sym] = SymbolStrategy(
+                        self.cfg.strategy, st.instrument, self.start_ns)
+                strat.step(now, st)
+                recv = st.last_book_recv_ns
+                if live and strat.target is not None and recv != self._quoted_recv_ns.get(sym):
+                    self._quoted_recv_ns[sym] = recv
+                    self.metrics.tick_to_quote.observe((self.clock.now_ns() - recv) / 1e9)
 
     async def _watchdog(self) -> None:
         stale_s = self.cfg.feed.stale_after_s

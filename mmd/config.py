@@ -148,6 +148,90 @@ class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     dir: str = "./models"
 
 
+class FeaturesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[features]`: microstructure features, updated incrementally on every book/trade event."""
+
+    # levels summed for the k-level imbalance and the depth ratio
+    imbalance_levels: Annotated[int, Meta(ge=1, le=200)] = 5
+    # the mid is sampled on this fixed clock for realized volatility (seconds)
+    vol_sample_s: PositiveFloat = 1.0
+    # number of sampled log returns in the realized-volatility window
+    vol_window: Annotated[int, Meta(ge=2, le=100_000)] = 300
+    # half-life of the exponentially weighted flow features (OFI, delta, trade rate, size)
+    flow_halflife_s: PositiveFloat = 30.0
+    # half-life of queue pressure (rate of change of touch volume)
+    queue_halflife_s: PositiveFloat = 5.0
+    # number of spread samples (one per vol_sample_s) in the spread z-score window
+    spread_window: Annotated[int, Meta(ge=2, le=100_000)] = 600
+    # VPIN: volume per bucket in base units (0 = auto: from the first minute of trades)
+    vpin_bucket_volume: NonNegFloat = 0.0
+    # VPIN: number of buckets averaged
+    vpin_buckets: Annotated[int, Meta(ge=1, le=10_000)] = 50
+    # Garman-Klass volatility: number of 1-minute klines
+    gk_window: Annotated[int, Meta(ge=1, le=10_000)] = 30
+
+
+class CalibrationConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[strategy.calibration]`: online fit of the fill intensity lambda(d) = A exp(-kappa d)."""
+
+    # trades older than this are out of the fit window (seconds)
+    window_s: PositiveFloat = 600.0
+    # refit every this many seconds
+    refit_s: PositiveFloat = 5.0
+    # distances (in ticks from the mid) fitted: 0 .. max_depth_ticks
+    max_depth_ticks: Annotated[int, Meta(ge=2, le=100_000)] = 50
+    # fewer trades than this in the window = no fit (keep the previous or the fallback)
+    min_trades: Annotated[int, Meta(ge=2)] = 30
+    # a fit whose R^2 is below this is rejected as poor
+    min_r2: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    # bounds the fitted values are clipped to
+    kappa_min: PositiveFloat = 0.001
+    kappa_max: PositiveFloat = 10.0
+    a_min: PositiveFloat = 0.001
+    a_max: PositiveFloat = 1000.0
+    # used until the first good fit, and whenever a fit is poor (kappa per tick, A per second,
+    # sigma in ticks per sqrt(second))
+    fallback_kappa: PositiveFloat = 0.05
+    fallback_a: PositiveFloat = 0.5
+    fallback_sigma: PositiveFloat = 20.0
+
+    def __post_init__(self) -> None:
+        if self.kappa_max <= self.kappa_min:
+            raise ValueError("must be > kappa_min - at `$.kappa_max`")
+        if self.a_max <= self.a_min:
+            raise ValueError("must be > a_min - at `$.a_max`")
+
+
+class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[strategy]`: the quote model and the rules applied after it."""
+
+    # "as" (Avellaneda-Stoikov) or "glft" (Gueant-Lehalle-Fernandez-Tapia, infinite horizon)
+    model: Literal["as", "glft"] = "as"
+    # risk aversion gamma, per lot of inventory: the AS inventory term gamma*sigma^2*(T-t) is in
+    # ticks, so with sigma ~20 ticks/sqrt(s) and T-t ~300 s, gamma 1e-4 skews ~12 ticks per lot
+    gamma: PositiveFloat = 1e-4
+    # AS horizon: T - t runs down from session_s to 0 over each rolling session (seconds)
+    session_s: PositiveFloat = 300.0
+    # quote size of the first level, in base units (rounded to lots)
+    order_size: PositiveFloat = 0.001
+    # no quote on a side that would take |position| beyond this (base units)
+    max_position: PositiveFloat = 0.01
+    # minimum total spread in basis points of the mid (0 = none)
+    min_spread_bps: NonNegFloat = 0.0
+    # price levels per side (a ladder); level i sits level_spacing_ticks further out
+    levels: Annotated[int, Meta(ge=1, le=20)] = 1
+    level_spacing_ticks: Annotated[int, Meta(ge=1)] = 1
+    # size shaping: the side that grows inventory quotes size * exp(-eta * |q| / max_q)
+    size_eta: NonNegFloat = 0.0
+    # keep a resting quote whose price is within this many ticks of the new target
+    requote_tolerance_ticks: Annotated[int, Meta(ge=0)] = 0
+    # after this long (seconds) without calibrated parameters, quote from the fallbacks
+    warmup_s: PositiveFloat = 30.0
+    # quotes are recomputed at least this often even without market updates (seconds)
+    requote_interval_s: PositiveFloat = 1.0
+    calibration: CalibrationConfig = msgspec.field(default_factory=CalibrationConfig)
+
+
 class RecordConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[record]`: raw-frame recording while running (`mmd record` always records)."""
 
@@ -177,6 +261,8 @@ class AppConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     record: RecordConfig = msgspec.field(default_factory=RecordConfig)
+    features: FeaturesConfig = msgspec.field(default_factory=FeaturesConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ Nobody else creates metrics. Counters that change per frame live as plain ints i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mmd.market.hub import MarketHub
+from mmd.strategy.engine import SymbolStrategy
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -88,12 +89,20 @@ class _HubCollector(Collector):
         trades = CounterMetricFamily(
             "mmd_market_trades", "Public trades recorded", labels=["symbol"]
         )
+        feats = GaugeMetricFamily(
+            "mmd_feature_value",
+            "Microstructure features (units in the feature name; see the README)",
+            labels=["symbol", "feature"],
+        )
         for sym, st in sorted(hub.states.items()):
             lag.add_metric([sym], st.lag_s)
             synced.add_metric([sym], 1.0 if st.sync.synced else 0.0)
             stale.add_metric([sym], 1.0 if st.stale else 0.0)
             updates.add_metric([sym], st.book_updates)
             trades.add_metric([sym], st.trades.total)
+            for name, value in st.features.values().items():
+                if value == value:  # NaN until defined: leave the series out
+                    feats.add_metric([sym, name], value)
             levels.add_metric([sym, "bid"], st.book.n_bids)
             levels.add_metric([sym, "ask"], st.book.n_asks)
             ring_bytes.add_metric([sym], st.nbytes)
@@ -101,7 +110,77 @@ class _HubCollector(Collector):
             if st.sync.synced and m == m:
                 mid.add_metric([sym], m * st.instrument.tick)
                 spread.add_metric([sym], 1e4 * st.book.spread_ticks() / m)
-        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades)
+        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades, feats)
+
+
+_GATE_STATES = ("waiting", "fallback", "calibrated")
+
+
+class _StrategyCollector(Collector):
+    """Reads each symbol's strategy (quotes, model parameters, warm-up) at scrape time."""
+
+    def __init__(self, strategies: Mapping[str, SymbolStrategy]) -> None:
+        self.strategies = strategies
+
+    def collect(self) -> Iterator[Metric]:
+        bid = GaugeMetricFamily("mmd_quote_bid_price", "Our best bid quote", labels=["symbol"])
+        ask = GaugeMetricFamily("mmd_quote_ask_price", "Our best ask quote", labels=["symbol"])
+        half = GaugeMetricFamily(
+            "mmd_quote_half_spread_bps", "Half of our quoted spread over the mid, in bps",
+            labels=["symbol"],
+        )
+        resv = GaugeMetricFamily(
+            "mmd_quote_reservation_price", "The model's reservation (indifference) price",
+            labels=["symbol"],
+        )
+        vol = GaugeMetricFamily(
+            "mmd_model_volatility",
+            "Volatility used for quoting: std of relative mid changes per sqrt(second)",
+            labels=["symbol"],
+        )
+        kappa = GaugeMetricFamily(
+            "mmd_model_kappa", "Fill-intensity decay kappa, per tick from the mid",
+            labels=["symbol"],
+        )
+        a = GaugeMetricFamily(
+            "mmd_model_intensity_a", "Fill intensity at the mid A, per second", labels=["symbol"]
+        )
+        ready = GaugeMetricFamily(
+            "mmd_strategy_ready",
+            "1 for the strategy's current warm-up state: waiting, fallback (quoting from "
+            "fallback parameters after warmup_s) or calibrated",
+            labels=["symbol", "state"],
+        )
+        fits = CounterMetricFamily(
+            "mmd_model_fits", "Intensity refits by outcome", labels=["symbol", "outcome"]
+        )
+        orders = CounterMetricFamily(
+            "mmd_quote_orders", "Quote orders sent by kind", labels=["symbol", "kind"]
+        )
+        for sym, s in sorted(self.strategies.items()):
+            cal = s.calibrator
+            inst = s.instrument
+            for state in _GATE_STATES:
+                ready.add_metric([sym, state], 1.0 if s.gate.state == state else 0.0)
+            kappa.add_metric([sym], cal.kappa)
+            a.add_metric([sym], cal.a)
+            fits.add_metric([sym, "good"], cal.fits - cal.poor_fits)
+            fits.add_metric([sym, "poor"], cal.poor_fits)
+            orders.add_metric([sym, "submit"], s.submits)
+            orders.add_metric([sym, "cancel"], s.cancels)
+            t = s.target
+            if t is None:
+                continue
+            mid = (t.bids[0][0] + t.asks[0][0]) / 2 if t.bids and t.asks else t.reservation_ticks
+            if mid > 0:
+                vol.add_metric([sym], cal.sigma / mid)
+                half.add_metric([sym], 1e4 * t.half_spread_ticks / mid)
+            resv.add_metric([sym], inst.ticks_to_px(t.reservation_ticks))
+            if t.bids:
+                bid.add_metric([sym], inst.ticks_to_px(t.bids[0][0]))
+            if t.asks:
+                ask.add_metric([sym], inst.ticks_to_px(t.asks[0][0]))
+        yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders)
 
 
 class Metrics:
@@ -121,10 +200,6 @@ class Metrics:
         self.stale_events = Counter(
             "mmd_feed_stale", "Times a symbol's book was flagged stale", ["symbol"], registry=r
         )
-        self.strategy_ready = Gauge(
-            "mmd_strategy_ready", "1 when the strategy may quote (issue: quoting not built yet)",
-            ["symbol"], registry=r,
-        )
         self.risk_halted = Gauge(
             "mmd_risk_halted", "1 while the kill switch holds quotes", registry=r
         )
@@ -136,6 +211,10 @@ class Metrics:
         self.up_since = Gauge(
             "mmd_start_time_seconds", "Unix time the daemon started", registry=r
         )
+
+    def bind_strategies(self, strategies: Mapping[str, SymbolStrategy]) -> None:
+        """Export quotes, model parameters and warm-up state at scrape time."""
+        self.registry.register(_StrategyCollector(strategies))
 
     def bind_hub(self, hub: MarketHub) -> None:
         """Export the hub's counters and per-symbol state at scrape time."""

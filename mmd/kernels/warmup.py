@@ -30,6 +30,13 @@ def _levels() -> tuple[np.ndarray, np.ndarray]:
     return np.array([3, 1, 2], I64), np.array([5, 0, 7], I64)
 
 
+def _calibration_window(n: int = 4) -> tuple[np.ndarray, ...]:
+    # (step_depth, step_trades, step_dmid, state_i, state_f) after kernels.calibration.reset_window
+    state_i = np.array([-1, -1, 0, 0, 0], I64)
+    state_f = np.array([np.nan, np.nan, 0.0, 0.0])
+    return np.full(n, -1, I64), np.zeros(n, I64), np.full(n, np.nan), state_i, state_f
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -41,6 +48,82 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book.compute_mid_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_spread_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_depth_qty": lambda: (_side()[1], 2, 5),
+    # features: oversized state arrays of the engine's dtypes; zeros keep every clock still, the
+    # ones/NaN variants give the paths that divide a non-zero window or bucket count
+    "features.compute_imbalance": lambda: (_side()[1], 1, _side()[1], 1, 5),
+    "features.compute_log_depth_ratio": lambda: (_side()[1], 1, _side()[1], 1, 5),
+    "features.compute_weighted_mid_ticks": lambda: (*_side(), 1, *_side(), 1),
+    "features.compute_ofi_increment": lambda: (100, 2, 101, 3, 100, 4, 102, 1),
+    "features.compute_gk_variance": lambda: (100.0, 101.0, 99.0, 100.5),
+    "features.compute_window_std": lambda: (3.0, 5.0, 2),
+    "features.compute_state_sizes": lambda: (4, 4, 4, 4),
+    "features._ring_push": lambda: (np.zeros(64), np.zeros(64, I64), 2, 7, 33, 19, 0.5),
+    "features._vpin_push": lambda: (np.zeros(64), np.ones(64, I64), 3),
+    "features.apply_reset": lambda: (
+        np.zeros(64),
+        np.zeros(64, I64),
+        5,
+        10**9,
+        30.0,
+        5.0,
+        60.0,
+        0,
+        4,
+        4,
+        4,
+        4,
+    ),
+    "features._refresh_flow": lambda: (np.zeros(64),),
+    "features.advance_decay": lambda: (np.zeros(64), np.zeros(64, I64), 0),
+    "features._take_sample": lambda: (np.full(64, np.nan), np.zeros(64, I64)),
+    "features.advance_clock": lambda: (np.zeros(64), np.zeros(64, I64), 0),
+    "features._refresh_spread_z": lambda: (np.zeros(64), np.zeros(64, I64)),
+    "features._clear_book_features": lambda: (np.zeros(64), np.zeros(64, I64)),
+    "features.update_book": lambda: (np.zeros(64), np.zeros(64, I64), *_side(), 1, *_side(), 1, 0),
+    "features.apply_book_gap": lambda: (np.zeros(64), np.zeros(64, I64), 0),
+    "features.update_vpin": lambda: (np.zeros(64), np.zeros(64, I64), 0, 3, 1),
+    "features.update_trade": lambda: (np.zeros(64), np.zeros(64, I64), 0, 3, 1),
+    "features.update_kline": lambda: (
+        np.ones(64),
+        np.ones(64, I64),
+        60 * 10**9,
+        100.0,
+        101.0,
+        99.0,
+        100.5,
+    ),
+    # quotes: (mid, q, sigma, gamma, kappa, tau_s) / (..., a, order_lots), as Quoter.decide calls
+    "quotes.compute_as_quotes": lambda: (100.5, 2, 5.0, 0.05, 0.5, 1800.0),
+    "quotes.compute_glft_quotes": lambda: (100.5, 2, 5.0, 0.05, 0.5, 1.0, 1),
+    "quotes.compute_quote_ladder": lambda: (
+        *_side(),
+        *_side(),
+        95.2,
+        105.7,
+        100.4,
+        100,
+        101,
+        2,
+        10,
+        0.0,
+        3,
+        1,
+        1,
+        0.5,
+        1.0,
+        1.0,
+        0.0,
+        float("nan"),
+    ),
+    # calibration: ts and step in ns, mid in ticks, side codes.BUY, as IntensityCalibrator calls
+    "calibration.reset_window": lambda: _calibration_window(),
+    "calibration._write_slot": lambda: (*_calibration_window(), 3, 2, 1, 0.5),
+    "calibration.advance_steps": lambda: (*_calibration_window(), 10**9, 10**8),
+    "calibration.update_mid": lambda: (*_calibration_window(), 10**9, 100.5, 10**8),
+    "calibration.update_trade": lambda: (*_calibration_window(), 10**9, 101, 1, 10**8),
+    "calibration.update_arrival_counts": lambda: (np.zeros(51, I64), np.array([-1, 0, 3], I64)),
+    "calibration.compute_intensity_fit": lambda: (np.array([4, 2, 1], I64), 6.0, 10, 3, 3, 0.5),
+    "calibration.compute_sigma": lambda: (*_calibration_window()[3:], 0.1),
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import msgspec
 import numpy as np
 
-from mmd.config import MarketConfig
+from mmd.config import FeaturesConfig, MarketConfig
 from mmd.feeds.book_sync import BookSync, SyncAction
 from mmd.feeds.bybit_codec import (
     BookMsg,
@@ -27,6 +27,7 @@ from mmd.feeds.bybit_codec import (
     decode_frame,
 )
 from mmd.market.book import L2Book
+from mmd.market.features import FeatureEngine
 from mmd.market.ring import RingBuffer
 from mmd.model.instrument import Instrument
 
@@ -44,9 +45,12 @@ class Resync(msgspec.Struct, frozen=True):
 class SymbolState:
     """One symbol's market state: instrument, book, continuity and fixed-size rings."""
 
-    def __init__(self, instrument: Instrument, cfg: MarketConfig) -> None:
+    def __init__(self, instrument: Instrument, cfg: MarketConfig,
+                 features_cfg: FeaturesConfig | None = None) -> None:
         self.instrument = instrument
         self.book = L2Book(cfg.book_levels)
+        self.features = FeatureEngine(features_cfg or FeaturesConfig(), instrument.tick,
+                                      instrument.lot)
         self.sync = BookSync()
         self.mids = RingBuffer(cfg.mid_capacity, {"ts_ns": np.int64, "mid_ticks": np.float64})
         self.trades = RingBuffer(
@@ -84,7 +88,8 @@ class SymbolState:
     @property
     def nbytes(self) -> int:
         """Bytes held by the book and the rings (fixed for the life of the process)."""
-        return self.book.nbytes + self.mids.nbytes + self.trades.nbytes + self.klines.nbytes
+        return (self.book.nbytes + self.mids.nbytes + self.trades.nbytes + self.klines.nbytes
+                + self.features.nbytes)
 
 
 class HubStats:
@@ -107,6 +112,7 @@ class MarketHub:
         symbols: the symbols this daemon trades (frames for others are ignored).
         cfg: ring and book sizes.
         instruments: already known instruments; others are learned from instruments-info frames.
+        features_cfg: feature windows (defaults when None).
     """
 
     def __init__(
@@ -114,8 +120,10 @@ class MarketHub:
         symbols: Iterable[str],
         cfg: MarketConfig,
         instruments: Iterable[Instrument] = (),
+        features_cfg: FeaturesConfig | None = None,
     ) -> None:
         self.cfg = cfg
+        self.features_cfg = features_cfg or FeaturesConfig()
         self.symbols = list(symbols)
         self.states: dict[str, SymbolState] = {}
         self.stats = HubStats()
@@ -125,7 +133,7 @@ class MarketHub:
     def add_instrument(self, inst: Instrument) -> None:
         """Start tracking a symbol (idempotent: a known symbol keeps its state)."""
         if inst.symbol in self.symbols and inst.symbol not in self.states:
-            self.states[inst.symbol] = SymbolState(inst, self.cfg)
+            self.states[inst.symbol] = SymbolState(inst, self.cfg, self.features_cfg)
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -177,7 +185,7 @@ class MarketHub:
                 self.add_instrument(inst)
             elif (old.instrument.tick, old.instrument.lot) != (inst.tick, inst.lot):
                 # new steps change what every stored tick and lot means: start the symbol afresh
-                self.states[info.symbol] = SymbolState(inst, self.cfg)
+                self.states[info.symbol] = SymbolState(inst, self.cfg, self.features_cfg)
                 self.stats.instrument_changes += 1
 
     def _on_book(self, msg: BookMsg, ts_recv_ns: int) -> list[Resync]:
@@ -218,6 +226,7 @@ class MarketHub:
         st.lag_s = (ts_recv_ns - msg.ts_exch_ns) / 1e9
         if book.is_crossed():
             return [self._resync(st, msg.symbol, "crossed")]
+        st.features.on_book(book, msg.ts_exch_ns)
         mid = book.mid_ticks()
         if mid == mid:  # not NaN: both sides present
             st.mids.append(ts_ns=msg.ts_exch_ns, mid_ticks=mid)
@@ -241,6 +250,7 @@ class MarketHub:
                 self.stats.decode_errors += 1
                 continue
             st.trades.append(ts_ns=t.ts_exch_ns, px_ticks=px, qty_lots=qty, side=t.side)
+            st.features.on_trade(t.ts_exch_ns, px, qty, t.side)
 
     def _on_kline(self, msg: KlineMsg) -> None:
         st = self.states.get(msg.symbol)
@@ -261,6 +271,8 @@ class MarketHub:
             except ValueError:
                 self.stats.decode_errors += 1
                 continue
+            st.features.on_kline(k.start_ns, row["open"], row["high"], row["low"], row["close"],
+                                 row["volume"], k.confirm)
             if len(ring) and ring.latest("start_ns") == k.start_ns:
                 ring.replace_last(**row)  # the same candle again: upsert by start
             elif not len(ring) or ring.latest("start_ns") < k.start_ns:
@@ -268,6 +280,8 @@ class MarketHub:
 
     def _resync(self, st: SymbolState, symbol: str, reason: str) -> Resync:
         st.sync.mark_unsynced(reason)
+        if st.book.ts_exch_ns > 0:
+            st.features.on_book_gap(st.book.ts_exch_ns)  # book features restart after a gap
         self.stats.resyncs[(symbol, reason)] += 1
         return Resync(symbol, reason)
 

@@ -1,0 +1,127 @@
+"""SymbolStrategy: one symbol's calibration, warm-up gate, quoter and open-quote bookkeeping.
+
+Pure core: time arrives as arguments, nothing awaits. It pulls new mids and trades from the
+market rings (so the feed path stays untouched), refits the intensity model on its schedule,
+decides the target quotes and diffs them against the open quotes. Until the paper exchange
+exists, submitted quotes count as resting at once and cancels as done at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from mmd.config import StrategyConfig
+from mmd.market.hub import SymbolState
+from mmd.model.instrument import Instrument
+from mmd.strategy.calibration import IntensityCalibrator
+from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes
+from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
+from mmd.strategy.warmup import WarmupGate
+
+Command = SubmitOrder | CancelOrder
+
+
+class SymbolStrategy:
+    """Everything the quoter task does for one symbol.
+
+    Args:
+        cfg: the [strategy] section.
+        instrument: the symbol's instrument.
+        start_ns: when the daemon started (the warm-up clock runs from here).
+    """
+
+    def __init__(self, cfg: StrategyConfig, instrument: Instrument, start_ns: int) -> None:
+        self.cfg = cfg
+        self.instrument = instrument
+        self.quoter = Quoter(cfg, instrument)
+        self.calibrator = IntensityCalibrator(cfg.calibration)
+        self.gate = WarmupGate(cfg.warmup_s, start_ns)
+        self.open_orders: list[OpenOrder] = []
+        self.position_lots = 0
+        self.ml: MlInputs = NEUTRAL
+        self.target: QuoteTarget | None = None
+        self.decisions = 0
+        self.submits = 0
+        self.cancels = 0
+        self._mid_cursor = 0
+        self._trade_cursor = 0
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{instrument.symbol}-{start_ns // 1_000_000}-"
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids)}"
+
+    def _pull_market(self, st: SymbolState) -> None:
+        """Feed the calibrator every mid and trade recorded since the last call, in time order."""
+        mids, trades = st.mids, st.trades
+        new_mids = min(mids.total - self._mid_cursor, len(mids))
+        new_trades = min(trades.total - self._trade_cursor, len(trades))
+        self._mid_cursor, self._trade_cursor = mids.total, trades.total
+        m = mids.last(new_mids) if new_mids > 0 else None
+        t = trades.last(new_trades) if new_trades > 0 else None
+        if m is None and t is None:
+            return
+        m_ts = m["ts_ns"] if m is not None else np.empty(0, np.int64)
+        t_ts = t["ts_ns"] if t is not None else np.empty(0, np.int64)
+        i = j = 0
+        cal = self.calibrator
+        while i < len(m_ts) or j < len(t_ts):
+            # a mid and a trade at the same ns: the mid first (the trade is measured against it)
+            if j >= len(t_ts) or (i < len(m_ts) and m_ts[i] <= t_ts[j]):
+                assert m is not None
+                cal.on_mid(int(m_ts[i]), float(m["mid_ticks"][i]))
+                i += 1
+            else:
+                assert t is not None
+                cal.on_trade(int(t_ts[j]), int(t["px_ticks"][j]), int(t["qty_lots"][j]),
+                             int(t["side"][j]))
+                j += 1
+
+    def step(self, now_ns: int, st: SymbolState) -> list[Command]:
+        """Recalibrate if due, then decide quotes; returns the order commands to send.
+
+        Args:
+            now_ns: the daemon clock (drives the warm-up gate).
+            st: the symbol's market state.
+        """
+        self._pull_market(st)
+        market_ns = st.book.ts_exch_ns
+        if market_ns > 0:
+            self.calibrator.maybe_refit(market_ns)
+        usable = st.sync.synced and not st.stale
+        self.gate.update(now_ns, usable, self.calibrator.source == "calibrated")
+        if not (self.gate.ready and usable):
+            self.target = None
+            return self._cancel_all()
+        cal = self.calibrator
+        target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
+                                    self.position_lots, self.ml)
+        self.decisions += 1
+        self.target = target
+        if target is None:
+            return self._cancel_all()
+        cmds = diff_quotes(target, self.open_orders, self.cfg.requote_tolerance_ticks,
+                           self._next_id)
+        self._apply(cmds)
+        return cmds
+
+    def _cancel_all(self) -> list[Command]:
+        cmds: list[Command] = [CancelOrder(client_order_id=o.client_order_id,
+                                           symbol=self.instrument.symbol)
+                               for o in self.open_orders]
+        self._apply(cmds)
+        return cmds
+
+    def _apply(self, cmds: list[Command]) -> None:
+        # stands in for the paper exchange: submits rest at once, cancels complete at once
+        for c in cmds:
+            if isinstance(c, CancelOrder):
+                self.open_orders = [o for o in self.open_orders
+                                    if o.client_order_id != c.client_order_id]
+                self.cancels += 1
+            else:
+                self.open_orders.append(OpenOrder(client_order_id=c.client_order_id, side=c.side,
+                                                  px_ticks=c.px_ticks, qty_lots=c.qty_lots))
+                self.submits += 1
