@@ -90,17 +90,19 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             ValueError: a level that is not two numbers, a non-finite or non-positive price, or
                 a negative or non-finite size (a corrupt frame).
         """
-        n = len(levels)
-        if n == 0:
+        if not levels:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        raw = np.array(levels, dtype=np.float64).reshape(n, -1)
-        if raw.shape[1] < 2 or not np.isfinite(raw[:, :2]).all():
-            raise ValueError("level is not a pair of finite numbers")
-        if (raw[:, 0] <= 0).any() or (raw[:, 1] < 0).any():
+        tick, lot = float(self.tick_size), float(self.lot_size)
+        # plain Python then one array each: numpy's per-call overhead dominates at the typical
+        # 1-20 levels of a delta (round() rejects NaN and infinity with ValueError/OverflowError)
+        try:
+            px_list = [round(float(lvl[0]) / tick) for lvl in levels]
+            qty_list = [round(float(lvl[1]) / lot) for lvl in levels]
+        except (OverflowError, IndexError, TypeError) as exc:
+            raise ValueError(f"bad level: {exc}") from None
+        if min(px_list) <= 0 or min(qty_list) < 0:
             raise ValueError("non-positive price or negative size")
-        px = np.rint(raw[:, 0] / self.tick).astype(np.int64)
-        qty = np.rint(raw[:, 1] / self.lot).astype(np.int64)
-        return px, qty
+        return np.array(px_list, np.int64), np.array(qty_list, np.int64)
 
 
 def infer_step(values: list[str]) -> str:

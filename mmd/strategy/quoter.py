@@ -13,7 +13,6 @@ import msgspec
 import numpy as np
 
 from mmd.config import StrategyConfig
-from mmd.errors import ConfigError
 from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_quote_ladder
 from mmd.market.book import L2Book
 from mmd.model.codes import ERR_CROSSED, OK
@@ -93,24 +92,20 @@ class Quoter:
         reject_reason: why the last `decide` returned None ("one_sided_book",
             "crossed_book", "bad_model_input", "bad_ladder_input"), or None after a target.
 
-    Raises:
-        ConfigError: order_size rounds to 0 lots for this instrument.
+    Sizes: `order_size` and `max_position` are in base units, rounded to the instrument's lots,
+    and never below one lot (order) or one order (position): one daemon trades symbols whose
+    lots differ by orders of magnitude (BTCUSDT 0.001, SOLUSDT 0.1, DOGEUSDT 1 on Bybit linear).
     """
 
     def __init__(self, cfg: StrategyConfig, instrument: Instrument) -> None:
-        order_lots = instrument.qty_to_lots(cfg.order_size)
-        if order_lots < 1:
-            raise ConfigError(
-                f"strategy.order_size={cfg.order_size} is below one lot "
-                f"({instrument.lot_size}) of {instrument.symbol}"
-            )
+        order_lots = max(1, instrument.qty_to_lots(cfg.order_size))
         self.symbol = instrument.symbol
         self.model: ModelName = cfg.model
         self._is_glft = cfg.model == "glft"
         self._gamma = float(cfg.gamma)
         self._session_ns = max(1, round(cfg.session_s * 1e9))
         self._order_lots = int(order_lots)
-        self._max_lots = int(instrument.qty_to_lots(cfg.max_position))
+        self._max_lots = max(self._order_lots, int(instrument.qty_to_lots(cfg.max_position)))
         self._min_spread_frac = cfg.min_spread_bps * 1e-4
         self._levels = int(cfg.levels)
         self._spacing_ticks = int(cfg.level_spacing_ticks)

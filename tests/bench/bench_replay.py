@@ -4,6 +4,8 @@ Figures per recording: `frames_per_s` (every frame: book, trades, klines), `even
 level updates plus trades, per second), `ns_per_frame`, and `peer_*`: the same frames through a
 plain-Python baseline in the same process (json.loads + dict book + sorted top 50 after every
 book frame, which is what a naive paper trader does), with `ratio = mmd / peer` frames per second.
+`pipeline_with_quoting.*` adds a full quote decision (calibration pull, warm-up gate, AS quote,
+ladder, diff) after every book frame: what a daemon that requotes on every update pays per frame.
 Recordings are converted in-process from ../shared/data into a temp dir (conversion not timed).
 Without the shared data the benchmark reports `skipped` with the reason.
 """
@@ -17,10 +19,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from mmd.config import MarketConfig
+import msgspec
+
+from mmd.config import MarketConfig, StrategyConfig
 from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
-from mmd.feeds.recording import read_recording
+from mmd.feeds.recording import parse_recording_name, read_recording
 from mmd.market.hub import MarketHub
+from mmd.strategy.engine import SymbolStrategy
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 
@@ -77,7 +82,27 @@ def _mmd(frames: list[tuple[int, bytes]], symbols: list[str]) -> float:
         hub.on_frame(raw, ts)
     dt = time.perf_counter() - t0
     assert hub.stats.decode_errors == 0
+    assert sum(st.book_updates for st in hub.states.values()) > 0  # frames were applied
     return dt
+
+
+def _mmd_quoting(frames: list[tuple[int, bytes]], symbols: list[str]) -> tuple[float, int]:
+    """Seconds for hub + features + a quote decision after every book frame; decisions made."""
+    hub = MarketHub(symbols, MarketConfig())
+    for ts, raw in frames:
+        if raw.startswith(b'{"retCode"'):
+            hub.on_frame(raw, ts)
+    cfg = msgspec.structs.replace(StrategyConfig(), warmup_s=1e-9)
+    strategies = {s: SymbolStrategy(cfg, st.instrument, 0) for s, st in hub.states.items()}
+    decisions = 0
+    t0 = time.perf_counter()
+    for ts, raw in frames:
+        hub.on_frame(raw, ts)
+        if b'"orderbook.' in raw[:40]:
+            for s, strat in strategies.items():
+                strat.step(ts, hub.states[s])
+            decisions += len(strategies)
+    return time.perf_counter() - t0, decisions
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -97,10 +122,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
                      ("binance_usdm_btcusdt_2023", "binance_usdm_btcusdt_2023-04-04_05")]
         for name, folder in sets:
             ins = sorted((DATA / folder).glob("*.gz"))
-            recs.append((name, list(convert_binance_usdm(ins, Path(tmp) / f"{name}.rec.gz"))))
+            out_dir = Path(tmp) / name
+            out_dir.mkdir()
+            recs.append((name, list(convert_binance_usdm(ins, out_dir))))
         for name, files in recs:
             frames = sorted((f for p in files for f in read_recording(p)), key=lambda x: x[0])
-            symbols = sorted({p.name.split("_")[2] for p in files})
+            symbols = sorted({meta.symbol for p in files if (meta := parse_recording_name(p))})
+            assert symbols, files
             events = _events(frames)
             reps = 1 if quick else 3
             _mmd(frames[:200], symbols)  # compile/cache warm-up, not timed
@@ -116,5 +144,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "peer_frames_per_s": round(len(frames) / peer_s),
                 "peer_events_per_s": round(events / peer_s),
                 "ratio": round(peer_s / mmd_s, 2),
+            })
+            _mmd_quoting(frames[:200], symbols)
+            q_s, decisions = min(_mmd_quoting(frames, symbols) for _ in range(reps))
+            out.append({
+                "name": f"pipeline_with_quoting.{name}",
+                "frames": len(frames),
+                "quote_decisions": decisions,
+                "mmd_frames_per_s": round(len(frames) / q_s),
+                "mmd_ns_per_frame": round(q_s / len(frames) * 1e9),
+                "quoting_ns_per_decision": round((q_s - mmd_s) / max(decisions, 1) * 1e9),
             })
     return out

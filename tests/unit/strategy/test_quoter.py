@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mmd.config import CalibrationConfig, StrategyConfig
-from mmd.errors import ConfigError
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
@@ -199,9 +198,12 @@ def test_quoter_post_only_clamps_inside_the_book() -> None:
     assert target.bids == [(1000, 1)]
 
 
-def test_quoter_order_size_below_one_lot_raises_config_error() -> None:
-    with pytest.raises(ConfigError, match="order_size"):
-        Quoter(cfg(order_size=0.0001), BTC)
+def test_quoter_order_size_below_one_lot_quotes_one_lot() -> None:
+    # one config serves symbols whose lots differ by orders of magnitude
+    quoter = Quoter(cfg(order_size=0.0001, max_position=0.0001), BTC)
+    target = quoter.decide(NOW_NS, book(), 1.0, 0.5, 1.0, 0)
+    assert target is not None
+    assert target.bids[0][1] == 1 and target.asks[0][1] == 1
 
 
 def test_quote_target_roundtrips_through_msgspec() -> None:
