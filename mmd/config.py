@@ -137,9 +137,46 @@ class MetricsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 
 
 class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
-    """`[state]`: the ledger directory."""
+    """`[state]`: the ledger (SQLite, WAL) directory and its snapshots."""
 
     dir: str = "./state"
+    # portfolio snapshots (position, cash, PnL) are written this often (seconds)
+    snapshot_interval_s: PositiveFloat = 10.0
+
+
+class ExchangeConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[exchange]`: the paper exchange that matches our quotes against the real market."""
+
+    # queue position model: "risk_averse" (only trades at our price advance us),
+    # "prob_power" (a depth decrease is behind us with prob f(back)/(f(back)+f(front)),
+    # f(x) = x^n) or "prob_log" (f(x) = log(1 + x))
+    queue_model: Literal["risk_averse", "prob_power", "prob_log"] = "prob_power"
+    # n of the power queue model
+    queue_power: PositiveFloat = 2.0
+    # order entry and cancel latency (ms); negative = derive from the measured feed latency
+    entry_latency_ms: float = -1.0
+    cancel_latency_ms: float = -1.0
+    # allow partial fills (trade quantity smaller than our remaining size fills part of it)
+    partial_fills: bool = True
+    # Bybit linear defaults (fee rates; a negative maker fee is a rebate)
+    maker_fee: float = 0.0002
+    taker_fee: float = 0.00055
+    # funding: apply payments at funding times from the venue's funding rate
+    funding: bool = True
+
+
+class RiskConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[risk]`: pre-trade limits and the kill switch."""
+
+    # absolute notional limit per symbol (quote currency); 0 = none
+    max_notional: NonNegFloat = 0.0
+    # kill switch: stop quoting when the day's PnL (UTC day, fees and funding included) falls
+    # below -max_loss_per_day (quote currency); 0 = none. The daemon keeps running and reporting.
+    max_loss_per_day: NonNegFloat = 0.0
+    # at most this many order commands (submits + cancels) per second per symbol
+    max_orders_per_s: PositiveFloat = 20.0
+    # quote size is scaled by (1 - |position| / max_position) ** size_scale_power (0 = off)
+    size_scale_power: NonNegFloat = 0.0
 
 
 class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -262,6 +299,8 @@ class AppConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     record: RecordConfig = msgspec.field(default_factory=RecordConfig)
     features: FeaturesConfig = msgspec.field(default_factory=FeaturesConfig)
+    exchange: ExchangeConfig = msgspec.field(default_factory=ExchangeConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
 

@@ -9,40 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from mmd.model.codes import BUY, SELL
+from mmd.model.events import CancelOrder, SubmitOrder
 from mmd.strategy.quoter import QuoteTarget
 
-
-class SubmitOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Command: place a post-only limit order.
-
-    Attributes:
-        client_order_id: our id for the order.
-        symbol: venue symbol.
-        side: codes.BUY or codes.SELL.
-        px_ticks: limit price in ticks.
-        qty_lots: size in lots (> 0).
-    """
-
-    client_order_id: str
-    symbol: str
-    side: int
-    px_ticks: int
-    qty_lots: int
-
-
-class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Command: cancel a resting order.
-
-    Attributes:
-        client_order_id: our id of the order to cancel.
-        symbol: venue symbol.
-    """
-
-    client_order_id: str
-    symbol: str
+__all__ = ["CancelOrder", "OpenOrder", "SubmitOrder", "diff_quotes"]
 
 
 @dataclass(slots=True)
