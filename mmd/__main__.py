@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="serve recorded timestamps instead of re-basing them on now")
 
     cv = sub.add_parser("convert", help="convert recordings between formats")
-    cv.add_argument("kind", choices=["binance-usdm", "cryptofeed"])
+    cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest"])
     cv.add_argument("inputs", nargs="+")
     cv.add_argument("--out", required=True, help="output file or directory")
     return p

@@ -117,6 +117,8 @@ def daemon(tmp: Path, env: dict[str, str], *, ready_timeout: float | None = None
            args: tuple[str, ...] = ()) -> Iterator[tuple[Proc, str]]:
     """`mmd run` with MMD_* env overrides; yields (proc, metrics base url)."""
     port = free_port()
+    # /readyz waits for the strategy's warm-up too: keep it short unless a test sets it
+    env = {"MMD_STRATEGY__WARMUP_S": "0.5", **env}
     full = base_env(MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / "state"),
                     MMD_MODELS__DIR=str(tmp / "models"), **env)
     proc = Proc([sys.executable, "-m", "mmd", "run", *args], full,

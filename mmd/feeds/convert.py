@@ -1,7 +1,9 @@
-"""Other recorders' captures (Binance USD-M collector, cryptofeed raw) -> our recording format.
+"""Other recorders' captures (Binance USD-M collector, cryptofeed raw) -> our recording format,
+and our recordings -> hftbacktest's event array (.npz).
 
 Owns the Bybit-V5 frame builders shared with the synthetic feed (instruments-info, orderbook,
-publicTrade, kline); the only I/O is reading the inputs and writing recordings via RecordingWriter.
+publicTrade, kline); the only I/O is reading the inputs and writing recordings via RecordingWriter
+(or the .npz via numpy).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 from tqdm import tqdm
 
 from mmd.errors import ConfigError
-from mmd.feeds.recording import RecordingWriter, recording_name
+from mmd.feeds.bybit_codec import BookMsg, DecodeError, TradesMsg, decode_frame
+from mmd.feeds.recording import RecordingWriter, read_recording, recording_name
+from mmd.model import codes
 from mmd.model.instrument import Instrument, infer_step
 
 KLINE_PUSH_MS = 5_000
@@ -897,21 +903,23 @@ def convert_cryptofeed(input: Path, out: Path | str, *, progress: bool = False) 
 # dispatch for the CLI
 # ---------------------------------------------------------------------------------------------
 
-CONVERT_KINDS = ("binance-usdm", "cryptofeed")
+CONVERT_KINDS = ("binance-usdm", "cryptofeed", "hftbacktest")
 
 
 def run_convert(kind: str, inputs: list[str], out: str, progress: bool = True) -> list[Path]:
     """`mmd convert KIND IN... --out OUT`: check the arguments, then convert.
 
     Args:
-        kind: "binance-usdm" or "cryptofeed".
+        kind: "binance-usdm", "cryptofeed" or "hftbacktest".
         inputs: input files (binance-usdm: the files of one recording, in order;
-            cryptofeed: exactly one capture).
-        out: output file or directory (binance-usdm), output directory (cryptofeed).
+            cryptofeed: exactly one capture; hftbacktest: our recordings of one symbol,
+            in order).
+        out: output file or directory (binance-usdm), output directory (cryptofeed),
+            output .npz file (hftbacktest).
         progress: show progress bars on a TTY.
 
     Returns:
-        The written recordings (a ConvertResult).
+        The written recordings (a ConvertResult; hftbacktest: a one-element list, the .npz).
 
     Raises:
         ConfigError: unknown kind, missing or unreadable input, or input that does not convert
@@ -930,7 +938,250 @@ def run_convert(kind: str, inputs: list[str], out: str, progress: bool = True) -
     try:
         if kind == "binance-usdm":
             return convert_binance_usdm(paths, out, progress=progress)
+        if kind == "hftbacktest":
+            return [convert_hftbacktest(paths, Path(out), progress=progress)]
         return convert_cryptofeed(paths[0], out, progress=progress)
     except (ValueError, OSError) as exc:
         message = " ".join(str(exc).split())
         raise ConfigError(f"convert {kind}: {message}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# our recording(s) of one symbol -> hftbacktest's event array (.npz)
+# ---------------------------------------------------------------------------------------------
+
+# hftbacktest's data format (docs/data.rst): one 64-byte row per event.
+HBT_DEPTH = 1
+HBT_TRADE = 2
+HBT_DEPTH_CLEAR = 3
+HBT_DEPTH_SNAPSHOT = 4
+HBT_EXCH = 1 << 31
+HBT_LOCAL = 1 << 30
+HBT_BUY = 1 << 29
+HBT_SELL = 1 << 28
+HBT_EVENT_DTYPE = np.dtype(
+    [
+        ("ev", "<u8"),
+        ("exch_ts", "<i8"),
+        ("local_ts", "<i8"),
+        ("px", "<f8"),
+        ("qty", "<f8"),
+        ("order_id", "<u8"),
+        ("ival", "<i8"),
+        ("fval", "<f8"),
+    ],
+    align=True,
+)
+
+
+class HbtEvents:
+    """Column buffers for hftbacktest rows (ev, exch_ts, recv_ts, px, qty) before the array."""
+
+    def __init__(self) -> None:
+        self.ev: list[int] = []
+        self.exch: list[int] = []
+        self.recv: list[int] = []
+        self.px: list[float] = []
+        self.qty: list[float] = []
+
+    def add(self, ev: int, exch_ns: int, recv_ns: int, px: float, qty: float) -> None:
+        self.ev.append(ev)
+        self.exch.append(exch_ns)
+        self.recv.append(recv_ns)
+        self.px.append(px)
+        self.qty.append(qty)
+
+
+def _hbt_book_frame(
+    msg: BookMsg, recv_ns: int, bids: dict[float, float], asks: dict[float, float],
+    out: HbtEvents,
+) -> None:
+    exch = msg.ts_exch_ns
+    if msg.is_snapshot:
+        new_bids = [(float(p), float(q)) for p, q, *_ in msg.bids]
+        new_asks = [(float(p), float(q)) for p, q, *_ in msg.asks]
+        # hftbacktest's snapshot convention: a DEPTH_CLEAR row per side whose px is how far
+        # from the best the clear reaches, then the levels as DEPTH_SNAPSHOT rows. A Bybit
+        # snapshot replaces the whole side, so the clear reaches the farthest level known.
+        bid_far = [p for p, _ in new_bids] + list(bids)
+        ask_far = [p for p, _ in new_asks] + list(asks)
+        if bid_far:
+            out.add(HBT_DEPTH_CLEAR | HBT_BUY, exch, recv_ns, min(bid_far), 0.0)
+        if ask_far:
+            out.add(HBT_DEPTH_CLEAR | HBT_SELL, exch, recv_ns, max(ask_far), 0.0)
+        bids.clear()
+        asks.clear()
+        for side_flag, pairs, book in ((HBT_BUY, new_bids, bids), (HBT_SELL, new_asks, asks)):
+            for p, q in pairs:
+                if q > 0:
+                    book[p] = q
+                    out.add(HBT_DEPTH_SNAPSHOT | side_flag, exch, recv_ns, p, q)
+        return
+    for side_flag, levels, book in ((HBT_BUY, msg.bids, bids), (HBT_SELL, msg.asks, asks)):
+        for lvl in levels:
+            p, q = float(lvl[0]), float(lvl[1])
+            if q > 0:
+                book[p] = q
+            else:
+                book.pop(p, None)
+            out.add(HBT_DEPTH | side_flag, exch, recv_ns, p, q)
+
+
+def _hbt_order_rows(
+    ev: npt.NDArray[np.uint64], exch: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+    """Row order and flags so both the exchange and the local view are time-ordered.
+
+    Rows come in local (receive) order. A row whose exchange stamp is not below every earlier
+    one keeps EXCH_EVENT|LOCAL_EVENT. A row that arrived after a later-stamped one (e.g. a trade
+    print overtaken by a book frame from another stream) is split as hftbacktest's data docs
+    describe: a LOCAL_EVENT copy where it arrived and an EXCH_EVENT copy moved to its exchange
+    time. Returns (source row per output row, ev per output row).
+    """
+    n = len(ev)
+    runmax = np.maximum.accumulate(exch) if n else exch
+    in_order = np.ones(n, bool)
+    if n > 1:
+        in_order[1:] = exch[1:] >= runmax[:-1]
+    late = np.flatnonzero(~in_order)
+    keep = np.arange(n, dtype=np.int64)
+    if late.size == 0:
+        return keep, ev | np.uint64(HBT_EXCH | HBT_LOCAL)
+    # sort key: (slot, kind, exch_ts). kind 0 = moved EXCH copy, inserted before the first row
+    # (of any kind) whose running max exchange stamp exceeds it; kind 1 = rows in place.
+    slot = np.concatenate([keep, np.searchsorted(runmax, exch[late], side="right")])
+    kind = np.concatenate([np.ones(n, np.int8), np.zeros(late.size, np.int8)])
+    sub = np.concatenate([np.zeros(n, np.int64), exch[late]])
+    src = np.concatenate([keep, late])
+    flags = np.full(n + late.size, HBT_EXCH | HBT_LOCAL, np.uint64)
+    flags[late] = HBT_LOCAL
+    flags[n:] = HBT_EXCH
+    order = np.lexsort((sub, kind, slot))
+    return src[order], ev[src[order]] | flags[order]
+
+
+def hftbacktest_events(
+    recordings: list[Path], *, progress: bool = False
+) -> tuple[npt.NDArray[np.void], int]:
+    """Our recording(s) of one symbol -> hftbacktest event rows, and the local_ts shift used.
+
+    Rows (hftbacktest `event_dtype`, see HBT_EVENT_DTYPE):
+        - book snapshot (WS `type=snapshot` or a REST book): DEPTH_CLEAR|BUY (px = lowest bid
+          known) and DEPTH_CLEAR|SELL (px = highest ask known), then one DEPTH_SNAPSHOT row per
+          level with BUY_EVENT or SELL_EVENT;
+        - book delta: one DEPTH row per level, BUY/SELL by side, qty 0 deletes the level;
+          deltas before the first snapshot are dropped (nothing to apply them to);
+        - trade: one TRADE row, BUY_EVENT when the taker bought, SELL_EVENT when it sold
+          (duplicate trade ids, e.g. a REST page overlapping the socket, are dropped);
+        - klines, tickers, acks, instruments-info: no rows.
+        px and qty are floats in price and base-coin units; order_id, ival, fval are 0.
+        exch_ts is the venue's stamp in ns (book: `cts`, else `ts`; trade: `T`).
+        local_ts is our receive stamp `ts_recv_ns` plus a constant shift (see below).
+        Every row carries EXCH_EVENT|LOCAL_EVENT unless its exchange stamp is older than an
+        earlier row's, then it is split in two (see _hbt_order_rows).
+
+    local_ts shift: hftbacktest needs local_ts >= exch_ts (feed latency >= 0). When the
+    recording host's clock ran behind the venue's, some `ts_recv_ns - exch_ts` are negative;
+    then every local_ts is shifted by the same constant `-min(ts_recv_ns - exch_ts)`, so the
+    smallest feed latency becomes 0 and the median positive. Relative local timing is kept.
+
+    Returns:
+        (rows, shift_ns) with local_ts = ts_recv_ns + shift_ns.
+
+    Raises:
+        ValueError: recordings of more than one symbol, or no book/trade frames.
+    """
+    out = HbtEvents()
+    symbol: str | None = None
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    seen_trades: dict[str, None] = {}
+    synced = False
+    paths = [Path(p) for p in recordings]
+    bar = tqdm(
+        total=len(paths), desc="convert hftbacktest", unit="file", leave=False,
+        disable=not (progress and sys.stderr.isatty()),
+    )
+    with bar:
+        for path in paths:
+            for recv_ns, raw in read_recording(path):
+                try:
+                    msg = decode_frame(raw)
+                except DecodeError:
+                    continue
+                if isinstance(msg, BookMsg | TradesMsg):
+                    if symbol is None:
+                        symbol = msg.symbol
+                    elif msg.symbol != symbol:
+                        raise ValueError(
+                            f"{path}: symbol {msg.symbol} after {symbol}: one symbol per output"
+                        )
+                if isinstance(msg, BookMsg):
+                    if msg.is_snapshot:
+                        synced = True
+                    if synced:
+                        _hbt_book_frame(msg, recv_ns, bids, asks, out)
+                elif isinstance(msg, TradesMsg):
+                    for t in msg.trades:
+                        if t.trade_id in seen_trades:
+                            continue
+                        seen_trades[t.trade_id] = None
+                        if len(seen_trades) > 200_000:  # bounded: overlaps are short
+                            for key in list(seen_trades)[:100_000]:
+                                del seen_trades[key]
+                        side = HBT_BUY if t.side == codes.BUY else HBT_SELL
+                        out.add(HBT_TRADE | side, t.ts_exch_ns, recv_ns, float(t.price),
+                                float(t.size))
+            bar.update(1)
+    if not out.ev:
+        raise ValueError(f"{', '.join(map(str, paths))}: no book or trade frames")
+    ev = np.array(out.ev, np.uint64)
+    exch = np.array(out.exch, np.int64)
+    recv = np.array(out.recv, np.int64)
+    # the recordings' lines are in receive order; keep that order across files too
+    order = np.argsort(recv, kind="stable")
+    ev, exch, recv = ev[order], exch[order], recv[order]
+    px = np.array(out.px, np.float64)[order]
+    qty = np.array(out.qty, np.float64)[order]
+    shift = max(0, -int((recv - exch).min()))
+    src, flags = _hbt_order_rows(ev, exch)
+    rows = np.zeros(len(src), HBT_EVENT_DTYPE)
+    rows["ev"] = flags
+    rows["exch_ts"] = exch[src]
+    rows["local_ts"] = recv[src] + shift
+    rows["px"] = px[src]
+    rows["qty"] = qty[src]
+    return rows, shift
+
+
+def convert_hftbacktest(recordings: list[Path], out: Path, *, progress: bool = False) -> Path:
+    """Our recording(s) of ONE symbol -> hftbacktest's event array in `out` (.npz, key `data`).
+
+    Load it with `BacktestAsset().data([str(out)])`. Row layout, snapshot convention, the
+    split of out-of-order rows and the local_ts shift: see hftbacktest_events.
+
+    Args:
+        recordings: the files of one symbol in time order.
+        out: the .npz to write (".npz" is appended when missing), or a directory (existing,
+            or given with a trailing "/") to write `<first recording's name>.npz` into.
+            Written atomically.
+        progress: show a tqdm bar (only on a TTY).
+
+    Returns:
+        The written path.
+    """
+    rows, _ = hftbacktest_events(recordings, progress=progress)
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        first = Path(recordings[0]).name
+        path = path / (first.removesuffix(".gz").removesuffix(".rec") + ".npz")
+    elif path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial.npz")
+    try:
+        np.savez_compressed(tmp, data=rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -37,6 +37,11 @@ def _calibration_window(n: int = 4) -> tuple[np.ndarray, ...]:
     return np.full(n, -1, I64), np.zeros(n, I64), np.full(n, np.nan), state_i, state_f
 
 
+def _queue_slots(n: int = 4) -> tuple[np.ndarray, ...]:
+    # (o_live, o_leaves, o_seen, o_traded, o_queue) of n free order slots
+    return (*(np.zeros(n, I64) for _ in range(4)), np.zeros(n))
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -124,6 +129,34 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "calibration.update_arrival_counts": lambda: (np.zeros(51, I64), np.array([-1, 0, 3], I64)),
     "calibration.compute_intensity_fit": lambda: (np.array([4, 2, 1], I64), 6.0, 10, 3, 3, 0.5),
     "calibration.compute_sigma": lambda: (*_calibration_window()[3:], 0.1),
+    # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
+    # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
+    "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),
+    "queue.compute_back_prob": lambda: (2.0, 3.0, 1, 2.0),
+    "queue._lots_past_front": lambda: (-1.5,),
+    "queue.update_orders_on_book": lambda: (
+        *_queue_slots()[:4],
+        _queue_slots()[4],
+        *_side(),
+        *_side(),
+        *_side(),
+        1,
+        *_side(),
+        1,
+        1,
+        2.0,
+    ),
+    "queue.update_orders_on_trade": lambda: (
+        *_queue_slots()[:2],
+        _queue_slots()[3],
+        _queue_slots()[4],
+        *_side(),
+        *_side(),
+        100,
+        2,
+        -1,
+        True,
+    ),
 }
 
 

@@ -86,6 +86,8 @@ async def _run(
         "ws": {"idle_timeout_s": idle_timeout_s, "ping_interval_s": min(20.0, idle_timeout_s / 2),
                "backoff_base_s": 0.05, "backoff_max_s": 0.4},
         "metrics": {"port": port},
+        # /readyz also waits for the strategy's warm-up: keep it short of the 7 s replay
+        "strategy": {"warmup_s": 0.5},
         "state": {"dir": str(tmp / "state")},
     })
     daemon = Daemon(cfg)

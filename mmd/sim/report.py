@@ -1,0 +1,497 @@
+"""Backtest report: summary statistics of one run (pure numpy) and its plots (matplotlib, Agg).
+
+Inputs are plain numpy arrays (prices in ticks, sizes in lots, money in quote currency, time in
+ns since the epoch):
+
+- equity: `equity_ts_ns` int64 (n,), non-decreasing; `equity_quote` float64 (n,): mark-to-market
+  PnL of the run in quote currency at those times, fees included (cash + position * mid - fees,
+  relative to any constant start); `position_lots` (n,): signed position after each point.
+  The series is a step function: a value holds until the next point.
+- fills: a structured array with (at least) the fields of FILL_DTYPE: `ts_ns`, `side` (+1 we
+  bought, -1 we sold; mmd.model.codes), `px_ticks`, `qty_lots` (> 0), `fee_quote` (negative =
+  rebate); `liquidity` (MAKER 1 / TAKER 2, mmd.model.events) is optional. fills_array() builds
+  one from OrderFilled events.
+- mids: a structured array with MID_DTYPE fields `ts_ns`, `mid_ticks` (float: a mid can sit on a
+  half tick), non-decreasing in time; a step function like the equity.
+- quotes (plots only): QUOTE_DTYPE `ts_ns`, `bid_ticks`, `ask_ticks`; NaN = no quote on a side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FILL_DTYPE = np.dtype(
+    [
+        ("ts_ns", "<i8"),
+        ("side", "<i1"),
+        ("px_ticks", "<i8"),
+        ("qty_lots", "<i8"),
+        ("fee_quote", "<f8"),
+        ("liquidity", "<i1"),
+    ]
+)
+MID_DTYPE = np.dtype([("ts_ns", "<i8"), ("mid_ticks", "<f8")])
+QUOTE_DTYPE = np.dtype([("ts_ns", "<i8"), ("bid_ticks", "<f8"), ("ask_ticks", "<f8")])
+
+SECONDS_PER_YEAR = 365 * 86_400  # crypto trades 24/7: 365 days, not 252
+MARKOUT_HORIZONS_S = (1, 5, 30)
+NS = 1_000_000_000
+
+REQUIRED_KEYS = (
+    "pnl",
+    "fees",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "fills",
+    "volume",
+    "win_rate",
+    "avg_spread_captured",
+    "markout_1s",
+    "markout_5s",
+    "markout_30s",
+    "mean_abs_position",
+    "pnl_to_map",
+    "strategy",
+    "events",
+)
+
+
+def fills_array(fills: Iterable[Any]) -> npt.NDArray[np.void]:
+    """FILL_DTYPE array from objects with ts_exch_ns, side, px_ticks, qty_lots, fee_quote and
+    liquidity attributes (mmd.model.events.OrderFilled)."""
+    rows = [
+        (f.ts_exch_ns, f.side, f.px_ticks, f.qty_lots, f.fee_quote, f.liquidity) for f in fills
+    ]
+    return np.array(rows, FILL_DTYPE) if rows else np.empty(0, FILL_DTYPE)
+
+
+def mids_array(ts_ns: Sequence[int] | npt.NDArray[Any],
+               mid_ticks: Sequence[float] | npt.NDArray[Any]) -> npt.NDArray[np.void]:
+    """MID_DTYPE array from two parallel sequences."""
+    out = np.empty(len(ts_ns), MID_DTYPE)
+    out["ts_ns"] = ts_ns
+    out["mid_ticks"] = mid_ticks
+    return out
+
+
+def _step_at(ts: npt.NDArray[np.int64], values: npt.NDArray[Any],
+             query: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """values of a step function (value i holds from ts[i] on) at query times; NaN before ts[0]."""
+    out = np.full(len(query), np.nan)
+    if len(ts) == 0:
+        return out
+    idx = np.searchsorted(ts, query, side="right") - 1
+    ok = idx >= 0
+    out[ok] = values[idx[ok]]
+    return out
+
+
+def _nanmean(x: npt.NDArray[np.float64]) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def sampled_returns(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray[np.float64],
+                    sample_s: float) -> npt.NDArray[np.float64]:
+    """PnL differences on the grid t0, t0 + sample_s, ... <= t_last (the equity step function
+    read at each grid time; a last partial interval is dropped)."""
+    ts = np.asarray(equity_ts_ns, np.int64)
+    step = round(sample_s * NS)
+    if step <= 0:
+        raise ValueError("sample_s must be > 0")
+    n = int((ts[-1] - ts[0]) // step) + 1
+    grid = ts[0] + np.arange(n, dtype=np.int64) * step
+    return np.diff(_step_at(ts, np.asarray(equity_quote, np.float64), grid))
+
+
+def sharpe_sortino(returns: npt.NDArray[np.float64], sample_s: float) -> tuple[float, float]:
+    """(Sharpe, Sortino) of per-sample PnL differences, annualised by sqrt(samples per year).
+
+    Sharpe = mean(r) / std(r, ddof=1) * sqrt(365 * 86400 / sample_s).
+    Sortino = mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(365 * 86400 / sample_s) (target 0, the
+    downside deviation over all samples).
+    NaN when undefined (fewer than 2 samples, zero std, no losing sample).
+    """
+    ann = math.sqrt(SECONDS_PER_YEAR / sample_s)
+    if returns.size < 2:
+        return math.nan, math.nan
+    mean = float(returns.mean())
+    std = float(returns.std(ddof=1))
+    sharpe = mean / std * ann if std > 0 else math.nan
+    down = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    sortino = mean / down * ann if down > 0 else math.nan
+    return sharpe, sortino
+
+
+def max_drawdown(equity_quote: npt.NDArray[np.float64]) -> float:
+    """Largest drop from a running peak of the equity series (quote, >= 0)."""
+    eq = np.asarray(equity_quote, np.float64)
+    return float(np.max(np.maximum.accumulate(eq) - eq)) if eq.size else 0.0
+
+
+def fifo_round_trips(fills: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.int64],
+                                                           npt.NDArray[np.float64]]:
+    """Match fills FIFO into round trips: (lots, gross PnL in ticks per lot) per matched piece.
+
+    Fills are taken in time order (stable). A fill against the open inventory closes the oldest
+    open lots first; each (open fill, closing fill) pair is one round trip of min(open, close)
+    lots with PnL per lot = open side * (close px - open px) ticks. What a fill does not close
+    opens new lots on its side.
+    """
+    order = np.argsort(fills["ts_ns"], kind="stable")
+    open_lots: deque[list[int]] = deque()  # [px_ticks, lots_left], all of side open_side
+    open_side = 0
+    lots: list[int] = []
+    pnl: list[float] = []
+    for i in order:
+        side = int(fills["side"][i])
+        px = int(fills["px_ticks"][i])
+        q = int(fills["qty_lots"][i])
+        while q > 0 and open_lots and open_side == -side:
+            head = open_lots[0]
+            m = min(q, head[1])
+            lots.append(m)
+            pnl.append(float(open_side * (px - head[0])))
+            head[1] -= m
+            q -= m
+            if head[1] == 0:
+                open_lots.popleft()
+        if q > 0:
+            if not open_lots:
+                open_side = side
+            open_lots.append([px, q])
+    return np.array(lots, np.int64), np.array(pnl, np.float64)
+
+
+def _time_weighted_abs(ts: npt.NDArray[np.int64], pos: npt.NDArray[np.float64]) -> float:
+    if ts.size == 1 or ts[-1] == ts[0]:
+        return float(abs(pos[0]))
+    dt = np.diff(ts).astype(np.float64)
+    return float(np.sum(np.abs(pos[:-1]) * dt) / (ts[-1] - ts[0]))
+
+
+def summarize(
+    equity_ts_ns: npt.NDArray[np.int64],
+    equity_quote: npt.NDArray[np.float64],
+    position_lots: npt.NDArray[Any],
+    fills: npt.NDArray[np.void],
+    mids: npt.NDArray[np.void],
+    *,
+    lot: float,
+    tick: float,
+    sample_s: float = 1.0,
+    strategy: str = "",
+    events: int = 0,
+) -> dict[str, Any]:
+    """Summary statistics of one run (see the module docstring for the input arrays).
+
+    Keys (money in quote currency, prices in ticks, sizes in base units unless named _lots):
+        pnl: equity_quote[-1] - equity_quote[0] (net of fees, as the equity is).
+        fees: sum of fee_quote over fills (negative = net rebate earned).
+        sharpe, sortino: of the equity read every `sample_s` seconds from the first point
+            (PnL differences r_k), annualised: mean(r)/std(r, ddof=1) * sqrt(365*86400/sample_s);
+            Sortino divides by sqrt(mean(min(r,0)^2)) instead. 365 days because crypto trades
+            24/7 (hftbacktest uses 252). A high-frequency PnL Sharpe: NOT comparable with a
+            daily-return Sharpe. NaN when undefined.
+        max_drawdown: largest peak-to-trough drop of equity_quote (>= 0), on the raw points.
+        fills, buy_fills, sell_fills, maker_fills, taker_fills: counts.
+        volume: traded size in base units; volume_quote: traded notional.
+        win_rate: of FIFO-matched round trips, lot-weighted: closed lots whose round trip made
+            > 0 ticks gross (before fees) / all closed lots; NaN when nothing closed.
+        round_trips, closed_lots, realized_pnl_fifo (gross, quote): of the same matching.
+        avg_spread_captured: mean over fills of side * (mid at fill - fill px), ticks; the mid is
+            the last one at or before the fill (fills before the first mid are left out).
+        markout_1s, markout_5s, markout_30s: mean over fills of side * (mid(t + h) - fill px),
+            ticks; fills whose t + h is past the last mid are left out. NaN when no fill counts.
+        mean_abs_position: time-weighted mean |position| over [first, last] equity point, base
+            units (mean_abs_position_lots in lots); max_abs_position_lots; final_position_lots.
+        pnl_to_map: pnl / mean_abs_position (quote per base unit of average inventory); NaN
+            when the mean is 0.
+        strategy, events: passed through. duration_s, sample_s, samples: the grid used.
+    """
+    ts = np.asarray(equity_ts_ns, np.int64)
+    eq = np.asarray(equity_quote, np.float64)
+    pos = np.asarray(position_lots, np.float64)
+    if not (ts.size == eq.size == pos.size) or ts.size == 0:
+        raise ValueError("equity_ts_ns, equity_quote and position_lots: same non-zero length")
+    if np.any(np.diff(ts) < 0):
+        raise ValueError("equity_ts_ns must be non-decreasing")
+    fills = np.asarray(fills)
+    mids = np.asarray(mids)
+
+    returns = sampled_returns(ts, eq, sample_s)
+    sharpe, sortino = sharpe_sortino(returns, sample_s)
+
+    side = fills["side"].astype(np.float64)
+    px = fills["px_ticks"].astype(np.float64)
+    qty = fills["qty_lots"].astype(np.float64)
+    liq = fills["liquidity"] if "liquidity" in (fills.dtype.names or ()) else None
+
+    mid_ts = mids["ts_ns"].astype(np.int64)
+    mid_px = mids["mid_ticks"].astype(np.float64)
+    at_fill = _step_at(mid_ts, mid_px, fills["ts_ns"].astype(np.int64))
+    captured = _nanmean(side * (at_fill - px))
+    markouts: dict[str, float] = {}
+    for h in MARKOUT_HORIZONS_S:
+        t_h = fills["ts_ns"].astype(np.int64) + h * NS
+        mid_h = _step_at(mid_ts, mid_px, t_h)
+        if mid_ts.size:
+            mid_h[t_h > mid_ts[-1]] = np.nan
+        markouts[f"markout_{h}s"] = _nanmean(side * (mid_h - px))
+
+    rt_lots, rt_pnl = fifo_round_trips(fills)
+    closed = int(rt_lots.sum())
+    win_rate = float(rt_lots[rt_pnl > 0].sum() / closed) if closed else math.nan
+
+    map_lots = _time_weighted_abs(ts, pos)
+    map_base = map_lots * lot
+    pnl = float(eq[-1] - eq[0])
+
+    return {
+        "strategy": strategy,
+        "events": int(events),
+        "pnl": pnl,
+        "fees": float(fills["fee_quote"].sum()) if fills.size else 0.0,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "max_drawdown": max_drawdown(eq),
+        "fills": int(fills.size),
+        "buy_fills": int(np.sum(side > 0)),
+        "sell_fills": int(np.sum(side < 0)),
+        "maker_fills": int(np.sum(liq == 1)) if liq is not None else 0,
+        "taker_fills": int(np.sum(liq == 2)) if liq is not None else 0,
+        "volume": float(qty.sum() * lot),
+        "volume_quote": float(np.sum(px * qty) * tick * lot),
+        "win_rate": win_rate,
+        "round_trips": int(rt_lots.size),
+        "closed_lots": closed,
+        "realized_pnl_fifo": float(np.sum(rt_lots * rt_pnl) * tick * lot),
+        "avg_spread_captured": captured,
+        **markouts,
+        "mean_abs_position": map_base,
+        "mean_abs_position_lots": map_lots,
+        "max_abs_position_lots": float(np.max(np.abs(pos))),
+        "final_position_lots": float(pos[-1]),
+        "pnl_to_map": pnl / map_base if map_base > 0 else math.nan,
+        "duration_s": float(ts[-1] - ts[0]) / NS,
+        "sample_s": float(sample_s),
+        "samples": int(returns.size),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# report files
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportSeries:
+    """The time series write_report plots (same conventions as summarize's inputs).
+
+    Attributes:
+        equity_ts_ns, equity_quote, position_lots: the equity step function.
+        fills: FILL_DTYPE array; mids: MID_DTYPE array; quotes: QUOTE_DTYPE array of our
+            resting bid/ask after each change (NaN = none on that side), may be empty.
+        tick, lot: instrument steps (price = ticks * tick, size = lots * lot).
+        symbol, quote_ccy, base_ccy: labels for titles and axes.
+        quotes_window_s: the quotes plot shows the window of this length with the most fills
+            (the whole run when shorter).
+    """
+
+    equity_ts_ns: npt.NDArray[np.int64]
+    equity_quote: npt.NDArray[np.float64]
+    position_lots: npt.NDArray[Any]
+    fills: npt.NDArray[np.void]
+    mids: npt.NDArray[np.void]
+    tick: float
+    lot: float
+    quotes: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, QUOTE_DTYPE))
+    symbol: str = ""
+    quote_ccy: str = "quote"
+    base_ccy: str = "base"
+    quotes_window_s: float = 120.0
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _times(ts_ns: npt.NDArray[Any]) -> npt.NDArray[np.datetime64]:
+    return np.asarray(ts_ns, np.int64).astype("datetime64[ns]").astype("datetime64[ms]")
+
+
+def _thin(n: int, max_points: int = 20_000) -> slice:
+    return slice(None, None, max(1, -(-n // max_points)))
+
+
+def _time_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.set_xlabel("time (UTC)")
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+
+
+def _fmt(v: Any, spec: str) -> str:
+    v = _json_value(v)
+    return "n/a" if v is None else format(v, spec)
+
+
+def _busiest_window(fill_ts: npt.NDArray[np.int64], t0: int, t1: int,
+                    width_ns: int) -> tuple[int, int]:
+    if t1 - t0 <= width_ns:
+        return t0, t1
+    if fill_ts.size == 0:
+        return t1 - width_ns, t1
+    ends = np.searchsorted(fill_ts, fill_ts + width_ns, side="right")
+    best = int(np.argmax(ends - np.arange(fill_ts.size)))
+    start = max(t0, min(int(fill_ts[best]) - width_ns // 10, t1 - width_ns))
+    return start, start + width_ns
+
+
+def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | str) -> list[Path]:
+    """Write `summary.json` and three PNGs (equity.png, inventory.png, quotes.png) to out_dir.
+
+    Non-finite numbers become null in the JSON. Plots use matplotlib's Agg backend (no display);
+    long series are thinned to at most 20k points per line.
+
+    Returns:
+        The written paths: summary.json first, then the PNGs.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    js = out / "summary.json"
+    js.write_text(json.dumps({k: _json_value(v) for k, v in summary.items()}, indent=2) + "\n")
+    paths.append(js)
+
+    s = series
+    name = f"{s.symbol} " if s.symbol else ""
+    strat = summary.get("strategy") or ""
+    tag = f" ({strat})" if strat else ""
+    ts = np.asarray(s.equity_ts_ns, np.int64)
+    eq = np.asarray(s.equity_quote, np.float64)
+    pos = np.asarray(s.position_lots, np.float64) * s.lot
+    t = _times(ts)
+    sl = _thin(ts.size)
+    lw = 0.8  # thin lines
+    text = (f"PnL {_fmt(summary.get('pnl'), '.2f')} {s.quote_ccy}, "
+            f"fees {_fmt(summary.get('fees'), '.2f')}, "
+            f"max DD {_fmt(summary.get('max_drawdown'), '.2f')}, "
+            f"Sharpe {_fmt(summary.get('sharpe'), '.2f')} "
+            f"({_fmt(summary.get('sample_s'), 'g')} s PnL samples, 365 d/yr), "
+            f"fills {summary.get('fills', 0)}, win rate {_fmt(summary.get('win_rate'), '.1%')}")
+    plt.rcParams.update({"font.size": 9})
+
+    # equity + drawdown
+    fig, (ax, ax_dd) = plt.subplots(2, 1, figsize=(10, 5.5), dpi=120, sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
+    ax.step(t[sl], eq[sl], where="post", color="tab:blue", label="equity (net of fees)",
+            linewidth=lw)
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_ylabel(f"PnL ({s.quote_ccy})")
+    ax.set_title(f"{name}equity{tag}\n" + text, fontsize=9)
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+    ax.legend(loc="upper left", fontsize=8)
+    dd = eq - np.maximum.accumulate(eq)
+    ax_dd.fill_between(t[sl], dd[sl], 0.0, step="post", color="tab:red", alpha=0.4,
+                       linewidth=0, label="drawdown")
+    ax_dd.set_ylabel(f"drawdown ({s.quote_ccy})")
+    ax_dd.legend(loc="lower left", fontsize=8)
+    _time_axis(ax_dd)
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+    fig.tight_layout()
+    p = out / "equity.png"
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+
+    # inventory
+    fig, ax = plt.subplots(figsize=(10, 3.8), dpi=120)
+    ax.step(t[sl], pos[sl], where="post", color="tab:purple", label="position", linewidth=lw)
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_ylabel(f"position ({s.base_ccy})")
+    ax.set_title(f"{name}inventory{tag}: mean |position| "
+                 f"{_fmt(summary.get('mean_abs_position'), '.4g')} {s.base_ccy}")
+    ax.legend(loc="upper left", fontsize=8)
+    _time_axis(ax)
+    fig.tight_layout()
+    p = out / "inventory.png"
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+
+    # quotes vs mid, fills marked, in the busiest window
+    fills = np.asarray(s.fills)
+    mids = np.asarray(s.mids)
+    quotes = np.asarray(s.quotes)
+    fill_ts = np.sort(fills["ts_ns"].astype(np.int64))
+    spans = [a for a in (ts, mids["ts_ns"], quotes["ts_ns"], fill_ts) if len(a)]
+    t0 = int(min(int(a.min()) for a in spans))
+    t1 = int(max(int(a.max()) for a in spans))
+    w0, w1 = _busiest_window(fill_ts, t0, t1, round(s.quotes_window_s * NS))
+
+    def window(a: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+        # the step in force at w0 too, so lines start at the window's left edge
+        lo = max(0, int(np.searchsorted(a["ts_ns"], w0, side="right")) - 1)
+        hi = int(np.searchsorted(a["ts_ns"], w1, side="right"))
+        return a[lo:hi]
+
+    fig, ax = plt.subplots(figsize=(11, 5), dpi=120)
+    mw = window(mids)
+    if mw.size:
+        m_sl = _thin(mw.size)
+        ax.step(_times(np.maximum(mw["ts_ns"][m_sl], w0)), mw["mid_ticks"][m_sl] * s.tick,
+                where="post", color="black", label="mid", linewidth=0.7)
+    qw = window(quotes)
+    if qw.size:
+        q_sl = _thin(qw.size)
+        qt = _times(np.maximum(qw["ts_ns"][q_sl], w0))
+        ax.step(qt, qw["bid_ticks"][q_sl] * s.tick, where="post", color="tab:green",
+                label="our bid", linewidth=lw)
+        ax.step(qt, qw["ask_ticks"][q_sl] * s.tick, where="post", color="tab:red",
+                label="our ask", linewidth=lw)
+    in_w = (fills["ts_ns"] >= w0) & (fills["ts_ns"] <= w1)
+    for sd, marker, color, label in ((1, "^", "tab:green", "we bought"),
+                                     (-1, "v", "tab:red", "we sold")):
+        sel = in_w & (fills["side"] == sd)
+        if np.any(sel):
+            ax.scatter(_times(fills["ts_ns"][sel]), fills["px_ticks"][sel] * s.tick,
+                       marker=marker, s=36, color=color, edgecolors="black", linewidths=0.5,
+                       zorder=3, label=f"{label} ({int(sel.sum())})")
+    ax.set_ylabel(f"price ({s.quote_ccy})")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.set_title(f"{name}our quotes vs mid{tag}, {(w1 - w0) / NS / 60:.1f} min window "
+                 f"with the most fills")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, ncol=3)
+    _time_axis(ax)
+    ax.set_xlim(_times(np.array([w0]))[0], _times(np.array([w1]))[0])
+    fig.tight_layout()
+    p = out / "quotes.png"
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+    return paths

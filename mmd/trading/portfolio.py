@@ -1,0 +1,314 @@
+"""Portfolio: per-symbol position, average entry, realized/unrealized PnL, fees and funding.
+
+Owns the accounting of fills and funding for linear (USDT-margined) perpetuals; does no I/O and
+never reads the clock. Conventions: position in lots (+ long), prices in ticks, money in quote;
+notional = px_ticks * tick * qty_lots * lot.
+
+Exactness: cash flow (-sum side*px*qty) and position are Python ints, and realized PnL is computed
+as (cash flow + remaining cost basis) * tick * lot rather than accumulated fill by fill. So once a
+position is flat its realized PnL is exact and independent of the order of the fills, and there
+is no drift over a long run; only the cost basis of a position that was partly reduced is a float.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from mmd.errors import InvariantViolation
+from mmd.model.codes import BUY, SELL
+from mmd.model.events import FundingPaid, OrderFilled
+from mmd.model.instrument import Instrument
+
+
+def funding_amount_quote(
+    position_lots: int, mark_px: float, rate: float, inst: Instrument
+) -> float:
+    """The funding cash flow of a perpetual position (negative = we pay).
+
+    Args:
+        position_lots: signed position in lots (+ long).
+        mark_px: mark price (a float price, not ticks).
+        rate: the funding rate (positive: longs pay shorts).
+        inst: the instrument (lot size).
+
+    Returns:
+        -position_base * mark_px * rate, in quote.
+    """
+    return -(position_lots * inst.lot) * mark_px * rate
+
+
+class PositionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One symbol's accounting at a moment (quote amounts; avg entry and mark in ticks)."""
+
+    symbol: str
+    position_lots: int
+    avg_entry_ticks: float
+    mark_ticks: float | None
+    realized_quote: float
+    unrealized_quote: float
+    fees_quote: float
+    funding_quote: float
+    pnl_quote: float
+
+
+class PortfolioSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole portfolio at ts_ns: one point of the equity curve.
+
+    Attributes:
+        ts_ns: when it was sampled (the caller's clock).
+        cash_quote: initial cash + realized - fees + funding.
+        equity_quote: cash + unrealized.
+        total_pnl_quote: realized + unrealized - fees + funding.
+        positions: one entry per symbol, sorted by symbol.
+    """
+
+    ts_ns: int
+    cash_quote: float
+    equity_quote: float
+    realized_quote: float
+    unrealized_quote: float
+    fees_quote: float
+    funding_quote: float
+    total_pnl_quote: float
+    positions: tuple[PositionSnapshot, ...] = ()
+
+
+@dataclass(slots=True)
+class Position:
+    """Mutable accounting of one symbol.
+
+    Attributes:
+        symbol: venue symbol.
+        quote_per_tick_lot: tick * lot (quote value of one tick on one lot).
+        position_lots: signed position (+ long).
+        cash_ticks_lots: -sum(side * px_ticks * qty_lots) over every fill (exact).
+        cost_ticks_lots: signed cost basis of the open position (sum side*px*qty of what is
+            still open; average entry = cost / position).
+        fees_quote: fees paid (negative = net rebate).
+        funding_quote: funding received (negative = paid).
+        mark_ticks: last mark (mid) in ticks, or None before the first mark.
+        fills: number of fills applied.
+        volume_lots: traded size.
+    """
+
+    symbol: str
+    quote_per_tick_lot: float
+    position_lots: int = 0
+    cash_ticks_lots: int = 0
+    cost_ticks_lots: float = 0.0
+    fees_quote: float = 0.0
+    funding_quote: float = 0.0
+    mark_ticks: float | None = None
+    fills: int = 0
+    volume_lots: int = 0
+
+    @property
+    def avg_entry_ticks(self) -> float:
+        """Average entry price of the open position in ticks (0.0 when flat)."""
+        if self.position_lots == 0:
+            return 0.0
+        return self.cost_ticks_lots / self.position_lots
+
+    @property
+    def realized_quote(self) -> float:
+        """Realized PnL (before fees and funding) at average cost."""
+        return (self.cash_ticks_lots + self.cost_ticks_lots) * self.quote_per_tick_lot
+
+    @property
+    def unrealized_quote(self) -> float:
+        """Open position valued at the last mark against its average entry (0 if unmarked)."""
+        if self.mark_ticks is None or self.position_lots == 0:
+            return 0.0
+        return (self.position_lots * self.mark_ticks - self.cost_ticks_lots) * (
+            self.quote_per_tick_lot
+        )
+
+    @property
+    def pnl_quote(self) -> float:
+        """realized + unrealized - fees + funding."""
+        return self.realized_quote + self.unrealized_quote - self.fees_quote + self.funding_quote
+
+    def apply(self, side: int, px_ticks: int, qty_lots: int, fee_quote: float) -> None:
+        """Apply one fill (validated by the caller)."""
+        signed = side * qty_lots
+        old = self.position_lots
+        new = old + signed
+        self.cash_ticks_lots -= signed * px_ticks
+        if old == 0 or (old > 0) == (signed > 0):
+            # open or add: the cost basis grows by exactly this fill's notional
+            self.cost_ticks_lots += signed * px_ticks
+        elif (new > 0) == (old > 0) and new != 0:
+            # reduce: the remaining part keeps its average entry
+            self.cost_ticks_lots = self.cost_ticks_lots * (new / old)
+        else:
+            # close (new == 0) or flip: the remainder opens at this fill's price
+            self.cost_ticks_lots = float(new * px_ticks)
+        self.position_lots = new
+        self.fees_quote += fee_quote
+        self.fills += 1
+        self.volume_lots += qty_lots
+
+    def snapshot(self) -> PositionSnapshot:
+        """This position as a frozen record."""
+        return PositionSnapshot(
+            symbol=self.symbol,
+            position_lots=self.position_lots,
+            avg_entry_ticks=self.avg_entry_ticks,
+            mark_ticks=self.mark_ticks,
+            realized_quote=self.realized_quote,
+            unrealized_quote=self.unrealized_quote,
+            fees_quote=self.fees_quote,
+            funding_quote=self.funding_quote,
+            pnl_quote=self.pnl_quote,
+        )
+
+
+class Portfolio:
+    """Positions of every traded symbol plus the account totals.
+
+    Args:
+        instruments: the symbols traded (more are registered by `apply_fill`).
+        initial_cash_quote: the starting wallet balance (equity = cash + unrealized).
+    """
+
+    def __init__(
+        self, instruments: Iterable[Instrument] = (), initial_cash_quote: float = 0.0
+    ) -> None:
+        self.initial_cash_quote = initial_cash_quote
+        self._positions: dict[str, Position] = {}
+        for inst in instruments:
+            self._register(inst)
+
+    def _register(self, inst: Instrument) -> Position:
+        pos = self._positions.get(inst.symbol)
+        if pos is None:
+            pos = Position(symbol=inst.symbol, quote_per_tick_lot=inst.tick * inst.lot)
+            self._positions[inst.symbol] = pos
+        return pos
+
+    def position(self, symbol: str) -> Position:
+        """The accounting of one symbol.
+
+        Raises:
+            KeyError: the symbol was never registered.
+        """
+        return self._positions[symbol]
+
+    def position_lots(self, symbol: str) -> int:
+        """Signed position in lots (0 for a symbol never traded)."""
+        pos = self._positions.get(symbol)
+        return 0 if pos is None else pos.position_lots
+
+    @property
+    def symbols(self) -> list[str]:
+        """Registered symbols, sorted."""
+        return sorted(self._positions)
+
+    def apply_fill(self, fill: OrderFilled, inst: Instrument) -> Position:
+        """Apply one fill to its symbol's position.
+
+        Args:
+            fill: the fill (apply each fill_id once: the ledger filters duplicates).
+            inst: the fill's instrument.
+
+        Returns:
+            The updated position.
+
+        Raises:
+            InvariantViolation: a non-positive size or price, a bad side, a symbol mismatch or a
+                non-finite fee.
+        """
+        if (
+            fill.symbol != inst.symbol
+            or fill.side not in (BUY, SELL)
+            or fill.qty_lots <= 0
+            or fill.px_ticks <= 0
+            or not math.isfinite(fill.fee_quote)
+        ):
+            raise InvariantViolation(f"bad fill {fill!r} for {inst.symbol}")
+        pos = self._register(inst)
+        pos.apply(fill.side, fill.px_ticks, fill.qty_lots, fill.fee_quote)
+        return pos
+
+    def apply_funding(self, ev: FundingPaid) -> Position:
+        """Book a funding payment (ev.amount_quote, negative = paid) on its symbol.
+
+        Raises:
+            InvariantViolation: unknown symbol or a non-finite amount.
+        """
+        pos = self._positions.get(ev.symbol)
+        if pos is None or not math.isfinite(ev.amount_quote):
+            raise InvariantViolation(f"funding for unknown symbol or bad amount: {ev!r}")
+        pos.funding_quote += ev.amount_quote
+        return pos
+
+    def mark(self, symbol: str, mid_ticks: float) -> float:
+        """Set the mark (mid) of a symbol and return its unrealized PnL in quote.
+
+        Raises:
+            InvariantViolation: unknown symbol or a non-finite / non-positive mid.
+        """
+        pos = self._positions.get(symbol)
+        if pos is None or not (math.isfinite(mid_ticks) and mid_ticks > 0):
+            raise InvariantViolation(f"bad mark {symbol} {mid_ticks}")
+        pos.mark_ticks = float(mid_ticks)
+        return pos.unrealized_quote
+
+    @property
+    def realized_quote(self) -> float:
+        """Realized PnL of every symbol (before fees and funding)."""
+        return sum(p.realized_quote for p in self._positions.values())
+
+    @property
+    def unrealized_quote(self) -> float:
+        """Unrealized PnL at the last marks."""
+        return sum(p.unrealized_quote for p in self._positions.values())
+
+    @property
+    def fees_quote(self) -> float:
+        """Fees paid (negative = net rebate)."""
+        return sum(p.fees_quote for p in self._positions.values())
+
+    @property
+    def funding_quote(self) -> float:
+        """Funding received (negative = paid)."""
+        return sum(p.funding_quote for p in self._positions.values())
+
+    @property
+    def total_pnl_quote(self) -> float:
+        """realized + unrealized - fees + funding."""
+        return sum(p.pnl_quote for p in self._positions.values())
+
+    @property
+    def cash_quote(self) -> float:
+        """Wallet balance: initial cash + realized - fees + funding."""
+        return self.initial_cash_quote + self.realized_quote - self.fees_quote + self.funding_quote
+
+    @property
+    def equity_quote(self) -> float:
+        """cash + unrealized."""
+        return self.initial_cash_quote + self.total_pnl_quote
+
+    def snapshot(self, ts_ns: int) -> PortfolioSnapshot:
+        """Sample the equity curve at ts_ns."""
+        positions = tuple(self._positions[s].snapshot() for s in sorted(self._positions))
+        realized = sum(p.realized_quote for p in positions)
+        unrealized = sum(p.unrealized_quote for p in positions)
+        fees = sum(p.fees_quote for p in positions)
+        funding = sum(p.funding_quote for p in positions)
+        total = sum(p.pnl_quote for p in positions)
+        return PortfolioSnapshot(
+            ts_ns=ts_ns,
+            cash_quote=self.initial_cash_quote + realized - fees + funding,
+            equity_quote=self.initial_cash_quote + total,
+            realized_quote=realized,
+            unrealized_quote=unrealized,
+            fees_quote=fees,
+            funding_quote=funding,
+            total_pnl_quote=total,
+            positions=positions,
+        )

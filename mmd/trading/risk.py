@@ -1,0 +1,280 @@
+"""Pre-trade risk: position and notional limits, order rate, stale book, daily-loss kill switch.
+
+Pure: decides which commands may be sent and why others may not; never sends, logs or reads the
+clock (time is the `now_ns` / `ts_ns` argument). Cancels always pass: pulling quotes is never
+blocked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from mmd.config import RiskConfig
+from mmd.errors import InvariantViolation
+from mmd.model.codes import BUY
+from mmd.model.events import CancelOrder, SubmitOrder
+from mmd.model.instrument import Instrument
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+REASON_HALTED = "halted"
+REASON_BOOK_STALE = "book_stale"
+REASON_MAX_POSITION = "max_position"
+REASON_MAX_NOTIONAL = "max_notional"
+REASON_RATE_LIMIT = "rate_limit"
+REASONS = (
+    REASON_HALTED,
+    REASON_BOOK_STALE,
+    REASON_MAX_POSITION,
+    REASON_MAX_NOTIONAL,
+    REASON_RATE_LIMIT,
+)
+
+
+def utc_day(ts_ns: int) -> int:
+    """Days since the Unix epoch of a UTC timestamp in ns (the kill switch's day)."""
+    return ts_ns // NS_PER_DAY
+
+
+class Rejection(msgspec.Struct, frozen=True, kw_only=True):
+    """A command the gate refused, and why (one of REASONS)."""
+
+    command: SubmitOrder | CancelOrder
+    reason: str
+
+
+class HaltState(msgspec.Struct, frozen=True, kw_only=True):
+    """A tripped kill switch, as persisted in the ledger's meta table.
+
+    Attributes:
+        day: UTC day (utc_day) it tripped on.
+        ts_ns: when it tripped.
+        reason: human-readable cause.
+    """
+
+    day: int
+    ts_ns: int
+    reason: str
+
+
+class DayPnlState(msgspec.Struct, frozen=True, kw_only=True):
+    """DayPnl's persisted state: the UTC day and the total PnL at its start."""
+
+    day: int
+    baseline_quote: float
+
+
+class DayPnl:
+    """Today's PnL from samples of the running total PnL (fees and funding included).
+
+    The baseline of a new UTC day is the last total seen before the day boundary (or the first
+    sample ever), so a restart restored from `state()` continues the same day's count.
+    """
+
+    def __init__(self, state: DayPnlState | None = None) -> None:
+        self._day = -1 if state is None else state.day
+        self._baseline = 0.0 if state is None else state.baseline_quote
+        self._last_total: float | None = None
+
+    def update(self, ts_ns: int, total_pnl_quote: float) -> float:
+        """Feed one sample; return today's PnL (total - baseline) in quote."""
+        day = utc_day(ts_ns)
+        if day != self._day:
+            if day < self._day:
+                raise InvariantViolation(f"DayPnl: time went back a day ({day} < {self._day})")
+            self._baseline = total_pnl_quote if self._last_total is None else self._last_total
+            self._day = day
+        self._last_total = total_pnl_quote
+        return total_pnl_quote - self._baseline
+
+    def state(self) -> DayPnlState:
+        """What to persist so a restart keeps counting the same day."""
+        return DayPnlState(day=self._day, baseline_quote=self._baseline)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    last_ns: int
+
+
+class RiskGate:
+    """Pre-trade checks on one symbol's batch of commands, plus the account kill switch.
+
+    Args:
+        cfg: the `[risk]` section.
+        max_position: the position limit in base units (`[strategy] max_position`).
+        instruments: every traded symbol (lot size for the position limit, tick and lot for
+            the notional limit).
+    """
+
+    def __init__(
+        self, cfg: RiskConfig, max_position: float, instruments: Iterable[Instrument]
+    ) -> None:
+        self._cfg = cfg
+        self._instruments = {inst.symbol: inst for inst in instruments}
+        # the epsilon keeps 0.01 / 0.001 from flooring to 9 lots
+        self._max_lots = {
+            s: math.floor(max_position / inst.lot + 1e-9) for s, inst in self._instruments.items()
+        }
+        self._rate_per_ns = cfg.max_orders_per_s / 1e9
+        self._burst = max(1.0, cfg.max_orders_per_s)
+        self._buckets: dict[str, _Bucket] = {}
+        self.halted = False
+        self.halt_reason = ""
+        self.halt_state: HaltState | None = None
+        self.rejections: dict[str, int] = dict.fromkeys(REASONS, 0)
+
+    def max_position_lots(self, symbol: str) -> int:
+        """The position limit of a symbol in lots."""
+        return self._max_lots[symbol]
+
+    def check(
+        self,
+        symbol: str,
+        cmds: Sequence[SubmitOrder | CancelOrder],
+        *,
+        now_ns: int,
+        position_lots: int,
+        open_buy_lots: int,
+        open_sell_lots: int,
+        book_stale: bool,
+    ) -> tuple[list[SubmitOrder | CancelOrder], list[Rejection]]:
+        """Split one symbol's commands into those allowed and those rejected.
+
+        A submit is rejected when the gate is halted, the book is stale, it could take the
+        position beyond the limit in its own direction assuming every open same-side order and
+        every earlier submit of this batch fill (cancels in the batch are not counted as done:
+        they can still lose the race), its notional at its own price would exceed
+        `max_notional`, or the symbol's order-rate token bucket is empty. Cancels always pass
+        and take a token when one is left.
+
+        Args:
+            symbol: the symbol every command must be for.
+            cmds: the commands, in sending order (order is kept).
+            now_ns: the current time (refills the token bucket).
+            position_lots: signed position.
+            open_buy_lots: leaves of every non-terminal buy order (pending ones too).
+            open_sell_lots: the same for sells.
+            book_stale: the book has not updated within its staleness limit.
+
+        Returns:
+            (allowed commands, rejections).
+
+        Raises:
+            InvariantViolation: a command for another symbol, or an unknown symbol.
+        """
+        inst = self._instruments.get(symbol)
+        if inst is None:
+            raise InvariantViolation(f"risk: unknown symbol {symbol}")
+        max_lots = self._max_lots[symbol]
+        bucket = self._refill(symbol, now_ns)
+        allowed: list[SubmitOrder | CancelOrder] = []
+        rejected: list[Rejection] = []
+        buy_lots, sell_lots = open_buy_lots, open_sell_lots
+        for cmd in cmds:
+            if cmd.symbol != symbol:
+                raise InvariantViolation(f"risk: {cmd!r} in a batch for {symbol}")
+            if isinstance(cmd, CancelOrder):
+                bucket.tokens = max(0.0, bucket.tokens - 1.0)
+                allowed.append(cmd)
+                continue
+            # exposure in the order's direction if it and everything open on its side filled
+            # (an order that reduces the position is never refused for size)
+            if cmd.side == BUY:
+                exposure_lots = position_lots + buy_lots + cmd.qty_lots
+            else:
+                exposure_lots = -(position_lots - sell_lots - cmd.qty_lots)
+            reason = ""
+            if self.halted:
+                reason = REASON_HALTED
+            elif book_stale:
+                reason = REASON_BOOK_STALE
+            elif exposure_lots > max_lots:
+                reason = REASON_MAX_POSITION
+            elif (
+                self._cfg.max_notional > 0
+                and exposure_lots * inst.lot * cmd.px_ticks * inst.tick > self._cfg.max_notional
+            ):
+                reason = REASON_MAX_NOTIONAL
+            elif bucket.tokens < 1.0:
+                reason = REASON_RATE_LIMIT
+            if reason:
+                self.rejections[reason] += 1
+                rejected.append(Rejection(command=cmd, reason=reason))
+                continue
+            bucket.tokens -= 1.0
+            if cmd.side == BUY:
+                buy_lots += cmd.qty_lots
+            else:
+                sell_lots += cmd.qty_lots
+            allowed.append(cmd)
+        return allowed, rejected
+
+    def _refill(self, symbol: str, now_ns: int) -> _Bucket:
+        bucket = self._buckets.get(symbol)
+        if bucket is None:
+            bucket = self._buckets[symbol] = _Bucket(tokens=self._burst, last_ns=now_ns)
+            return bucket
+        elapsed_ns = max(0, now_ns - bucket.last_ns)
+        bucket.tokens = min(self._burst, bucket.tokens + elapsed_ns * self._rate_per_ns)
+        bucket.last_ns = max(bucket.last_ns, now_ns)
+        return bucket
+
+    def on_pnl(self, ts_ns: int, day_pnl_quote: float) -> bool:
+        """Feed today's PnL (UTC day of ts_ns, fees and funding included); maybe trip.
+
+        The switch trips when day_pnl_quote <= -max_loss_per_day (0 = no limit). It never
+        resets by itself, not even at the next UTC day: a human restarts or calls `reset()`.
+        Persist `halt_state` in the ledger: `restore_halt` re-arms it on a restart within the
+        same UTC day (a restart on a later day starts unhalted).
+
+        Returns:
+            True if the gate is halted (now or before).
+        """
+        limit = self._cfg.max_loss_per_day
+        if not self.halted and limit > 0 and day_pnl_quote <= -limit:
+            reason = f"max_loss_per_day: day pnl {day_pnl_quote:.6g} <= -{limit:g}"
+            self._halt(HaltState(day=utc_day(ts_ns), ts_ns=ts_ns, reason=reason))
+        return self.halted
+
+    def halt(self, ts_ns: int, reason: str) -> None:
+        """Trip the kill switch by hand (operator or another component)."""
+        if not self.halted:
+            self._halt(HaltState(day=utc_day(ts_ns), ts_ns=ts_ns, reason=reason))
+
+    def restore_halt(self, state: HaltState | None, now_ns: int) -> None:
+        """Re-arm a kill switch persisted by a previous run if it tripped on today's UTC day."""
+        if state is not None and state.day == utc_day(now_ns):
+            self._halt(state)
+
+    def reset(self) -> None:
+        """Clear the kill switch (operator action)."""
+        self.halted = False
+        self.halt_reason = ""
+        self.halt_state = None
+
+    def _halt(self, state: HaltState) -> None:
+        self.halted = True
+        self.halt_reason = state.reason
+        self.halt_state = state
+
+    def size_scale(self, position: float, max_position: float) -> float:
+        """Quote-size multiplier (1 - |position| / max_position) ** size_scale_power.
+
+        Args:
+            position: position (any unit; the same unit as max_position).
+            max_position: the limit (> 0; otherwise no scaling).
+
+        Returns:
+            A factor in [0, 1]; 1.0 when size_scale_power is 0.
+        """
+        power = self._cfg.size_scale_power
+        if power == 0 or max_position <= 0:
+            return 1.0
+        frac = min(1.0, abs(position) / max_position)
+        return float((1.0 - frac) ** power)
