@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--keep-timestamps", action="store_true",
                     help="serve recorded timestamps instead of re-basing them on now")
 
+    bt = sub.add_parser("backtest", help="the strategy and paper exchange over recordings")
+    with_config(bt)
+    bt.add_argument("data", nargs="+", help="recordings (files or directories)")
+    bt.add_argument("--strategy", choices=["as", "glft", "ml"], default=None,
+                    help="quote model (default: [strategy] model)")
+    bt.add_argument("--report", default=None, help="write summary.json and PNG plots here")
+    bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     cv = sub.add_parser("convert", help="convert recordings between formats")
     cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest"])
     cv.add_argument("inputs", nargs="+")
@@ -120,11 +128,46 @@ def _dispatch(args: argparse.Namespace) -> int:
     configure_logs(cfg.logs.level, cfg.logs.format)
     from mmd import app
 
+    if args.command == "backtest":
+        return _backtest(app, cfg, args)
     if args.command == "run":
         app.run_daemon(cfg)
     elif args.command == "record":
         for path in app.record(cfg, args.out, args.duration):
             print(path)
+    return EXIT_OK
+
+
+_SUMMARY_ROWS = [
+    ("pnl", "PnL (quote)", ".4f"), ("fees", "fees (quote)", ".4f"), ("sharpe", "Sharpe", ".2f"),
+    ("sortino", "Sortino", ".2f"), ("max_drawdown", "max drawdown (quote)", ".4f"),
+    ("fills", "fills", "d"), ("volume", "volume (base)", ".4f"), ("win_rate", "win rate", ".3f"),
+    ("avg_spread_captured", "spread captured (ticks)", ".3f"),
+    ("markout_1s", "markout 1 s (ticks)", ".3f"), ("markout_5s", "markout 5 s (ticks)", ".3f"),
+    ("markout_30s", "markout 30 s (ticks)", ".3f"),
+    ("mean_abs_position", "mean |position| (base)", ".5f"),
+    ("pnl_to_map", "PnL / mean |position|", ".3f"), ("events", "events", "d"),
+]
+
+
+def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
+    from mmd import app as app_mod
+    from mmd.config import AppConfig
+
+    assert isinstance(cfg, AppConfig)
+    if args.strategy == "ml":
+        raise ConfigError("--strategy ml: needs trained models (`mmd train`), not available yet")
+    summaries = app_mod.backtest(cfg, args.data, strategy=args.strategy or cfg.strategy.model,
+                                 report_dir=args.report,
+                                 progress=not args.no_progress and sys.stderr.isatty())
+    for s in summaries:
+        print(f"{s['symbol']} ({s['category']}, strategy {s['strategy']})")
+        for key, label, spec in _SUMMARY_ROWS:
+            v = s.get(key)
+            text = "n/a" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
+            print(f"  {label:<26} {text:>14}")
+    if args.report:
+        print(f"report written to {args.report}")
     return EXIT_OK
 
 

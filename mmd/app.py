@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from mmd.clock import Clock, LiveClock, ManualClock
@@ -36,20 +37,32 @@ from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics, build_http_app
-from mmd.strategy.engine import SymbolStrategy
+from mmd.sim.exchange import SimExchange
+from mmd.sim.latency import FeedDerivedLatency, build_latency
+from mmd.trading.ledger import Ledger, ledger_path
+from mmd.trading.oms import OrderManager
+from mmd.trading.portfolio import Portfolio
+from mmd.trading.risk import RiskGate
+from mmd.trading.trader import Trader
 
 
 class FrameHandler:
-    """Every frame, live or replayed: decode once, record, apply to the hub.
+    """Every frame, live or replayed: decode once, record, apply to the hub, then let the
+    paper exchange see the market (fills are journaled and applied inside the trader).
 
-    Returns the symbols the feed must resync (the websocket client resubscribes them).
+    Returns the symbols the feed must resync (the websocket client resubscribes them). With
+    `quote_inline` (replay) the strategy requotes right after every book frame, on the frame's
+    time, which makes a replay deterministic; live, the quoter task does it (coalesced).
     """
 
     def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
-                 on_book: Callable[[], None] | None = None) -> None:
+                 on_book: Callable[[], None] | None = None, trader: Trader | None = None,
+                 *, quote_inline: bool = False) -> None:
         self.hub = hub
         self.recorder = recorder
         self.on_book = on_book or (lambda: None)
+        self.trader = trader
+        self.quote_inline = quote_inline
 
     def __call__(self, raw: bytes, ts_recv_ns: int) -> list[str]:
         hub = self.hub
@@ -64,8 +77,15 @@ class FrameHandler:
         if self.recorder is not None:
             self._record(msg, raw, ts_recv_ns)
         resyncs = [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
+        trader = self.trader
+        if trader is not None:
+            trader.on_message(msg, ts_recv_ns)
         if isinstance(msg, BookMsg):
-            self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
+            if self.quote_inline and trader is not None:
+                trader.quote(ts_recv_ns, [msg.symbol])
+                trader.maybe_snapshot(trader.last_exch_ns)
+            else:
+                self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
         return resyncs
 
     def _record(self, msg: Message, raw: bytes, ts_recv_ns: int) -> None:
@@ -99,11 +119,18 @@ class Daemon:
             else None
         )
         self.book_updated = asyncio.Event()
-        self.handle_frame = FrameHandler(self.hub, self.recorder, self.book_updated.set)
+        self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
+        replay = cfg.feed.source == "replay"
+        self.handle_frame = FrameHandler(self.hub, self.recorder, self.book_updated.set,
+                                         self.trader, quote_inline=replay)
+        if self.trader is not None:
+            self.metrics.bind_trader(self.trader)
+            if replay:
+                n = self.trader.start_catchup()
+                if n:
+                    self.log.info("replay_resuming", journaled_items=n)
         self.start_ns = self.clock.now_ns()
-        self.strategies: dict[str, SymbolStrategy] = {}
         self._quoted_recv_ns: dict[str, int] = {}
-        self.metrics.bind_strategies(self.strategies)
         self.serve_http = serve_http
         self.streams: list[BybitStream] = []
         self.tasks_running = False
@@ -120,11 +147,17 @@ class Daemon:
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """/readyz: every symbol's book synced and fresh, and its strategy warmed up."""
         reasons = self.hub.readiness()
+        strategies = self.trader.strategies if self.trader is not None else {}
         for sym in self.cfg.feed.symbols:
-            strat = self.strategies.get(sym)
+            strat = strategies.get(sym)
             if sym not in reasons and (strat is None or not strat.gate.ready):
                 reasons[sym] = f"warming_up:{strat.gate.state if strat else 'waiting'}"
-        return not reasons and self.tasks_running, {"not_ready": reasons}
+        halted = self.trader is not None and self.trader.risk.halted
+        detail: dict[str, Any] = {"not_ready": reasons}
+        if halted:
+            assert self.trader is not None
+            detail["halted"] = self.trader.risk.halt_reason
+        return not reasons and not halted and self.tasks_running, detail
 
     def book_json(self, symbol: str, depth: int) -> dict[str, Any] | None:
         """/debug/book/{symbol}: the book as the daemon holds it (ticks and lots)."""
@@ -287,8 +320,10 @@ class Daemon:
 
     async def _quoter(self) -> None:
         """Wake on every book update (coalesced) or every requote_interval_s; decide quotes."""
+        trader = self.trader
+        if trader is None or self.cfg.feed.source == "replay":
+            return  # recording only, or a replay (it quotes inline, on recorded time)
         interval = self.cfg.strategy.requote_interval_s
-        live = self.cfg.feed.source != "replay"
         while True:
             try:
                 async with asyncio.timeout(interval):
@@ -297,16 +332,17 @@ class Daemon:
                 pass
             self.book_updated.clear()
             now = self.clock.now_ns()
+            trader.apply_events(trader.exchange.advance(trader.last_exch_ns))
+            trader.quote(now)
+            trader.maybe_snapshot(now)
+            done_ns = self.clock.now_ns()
             for sym, st in self.hub.states.items():
-                strat = self.strategies.get(sym)
-                if strat is None or strat.instrument != st.instrument:
-                    strat = self.strategies[sym] = SymbolStrategy(
-                        self.cfg.strategy, st.instrument, self.start_ns)
-                strat.step(now, st)
+                strat = trader.strategies.get(sym)
                 recv = st.last_book_recv_ns
-                if live and strat.target is not None and recv != self._quoted_recv_ns.get(sym):
+                if strat is not None and strat.target is not None and \
+                        recv != self._quoted_recv_ns.get(sym):
                     self._quoted_recv_ns[sym] = recv
-                    self.metrics.tick_to_quote.observe((self.clock.now_ns() - recv) / 1e9)
+                    self.metrics.tick_to_quote.observe((done_ns - recv) / 1e9)
 
     async def _watchdog(self) -> None:
         stale_s = self.cfg.feed.stale_after_s
@@ -319,6 +355,21 @@ class Daemon:
                 self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
                 for stream in self.streams:
                     stream.request_resync(sym)
+
+
+def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
+    """The paper-trading stack for a daemon (ledger=True) or a backtest (ledger=False)."""
+    latency = build_latency(cfg.exchange)
+    feed = latency if isinstance(latency, FeedDerivedLatency) else FeedDerivedLatency(-1, -1)
+    exchange = SimExchange(cfg.exchange, {}, entry_latency_ns=latency.entry_latency_ns(),
+                           cancel_latency_ns=latency.cancel_latency_ns())
+    return Trader(
+        hub, exchange, latency, feed, OrderManager(), Portfolio(),
+        RiskGate(cfg.risk, cfg.strategy.max_position, {}), cfg.strategy,
+        Ledger.open(ledger_path(cfg.state.dir)) if ledger else None,
+        snapshot_interval_s=cfg.state.snapshot_interval_s,
+        derive_latency=isinstance(latency, FeedDerivedLatency),
+    )
 
 
 class _Stop(Exception):
@@ -360,3 +411,100 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep asyncio as fallback
         runner = asyncio.run  # type: ignore[assignment]
     runner(run_until_signalled(main))
+
+
+def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str | None,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """`mmd backtest`: the daemon's strategy and paper exchange over recordings, as fast as
+    possible, one symbol at a time; returns one summary per symbol (and writes reports).
+
+    Quotes are decided after every book frame on the frame's time, exactly as `--feed replay`
+    does; fills come from the same SimExchange as a live run. Nothing is journaled.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from mmd.feeds.recording import expand_paths, parse_recording_name, read_recording
+    from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
+    from mmd.sim.report import write_report as write_report_files
+
+    if strategy not in ("as", "glft"):
+        raise ConfigError(f"--strategy {strategy}: only 'as' and 'glft' exist so far")
+    cfg = msgspec.structs.replace(
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, model=strategy))
+    files = expand_paths(paths)
+    if not files:
+        raise ConfigError("backtest: no recordings found in " + ", ".join(paths))
+    by_symbol: dict[tuple[str, str], list[Path]] = {}
+    for f in files:
+        if not f.exists():
+            raise ConfigError(f"backtest: {f} does not exist")
+        meta = parse_recording_name(f)
+        if meta is None:
+            raise ConfigError(f"backtest: {f.name} is not a recording name "
+                              "(<venue>_<category>_<SYMBOL>_<start>.rec.gz)")
+        by_symbol.setdefault((meta.category, meta.symbol), []).append(f)
+    summaries = []
+    for (category, symbol), recs in sorted(by_symbol.items()):
+        run_cfg = msgspec.structs.replace(
+            cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
+        hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
+        trader = build_trader(run_cfg, hub, ledger=False)
+        handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+        eq_ts: list[int] = []
+        eq: list[float] = []
+        pos: list[int] = []
+        mid_ts: list[int] = []
+        mids: list[float] = []
+        quotes: list[tuple[int, float, float]] = []
+        last_q: tuple[float, float] = (np.nan, np.nan)
+        frames = [f for r in sorted(recs) for f in read_recording(r)]
+        frames.sort(key=lambda x: x[0])
+        next_sample = 0
+        for ts, raw in tqdm(frames, desc=f"backtest {symbol}", unit="frame",
+                            disable=not progress, mininterval=0.5):
+            handler(raw, ts)
+            st = hub.states.get(symbol)
+            if st is None or not st.sync.synced:
+                continue
+            t = st.book.ts_exch_ns
+            if t >= next_sample:  # the equity curve and mids, every 100 ms of exchange time
+                next_sample = t + 100_000_000
+                m = st.book.mid_ticks()
+                if m == m:
+                    mid_ts.append(t)
+                    mids.append(m)
+                eq_ts.append(t)
+                eq.append(trader.portfolio.total_pnl_quote)
+                pos.append(trader.portfolio.position_lots(symbol))
+            strat = trader.strategies.get(symbol)
+            tgt = strat.target if strat is not None else None
+            q = ((float(tgt.bids[0][0]) if tgt.bids else np.nan,
+                  float(tgt.asks[0][0]) if tgt.asks else np.nan) if tgt else (np.nan, np.nan))
+            if q != last_q and not (q[0] != q[0] and last_q[0] != last_q[0]
+                                    and q[1] != q[1] and last_q[1] != last_q[1]):
+                quotes.append((t, q[0], q[1]))
+                last_q = q
+        st = hub.states.get(symbol)
+        if st is None:
+            raise ConfigError(f"backtest: no instrument frame for {symbol} in the recording")
+        inst = st.instrument
+        fills = fills_array(trader.fills)
+        mid_arr = mids_array(mid_ts, mids)
+        summary = summarize(
+            np.array(eq_ts, np.int64), np.array(eq, np.float64), np.array(pos, np.int64),
+            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy, events=len(frames),
+        )
+        summary.update(symbol=symbol, category=category,
+                       recordings=[str(r) for r in sorted(recs)])
+        summaries.append(summary)
+        if report_dir:
+            out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
+            qa = np.array(quotes, dtype=QUOTE_DTYPE) if quotes else np.empty(0, QUOTE_DTYPE)
+            series = ReportSeries(
+                equity_ts_ns=np.array(eq_ts, np.int64), equity_quote=np.array(eq, np.float64),
+                position_lots=np.array(pos, np.int64), fills=fills, mids=mid_arr,
+                tick=inst.tick, lot=inst.lot, quotes=qa, symbol=symbol,
+            )
+            write_report_files(summary, series, out)
+    return summaries

@@ -261,7 +261,7 @@ class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # size shaping: the side that grows inventory quotes size * exp(-eta * |q| / max_q)
     size_eta: NonNegFloat = 0.0
     # keep a resting quote whose price is within this many ticks of the new target
-    requote_tolerance_ticks: Annotated[int, Meta(ge=0)] = 0
+    requote_tolerance_ticks: Annotated[int, Meta(ge=0)] = 1
     # after this long (seconds) without calibrated parameters, quote from the fallbacks
     warmup_s: PositiveFloat = 30.0
     # quotes are recomputed at least this often even without market updates (seconds)

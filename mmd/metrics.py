@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from mmd.market.hub import MarketHub
 from mmd.strategy.engine import SymbolStrategy
+from mmd.trading.trader import Trader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -183,6 +184,56 @@ class _StrategyCollector(Collector):
         yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders)
 
 
+class _TraderCollector(Collector):
+    """Reads positions, PnL, fills, open orders and the kill switch at scrape time."""
+
+    def __init__(self, trader: Trader) -> None:
+        self.trader = trader
+
+    def collect(self) -> Iterator[Metric]:
+        tr = self.trader
+        pf = tr.portfolio
+        pos = GaugeMetricFamily("mmd_position_base", "Position in base units (+ long)",
+                                labels=["symbol"])
+        pnl = GaugeMetricFamily(
+            "mmd_pnl_quote",
+            "PnL in quote currency: realized, unrealized (marked to mid), fees (paid, so "
+            "subtracted from total; negative = rebates), funding, total",
+            labels=["component"],
+        )
+        sym_pnl = GaugeMetricFamily("mmd_symbol_pnl_quote", "Total PnL per symbol",
+                                    labels=["symbol"])
+        open_orders = GaugeMetricFamily("mmd_orders_open", "Our resting or in-flight orders",
+                                        labels=["symbol", "side"])
+        for sym, st in sorted(tr.hub.states.items()):
+            inst = st.instrument
+            lots = pf.position_lots(sym)
+            pos.add_metric([sym], inst.lots_to_qty(lots))
+            if sym in pf.symbols:
+                sym_pnl.add_metric([sym], pf.position(sym).pnl_quote)
+            orders = tr.oms.open_orders(sym)
+            for side, name in ((1, "buy"), (-1, "sell")):
+                open_orders.add_metric([sym, name], sum(1 for o in orders if o.side == side))
+        pnl.add_metric(["realized"], pf.realized_quote)
+        pnl.add_metric(["unrealized"], pf.unrealized_quote)
+        pnl.add_metric(["fees"], pf.fees_quote)
+        pnl.add_metric(["funding"], pf.funding_quote)
+        pnl.add_metric(["total"], pf.total_pnl_quote)
+        c = tr.oms.counters
+        fills = CounterMetricFamily("mmd_fills", "Paper fills by side", labels=["side"])
+        fills.add_metric(["buy"], tr.fills_by_side[1])
+        fills.add_metric(["sell"], tr.fills_by_side[-1])
+        rej = CounterMetricFamily("mmd_orders_rejected",
+                                  "Commands refused by the paper exchange or the risk gate",
+                                  labels=["source", "reason"])
+        rej.add_metric(["exchange", "any"], c.rejected)
+        for reason, n in sorted(tr.risk.rejections.items()):
+            rej.add_metric(["risk", reason], n)
+        halted = GaugeMetricFamily("mmd_risk_halted", "1 while the kill switch holds quotes")
+        halted.add_metric([], 1.0 if tr.risk.halted else 0.0)
+        yield from (pos, pnl, sym_pnl, open_orders, fills, rej, halted)
+
+
 class Metrics:
     """Owns the registry. Shell components get the few metrics they update directly."""
 
@@ -200,9 +251,6 @@ class Metrics:
         self.stale_events = Counter(
             "mmd_feed_stale", "Times a symbol's book was flagged stale", ["symbol"], registry=r
         )
-        self.risk_halted = Gauge(
-            "mmd_risk_halted", "1 while the kill switch holds quotes", registry=r
-        )
         self.tick_to_quote = Histogram(
             "mmd_tick_to_quote_seconds", "Frame received to quotes decided",
             buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1),
@@ -211,6 +259,11 @@ class Metrics:
         self.up_since = Gauge(
             "mmd_start_time_seconds", "Unix time the daemon started", registry=r
         )
+
+    def bind_trader(self, trader: Trader) -> None:
+        """Export positions, PnL, fills, the kill switch, quotes and model state."""
+        self.registry.register(_TraderCollector(trader))
+        self.bind_strategies(trader.strategies)
 
     def bind_strategies(self, strategies: Mapping[str, SymbolStrategy]) -> None:
         """Export quotes, model parameters and warm-up state at scrape time."""

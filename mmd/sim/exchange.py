@@ -175,6 +175,7 @@ class SimExchange:
         self._power = float(cfg.queue_power)
         self._partial = bool(cfg.partial_fills)
         self._fees = FeeSchedule(cfg.maker_fee, cfg.taker_fee)
+        self._capacity = capacity
         self._symbols = {s: _SymbolOrders(inst, capacity) for s, inst in instruments.items()}
         self._pending: collections.deque[tuple[int, SubmitOrder | CancelOrder]] = (
             collections.deque()
@@ -183,6 +184,16 @@ class SimExchange:
         self._entry_ns = 0
         self._cancel_ns = 0
         self.set_latency(entry_latency_ns, cancel_latency_ns)
+
+    def add_instrument(self, inst: Instrument) -> None:
+        """Start trading a symbol learned after construction (instrument-info arrives late).
+
+        A known symbol with the same steps is left as it is; new steps replace it (its resting
+        orders are gone with the old units).
+        """
+        cur = self._symbols.get(inst.symbol)
+        if cur is None or cur.instrument != inst:
+            self._symbols[inst.symbol] = _SymbolOrders(inst, self._capacity)
 
     def set_latency(self, entry_latency_ns: int, cancel_latency_ns: int) -> None:
         """Change the travel times of commands sent from now on (ns, >= 0)."""

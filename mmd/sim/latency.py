@@ -64,6 +64,7 @@ class FeedDerivedLatency:
         "_cancel_cfg",
         "_entry_cfg",
         "_fallback_ns",
+        "_min_raw",
         "_min_samples",
         "_recent",
         "_scale",
@@ -87,13 +88,20 @@ class FeedDerivedLatency:
         self._min_samples = min(min_samples, window)
         self._fallback_ns = int(fallback_ns)
         self._scale = float(scale)
+        self._min_raw = 0
         self._recent: collections.deque[int] = collections.deque(maxlen=window)
         self._sorted: list[int] = []
 
     def on_feed_sample(self, ts_exch_ns: int, ts_recv_ns: int) -> None:
         """Record one feed latency sample: a frame stamped ts_exch_ns by the venue and received
         at ts_recv_ns locally."""
-        sample = max(0, int(ts_recv_ns) - int(ts_exch_ns))
+        raw = int(ts_recv_ns) - int(ts_exch_ns)
+        # A receive clock behind the venue's (recordings: the recorder's clock ran ~1.5 s
+        # behind Binance's) gives negative raw latencies; the most negative one seen bounds
+        # that offset, so samples are measured above it instead of being clipped to zero.
+        if raw < self._min_raw:
+            self._min_raw = raw
+        sample = max(0, raw - min(0, self._min_raw))
         recent = self._recent
         if len(recent) == recent.maxlen:
             old = recent[0]

@@ -1,9 +1,9 @@
-"""SymbolStrategy: one symbol's calibration, warm-up gate, quoter and open-quote bookkeeping.
+"""SymbolStrategy: one symbol's calibration, warm-up gate and quoter.
 
 Pure core: time arrives as arguments, nothing awaits. It pulls new mids and trades from the
 market rings (so the feed path stays untouched), refits the intensity model on its schedule,
-decides the target quotes and diffs them against the open quotes. Until the paper exchange
-exists, submitted quotes count as resting at once and cancels as done at once.
+decides the target quotes and diffs them against the open orders the order manager reports.
+It sends nothing: the caller passes the commands through risk to the paper exchange.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ class SymbolStrategy:
         self.quoter = Quoter(cfg, instrument)
         self.calibrator = IntensityCalibrator(cfg.calibration)
         self.gate = WarmupGate(cfg.warmup_s, start_ns)
-        self.open_orders: list[OpenOrder] = []
-        self.position_lots = 0
         self.ml: MlInputs = NEUTRAL
         self.target: QuoteTarget | None = None
         self.decisions = 0
@@ -79,12 +77,16 @@ class SymbolStrategy:
                              int(t["side"][j]))
                 j += 1
 
-    def step(self, now_ns: int, st: SymbolState) -> list[Command]:
+    def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
+             position_lots: int, *, halted: bool = False) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
             now_ns: the daemon clock (drives the warm-up gate).
             st: the symbol's market state.
+            open_orders: our live and in-flight orders (from the order manager).
+            position_lots: the current position.
+            halted: the kill switch holds: cancel everything, decide nothing.
         """
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -92,36 +94,27 @@ class SymbolStrategy:
             self.calibrator.maybe_refit(market_ns)
         usable = st.sync.synced and not st.stale
         self.gate.update(now_ns, usable, self.calibrator.source == "calibrated")
-        if not (self.gate.ready and usable):
+        if halted or not (self.gate.ready and usable):
             self.target = None
-            return self._cancel_all()
+            return self._count(self._cancel_all(open_orders))
         cal = self.calibrator
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
-                                    self.position_lots, self.ml)
+                                    position_lots, self.ml)
         self.decisions += 1
         self.target = target
         if target is None:
-            return self._cancel_all()
-        cmds = diff_quotes(target, self.open_orders, self.cfg.requote_tolerance_ticks,
-                           self._next_id)
-        self._apply(cmds)
-        return cmds
+            return self._count(self._cancel_all(open_orders))
+        return self._count(diff_quotes(target, open_orders, self.cfg.requote_tolerance_ticks,
+                                       self._next_id))
 
-    def _cancel_all(self) -> list[Command]:
-        cmds: list[Command] = [CancelOrder(client_order_id=o.client_order_id,
-                                           symbol=self.instrument.symbol)
-                               for o in self.open_orders]
-        self._apply(cmds)
-        return cmds
+    def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
+        return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)
+                for o in open_orders]
 
-    def _apply(self, cmds: list[Command]) -> None:
-        # stands in for the paper exchange: submits rest at once, cancels complete at once
+    def _count(self, cmds: list[Command]) -> list[Command]:
         for c in cmds:
             if isinstance(c, CancelOrder):
-                self.open_orders = [o for o in self.open_orders
-                                    if o.client_order_id != c.client_order_id]
                 self.cancels += 1
             else:
-                self.open_orders.append(OpenOrder(client_order_id=c.client_order_id, side=c.side,
-                                                  px_ticks=c.px_ticks, qty_lots=c.qty_lots))
                 self.submits += 1
+        return cmds

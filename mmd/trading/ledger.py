@@ -461,6 +461,10 @@ class Ledger:
             positions=tuple(positions),
         )
 
+    def event_bodies(self) -> list[bytes]:
+        """Every journaled item's encoded body, in journal order (replay catch-up checks)."""
+        return [bytes(r[0]) for r in self._conn.execute("SELECT body FROM events ORDER BY seq")]
+
     def fill_count(self) -> int:
         """Number of distinct fills journaled."""
         return int(self._conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0])

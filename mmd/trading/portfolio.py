@@ -183,6 +183,10 @@ class Portfolio:
         for inst in instruments:
             self._register(inst)
 
+    def add_instrument(self, inst: Instrument) -> None:
+        """Start accounting for a symbol (idempotent)."""
+        self._register(inst)
+
     def _register(self, inst: Instrument) -> Position:
         pos = self._positions.get(inst.symbol)
         if pos is None:

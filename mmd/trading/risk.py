@@ -116,11 +116,11 @@ class RiskGate:
         self, cfg: RiskConfig, max_position: float, instruments: Iterable[Instrument]
     ) -> None:
         self._cfg = cfg
-        self._instruments = {inst.symbol: inst for inst in instruments}
-        # the epsilon keeps 0.01 / 0.001 from flooring to 9 lots
-        self._max_lots = {
-            s: math.floor(max_position / inst.lot + 1e-9) for s, inst in self._instruments.items()
-        }
+        self._max_position = max_position
+        self._instruments: dict[str, Instrument] = {}
+        self._max_lots: dict[str, int] = {}
+        for inst in instruments:
+            self.add_instrument(inst)
         self._rate_per_ns = cfg.max_orders_per_s / 1e9
         self._burst = max(1.0, cfg.max_orders_per_s)
         self._buckets: dict[str, _Bucket] = {}
@@ -128,6 +128,19 @@ class RiskGate:
         self.halt_reason = ""
         self.halt_state: HaltState | None = None
         self.rejections: dict[str, int] = dict.fromkeys(REASONS, 0)
+
+    def add_instrument(self, inst: Instrument, min_lots: int = 0) -> None:
+        """Start (or restart, with new steps) checking a symbol.
+
+        Args:
+            inst: the instrument.
+            min_lots: a floor for the position limit in lots (the quoter never quotes less
+                than one order, so the limit is at least one order).
+        """
+        self._instruments[inst.symbol] = inst
+        # the epsilon keeps 0.01 / 0.001 from flooring to 9 lots
+        self._max_lots[inst.symbol] = max(
+            min_lots, math.floor(self._max_position / inst.lot + 1e-9))
 
     def max_position_lots(self, symbol: str) -> int:
         """The position limit of a symbol in lots."""

@@ -42,11 +42,12 @@ def test_feed_derived_latency_median_window_forgets_old_samples() -> None:
 
 def test_feed_derived_latency_even_window_and_negative_samples() -> None:
     lat = FeedDerivedLatency(-1, -1, window=4, min_samples=1, scale=2.0)
-    for d in (-5, 4, 6, 10):  # clock skew: a negative sample counts as 0
+    for d in (-5, 4, 6, 10):  # clock skew: the receive clock is >= 5 ms behind the venue's
         lat.on_feed_sample(0, d * MS)
-    # sorted 0, 4, 6, 10 -> median (4 + 6) / 2 = 5 ms, scaled x2 = 10 ms
-    assert lat.feed_latency_ns() == 5 * MS
-    assert lat.entry_latency_ns() == 10 * MS
+    # samples are measured above the most negative raw latency (-5 ms) once it is seen:
+    # -5 -> 0, 4 -> 9, 6 -> 11, 10 -> 15; median (9 + 11) / 2 = 10 ms, scaled x2 = 20 ms
+    assert lat.feed_latency_ns() == 10 * MS
+    assert lat.entry_latency_ns() == 20 * MS
 
 
 def test_build_latency_from_config_picks_model() -> None:
