@@ -307,7 +307,9 @@ class Daemon:
                 f"{cfg.feed.category} for {', '.join(cfg.feed.symbols)}"
             )
         assert isinstance(self.clock, ManualClock)
-        n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed)
+        trader = self.trader
+        n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed,
+                             catching_up=trader.catching_up if trader is not None else bool)
         self.replay_done = True
         books = {}
         for sym, st in self.hub.states.items():

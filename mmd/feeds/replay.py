@@ -42,6 +42,7 @@ async def run_replay(
     speed: float = 0.0,
     sleep: Callable[[float], object] = asyncio.sleep,
     yield_every: int = 256,
+    catching_up: Callable[[], bool] = lambda: False,
 ) -> int:
     """Feed every frame to on_frame; returns the number of frames.
 
@@ -52,14 +53,18 @@ async def run_replay(
         speed: 0 = as fast as possible; otherwise recorded pace times speed.
         sleep: awaited to pace the replay (and to let the event loop serve HTTP).
         yield_every: at speed 0, give the event loop a turn every this many frames.
+        catching_up: while it returns True, frames go as fast as possible whatever the speed
+            (a resumed replay re-runs what it had already journaled); the pace then restarts
+            from the frame where catching up ended.
     """
     n = 0
     first_ts: int | None = None
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for ts, frame in merged_frames(files):
-        if first_ts is None:
+        if first_ts is None or catching_up():
             first_ts = ts
+            t0 = loop.time()
         if speed > 0:
             due = t0 + (ts - first_ts) / 1e9 / speed
             delay = due - loop.time()

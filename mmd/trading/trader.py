@@ -131,6 +131,10 @@ class Trader:
         self._catchup_pos = 0
         return len(self._catchup)
 
+    def catching_up(self) -> bool:
+        """True while a resumed replay is still re-checking what the ledger already holds."""
+        return self._catchup_pos < len(self._catchup)
+
     def _instrument(self, symbol: str):  # type: ignore[no-untyped-def]
         st = self.hub.states.get(symbol)
         if st is None:
