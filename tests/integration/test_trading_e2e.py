@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 from procs import Proc, base_env, daemon, http_json, http_text, metric_values, venue
 
-from mmd.model.instrument import Instrument
 from mmd.model.events import OrderFilled
+from mmd.model.instrument import Instrument
 from mmd.trading.portfolio import Portfolio
 
 pytestmark = pytest.mark.slow
@@ -192,7 +191,7 @@ def test_trading_restart_restores_position_and_pnl(binance_btc_rec: Path, tmp_pa
         rows = _ledger_fills(tmp_path / "state")
         assert rows
         pos, realized, fees = _portfolio(rows)
-        with daemon(tmp_path, {**env, "MMD_STRATEGY__WARMUP_S": "600"}) as (proc2, url2):
+        with daemon(tmp_path, {**env, "MMD_STRATEGY__WARMUP_S": "600"}) as (_proc2, url2):
             # quoting held back by the long warm-up: the state is exactly the ledger's
             time.sleep(2.0)
             text = http_text(url2 + "/metrics")
