@@ -274,6 +274,8 @@ class Daemon:
                 on_frame=self.handle_frame,
                 on_disconnected=self.hub.mark_unsynced,
                 on_reconnect=self.metrics.reconnects.inc,
+                # funding rate and times for perpetual positions (spot has no funding)
+                tickers=cfg.exchange.funding and cfg.feed.category != "spot",
             )
             self.streams.append(stream)
             jobs.append(("feed.bybit.ws", stream.run()))
@@ -371,6 +373,7 @@ def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
         Ledger.open(ledger_path(cfg.state.dir)) if ledger else None,
         snapshot_interval_s=cfg.state.snapshot_interval_s,
         derive_latency=isinstance(latency, FeedDerivedLatency),
+        funding=cfg.exchange.funding,
     )
 
 

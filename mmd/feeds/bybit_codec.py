@@ -84,6 +84,20 @@ class KlineMsg(msgspec.Struct, frozen=True, kw_only=True):
     from_rest: bool = False
 
 
+class TickerMsg(msgspec.Struct, frozen=True, kw_only=True):
+    """WS `tickers.SYM` (linear): the fields mmd uses; None where a delta leaves them out.
+
+    Sample (section 3, tickers), trimmed: `{"topic":"tickers.BTCUSDT","type":"snapshot",
+      "data":{"symbol":"BTCUSDT","markPrice":"65117.44","nextFundingTime":"1786320000000",
+              "fundingRate":"0.0001",...},"ts":1786310817700,"cs":...}`
+    """
+
+    symbol: str
+    funding_rate: float | None
+    next_funding_ns: int | None
+    mark_price: float | None
+
+
 class ControlMsg(msgspec.Struct, frozen=True, kw_only=True):
     """Subscribe/unsubscribe acks and pongs: `{"success":true,"ret_msg":"pong","op":"ping",...}`."""
 
@@ -116,7 +130,7 @@ class RestError(msgspec.Struct, frozen=True, kw_only=True):
     ret_msg: str
 
 
-Message = BookMsg | TradesMsg | KlineMsg | ControlMsg | InstrumentsMsg | RestError
+Message = BookMsg | TradesMsg | KlineMsg | TickerMsg | ControlMsg | InstrumentsMsg | RestError
 
 _MS = 1_000_000
 
@@ -212,6 +226,15 @@ def _decode_ws(obj: dict[str, Any]) -> Message | None:
         return _decode_ws_trades(obj, parts)
     if head == "kline":
         return _decode_ws_kline(obj, parts)
+    if head == "tickers":
+        d = obj["data"]
+        rate, nxt, mark = d.get("fundingRate"), d.get("nextFundingTime"), d.get("markPrice")
+        return TickerMsg(
+            symbol=str(d.get("symbol") or parts[-1]),
+            funding_rate=float(rate) if rate not in (None, "") else None,
+            next_funding_ns=int(nxt) * _MS if nxt not in (None, "", "0") else None,
+            mark_price=float(mark) if mark not in (None, "") else None,
+        )
     return None  # tickers, liquidations, ...: known venue topics we do not use
 
 
@@ -348,6 +371,11 @@ def book_topic(depth: int, symbol: str) -> str:
 def trade_topic(symbol: str) -> str:
     """`publicTrade.BTCUSDT`."""
     return f"publicTrade.{symbol}"
+
+
+def ticker_topic(symbol: str) -> str:
+    """`tickers.BTCUSDT` (funding rate, next funding time, mark price)."""
+    return f"tickers.{symbol}"
 
 
 def kline_topic(symbol: str, interval: str = "1") -> str:

@@ -23,6 +23,7 @@ from mmd.feeds.bybit_codec import (
     encode_ping,
     encode_subscribe,
     kline_topic,
+    ticker_topic,
     trade_topic,
 )
 from mmd.logs import get_logger
@@ -58,6 +59,8 @@ class BybitStream:
         on_frame: OnFrame,
         on_disconnected: OnState,
         on_reconnect: Callable[[], None] | None = None,
+        *,
+        tickers: bool = False,
     ) -> None:
         self.url = url
         self.symbols = list(symbols)
@@ -67,6 +70,7 @@ class BybitStream:
         self.on_frame = on_frame
         self.on_disconnected = on_disconnected
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.tickers = tickers
         self.connected = False
         self.connects = 0
         self._ws: ClientConnection | None = None
@@ -79,6 +83,8 @@ class BybitStream:
         out = []
         for s in self.symbols:
             out += [book_topic(self.depth, s), trade_topic(s), kline_topic(s)]
+            if self.tickers:
+                out.append(ticker_topic(s))
         return out
 
     async def run(self) -> None:

@@ -23,6 +23,7 @@ from mmd.feeds.bybit_codec import (
     KlineMsg,
     Message,
     RestError,
+    TickerMsg,
     TradesMsg,
     decode_frame,
 )
@@ -70,6 +71,10 @@ class SymbolState:
         )
         self._trade_ids: collections.deque[str] = collections.deque(maxlen=_TRADE_ID_MEMORY)
         self._trade_id_set: set[str] = set()
+        # funding (perpetuals), from the tickers stream
+        self.funding_rate: float | None = None
+        self.next_funding_ns: int | None = None
+        self.mark_price: float | None = None
         self.last_book_recv_ns = 0
         self.lag_s = 0.0
         self.stale = False
@@ -163,6 +168,16 @@ class MarketHub:
         elif isinstance(msg, InstrumentsMsg):
             self.stats.messages["instruments"] += 1
             self._on_instruments(msg)
+        elif isinstance(msg, TickerMsg):
+            self.stats.messages["tickers"] += 1
+            st = self.states.get(msg.symbol)
+            if st is not None:  # deltas carry only what changed
+                if msg.funding_rate is not None:
+                    st.funding_rate = msg.funding_rate
+                if msg.next_funding_ns is not None:
+                    st.next_funding_ns = msg.next_funding_ns
+                if msg.mark_price is not None:
+                    st.mark_price = msg.mark_price
         elif isinstance(msg, ControlMsg):
             self.stats.messages["control"] += 1
             self.stats.control[msg.ret_msg if msg.op == "ping" else msg.op] += 1

@@ -71,6 +71,7 @@ class Trader:
         *,
         snapshot_interval_s: float = 10.0,
         derive_latency: bool = True,
+        funding: bool = True,
     ) -> None:
         self.hub = hub
         self.exchange = exchange
@@ -91,6 +92,9 @@ class Trader:
         self._next_snapshot_ns = 0
         self._derive_latency = derive_latency
         self._known: dict[str, object] = {}
+        self._funded: dict[str, int] = {}
+        self.funding = funding
+        self.funding_payments = 0
         self.restored = False
         self._catchup: list[bytes] = []
         self._catchup_pos = 0
@@ -198,7 +202,28 @@ class Trader:
         else:
             return events
         self.apply_events(events)
+        self._check_funding()
         return events
+
+    def _check_funding(self) -> None:
+        """Charge or credit funding once per funding time the exchange clock has passed."""
+        for sym, st in self.hub.states.items():
+            due = st.next_funding_ns
+            if (not self.funding or due is None or st.funding_rate is None
+                    or self.last_exch_ns < due or self._funded.get(sym) == due):
+                continue
+            self._funded[sym] = due
+            lots = self.portfolio.position_lots(sym)
+            if lots == 0:
+                continue
+            mark = st.mark_price or st.instrument.ticks_to_px(st.book.mid_ticks())
+            base = st.instrument.lots_to_qty(lots)
+            ev = FundingPaid(funding_id=f"{sym}@{due}", symbol=sym, rate=st.funding_rate,
+                             position_lots=lots, mark_px=mark,
+                             amount_quote=-base * mark * st.funding_rate, ts_exch_ns=due)
+            if self._journal(ev, due):
+                self.portfolio.apply_funding(ev)
+                self.funding_payments += 1
 
     def _ensure_symbol(self, st: SymbolState) -> None:
         if self._known.get(st.instrument.symbol) is not st.instrument:

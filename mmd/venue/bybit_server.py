@@ -1099,6 +1099,14 @@ class VenueServer:
             self._apply_trades(m, items, ts_ms)
         elif head == "kline" and m.kline_source == "ws":
             self._apply_ws_kline(m, topic, parts[1], obj)
+        elif head == "tickers":
+            # passed through as recorded (ts re-based); funding fields drive paper funding
+            if self._subs.get((m.category, topic)):
+                with _frame_fields():
+                    ts_ms = int(obj["ts"])
+                shift = self._shift(ts_ms)
+                out = {**obj, "ts": ts_ms + shift} if shift else obj
+                self._broadcast(m.category, topic, orjson.dumps(out).decode())
         else:
             self._ignored_frames += 1
 
@@ -1490,7 +1498,7 @@ class VenueServer:
                 return (f"invalid topic {topic}: orderbook depth must be one of "
                         f"{', '.join(map(str, BOOK_DEPTHS))}")
             depth = int(parts[1])
-        elif head == "publicTrade" and len(parts) == 2:
+        elif head in ("publicTrade", "tickers") and len(parts) == 2:
             depth = 0
         elif head == "kline" and len(parts) == 3:
             if parts[1] not in KLINE_INTERVALS:
@@ -1499,7 +1507,7 @@ class VenueServer:
             depth = 0
         else:
             return (f"error:handler not found,topic:{topic} (served: orderbook.N.SYM, "
-                    "publicTrade.SYM, kline.I.SYM)")
+                    "publicTrade.SYM, kline.I.SYM, tickers.SYM)")
         m = self._markets.get((category, parts[-1]))
         if m is None:
             served = sorted(s for cat, s in self._markets if cat == category)

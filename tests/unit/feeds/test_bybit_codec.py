@@ -55,13 +55,14 @@ def test_codec_real_cryptofeed_capture_decodes_every_frame_kind() -> None:
             if isinstance(msg, InstrumentsMsg):
                 assert {i.symbol for i in msg.instruments} >= {"BTCUSDT", "ETHUSDT"}
     # SOURCES.md section D: 6 books (1 snapshot + deltas each), trades, klines, 24 acks,
-    # tickers (decoded as None = known but unused), 2 instruments-info answers
+    # tickers (1 snapshot + deltas per linear symbol, snapshots on spot), 2 instruments-info
+    # answers, and known-but-unused kinds (liquidations) decoded as None
     assert kinds["BookMsg"] == 6 + 413 + 420 + 382 + 379 + 299 + 249
     assert kinds["TradesMsg"] == 16 + 12 + 57 + 17 + 11 + 7
     assert kinds["KlineMsg"] == 22 + 12 + 25 + 12 + 15 + 10
     assert kinds["ControlMsg"] == 24
+    assert kinds["TickerMsg"] == 4 + 184 + 215 + 192 + 163 + 41 + 40
     assert kinds["InstrumentsMsg"] == 2
-    assert kinds["NoneType"] > 0
 
 
 def test_codec_spot_instrument_uses_base_precision_as_lot() -> None:

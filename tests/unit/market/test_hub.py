@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmd.config import MarketConfig
+from mmd.feeds.bybit_codec import decode_frame
 from mmd.market.hub import MarketHub
 from mmd.model.instrument import Instrument
 
@@ -160,3 +162,35 @@ def test_hub_book_without_updates_goes_stale_and_not_ready() -> None:
     assert hub.readiness() == {"BTCUSDT": "stale"}
     hub.on_frame(_book("delta", 2, [["100.0", "2"]], []), 3_100_000_000)
     assert hub.readiness() == {}
+
+
+def test_trader_funding_charged_once_per_funding_time() -> None:
+    """A long position pays funding = position * mark * rate when exchange time passes the
+    funding time; the same funding time is never charged twice."""
+    from mmd.app import build_trader
+    from mmd.config import AppConfig
+    from mmd.model.events import OrderFilled
+
+    hub = _hub()
+    trader = build_trader(AppConfig(), hub, ledger=False)
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 1, "data": {
+        "symbol": "BTCUSDT", "markPrice": "100.1", "fundingRate": "0.0001",
+        "nextFundingTime": "5000"}})
+    hub.on_frame(ticker, 2)
+    st = hub.states["BTCUSDT"]
+    assert st.funding_rate == 0.0001 and st.next_funding_ns == 5_000_000_000
+    trader._ensure_symbol(st)
+    trader.portfolio.apply_fill(OrderFilled(
+        fill_id="x#1", client_order_id="x", symbol="BTCUSDT", side=1, px_ticks=1001,
+        qty_lots=2000, leaves_lots=0, liquidity=1, fee_quote=0.0, ts_exch_ns=1), st.instrument)
+    for u, ts_ms in ((2, 4000), (3, 5001), (4, 6000)):  # before, after, after again
+        frame = _book("delta", u, [["100.0", str(u)]], [])
+        msg = decode_frame(frame)
+        hub.on_frame(frame, ts_ms * 1_000_000)
+        # the book frame's venue time is 1000 + u ms: move the exchange clock explicitly
+        trader.last_exch_ns = ts_ms * 1_000_000
+        trader.on_message(msg, ts_ms * 1_000_000)
+    # 2 BTC long (2000 lots of 0.001) pays 2 * 100.1 * 0.0001 = 0.02002 once
+    assert trader.funding_payments == 1
+    assert trader.portfolio.funding_quote == pytest.approx(-0.02002)

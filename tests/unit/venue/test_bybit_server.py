@@ -149,8 +149,8 @@ async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
             assert bad["op"] == "subscribe" and bad["req_id"] == "s2"
             bad = await ws_request(ws, "subscribe", ["orderbook.5.XRPUSDT"])
             assert bad["success"] is False and "depth" in bad["ret_msg"]
-            bad = await ws_request(ws, "subscribe", ["tickers.XRPUSDT"])
-            assert bad["success"] is False and "tickers.XRPUSDT" in bad["ret_msg"]
+            bad = await ws_request(ws, "subscribe", ["liquidation.XRPUSDT"])
+            assert bad["success"] is False and "liquidation.XRPUSDT" in bad["ret_msg"]
             bad = await ws_request(ws, "subscribe", [])
             assert bad["success"] is False
             bad = await ws_request(ws, "auth")
