@@ -59,7 +59,6 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.events import (
     CancelOrder,
     OrderAccepted,
-    OrderCanceled,
     OrderFilled,
     OrderRejected,
     SubmitOrder,
@@ -104,7 +103,7 @@ class EngineResult:
     steps: int = 0
     end_ns: int = 0  # the strategy's clock when the run stopped
     undelivered_fills: int = 0  # fills at the exchange whose response had not arrived
-    events: int = 0
+    events: int = 0  # market events fed: mmd book frames + trades; hftbacktest rows
     seconds: float = 0.0
     # (time the strategy learned of the fill, side, px_ticks)
     fill_log: list[tuple[int, int, int]] = field(default_factory=list)
@@ -116,7 +115,8 @@ class EngineResult:
             "fees": round(self.fees, 6), "notional": round(self.notional, 2),
             "submits": self.submits, "cancels": self.cancels, "rejects": self.rejects,
             "steps": self.steps, "end_ns": self.end_ns,
-            "undelivered_fills": self.undelivered_fills, "events": self.events, "seconds": round(self.seconds, 3),
+            "undelivered_fills": self.undelivered_fills, "events": self.events,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -397,7 +397,7 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
         res.cash = float(sv.balance)
         res.mid = (depth.best_bid + depth.best_ask) / 2.0
         res.pnl = res.cash - res.fees + sv.position * res.mid
-        res.events = int(len(rows))
+        res.events = len(rows)
         res.end_ns = int(bt.current_timestamp)
     finally:
         bt.close()

@@ -4,8 +4,9 @@ Figures per recording: `frames_per_s` (every frame: book, trades, klines), `even
 level updates plus trades, per second), `ns_per_frame`, and `peer_*`: the same frames through a
 plain-Python baseline in the same process (json.loads + dict book + sorted top 50 after every
 book frame, which is what a naive paper trader does), with `ratio = mmd / peer` frames per second.
-`pipeline_with_quoting.*` adds a full quote decision (calibration pull, warm-up gate, AS quote,
-ladder, diff) after every book frame: what a daemon that requotes on every update pays per frame.
+`pipeline_with_trading.*` runs the whole paper-trading pipeline (features, paper exchange, a quote
+decision after every book frame, risk, order manager, portfolio; no ledger): what a daemon that
+requotes on every update pays per frame.
 Recordings are converted in-process from ../shared/data into a temp dir (conversion not timed).
 Without the shared data the benchmark reports `skipped` with the reason.
 """
@@ -21,11 +22,11 @@ from typing import Any
 
 import msgspec
 
-from mmd.config import MarketConfig, StrategyConfig
+from mmd.app import FrameHandler, build_trader
+from mmd.config import AppConfig, FeedConfig, MarketConfig, StrategyConfig
 from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
 from mmd.feeds.recording import parse_recording_name, read_recording
 from mmd.market.hub import MarketHub
-from mmd.strategy.engine import SymbolStrategy
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 
@@ -87,22 +88,21 @@ def _mmd(frames: list[tuple[int, bytes]], symbols: list[str]) -> float:
 
 
 def _mmd_quoting(frames: list[tuple[int, bytes]], symbols: list[str]) -> tuple[float, int]:
-    """Seconds for hub + features + a quote decision after every book frame; decisions made."""
-    hub = MarketHub(symbols, MarketConfig())
+    """Seconds for the whole paper-trading pipeline (hub, features, paper exchange, a quote
+    decision after every book frame, risk, order manager, portfolio); quote decisions made."""
+    cfg = AppConfig(feed=FeedConfig(symbols=symbols),
+                    strategy=msgspec.structs.replace(StrategyConfig(), warmup_s=1e-9))
+    hub = MarketHub(symbols, cfg.market)
+    trader = build_trader(cfg, hub, ledger=False)
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
     for ts, raw in frames:
         if raw.startswith(b'{"retCode"'):
-            hub.on_frame(raw, ts)
-    cfg = msgspec.structs.replace(StrategyConfig(), warmup_s=1e-9)
-    strategies = {s: SymbolStrategy(cfg, st.instrument, 0) for s, st in hub.states.items()}
-    decisions = 0
+            handler(raw, ts)
     t0 = time.perf_counter()
     for ts, raw in frames:
-        hub.on_frame(raw, ts)
-        if b'"orderbook.' in raw[:40]:
-            for s, strat in strategies.items():
-                strat.step(ts, hub.states[s])
-            decisions += len(strategies)
-    return time.perf_counter() - t0, decisions
+        handler(raw, ts)
+    dt = time.perf_counter() - t0
+    return dt, sum(s.decisions for s in trader.strategies.values())
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -148,11 +148,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
             _mmd_quoting(frames[:200], symbols)
             q_s, decisions = min(_mmd_quoting(frames, symbols) for _ in range(reps))
             out.append({
-                "name": f"pipeline_with_quoting.{name}",
+                "name": f"pipeline_with_trading.{name}",
                 "frames": len(frames),
                 "quote_decisions": decisions,
                 "mmd_frames_per_s": round(len(frames) / q_s),
                 "mmd_ns_per_frame": round(q_s / len(frames) * 1e9),
-                "quoting_ns_per_decision": round((q_s - mmd_s) / max(decisions, 1) * 1e9),
+                "trading_ns_per_decision": round((q_s - mmd_s) / max(decisions, 1) * 1e9),
             })
     return out
