@@ -82,7 +82,7 @@ async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
         tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
     ref = ReferenceBook(rec)
-    async with asyncio.timeout(15), running_venue([rec], speed=10.0) as venue:
+    async with asyncio.timeout(3 * 15), running_venue([rec], speed=10.0) as venue:
         topics = [f"orderbook.{d}.XRPUSDT" for d in DEPTHS]
 
         async def late_client() -> list[str]:
@@ -134,7 +134,7 @@ async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
 async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
         tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(10), running_venue([rec], speed=10.0) as venue:
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=10.0) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             ack = await ws_request(ws, "subscribe", ["orderbook.50.XRPUSDT"], req_id="sub-1")
             assert set(ack) == {"success", "ret_msg", "conn_id", "req_id", "op"}
@@ -202,7 +202,7 @@ async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
 async def test_venue_kline_rest_is_newest_first_and_built_from_trades(tmp_path: Path) -> None:
     rec = write_trades_recording(tmp_path)
     items = trade_items()
-    async with asyncio.timeout(10), running_venue([rec], speed=400.0) as venue:
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=400.0) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             ack = await ws_request(ws, "subscribe", ["publicTrade.BTCUSDT", "kline.1.BTCUSDT"])
             assert ack["success"]
@@ -272,7 +272,7 @@ async def test_venue_recent_trade_shape_newest_first_and_timestamps(tmp_path: Pa
                                                                     keep: bool) -> None:
     rec = write_trades_recording(tmp_path)
     items = trade_items()
-    async with asyncio.timeout(10), running_venue([rec], speed=1000.0,
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=1000.0,
                                                   keep_timestamps=keep) as venue:
         await venue.wait_finished()
         async with aiohttp.ClientSession() as http:
@@ -304,7 +304,7 @@ async def test_venue_recent_trade_shape_newest_first_and_timestamps(tmp_path: Pa
 
 async def test_venue_idle_client_is_dropped_pinging_client_stays(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with (asyncio.timeout(10),
+    async with (asyncio.timeout(3 * 10),
                 running_venue([rec], speed=10.0, idle_timeout_s=0.3) as venue,
                 connect(venue.ws_url("linear")) as idle,
                 connect(venue.ws_url("linear")) as busy):
@@ -322,7 +322,7 @@ async def test_venue_idle_client_is_dropped_pinging_client_stays(tmp_path: Path)
 
 async def test_venue_client_past_queue_bound_is_disconnected(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(10), running_venue([rec], speed=1000.0,
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=1000.0,
                                                   max_queue_frames=3) as venue:
         await venue.wait_finished()
         async with connect(venue.ws_url("linear")) as ws:
@@ -353,7 +353,7 @@ async def test_serve_prints_port_answers_and_exits_cleanly_on_sigterm(tmp_path: 
         sys.executable, "-c", code, str(rec), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(3 * 20):
             assert proc.stdout is not None
             line = (await proc.stdout.readline()).decode()
             m = re.fullmatch(r"mmd venue listening on http://127\.0\.0\.1:(\d+) "
@@ -387,7 +387,7 @@ async def test_venue_converted_capture_stream_matches_reference(
     cryptofeed_dir: Path = request.getfixturevalue("cryptofeed_dir")
     rec = _one(cryptofeed_dir, "bybit_linear_BTCUSDT_*.rec.gz")
     ref = ReferenceBook(rec)
-    async with asyncio.timeout(20), running_venue([rec], speed=40.0) as venue:
+    async with asyncio.timeout(3 * 20), running_venue([rec], speed=40.0) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             topics = ["orderbook.50.BTCUSDT", "orderbook.200.BTCUSDT"]
             assert (await ws_request(ws, "subscribe", topics))["success"]

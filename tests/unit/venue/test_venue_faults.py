@@ -78,7 +78,7 @@ def test_venue_server_bad_fault_dict_raises_config_error(tmp_path: Path) -> None
 
 
 async def test_fault_gap_skips_every_nth_delta_u_jumps_by_two(tmp_path: Path) -> None:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(3 * 10):
         frames, closed, stats, _ = await _run(tmp_path, "gap")
     book = _book_frames(frames)
     deltas = _deltas(stats)
@@ -90,7 +90,7 @@ async def test_fault_gap_skips_every_nth_delta_u_jumps_by_two(tmp_path: Path) ->
 
 
 async def test_fault_restart_replaces_nth_delta_by_u1_snapshot(tmp_path: Path) -> None:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(3 * 10):
         frames, _, stats, rec = await _run(tmp_path, "restart")
     ref = ReferenceBook(rec)
     book = _book_frames(frames)
@@ -111,7 +111,7 @@ async def test_fault_restart_replaces_nth_delta_by_u1_snapshot(tmp_path: Path) -
 
 async def test_fault_disconnect_closes_after_nth_delta_each_connection(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(15), running_venue([rec], speed=SPEED,
+    async with asyncio.timeout(3 * 15), running_venue([rec], speed=SPEED,
                                                   faults={"disconnect": N}) as venue:
         closes = 0
         while True:
@@ -136,7 +136,7 @@ async def test_fault_disconnect_closes_after_nth_delta_each_connection(tmp_path:
 async def test_fault_stall_goes_silent_from_nth_delta_and_keeps_socket_open(
         tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(10), running_venue([rec], speed=SPEED,
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=SPEED,
                                                   faults={"stall": N}) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             assert (await ws_request(ws, "subscribe", [TOPIC]))["success"]
@@ -158,7 +158,7 @@ async def test_fault_stall_goes_silent_from_nth_delta_and_keeps_socket_open(
 @pytest.mark.parametrize("kind", ["garbage", "truncate"])
 async def test_fault_bad_frame_precedes_nth_delta_stream_intact(tmp_path: Path,
                                                                 kind: str) -> None:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(3 * 10):
         frames, _, stats, rec = await _run(tmp_path, kind)
     ref = ReferenceBook(rec)
     deltas = _deltas(stats)
@@ -180,7 +180,7 @@ async def test_fault_bad_frame_precedes_nth_delta_stream_intact(tmp_path: Path,
 
 
 async def test_fault_duplicate_sends_nth_delta_twice(tmp_path: Path) -> None:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(3 * 10):
         frames, _, stats, _ = await _run(tmp_path, "duplicate")
     book = _book_frames(frames)
     deltas = _deltas(stats)
@@ -193,7 +193,7 @@ async def test_fault_duplicate_sends_nth_delta_twice(tmp_path: Path) -> None:
 
 
 async def test_fault_reorder_sends_nth_delta_after_the_next(tmp_path: Path) -> None:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(3 * 10):
         frames, _, stats, _ = await _run(tmp_path, "reorder")
     book = _book_frames(frames)
     deltas = _deltas(stats)
@@ -215,7 +215,7 @@ async def test_fault_reorder_sends_nth_delta_after_the_next(tmp_path: Path) -> N
 async def test_fault_rest_every_nth_request_fails(tmp_path: Path, kind: str, status: int,
                                                   check: object) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(10), running_venue([rec], speed=SPEED, faults={kind: 3}
+    async with asyncio.timeout(3 * 10), running_venue([rec], speed=SPEED, faults={kind: 3}
                                                   ) as venue, aiohttp.ClientSession() as http:
         seen = []
         for _ in range(7):

@@ -51,7 +51,7 @@ async def test_venue_malformed_recorded_frames_are_counted_and_skipped(tmp_path:
                 w.write(int(ts) + 2, json.dumps(broken))
                 w.write(int(ts) + 3, b"[1, 2, 3]")
     ref = ReferenceBook(good)
-    async with asyncio.timeout(10), running_venue([path], speed=1000.0) as venue:
+    async with asyncio.timeout(3 * 10), running_venue([path], speed=1000.0) as venue:
         await venue.wait_finished()
         stats = venue.stats()
         async with aiohttp.ClientSession() as http:
@@ -96,7 +96,7 @@ async def test_venue_rest_polled_recording_without_instruments_infers_steps(
         w.write((t0 + 1000) * MS, _rest_book(t0 + 1000, 150, [["65114.5", "0.001"]],
                                              [["65115.0", "2.25"], ["65116.5", "3"]]))
         w.write((t0 + 1010) * MS, _rest_trades(t0 + 1010, t2))
-    async with asyncio.timeout(10), running_venue([path], speed=10.0) as venue:
+    async with asyncio.timeout(3 * 10), running_venue([path], speed=10.0) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             assert (await ws_request(ws, "subscribe", ["orderbook.50.BTCUSDT"]))["success"]
             await venue.wait_finished()
