@@ -35,7 +35,7 @@ from mmd.strategy.engine import SymbolStrategy
 from mmd.trading.ledger import Ledger
 from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
-from mmd.trading.risk import DayPnl, RiskGate
+from mmd.trading.risk import DayPnl, HaltState, RiskGate
 
 _NS = 1_000_000_000
 
@@ -114,6 +114,9 @@ class Trader:
         if self.ledger is None or self._catchup:
             return 0  # nothing kept, or a replay resume that rebuilds everything by re-running
         r = self.ledger.restore()
+        halt = r.meta.get("halt_state")
+        if halt:
+            self.risk.restore_halt(msgspec.json.decode(halt, type=HaltState), now_ns)
         for f in r.fills:
             self.portfolio.apply_fill(f, self._instrument(f.symbol))
         for ev in r.funding:
@@ -250,8 +253,12 @@ class Trader:
             self._check_pnl(self.last_exch_ns)
 
     def _check_pnl(self, ts_ns: int) -> None:
+        was = self.risk.halted
         day = self.day_pnl.update(ts_ns, self.portfolio.total_pnl_quote)
         self.risk.on_pnl(ts_ns, day)
+        if self.risk.halted and not was and self.ledger is not None and not self.catching_up():
+            # a restart the same UTC day stays halted
+            self.ledger.set_meta("halt_state", self._encoder.encode(self.risk.halt_state).decode())
 
     # -- quoting -------------------------------------------------------------------------------
 

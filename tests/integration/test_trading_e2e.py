@@ -112,7 +112,18 @@ def test_trading_kill_switch_trips_and_daemon_keeps_reporting(
             assert status == 503 and body.get("halted")
             assert proc.alive() and http_json(url + "/healthz")[0] == 200
             assert metric_values(text, "mmd_market_mid_price")  # still reporting the market
-    print(f"halted at total PnL {total:.4f}")
+            os.kill(proc.p.pid, signal.SIGKILL)
+            proc.p.wait(10)
+        # a restart on the same UTC day stays halted (the switch is kept in the ledger)
+        with daemon(tmp_path, env) as (_, url2):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                halted2 = metric_values(http_text(url2 + "/metrics"), "mmd_risk_halted")[""]
+                if halted2 == 1.0:
+                    break
+                time.sleep(0.3)
+            assert halted2 == 1.0
+    print(f"halted at total PnL {total:.4f}; still halted after a restart")
 
 
 def _replay_env(rec: Path, state: Path) -> dict[str, str]:
