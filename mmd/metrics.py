@@ -12,7 +12,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from mmd.market.hub import MarketHub
@@ -229,9 +234,17 @@ class _TraderCollector(Collector):
         rej.add_metric(["exchange", "any"], c.rejected)
         for reason, n in sorted(tr.risk.rejections.items()):
             rej.add_metric(["risk", reason], n)
+        markout = SummaryMetricFamily(
+            "mmd_fill_markout_ticks",
+            "Markout of our fills: side * (mid h seconds after the fill - fill price), in ticks "
+            "(negative = adverse selection); mean = _sum / _count",
+            labels=["symbol", "horizon"],
+        )
+        for (sym, h), (total, n) in sorted(tr.markouts.items()):
+            markout.add_metric([sym, f"{h}s"], count_value=n, sum_value=total)
         halted = GaugeMetricFamily("mmd_risk_halted", "1 while the kill switch holds quotes")
         halted.add_metric([], 1.0 if tr.risk.halted else 0.0)
-        yield from (pos, pnl, sym_pnl, open_orders, fills, rej, halted)
+        yield from (pos, pnl, sym_pnl, open_orders, fills, rej, markout, halted)
 
 
 class Metrics:

@@ -13,6 +13,8 @@ latency.
 
 from __future__ import annotations
 
+import collections
+
 import msgspec
 
 from mmd.config import StrategyConfig
@@ -38,6 +40,8 @@ from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import DayPnl, HaltState, RiskGate
 
 _NS = 1_000_000_000
+# markout horizons (seconds): side * (mid at fill time + h - fill price), in ticks
+MARKOUT_HORIZONS_S = (1, 5, 30)
 
 
 class Trader:
@@ -93,6 +97,9 @@ class Trader:
         self._derive_latency = derive_latency
         self._known: dict[str, object] = {}
         self._funded: dict[str, int] = {}
+        # per (symbol, horizon): fills waiting for their markout, and the running sum/count
+        self._markout_wait: dict[tuple[str, int], collections.deque[tuple[int, int, int]]] = {}
+        self.markouts: dict[tuple[str, int], list[float]] = {}
         self.funding = funding
         self.funding_payments = 0
         self.restored = False
@@ -186,6 +193,7 @@ class Trader:
             mid = st.book.mid_ticks()
             if mid == mid:
                 self.portfolio.mark(msg.symbol, mid)
+                self._settle_markouts(msg.symbol, ts, mid)
         elif isinstance(msg, TradesMsg):
             st = self.hub.states.get(msg.symbol)
             if st is None:
@@ -247,10 +255,23 @@ class Trader:
             if isinstance(ev, OrderFilled):
                 self.portfolio.apply_fill(ev, self.hub.states[ev.symbol].instrument)
                 self.fills_by_side[ev.side] += 1
+                for h in MARKOUT_HORIZONS_S:
+                    self._markout_wait.setdefault((ev.symbol, h), collections.deque()).append(
+                        (ev.ts_exch_ns + h * _NS, ev.side, ev.px_ticks))
                 if self.keep_fills:
                     self.fills.append(ev)
         if events:
             self._check_pnl(self.last_exch_ns)
+
+    def _settle_markouts(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
+        """Fills whose horizon has passed get their markout at the first mid after it."""
+        for h in MARKOUT_HORIZONS_S:
+            wait = self._markout_wait.get((symbol, h))
+            while wait and wait[0][0] <= ts_ns:
+                _, side, px = wait.popleft()
+                acc = self.markouts.setdefault((symbol, h), [0.0, 0.0])
+                acc[0] += side * (mid_ticks - px)
+                acc[1] += 1
 
     def _check_pnl(self, ts_ns: int) -> None:
         was = self.risk.halted

@@ -131,12 +131,15 @@ def _exported_names() -> set[str]:
     src = (ROOT / "mmd" / "metrics.py").read_text()
     names: set[str] = set()
     for kind, name in re.findall(
-            r"\b(CounterMetricFamily|GaugeMetricFamily|Counter|Gauge|Histogram)\(\s*\"(mmd_\w+)\"",
+            r"\b(CounterMetricFamily|GaugeMetricFamily|SummaryMetricFamily|Counter|Gauge|"
+            r"Histogram)\(\s*\"(mmd_\w+)\"",
             src):
         if kind.startswith("Counter"):
             names.add(name + "_total")
         elif kind == "Histogram":
             names.update(name + s for s in ("_bucket", "_sum", "_count"))
+        elif kind == "SummaryMetricFamily":
+            names.update(name + s for s in ("_sum", "_count"))
         else:
             names.add(name)
     assert len(names) > 30, names

@@ -194,3 +194,30 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     # 2 BTC long (2000 lots of 0.001) pays 2 * 100.1 * 0.0001 = 0.02002 once
     assert trader.funding_payments == 1
     assert trader.portfolio.funding_quote == pytest.approx(-0.02002)
+
+
+def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
+    from mmd.app import build_trader
+    from mmd.config import AppConfig
+    from mmd.model.events import OrderAccepted, OrderFilled, SubmitOrder
+
+    hub = _hub()
+    trader = build_trader(AppConfig(), hub, ledger=False)
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    trader._ensure_symbol(hub.states["BTCUSDT"])
+    sub = SubmitOrder(client_order_id="b1", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1)
+    trader.oms.on_command(sub)
+    trader.apply_events([
+        OrderAccepted(client_order_id="b1", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1,
+                      ts_exch_ns=0),
+        OrderFilled(fill_id="b1#1", client_order_id="b1", symbol="BTCUSDT", side=1,
+                    px_ticks=1000, qty_lots=1, leaves_lots=0, liquidity=1, fee_quote=0.0,
+                    ts_exch_ns=1_000_000_000)])
+    # mids after the fill at t=1 s: 1000.5 at 1.5 s, 999.5 at 2.5 s (1 s horizon due at 2 s),
+    # 1003.0 at 6.0 s (5 s horizon due at 6 s); the 30 s horizon never comes
+    for t_s, mid in ((1.5, 1000.5), (2.5, 999.5), (6.0, 1003.0)):
+        trader._settle_markouts("BTCUSDT", int(t_s * 1e9), mid)
+    # a buy at 1000: markout = mid - 1000 -> 1 s: -0.5 (the 2.5 s mid), 5 s: +3.0
+    assert trader.markouts[("BTCUSDT", 1)] == [-0.5, 1]
+    assert trader.markouts[("BTCUSDT", 5)] == [3.0, 1]
+    assert ("BTCUSDT", 30) not in trader.markouts
