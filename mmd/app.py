@@ -26,7 +26,6 @@ from mmd.feeds.bybit_codec import (
     KlineMsg,
     Message,
     TradesMsg,
-    decode_frame,
 )
 from mmd.feeds.bybit_rest import BybitRest
 from mmd.feeds.bybit_ws import BybitStream
@@ -66,13 +65,8 @@ class FrameHandler:
 
     def __call__(self, raw: bytes, ts_recv_ns: int) -> list[str]:
         hub = self.hub
-        try:
-            msg = decode_frame(raw)
-        except ValueError:
-            hub.stats.decode_errors += 1
-            return []
+        msg = hub.decode(raw)
         if msg is None:
-            hub.stats.messages["other"] += 1
             return []
         if self.recorder is not None:
             self._record(msg, raw, ts_recv_ns)

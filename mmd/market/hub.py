@@ -142,17 +142,22 @@ class MarketHub:
 
     # -- frames ---------------------------------------------------------------------------
 
-    def on_frame(self, raw: bytes | str, ts_recv_ns: int) -> list[Resync]:
-        """Decode and apply one raw frame. Malformed frames are counted and skipped."""
+    def decode(self, raw: bytes | str) -> Message | None:
+        """Decode one raw frame; a malformed one, or a kind mmd does not use, is counted and
+        gives None."""
         try:
             msg = decode_frame(raw)
         except DecodeError:
             self.stats.decode_errors += 1
-            return []
+            return None
         if msg is None:
             self.stats.messages["other"] += 1
-            return []
-        return self.on_message(msg, ts_recv_ns)
+        return msg
+
+    def on_frame(self, raw: bytes | str, ts_recv_ns: int) -> list[Resync]:
+        """Decode and apply one raw frame. Malformed frames are counted and skipped."""
+        msg = self.decode(raw)
+        return [] if msg is None else self.on_message(msg, ts_recv_ns)
 
     def on_message(self, msg: Message, ts_recv_ns: int) -> list[Resync]:
         """Apply one decoded message; returns the resyncs the shell must start."""
