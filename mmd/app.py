@@ -201,6 +201,8 @@ class Daemon:
             self.tasks_running = False
             if self.recorder is not None:
                 self.recorder.close()
+            if self.trader is not None and self.trader.ledger is not None:
+                self.trader.ledger.close()
             if self._runner is not None:
                 await self._runner.cleanup()
             self.log.info("daemon_stopped")
