@@ -147,6 +147,11 @@ class RingBuffer:
         k = min(n, len(self))
         return {name: self._tail(arr, k) for name, arr in self._data.items()}
 
+    def since(self, cursor: int) -> dict[str, np.ndarray]:
+        """The rows appended after the buffer's `total` was `cursor`, oldest first (copies);
+        at most the rows still held. Readers keep `total` as their cursor."""
+        return self.last(max(0, self._total - cursor))
+
     def latest(self, field: str) -> Any:
         """The newest value of one field as a Python scalar.
 

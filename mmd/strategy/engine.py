@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-
 from mmd.config import StrategyConfig
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
@@ -54,25 +52,18 @@ class SymbolStrategy:
     def _pull_market(self, st: SymbolState) -> None:
         """Feed the calibrator every mid and trade recorded since the last call, in time order."""
         mids, trades = st.mids, st.trades
-        new_mids = min(mids.total - self._mid_cursor, len(mids))
-        new_trades = min(trades.total - self._trade_cursor, len(trades))
+        m = mids.since(self._mid_cursor)
+        t = trades.since(self._trade_cursor)
         self._mid_cursor, self._trade_cursor = mids.total, trades.total
-        m = mids.last(new_mids) if new_mids > 0 else None
-        t = trades.last(new_trades) if new_trades > 0 else None
-        if m is None and t is None:
-            return
-        m_ts = m["ts_ns"] if m is not None else np.empty(0, np.int64)
-        t_ts = t["ts_ns"] if t is not None else np.empty(0, np.int64)
+        m_ts, t_ts = m["ts_ns"], t["ts_ns"]
         i = j = 0
         cal = self.calibrator
         while i < len(m_ts) or j < len(t_ts):
             # a mid and a trade at the same ns: the mid first (the trade is measured against it)
             if j >= len(t_ts) or (i < len(m_ts) and m_ts[i] <= t_ts[j]):
-                assert m is not None
                 cal.on_mid(int(m_ts[i]), float(m["mid_ticks"][i]))
                 i += 1
             else:
-                assert t is not None
                 cal.on_trade(int(t_ts[j]), int(t["px_ticks"][j]), int(t["qty_lots"][j]),
                              int(t["side"][j]))
                 j += 1

@@ -200,16 +200,13 @@ class Trader:
                 return events
             self._ensure_symbol(st)
             ring = st.trades
-            seen = self._trade_cursor.get(msg.symbol, ring.total)
-            new = min(ring.total - seen, len(ring))
+            t = ring.since(self._trade_cursor.get(msg.symbol, ring.total))
             self._trade_cursor[msg.symbol] = ring.total
-            if new > 0:
-                t = ring.last(new)
-                for k in range(new):
-                    ts = int(t["ts_ns"][k])
-                    self.last_exch_ns = max(self.last_exch_ns, ts)
-                    events += self.exchange.on_trade(msg.symbol, ts, int(t["px_ticks"][k]),
-                                                     int(t["qty_lots"][k]), int(t["side"][k]))
+            for k in range(len(t["ts_ns"])):
+                ts = int(t["ts_ns"][k])
+                self.last_exch_ns = max(self.last_exch_ns, ts)
+                events += self.exchange.on_trade(msg.symbol, ts, int(t["px_ticks"][k]),
+                                                 int(t["qty_lots"][k]), int(t["side"][k]))
         else:
             return events
         self.apply_events(events)

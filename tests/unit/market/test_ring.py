@@ -198,3 +198,19 @@ def test_ring_random_appends_and_extends_match_list_model(
     assert r.last(n)["w"].tolist() == [x / 2 for x in (kept[-n:] if n else [])]
     if kept:
         assert r.latest("v") == kept[-1]
+
+
+def test_ring_since_cursor_returns_rows_appended_after_it_bounded_by_capacity() -> None:
+    ring = RingBuffer(4, {"x": np.int64})
+    for v in range(3):
+        ring.append(x=v)
+    cursor = ring.total  # 3
+    assert ring.since(cursor)["x"].tolist() == []
+    ring.append(x=3)
+    ring.append(x=4)
+    assert ring.since(cursor)["x"].tolist() == [3, 4]
+    for v in range(5, 12):
+        ring.append(x=v)
+    # 9 rows appended since the cursor, only the last 4 are still held
+    assert ring.since(cursor)["x"].tolist() == [8, 9, 10, 11]
+    assert ring.since(0)["x"].tolist() == [8, 9, 10, 11]

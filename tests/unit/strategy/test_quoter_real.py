@@ -52,13 +52,11 @@ def test_quoter_real_recording_matches_reference(binance_btc_rec: Path, model: s
         if quoter is None:
             quoter = Quoter(cfg, st.instrument)
             lots = st.instrument.qty_to_lots(cfg.order_size)
-        new = st.trades.total - seen
-        if new:
-            t = st.trades.last(new)
-            for k in range(new):
-                cal.on_trade(int(t["ts_ns"][k]), int(t["px_ticks"][k]), int(t["qty_lots"][k]),
-                             int(t["side"][k]))
-            seen = st.trades.total
+        t = st.trades.since(seen)
+        for k in range(len(t["ts_ns"])):
+            cal.on_trade(int(t["ts_ns"][k]), int(t["px_ticks"][k]), int(t["qty_lots"][k]),
+                         int(t["side"][k]))
+        seen = st.trades.total
         cal.on_mid(st.book.ts_exch_ns, st.book.mid_ticks())
         cal.maybe_refit(st.book.ts_exch_ns)
         if i % 25:
