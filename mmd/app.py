@@ -30,7 +30,7 @@ from mmd.feeds.bybit_codec import (
 from mmd.feeds.bybit_rest import BybitRest
 from mmd.feeds.bybit_ws import BybitStream
 from mmd.feeds.recorder import FrameRecorder
-from mmd.feeds.replay import run_replay, select_recordings
+from mmd.feeds.replay import merged_frames, run_replay, select_recordings
 from mmd.feeds.synthetic import SyntheticMarket
 from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
@@ -425,7 +425,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     import numpy as np
     from tqdm import tqdm
 
-    from mmd.feeds.recording import expand_paths, parse_recording_name, read_recording
+    from mmd.feeds.recording import expand_paths, parse_recording_name
     from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
     from mmd.sim.report import write_report as write_report_files
 
@@ -459,11 +459,12 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         mids: list[float] = []
         quotes: list[tuple[int, float, float]] = []
         last_q: tuple[float, float] = (np.nan, np.nan)
-        frames = [f for r in sorted(recs) for f in read_recording(r)]
-        frames.sort(key=lambda x: x[0])
         next_sample = 0
-        for ts, raw in tqdm(frames, desc=f"backtest {symbol}", unit="frame",
-                            disable=not progress, mininterval=0.5):
+        n_frames = 0
+        # the same frame order as `--feed replay`: files merged by receive time
+        for ts, raw in tqdm(merged_frames(sorted(recs)), desc=f"backtest {symbol}",
+                            unit="frame", disable=not progress, mininterval=0.5):
+            n_frames += 1
             handler(raw, ts)
             st = hub.states.get(symbol)
             if st is None or not st.sync.synced:
@@ -494,7 +495,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         mid_arr = mids_array(mid_ts, mids)
         summary = summarize(
             np.array(eq_ts, np.int64), np.array(eq, np.float64), np.array(pos, np.int64),
-            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy, events=len(frames),
+            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames,
         )
         summary.update(symbol=symbol, category=category,
                        recordings=[str(r) for r in sorted(recs)])
