@@ -18,6 +18,7 @@ ns since the epoch):
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import deque
@@ -44,7 +45,14 @@ QUOTE_DTYPE = np.dtype([("ts_ns", "<i8"), ("bid_ticks", "<f8"), ("ask_ticks", "<
 
 SECONDS_PER_YEAR = 365 * 86_400  # crypto trades 24/7: 365 days, not 252
 MARKOUT_HORIZONS_S = (1, 5, 30)
+# the markouts chart: 0 s is the mid at the fill (the spread captured)
+MARKOUT_CURVE_S = (0, 1, 2, 5, 10, 30, 60)
 NS = 1_000_000_000
+# Sharpe and Sortino are read from PnL changes over this period, and only when the run holds at
+# least SHARPE_MIN_SAMPLES of them: a ratio of a few samples, annualised, is noise times a large
+# factor (sqrt(31.5e6) ~ 5600 for 1 s samples).
+SHARPE_PERIOD_S = 3600.0
+SHARPE_MIN_SAMPLES = 24
 
 REQUIRED_KEYS = (
     "pnl",
@@ -115,12 +123,13 @@ def sampled_returns(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArr
 
 
 def sharpe_sortino(returns: npt.NDArray[np.float64], sample_s: float) -> tuple[float, float]:
-    """(Sharpe, Sortino) of per-sample PnL differences, annualised by sqrt(samples per year).
+    """(Sharpe, Sortino) of per-period PnL differences, annualised by sqrt(periods per year).
 
     Sharpe = mean(r) / std(r, ddof=1) * sqrt(365 * 86400 / sample_s).
     Sortino = mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(365 * 86400 / sample_s) (target 0, the
     downside deviation over all samples).
-    NaN when undefined (fewer than 2 samples, zero std, no losing sample).
+    NaN when undefined (fewer than 2 samples, zero std, no losing sample). No minimum sample
+    count here: summarize() applies one.
     """
     ann = math.sqrt(SECONDS_PER_YEAR / sample_s)
     if returns.size < 2:
@@ -131,6 +140,103 @@ def sharpe_sortino(returns: npt.NDArray[np.float64], sample_s: float) -> tuple[f
     down = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
     sortino = mean / down * ann if down > 0 else math.nan
     return sharpe, sortino
+
+
+def sharpe_basis(period_s: float) -> str:
+    """The basis of the Sharpe and Sortino figures in words, for the summary and the charts,
+    e.g. "hourly PnL changes, annualised x sqrt(8760)"."""
+    per_year = SECONDS_PER_YEAR / period_s
+    name = {3600.0: "hourly", 86_400.0: "daily", 60.0: "minutely"}.get(float(period_s),
+                                                                      f"{period_s:g} s")
+    return f"{name} PnL changes, annualised x sqrt({per_year:g})"
+
+
+def _period_words(period_s: float) -> str:
+    if period_s % 3600 == 0:
+        return f"{period_s / 3600:g} h"
+    return f"{period_s:g} s"
+
+
+def risk_adjusted(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray[np.float64],
+                  *, period_s: float = SHARPE_PERIOD_S,
+                  min_samples: int = SHARPE_MIN_SAMPLES) -> dict[str, Any]:
+    """Sharpe and Sortino of the equity read every period_s seconds, with their basis.
+
+    The figures are computed only when the run holds at least min_samples PnL changes
+    (min_samples * period_s seconds of data); otherwise they are NaN and `sharpe_note` says why.
+
+    Returns:
+        sharpe, sortino (NaN when not computed or undefined), sharpe_basis (words),
+        sharpe_period_s, sharpe_samples (PnL changes on the grid), sharpe_min_samples and
+        sharpe_note (None when the figures stand, else the reason in words).
+    """
+    ts = np.asarray(equity_ts_ns, np.int64)
+    returns = sampled_returns(ts, np.asarray(equity_quote, np.float64), period_s)
+    n = int(returns.size)
+    span_h = float(ts[-1] - ts[0]) / NS / 3600
+    note: str | None = None
+    sharpe = sortino = math.nan
+    if n < min_samples:
+        need_h = min_samples * period_s / 3600
+        note = (f"needs >= {min_samples} PnL changes of {_period_words(period_s)} "
+                f"({need_h:g} h of data), run spans {span_h:.2f} h")
+    else:
+        sharpe, sortino = sharpe_sortino(returns, period_s)
+        if not math.isfinite(sharpe):
+            note = "undefined: the PnL never changed between samples"
+        elif not math.isfinite(sortino):
+            note = "Sortino undefined: no losing period"
+    return {
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "sharpe_basis": sharpe_basis(period_s),
+        "sharpe_period_s": float(period_s),
+        "sharpe_samples": n,
+        "sharpe_min_samples": int(min_samples),
+        "sharpe_note": note,
+    }
+
+
+def markout_curve(fills: npt.NDArray[np.void], mids: npt.NDArray[np.void],
+                  horizons_s: Sequence[float], *, side: int = 0
+                  ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
+                             npt.NDArray[np.int64]]:
+    """Mean markout of fills at each horizon: side * (mid(t + h) - fill px), ticks.
+
+    The mid is the step function's value at t + h (a mid change at exactly t + h counts);
+    fills whose t + h lies before the first mid or past the last one are left out.
+
+    Args:
+        fills: FILL_DTYPE array; mids: MID_DTYPE array (time-sorted).
+        horizons_s: horizons in seconds (0 = the mid at the fill: the spread captured).
+        side: 0 for every fill, +1 only our buys, -1 only our sells.
+
+    Returns:
+        (mean, standard error of the mean, fills counted) per horizon; mean NaN and count 0
+        where no fill counts, standard error NaN below 2 fills.
+    """
+    sel = fills if side == 0 else fills[fills["side"] == side]
+    sd = sel["side"].astype(np.float64)
+    px = sel["px_ticks"].astype(np.float64)
+    t = sel["ts_ns"].astype(np.int64)
+    mid_ts = mids["ts_ns"].astype(np.int64)
+    mid_px = mids["mid_ticks"].astype(np.float64)
+    mean = np.full(len(horizons_s), np.nan)
+    sem = np.full(len(horizons_s), np.nan)
+    count = np.zeros(len(horizons_s), np.int64)
+    for i, h in enumerate(horizons_s):
+        t_h = t + round(h * NS)
+        m = _step_at(mid_ts, mid_px, t_h)
+        if mid_ts.size:
+            m[t_h > mid_ts[-1]] = np.nan
+        x = sd * (m - px)
+        x = x[np.isfinite(x)]
+        count[i] = x.size
+        if x.size:
+            mean[i] = float(x.mean())
+        if x.size > 1:
+            sem[i] = float(x.std(ddof=1) / math.sqrt(x.size))
+    return mean, sem, count
 
 
 def max_drawdown(equity_quote: npt.NDArray[np.float64]) -> float:
@@ -189,7 +295,8 @@ def summarize(
     *,
     lot: float,
     tick: float,
-    sample_s: float = 1.0,
+    sharpe_period_s: float = SHARPE_PERIOD_S,
+    sharpe_min_samples: int = SHARPE_MIN_SAMPLES,
     strategy: str = "",
     events: int = 0,
 ) -> dict[str, Any]:
@@ -198,11 +305,16 @@ def summarize(
     Keys (money in quote currency, prices in ticks, sizes in base units unless named _lots):
         pnl: equity_quote[-1] - equity_quote[0] (net of fees, as the equity is).
         fees: sum of fee_quote over fills (negative = net rebate earned).
-        sharpe, sortino: of the equity read every `sample_s` seconds from the first point
-            (PnL differences r_k), annualised: mean(r)/std(r, ddof=1) * sqrt(365*86400/sample_s);
+        sharpe, sortino: of the equity read every `sharpe_period_s` seconds (default 1 h) from
+            the first point (PnL differences r_k, quote), annualised:
+            mean(r)/std(r, ddof=1) * sqrt(365*86400/sharpe_period_s) (x sqrt(8760) hourly);
             Sortino divides by sqrt(mean(min(r,0)^2)) instead. 365 days because crypto trades
-            24/7 (hftbacktest uses 252). A high-frequency PnL Sharpe: NOT comparable with a
-            daily-return Sharpe. NaN when undefined.
+            24/7. Computed only with at least `sharpe_min_samples` changes (24 h of hourly
+            data by default), else NaN. The changes are PnL, not returns on capital: the
+            ratio is scale-free but says nothing about leverage.
+        sharpe_basis (words), sharpe_period_s, sharpe_samples, sharpe_min_samples,
+            sharpe_note: the basis, the number of PnL changes used, the minimum, and why the
+            figures are missing (None when they stand); see risk_adjusted().
         max_drawdown: largest peak-to-trough drop of equity_quote (>= 0), on the raw points.
         fills, buy_fills, sell_fills, maker_fills, taker_fills: counts.
         volume: traded size in base units; volume_quote: traded notional.
@@ -217,7 +329,9 @@ def summarize(
             units (mean_abs_position_lots in lots); max_abs_position_lots; final_position_lots.
         pnl_to_map: pnl / mean_abs_position (quote per base unit of average inventory); NaN
             when the mean is 0.
-        strategy, events: passed through. duration_s, sample_s, samples: the grid used.
+        pnl_per_notional_bps: pnl / volume_quote * 1e4, the net PnL per traded notional in
+            basis points; NaN when nothing traded.
+        strategy, events: passed through. duration_s: last minus first equity point.
     """
     ts = np.asarray(equity_ts_ns, np.int64)
     eq = np.asarray(equity_quote, np.float64)
@@ -229,8 +343,7 @@ def summarize(
     fills = np.asarray(fills)
     mids = np.asarray(mids)
 
-    returns = sampled_returns(ts, eq, sample_s)
-    sharpe, sortino = sharpe_sortino(returns, sample_s)
+    risk = risk_adjusted(ts, eq, period_s=sharpe_period_s, min_samples=sharpe_min_samples)
 
     side = fills["side"].astype(np.float64)
     px = fills["px_ticks"].astype(np.float64)
@@ -241,13 +354,8 @@ def summarize(
     mid_px = mids["mid_ticks"].astype(np.float64)
     at_fill = _step_at(mid_ts, mid_px, fills["ts_ns"].astype(np.int64))
     captured = _nanmean(side * (at_fill - px))
-    markouts: dict[str, float] = {}
-    for h in MARKOUT_HORIZONS_S:
-        t_h = fills["ts_ns"].astype(np.int64) + h * NS
-        mid_h = _step_at(mid_ts, mid_px, t_h)
-        if mid_ts.size:
-            mid_h[t_h > mid_ts[-1]] = np.nan
-        markouts[f"markout_{h}s"] = _nanmean(side * (mid_h - px))
+    mk, _, _ = markout_curve(fills, mids, MARKOUT_HORIZONS_S)
+    markouts = {f"markout_{h}s": float(m) for h, m in zip(MARKOUT_HORIZONS_S, mk, strict=True)}
 
     rt_lots, rt_pnl = fifo_round_trips(fills)
     closed = int(rt_lots.sum())
@@ -256,14 +364,14 @@ def summarize(
     map_lots = _time_weighted_abs(ts, pos)
     map_base = map_lots * lot
     pnl = float(eq[-1] - eq[0])
+    notional = float(np.sum(px * qty) * tick * lot)
 
     return {
         "strategy": strategy,
         "events": int(events),
         "pnl": pnl,
         "fees": float(fills["fee_quote"].sum()) if fills.size else 0.0,
-        "sharpe": sharpe,
-        "sortino": sortino,
+        **risk,
         "max_drawdown": max_drawdown(eq),
         "fills": int(fills.size),
         "buy_fills": int(np.sum(side > 0)),
@@ -271,7 +379,7 @@ def summarize(
         "maker_fills": int(np.sum(liq == 1)) if liq is not None else 0,
         "taker_fills": int(np.sum(liq == 2)) if liq is not None else 0,
         "volume": float(qty.sum() * lot),
-        "volume_quote": float(np.sum(px * qty) * tick * lot),
+        "volume_quote": notional,
         "win_rate": win_rate,
         "round_trips": int(rt_lots.size),
         "closed_lots": closed,
@@ -283,9 +391,8 @@ def summarize(
         "max_abs_position_lots": float(np.max(np.abs(pos))),
         "final_position_lots": float(pos[-1]),
         "pnl_to_map": pnl / map_base if map_base > 0 else math.nan,
+        "pnl_per_notional_bps": pnl / notional * 1e4 if notional > 0 else math.nan,
         "duration_s": float(ts[-1] - ts[0]) / NS,
-        "sample_s": float(sample_s),
-        "samples": int(returns.size),
     }
 
 
@@ -365,28 +472,45 @@ def _busiest_window(fill_ts: npt.NDArray[np.int64], t0: int, t1: int,
     return start, start + width_ns
 
 
-def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | str) -> list[Path]:
-    """Write `summary.json` and three PNGs (equity.png, inventory.png, quotes.png) to out_dir.
+# chart file name -> its title on the report page (and the order of the page)
+CHARTS = (
+    ("equity.png", "Equity and drawdown"),
+    ("inventory.png", "Inventory"),
+    ("quotes.png", "Our quotes, the mid and our fills"),
+    ("markouts.png", "Markouts by horizon"),
+)
 
-    Non-finite numbers become null in the JSON. Plots use matplotlib's Agg backend (no display);
-    long series are thinned to at most 20k points per line.
 
-    Returns:
-        The written paths: summary.json first, then the PNGs.
+def risk_text(summary: dict[str, Any]) -> str:
+    """Sharpe and Sortino with their basis in one line, or why they are missing."""
+    basis = summary.get("sharpe_basis") or "basis unknown"
+    n = summary.get("sharpe_samples")
+    sharpe = _json_value(summary.get("sharpe"))
+    if sharpe is None:
+        note = summary.get("sharpe_note") or "undefined"
+        return f"Sharpe/Sortino n/a ({note}; basis: {basis})"
+    return (f"Sharpe {_fmt(sharpe, '.2f')}, Sortino {_fmt(summary.get('sortino'), '.2f')} "
+            f"({basis}, {n} samples)")
+
+
+def render_charts(summary: dict[str, Any], series: ReportSeries) -> dict[str, bytes]:
+    """The report's charts as PNG bytes, keyed by the file names of CHARTS (in that order).
+
+    Nothing is written: matplotlib (Agg backend, no display) renders into memory. Long series
+    are thinned to at most 20k points per line.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
+    def png(fig: Any) -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        return buf.getvalue()
 
-    js = out / "summary.json"
-    js.write_text(json.dumps({k: _json_value(v) for k, v in summary.items()}, indent=2) + "\n")
-    paths.append(js)
-
+    out: dict[str, bytes] = {}
     s = series
     name = f"{s.symbol} " if s.symbol else ""
     strat = summary.get("strategy") or ""
@@ -397,36 +521,32 @@ def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | 
     t = _times(ts)
     sl = _thin(ts.size)
     lw = 0.8  # thin lines
-    text = (f"PnL {_fmt(summary.get('pnl'), '.2f')} {s.quote_ccy}, "
+    text = (f"PnL {_fmt(summary.get('pnl'), '.2f')} {s.quote_ccy} "
+            f"({_fmt(summary.get('pnl_per_notional_bps'), '.2f')} bps of notional), "
             f"fees {_fmt(summary.get('fees'), '.2f')}, "
             f"max DD {_fmt(summary.get('max_drawdown'), '.2f')}, "
-            f"Sharpe {_fmt(summary.get('sharpe'), '.2f')} "
-            f"({_fmt(summary.get('sample_s'), 'g')} s PnL samples, 365 d/yr), "
-            f"fills {summary.get('fills', 0)}, win rate {_fmt(summary.get('win_rate'), '.1%')}")
+            f"fills {summary.get('fills', 0)}, win rate {_fmt(summary.get('win_rate'), '.1%')}"
+            f"\n{risk_text(summary)}")
     plt.rcParams.update({"font.size": 9})
 
     # equity + drawdown
-    fig, (ax, ax_dd) = plt.subplots(2, 1, figsize=(10, 5.5), dpi=120, sharex=True,
+    fig, (ax, ax_dd) = plt.subplots(2, 1, figsize=(10, 5.8), dpi=120, sharex=True,
                                     gridspec_kw={"height_ratios": [3, 1]})
     ax.step(t[sl], eq[sl], where="post", color="tab:blue", label="equity (net of fees)",
             linewidth=lw)
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_ylabel(f"PnL ({s.quote_ccy})")
-    ax.set_title(f"{name}equity{tag}\n" + text, fontsize=9)
+    ax.set_title(f"{name}equity and drawdown{tag}\n" + text, fontsize=9)
     ax.grid(True, alpha=0.3, linewidth=0.5)
     ax.legend(loc="upper left", fontsize=8)
     dd = eq - np.maximum.accumulate(eq)
     ax_dd.fill_between(t[sl], dd[sl], 0.0, step="post", color="tab:red", alpha=0.4,
-                       linewidth=0, label="drawdown")
+                       linewidth=0, label="drawdown from the running peak")
     ax_dd.set_ylabel(f"drawdown ({s.quote_ccy})")
     ax_dd.legend(loc="lower left", fontsize=8)
     _time_axis(ax_dd)
-    ax.grid(True, alpha=0.3, linewidth=0.5)
     fig.tight_layout()
-    p = out / "equity.png"
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
+    out["equity.png"] = png(fig)
 
     # inventory
     fig, ax = plt.subplots(figsize=(10, 3.8), dpi=120)
@@ -434,15 +554,20 @@ def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | 
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_ylabel(f"position ({s.base_ccy})")
     ax.set_title(f"{name}inventory{tag}: mean |position| "
-                 f"{_fmt(summary.get('mean_abs_position'), '.4g')} {s.base_ccy}")
+                 f"{_fmt(summary.get('mean_abs_position'), '.4g')} {s.base_ccy}, "
+                 f"PnL / mean |position| {_fmt(summary.get('pnl_to_map'), '.4g')}")
     ax.legend(loc="upper left", fontsize=8)
     _time_axis(ax)
     fig.tight_layout()
-    p = out / "inventory.png"
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
+    out["inventory.png"] = png(fig)
 
+    out["quotes.png"] = png(_quotes_figure(plt, s, name, tag, ts, lw))
+    out["markouts.png"] = png(_markouts_figure(plt, summary, s, name, tag))
+    return out
+
+
+def _quotes_figure(plt: Any, s: ReportSeries, name: str, tag: str,
+                   ts: npt.NDArray[np.int64], lw: float) -> Any:
     # quotes vs mid, fills marked, in the busiest window
     fills = np.asarray(s.fills)
     mids = np.asarray(s.mids)
@@ -490,8 +615,72 @@ def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | 
     _time_axis(ax)
     ax.set_xlim(_times(np.array([w0]))[0], _times(np.array([w1]))[0])
     fig.tight_layout()
-    p = out / "quotes.png"
-    fig.savefig(p)
-    plt.close(fig)
+    return fig
+
+
+def _markouts_figure(plt: Any, summary: dict[str, Any], s: ReportSeries, name: str,
+                     tag: str) -> Any:
+    # mean markout per horizon, all fills and each side, +-1 standard error
+    fills = np.asarray(s.fills)
+    mids = np.asarray(s.mids)
+    h = np.asarray(MARKOUT_CURVE_S, np.float64)
+    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=120)
+    for sd, color, label, dx in ((0, "black", "all fills", 0.0), (1, "tab:green", "our buys",
+                                                                  -0.08),
+                                 (-1, "tab:red", "our sells", 0.08)):
+        mean, sem, n = markout_curve(fills, mids, MARKOUT_CURVE_S, side=sd)
+        if not np.any(n):
+            continue
+        x = np.arange(h.size) + dx
+        ax.errorbar(x, mean, yerr=np.nan_to_num(sem), marker="o", markersize=4, capsize=3,
+                    color=color, linewidth=1.2 if sd == 0 else 0.8,
+                    label=f"{label} ({int(n[0])} fills)")
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_xticks(np.arange(h.size), [f"{v:g} s" for v in h])
+    ax.set_xlabel("horizon after the fill (0 s = mid at the fill: spread captured)")
+    ax.set_ylabel("side x (mid - fill price), ticks")
+    ax.set_title(f"{name}markouts by horizon{tag}: mean, +-1 standard error "
+                 f"(negative = adverse selection); 1/5/30 s: "
+                 f"{_fmt(summary.get('markout_1s'), '.2f')} / "
+                 f"{_fmt(summary.get('markout_5s'), '.2f')} / "
+                 f"{_fmt(summary.get('markout_30s'), '.2f')} ticks", fontsize=9)
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no fills: no markouts", transform=ax.transAxes, ha="center",
+                va="center", color="grey")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | str) -> list[Path]:
+    """Write `summary.json`, the PNGs of CHARTS and `report.html` (the page showing them all,
+    images inline) to out_dir; the one writer `mmd backtest --report` and `mmd report` share.
+
+    Non-finite numbers become null in the JSON.
+
+    Returns:
+        The written paths: summary.json first, then the PNGs, then report.html.
+    """
+    from mmd.sim.report_html import render_html
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    js = out / "summary.json"
+    js.write_text(json.dumps({k: _json_value(v) for k, v in summary.items()}, indent=2) + "\n")
+    paths.append(js)
+
+    charts = render_charts(summary, series)
+    for file_name, data in charts.items():
+        p = out / file_name
+        p.write_bytes(data)
+        paths.append(p)
+    titles = dict(CHARTS)
+    page = render_html(summary, [(titles[k], k, v) for k, v in charts.items()])
+    p = out / "report.html"
+    p.write_text(page, encoding="utf-8")
     paths.append(p)
     return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -16,8 +17,11 @@ from mmd.sim.report import (
     ReportSeries,
     fifo_round_trips,
     fills_array,
+    markout_curve,
     max_drawdown,
     mids_array,
+    render_charts,
+    risk_text,
     sampled_returns,
     sharpe_sortino,
     summarize,
@@ -25,7 +29,8 @@ from mmd.sim.report import (
 )
 
 S = 1_000_000_000
-ANN_1S = math.sqrt(365 * 86_400)  # sqrt(31_536_000) = 5615.69...
+H = 3600.0
+ANN_1H = math.sqrt(365 * 24)  # sqrt(8760) = 93.5949
 
 
 def _fills(*rows: tuple[float, int, int, int, float]) -> np.ndarray:
@@ -51,28 +56,52 @@ def _run(eq: list[float], pos: list[int] | None = None, ts: list[float] | None =
     )
 
 
-def test_sharpe_and_sortino_at_1s() -> None:
-    # equity 0, 1, 0, 2, 3 at t = 0..4 s -> 1 s PnL differences r = [1, -1, 2, 1]
-    # mean 0.75; std(ddof=1) = sqrt((0.0625 + 3.0625 + 1.5625 + 0.0625) / 3) = sqrt(1.58333)
-    #   = 1.258306 -> Sharpe = 0.75 / 1.258306 * sqrt(365 * 86400) = 0.596040 * 5615.69 = 3347.2
-    # downside deviation = sqrt((0 + 1 + 0 + 0) / 4) = 0.5 -> Sortino = 1.5 * 5615.69 = 8423.5
-    s = _run([0, 1, 0, 2, 3])
-    assert s["samples"] == 4
-    assert s["sharpe"] == pytest.approx(0.75 / math.sqrt(4.75 / 3) * ANN_1S)
-    assert s["sharpe"] == pytest.approx(3347.2, abs=0.1)
-    assert s["sortino"] == pytest.approx(8423.5, abs=0.1)
-    assert s["pnl"] == 3.0
+def test_sharpe_and_sortino_hourly() -> None:
+    # 25 hourly points (24 h): equity steps r = [1, -1, 2, 1] repeated 6 times -> 24 changes
+    # mean 0.75; squared deviations per block 0.0625 + 3.0625 + 1.5625 + 0.0625 = 4.75, so
+    # std(ddof=1) = sqrt(6 * 4.75 / 23) = sqrt(1.239130) = 1.113162
+    # Sharpe = 0.75 / 1.113162 * sqrt(8760) = 0.673756 * 93.5949 = 63.06
+    # downside deviation = sqrt(6 * 1 / 24) = 0.5 -> Sortino = 0.75 / 0.5 * 93.5949 = 140.39
+    eq = np.concatenate([[0.0], np.cumsum([1.0, -1.0, 2.0, 1.0] * 6)])
+    s = _run(list(eq), ts=[i * H for i in range(25)])
+    assert s["sharpe_samples"] == 24 and s["sharpe_min_samples"] == 24
+    assert s["sharpe"] == pytest.approx(63.06, abs=0.01)
+    assert s["sharpe"] == pytest.approx(0.75 / math.sqrt(28.5 / 23) * ANN_1H)
+    assert s["sortino"] == pytest.approx(140.39, abs=0.01)
+    assert s["sharpe_basis"] == "hourly PnL changes, annualised x sqrt(8760)"
+    assert s["sharpe_period_s"] == 3600.0 and s["sharpe_note"] is None
+    assert s["pnl"] == 18.0  # 6 blocks of +3
 
 
-def test_sharpe_depends_on_sampling() -> None:
-    # same equity read every 2 s: grid 0, 2, 4 -> [0, 0, 3] -> r = [0, 3]
+def test_sharpe_needs_24_hours() -> None:
+    # an 8-minute run (480 s = 0.13 h): no hourly change at all -> no figures, a reason
+    s = _run([0, 1, -3, 2], ts=[0, 100, 300, 480])
+    assert math.isnan(s["sharpe"]) and math.isnan(s["sortino"])
+    assert s["sharpe_samples"] == 0
+    assert s["sharpe_note"] == ("needs >= 24 PnL changes of 1 h (24 h of data), "
+                                "run spans 0.13 h")
+    assert "n/a (needs >= 24 PnL changes" in risk_text(s)
+    # 23.5 h: 23 hourly changes (the last half hour is a partial period) -> still none
+    s = _run([0, 1, 0, 2], ts=[0, 3600, 7200, 23.5 * H])
+    assert s["sharpe_samples"] == 23 and math.isnan(s["sharpe"])
+    assert "run spans 23.50 h" in s["sharpe_note"]
+    # 24 h of flat PnL: enough data, but std 0 -> undefined, said so
+    s = _run([0.0] * 25, ts=[i * H for i in range(25)])
+    assert s["sharpe_samples"] == 24 and math.isnan(s["sharpe"])
+    assert s["sharpe_note"] == "undefined: the PnL never changed between samples"
+
+
+def test_sharpe_on_another_basis() -> None:
+    # equity 0, 1, 0, 2, 3 at t = 0..4 s read every 2 s: grid 0, 2, 4 -> [0, 0, 3] -> r = [0, 3]
     # mean 1.5, std(ddof=1) = 2.12132 -> Sharpe = 0.707107 * sqrt(365 * 86400 / 2) = 2807.9
     # no losing sample -> Sortino undefined (NaN)
-    s = _run([0, 1, 0, 2, 3], sample_s=2.0)
-    assert s["samples"] == 2
+    s = _run([0, 1, 0, 2, 3], sharpe_period_s=2.0, sharpe_min_samples=2)
+    assert s["sharpe_samples"] == 2
     assert s["sharpe"] == pytest.approx(1.5 / math.sqrt(4.5) * math.sqrt(365 * 86_400 / 2))
     assert s["sharpe"] == pytest.approx(2807.9, abs=0.1)
     assert math.isnan(s["sortino"])
+    assert s["sharpe_note"] == "Sortino undefined: no losing period"
+    assert s["sharpe_basis"] == "2 s PnL changes, annualised x sqrt(1.5768e+07)"
 
 
 def test_returns_read_the_equity_step_function() -> None:
@@ -138,6 +167,26 @@ def test_spread_captured_and_markouts() -> None:
     assert math.isnan(s["markout_30s"])
 
 
+def test_markout_curve_by_side() -> None:
+    # the run of test_spread_captured_and_markouts: mid 100 (0 s), 101 (1 s), 99.5 (3 s),
+    # 100 (10 s, last); buy @99 at 0.5 s, sell @102 at 2 s
+    mids = mids_array(_secs(0, 1, 3, 10), [100.0, 101.0, 99.5, 100.0])
+    f = _fills((0.5, 1, 99, 1, 0.0), (2, -1, 102, 1, 0.0))
+    mean, sem, n = markout_curve(f, mids, (0, 1, 9, 30))
+    # 0 s: buy 100 - 99 = 1, sell -(101 - 102) = 1 -> mean 1, std 0 -> sem 0
+    # 1 s: buy at 1.5 s 101 - 99 = 2, sell at 3 s -(99.5 - 102) = 2.5 -> mean 2.25,
+    #      sem = std(ddof=1) / sqrt(2) = 0.353553 / 1.414214 = 0.25
+    # 9 s: buy at 9.5 s 99.5 - 99 = 0.5; the sell at 11 s is past the last mid -> 1 fill, no sem
+    # 30 s: nothing counts
+    assert mean[:3].tolist() == [1.0, 2.25, 0.5] and math.isnan(mean[3])
+    assert sem[0] == 0.0 and sem[1] == pytest.approx(0.25) and math.isnan(sem[2])
+    assert n.tolist() == [2, 2, 1, 0]
+    buy_mean, _, buy_n = markout_curve(f, mids, (1,), side=1)
+    sell_mean, _, sell_n = markout_curve(f, mids, (1,), side=-1)
+    assert buy_mean.tolist() == [2.0] and sell_mean.tolist() == [2.5]
+    assert buy_n.tolist() == sell_n.tolist() == [1]
+
+
 def test_fills_before_first_mid_are_left_out() -> None:
     mids = mids_array(_secs(1), [100.0])
     f = _fills((0.5, 1, 90, 1, 0.0), (1.5, 1, 99, 1, 0.0))
@@ -156,6 +205,12 @@ def test_fees_volume_counts() -> None:
     assert s["fees"] == pytest.approx(0.0003)
     assert s["volume"] == pytest.approx(0.03)
     assert s["volume_quote"] == pytest.approx(1.51)
+    assert s["pnl_per_notional_bps"] == 0.0  # flat equity: 0 PnL on 1.51 traded
+    # net PnL 0.0302 on 1.51 traded: 0.0302 / 1.51 = 0.02 = 200 bps
+    s = _run([0, 0.01, 0.0302], fills=f)
+    assert s["pnl_per_notional_bps"] == pytest.approx(200.0)
+    # nothing traded -> NaN
+    assert math.isnan(_run([0, 1])["pnl_per_notional_bps"])
 
 
 def test_mean_abs_position_and_pnl_to_map() -> None:
@@ -232,13 +287,38 @@ def test_write_report_files(tmp_path: Path) -> None:
                           symbol="BTCUSDT", quote_ccy="USDT", base_ccy="BTC")
     paths = write_report(s, series, tmp_path / "rep")
     names = [p.name for p in paths]
-    assert names == ["summary.json", "equity.png", "inventory.png", "quotes.png"]
-    for p in paths[1:]:
+    assert names == ["summary.json", "equity.png", "inventory.png", "quotes.png",
+                     "markouts.png", "report.html"]
+    for p in paths[1:-1]:
         w, h = _png_ok(p)
         assert w >= 1000 and h >= 400
     js = json.loads(paths[0].read_text())
     assert set(REQUIRED_KEYS) <= set(js)
     assert js["strategy"] == "as" and js["events"] == 9999 and js["fills"] == 80
+    # 600 s of data: no Sharpe, the reason and the basis recorded
+    assert js["sharpe"] is None and js["sharpe_samples"] == 0
+    assert js["sharpe_note"] == "needs >= 24 PnL changes of 1 h (24 h of data), run spans 0.17 h"
+    assert js["sharpe_basis"] == "hourly PnL changes, annualised x sqrt(8760)"
+    # the page carries each PNG byte for byte as a data URI
+    page = paths[-1].read_text()
+    for p in paths[1:-1]:
+        assert base64.b64encode(p.read_bytes()).decode() in page
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "http://" not in page and "https://" not in page
+
+
+def test_render_charts_are_the_written_files_and_differ() -> None:
+    rng = np.random.default_rng(3)
+    ts = np.arange(50, dtype=np.int64) * S
+    mids = mids_array(ts, 1000 + np.cumsum(rng.integers(-1, 2, 50)).astype(float))
+    f = _fills((5, 1, 999, 1, 0.0), (9, -1, 1002, 1, 0.0), (20, 1, 998, 2, 0.0))
+    s = summarize(ts, np.cumsum(rng.normal(0, 1, 50)), np.zeros(50), f, mids, lot=1.0,
+                  tick=1.0)
+    charts = render_charts(s, ReportSeries(ts, np.zeros(50), np.zeros(50), f, mids, tick=1.0,
+                                           lot=1.0))
+    assert list(charts) == ["equity.png", "inventory.png", "quotes.png", "markouts.png"]
+    assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in charts.values())
+    assert len({v for v in charts.values()}) == 4
 
 
 def test_write_report_without_fills_or_quotes(tmp_path: Path) -> None:
@@ -249,9 +329,11 @@ def test_write_report_without_fills_or_quotes(tmp_path: Path) -> None:
     series = ReportSeries(ts, np.zeros(5), np.zeros(5), np.empty(0, FILL_DTYPE),
                           mids_array(ts, [10.0] * 5), tick=1.0, lot=1.0)
     paths = write_report(s, series, tmp_path)
+    assert paths[-2].name == "markouts.png" and paths[-1].name == "report.html"
+    assert "no fills: no markouts" not in paths[-1].read_text()  # drawn into the PNG, not HTML
     text = paths[0].read_text()
     assert "NaN" not in text
     js = json.loads(text)  # strict JSON: NaN written as null
     assert js["sharpe"] is None and js["win_rate"] is None and js["pnl"] == 0.0
-    for p in paths[1:]:
+    for p in paths[1:-1]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
