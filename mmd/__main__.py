@@ -146,7 +146,8 @@ _SUMMARY_ROWS = [
     ("markout_1s", "markout 1 s (ticks)", ".3f"), ("markout_5s", "markout 5 s (ticks)", ".3f"),
     ("markout_30s", "markout 30 s (ticks)", ".3f"),
     ("mean_abs_position", "mean |position| (base)", ".5f"),
-    ("pnl_to_map", "PnL / mean |position|", ".3f"), ("events", "events", "d"),
+    ("pnl_to_map", "PnL / mean |position|", ".3f"),
+    ("pnl_per_notional_bps", "PnL / notional (bps)", ".3f"), ("events", "events", "d"),
 ]
 
 
@@ -166,6 +167,8 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
             v = s.get(key)
             text = "n/a" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
             print(f"  {label:<26} {text:>14}")
+        print(f"  Sharpe/Sortino basis: {s.get('sharpe_basis')}, {s.get('sharpe_samples')} "
+              "samples" + (f"; n/a: {s['sharpe_note']}" if s.get("sharpe_note") else ""))
     if args.report:
         print(f"report written to {args.report}")
     return EXIT_OK
