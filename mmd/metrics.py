@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from mmd.market.hub import MarketHub
+from mmd.market.provisional import provisional_values
 from mmd.strategy.engine import SymbolStrategy
 from mmd.trading.trader import Trader
 
@@ -100,6 +101,19 @@ class _HubCollector(Collector):
             "Microstructure features (units in the feature name; see the README)",
             labels=["symbol", "feature"],
         )
+        ready = GaugeMetricFamily(
+            "mmd_feature_ready",
+            "1 once the feature has a value, 0 while it waits for data (e.g. gk_log_per_s for "
+            "the first closed 1-minute kline, vpin for its first full volume bucket)",
+            labels=["symbol", "feature"],
+        )
+        provisional = GaugeMetricFamily(
+            "mmd_feature_provisional",
+            "Stand-in for a feature that has no value yet, only while it has none: "
+            "gk_log_per_s of the open 1-minute kline, vpin as |buy - sell| / volume of the "
+            "trades so far (one open bucket); never used for trading",
+            labels=["symbol", "feature"],
+        )
         for sym, st in sorted(hub.states.items()):
             lag.add_metric([sym], st.lag_s)
             synced.add_metric([sym], 1.0 if st.sync.synced else 0.0)
@@ -107,8 +121,11 @@ class _HubCollector(Collector):
             updates.add_metric([sym], st.book_updates)
             trades.add_metric([sym], st.trades.total)
             for name, value in st.features.values().items():
+                ready.add_metric([sym, name], 1.0 if value == value else 0.0)
                 if value == value:  # NaN until defined: leave the series out
                     feats.add_metric([sym, name], value)
+            for name, value in provisional_values(st).items():
+                provisional.add_metric([sym, name], value)
             levels.add_metric([sym, "bid"], st.book.n_bids)
             levels.add_metric([sym, "ask"], st.book.n_asks)
             ring_bytes.add_metric([sym], st.nbytes)
@@ -116,7 +133,8 @@ class _HubCollector(Collector):
             if st.sync.synced and m == m:
                 mid.add_metric([sym], m * st.instrument.tick)
                 spread.add_metric([sym], 1e4 * st.book.spread_ticks() / m)
-        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades, feats)
+        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades, feats,
+                    ready, provisional)
 
 
 _GATE_STATES = ("waiting", "fallback", "calibrated")

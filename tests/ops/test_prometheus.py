@@ -8,6 +8,7 @@ fixture installs it with apt-get when missing and skips only if that is impossib
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,11 +131,10 @@ def _query(base: str, expr: str) -> dict:
     return body["data"]
 
 
-def test_real_prometheus_answers_every_dashboard_query(
-    prom_bins: dict[str, str], trading_daemon: tuple[str, str], tmp_path: Path
-) -> None:
-    url, _ = trading_daemon
-    target = url.removeprefix("http://")
+@contextlib.contextmanager
+def _prometheus(prom_bins: dict[str, str], target: str, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping target (host:port) every second with the alert rules
+    loaded; yields its base url once it is up (stopped by pid on exit)."""
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(
@@ -148,34 +149,64 @@ def test_real_prometheus_answers_every_dashboard_query(
         stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        # wait for a few successful scrapes (rate() over 30 s needs at least two samples)
-        deadline = time.monotonic() + 40
-        samples = 0
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
             try:
-                data = _query(base, 'count_over_time(up{job="mmd"}[1m])')
-                res = data["result"]
-                samples = int(float(res[0]["value"][1])) if res else 0
-                if samples >= 8:
+                if http_json(base + "/-/ready", timeout=1)[0] == 200:
                     break
             except OSError:
                 pass
+            time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+
+
+def _scrapes(base: str) -> int:
+    """Samples of up{job="mmd"} Prometheus holds from the last minute (0 before any)."""
+    try:
+        res = _query(base, 'count_over_time(up{job="mmd"}[1m])')["result"]
+    except OSError:
+        return 0
+    return int(float(res[0]["value"][1])) if res else 0
+
+
+def _empty_dashboard_queries(base: str) -> list[tuple[str, str]]:
+    """(panel title, expr) of every dashboard query that returns no series now."""
+    exprs = _dashboard_exprs()
+    assert len(exprs) >= 20
+    empty = []
+    for title, raw in exprs:
+        expr = _substitute(raw)
+        n = len(_query(base, expr)["result"])
+        print(f"{n:3d} series  [{title}]  {expr}")
+        if n == 0:
+            empty.append((title, expr))
+    return empty
+
+
+def test_real_prometheus_answers_every_dashboard_query(
+    prom_bins: dict[str, str], trading_daemon: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = trading_daemon
+    with _prometheus(prom_bins, url.removeprefix("http://"), tmp_path) as base:
+        # wait for a few successful scrapes (rate() over 30 s needs at least two samples)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and _scrapes(base) < 8:
             time.sleep(0.5)
-        assert samples >= 8, (tmp_path / "prometheus.log").read_text()[-3000:]
+        assert _scrapes(base) >= 8, (tmp_path / "prometheus.log").read_text()[-3000:]
         up = _query(base, 'up{job="mmd"}')["result"]
         assert up and up[0]["value"][1] == "1", up
 
-        exprs = _dashboard_exprs()
-        assert len(exprs) >= 20
-        empty = []
-        for title, raw in exprs:
-            expr = _substitute(raw)
-            data = _query(base, expr)
-            n = len(data["result"])
-            print(f"{n:3d} series  [{title}]  {expr}")
-            if n == 0:
-                empty.append((title, expr))
+        empty = _empty_dashboard_queries(base)
         assert not empty, f"queries with no data: {empty}"
 
         # the alert rules load and evaluate against real data; a healthy daemon fires nothing
@@ -190,15 +221,37 @@ def test_real_prometheus_answers_every_dashboard_query(
                   if a["state"] == "firing"]
         print(f"alert rules loaded: {sorted(loaded)}; firing: {firing}")
         assert "KillSwitchTripped" not in firing and "MmdDown" not in firing
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
+
+
+FRESH_START_S = 20.0
+
+
+def test_fresh_synthetic_start_fills_every_dashboard_query(
+    prom_bins: dict[str, str], tmp_path: Path
+) -> None:
+    """`mmd run --feed synthetic` with the default config (warm-up and VPIN bucket volume
+    included): 20 s after its endpoint answers, every query of every panel returns data,
+    the minute-scale features through their provisional values."""
+    defaults = tomllib.loads((ROOT / "config.toml").read_text())
+    # procs.daemon shortens the warm-up for other tests: put the documented default back
+    env = {"MMD_STRATEGY__WARMUP_S": str(defaults["strategy"]["warmup_s"])}
+    with daemon(tmp_path, env, args=("--feed", "synthetic")) as (proc, url), \
+            _prometheus(prom_bins, url.removeprefix("http://"), tmp_path) as base:
+        t0 = time.monotonic()  # the daemon answered /healthz just before Prometheus started
+        while time.monotonic() < t0 + FRESH_START_S:
+            time.sleep(0.5)
+        n = _scrapes(base)
+        print(f"{n} scrapes in the first {FRESH_START_S:.0f} s")
+        assert n >= 10, (tmp_path / "prometheus.log").read_text()[-3000:]
+        text = http_text(url + "/metrics")
+        # the minute-scale features are still waiting: the panels show provisional values
+        ready = metric_values(text, "mmd_feature_ready")
+        waiting = sorted(k for k, v in ready.items() if v == 0)
+        print(f"features still waiting for data: {waiting}")
+        assert any('feature="vpin"' in k for k in waiting), ready
+        empty = _empty_dashboard_queries(base)
+        assert not empty, f"queries with no data {FRESH_START_S:.0f} s after a fresh start: {empty}"
+        assert proc.alive()
 
 
 def _query_alerts(base: str) -> list[dict]:
