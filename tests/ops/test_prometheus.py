@@ -230,19 +230,21 @@ def test_fresh_synthetic_start_fills_every_dashboard_query(
     prom_bins: dict[str, str], tmp_path: Path
 ) -> None:
     """`mmd run --feed synthetic` with the default config (warm-up and VPIN bucket volume
-    included): 20 s after its endpoint answers, every query of every panel returns data,
-    the minute-scale features through their provisional values."""
+    included): 20 s after the process started, every query of every panel returns data, the
+    minute-scale features through their provisional values."""
     defaults = tomllib.loads((ROOT / "config.toml").read_text())
     # procs.daemon shortens the warm-up for other tests: put the documented default back
     env = {"MMD_STRATEGY__WARMUP_S": str(defaults["strategy"]["warmup_s"])}
+    t0 = time.monotonic()  # the daemon process starts now
     with daemon(tmp_path, env, args=("--feed", "synthetic")) as (proc, url), \
             _prometheus(prom_bins, url.removeprefix("http://"), tmp_path) as base:
-        t0 = time.monotonic()  # the daemon answered /healthz just before Prometheus started
+        print(f"/metrics answered and Prometheus up {time.monotonic() - t0:.1f} s after start")
         while time.monotonic() < t0 + FRESH_START_S:
             time.sleep(0.5)
         n = _scrapes(base)
         print(f"{n} scrapes in the first {FRESH_START_S:.0f} s")
-        assert n >= 10, (tmp_path / "prometheus.log").read_text()[-3000:]
+        # rate() over the panels' 30 s window needs two samples; take a few more
+        assert n >= 5, (tmp_path / "prometheus.log").read_text()[-3000:]
         text = http_text(url + "/metrics")
         # the minute-scale features are still waiting: the panels show provisional values
         ready = metric_values(text, "mmd_feature_ready")
