@@ -656,7 +656,8 @@ def _markouts_figure(plt: Any, summary: dict[str, Any], s: ReportSeries, name: s
 
 def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | str) -> list[Path]:
     """Write `summary.json`, the PNGs of CHARTS and `report.html` (the page showing them all,
-    images inline) to out_dir; the one writer `mmd backtest --report` and `mmd report` share.
+    images inline) to out_dir. `mmd backtest --report` calls it; any run that has a summary
+    and a ReportSeries (a live or replay run read back from its ledger) gets the same files.
 
     Non-finite numbers become null in the JSON.
 
