@@ -1,4 +1,6 @@
-"""Our recording -> hftbacktest .npz: hftbacktest rebuilds the same book as a plain replay.
+"""Our recording -> hftbacktest .npz: hftbacktest rebuilds the same book as a plain replay, and a
+strategy run by hftbacktest makes the same fills on our event file as on the one hftbacktest's own
+Binance converter makes from the same collector files.
 
 hftbacktest is a dev-only comparison peer (`pip install hftbacktest==2.4.4`); the module is
 skipped when it is not importable.
