@@ -355,6 +355,8 @@ def test_same_fills_as_on_hftbacktests_own_conversion(
     assert first_depth[0]["exch_ts"] == first_depth[1]["exch_ts"]
     assert first_depth[0]["local_ts"] == first_depth[1]["local_ts"]
     total = sum(t_fills.values())
+    print(f"{fixture}: {total} fills on their file, {sum(o_fills.values())} on ours; "
+          f"{len(theirs)} vs {len(ours)} rows")
     assert total > 100  # a strategy that trades: 179 fills on BTC 2024 (measured)
     assert o_fills == t_fills, (
         f"only theirs: {sorted((t_fills - o_fills).elements())[:5]}, "
