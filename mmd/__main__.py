@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     def with_config(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", default=None,
                         help="config file (default: ./config.toml if present, else built-in)")
+        sp.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config key (repeatable; wins over the file and "
+                             "MMD_* variables), e.g. --set strategy.gamma=0.2")
 
     r = sub.add_parser("run", help="run the daemon")
     with_config(r)
@@ -72,10 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bt = sub.add_parser("backtest", help="the strategy and paper exchange over recordings")
     with_config(bt)
-    bt.add_argument("data", nargs="+", help="recordings (files or directories)")
+    bt.add_argument("data", nargs="*",
+                    help="recordings (files or directories); with --config-from, default: "
+                         "the recordings the summary names (their sha256 must match)")
+    bt.add_argument("--config-from", default=None, metavar="SUMMARY_JSON",
+                    help="use the config a previous `--report` recorded in its summary.json "
+                         "instead of -c (MMD_* and --set still apply on top)")
     bt.add_argument("--strategy", choices=["as", "glft", "ml"], default=None,
                     help="quote model (default: [strategy] model)")
     bt.add_argument("--report", default=None, help="write summary.json and PNG plots here")
+    bt.add_argument("--fills", default=None, metavar="CSV",
+                    help="write every fill with its markouts to this CSV file")
     bt.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     cv = sub.add_parser("convert", help="convert recordings between formats")
@@ -88,10 +98,63 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace) -> object:
     from mmd.config import load_config
 
+    sets = getattr(args, "set", None) or []
+    if getattr(args, "config_from", None):
+        if args.config:
+            raise ConfigError("-c and --config-from: give one of them")
+        return _load_recorded(args.config_from, sets)
     path = args.config
     if path is None and os.path.exists("config.toml"):
         path = "config.toml"
-    return load_config(path)
+    return load_config(path, sets=sets)
+
+
+def _read_summary(path: str) -> dict[str, object]:
+    import json
+    from pathlib import Path
+
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config-from {path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ConfigError(f"--config-from {path}: not JSON ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise ConfigError(f"--config-from {path}: no recorded `config` (a summary.json "
+                          "written by `mmd backtest --report`)")
+    return summary
+
+
+def _load_recorded(path: str, sets: list[str]) -> object:
+    """The config a summary.json recorded, then MMD_* variables and --set, validated."""
+    from mmd.config import apply_env_overrides, apply_set_overrides, config_from_mapping
+
+    table = dict(_read_summary(path)["config"])  # type: ignore[call-overload]
+    table = apply_env_overrides(table, os.environ)
+    return config_from_mapping(apply_set_overrides(table, sets))
+
+
+def _recorded_data(path: str) -> list[str]:
+    """The recordings a summary.json names, each checked against its recorded sha256."""
+    from pathlib import Path
+
+    from mmd.app import file_sha256
+
+    recs = _read_summary(path).get("recordings")
+    if not isinstance(recs, list) or not recs:
+        raise ConfigError(f"--config-from {path}: no recorded `recordings`")
+    out = []
+    for r in recs:
+        if not isinstance(r, dict) or "path" not in r:
+            raise ConfigError(f"--config-from {path}: bad `recordings` entry {r!r}")
+        p = Path(str(r["path"]))
+        if not p.is_file():
+            raise ConfigError(f"--config-from {path}: recording {p} does not exist")
+        if r.get("sha256") and file_sha256(p) != r["sha256"]:
+            raise ConfigError(f"--config-from {path}: {p} differs from the recorded one "
+                              "(sha256 mismatch)")
+        out.append(str(p))
+    return out
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -158,8 +221,13 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
     assert isinstance(cfg, AppConfig)
     if args.strategy == "ml":
         raise ConfigError("--strategy ml: needs trained models (`mmd train`), not available yet")
-    summaries = app_mod.backtest(cfg, args.data, strategy=args.strategy or cfg.strategy.model,
-                                 report_dir=args.report,
+    data = args.data
+    if not data:
+        if not args.config_from:
+            raise ConfigError("backtest: no recordings given (or --config-from a summary.json)")
+        data = _recorded_data(args.config_from)
+    summaries = app_mod.backtest(cfg, data, strategy=args.strategy or cfg.strategy.model,
+                                 report_dir=args.report, fills_csv=args.fills,
                                  progress=not args.no_progress and sys.stderr.isatty())
     for s in summaries:
         print(f"{s['symbol']} ({s['category']}, strategy {s['strategy']})")
@@ -171,6 +239,8 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
               "samples" + (f"; n/a: {s['sharpe_note']}" if s.get("sharpe_note") else ""))
     if args.report:
         print(f"report written to {args.report}")
+    if args.fills:
+        print(f"fills written to {args.fills}")
     return EXIT_OK
 
 

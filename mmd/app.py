@@ -414,18 +414,47 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
     runner(run_until_signalled(main))
 
 
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_table(cfg: AppConfig) -> dict[str, Any]:
+    """The config as the table config.toml would hold (what `mmd check-config` prints, read
+    back): JSON- and TOML-compatible, and `--config-from` loads it as a config file."""
+    import tomllib
+
+    from mmd.config import dump_config
+
+    return tomllib.loads(dump_config(cfg))
+
+
 def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str | None,
-             progress: bool = True) -> list[dict[str, Any]]:
+             progress: bool = True, fills_csv: str | None = None) -> list[dict[str, Any]]:
     """`mmd backtest`: the daemon's strategy and paper exchange over recordings, as fast as
     possible, one symbol at a time; returns one summary per symbol (and writes reports).
 
     Quotes are decided after every book frame on the frame's time, exactly as `--feed replay`
     does; fills come from the same SimExchange as a live run. Nothing is journaled.
+
+    Each summary also records what reproduces it: `config` (the effective config of that
+    symbol's run, as a TOML table), `recordings` (path and sha256 of each file), `mmd_version`
+    and `seed` (`feed.synthetic.seed`, the config's only seed: the backtest itself draws no
+    random numbers). With fills_csv, every fill of every symbol is written there, one row per
+    fill with its markouts (mmd.sim.fill_table), in time order.
     """
     import numpy as np
     from tqdm import tqdm
 
-    from mmd.feeds.recording import expand_paths, parse_recording_name
+    from mmd import __version__
+    from mmd.feeds.recording import expand_paths, recording_meta
+    from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
     from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
     from mmd.sim.report import write_report as write_report_files
 
@@ -440,12 +469,13 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     for f in files:
         if not f.exists():
             raise ConfigError(f"backtest: {f} does not exist")
-        meta = parse_recording_name(f)
+        meta = recording_meta(f)  # from the first line, whatever the file is called
         if meta is None:
-            raise ConfigError(f"backtest: {f.name} is not a recording name "
-                              "(<venue>_<category>_<SYMBOL>_<start>.rec.gz)")
+            raise ConfigError(f"backtest: {f}: not a recording (its first line is not the "
+                              "instruments-info answer of one symbol)")
         by_symbol.setdefault((meta.category, meta.symbol), []).append(f)
     summaries = []
+    fill_table: list[dict[str, Any]] = []
     for (category, symbol), recs in sorted(by_symbol.items()):
         run_cfg = msgspec.structs.replace(
             cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
@@ -497,8 +527,16 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             np.array(eq_ts, np.int64), np.array(eq, np.float64), np.array(pos, np.int64),
             fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames,
         )
-        summary.update(symbol=symbol, category=category,
-                       recordings=[str(r) for r in sorted(recs)])
+        summary.update(
+            symbol=symbol, category=category,
+            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in sorted(recs)],
+            config=config_table(run_cfg), mmd_version=__version__,
+            seed=run_cfg.feed.synthetic.seed,
+        )
+        if fills_csv:
+            fill_table.extend(fill_rows(fills, mid_arr, symbol=symbol, tick=inst.tick,
+                                        lot=inst.lot, format_px=inst.format_px,
+                                        format_qty=inst.format_qty))
         summaries.append(summary)
         if report_dir:
             out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
@@ -509,4 +547,16 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
                 tick=inst.tick, lot=inst.lot, quotes=qa, symbol=symbol,
             )
             write_report_files(summary, series, out)
+    if fills_csv:
+        _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
     return summaries
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns))
+        w.writeheader()
+        w.writerows(rows)

@@ -1,7 +1,8 @@
 """Typed configuration: msgspec Structs mirroring config.toml, plus load_config().
 
 The sole reader of settings. Every Struct is frozen, keyword-only and forbids unknown fields, so a
-typo is a start-up error naming the key. Environment variables MMD_<SECTION>__<KEY> override keys.
+typo is a start-up error naming the key. Environment variables MMD_<SECTION>__<KEY> override keys,
+and `--set section.key=value` on the command line overrides both.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -348,6 +349,34 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
     return data
 
 
+def apply_set_overrides(data: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """Overlay `--set section.key=value` items (command line) onto the decoded table.
+
+    Values parse as in MMD_* variables (a TOML value when it is one, else the raw string);
+    the result is validated like config.toml by the caller. Later items win.
+
+    Args:
+        data: the table after the file and the environment (modified in place and returned).
+        items: `section.key=value` or `section.sub.key=value` strings.
+
+    Raises:
+        ConfigError: an item without `=` or with an empty key part, naming the item.
+    """
+    for item in items:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or any(not p.strip() for p in parts):
+            raise ConfigError(f"--set {item}: expected section.key=value")
+        table = data
+        for part in parts[:-1]:
+            nxt = table.setdefault(part.strip(), {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item}: `{part}` is not a section")
+            table = nxt
+        table[parts[-1].strip()] = _parse_env_value(raw.strip())
+    return data
+
+
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
 
 
@@ -376,12 +405,16 @@ def config_from_mapping(data: dict[str, Any]) -> AppConfig:
         raise ConfigError(_error_message(exc)) from None
 
 
-def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> AppConfig:
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None,
+                sets: Sequence[str] = ()) -> AppConfig:
     """Read config.toml (or defaults when path is None), apply env overrides, validate.
+
+    Precedence: the file < MMD_* variables < `--set` items.
 
     Args:
         path: the TOML file, or None for the built-in defaults.
         environ: the environment to read MMD_* overrides from (default os.environ).
+        sets: `--set section.key=value` items (apply_set_overrides).
 
     Returns:
         The validated config.
@@ -402,7 +435,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML ({exc})") from None
     data = apply_env_overrides(data, os.environ if environ is None else environ)
-    return config_from_mapping(data)
+    return config_from_mapping(apply_set_overrides(data, sets))
 
 
 def dump_config(cfg: AppConfig) -> str:

@@ -52,7 +52,13 @@ import numpy as np
 
 from mmd.config import ExchangeConfig, MarketConfig
 from mmd.feeds.bybit_codec import BookMsg, DecodeError, TradesMsg, decode_frame
-from mmd.feeds.convert import HBT_EXCH, HBT_LOCAL, hftbacktest_events
+from mmd.feeds.convert import (
+    HBT_DEPTH,
+    HBT_DEPTH_CLEAR,
+    HBT_EXCH,
+    HBT_LOCAL,
+    hftbacktest_events,
+)
 from mmd.feeds.recording import read_recording
 from mmd.market.hub import MarketHub
 from mmd.model.codes import BUY, SELL
@@ -306,6 +312,12 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
 def hbt_zero_feed_latency(rec: Path) -> tuple[np.ndarray, int]:
     """The converted rows' exchange-side view with local_ts = exch_ts; (rows, first timestamp)."""
     rows, _shift = hftbacktest_events([rec])
+    # the depth rows before the first snapshot (a source's pre-snapshot messages) are left
+    # out: the mmd driver's book, like the daemon's, starts at the snapshot
+    kind = rows["ev"] & np.uint64(0xFF)
+    first_clear = int(np.flatnonzero(kind == HBT_DEPTH_CLEAR)[0])
+    pre = (np.arange(len(rows)) < first_clear) & (kind == HBT_DEPTH)
+    rows = rows[~pre]
     ex = rows[(rows["ev"] & np.uint64(HBT_EXCH)) != 0].copy()
     ex["ev"] |= np.uint64(HBT_EXCH | HBT_LOCAL)
     ex["local_ts"] = ex["exch_ts"]

@@ -432,7 +432,10 @@ class BinanceUsdmConverter:
 
     Feed every input line to `on_line`; it returns the frames that line produces. Depth
     messages are synced to the REST snapshot line by Binance's rule (SOURCES.md), the full book
-    is kept in int ticks/lots, and only changes of the top-`depth` view are emitted.
+    is kept in int ticks/lots, and only changes of the top-`depth` view are emitted. Depth
+    messages that arrive before the snapshot line are also written where they arrived, whole,
+    as `delta` frames ahead of the snapshot (see _pre_snapshot_frame); the book itself is
+    built from the snapshot and the buffered messages that bridge it.
     """
 
     def __init__(self, inst: Instrument, depth: int) -> None:
@@ -549,9 +552,23 @@ class BinanceUsdmConverter:
         out = self._klines.on_time(int(data["E"]))
         if self._buffer is not None:
             self._buffer.append(data)
+            out.append(self._pre_snapshot_frame(data))
             return out
         out.extend(self._apply_depth(data))
         return out
+
+    def _pre_snapshot_frame(self, data: dict[str, Any]) -> bytes:
+        """A depth message that came before the REST snapshot, kept as it is: a `delta` with
+        every level of the message (there is no book yet to cut a top-`depth` view from).
+
+        Bybit readers drop deltas until the first snapshot (book_sync, the venue server), so
+        they change nothing there; hftbacktest's own converter keeps them, and keeping them
+        too makes both event files start at the same stamp (hftbacktest_events).
+        """
+        bids = sorted(self._levels(data["b"]), reverse=True)
+        asks = sorted(self._levels(data["a"]))
+        return self._book_frame("delta", bids, asks, int(data["u"]), int(data["E"]),
+                                int(data["T"]))
 
     def _apply_depth(self, data: dict[str, Any]) -> list[bytes]:
         u = int(data["u"])
@@ -1070,7 +1087,11 @@ def hftbacktest_events(
           known) and DEPTH_CLEAR|SELL (px = highest ask known), then one DEPTH_SNAPSHOT row per
           level with BUY_EVENT or SELL_EVENT;
         - book delta: one DEPTH row per level, BUY/SELL by side, qty 0 deletes the level;
-          deltas before the first snapshot are dropped (nothing to apply them to);
+          deltas before the first snapshot are kept the same way, as hftbacktest's own
+          converters do (e.g. the depth messages a Binance collector wrote before its REST
+          snapshot line): they fill hftbacktest's empty book until the snapshot, whose clear
+          reaches every level they left, and they make the file start at the source's first
+          book stamp, so a backtest steps on the same time grid as on hftbacktest's own output;
         - trade: one TRADE row, BUY_EVENT when the taker bought, SELL_EVENT when it sold
           (duplicate trade ids, e.g. a REST page overlapping the socket, are dropped);
         - klines, tickers, acks, instruments-info: no rows.
@@ -1096,7 +1117,6 @@ def hftbacktest_events(
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     seen_trades: dict[str, None] = {}
-    synced = False
     paths = [Path(p) for p in recordings]
     bar = tqdm(
         total=len(paths), desc="convert hftbacktest", unit="file", leave=False,
@@ -1117,10 +1137,7 @@ def hftbacktest_events(
                             f"{path}: symbol {msg.symbol} after {symbol}: one symbol per output"
                         )
                 if isinstance(msg, BookMsg):
-                    if msg.is_snapshot:
-                        synced = True
-                    if synced:
-                        _hbt_book_frame(msg, recv_ns, bids, asks, out)
+                    _hbt_book_frame(msg, recv_ns, bids, asks, out)
                 elif isinstance(msg, TradesMsg):
                     for t in msg.trades:
                         if t.trade_id in seen_trades:

@@ -2,8 +2,10 @@
 
 File names carry venue, category, symbol and start time:
 `<venue>_<category>_<SYMBOL>_<YYYYMMDDTHHMMSSZ>.rec.gz`, e.g.
-`bybit_linear_BTCUSDT_20260809T212656Z.rec.gz`. A file holds the frames of one symbol: first
-the `/v5/market/instruments-info` REST answer for it (so readers know tick and lot size), then
+`bybit_linear_BTCUSDT_20260809T212656Z.rec.gz`; readers do not rely on the name (a file may be
+renamed): recording_meta reads category and symbol from the first line. A file holds the
+frames of one symbol: first the `/v5/market/instruments-info` REST answer for it (so readers
+know tick and lot size and which symbol it is), then
 websocket frames (`orderbook.N.SYM`, `publicTrade.SYM`, `kline.1.SYM`) and/or REST answers, in
 the order they arrived. This module reads and writes that format and nothing else.
 """
@@ -56,6 +58,52 @@ def parse_recording_name(path: str | Path) -> RecordingMeta | None:
         start_ns=int(start.timestamp()) * 1_000_000_000,
         part=int(m.group("part") or 0),
     )
+
+
+class _Instrument(msgspec.Struct):
+    symbol: str
+
+
+class _InstrumentsResult(msgspec.Struct):
+    category: str
+    items: list[_Instrument] = msgspec.field(name="list")
+
+
+class _InstrumentsEnvelope(msgspec.Struct):
+    result: _InstrumentsResult
+
+
+_ENVELOPE = msgspec.json.Decoder(_InstrumentsEnvelope)
+
+
+def recording_meta(path: str | Path) -> RecordingMeta | None:
+    """What a recording holds, whatever its file name: category and symbol from its first
+    line (the instruments-info answer for its one symbol), start from that line's stamp.
+
+    The venue and part come from the name when it follows the convention ("" and 0 otherwise).
+    A recording whose first line is not a one-symbol instruments-info answer falls back to
+    its name; None when neither tells (or the file cannot be read).
+    """
+    named = parse_recording_name(path)
+    try:
+        first = next(read_recording(path), None)
+    except OSError:
+        first = None
+    if first is not None:
+        ts, frame = first
+        try:
+            env = _ENVELOPE.decode(frame)
+        except msgspec.DecodeError:
+            env = None
+        if env is not None and len(env.result.items) == 1:
+            return RecordingMeta(
+                venue=named.venue if named else "",
+                category=env.result.category,
+                symbol=env.result.items[0].symbol,
+                start_ns=ts,
+                part=named.part if named else 0,
+            )
+    return named
 
 
 def expand_paths(paths: list[str] | list[Path]) -> list[Path]:

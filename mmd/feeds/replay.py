@@ -12,18 +12,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mmd.clock import ManualClock
-from mmd.feeds.recording import expand_paths, parse_recording_name, read_recording
+from mmd.feeds.recording import expand_paths, read_recording, recording_meta
 
 
 def select_recordings(paths: list[str], category: str, symbols: list[str]) -> list[Path]:
     """The recordings among paths for this category and these symbols.
 
-    Files whose names do not follow the naming convention are kept (their frames carry topics,
-    and frames of other symbols are ignored downstream).
+    Category and symbol come from each file's first line (recording_meta), so any file name
+    works; a file that tells neither is kept (its frames carry topics, and frames of other
+    symbols are ignored downstream).
     """
     out = []
     for p in expand_paths(paths):
-        meta = parse_recording_name(p)
+        meta = recording_meta(p)
         if meta is None or (meta.category == category and meta.symbol in symbols):
             out.append(p)
     return out

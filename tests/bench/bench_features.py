@@ -45,12 +45,16 @@ def load_events(tmp: Path) -> tuple[list[Event], Instrument]:
     inst: Instrument | None = None
     book = L2Book(1000)
     events: list[Event] = []
+    events_synced = False
     for _, raw in read_recording(path):
         msg = decode_frame(raw)
         if isinstance(msg, InstrumentsMsg):
             info = msg.instruments[0]
             inst = Instrument(symbol=info.symbol, tick_size=info.tick_size, lot_size=info.lot_size)
         elif isinstance(msg, BookMsg) and inst is not None:
+            if not (msg.is_snapshot or events_synced):
+                continue  # deltas before the first snapshot: dropped, as book_sync does
+            events_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
             apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta

@@ -119,13 +119,47 @@ def test_convert_binance_first_line_is_instruments_info_with_inferred_steps(
     assert (meta.venue, meta.category, meta.symbol) == ("binanceusdm", "linear", "BTCUSDT")
 
 
+def _from_snapshot(frames: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The book frames from the first snapshot on (the pre-snapshot deltas left out)."""
+    book = [f for _, f in frames if f.get("topic", "").startswith("orderbook.")]
+    first = next(i for i, f in enumerate(book) if f["type"] == "snapshot")
+    return book[first:]
+
+
+def test_convert_binance_keeps_depth_messages_before_the_snapshot_whole(
+    btc_2024: dict[str, Any],
+) -> None:
+    # the raw depth messages that precede the REST snapshot line, with their stamps
+    raw_pre = []
+    for ts, d in btc_2024["raw"]:
+        if "lastUpdateId" in d:
+            break
+        if d.get("stream", "").endswith("@depth@0ms"):
+            raw_pre.append((ts, d["data"]))
+    assert raw_pre  # SOURCES.md: the snapshot is line 14, after some depth messages
+    book = [(ts, f) for ts, f in btc_2024["frames"] if f.get("topic", "").startswith("orderbook.")]
+    pre = book[: len(raw_pre)]
+    assert book[len(raw_pre)][1]["type"] == "snapshot"
+    for (ts, f), (raw_ts, d) in zip(pre, raw_pre, strict=True):
+        assert f["type"] == "delta"
+        assert ts == raw_ts
+        assert (f["ts"], f["cts"], f["data"]["seq"]) == (d["E"], d["T"], d["u"])
+        # every level of the message, as sent (sizes as Decimal: "0.000" is written "0")
+        for ours, theirs, rev in ((f["data"]["b"], d["b"], True), (f["data"]["a"], d["a"], False)):
+            want = sorted(((Decimal(p), Decimal(q)) for p, q in theirs), reverse=rev)
+            assert [(Decimal(p), Decimal(q)) for p, q in ours] == want
+    # the first book stamp of the output is the input's first depth stamp
+    assert book[0][0] == raw_pre[0][0]
+
+
 def test_convert_binance_book_frames_u_contiguous_and_never_crossed(
     btc_2024: dict[str, Any],
 ) -> None:
-    book_frames = [f for _, f in btc_2024["frames"] if f.get("topic") == "orderbook.200.BTCUSDT"]
+    all_book = [f for _, f in btc_2024["frames"] if f.get("topic") == "orderbook.200.BTCUSDT"]
+    assert [f["data"]["u"] for f in all_book] == list(range(1, len(all_book) + 1))
+    book_frames = _from_snapshot(btc_2024["frames"])
     assert book_frames[0]["type"] == "snapshot"
     assert all(f["type"] == "delta" for f in book_frames[1:])
-    assert [f["data"]["u"] for f in book_frames] == list(range(1, len(book_frames) + 1))
     seqs = [f["data"]["seq"] for f in book_frames]
     assert seqs == sorted(set(seqs))
     book = Book()
@@ -150,11 +184,10 @@ def test_convert_binance_top_matches_input_bookticker_at_same_update_id(
     seqs: list[int] = []
     tops: list[tuple[Decimal, Decimal]] = []
     book = Book()
-    for _, f in btc_2024["frames"]:
-        if f.get("topic", "").startswith("orderbook."):
-            book.apply(f)
-            seqs.append(f["data"]["seq"])
-            tops.append(book.top())
+    for f in _from_snapshot(btc_2024["frames"]):
+        book.apply(f)
+        seqs.append(f["data"]["seq"])
+        tops.append(book.top())
     depth_u = {d["data"]["u"] for _, d in btc_2024["raw"] if d.get("stream", "").endswith("0ms")}
     checks = 0
     in_file_order = 0  # SOURCES.md's count: the bookTicker line comes after its depth message
@@ -203,10 +236,9 @@ def test_convert_binance_view_equals_top200_of_independent_full_book(
         ):
             depth_msgs.append(d["data"])
     checkpoints = {m["u"] for m in depth_msgs[::97]} | {depth_msgs[-1]["u"]}
-    for _, f in btc_2024["frames"]:
-        if f.get("topic", "").startswith("orderbook."):
-            book.apply(f)
-            out_by_seq[f["data"]["seq"]] = (dict(book.bids), dict(book.asks))
+    for f in _from_snapshot(btc_2024["frames"]):
+        book.apply(f)
+        out_by_seq[f["data"]["seq"]] = (dict(book.bids), dict(book.asks))
     compared = 0
     last_out = None
     for m in depth_msgs:
@@ -300,11 +332,10 @@ def test_convert_binance_2023_microsecond_stamps_become_ns_and_final_top_matches
     assert stamps[0] == 1_680_652_700_423_575_000  # first line's 1680652700423575 us
     assert stamps == sorted(stamps)
     book = Book()
-    for _, f in btc_2023["frames"]:
-        if f.get("topic", "").startswith("orderbook."):
-            book.apply(f)
-            bid, ask = book.top()
-            assert bid < ask
+    for f in _from_snapshot(btc_2023["frames"]):
+        book.apply(f)
+        bid, ask = book.top()
+        assert bid < ask
     assert book.top() == (Decimal("28140.1"), Decimal("28140.2"))  # SOURCES.md final top
 
 

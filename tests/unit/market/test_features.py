@@ -81,6 +81,7 @@ def run_engine(path: Path, cfg: FeaturesConfig) -> EngineRun:
     xs: list[list[float]] = []
     kinds: list[str] = []
     ready_at = -1
+    book_synced = False
     for _, raw in read_recording(path):
         msg = decode_frame(raw)
         if inst is None:
@@ -89,7 +90,10 @@ def run_engine(path: Path, cfg: FeaturesConfig) -> EngineRun:
             engine = FeatureEngine(cfg, inst.tick, inst.lot)
             continue
         assert engine is not None
+        if isinstance(msg, BookMsg) and not (msg.is_snapshot or book_synced):
+            continue  # as book_sync does: deltas before the first snapshot are dropped
         if isinstance(msg, BookMsg):
+            book_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
             apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
@@ -144,6 +148,7 @@ def load_reference(path: Path, depth: int) -> Ref:
     bids: dict[int, int] = {}
     asks: dict[int, int] = {}
     t_max = -1
+    synced = False
     with gzip.open(path, "rt") as fh:
         for line in fh:
             obj = json.loads(line.split(" ", 1)[1])
@@ -154,7 +159,10 @@ def load_reference(path: Path, depth: int) -> Ref:
                 ref.lot = Decimal(inst["lotSizeFilter"]["qtyStep"])
                 continue
             events: list[tuple[str, int, Any]] = []
+            if topic.startswith("orderbook.") and not (obj["type"] == "snapshot" or synced):
+                continue  # deltas before the first snapshot (a converter keeps the source's)
             if topic.startswith("orderbook."):
+                synced = True
                 data = obj["data"]
                 if obj["type"] == "snapshot":
                     bids.clear()
