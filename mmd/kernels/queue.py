@@ -231,10 +231,7 @@ def _priority_order(o_live: I64, o_side: I64, o_px: I64, o_active: I64, maker_si
         j = n
         while j > 0:
             k = idx[j - 1]
-            if maker_side == BUY:
-                before = o_px[i] > o_px[k]
-            else:
-                before = o_px[i] < o_px[k]
+            before = o_px[i] > o_px[k] if maker_side == BUY else o_px[i] < o_px[k]
             if not before and o_px[i] == o_px[k]:
                 before = o_active[i] < o_active[k] or (o_active[i] == o_active[k] and i < k)
             if not before:
@@ -356,10 +353,8 @@ def update_orders_on_trade(
             o_queue[i] = q
         if avail <= 0:
             continue
-        if partial_fills:
-            qty = min(avail, leaves)
-        else:
-            qty = leaves if avail >= leaves else 0
+        # all-or-nothing: the whole leaves once what reached the order covers them
+        qty = min(avail, leaves) if partial_fills else (leaves if avail >= leaves else 0)
         if qty <= 0:
             continue
         budget -= qty

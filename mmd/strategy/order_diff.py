@@ -83,8 +83,8 @@ def diff_quotes(
     the nearest within the tolerance). A partial fill alone never requotes: the remainder keeps
     its place in the queue (a cancel and resubmit would put it at the back); only a price move
     beyond the tolerance or a new target size does. When orig_lots is unknown (0) the leaves
-    are compared instead. Every other resting order is cancelled and every level left without an order
-    is submitted. Orders on a side the target leaves empty are all cancelled.
+    are compared instead. Every other resting order is cancelled and every level left without
+    an order is submitted. Orders on a side the target leaves empty are all cancelled.
 
     Args:
         target: the quote target (its symbol is used for every command).
