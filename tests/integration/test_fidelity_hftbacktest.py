@@ -15,12 +15,12 @@ latency, feed latency, off-grid decision times) are in `tests/fidelity.py`.
 3. Product path with partial fills on, 2-lot orders: hftbacktest 2.4.4's partial_fill_exchange
    cannot run this recording: `elapse` returns 14 (BacktestError::InvalidOrderStatus) part way
    (risk-averse: at step 120 of 4796, the first fill of a 2-lot order; power-2: step 1178).
-   That is the documented reason there is no like-for-like figure; the test asserts it still happens (when a later hftbacktest runs it,
-   the test compares within the bounds instead) and prints mmd's partial-fill run beside
-   hftbacktest's all-or-nothing one. The difference there is the rule, not fidelity: with
-   partial fills a 2-lot order that one lot of a print reaches fills 1 lot (measured
-   risk-averse: 223 vs 230 lots, PnL -4.68 vs -4.81; power-2: 266 vs 266 lots in 138 vs 133
-   fills, the same PnL).
+   That is the documented reason there is no like-for-like figure; the test asserts it still
+   happens (when a later hftbacktest runs it, the test compares within the bounds instead) and
+   prints mmd's partial-fill run beside hftbacktest's all-or-nothing one. The difference there
+   is the rule, not fidelity: with partial fills a 2-lot order that one lot of a print reaches
+   fills 1 lot (measured risk-averse: 223 vs 230 lots, PnL -4.68 vs -4.81; power-2: 266 vs 266
+   lots in 138 vs 133 fills, the same PnL).
 """
 
 from __future__ import annotations
