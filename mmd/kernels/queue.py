@@ -280,7 +280,8 @@ def update_orders_on_trade(
       not yet counted as ahead of us, x = min(trade_qty, o_dec), advances by
       x * (1 - o_adv / o_dec), plus trade_qty - x in full (o_dec, o_adv shrink by x and its
       share). A trade newer than the book adds to traded (the next book subtracts it).
-      `avail = min(k, budget)` with k = floor(-queue) the whole lots past the front.
+      `avail = min(k, budget)` with k = floor(-queue) the whole lots past the front (when
+      k > budget the rest went to our better-placed orders: queue = max(queue, -budget)).
     - trade price > our price: nothing.
 
     With partial fills the order fills min(avail, leaves); without (all-or-nothing) it fills
