@@ -7,7 +7,7 @@ Owns no state and sends nothing: it returns SubmitOrder/CancelOrder commands for
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import CancelOrder, SubmitOrder
@@ -32,7 +32,7 @@ class OpenOrder:
     side: int
     px_ticks: int
     qty_lots: int
-    orig_lots: int = 0
+    orig_lots: int = field(default=0, compare=False)  # not part of equality
 
     def sent_lots(self) -> int:
         """The size the strategy asked for when it sent this order."""
