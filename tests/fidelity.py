@@ -72,6 +72,7 @@ from mmd.model.events import (
 from mmd.sim.exchange import SimExchange
 
 MS = 1_000_000
+TRACE: list[tuple] | None = None  # debugging aid: (engine, step, action, side, px) when a list
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class FidelityParams:
     maker_fee: float = 0.0002
     taker_fee: float = 0.00055
     queue: str = "risk_averse"  # or "power2"
+    partial: bool = False  # hftbacktest partial_fill_exchange() / ExchangeConfig(partial_fills)
 
 
 @dataclass
@@ -108,9 +110,12 @@ class EngineResult:
     rejects: int = 0
     steps: int = 0
     end_ns: int = 0  # the strategy's clock when the run stopped
+    start_ns: int = 0  # hftbacktest: its clock before the first step
     undelivered_fills: int = 0  # fills at the exchange whose response had not arrived
     events: int = 0  # market events fed: mmd book frames + trades; hftbacktest rows
     seconds: float = 0.0
+    filled_lots: int = 0
+    end_fills: int = 0  # hftbacktest: fills first seen by the scan after the last step
     # (time the strategy learned of the fill, side, px_ticks)
     fill_log: list[tuple[int, int, int]] = field(default_factory=list)
 
@@ -119,6 +124,7 @@ class EngineResult:
             "engine": self.engine, "fills": self.fills, "buys": self.buys, "sells": self.sells,
             "position_lots": self.position_lots, "pnl": round(self.pnl, 6),
             "fees": round(self.fees, 6), "notional": round(self.notional, 2),
+            "filled_lots": self.filled_lots,
             "submits": self.submits, "cancels": self.cancels, "rejects": self.rejects,
             "steps": self.steps, "end_ns": self.end_ns,
             "undelivered_fills": self.undelivered_fills, "events": self.events,
@@ -194,7 +200,7 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
     cfg = ExchangeConfig(
         queue_model="risk_averse" if p.queue == "risk_averse" else "prob_power",
         queue_power=2.0,
-        partial_fills=False,
+        partial_fills=p.partial,
         maker_fee=p.maker_fee,
         taker_fee=p.taker_fee,
     )
@@ -227,6 +233,7 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
                 res.fees += ev.fee_quote
                 res.notional += px * q * lot
                 res.fills += 1
+                res.filled_lots += q
                 res.buys += side == BUY
                 res.sells += side == SELL
                 res.fill_log.append((ev.ts_exch_ns + resp, side, ev.px_ticks))
@@ -324,10 +331,22 @@ def hbt_zero_feed_latency(rec: Path) -> tuple[np.ndarray, int]:
     return ex, int(ex["exch_ts"][0])
 
 
-def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams) -> EngineResult:
-    """The rule through hftbacktest (public API) over the zero-feed-latency rows."""
+def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams, *,
+                    response_ns: int | None = None) -> EngineResult:
+    """The rule through hftbacktest (public API) over rows (zero-feed-latency rows, or the
+    converter's rows with the recorded feed latency); response_ns overrides p.response_ns."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
-    from hftbacktest.order import CANCELED, EXPIRED, FILLED, GTX, LIMIT, NEW, NONE, REJECTED
+    from hftbacktest.order import (
+        CANCELED,
+        EXPIRED,
+        FILLED,
+        GTX,
+        LIMIT,
+        NEW,
+        NONE,
+        PARTIALLY_FILLED,
+        REJECTED,
+    )
 
     wall = time.perf_counter()
     res = EngineResult("hftbacktest")
@@ -336,14 +355,16 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
         .data(rows)
         .linear_asset(1.0)
         .constant_order_latency(p.entry_ns, p.response_ns)
-        .no_partial_fill_exchange()
         .trading_value_fee_model(p.maker_fee, p.taker_fee)
         .tick_size(tick)
         .lot_size(lot)
         .last_trades_capacity(0)
     )
+    asset = asset.partial_fill_exchange() if p.partial else asset.no_partial_fill_exchange()
     asset = asset.risk_adverse_queue_model() if p.queue == "risk_averse" else (
         asset.power_prob_queue_model(2.0))
+    if response_ns is not None:
+        asset = asset.constant_order_latency(p.entry_ns, response_ns)
     bt = HashMapMarketDepthBacktest([asset])
     cur: dict[int, _Side | None] = {BUY: None, SELL: None}
     seq = 0
@@ -372,10 +393,11 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
                 res.rejects += status != CANCELED
                 cur[side] = None
             else:
-                o.live = status == NEW and order.req == NONE
+                o.live = status in (NEW, PARTIALLY_FILLED) and order.req == NONE
 
     try:
         bt.elapse(0)
+        res.start_ns = int(bt.current_timestamp)
         if bt.elapse(p.offset_ns) != 0:
             raise RuntimeError("no data")
         while True:
@@ -387,6 +409,8 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
             bb, ba = depth.best_bid_tick, depth.best_ask_tick
             if bb > -(2**62) and ba < 2**62 and bb < ba:
                 for act, side, px in _decide(int(bb), int(ba), pos, cur, p):
+                    if TRACE is not None:
+                        TRACE.append(("hbt", res.steps, act, side, px, int(bb), int(ba), pos))
                     if act == "submit":
                         seq += 1
                         cur[side] = _Side(seq, px)
@@ -399,10 +423,19 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
                         o.cancel_sent = True
                         bt.cancel(0, o.oid, False)
                         res.cancels += 1
-            if bt.elapse(p.step_ns) != 0:
+            rc = bt.elapse(p.step_ns)
+            if rc != 0:
+                if rc != 1:  # 1: end of data; anything else is an engine error
+                    raise RuntimeError(f"hftbacktest elapse returned {rc} at step {res.steps}")
                 break
+        before_end = res.fills
         scan()  # fills that reached the strategy after the last step
+        res.end_fills = res.fills - before_end
         sv = bt.state_values(0)
+        # fill events and volume from the engine itself (partial fills are several events of
+        # one order; the scan above only sees orders that finished)
+        res.fills = int(sv.num_trades)
+        res.filled_lots = round(float(sv.trading_volume) / lot)
         depth = bt.depth(0)
         res.position_lots = round(sv.position / lot)
         res.fees = float(sv.fee)
@@ -413,5 +446,174 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
         res.end_ns = int(bt.current_timestamp)
     finally:
         bt.close()
+    res.seconds = time.perf_counter() - wall
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# comparisons
+# ---------------------------------------------------------------------------------------------
+
+
+def fills_per_step(res: EngineResult, grid0: int, step_ns: int, tail: int
+                   ) -> tuple[dict[int, collections.Counter[tuple[int, int]]],
+                              collections.Counter[tuple[int, int]]]:
+    """Fills as multisets of (side, px_ticks) per decision step, and the multiset of the last
+    `tail` fills (those handed over when the data ran out).
+
+    Step k is the first grid time grid0 + k * step_ns at or after the time the strategy
+    learned of the fill. Within one step the order of fills is not meaningful (a buy and a sell
+    filled before the same decision may be logged either way), so only the multiset counts.
+    """
+    body = res.fill_log[: len(res.fill_log) - tail]
+    steps: dict[int, collections.Counter[tuple[int, int]]] = collections.defaultdict(
+        collections.Counter)
+    for t, side, px in body:
+        steps[-(-(t - grid0) // step_ns)][(side, px)] += 1
+    end = collections.Counter((side, px) for _, side, px in res.fill_log[len(body):])
+    return dict(steps), end
+
+
+# ---------------------------------------------------------------------------------------------
+# product path: MarketHub + Trader (SimExchange + OMS + Portfolio) as `mmd backtest` builds them
+# ---------------------------------------------------------------------------------------------
+
+
+def hbt_with_feed_latency(rec: Path) -> tuple[np.ndarray, int, int, int]:
+    """The converter's rows as they are (local_ts = receive stamp + shift: the recorded feed
+    latency); (rows, shift_ns, first local timestamp, median feed latency ns)."""
+    rows, shift = hftbacktest_events([rec])
+    local = rows[(rows["ev"] & np.uint64(HBT_LOCAL)) != 0]
+    both = rows[(rows["ev"] & np.uint64(HBT_EXCH | HBT_LOCAL)) == np.uint64(HBT_EXCH | HBT_LOCAL)]
+    feed = int(np.median(both["local_ts"] - both["exch_ts"]))
+    return rows, shift, int(local["local_ts"][0]), feed
+
+
+def run_mmd_product(rec: Path, symbol: str, shift_ns: int, t0_local: int,
+                    p: FidelityParams) -> EngineResult:
+    """The rule through the product's trading stack, built by `mmd.app.build_trader` exactly as
+    `mmd backtest` builds it (no ledger), fed the recording in receive order (feed latency on).
+
+    Local clock = receive stamp + shift_ns (the axis of hftbacktest's local_ts). At each grid
+    time b (local), after every frame received by then went through MarketHub and
+    `Trader.on_message` (the paper exchange sees it at its exchange time, fills go through the
+    OMS and the Portfolio), the rule looks at the hub's book, the Portfolio's position and the
+    OMS's orders, and its commands go through `OrderManager.on_command` and
+    `SimExchange.send(cmd, b)` (what `Trader.quote` does after the strategy and the risk
+    gate, which the rule replaces). The strategy learns of an exchange event when the market
+    frame that triggered it is received (about the feed latency after it happened).
+    """
+    import msgspec
+
+    from mmd.app import build_trader
+    from mmd.config import AppConfig
+    from mmd.feeds.replay import merged_frames
+    from mmd.trading.oms import OrderStatus
+
+    wall = time.perf_counter()
+    res = EngineResult("mmd-product")
+    base = AppConfig()
+    cfg = msgspec.structs.replace(
+        base,
+        feed=msgspec.structs.replace(base.feed, symbols=[symbol]),
+        exchange=ExchangeConfig(
+            queue_model="risk_averse" if p.queue == "risk_averse" else "prob_power",
+            queue_power=2.0,
+            entry_latency_ms=p.entry_ns / MS,
+            cancel_latency_ms=p.entry_ns / MS,
+            partial_fills=p.partial,
+            maker_fee=p.maker_fee,
+            taker_fee=p.taker_fee,
+            funding=False,
+        ),
+    )
+    hub = MarketHub([symbol], cfg.market, features_cfg=cfg.features)
+    trader = build_trader(cfg, hub, ledger=False)
+    oms, ex = trader.oms, trader.exchange
+    mine: dict[int, str | None] = {BUY: None, SELL: None}
+    seq = 0
+
+    def side_view(side: int) -> _Side | None:
+        oid = mine[side]
+        if oid is None:
+            return None
+        order = oms.get(oid)  # None once it is finished
+        if order is None:
+            res.rejects += oms.status(oid) == OrderStatus.REJECTED
+            mine[side] = None
+            return None
+        o = _Side(oid, order.px_ticks)
+        o.live = order.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+        o.cancel_sent = order.status == OrderStatus.PENDING_CANCEL
+        return o
+
+    def step(b: int) -> None:
+        nonlocal seq
+        res.steps += 1
+        st = hub.states.get(symbol)
+        if st is None or not st.sync.synced:
+            return
+        book = st.book
+        if not (book.n_bids and book.n_asks):
+            return
+        # what the daemon's quoter does before it quotes: commands that reached the exchange by
+        # the latest exchange time seen are handled (acks, rejects) and applied
+        for ev in ex.advance(trader.last_exch_ns):
+            trader.apply_events([ev])
+            if type(ev) is OrderFilled:
+                res.fill_log.append((b, ev.side, ev.px_ticks))
+        cur = {BUY: side_view(BUY), SELL: side_view(SELL)}
+        pos = trader.portfolio.position_lots(symbol)
+        for act, side, px in _decide(int(book.bid_px[0]), int(book.ask_px[0]), pos, cur, p):
+            if TRACE is not None:
+                TRACE.append(("mmd", res.steps, act, side, px, int(book.bid_px[0]),
+                              int(book.ask_px[0]), pos))
+            cmd: SubmitOrder | CancelOrder
+            if act == "submit":
+                seq += 1
+                oid = f"f{seq}"
+                mine[side] = oid
+                cmd = SubmitOrder(client_order_id=oid, symbol=symbol, side=side, px_ticks=px,
+                                  qty_lots=p.qty_lots)
+                res.submits += 1
+            else:
+                o = cur[side]
+                assert o is not None
+                cmd = CancelOrder(client_order_id=o.oid, symbol=symbol)
+                res.cancels += 1
+            oms.on_command(cmd)
+            ex.send(cmd, b)
+
+    boundary = t0_local + p.offset_ns
+    n_frames = 0
+    for recv, raw in merged_frames([rec]):
+        while recv + shift_ns > boundary:
+            step(boundary)
+            boundary += p.step_ns
+        msg = hub.decode(raw)
+        if msg is None:
+            continue
+        n_frames += 1
+        hub.on_message(msg, recv)
+        for ev in trader.on_message(msg, recv):
+            if type(ev) is OrderFilled:
+                res.fill_log.append((recv + shift_ns, ev.side, ev.px_ticks))
+    trader.apply_events(ex.advance(trader.last_exch_ns))
+    res.end_ns = boundary - p.step_ns
+    st = hub.states[symbol]
+    inst = st.instrument
+    pf = trader.portfolio
+    for f in trader.fills:
+        res.fills += 1
+        res.filled_lots += f.qty_lots
+        res.buys += f.side == BUY
+        res.sells += f.side == SELL
+        res.notional += f.px_ticks * inst.tick * f.qty_lots * inst.lot
+    res.position_lots = pf.position_lots(symbol)
+    res.fees = pf.fees_quote
+    res.mid = st.book.mid_ticks() * inst.tick
+    res.pnl = pf.total_pnl_quote
+    res.cash = res.pnl - res.position_lots * inst.lot * res.mid + res.fees
+    res.events = n_frames
     res.seconds = time.perf_counter() - wall
     return res

@@ -2,8 +2,8 @@
 
 Pure core: no clock reads, no I/O; every time is an argument on one axis, exchange ns. It owns our
 simulated orders (numpy slots matched by `mmd.kernels.queue`) and never touches the real book:
-our orders have NO MARKET IMPACT, the L2Book passed in is only read, and a trade that fills us
-is not consumed (the next order, or the real book, sees all of it).
+our orders have NO MARKET IMPACT: the L2Book passed in is only read, and a print that fills us
+still counts in full for the real queue; only our own orders share its size (rule (c) below).
 
 Semantics (hftbacktest's exchange and queue models, `docs/order_fill.rst`, then ours):
 
@@ -25,19 +25,35 @@ Semantics (hftbacktest's exchange and queue models, `docs/order_fill.rst`, then 
   (a) best ask <= our price on a book update: the whole leaves fill. This is hftbacktest's
       "filled without a trade" (its issue #158): the real book crossed our quote, so a seller
       must have come through us.
-  (b) a taker-sell trade strictly below our price: min(trade size, leaves) with partial fills,
-      the whole leaves without (hftbacktest's partial-fill exchange fills the whole leaves here;
-      capping by the trade size is our more conservative choice).
-  (c) a taker-sell trade at our price: queue_ahead -= trade size; the whole lots past the front,
-      k = floor(-queue_ahead), fill min(k, trade size, leaves) with partial fills, or the whole
-      leaves once k >= 1 without (NoPartialFillExchange). queue_ahead is 0 after a fill.
-- Queue models on a change of the real size at our price from `prev` to `new`:
-  risk_averse: queue_ahead = min(queue_ahead, new) (only trades advance us). prob_power /
-  prob_log: the decrease net of trade size already counted at that price since the last book
-  update, chg = prev - new - traded, is ahead of us with probability 1 - p,
+  (b) only trades stamped AFTER the order became active at the exchange (its arrival time)
+      count: a trade whose exchange time is <= the activation (a REST-backfilled print that
+      arrives late with an old time) feeds the features but neither fills the order nor moves
+      its queue.
+  (c) a print's size is consumed across our orders in price-time priority (best price first,
+      then earliest activation): one print of q lots fills at most q lots of ours in total,
+      however many orders or ladder levels we have at or through its price.
+  (d) a taker-sell print strictly below our price (through us): min(remaining print, leaves)
+      with partial fills. hftbacktest fills the whole leaves here; we do not fill more than was
+      printed (the print is what we know the taker traded). For an order no larger than the
+      print (all 1-lot comparisons) the two rules agree.
+  (e) a taker-sell print at our price: queue_ahead -= print size; the whole lots past the
+      front, k = floor(-queue_ahead), fill min(k, remaining print, leaves) with partial fills.
+      queue_ahead is 0 after a fill.
+  Without partial fills (all-or-nothing, hftbacktest's NoPartialFillExchange) an order fills
+  its whole leaves when what (d)/(e) would give it covers them, else nothing.
+- Queue models on a change of the real size at our price from `prev` to `new`, with
+  chg = prev - new - traded (trade size already counted at that price since the last book
+  update): risk_averse: queue_ahead = min(queue_ahead, new) (only trades advance us).
+  prob_power / prob_log: chg is ahead of us with probability 1 - p,
   p = f(back) / (f(back) + f(front)), front = queue_ahead, back = prev - front (our order is not
   in the real size), f(x) = x**queue_power or log(1 + x); queue_ahead = min(front - (1 - p) chg
-  + min(back - p chg, 0), new). An increase goes behind us. Details in `mmd.kernels.queue`.
+  + min(back - p chg, 0), new). An increase goes behind us.
+- Book and trade in either order: a trade newer than the last book is counted in `traded` and
+  subtracted from the next decrease (above). A trade stamped at or before the last book (the
+  book delta that reflects it came first) is already in that decrease, of which the model
+  counted a share s ahead of us: the trade, certainly ahead of us, advances the queue only by
+  the rest, x (1 - s) with x = min(print, decrease), plus print - x in full. Details in
+  `mmd.kernels.queue`.
 - Each fill is an OrderFilled with fill_id f"{client_order_id}#{n}" (n = 1, 2, ... per order), the
   maker fee of `[exchange]` on price x size, and leaves_lots after it. Symbols are independent.
 """
@@ -87,7 +103,11 @@ class _SymbolOrders:
     """One symbol's order slots (kernel arrays + Python ids) and its book as of the last event."""
 
     __slots__ = (
+        "active",
+        "adv",
+        "book_ns",
         "coid",
+        "dec",
         "free",
         "instrument",
         "last_book",
@@ -116,6 +136,10 @@ class _SymbolOrders:
         self.px = np.zeros(capacity, np.int64)
         self.side = np.zeros(capacity, np.int64)
         self.queue = np.zeros(capacity, np.float64)
+        self.dec = np.zeros(capacity, np.float64)
+        self.adv = np.zeros(capacity, np.float64)
+        self.active = np.zeros(capacity, np.int64)
+        self.book_ns = -(2**62)  # exchange time of the last book the orders were updated with
         self.out_slot = np.zeros(capacity, np.int64)
         self.out_qty = np.zeros(capacity, np.int64)
         self.coid: list[str] = [""] * capacity
@@ -226,6 +250,7 @@ class SimExchange:
         st = self._symbols[symbol]
         events = self._process_due(ts_exch_ns) if self._pending else []
         st.last_book = book
+        st.book_ns = max(st.book_ns, ts_exch_ns)
         if st.slot_of:
             n = update_orders_on_book(
                 st.live,
@@ -233,6 +258,8 @@ class SimExchange:
                 st.seen,
                 st.traded,
                 st.queue,
+                st.dec,
+                st.adv,
                 st.out_slot,
                 st.out_qty,
                 st.px,
@@ -275,10 +302,15 @@ class SimExchange:
                 st.leaves,
                 st.traded,
                 st.queue,
+                st.dec,
+                st.adv,
+                st.active,
                 st.out_slot,
                 st.out_qty,
                 st.px,
                 st.side,
+                ts_exch_ns,
+                st.book_ns,
                 px_ticks,
                 qty_lots,
                 side,
@@ -377,6 +409,9 @@ class SimExchange:
         st.seen[slot] = level
         st.traded[slot] = 0
         st.queue[slot] = float(level)
+        st.dec[slot] = 0.0
+        st.adv[slot] = 0.0
+        st.active[slot] = ts_ns
         st.live[slot] = SLOT_LIVE
         st.coid[slot] = cmd.client_order_id
         st.n_fills[slot] = 0

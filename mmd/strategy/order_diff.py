@@ -7,7 +7,7 @@ Owns no state and sends nothing: it returns SubmitOrder/CancelOrder commands for
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import CancelOrder, SubmitOrder
@@ -24,13 +24,19 @@ class OpenOrder:
         client_order_id: our id.
         side: codes.BUY or codes.SELL.
         px_ticks: limit price in ticks.
-        qty_lots: remaining size in lots.
+        qty_lots: remaining size in lots (the leaves once partly filled).
+        orig_lots: the size it was sent with (lots); 0 = unknown, taken as qty_lots.
     """
 
     client_order_id: str
     side: int
     px_ticks: int
     qty_lots: int
+    orig_lots: int = field(default=0, compare=False)  # not part of equality
+
+    def sent_lots(self) -> int:
+        """The size the strategy asked for when it sent this order."""
+        return self.orig_lots if self.orig_lots > 0 else self.qty_lots
 
 
 def _match_side(
@@ -40,12 +46,13 @@ def _match_side(
 ) -> tuple[list[bool], list[bool]]:
     # pass 1 keeps exact price matches so a tolerance never drags a level off its own order;
     # pass 2 gives each still-unmatched level the nearest unused order within the tolerance
-    # (ties: the earlier order). Sizes must be equal in both passes.
+    # (ties: the earlier order). In both passes the order's size as sent must equal the level's:
+    # a partly filled order (leaves < size) is kept, so its remainder keeps its queue place.
     level_done = [False] * len(levels)
     order_kept = [False] * len(orders)
     for i, (px, qty) in enumerate(levels):
         for j, order in enumerate(orders):
-            if not order_kept[j] and order.px_ticks == px and order.qty_lots == qty:
+            if not order_kept[j] and order.px_ticks == px and order.sent_lots() == qty:
                 level_done[i] = order_kept[j] = True
                 break
     if tolerance_ticks > 0:
@@ -55,7 +62,7 @@ def _match_side(
             best_j, best_dist = -1, tolerance_ticks + 1
             for j, order in enumerate(orders):
                 dist = abs(order.px_ticks - px)
-                if not order_kept[j] and order.qty_lots == qty and dist < best_dist:
+                if not order_kept[j] and order.sent_lots() == qty and dist < best_dist:
                     best_j, best_dist = j, dist
             if best_j >= 0:
                 level_done[i] = order_kept[best_j] = True
@@ -71,10 +78,13 @@ def diff_quotes(
     """Commands that turn the resting orders into the target, changing as little as possible.
 
     A resting order is kept when it is on the same side as a target level, its price is within
-    tolerance_ticks of that level's price and its size equals the level's size (each order
-    serves at most one level; exact prices are matched first, then the nearest within the
-    tolerance). Every other resting order is cancelled and every level left without an order
-    is submitted. Orders on a side the target leaves empty are all cancelled.
+    tolerance_ticks of that level's price and the size it was sent with (`orig_lots`) equals
+    the level's size (each order serves at most one level; exact prices are matched first, then
+    the nearest within the tolerance). A partial fill alone never requotes: the remainder keeps
+    its place in the queue (a cancel and resubmit would put it at the back); only a price move
+    beyond the tolerance or a new target size does. When orig_lots is unknown (0) the leaves
+    are compared instead. Every other resting order is cancelled and every level left without
+    an order is submitted. Orders on a side the target leaves empty are all cancelled.
 
     Args:
         target: the quote target (its symbol is used for every command).

@@ -6,7 +6,10 @@ number of hftbacktest event rows of that data (one per book level change or trad
 numerator for both engines; `*_events_per_s` = events / wall seconds of the whole run (mmd:
 reading, decoding, sorting and replaying the recording; hftbacktest: building the asset from the
 in-memory rows and replaying), `ratio = mmd_events_per_s / hbt_events_per_s` (> 1: mmd faster).
-The run's fill counts are reported too (they are equal, see the fidelity test). `--quick` runs
+The run's fill counts are reported too (they are equal, see the fidelity test). A second row,
+`fidelity_hbt_product`, times the product path (`build_trader`'s stack, frames in receive order
+with their feed latency, 2-lot orders) against hftbacktest over the converter's rows as they
+are. `--quick` runs
 once; the full run takes the best of 3. A row with "skipped" when hftbacktest or the data is
 missing (the reason is in the name;
 figures stay numeric, as tests/bench/test_bench_smoke.py requires).
@@ -35,7 +38,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(TESTS.parent / ".numba_cache"))
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
-    from fidelity import FidelityParams, hbt_zero_feed_latency, run_hftbacktest, run_mmd
+    from fidelity import (
+        FidelityParams,
+        hbt_with_feed_latency,
+        hbt_zero_feed_latency,
+        run_hftbacktest,
+        run_mmd,
+        run_mmd_product,
+    )
 
     from mmd.feeds.convert import convert_binance_usdm
 
@@ -49,6 +59,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
                   key=lambda r: r.seconds)
         ours = min((run_mmd(rec, "BTCUSDT", t0, p) for _ in range(passes)),
                    key=lambda r: r.seconds)
+        # the product path (build_trader's SimExchange + OMS + Portfolio, frames in receive
+        # order with their feed latency, 2-lot orders): see the fidelity test
+        frows, shift, _, feed_ns = hbt_with_feed_latency(rec)
+        pp = FidelityParams(qty_lots=2)
+        hbt_p = min((run_hftbacktest(frows, 0.1, 0.001, pp, response_ns=feed_ns)
+                     for _ in range(passes)), key=lambda r: r.seconds)
+        ours_p = min((run_mmd_product(rec, "BTCUSDT", shift, hbt_p.start_ns, pp)
+                      for _ in range(passes)), key=lambda r: r.seconds)
     events = len(rows)
     mmd_eps = events / ours.seconds
     hbt_eps = events / hbt.seconds
@@ -64,4 +82,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
         "ratio": round(mmd_eps / hbt_eps, 3),
         "mmd_fills": ours.fills,
         "hbt_fills": hbt.fills,
+    }, {
+        "name": "fidelity_hbt_product",
+        "events": len(frows),
+        "frames": ours_p.events,
+        "steps": ours_p.steps,
+        "mmd_seconds": round(ours_p.seconds, 4),
+        "hbt_seconds": round(hbt_p.seconds, 4),
+        "mmd_events_per_s": round(len(frows) / ours_p.seconds, 1),
+        "hbt_events_per_s": round(len(frows) / hbt_p.seconds, 1),
+        "mmd_fills": ours_p.fills,
+        "hbt_fills": hbt_p.fills,
+        "mmd_filled_lots": ours_p.filled_lots,
+        "hbt_filled_lots": hbt_p.filled_lots,
     }]

@@ -58,19 +58,30 @@ class Slots:
         self.seen = np.zeros(n, I64)
         self.traded = np.zeros(n, I64)
         self.queue = np.zeros(n)
+        self.dec = np.zeros(n)
+        self.adv = np.zeros(n)
+        self.active = np.zeros(n, I64)
         self.px = np.zeros(n, I64)
         self.side = np.zeros(n, I64)
         self.out_slot = np.zeros(n, I64)
         self.out_qty = np.zeros(n, I64)
 
-    def add(self, i: int, side: int, px: int, leaves: int, level: int) -> None:
+        # exchange clock (ns): every book and trade is stamped one later unless told otherwise
+        self.t = 0
+        self.book_ts = -1
+
+    def add(self, i: int, side: int, px: int, leaves: int, level: int, active: int = -1) -> None:
         self.live[i] = kq.SLOT_LIVE
         self.side[i], self.px[i], self.leaves[i] = side, px, leaves
         self.seen[i] = level
         self.queue[i] = float(level)
+        self.active[i] = active
+        self.dec[i] = self.adv[i] = 0.0
 
     def on_book(self, fn: Any, book: tuple, model: int, power: float = 2.0) -> int:
         bpx, bqty, nb, apx, aqty, na = book
+        self.t += 1
+        self.book_ts = self.t
         return int(
             fn(
                 self.live,
@@ -78,6 +89,8 @@ class Slots:
                 self.seen,
                 self.traded,
                 self.queue,
+                self.dec,
+                self.adv,
                 self.out_slot,
                 self.out_qty,
                 self.px,
@@ -93,17 +106,27 @@ class Slots:
             )
         )
 
-    def on_trade(self, fn: Any, px: int, qty: int, side: int, partial: bool) -> int:
+    def on_trade(
+        self, fn: Any, px: int, qty: int, side: int, partial: bool, ts: int | None = None
+    ) -> int:
+        if ts is None:
+            self.t += 1
+            ts = self.t
         return int(
             fn(
                 self.live,
                 self.leaves,
                 self.traded,
                 self.queue,
+                self.dec,
+                self.adv,
+                self.active,
                 self.out_slot,
                 self.out_qty,
                 self.px,
                 self.side,
+                ts,
+                self.book_ts,
                 px,
                 qty,
                 side,
@@ -157,6 +180,8 @@ def test_update_orders_on_trade_bad_input_returns_code() -> None:
         s.seen,
         s.traded,
         s.queue,
+        s.dec,
+        s.adv,
         short,
         short,
         s.px,
@@ -168,6 +193,93 @@ def test_update_orders_on_trade_bad_input_returns_code() -> None:
     assert n == ERR_BAD_INPUT
 
 
+def test_update_orders_on_trade_stamped_at_or_before_activation_is_ignored() -> None:
+    s = Slots()
+    s.add(0, BUY, 99, 2, 5, active=10)  # became active at t=10, 5 lots ahead
+    # a print through us (98 < 99) stamped 10 = the activation: not ours, nothing moves
+    assert s.on_trade(kq.update_orders_on_trade, 98, 4, SELL, True, ts=10) == 0
+    # a print at our price stamped 7 (a late backfill): the queue stays 5, traded stays 0
+    assert s.on_trade(kq.update_orders_on_trade, 99, 4, SELL, True, ts=7) == 0
+    assert (s.queue[0], s.traded[0], s.leaves[0]) == (5.0, 0, 2)
+    # the same print stamped 11: queue 5 - 4 = 1, traded 4; then sell 1 @ 98 at 12: fill 1
+    assert s.on_trade(kq.update_orders_on_trade, 99, 4, SELL, True, ts=11) == 0
+    assert (s.queue[0], s.traded[0]) == (1.0, 4)
+    assert s.on_trade(kq.update_orders_on_trade, 98, 1, SELL, True, ts=12) == 1
+    assert (s.out_slot[0], s.out_qty[0], s.leaves[0]) == (0, 1, 1)
+
+
+def test_update_orders_on_trade_print_shared_by_ladder_in_price_time_priority() -> None:
+    s = Slots()
+    s.add(0, BUY, 100, 2, 0, active=5)  # later at 100
+    s.add(1, BUY, 100, 2, 0, active=3)  # earlier at 100: first in time priority
+    s.add(2, BUY, 99, 3, 0, active=1)  # worse price: last
+    # sell 3 @ 98, through all three: budget 3 -> slot 1 min(3, 2) = 2 (budget 1),
+    # slot 0 min(1, 2) = 1 (budget 0), slot 2 nothing: 3 lots in total, not 7
+    n = s.on_trade(kq.update_orders_on_trade, 98, 3, SELL, True, ts=10)
+    assert [(int(s.out_slot[j]), int(s.out_qty[j])) for j in range(n)] == [(1, 2), (0, 1)]
+    assert list(s.leaves[:3]) == [1, 0, 3]
+    # without partial fills: sell 2 @ 98 -> slot 0 (leaves 1 <= 2) fills 1 (budget 1),
+    # slot 2 needs 3 > 1: nothing
+    n = s.on_trade(kq.update_orders_on_trade, 98, 2, SELL, False, ts=11)
+    assert [(int(s.out_slot[j]), int(s.out_qty[j])) for j in range(n)] == [(0, 1)]
+    assert s.leaves[2] == 3
+
+
+def test_update_orders_on_trade_at_price_print_shared_by_two_orders() -> None:
+    s = Slots()
+    s.add(0, SELL, 101, 2, 1, active=2)  # 1 ahead
+    s.add(1, SELL, 101, 2, 0, active=4)  # improved when level was 0 (nothing ahead)
+    # buy 3 @ 101: slot 0 first (earlier): queue 1 - 3 = -2 -> k 2, fill min(2, 3, 2) = 2,
+    # budget 1; slot 1: queue 0 - 3 = -3 -> k 3, but only 1 lot left of the print: fill 1
+    n = s.on_trade(kq.update_orders_on_trade, 101, 3, BUY, True, ts=10)
+    assert [(int(s.out_slot[j]), int(s.out_qty[j])) for j in range(n)] == [(0, 2), (1, 1)]
+    assert s.queue[1] == 0.0 and s.leaves[1] == 1
+
+
+@pytest.mark.parametrize("book_first", [False, True])
+def test_trade_and_book_in_either_order_risk_averse_not_double_counted(book_first: bool) -> None:
+    # level 5 at 99, we are at its back (queue 5); a sell 2 @ 99 takes the level to 3.
+    # trade first: queue 5 - 2 = 3, book: min(3, 3) = 3.
+    # book first: min(5, 3) = 3 (dec 2, adv 2: all of it counted ahead); the late trade
+    # (stamped before the book) x = 2, share 2/2 = 1 -> advances 2 * (1 - 1) = 0: stays 3
+    # (the old rule gave 3 - 2 = 1: the 2 lots counted twice)
+    s = Slots()
+    s.add(0, BUY, 99, 1, 5)
+    ra = kq.QUEUE_RISK_AVERSE
+    if book_first:
+        s.on_book(kq.update_orders_on_book, book_arrays({99: 3}, {101: 1}), ra)
+        s.on_trade(kq.update_orders_on_trade, 99, 2, SELL, True, ts=s.book_ts)
+    else:
+        s.on_trade(kq.update_orders_on_trade, 99, 2, SELL, True)
+        s.on_book(kq.update_orders_on_book, book_arrays({99: 3}, {101: 1}), ra)
+    assert s.queue[0] == 3.0
+
+
+@pytest.mark.parametrize("book_first", [False, True])
+def test_trade_and_book_in_either_order_prob_power(book_first: bool) -> None:
+    # level 10 at 99, queue 4 (front 4, back 6); a sell 2 @ 99 plus a 1-lot cancel take the
+    # level to 7. Either way the 2 traded lots advance us in full and the 1-lot cancel by its
+    # probable share (power 2):
+    # trade first: queue 4 - 2 = 2; book chg = 10 - 7 - 2 = 1, front 2, back 8,
+    #   p = 64/68 -> queue = 2 - (4/68) * 1 = 1.941176...
+    # book first: chg 3, front 4, back 6, p = 36/52 -> queue 4 - (16/52) * 3 = 3.0769...,
+    #   adv 48/52 of dec 3; late trade x = 2: advance 2 * (1 - 16/52) = 72/52 ->
+    #   queue = 4 - 120/52 = 1.692307... = 4 - 2 - (16/52) * 1 (the old rule: 4 - 48/52 - 2)
+    s = Slots()
+    s.add(0, BUY, 99, 1, 10)
+    s.queue[0] = 4.0
+    pp = kq.QUEUE_PROB_POWER
+    if book_first:
+        s.on_book(kq.update_orders_on_book, book_arrays({99: 7}, {101: 1}), pp)
+        s.on_trade(kq.update_orders_on_trade, 99, 2, SELL, True, ts=s.book_ts)
+        assert s.queue[0] == pytest.approx(4 - 120 / 52)
+        assert s.traded[0] == 0  # already in the book: the next book must not subtract it
+    else:
+        s.on_trade(kq.update_orders_on_trade, 99, 2, SELL, True)
+        s.on_book(kq.update_orders_on_book, book_arrays({99: 7}, {101: 1}), pp)
+        assert s.queue[0] == pytest.approx(2 - 4 / 68)
+
+
 # -- random sequences: properties and parity ---------------------------------------------------
 
 order_st = st.tuples(
@@ -177,7 +289,10 @@ op_st = st.one_of(
     st.tuples(st.just("bid"), st.integers(95, 100), st.integers(0, 12)),
     st.tuples(st.just("ask"), st.integers(101, 106), st.integers(0, 12)),
     st.tuples(
-        st.just("trade"), st.integers(94, 107), st.integers(1, 8), st.sampled_from([BUY, SELL])
+        st.sampled_from(["trade", "late"]),
+        st.integers(94, 107),
+        st.integers(1, 8),
+        st.sampled_from([BUY, SELL]),
     ),
 )
 
@@ -207,9 +322,13 @@ def run_sequence(
         s.add(i, side, px, qty, max(int(lvl), 0))
     states, all_fills = [s.state()], []
     for op in ops:
-        if op[0] == "trade":
-            n = s.on_trade(on_trade, op[1], op[2], op[3], partial)
+        if op[0] in ("trade", "late"):
+            # "late": stamped as the last book (that book already showed it)
+            ts = s.book_ts if op[0] == "late" else None
+            n = s.on_trade(on_trade, op[1], op[2], op[3], partial, ts=ts)
             assert n >= 0
+            # one print never fills more of ours than its size
+            assert sum(int(s.out_qty[j]) for j in range(n)) <= op[2]
         else:
             (bids if op[0] == "bid" else asks)[op[1]] = op[2]
             prev_q = s.queue.copy()

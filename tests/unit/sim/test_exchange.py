@@ -197,12 +197,15 @@ def test_exchange_trade_through_partial_fills_trade_size() -> None:
     assert fills(sim.on_trade("BTCUSDT", 4, 97, 10, SELL)) == [("b#2", 99, 3, 0)]
 
 
-def test_exchange_trade_through_without_partial_fills_fills_all() -> None:
+def test_exchange_trade_through_without_partial_fills_needs_a_print_covering_leaves() -> None:
     sim = make_sim(partial=False)
     book = make_book(BIDS, ASKS)
     rest(sim, book, "s", SELL, 101, 5)
-    # buy 1 @ 102 > 101: the whole 5 fill
-    assert fills(sim.on_trade("BTCUSDT", 1, 102, 1, BUY)) == [("s#1", 101, 5, 0)]
+    # buy 1 @ 102 > 101: all-or-nothing, and a 1-lot print cannot fill 5 lots: nothing
+    # (hftbacktest fills the whole 5 here; we never fill more than was printed)
+    assert sim.on_trade("BTCUSDT", 1, 102, 1, BUY) == []
+    # buy 5 @ 102: the print covers the leaves: the whole 5 fill
+    assert fills(sim.on_trade("BTCUSDT", 2, 102, 5, BUY)) == [("s#1", 101, 5, 0)]
 
 
 # -- rule (c) + risk-averse queue ---------------------------------------------------------------
@@ -238,14 +241,17 @@ def test_exchange_risk_averse_depth_only_clamps_queue() -> None:
     assert sim.queue_ahead_lots("BTCUSDT", "b") == 2.0
 
 
-def test_exchange_no_partial_fill_waits_for_a_lot_past_front_then_fills_all() -> None:
+def test_exchange_no_partial_fill_waits_for_a_print_that_covers_leaves() -> None:
     sim = make_sim("risk_averse", partial=False)
     book = make_book(BIDS, ASKS)
     rest(sim, book, "b", BUY, 99, 3)  # queue 5
     # sell 5 @ 99: queue 0, nothing went past the front (NoPartialFillExchange needs < 0)
     assert sim.on_trade("BTCUSDT", 1, 99, 5, SELL) == []
-    # sell 1 @ 99: queue -1 -> one lot reached us -> the whole 3 fill
-    assert fills(sim.on_trade("BTCUSDT", 2, 99, 1, SELL)) == [("b#1", 99, 3, 0)]
+    # sell 1 @ 99: queue -1 -> one lot reached us, but all-or-nothing needs 3 from one print
+    # (hftbacktest fills the whole 3 here; we never fill more than was printed)
+    assert sim.on_trade("BTCUSDT", 2, 99, 1, SELL) == []
+    # sell 3 @ 99: queue -1 - 3 = -4 -> k = 4, min(4, print 3) = 3 >= leaves 3: all 3 fill
+    assert fills(sim.on_trade("BTCUSDT", 3, 99, 3, SELL)) == [("b#1", 99, 3, 0)]
 
 
 # -- probabilistic queue models ---------------------------------------------------------------
@@ -459,16 +465,20 @@ def test_exchange_symbols_are_independent() -> None:
     assert sim.open_orders("BTCUSDT") == [("b", BUY, 99, 1)]
 
 
-def test_exchange_never_modifies_the_book_and_trades_are_not_consumed() -> None:
+def test_exchange_never_modifies_the_book_and_a_print_fills_at_most_its_size() -> None:
     sim = make_sim("prob_power")
     book = make_book(BIDS, ASKS)
     before = [a.copy() for a in (book.bid_px, book.bid_qty, book.ask_px, book.ask_qty)]
     counts = (book.n_bids, book.n_asks)
     rest(sim, book, "a", BUY, 100, 3)
     rest(sim, book, "b", BUY, 100, 3)
-    # one sell 3 @ 99 goes through both of our bids: each sees the whole trade
+    # one sell 3 @ 99 goes through both of our bids (6 lots): the print's 3 lots go to the
+    # first in time priority, "a": min(3, 3) = 3, budget 3 - 3 = 0 -> "b" gets nothing.
+    # 3 lots in total, not 3 + 3 = 6.
     ev = sim.on_trade("BTCUSDT", 1, 99, 3, SELL)
-    assert fills(ev) == [("a#1", 100, 3, 0), ("b#1", 100, 3, 0)]
+    assert fills(ev) == [("a#1", 100, 3, 0)]
+    # the next print (sell 2 @ 99) reaches "b": min(2, 3) = 2, leaves 1
+    assert fills(sim.on_trade("BTCUSDT", 2, 99, 2, SELL)) == [("b#1", 100, 2, 1)]
     after = (book.bid_px, book.bid_qty, book.ask_px, book.ask_qty)
     assert all(np.array_equal(x, y) for x, y in zip(before, after, strict=True))
     assert (book.n_bids, book.n_asks) == counts
@@ -491,3 +501,139 @@ def test_exchange_bad_trade_raises() -> None:
         sim.on_trade("BTCUSDT", 0, 100, 0, SELL)
     with pytest.raises(ValueError):
         sim.on_trade("BTCUSDT", 0, 100, 1, 0)
+
+
+# -- time order: backfilled and out-of-order prints ----------------------------------------------
+
+
+def test_exchange_backfilled_trade_before_activation_neither_fills_nor_advances() -> None:
+    sim = make_sim("risk_averse", entry_ns=1_000)
+    book = make_book(BIDS, ASKS)
+    sim.on_book("BTCUSDT", book, 0)
+    sim.send(submit("b", BUY, 99, 2), 0)  # active at 0 + 1000
+    (acc,) = sim.on_book("BTCUSDT", book, 1_500)
+    assert isinstance(acc, OrderAccepted) and acc.ts_exch_ns == 1_000
+    # a REST backfill arrives now with prints stamped 400 (before the order existed):
+    # through us (sell 5 @ 98) and at our price (sell 4 @ 99): no fill, queue still 5
+    assert sim.on_trade("BTCUSDT", 400, 98, 5, SELL) == []
+    assert sim.on_trade("BTCUSDT", 400, 99, 4, SELL) == []
+    assert sim.queue_ahead_lots("BTCUSDT", "b") == 5.0
+    # stamped exactly at the activation: still not ours
+    assert sim.on_trade("BTCUSDT", 1_000, 98, 5, SELL) == []
+    # a print stamped after it: sell 1 @ 98 fills min(1, 2) = 1, leaves 1
+    assert fills(sim.on_trade("BTCUSDT", 1_600, 98, 1, SELL)) == [("b#1", 99, 1, 1)]
+
+
+def test_exchange_out_of_order_print_after_activation_still_fills() -> None:
+    sim = make_sim("risk_averse")
+    book = make_book(BIDS, ASKS)
+    rest(sim, book, "b", BUY, 99, 2, t=100)  # active at 100, queue 5
+    sim.on_book("BTCUSDT", book, 300)  # the book moves on to 300 (level unchanged)
+    # a print stamped 200 (after our activation) arrives late: it counts. Our level did not
+    # change in the book, so nothing of it was counted yet: queue 5 - 6 = -1 -> fill 1
+    assert fills(sim.on_trade("BTCUSDT", 200, 99, 6, SELL)) == [("b#1", 99, 1, 1)]
+
+
+@pytest.mark.parametrize("book_first", [False, True])
+def test_exchange_prob_power_book_and_trade_in_either_order(book_first: bool) -> None:
+    sim = make_sim("prob_power", power=2.0)
+    book = make_book(BIDS, ASKS)
+    _behind_six(sim, book)  # level 10 at 99: front 4, back 6 (book at t=1)
+    # sell 2 @ 99 stamped 2 and the book delta 10 -> 7 stamped 2 (2 traded + 1 canceled)
+    set_book(book, [(99, 7), (98, 7)], ASKS)
+    if book_first:
+        sim.on_book("BTCUSDT", book, 2)  # chg 3: queue 4 - (16/52) * 3 = 4 - 48/52
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 48 / 52)
+        assert sim.on_trade("BTCUSDT", 2, 99, 2, SELL) == []
+        # the trade is in that decrease (stamped <= the book): of its 2 lots the model
+        # counted 16/52 ahead of us, the rest 2 * 36/52 now: 4 - 48/52 - 72/52 = 4 - 120/52
+        # = 1.6923 = 4 - 2 (the trade) - (16/52) * 1 (the cancel). The old rule subtracted
+        # the whole 2 again: 4 - 48/52 - 2 = 1.0769.
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 120 / 52)
+    else:
+        assert sim.on_trade("BTCUSDT", 2, 99, 2, SELL) == []  # queue 4 - 2 = 2
+        sim.on_book("BTCUSDT", book, 3)
+        # chg = 3 - 2 = 1, front 2, back 8: p = 64/68 -> queue 2 - (4/68) * 1
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2 - 4 / 68)
+
+
+@pytest.mark.parametrize("book_first", [False, True])
+def test_exchange_prob_log_book_and_trade_in_either_order(book_first: bool) -> None:
+    sim = make_sim("prob_log")
+    book = make_book(BIDS, ASKS)
+    _behind_six(sim, book)  # front 4, back 6, level 10
+    set_book(book, [(99, 7), (98, 7)], ASKS)  # 10 -> 7: a 2-lot print + a 1-lot cancel
+    if book_first:
+        sim.on_book("BTCUSDT", book, 2)
+        # p = ln 7 / (ln 7 + ln 5) = 0.54732; queue 4 - 0.45268 * 3 = 2.64195 (dec 3, adv
+        # 1.35805); late print of 2: + 2 * (1 - 0.45268) = 1.09463 -> 1.54732
+        # = 4 - 2 - 0.45268 * 1
+        sim.on_trade("BTCUSDT", 2, 99, 2, SELL)
+        p = math.log(7) / (math.log(7) + math.log(5))
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 2 - (1 - p))
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(1.54732, abs=1e-5)
+    else:
+        sim.on_trade("BTCUSDT", 2, 99, 2, SELL)  # queue 2
+        sim.on_book("BTCUSDT", book, 3)
+        # chg 1, front 2, back 8: p = ln 9 / (ln 9 + ln 3) = 2/3 -> queue 2 - 1/3
+        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2 - 1 / 3)
+
+
+# -- several orders share one print ------------------------------------------------------------
+
+
+def test_exchange_ladder_one_print_fills_at_most_its_size() -> None:
+    sim = make_sim("risk_averse")
+    book = make_book(BIDS, ASKS)
+    # a 3-level bid ladder of 2 lots each at 100 (improves: queue 0), 99 (5 ahead), 98 (7 ahead)
+    rest(sim, book, "l0", BUY, 100, 2)
+    rest(sim, book, "l1", BUY, 99, 2)
+    rest(sim, book, "l2", BUY, 98, 2)
+    # sell 3 @ 97 sweeps through all three levels (6 lots of ours): best price first:
+    # l0 min(3, 2) = 2 (budget 1), l1 min(1, 2) = 1 (budget 0), l2 nothing -> 3 lots in total
+    ev = sim.on_trade("BTCUSDT", 1, 97, 3, SELL)
+    assert fills(ev) == [("l0#1", 100, 2, 0), ("l1#1", 99, 1, 1)]
+    assert sum(f.qty_lots for f in ev if isinstance(f, OrderFilled)) == 3
+
+
+def test_exchange_ladder_print_at_inner_level_serves_through_orders_first() -> None:
+    sim = make_sim("risk_averse")
+    book = make_book(BIDS, ASKS)
+    rest(sim, book, "in", BUY, 100, 2)  # queue 0 at 100
+    rest(sim, book, "at", BUY, 99, 2)  # queue 5 at 99
+    # sell 8 @ 99: through "in" (100 > 99): min(8, 2) = 2, budget 6; at "at": queue
+    # 5 - 8 = -3 -> k 3, min(3, 6, 2) = 2 -> 4 lots in total (<= 8)
+    ev = sim.on_trade("BTCUSDT", 1, 99, 8, SELL)
+    assert fills(ev) == [("in#1", 100, 2, 0), ("at#1", 99, 2, 0)]
+
+
+def test_exchange_two_orders_same_price_time_priority() -> None:
+    sim = make_sim("risk_averse")
+    book = make_book(BIDS, ASKS)
+    rest(sim, book, "first", SELL, 101, 3, t=0)  # 4 ahead
+    rest(sim, book, "second", SELL, 101, 3, t=1)  # 4 ahead (we are not in the real book)
+    # buy 6 @ 101: "first": queue 4 - 6 = -2 -> k 2: fill 2 (budget 4); "second": queue -2 ->
+    # k 2: min(2, 4, 3) = 2 (budget 2). 4 lots <= 6
+    ev = sim.on_trade("BTCUSDT", 2, 101, 6, BUY)
+    assert fills(ev) == [("first#1", 101, 2, 1), ("second#1", 101, 2, 1)]
+    # buy 1 @ 101: both at the front (queue 0): "first" takes the only lot
+    assert fills(sim.on_trade("BTCUSDT", 3, 101, 1, BUY)) == [("first#2", 101, 1, 0)]
+
+
+# -- partial fills keep the order's place --------------------------------------------------------
+
+
+def test_exchange_partial_fill_then_rest_fills_from_the_front() -> None:
+    sim = make_sim("risk_averse", partial=True)
+    book = make_book(BIDS, ASKS)
+    rest(sim, book, "b", BUY, 99, 4)  # queue 5
+    # sell 7 @ 99: queue 5 - 7 = -2 -> fill 2, leaves 2, queue 0 (front of the level)
+    assert fills(sim.on_trade("BTCUSDT", 1, 99, 7, SELL)) == [("b#1", 99, 2, 2)]
+    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    # others join behind (5 -> 9 at 99): we stay at the front
+    set_book(book, [(99, 9), (98, 7)], ASKS)
+    sim.on_book("BTCUSDT", book, 2)
+    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    # sell 1 @ 99: -1 -> 1 lot, leaves 1; sell 5 @ 99: min(5, 5, 1) = 1, done
+    assert fills(sim.on_trade("BTCUSDT", 3, 99, 1, SELL)) == [("b#2", 99, 1, 1)]
+    assert fills(sim.on_trade("BTCUSDT", 4, 99, 5, SELL)) == [("b#3", 99, 1, 0)]

@@ -114,3 +114,20 @@ def test_diff_quotes_commands_roundtrip_as_tagged_union() -> None:
     assert b'"type":"CancelOrder"' in data
     assert b'"type":"SubmitOrder"' in data
     assert msgspec.json.decode(data, type=list[SubmitOrder | CancelOrder]) == cmds
+
+
+def test_diff_quotes_partially_filled_order_keeps_its_place() -> None:
+    # sent 3 lots at 99, 2 filled: leaves 1 < target 3, but the strategy's size is unchanged:
+    # no cancel, no resubmit (the remainder stays at the front of its queue)
+    orders = [OpenOrder("a", BUY, 99, 1, orig_lots=3), OpenOrder("b", SELL, 101, 2, orig_lots=2)]
+    assert diff(target([(99, 3)], [(101, 2)]), orders) == []
+    # within the price tolerance too (99 -> 100, tolerance 1)
+    assert diff(target([(100, 3)], [(101, 2)]), orders, tol=1) == []
+
+
+def test_diff_quotes_partially_filled_order_requoted_on_price_or_size_change() -> None:
+    orders = [OpenOrder("a", BUY, 99, 1, orig_lots=3)]
+    # the price moved beyond the tolerance: cancel the remainder, submit the full new size
+    assert diff(target([(97, 3)], []), orders, tol=1) == [cancel("a"), submit("q1", BUY, 97, 3)]
+    # the strategy's size changed (3 -> 2): requote
+    assert diff(target([(99, 2)], []), orders) == [cancel("a"), submit("q1", BUY, 99, 2)]
