@@ -316,15 +316,20 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
 # ---------------------------------------------------------------------------------------------
 
 
-def hbt_zero_feed_latency(rec: Path) -> tuple[np.ndarray, int]:
-    """The converted rows' exchange-side view with local_ts = exch_ts; (rows, first timestamp)."""
-    rows, _shift = hftbacktest_events([rec])
-    # the depth rows before the first snapshot (a source's pre-snapshot messages) are left
-    # out: the mmd driver's book, like the daemon's, starts at the snapshot
+def drop_pre_snapshot_depth(rows: np.ndarray) -> np.ndarray:
+    """rows without the depth rows before the first snapshot (a source's pre-snapshot
+    messages): the mmd drivers' book, like the daemon's, starts at the snapshot, so hftbacktest
+    must not quote on the partial book those rows build."""
     kind = rows["ev"] & np.uint64(0xFF)
     first_clear = int(np.flatnonzero(kind == HBT_DEPTH_CLEAR)[0])
     pre = (np.arange(len(rows)) < first_clear) & (kind == HBT_DEPTH)
-    rows = rows[~pre]
+    return rows[~pre]
+
+
+def hbt_zero_feed_latency(rec: Path) -> tuple[np.ndarray, int]:
+    """The converted rows' exchange-side view with local_ts = exch_ts; (rows, first timestamp)."""
+    rows, _shift = hftbacktest_events([rec])
+    rows = drop_pre_snapshot_depth(rows)
     ex = rows[(rows["ev"] & np.uint64(HBT_EXCH)) != 0].copy()
     ex["ev"] |= np.uint64(HBT_EXCH | HBT_LOCAL)
     ex["local_ts"] = ex["exch_ts"]
@@ -483,6 +488,7 @@ def hbt_with_feed_latency(rec: Path) -> tuple[np.ndarray, int, int, int]:
     """The converter's rows as they are (local_ts = receive stamp + shift: the recorded feed
     latency); (rows, shift_ns, first local timestamp, median feed latency ns)."""
     rows, shift = hftbacktest_events([rec])
+    rows = drop_pre_snapshot_depth(rows)
     local = rows[(rows["ev"] & np.uint64(HBT_LOCAL)) != 0]
     both = rows[(rows["ev"] & np.uint64(HBT_EXCH | HBT_LOCAL)) == np.uint64(HBT_EXCH | HBT_LOCAL)]
     feed = int(np.median(both["local_ts"] - both["exch_ts"]))
