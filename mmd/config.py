@@ -56,6 +56,12 @@ QuoteLimit = Annotated[float, Meta(ge=0, le=1e12)]
 _PSEUDO_FS = ("/proc", "/sys", "/dev")
 # all symbols' ring buffers together (MarketConfig) must fit in this
 RING_BUDGET_BYTES = 1 << 30
+# frames per second (all symbols) the synthetic feed may generate. It runs inside the event loop
+# and awaits only while it is ahead of its schedule: once behind (its frames cost more than the
+# CPU it gets), it never yields and /healthz stops answering. One core handles ~500 frames/s of
+# 1000-level books at sigma_ticks 200 with a 20-level ladder trading; 100 leaves a 5x margin
+# for a shared machine.
+SYNTHETIC_MAX_FRAMES_PER_S = 100.0
 _RING_ROW_BYTES = {"mid_capacity": 16, "trade_capacity": 32, "kline_capacity": 48}
 
 
@@ -109,12 +115,13 @@ class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     mid_price: Annotated[float, Meta(gt=0, le=1e9)] = 65000.0
     tick_size: Annotated[float, Meta(ge=1e-8, le=1e4)] = 0.1
     lot_size: Annotated[float, Meta(ge=1e-8, le=1e4)] = 0.001
-    # volatility of the mid, in ticks per sqrt(second)
-    sigma_ticks: Annotated[float, Meta(gt=0, le=1e4)] = 20.0
-    # frames per second (book deltas); trades arrive as a Poisson process on top
-    frame_rate_hz: Annotated[float, Meta(ge=0.01, le=1000.0)] = 20.0
+    # volatility of the mid, in ticks per sqrt(second) (the generator's cost grows with it: every
+    # tick the mid moves rewrites book levels)
+    sigma_ticks: Annotated[float, Meta(gt=0, le=200.0)] = 20.0
+    # frames per second (book deltas), per symbol; trades arrive as a Poisson process on top
+    frame_rate_hz: Annotated[float, Meta(ge=0.01, le=100.0)] = 20.0
     # trade intensity at the touch (trades per second) and its decay per tick of distance
-    trade_rate_hz: Annotated[float, Meta(ge=0, le=1000.0)] = 5.0
+    trade_rate_hz: Annotated[float, Meta(ge=0, le=100.0)] = 5.0
     trade_decay_per_tick: Annotated[float, Meta(ge=0.001, le=1000.0)] = 0.5
 
     def __post_init__(self) -> None:
@@ -395,6 +402,16 @@ class AppConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
             raise ValueError("duplicate symbol - at `$.feed.symbols`")
         if self.feed.book_depth > self.market.book_levels:
             raise ValueError("must be >= feed.book_depth - at `$.market.book_levels`")
+        if self.feed.source == "synthetic":
+            # ConfigError, not ValueError: `mmd run --feed synthetic` sets the source with
+            # msgspec.structs.replace, which runs this check outside msgspec's validation
+            n, rate = len(self.feed.symbols), self.feed.synthetic.frame_rate_hz
+            if n * rate > SYNTHETIC_MAX_FRAMES_PER_S:
+                raise ConfigError(
+                    f"feed.synthetic.frame_rate_hz: {n} symbols x {rate:g} Hz = {n * rate:g} "
+                    f"frames/s, more than the {SYNTHETIC_MAX_FRAMES_PER_S:g} the synthetic feed "
+                    "sustains; lower it"
+                )
         need = len(self.feed.symbols) * self.market.ring_bytes()
         if need > RING_BUDGET_BYTES:
             # name the ring that costs most
