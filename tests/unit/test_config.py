@@ -251,3 +251,18 @@ def test_cli_run_feed_synthetic_over_its_load_exits_2_with_one_line(tmp_path: Pa
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "feed.synthetic.frame_rate_hz" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "key"),
+    [
+        ("MMD_EXCHANGE__MAKER_FEE", "nan", "exchange.maker_fee"),
+        ("MMD_STRATEGY__ORDER_SIZE", "inf", "strategy.order_size"),
+        ("MMD_STATE__DIR", "/proc/mmd", "state.dir"),
+        ("MMD_MARKET__MID_CAPACITY", "9999999999", "market.mid_capacity"),
+    ],
+)
+def test_config_env_override_is_bounded_like_the_file(name: str, raw: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={name: raw})
+    assert str(info.value).split(":")[0] == key
