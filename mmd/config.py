@@ -43,9 +43,9 @@ BackoffS = Annotated[float, Meta(ge=0.01, le=3600.0)]  # retry delays
 HalfLifeS = Annotated[float, Meta(ge=0.001, le=DAY_S)]  # exponential decay half-lives
 # fees as a fraction of notional: at most 1 % either way (Bybit's are 0.02-0.1 %)
 FeeRate = Annotated[float, Meta(ge=-0.01, le=0.01)]
-# latency of the paper exchange in ms: -1 (any negative) = derived from the feed, up to 1 min
+# latency of the paper exchange in ms, up to 1 min; negative (-1) = derived from the feed
 LatencyMs = Annotated[float, Meta(ge=-1.0, le=60_000.0)]
-# ring buffer rows per symbol: 2^20 rows cap a ring at 16-48 MiB (see MarketConfig)
+# ring buffer rows per symbol: 2^20 rows cap the mid ring at 16 MiB, the trade ring at 32 MiB
 RingRows = Annotated[int, Meta(ge=1, le=1 << 20)]
 # sizes in base units: the bounds keep lots within int64 for lots down to 1e-8
 BaseQty = Annotated[float, Meta(gt=0, le=1e9)]
@@ -125,7 +125,7 @@ class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     trade_decay_per_tick: Annotated[float, Meta(ge=0.001, le=1000.0)] = 0.5
 
     def __post_init__(self) -> None:
-        if self.mid_price / self.tick_size > 1e12:
+        if self.mid_price > 1e12 * self.tick_size:
             # prices are int64 ticks; a trillion ticks leaves room for every product with sizes
             raise ValueError("must be <= 1e12 ticks (mid_price / tick_size) - at `$.mid_price`")
 
