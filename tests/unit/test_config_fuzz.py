@@ -179,10 +179,13 @@ def config_tables(draw: st.DrawFn, *, hostile: bool) -> dict[str, Any]:
 
 def as_synthetic(table: dict[str, Any]) -> dict[str, Any]:
     """The table with `[feed] source = "synthetic"` (no venue to reach from a test) unless the
-    drawn source is itself a value to refuse."""
+    drawn source is itself a value to refuse, and the state and recording directories in the
+    example's temporary directory unless drawn (the defaults are relative to the cwd)."""
     feed = table.setdefault("feed", {})
     if feed.get("source", "bybit") in ("bybit", "synthetic", "replay"):
         feed["source"] = "synthetic"
+    table.setdefault("state", {}).setdefault("dir", f"{TMP}/state")
+    table.setdefault("record", {}).setdefault("dir", f"{TMP}/rec")
     return table
 
 
