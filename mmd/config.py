@@ -3,27 +3,95 @@
 The sole reader of settings. Every Struct is frozen, keyword-only and forbids unknown fields, so a
 typo is a start-up error naming the key. Environment variables MMD_<SECTION>__<KEY> override keys,
 and `--set section.key=value` on the command line overrides both.
+
+Every value is bounded here, so a config that `mmd check-config` accepts also runs: numbers are
+finite (NaN and infinities are refused before the types are checked), durations and rates stay in
+ranges the timers, the int64 nanosecond clocks and the numba kernels can represent, ring
+capacities keep memory fixed and small, paths are non-empty and outside /proc, /sys and /dev, and
+URLs have the scheme and host their client needs. Each bound is documented in config.toml.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
 from mmd.errors import ConfigError
 
-PositiveFloat = Annotated[float, Meta(gt=0)]
-NonNegFloat = Annotated[float, Meta(ge=0)]
-PositiveInt = Annotated[int, Meta(gt=0)]
+DAY_S = 86_400.0
+
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Symbol = Annotated[str, Meta(pattern=r"^[A-Z0-9]{2,30}$")]
+# a filesystem path: non-empty, no control characters (a NUL cannot reach the OS)
+PathStr = Annotated[str, Meta(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# a host name or IP literal to listen on
+Host = Annotated[str, Meta(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")]
+Url = Annotated[str, Meta(min_length=1, max_length=2048)]
+
+# durations in seconds; each stays far inside what asyncio/uvloop timers and int64 ns accept
+PollS = Annotated[float, Meta(ge=0.1, le=DAY_S)]  # REST poll periods
+TimeoutS = Annotated[float, Meta(ge=0.1, le=600.0)]  # one request / one connection attempt
+BackoffS = Annotated[float, Meta(ge=0.01, le=3600.0)]  # retry delays
+HalfLifeS = Annotated[float, Meta(ge=0.001, le=DAY_S)]  # exponential decay half-lives
+# fees as a fraction of notional: at most 1 % either way (Bybit's are 0.02-0.1 %)
+FeeRate = Annotated[float, Meta(ge=-0.01, le=0.01)]
+# latency of the paper exchange in ms, up to 1 min; negative (-1) = derived from the feed
+LatencyMs = Annotated[float, Meta(ge=-1.0, le=60_000.0)]
+# ring buffer rows per symbol: 2^20 rows cap the mid ring at 16 MiB, the trade ring at 32 MiB
+RingRows = Annotated[int, Meta(ge=1, le=1 << 20)]
+# sizes in base units: the bounds keep lots within int64 for lots down to 1e-8
+BaseQty = Annotated[float, Meta(gt=0, le=1e9)]
+# money in quote currency; 0 = no limit
+QuoteLimit = Annotated[float, Meta(ge=0, le=1e12)]
+
+# directories no state, recording or model file may live in (kernel pseudo-filesystems)
+_PSEUDO_FS = ("/proc", "/sys", "/dev")
+# all symbols' ring buffers together (MarketConfig) must fit in this
+RING_BUDGET_BYTES = 1 << 30
+# frames per second (all symbols) the synthetic feed may generate. It runs inside the event loop
+# and awaits only while it is ahead of its schedule: once behind (its frames cost more than the
+# CPU it gets), it never yields and /healthz stops answering. One core handles ~500 frames/s of
+# 1000-level books at sigma_ticks 200 with a 20-level ladder trading; 100 leaves a 5x margin
+# for a shared machine.
+SYNTHETIC_MAX_FRAMES_PER_S = 100.0
+_RING_ROW_BYTES = {"mid_capacity": 16, "trade_capacity": 32, "kline_capacity": 48}
+
+
+def _check_path(value: str, key: str) -> None:
+    """Refuse a path inside a kernel pseudo-filesystem (after resolving `..` and symlinks)."""
+    real = os.path.realpath(value)
+    for top in _PSEUDO_FS:
+        if real == top or real.startswith(top + "/"):
+            raise ValueError(f"must not be under {top} (resolves to {real}) - at `$.{key}`")
+
+
+def _check_url(value: str, key: str, schemes: tuple[str, ...]) -> None:
+    """Refuse a URL without one of schemes or a host, with a bad port, a query, a fragment or
+    whitespace."""
+    want = "URL starting with " + " or ".join(f"{s}://" for s in schemes)
+    if any(c.isspace() for c in value):
+        raise ValueError(f"Expected a {want} without spaces - at `$.{key}`")
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"Expected a {want} and a valid host and port - at `$.{key}`") from None
+    if parts.scheme not in schemes or not host:
+        raise ValueError(f"Expected a {want} and a host - at `$.{key}`")
+    if port == 0:
+        raise ValueError(f"Expected a port in 1..65535 - at `$.{key}`")
+    if parts.query or parts.fragment:
+        raise ValueError(f"Expected a URL without a query or fragment - at `$.{key}`")
+
 
 _STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 
@@ -31,25 +99,36 @@ _STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 class ReplayConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[feed.replay]`: recordings driven through the pipeline with a manual clock."""
 
-    paths: list[str] = msgspec.field(default_factory=list)
+    paths: Annotated[list[PathStr], Meta(max_length=10_000)] = msgspec.field(
+        default_factory=list)
     # 0 = as fast as possible; 1 = recorded pace; 10 = ten times faster.
-    speed: NonNegFloat = 0.0
+    speed: Annotated[float, Meta(ge=0, le=1e6)] = 0.0
+
+    def __post_init__(self) -> None:
+        for i, path in enumerate(self.paths):
+            _check_path(path, f"paths[{i}]")
 
 
 class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[feed.synthetic]`: the seeded generator of Bybit-shaped frames."""
 
-    seed: int = 7
-    mid_price: PositiveFloat = 65000.0
-    tick_size: PositiveFloat = 0.1
-    lot_size: PositiveFloat = 0.001
-    # volatility of the mid, in ticks per sqrt(second)
-    sigma_ticks: PositiveFloat = 20.0
-    # frames per second (book deltas); trades arrive as a Poisson process on top
-    frame_rate_hz: PositiveFloat = 20.0
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 7
+    mid_price: Annotated[float, Meta(gt=0, le=1e9)] = 65000.0
+    tick_size: Annotated[float, Meta(ge=1e-8, le=1e4)] = 0.1
+    lot_size: Annotated[float, Meta(ge=1e-8, le=1e4)] = 0.001
+    # volatility of the mid, in ticks per sqrt(second) (the generator's cost grows with it: every
+    # tick the mid moves rewrites book levels)
+    sigma_ticks: Annotated[float, Meta(gt=0, le=200.0)] = 20.0
+    # frames per second (book deltas), per symbol; trades arrive as a Poisson process on top
+    frame_rate_hz: Annotated[float, Meta(ge=0.01, le=100.0)] = 20.0
     # trade intensity at the touch (trades per second) and its decay per tick of distance
-    trade_rate_hz: NonNegFloat = 5.0
-    trade_decay_per_tick: PositiveFloat = 0.5
+    trade_rate_hz: Annotated[float, Meta(ge=0, le=100.0)] = 5.0
+    trade_decay_per_tick: Annotated[float, Meta(ge=0.001, le=1000.0)] = 0.5
+
+    def __post_init__(self) -> None:
+        if self.mid_price > 1e12 * self.tick_size:
+            # prices are int64 ticks; a trillion ticks leaves room for every product with sizes
+            raise ValueError("must be <= 1e12 ticks (mid_price / tick_size) - at `$.mid_price`")
 
 
 class FeedConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -57,14 +136,14 @@ class FeedConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 
     source: Literal["bybit", "synthetic", "replay"] = "bybit"
     category: Literal["linear", "spot", "inverse"] = "linear"
-    symbols: Annotated[list[Symbol], Meta(min_length=1)] = msgspec.field(
+    symbols: Annotated[list[Symbol], Meta(min_length=1, max_length=50)] = msgspec.field(
         default_factory=lambda: ["BTCUSDT"]
     )
     websocket: bool = True
     # orderbook.N topic depth (Bybit linear: 1, 50, 200, 1000)
     book_depth: Literal[1, 50, 200, 1000] = 50
     # a book with no update for this long is flagged stale (and the socket is recycled)
-    stale_after_s: PositiveFloat = 10.0
+    stale_after_s: Annotated[float, Meta(ge=1.0, le=3600.0)] = 10.0
     replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
     synthetic: SyntheticConfig = msgspec.field(default_factory=SyntheticConfig)
 
@@ -72,31 +151,29 @@ class FeedConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 class VenueConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[venue]`: where Bybit (or `mmd serve-venue`) answers."""
 
-    rest_url: str = "https://api.bybit.com"
-    ws_url: str = "wss://stream.bybit.com/v5/public/linear"
+    rest_url: Url = "https://api.bybit.com"
+    ws_url: Url = "wss://stream.bybit.com/v5/public/linear"
 
     def __post_init__(self) -> None:
-        if not re.match(r"^https?://", self.rest_url):
-            raise ValueError("Expected an http:// or https:// URL - at `$.rest_url`")
-        if not re.match(r"^wss?://", self.ws_url):
-            raise ValueError("Expected a ws:// or wss:// URL - at `$.ws_url`")
+        _check_url(self.rest_url, "rest_url", ("http", "https"))
+        _check_url(self.ws_url, "ws_url", ("ws", "wss"))
 
 
 class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[rest]`: polling intervals, timeouts, backoff and the client-side rate limit."""
 
-    orderbook_interval_s: PositiveFloat = 1.0
-    kline_interval_s: PositiveFloat = 15.0
-    trades_interval_s: PositiveFloat = 5.0
+    orderbook_interval_s: PollS = 1.0
+    kline_interval_s: PollS = 15.0
+    trades_interval_s: PollS = 5.0
     # orderbook limit requested in REST-only mode (linear: 1..1000)
     orderbook_limit: Annotated[int, Meta(ge=1, le=1000)] = 50
-    timeout_s: PositiveFloat = 5.0
+    timeout_s: TimeoutS = 5.0
     # Bybit allows 600 requests per 5 s per IP; stay far below it
-    max_requests_per_s: Annotated[float, Meta(gt=0, le=100)] = 20.0
-    backoff_base_s: PositiveFloat = 0.5
-    backoff_max_s: PositiveFloat = 30.0
+    max_requests_per_s: Annotated[float, Meta(ge=0.01, le=100.0)] = 20.0
+    backoff_base_s: BackoffS = 0.5
+    backoff_max_s: BackoffS = 30.0
     # after HTTP 403 (Bybit's IP ban) wait at least this long before the next request
-    forbidden_backoff_s: NonNegFloat = 10.0
+    forbidden_backoff_s: Annotated[float, Meta(ge=0, le=3600.0)] = 10.0
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
@@ -106,12 +183,12 @@ class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[ws]`: the public websocket."""
 
-    ping_interval_s: PositiveFloat = 20.0
+    ping_interval_s: Annotated[float, Meta(ge=1.0, le=600.0)] = 20.0
     # no message of any kind for this long = dead connection
-    idle_timeout_s: PositiveFloat = 60.0
-    connect_timeout_s: PositiveFloat = 10.0
-    backoff_base_s: PositiveFloat = 0.5
-    backoff_max_s: PositiveFloat = 30.0
+    idle_timeout_s: Annotated[float, Meta(ge=1.0, le=3600.0)] = 60.0
+    connect_timeout_s: TimeoutS = 10.0
+    backoff_base_s: BackoffS = 0.5
+    backoff_max_s: BackoffS = 30.0
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
@@ -122,27 +199,39 @@ class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 
 
 class MarketConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
-    """`[market]`: fixed-size market state (memory does not grow with run length)."""
+    """`[market]`: fixed-size market state (memory does not grow with run length).
+
+    A row costs 16 bytes in the mid ring, 32 in the trade ring and 48 in the kline ring, per
+    symbol; AppConfig refuses capacities whose rings for every symbol exceed RING_BUDGET_BYTES.
+    """
 
     book_levels: Annotated[int, Meta(ge=1, le=5000)] = 200
-    mid_capacity: PositiveInt = 65536
-    trade_capacity: PositiveInt = 65536
-    kline_capacity: PositiveInt = 4096
+    mid_capacity: RingRows = 65536
+    trade_capacity: RingRows = 65536
+    kline_capacity: Annotated[int, Meta(ge=1, le=1 << 16)] = 4096
+
+    def ring_bytes(self) -> int:
+        """Bytes of one symbol's rings."""
+        return sum(getattr(self, k) * n for k, n in _RING_ROW_BYTES.items())
 
 
 class MetricsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[metrics]`: the HTTP server for /metrics, /healthz, /readyz."""
 
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
+    # 0 = any free port
     port: Port = 9464
 
 
 class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[state]`: the ledger (SQLite, WAL) directory and its snapshots."""
 
-    dir: str = "./state"
+    dir: PathStr = "./state"
     # portfolio snapshots (position, cash, PnL) are written this often (seconds)
-    snapshot_interval_s: PositiveFloat = 10.0
+    snapshot_interval_s: Annotated[float, Meta(ge=0.1, le=DAY_S)] = 10.0
+
+    def __post_init__(self) -> None:
+        _check_path(self.dir, "dir")
 
 
 class ExchangeConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -153,15 +242,15 @@ class ExchangeConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # f(x) = x^n) or "prob_log" (f(x) = log(1 + x))
     queue_model: Literal["risk_averse", "prob_power", "prob_log"] = "prob_power"
     # n of the power queue model
-    queue_power: PositiveFloat = 2.0
-    # order entry and cancel latency (ms); negative = derive from the measured feed latency
-    entry_latency_ms: float = -1.0
-    cancel_latency_ms: float = -1.0
+    queue_power: Annotated[float, Meta(ge=0.01, le=10.0)] = 2.0
+    # order entry and cancel latency (ms); negative (-1) = derive from the measured feed latency
+    entry_latency_ms: LatencyMs = -1.0
+    cancel_latency_ms: LatencyMs = -1.0
     # allow partial fills (trade quantity smaller than our remaining size fills part of it)
     partial_fills: bool = True
     # Bybit linear defaults (fee rates; a negative maker fee is a rebate)
-    maker_fee: float = 0.0002
-    taker_fee: float = 0.00055
+    maker_fee: FeeRate = 0.0002
+    taker_fee: FeeRate = 0.00055
     # funding: apply payments at funding times from the venue's funding rate
     funding: bool = True
 
@@ -170,20 +259,21 @@ class RiskConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[risk]`: pre-trade limits and the kill switch."""
 
     # absolute notional limit per symbol (quote currency); 0 = none
-    max_notional: NonNegFloat = 0.0
+    max_notional: QuoteLimit = 0.0
     # kill switch: stop quoting when the day's PnL (UTC day, fees and funding included) falls
     # below -max_loss_per_day (quote currency); 0 = none. The daemon keeps running and reporting.
-    max_loss_per_day: NonNegFloat = 0.0
+    max_loss_per_day: QuoteLimit = 0.0
     # at most this many order commands (submits + cancels) per second per symbol
-    max_orders_per_s: PositiveFloat = 20.0
-    # quote size is scaled by (1 - |position| / max_position) ** size_scale_power (0 = off)
-    size_scale_power: NonNegFloat = 0.0
+    max_orders_per_s: Annotated[float, Meta(ge=0.01, le=1000.0)] = 20.0
 
 
 class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[models]`: model files."""
 
-    dir: str = "./models"
+    dir: PathStr = "./models"
+
+    def __post_init__(self) -> None:
+        _check_path(self.dir, "dir")
 
 
 class FeaturesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -192,17 +282,17 @@ class FeaturesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # levels summed for the k-level imbalance and the depth ratio
     imbalance_levels: Annotated[int, Meta(ge=1, le=200)] = 5
     # the mid is sampled on this fixed clock for realized volatility (seconds)
-    vol_sample_s: PositiveFloat = 1.0
+    vol_sample_s: Annotated[float, Meta(ge=0.001, le=3600.0)] = 1.0
     # number of sampled log returns in the realized-volatility window
     vol_window: Annotated[int, Meta(ge=2, le=100_000)] = 300
     # half-life of the exponentially weighted flow features (OFI, delta, trade rate, size)
-    flow_halflife_s: PositiveFloat = 30.0
+    flow_halflife_s: HalfLifeS = 30.0
     # half-life of queue pressure (rate of change of touch volume)
-    queue_halflife_s: PositiveFloat = 5.0
+    queue_halflife_s: HalfLifeS = 5.0
     # number of spread samples (one per vol_sample_s) in the spread z-score window
     spread_window: Annotated[int, Meta(ge=2, le=100_000)] = 600
     # VPIN: volume per bucket in base units (0 = auto: from the first minute of trades)
-    vpin_bucket_volume: NonNegFloat = 0.0
+    vpin_bucket_volume: Annotated[float, Meta(ge=0, le=1e9)] = 0.0
     # VPIN: number of buckets averaged
     vpin_buckets: Annotated[int, Meta(ge=1, le=10_000)] = 50
     # Garman-Klass volatility: number of 1-minute klines
@@ -212,26 +302,26 @@ class FeaturesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 class CalibrationConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[strategy.calibration]`: online fit of the fill intensity lambda(d) = A exp(-kappa d)."""
 
-    # trades older than this are out of the fit window (seconds)
-    window_s: PositiveFloat = 600.0
+    # trades older than this are out of the fit window (seconds; 0.1 s steps are kept for it)
+    window_s: Annotated[float, Meta(ge=1.0, le=7200.0)] = 600.0
     # refit every this many seconds
-    refit_s: PositiveFloat = 5.0
+    refit_s: Annotated[float, Meta(ge=0.1, le=3600.0)] = 5.0
     # distances (in ticks from the mid) fitted: 0 .. max_depth_ticks
     max_depth_ticks: Annotated[int, Meta(ge=2, le=100_000)] = 50
     # fewer trades than this in the window = no fit (keep the previous or the fallback)
-    min_trades: Annotated[int, Meta(ge=2)] = 30
+    min_trades: Annotated[int, Meta(ge=2, le=1_000_000)] = 30
     # a fit whose R^2 is below this is rejected as poor
     min_r2: Annotated[float, Meta(ge=0, le=1)] = 0.5
     # bounds the fitted values are clipped to
-    kappa_min: PositiveFloat = 0.001
-    kappa_max: PositiveFloat = 10.0
-    a_min: PositiveFloat = 0.001
-    a_max: PositiveFloat = 1000.0
+    kappa_min: Annotated[float, Meta(gt=0, le=1000.0)] = 0.001
+    kappa_max: Annotated[float, Meta(gt=0, le=1000.0)] = 10.0
+    a_min: Annotated[float, Meta(gt=0, le=1e6)] = 0.001
+    a_max: Annotated[float, Meta(gt=0, le=1e6)] = 1000.0
     # used until the first good fit, and whenever a fit is poor (kappa per tick, A per second,
     # sigma in ticks per sqrt(second))
-    fallback_kappa: PositiveFloat = 0.05
-    fallback_a: PositiveFloat = 0.5
-    fallback_sigma: PositiveFloat = 20.0
+    fallback_kappa: Annotated[float, Meta(gt=0, le=1000.0)] = 0.05
+    fallback_a: Annotated[float, Meta(gt=0, le=1e6)] = 0.5
+    fallback_sigma: Annotated[float, Meta(gt=0, le=1e6)] = 20.0
 
     def __post_init__(self) -> None:
         if self.kappa_max <= self.kappa_min:
@@ -247,26 +337,26 @@ class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     model: Literal["as", "glft"] = "as"
     # risk aversion gamma, per lot of inventory: the AS inventory term gamma*sigma^2*(T-t) is in
     # ticks, so with sigma ~20 ticks/sqrt(s) and T-t ~300 s, gamma 1e-4 skews ~12 ticks per lot
-    gamma: PositiveFloat = 1e-4
+    gamma: Annotated[float, Meta(gt=0, le=1000.0)] = 1e-4
     # AS horizon: T - t runs down from session_s to 0 over each rolling session (seconds)
-    session_s: PositiveFloat = 300.0
+    session_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 300.0
     # quote size of the first level, in base units (rounded to lots)
-    order_size: PositiveFloat = 0.001
-    # no quote on a side that would take |position| beyond this (base units)
-    max_position: PositiveFloat = 0.01
+    order_size: BaseQty = 0.001
+    # no quote on a side that would take |position| beyond this (base units, Instrument.limit_lots)
+    max_position: Annotated[float, Meta(gt=0, le=1e10)] = 0.01
     # minimum total spread in basis points of the mid (0 = none)
-    min_spread_bps: NonNegFloat = 0.0
+    min_spread_bps: Annotated[float, Meta(ge=0, le=10_000.0)] = 0.0
     # price levels per side (a ladder); level i sits level_spacing_ticks further out
     levels: Annotated[int, Meta(ge=1, le=20)] = 1
-    level_spacing_ticks: Annotated[int, Meta(ge=1)] = 1
+    level_spacing_ticks: Annotated[int, Meta(ge=1, le=10_000)] = 1
     # size shaping: the side that grows inventory quotes size * exp(-eta * |q| / max_q)
-    size_eta: NonNegFloat = 0.0
+    size_eta: Annotated[float, Meta(ge=0, le=100.0)] = 0.0
     # keep a resting quote whose price is within this many ticks of the new target
-    requote_tolerance_ticks: Annotated[int, Meta(ge=0)] = 1
+    requote_tolerance_ticks: Annotated[int, Meta(ge=0, le=10_000)] = 1
     # after this long (seconds) without calibrated parameters, quote from the fallbacks
-    warmup_s: PositiveFloat = 30.0
+    warmup_s: Annotated[float, Meta(gt=0, le=DAY_S)] = 30.0
     # quotes are recomputed at least this often even without market updates (seconds)
-    requote_interval_s: PositiveFloat = 1.0
+    requote_interval_s: Annotated[float, Meta(ge=0.01, le=3600.0)] = 1.0
     calibration: CalibrationConfig = msgspec.field(default_factory=CalibrationConfig)
 
 
@@ -274,9 +364,12 @@ class RecordConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[record]`: raw-frame recording while running (`mmd record` always records)."""
 
     enabled: bool = False
-    dir: str = "./recordings"
+    dir: PathStr = "./recordings"
     # start a new file after this many seconds
-    rotate_s: PositiveFloat = 3600.0
+    rotate_s: Annotated[float, Meta(ge=1.0, le=7 * DAY_S)] = 3600.0
+
+    def __post_init__(self) -> None:
+        _check_path(self.dir, "dir")
 
 
 class LogsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -310,6 +403,24 @@ class AppConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
             raise ValueError("duplicate symbol - at `$.feed.symbols`")
         if self.feed.book_depth > self.market.book_levels:
             raise ValueError("must be >= feed.book_depth - at `$.market.book_levels`")
+        if self.feed.source == "synthetic":
+            # ConfigError, not ValueError: `mmd run --feed synthetic` sets the source with
+            # msgspec.structs.replace, which runs this check outside msgspec's validation
+            n, rate = len(self.feed.symbols), self.feed.synthetic.frame_rate_hz
+            if n * rate > SYNTHETIC_MAX_FRAMES_PER_S:
+                raise ConfigError(
+                    f"feed.synthetic.frame_rate_hz: {n} symbols x {rate:g} Hz = {n * rate:g} "
+                    f"frames/s, more than the {SYNTHETIC_MAX_FRAMES_PER_S:g} the synthetic feed "
+                    "sustains; lower it"
+                )
+        need = len(self.feed.symbols) * self.market.ring_bytes()
+        if need > RING_BUDGET_BYTES:
+            # name the ring that costs most
+            key = max(_RING_ROW_BYTES, key=lambda k: getattr(self.market, k) * _RING_ROW_BYTES[k])
+            raise ValueError(
+                f"the rings of {len(self.feed.symbols)} symbols would take {need / 2**20:.0f} MiB"
+                f" (more than {RING_BUDGET_BYTES >> 20} MiB); lower it - at `$.market.{key}`"
+            )
 
 
 ENV_PREFIX = "MMD_"
@@ -397,8 +508,22 @@ def _error_message(exc: msgspec.ValidationError) -> str:
     return f"{key or '<root>'}: {reason}"
 
 
+def _check_finite(value: Any, key: str) -> None:
+    """Refuse NaN and infinities anywhere in a decoded table, naming the key (TOML has `nan` and
+    `inf`; a NaN fee or limit would otherwise reach the ledger and the kernels)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}[{i}]")
+
+
 def config_from_mapping(data: dict[str, Any]) -> AppConfig:
     """Validate a decoded table into an AppConfig; raise ConfigError naming the bad key."""
+    _check_finite(data, "")
     try:
         return msgspec.convert(data, type=AppConfig, strict=True)
     except msgspec.ValidationError as exc:

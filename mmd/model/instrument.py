@@ -6,6 +6,7 @@ nearest step, which is exact for venue strings with fewer than 15 significant di
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 import msgspec
@@ -64,6 +65,20 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     def qty_to_lots(self, qty: str | float) -> int:
         """One quantity to int lots."""
         return round(float(qty) / self.lot)
+
+    def limit_lots(self, qty: float) -> int:
+        """A limit in base units (e.g. `[strategy] max_position`) in whole lots, rounded down,
+        so rounding never lets a position exceed the limit.
+
+        The quotient is exact: qty is read as its shortest decimal repr and the lot as the venue
+        string, so 0.3 / 0.1 is 3 lots (float division gives 2.9999999999999996, floored to 2).
+
+        Raises:
+            ValueError: qty negative or not finite.
+        """
+        if not (qty >= 0 and math.isfinite(qty)):
+            raise ValueError(f"a limit must be a finite number >= 0, got {qty}")
+        return math.floor(Decimal(repr(float(qty))) / Decimal(self.lot_size))
 
     def ticks_to_px(self, ticks: int | float) -> float:
         """Ticks to a float price (for display, metrics and logs)."""

@@ -92,9 +92,10 @@ class Quoter:
         reject_reason: why the last `decide` returned None ("one_sided_book",
             "crossed_book", "bad_model_input", "bad_ladder_input"), or None after a target.
 
-    Sizes: `order_size` and `max_position` are in base units, rounded to the instrument's lots,
-    and never below one lot (order) or one order (position): one daemon trades symbols whose
-    lots differ by orders of magnitude (BTCUSDT 0.001, SOLUSDT 0.1, DOGEUSDT 1 on Bybit linear).
+    Sizes: `order_size` and `max_position` are in base units; the order size is rounded to the
+    nearest lot, the limit down (`Instrument.limit_lots`), and never below one lot (order) or
+    one order (position): one daemon trades symbols whose lots differ by orders of magnitude
+    (BTCUSDT 0.001, SOLUSDT 0.1, DOGEUSDT 1 on Bybit linear).
     """
 
     def __init__(self, cfg: StrategyConfig, instrument: Instrument) -> None:
@@ -105,7 +106,7 @@ class Quoter:
         self._gamma = float(cfg.gamma)
         self._session_ns = max(1, round(cfg.session_s * 1e9))
         self._order_lots = int(order_lots)
-        self._max_lots = max(self._order_lots, int(instrument.qty_to_lots(cfg.max_position)))
+        self._max_lots = max(self._order_lots, instrument.limit_lots(cfg.max_position))
         self._min_spread_frac = cfg.min_spread_bps * 1e-4
         self._levels = int(cfg.levels)
         self._spacing_ticks = int(cfg.level_spacing_ticks)

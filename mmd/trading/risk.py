@@ -7,7 +7,6 @@ blocked.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -138,9 +137,7 @@ class RiskGate:
                 than one order, so the limit is at least one order).
         """
         self._instruments[inst.symbol] = inst
-        # the epsilon keeps 0.01 / 0.001 from flooring to 9 lots
-        self._max_lots[inst.symbol] = max(
-            min_lots, math.floor(self._max_position / inst.lot + 1e-9))
+        self._max_lots[inst.symbol] = max(min_lots, inst.limit_lots(self._max_position))
 
     def max_position_lots(self, symbol: str) -> int:
         """The position limit of a symbol in lots."""
@@ -275,19 +272,3 @@ class RiskGate:
         self.halted = True
         self.halt_reason = state.reason
         self.halt_state = state
-
-    def size_scale(self, position: float, max_position: float) -> float:
-        """Quote-size multiplier (1 - |position| / max_position) ** size_scale_power.
-
-        Args:
-            position: position (any unit; the same unit as max_position).
-            max_position: the limit (> 0; otherwise no scaling).
-
-        Returns:
-            A factor in [0, 1]; 1.0 when size_scale_power is 0.
-        """
-        power = self._cfg.size_scale_power
-        if power == 0 or max_position <= 0:
-            return 1.0
-        frac = min(1.0, abs(position) / max_position)
-        return float((1.0 - frac) ** power)

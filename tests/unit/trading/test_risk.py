@@ -184,14 +184,6 @@ def test_risk_restore_halt_same_utc_day_stays_halted() -> None:
     assert not next_day.halted
 
 
-def test_risk_size_scale_power_shapes_size() -> None:
-    assert gate().size_scale(0.005, 0.01) == 1.0  # power 0 = off
-    g = gate(size_scale_power=2.0)
-    assert g.size_scale(0.0, 0.01) == 1.0
-    assert g.size_scale(-0.005, 0.01) == pytest.approx(0.25)
-    assert g.size_scale(0.02, 0.01) == 0.0
-
-
 def test_day_pnl_baseline_resets_at_utc_midnight() -> None:
     d = DayPnl()
     assert d.update(10 * S, 50.0) == 0.0
