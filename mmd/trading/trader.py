@@ -287,7 +287,7 @@ class Trader:
             self._journal(ev, ts)
             self.oms.on_event(ev)
         self.markout.forget(sym)
-        self._trade_cursor.pop(sym, None)
+        self._trade_cursor[sym] = 0  # the hub's new rings hold only new-unit trades
         self.strategies.pop(sym, None)
         self._rebase(inst, ts)
 
@@ -403,11 +403,15 @@ class Trader:
             # feed latency it took to see it
             decided_exch_ns = max(st.book.ts_exch_ns, 0) + feed_ns
             for cmd in allowed:
-                self._journal(cmd, decided_exch_ns)
-                self.oms.on_command(cmd)
-                self.exchange.send(cmd, decided_exch_ns)
+                self.send(cmd, decided_exch_ns)
                 sent.append(cmd)
         return sent
+
+    def send(self, cmd: Command, exch_ns: int) -> None:
+        """Journal a command, record it in the OMS and put it on the wire at exch_ns."""
+        self._journal(cmd, exch_ns)
+        self.oms.on_command(cmd)
+        self.exchange.send(cmd, exch_ns)
 
     def cancel_all(self, now_exch_ns: int) -> list[CancelOrder]:
         """Cancel every open order (kill switch, shutdown)."""
@@ -418,9 +422,7 @@ class Trader:
                  for o in self.oms.open_orders(sym)])
             for cmd in cmds:
                 if isinstance(cmd, CancelOrder):
-                    self._journal(cmd, now_exch_ns)
-                    self.oms.on_command(cmd)
-                    self.exchange.send(cmd, now_exch_ns)
+                    self.send(cmd, now_exch_ns)
                     out.append(cmd)
         return out
 
