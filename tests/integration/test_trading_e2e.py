@@ -26,7 +26,10 @@ BTC = Instrument(symbol="BTCUSDT", tick_size="0.10", lot_size="0.001")
 
 
 def _ledger_fills(state_dir: Path) -> list[tuple]:
-    db = state_dir / "ledger.sqlite"
+    """Fill rows of the one ledger under a `[state] dir` (<dir>/<source>/ledger.sqlite)."""
+    found = sorted(state_dir.glob("*/ledger.sqlite"))
+    assert len(found) <= 1, found
+    db = found[0] if found else state_dir / "none" / "ledger.sqlite"
     if not db.exists():
         return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -191,7 +194,7 @@ def test_trading_kill9_random_moments_loses_no_fill(binance_btc_rec: Path, tmp_p
     final = _ledger_fills(state)
     assert final == ref
     assert _portfolio(final) == _portfolio(ref)
-    con = sqlite3.connect(state / "ledger.sqlite")
+    con = sqlite3.connect(state / "replay" / "ledger.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
     print(f"20 kills; fills in the ledger after each: {checked_prefixes}; final {len(final)} "
