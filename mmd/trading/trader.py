@@ -329,6 +329,8 @@ class Trader:
 
     def _check_pnl(self, ts_ns: int) -> None:
         """Feed the day's PnL to the kill switch; persist a new day baseline or a trip."""
+        if self.ledger is not None and not self.restored:
+            return  # the portfolio is not rebuilt yet: its total would set a false baseline
         was = self.risk.halted
         before = self.day_pnl.state()
         day = self.day_pnl.update(ts_ns, self.portfolio.total_pnl_quote)

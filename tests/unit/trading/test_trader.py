@@ -77,6 +77,7 @@ def long_position(rig: Rig, lots: int) -> None:
     """Buy `lots` lots of 0.001 at 100.1 (tick 0.1): a bid inside the spread, hit by a trade."""
     rig.feed(instruments("0.1", "0.001"), 0)
     rig.feed(book(1, 1000, [["100.0", "1"]], [["100.2", "1"]]), 1000)
+    rig.trader.restore(1000 * MS)  # what the daemon's first quote does (an empty ledger)
     # the trader starts reading trades after the first trade frame it sees
     rig.feed(trade(1000, "100.2", "0.001", "Buy", "t0"), 1000)
     rig.submit("b1", BUY, 1001, lots, 1000)
