@@ -104,3 +104,13 @@ def test_replay_over_a_longer_foreign_journal_exits_2(binance_btc_rec: Path,
     con.close()
     again = _run(state, "--feed", "replay", timeout=300, **env)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_mmd_risk_on_a_missing_ledger_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    proc = subprocess.run([sys.executable, "-m", "mmd", "risk", "status", "--state", str(missing)],
+                          env=base_env(), capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"mmd: state error: no ledger at {missing}/ledger.sqlite"
+    assert not missing.exists()
