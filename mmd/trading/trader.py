@@ -211,7 +211,7 @@ class Trader:
                 self.portfolio.mark(msg.symbol, mid)
                 self.markout.on_mid(msg.symbol, ts, mid)
                 # the kill switch sees every mark: a loss on an open position trips it too
-                self._check_pnl(ts)
+                self._check_pnl(self.last_exch_ns)  # monotone: never a day back
         elif isinstance(msg, TradesMsg):
             st = self.hub.states.get(msg.symbol)
             if st is None:
