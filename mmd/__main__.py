@@ -1,7 +1,7 @@
 """CLI entry: `mmd <command>`. Parse args -> load config -> configure logs -> run.
 
-Exit codes: 0 ok, 2 bad config or arguments (one line naming the problem, no traceback),
-1 crash.
+Exit codes: 0 ok, 2 bad config or arguments, or a state dir this run cannot use (one line naming
+the problem and how to proceed, no traceback), 1 crash.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mmd.errors import ConfigError
+from mmd.errors import ConfigError, StateError
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG = 0, 1, 2
 
@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--fills", default=None, metavar="CSV",
                     help="write every fill with its markouts to this CSV file")
     bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rk = sub.add_parser("risk", help="inspect or clear the kill switch kept in the ledger")
+    with_config(rk)
+    rk.add_argument("action", choices=["status", "reset"])
+    rk.add_argument("--state", default=None,
+                    help="directory holding ledger.sqlite (default: <[state] dir>/<source>)")
+    rk.add_argument("--feed", choices=["bybit", "synthetic", "replay"],
+                    help="override [feed] source (picks the default state dir)")
 
     cv = sub.add_parser("convert", help="convert recordings between formats")
     cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest"])
@@ -188,6 +196,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         sys.stdout.write(dump_config(cfg))
         return EXIT_OK
+    if args.command == "risk":
+        return _risk(cfg, args.action, args.state)
     configure_logs(cfg.logs.level, cfg.logs.format)
     from mmd import app
 
@@ -244,8 +254,40 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _config_error(exc: BaseException) -> ConfigError | None:
-    if isinstance(exc, ConfigError):
+def _risk(cfg: object, action: str, state: str | None) -> int:
+    """`mmd risk status|reset`: the kill switch as the ledger keeps it (stop the daemon before
+    a reset: a running daemon keeps its own state until its next start)."""
+    import datetime
+    import time
+
+    from mmd.config import AppConfig
+    from mmd.trading.ledger import LEDGER_FILE, Ledger, ledger_path
+    from mmd.trading.risk import NS_PER_DAY, kill_switch_status, reset_kill_switch
+
+    assert isinstance(cfg, AppConfig)
+    path = ledger_path(cfg.state.dir, cfg.feed.source) if state is None else \
+        __import__("pathlib").Path(state) / LEDGER_FILE
+    now_ns = time.time_ns()
+    with Ledger.open(path, create=False) as led:
+        if action == "reset":
+            was = reset_kill_switch(led, now_ns)
+            print(f"kill switch reset in {path} (was {'halted' if was else 'not halted'}); "
+                  "the day's PnL count restarts at the daemon's next start")
+            return EXIT_OK
+        st = kill_switch_status(led, now_ns)
+    day = datetime.datetime.fromtimestamp(now_ns // NS_PER_DAY * 86_400, datetime.UTC).date()
+    pnl = "n/a" if st.day_pnl_quote is None else f"{st.day_pnl_quote:.6g}"
+    limit = cfg.risk.max_loss_per_day
+    print(f"ledger    {path}")
+    print(f"halted    {'yes: ' + st.reason if st.halted else 'no'}")
+    print(f"day       {day} (UTC)")
+    print(f"day pnl   {pnl} (at the last snapshot)")
+    print(f"limit     {'-' + format(limit, 'g') if limit > 0 else 'none'}")
+    return EXIT_OK
+
+
+def _config_error(exc: BaseException) -> ConfigError | StateError | None:
+    if isinstance(exc, ConfigError | StateError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
@@ -267,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         cfg_err = _config_error(exc)
         if cfg_err is not None:
-            sys.stderr.write(f"mmd: config error: {cfg_err}\n")
+            kind = "state" if isinstance(cfg_err, StateError) else "config"
+            sys.stderr.write(f"mmd: {kind} error: {cfg_err}\n")
             return EXIT_CONFIG
         traceback.print_exception(exc)
         return EXIT_CRASH

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics, build_http_app
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
-from mmd.trading.ledger import Ledger, ledger_path
+from mmd.trading.ledger import Ledger, RecordingDigest, RunIdentity, ledger_path
 from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
@@ -308,6 +309,8 @@ class Daemon:
         trader = self.trader
         n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed,
                              catching_up=trader.catching_up if trader is not None else bool)
+        if trader is not None:
+            trader.finish_replay()  # the whole journal must have been reproduced
         self.replay_done = True
         books = {}
         for sym, st in self.hub.states.items():
@@ -357,6 +360,27 @@ class Daemon:
                     stream.request_resync(sym)
 
 
+def run_identity(cfg: AppConfig) -> RunIdentity:
+    """What a ledger belongs to: the feed source, category, symbols and, for a replay, the
+    recordings it replays (name and sha256 of their bytes)."""
+    recordings: list[RecordingDigest] = []
+    if cfg.feed.source == "replay":
+        for f in select_recordings(cfg.feed.replay.paths, cfg.feed.category, cfg.feed.symbols):
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            recordings.append(RecordingDigest(name=Path(f).name, sha256=h.hexdigest()))
+    return RunIdentity(source=cfg.feed.source, category=cfg.feed.category,
+                       symbols=sorted(cfg.feed.symbols), recordings=recordings)
+
+
+def open_ledger(cfg: AppConfig) -> Ledger:
+    """The daemon's ledger, `<[state] dir>/<source>/ledger.sqlite`, checked against this run's
+    identity (StateError, exit 2, when it belongs to another run)."""
+    return Ledger.open(ledger_path(cfg.state.dir, cfg.feed.source), identity=run_identity(cfg))
+
+
 def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
     """The paper-trading stack for a daemon (ledger=True) or a backtest (ledger=False)."""
     latency = build_latency(cfg.exchange)
@@ -366,7 +390,7 @@ def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
     return Trader(
         hub, exchange, latency, feed, OrderManager(), Portfolio(),
         RiskGate(cfg.risk, cfg.strategy.max_position, {}), cfg.strategy,
-        Ledger.open(ledger_path(cfg.state.dir)) if ledger else None,
+        open_ledger(cfg) if ledger else None,
         snapshot_interval_s=cfg.state.snapshot_interval_s,
         derive_latency=isinstance(latency, FeedDerivedLatency),
         funding=cfg.exchange.funding,

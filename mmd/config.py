@@ -226,8 +226,10 @@ class MetricsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[state]`: the ledger (SQLite, WAL) directory and its snapshots."""
 
+    # the ledger is <dir>/<feed source>/ledger.sqlite (bybit, synthetic and replay never mix)
     dir: PathStr = "./state"
-    # portfolio snapshots (position, cash, PnL) are written this often (seconds)
+    # portfolio snapshots (position, cash, PnL) and ledger checkpoints are written this often
+    # (seconds)
     snapshot_interval_s: Annotated[float, Meta(ge=0.1, le=DAY_S)] = 10.0
 
     def __post_init__(self) -> None:
@@ -262,7 +264,9 @@ class RiskConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     max_notional: QuoteLimit = 0.0
     # kill switch: stop quoting when the day's PnL (UTC day, fees and funding included) falls
     # below -max_loss_per_day (quote currency); 0 = none. The daemon keeps running and reporting.
-    max_loss_per_day: QuoteLimit = 0.0
+    # Evaluated on every mark; the day's baseline and a trip survive restarts the same UTC day;
+    # `mmd risk status|reset` inspects and clears it.
+    max_loss_per_day: QuoteLimit = 50.0
     # at most this many order commands (submits + cancels) per second per symbol
     max_orders_per_s: Annotated[float, Meta(ge=0.01, le=1000.0)] = 20.0
 

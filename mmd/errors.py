@@ -1,7 +1,8 @@
 """Exception hierarchy, one class per reaction the daemon needs.
 
 ConfigError -> exit 2; TransientError -> retry with capped jittered backoff;
-FeedDesync -> pull quotes and resync that symbol only; InvariantViolation -> crash (exit 1).
+FeedDesync -> pull quotes and resync that symbol only; InvariantViolation -> crash (exit 1);
+StateError -> exit 2 with how to recover (another state dir, or move it aside).
 """
 
 
@@ -32,3 +33,8 @@ class FeedDesync(MmdError):
 
 class InvariantViolation(MmdError):
     """A bug (NaN from a kernel, negative size, illegal transition): crash, exit 1."""
+
+
+class StateError(MmdError):
+    """The state dir holds a ledger this run must not use (a bad row, another run's identity,
+    a replay that disagrees with it). One line saying which and how to proceed; exit 2."""

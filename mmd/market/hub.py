@@ -74,6 +74,8 @@ class SymbolState:
         # funding (perpetuals), from the tickers stream
         self.funding_rate: float | None = None
         self.next_funding_ns: int | None = None
+        # (funding time, rate) settlements the ticker moved past before the trader saw them
+        self.pending_funding: list[tuple[int, float]] = []
         self.mark_price: float | None = None
         self.last_book_recv_ns = 0
         self.lag_s = 0.0
@@ -177,6 +179,12 @@ class MarketHub:
             self.stats.messages["tickers"] += 1
             st = self.states.get(msg.symbol)
             if st is not None:  # deltas carry only what changed
+                due, rate = st.next_funding_ns, st.funding_rate
+                if (msg.next_funding_ns is not None and due is not None and rate is not None
+                        and msg.next_funding_ns > due and len(st.pending_funding) < 8):
+                    # the settlement at `due` used the rate shown before it: keep it for the
+                    # trader, which may not have seen a book or trade stamped after `due` yet
+                    st.pending_funding.append((due, rate))
                 if msg.funding_rate is not None:
                     st.funding_rate = msg.funding_rate
                 if msg.next_funding_ns is not None:

@@ -1,8 +1,19 @@
 """Ledger: the SQLite (WAL) journal of commands, order events, fills, funding and snapshots.
 
-Owns the daemon's durable state under `[state] dir`/ledger.sqlite and rebuilds it on start. The
-only file I/O in trading/; it holds no trading logic beyond folding the journal back into open
-orders, and never reads the clock (timestamps are arguments).
+Owns the daemon's durable state under `[state] dir`/<source>/ledger.sqlite and rebuilds it on
+start. The only file I/O in trading/; it holds no trading logic beyond folding the journal back
+into open orders, and never reads the clock (timestamps are arguments).
+
+Validity: every item is checked (finite, in range) before it is committed, so a NaN fee or
+funding rate never reaches the file; a restore that meets an undecodable or invalid row raises
+StateError naming the row and how to recover (exit 2), never a crash loop.
+
+Run identity: the first open writes a `run` row (source, category, symbols, replay recording
+digests); a later open with another identity raises StateError naming the field. Instrument
+steps are kept in `instruments` (one row per symbol and step change) and on every fill row.
+
+Checkpoints: `checkpoint` stores the exact portfolio, the open orders and the journal sequence
+they include; `restore` reads the latest checkpoint plus the rows after it (bounded time).
 
 Write-ahead rule: the caller journals a command or event first and applies it in memory only
 after `journal` returned (the transaction is committed by then). A fill whose fill_id is already
@@ -16,6 +27,7 @@ few commits (never corrupting the file). Pass `synchronous="FULL"` to fsync ever
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +36,7 @@ from typing import Literal
 
 import msgspec
 
-from mmd.errors import ConfigError, InvariantViolation
+from mmd.errors import ConfigError, InvariantViolation, StateError
 from mmd.model.events import (
     CancelOrder,
     FundingPaid,
@@ -34,12 +46,24 @@ from mmd.model.events import (
     OrderRejected,
     SubmitOrder,
 )
+from mmd.model.instrument import Instrument
 from mmd.trading.oms import Order, OrderStatus
-from mmd.trading.portfolio import PortfolioSnapshot, PositionSnapshot
+from mmd.trading.portfolio import PortfolioSnapshot, PositionSnapshot, PositionState
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 TOTAL_SYMBOL = "*"  # the snapshots row holding the portfolio totals
+# checkpoints kept (older ones are deleted when a new one is written)
+_KEEP_CHECKPOINTS = 2
+
+
+class RiskReset(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An operator cleared the kill switch (`mmd risk reset`); ts_exch_ns is the wall time."""
+
+    symbol: str = ""
+    reason: str
+    ts_exch_ns: int
+
 
 Journaled = (
     SubmitOrder
@@ -49,6 +73,7 @@ Journaled = (
     | OrderFilled
     | OrderCanceled
     | FundingPaid
+    | RiskReset
 )
 _KINDS = frozenset(
     t.__name__
@@ -60,8 +85,71 @@ _KINDS = frozenset(
         OrderFilled,
         OrderCanceled,
         FundingPaid,
+        RiskReset,
     )
 )
+
+
+class RecordingDigest(msgspec.Struct, frozen=True, kw_only=True):
+    """A replayed recording: file name and sha256 of its bytes."""
+
+    name: str
+    sha256: str
+
+
+class RunIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """What a ledger belongs to; written once, compared on every open.
+
+    Attributes:
+        source: bybit, synthetic or replay.
+        category: linear, spot or inverse.
+        symbols: the traded symbols, sorted.
+        recordings: for a replay, its recordings in order (name and digest).
+    """
+
+    source: str
+    category: str
+    symbols: list[str]
+    recordings: list[RecordingDigest] = msgspec.field(default_factory=list)
+
+
+class OrderState(msgspec.Struct, frozen=True, kw_only=True):
+    """A non-terminal order as stored in a checkpoint."""
+
+    client_order_id: str
+    symbol: str
+    side: int
+    px_ticks: int
+    qty_lots: int
+    leaves_lots: int
+    status: int
+    ts_exch_ns: int
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The state the journal folds to up to (and including) event `seq`.
+
+    Attributes:
+        seq: the last event sequence number it includes (set by the ledger on write).
+        ts_ns: when it was taken (caller's clock).
+        positions: every position's exact accounting (with its instrument steps).
+        orders: every non-terminal order.
+        funded: per symbol, the last funding time settled.
+    """
+
+    seq: int = 0
+    ts_ns: int
+    positions: list[PositionState]
+    orders: list[OrderState]
+    funded: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class RestoredFill(msgspec.Struct, frozen=True, kw_only=True):
+    """A journaled fill with the instrument steps it was counted in."""
+
+    fill: OrderFilled
+    tick_size: str
+    lot_size: str
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -83,8 +171,11 @@ CREATE TABLE IF NOT EXISTS fills (
     qty_lots INTEGER NOT NULL,
     leaves_lots INTEGER NOT NULL,
     liquidity INTEGER NOT NULL,
-    fee_quote REAL NOT NULL
+    fee_quote REAL NOT NULL,
+    tick_size TEXT NOT NULL,
+    lot_size TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS fills_by_seq ON fills(seq);
 CREATE TABLE IF NOT EXISTS funding (
     funding_id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -118,6 +209,21 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instruments (
+    seq INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    tick_size TEXT NOT NULL,
+    lot_size TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
 """
 
 
@@ -144,6 +250,10 @@ class Restored(msgspec.Struct, frozen=True, kw_only=True):
         meta: the key/value table (kill-switch state, replay cursor, ...).
         model_versions: the model files loaded, oldest first.
         last_seq: the highest event sequence number (0 for an empty journal).
+        checkpoint: the latest checkpoint (apply it first, then fills and funding), or None.
+        tail_rows: how many journal rows were read (those after the checkpoint).
+        fill_steps: the (tick_size, lot_size) of each fill, parallel to fills.
+        steps: the latest instrument steps journaled per symbol.
     """
 
     fills: list[OrderFilled]
@@ -154,11 +264,51 @@ class Restored(msgspec.Struct, frozen=True, kw_only=True):
     meta: dict[str, str]
     model_versions: list[ModelVersion]
     last_seq: int
+    checkpoint: Checkpoint | None = None
+    tail_rows: int = 0
+    fill_steps: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    steps: dict[str, tuple[str, str]] = msgspec.field(default_factory=dict)
 
 
-def ledger_path(state_dir: str | Path) -> Path:
-    """The ledger file inside a `[state] dir`."""
-    return Path(state_dir) / LEDGER_FILE
+def ledger_path(state_dir: str | Path, source: str | None = None) -> Path:
+    """The ledger file of a `[state] dir`: `<dir>/<source>/ledger.sqlite` (one journal per
+    feed source, so a replay, a synthetic run and a live run never share one), or
+    `<dir>/ledger.sqlite` without a source."""
+    base = Path(state_dir)
+    return (base / source if source else base) / LEDGER_FILE
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def check_item(item: Journaled) -> None:
+    """Refuse an item no restore could apply (non-finite or out-of-range values).
+
+    Raises:
+        InvariantViolation: what is wrong with it.
+    """
+    bad = ""
+    if isinstance(item, SubmitOrder):
+        if item.px_ticks <= 0 or item.qty_lots <= 0 or item.side not in (1, -1):
+            bad = "price, size or side out of range"
+    elif isinstance(item, OrderAccepted):
+        if item.px_ticks <= 0 or item.qty_lots <= 0:
+            bad = "price or size out of range"
+    elif isinstance(item, OrderFilled):
+        if not _finite(item.fee_quote):
+            bad = f"fee {item.fee_quote} is not finite"
+        elif item.px_ticks <= 0 or item.qty_lots <= 0 or item.leaves_lots < 0:
+            bad = "price, size or leaves out of range"
+        elif item.side not in (1, -1):
+            bad = f"side {item.side}"
+    elif isinstance(item, FundingPaid):
+        if not _finite(item.rate, item.mark_px, item.amount_quote):
+            bad = "rate, mark or amount is not finite"
+        elif item.mark_px <= 0:
+            bad = f"mark {item.mark_px} <= 0"
+    if bad:
+        raise InvariantViolation(f"ledger: refusing {type(item).__name__} ({bad}): {item!r}")
 
 
 class Ledger:
@@ -170,9 +320,20 @@ class Ledger:
         self._batch_depth = 0
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Journaled)
+        self._steps: dict[str, tuple[str, str]] = {
+            str(sym): (str(t), str(lot))
+            for sym, t, lot in conn.execute(
+                "SELECT symbol, tick_size, lot_size FROM instruments ORDER BY rowid")
+        }
+
+    def recovery_hint(self) -> str:
+        """How an operator gets past a ledger this run cannot use."""
+        return (f"move {self.path.parent} aside or point [state] dir (MMD_STATE__DIR) at "
+                "another directory")
 
     @classmethod
-    def open(cls, path: str | Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> Ledger:
+    def open(cls, path: str | Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+             identity: RunIdentity | None = None, create: bool = True) -> Ledger:
         """Open (creating if needed) a ledger file in WAL mode.
 
         Args:
@@ -180,16 +341,22 @@ class Ledger:
                 Missing parent directories are created.
             synchronous: NORMAL (durable against a process kill) or FULL (also against power
                 loss, slower).
+            identity: the run this process is; written into a new ledger, compared with the
+                one an existing ledger holds (None: no check).
+            create: False to refuse a missing file (operator commands).
 
         Returns:
             The open ledger.
 
         Raises:
             ConfigError: the file cannot be opened or the filesystem does not support WAL.
+            StateError: the ledger belongs to another run, or has another schema version.
         """
         p = Path(path)
         if p.is_dir():
             p = p / LEDGER_FILE
+        if not create and not p.exists():
+            raise StateError(f"no ledger at {p}")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are explicit BEGIN IMMEDIATE ... COMMIT
@@ -201,12 +368,80 @@ class Ledger:
             conn.close()
             raise ConfigError(f"state.dir: ledger {p} cannot use WAL (journal_mode={mode})")
         conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.executescript(_SCHEMA)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-            (SCHEMA_VERSION,),
-        )
-        return cls(conn, p)
+        try:
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (SCHEMA_VERSION,),
+            )
+            version = conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StateError(f"ledger {p} is unreadable ({exc}); move {p.parent} aside or "
+                             "point [state] dir (MMD_STATE__DIR) at another directory") from None
+        led = cls(conn, p)
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise StateError(f"ledger {p} has schema version {version}, this mmd writes "
+                             f"{SCHEMA_VERSION}; {led.recovery_hint()}")
+        if identity is not None:
+            led._check_identity(identity)
+        return led
+
+    def _check_identity(self, identity: RunIdentity) -> None:
+        row = self._conn.execute("SELECT body FROM run WHERE id = 1").fetchone()
+        if row is None:
+            if self._conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+                self.close()
+                raise StateError(f"ledger {self.path} has a journal but no run identity; "
+                                 f"{self.recovery_hint()}")
+            with self._tx() as conn:
+                conn.execute("INSERT INTO run(id, body) VALUES (1, ?)",
+                             (self._encoder.encode(identity).decode(),))
+            return
+        try:
+            stored = msgspec.json.decode(row[0], type=RunIdentity)
+        except msgspec.MsgspecError as exc:
+            self.close()
+            raise StateError(f"ledger {self.path}: run row is invalid ({exc}); "
+                             f"{self.recovery_hint()}") from None
+        for field in ("source", "category", "symbols", "recordings"):
+            old, new = getattr(stored, field), getattr(identity, field)
+            if old != new:
+                if field == "recordings":
+                    old, new = [r.name for r in old], [r.name for r in new]
+                    if old == new:  # same names, other bytes
+                        old, new = "other file contents", "these files"
+                self.close()
+                raise StateError(
+                    f"ledger {self.path} belongs to another run: {field} is {old} there, "
+                    f"{new} now; {self.recovery_hint()}")
+
+    def identity(self) -> RunIdentity | None:
+        """The run identity stored in the ledger, or None."""
+        row = self._conn.execute("SELECT body FROM run WHERE id = 1").fetchone()
+        return None if row is None else msgspec.json.decode(row[0], type=RunIdentity)
+
+    def note_instrument(self, inst: Instrument) -> bool:
+        """Record a symbol's instrument steps (fills are stored with the latest noted).
+
+        Returns:
+            True if they are new or changed (a row was written).
+        """
+        steps = (inst.tick_size, inst.lot_size)
+        if self._steps.get(inst.symbol) == steps:
+            return False
+        with self._tx() as conn:
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            conn.execute("INSERT INTO instruments VALUES (?,?,?,?)",
+                         (seq, inst.symbol, inst.tick_size, inst.lot_size))
+        self._steps[inst.symbol] = steps
+        return True
+
+    def steps(self, symbol: str) -> tuple[str, str] | None:
+        """The latest (tick_size, lot_size) noted for a symbol."""
+        return self._steps.get(symbol)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -252,24 +487,30 @@ class Ledger:
             was written and the caller must not apply it again. True otherwise.
 
         Raises:
-            InvariantViolation: an item of another type.
+            InvariantViolation: an item of another type, an invalid one (`check_item`), or a
+                fill of a symbol whose steps were never noted (`note_instrument`).
         """
         kind = type(item).__name__
         if kind not in _KINDS:
             raise InvariantViolation(f"ledger: cannot journal {kind}")
+        check_item(item)
         if ts_ns is None:
             ts_ns = getattr(item, "ts_exch_ns", 0)
         body = self._encoder.encode(item)
         coid = getattr(item, "client_order_id", None)
         with self._tx() as conn:
             if isinstance(item, OrderFilled):
+                steps = self._steps.get(item.symbol)
+                if steps is None:
+                    raise InvariantViolation(
+                        f"ledger: fill of {item.symbol} before its instrument steps were noted")
                 if conn.execute(
                     "SELECT 1 FROM fills WHERE fill_id = ?", (item.fill_id,)
                 ).fetchone():
                     return False
                 seq = self._insert_event(conn, ts_ns, kind, coid, item.symbol, body)
                 conn.execute(
-                    "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         item.fill_id,
                         seq,
@@ -282,6 +523,7 @@ class Ledger:
                         item.leaves_lots,
                         item.liquidity,
                         item.fee_quote,
+                        *steps,
                     ),
                 )
             elif isinstance(item, FundingPaid):
@@ -306,6 +548,21 @@ class Ledger:
             else:
                 self._insert_event(conn, ts_ns, kind, coid, item.symbol, body)
         return True
+
+    def checkpoint(self, cp: Checkpoint) -> int:
+        """Store the state the journal folds to now (its seq is the last event's); returns it.
+
+        Call it when everything journaled has been applied (no command or event half-way).
+        """
+        with self._tx() as conn:
+            seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+            body = self._encoder.encode(msgspec.structs.replace(cp, seq=seq))
+            conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
+                         (seq, cp.ts_ns, body))
+            conn.execute(
+                "DELETE FROM checkpoints WHERE seq NOT IN "
+                "(SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT ?)", (_KEEP_CHECKPOINTS,))
+        return seq
 
     @staticmethod
     def _insert_event(
@@ -383,18 +640,45 @@ class Ledger:
     # -- reads ------------------------------------------------------------------------------
 
     def restore(self) -> Restored:
-        """Read the whole journal back: fills, funding, open orders, last snapshot, meta."""
+        """Read the state back: the latest checkpoint, then the journal rows after it.
+
+        Raises:
+            StateError: a row is undecodable or invalid (which row, and how to recover).
+        """
         fills: list[OrderFilled] = []
+        fill_steps: list[tuple[str, str]] = []
         funding: list[FundingPaid] = []
         orders: dict[str, Order] = {}
-        last_seq = 0
-        for seq, body in self._conn.execute("SELECT seq, body FROM events ORDER BY seq"):
+        cp = self._last_checkpoint()
+        after = 0
+        if cp is not None:
+            after = cp.seq
+            for o in cp.orders:
+                orders[o.client_order_id] = Order(
+                    o.client_order_id, o.symbol, o.side, o.px_ticks, o.qty_lots, o.leaves_lots,
+                    OrderStatus(o.status), o.ts_exch_ns)
+        last_seq = after
+        tail = 0
+        for seq, body, tick, lot in self._conn.execute(
+            "SELECT e.seq, e.body, f.tick_size, f.lot_size FROM events e "
+            "LEFT JOIN fills f ON f.seq = e.seq WHERE e.seq > ? ORDER BY e.seq", (after,)
+        ):
             last_seq = seq
-            item = self._decoder.decode(body)
+            tail += 1
+            try:
+                item = self._decoder.decode(body)
+                check_item(item)
+            except (msgspec.MsgspecError, InvariantViolation) as exc:
+                raise self._bad_row(seq, str(exc)) from None
             if isinstance(item, OrderFilled):
+                if tick is None or lot is None:
+                    raise self._bad_row(seq, "fill without its fills row or steps")
                 fills.append(item)
+                fill_steps.append((str(tick), str(lot)))
             elif isinstance(item, FundingPaid):
                 funding.append(item)
+                continue
+            elif isinstance(item, RiskReset):
                 continue
             _fold_order(orders, item)
         live = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
@@ -405,6 +689,10 @@ class Ledger:
                 "SELECT name, version, path, loaded_at FROM model_versions ORDER BY rowid"
             )
         ]
+        try:
+            last_snapshot = self._last_snapshot()
+        except (TypeError, ValueError, InvariantViolation) as exc:
+            raise self._bad_row(0, f"snapshot: {exc}") from None
         return Restored(
             fills=fills,
             funding=funding,
@@ -412,11 +700,35 @@ class Ledger:
             in_flight_ids=[
                 o.client_order_id for o in orders.values() if o.status is OrderStatus.PENDING_NEW
             ],
-            last_snapshot=self._last_snapshot(),
+            last_snapshot=last_snapshot,
             meta=meta,
             model_versions=models,
             last_seq=last_seq,
+            checkpoint=cp,
+            tail_rows=tail,
+            fill_steps=fill_steps,
+            steps=dict(self._steps),
         )
+
+    def _bad_row(self, seq: int, why: str) -> StateError:
+        where = f"ledger row {seq}" if seq else "ledger"
+        return StateError(f"{where} in {self.path} is invalid: {why}; {self.recovery_hint()}")
+
+    def _last_checkpoint(self) -> Checkpoint | None:
+        row = self._conn.execute(
+            "SELECT seq, body FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        try:
+            cp = msgspec.json.decode(row[1], type=Checkpoint)
+        except msgspec.MsgspecError as exc:
+            raise StateError(f"ledger checkpoint at row {row[0]} in {self.path} is invalid: "
+                             f"{exc}; {self.recovery_hint()}") from None
+        return cp
+
+    def restore_snapshot(self) -> PortfolioSnapshot | None:
+        """The most recent portfolio snapshot, or None."""
+        return self._last_snapshot()
 
     def _last_snapshot(self) -> PortfolioSnapshot | None:
         row = self._conn.execute("SELECT MAX(ts_ns) FROM snapshots").fetchone()
@@ -462,8 +774,14 @@ class Ledger:
         )
 
     def event_bodies(self) -> list[bytes]:
-        """Every journaled item's encoded body, in journal order (replay catch-up checks)."""
-        return [bytes(r[0]) for r in self._conn.execute("SELECT body FROM events ORDER BY seq")]
+        """Every journaled item's encoded body, in journal order (replay catch-up checks);
+        operator kill-switch resets are not part of what a replay reproduces."""
+        return [bytes(r[0]) for r in self._conn.execute(
+            "SELECT body FROM events WHERE kind != 'RiskReset' ORDER BY seq")]
+
+    def event_count(self) -> int:
+        """Rows in the journal."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def fill_count(self) -> int:
         """Number of distinct fills journaled."""

@@ -77,6 +77,23 @@ class PortfolioSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     positions: tuple[PositionSnapshot, ...] = ()
 
 
+class PositionState(msgspec.Struct, frozen=True, kw_only=True):
+    """A Position's exact accounting as stored in a ledger checkpoint."""
+
+    symbol: str
+    tick_size: str
+    lot_size: str
+    position_lots: int
+    cash_ticks_lots: int
+    cost_ticks_lots: float
+    realized_carry_quote: float
+    fees_quote: float
+    funding_quote: float
+    mark_ticks: float | None
+    fills: int
+    volume_lots: int
+
+
 @dataclass(slots=True)
 class Position:
     """Mutable accounting of one symbol.
@@ -93,6 +110,9 @@ class Position:
         mark_ticks: last mark (mid) in ticks, or None before the first mark.
         fills: number of fills applied.
         volume_lots: traded size.
+        realized_carry_quote: realized PnL carried over an instrument step change (the exact
+            tick*lot integers restart in the new units; see `Portfolio.rebase`).
+        tick_size, lot_size: the steps the tick and lot amounts are counted in.
     """
 
     symbol: str
@@ -105,6 +125,9 @@ class Position:
     mark_ticks: float | None = None
     fills: int = 0
     volume_lots: int = 0
+    realized_carry_quote: float = 0.0
+    tick_size: str = ""
+    lot_size: str = ""
 
     @property
     def avg_entry_ticks(self) -> float:
@@ -116,7 +139,8 @@ class Position:
     @property
     def realized_quote(self) -> float:
         """Realized PnL (before fees and funding) at average cost."""
-        return (self.cash_ticks_lots + self.cost_ticks_lots) * self.quote_per_tick_lot
+        return (self.realized_carry_quote
+                + (self.cash_ticks_lots + self.cost_ticks_lots) * self.quote_per_tick_lot)
 
     @property
     def unrealized_quote(self) -> float:
@@ -190,9 +214,86 @@ class Portfolio:
     def _register(self, inst: Instrument) -> Position:
         pos = self._positions.get(inst.symbol)
         if pos is None:
-            pos = Position(symbol=inst.symbol, quote_per_tick_lot=inst.tick * inst.lot)
+            pos = Position(symbol=inst.symbol, quote_per_tick_lot=inst.tick * inst.lot,
+                           tick_size=inst.tick_size, lot_size=inst.lot_size)
             self._positions[inst.symbol] = pos
         return pos
+
+    def steps(self, symbol: str) -> tuple[str, str] | None:
+        """(tick_size, lot_size) a symbol's amounts are counted in, or None if unknown."""
+        pos = self._positions.get(symbol)
+        return None if pos is None else (pos.tick_size, pos.lot_size)
+
+    def rebase(self, inst: Instrument) -> Position:
+        """Re-count a symbol in new instrument steps (the venue changed its tick or lot size).
+
+        The position in base units is kept: new lots = old lots * old lot / new lot, which must
+        be a whole number (else nothing changes and InvariantViolation says why: the caller
+        halts). Realized PnL, fees, funding, the average entry price and the mark are kept in
+        quote/price terms; the exact integer cash flow restarts at the remaining cost basis and
+        the realized PnL so far moves to `realized_carry_quote`.
+
+        Raises:
+            InvariantViolation: the position is not a whole number of new lots.
+        """
+        pos = self._positions.get(inst.symbol)
+        if pos is None:
+            return self._register(inst)
+        if (pos.tick_size, pos.lot_size) == (inst.tick_size, inst.lot_size):
+            return pos
+        old_tick, old_lot = float(pos.tick_size), float(pos.lot_size)
+        exact = pos.position_lots * old_lot / inst.lot
+        new_lots = round(exact)
+        if abs(exact - new_lots) > 1e-6:
+            raise InvariantViolation(
+                f"{inst.symbol}: position {pos.position_lots * old_lot:.12g} is not a whole "
+                f"number of lots of {inst.lot_size}")
+        realized = pos.realized_quote
+        # cost basis in quote, then in the new tick*lot unit
+        cost_quote = pos.cost_ticks_lots * old_tick * old_lot
+        qtl = inst.tick * inst.lot
+        pos.cost_ticks_lots = cost_quote / qtl
+        pos.cash_ticks_lots = -round(pos.cost_ticks_lots)
+        pos.quote_per_tick_lot = qtl
+        pos.realized_carry_quote = 0.0
+        pos.realized_carry_quote = realized - pos.realized_quote
+        pos.position_lots = new_lots
+        pos.volume_lots = round(pos.volume_lots * old_lot / inst.lot)
+        if pos.mark_ticks is not None:
+            pos.mark_ticks = pos.mark_ticks * old_tick / inst.tick
+        pos.tick_size, pos.lot_size = inst.tick_size, inst.lot_size
+        return pos
+
+    def states(self) -> list[PositionState]:
+        """Every position's exact accounting, for a ledger checkpoint."""
+        return [
+            PositionState(
+                symbol=p.symbol, tick_size=p.tick_size, lot_size=p.lot_size,
+                position_lots=p.position_lots, cash_ticks_lots=p.cash_ticks_lots,
+                cost_ticks_lots=p.cost_ticks_lots, realized_carry_quote=p.realized_carry_quote,
+                fees_quote=p.fees_quote, funding_quote=p.funding_quote, mark_ticks=p.mark_ticks,
+                fills=p.fills, volume_lots=p.volume_lots)
+            for _, p in sorted(self._positions.items())
+        ]
+
+    def load_states(self, states: Iterable[PositionState]) -> None:
+        """Set positions from a checkpoint (before any fill of this process).
+
+        Raises:
+            InvariantViolation: a non-finite amount.
+        """
+        for s in states:
+            floats = (s.cost_ticks_lots, s.realized_carry_quote, s.fees_quote, s.funding_quote)
+            if not all(math.isfinite(v) for v in floats):
+                raise InvariantViolation(f"checkpoint position {s!r} is not finite")
+            tick, lot = float(s.tick_size), float(s.lot_size)
+            self._positions[s.symbol] = Position(
+                symbol=s.symbol, quote_per_tick_lot=tick * lot, position_lots=s.position_lots,
+                cash_ticks_lots=s.cash_ticks_lots, cost_ticks_lots=s.cost_ticks_lots,
+                fees_quote=s.fees_quote, funding_quote=s.funding_quote, mark_ticks=s.mark_ticks,
+                fills=s.fills, volume_lots=s.volume_lots,
+                realized_carry_quote=s.realized_carry_quote, tick_size=s.tick_size,
+                lot_size=s.lot_size)
 
     def position(self, symbol: str) -> Position:
         """The accounting of one symbol.
@@ -223,8 +324,8 @@ class Portfolio:
             The updated position.
 
         Raises:
-            InvariantViolation: a non-positive size or price, a bad side, a symbol mismatch or a
-                non-finite fee.
+            InvariantViolation: a non-positive size or price, a bad side, a symbol mismatch, a
+                non-finite fee, or new steps the position cannot be re-counted in (`rebase`).
         """
         if (
             fill.symbol != inst.symbol
@@ -235,6 +336,8 @@ class Portfolio:
         ):
             raise InvariantViolation(f"bad fill {fill!r} for {inst.symbol}")
         pos = self._register(inst)
+        if (pos.tick_size, pos.lot_size) != (inst.tick_size, inst.lot_size):
+            pos = self.rebase(inst)
         pos.apply(fill.side, fill.px_ticks, fill.qty_lots, fill.fee_quote)
         return pos
 

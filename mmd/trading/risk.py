@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -17,6 +18,9 @@ from mmd.errors import InvariantViolation
 from mmd.model.codes import BUY
 from mmd.model.events import CancelOrder, SubmitOrder
 from mmd.model.instrument import Instrument
+
+if TYPE_CHECKING:
+    from mmd.trading.ledger import Ledger
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -272,3 +276,48 @@ class RiskGate:
         self.halted = True
         self.halt_reason = state.reason
         self.halt_state = state
+
+
+class KillSwitchStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The kill switch as a ledger keeps it (for `mmd risk status`).
+
+    Attributes:
+        halted: a trip of today's UTC day is recorded (a restart re-arms it).
+        reason: why it tripped ("" when not halted).
+        day_pnl_quote: today's PnL at the last snapshot, or None when unknown.
+    """
+
+    halted: bool
+    reason: str
+    day_pnl_quote: float | None
+
+
+def kill_switch_status(ledger: Ledger, now_ns: int) -> KillSwitchStatus:
+    """Read the kill switch from a ledger's meta table and its last snapshot."""
+    raw = ledger.get_meta("halt_state")
+    halt = None if raw is None else msgspec.json.decode(raw, type=HaltState)
+    today = utc_day(now_ns)
+    halted = halt is not None and halt.day == today
+    day_pnl = None
+    base = ledger.get_meta("day_pnl")
+    snap = ledger.restore_snapshot()
+    if base is not None and snap is not None:
+        state = msgspec.json.decode(base, type=DayPnlState)
+        if state.day == today and utc_day(snap.ts_ns) == today:
+            day_pnl = snap.total_pnl_quote - state.baseline_quote
+    return KillSwitchStatus(halted=halted, reason=halt.reason if halted and halt else "",
+                            day_pnl_quote=day_pnl)
+
+
+def reset_kill_switch(ledger: Ledger, now_ns: int) -> bool:
+    """Clear a tripped kill switch: journal a RiskReset, forget the trip and the day's
+    baseline (the next start counts the day's PnL from its first mark). Returns whether it
+    was halted."""
+    from mmd.trading.ledger import RiskReset
+
+    was = kill_switch_status(ledger, now_ns).halted
+    with ledger.batch():
+        ledger.journal(RiskReset(reason="operator reset (mmd risk reset)", ts_exch_ns=now_ns))
+        ledger.delete_meta("halt_state")
+        ledger.delete_meta("day_pnl")
+    return was

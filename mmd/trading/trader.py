@@ -3,7 +3,8 @@
 Pure core (no awaits, no clock reads): live, replay and `mmd backtest` all drive this one object,
 so the paper fills of a live run and of a backtest come from the same code. Every order event
 and fill is journaled (committed) before it changes anything in memory; every command is
-journaled before it is sent. Components are injected; `app.py` builds them.
+journaled before it is sent. Components are injected; `app.py` builds them. The journal writer
+(`journal.py`), funding (`funding.py`) and markouts (`markouts.py`) live in their own modules.
 
 Time: the paper exchange runs on exchange time. A quote decided after seeing an event stamped
 T_exch reaches the exchange at T_exch + feed latency + entry latency (the exchange adds the
@@ -12,8 +13,6 @@ latency.
 """
 
 from __future__ import annotations
-
-import collections
 
 import msgspec
 
@@ -25,23 +24,28 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.events import (
     CancelOrder,
     Command,
-    FundingPaid,
+    OrderAccepted,
     OrderCanceled,
     OrderEvent,
     OrderFilled,
+    OrderRejected,
     SubmitOrder,
 )
+from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import ConstantLatency, FeedDerivedLatency
 from mmd.strategy.engine import SymbolStrategy
-from mmd.trading.ledger import Ledger
-from mmd.trading.oms import OrderManager
+from mmd.trading.funding import FundingSettler
+from mmd.trading.journal import JournalWriter
+from mmd.trading.ledger import Checkpoint, Ledger, OrderState
+from mmd.trading.markouts import MARKOUT_HORIZONS_S, Markouts
+from mmd.trading.oms import OrderManager, OrderStatus
 from mmd.trading.portfolio import Portfolio
-from mmd.trading.risk import DayPnl, HaltState, RiskGate
+from mmd.trading.risk import DayPnl, DayPnlState, HaltState, RiskGate
 
 _NS = 1_000_000_000
-# markout horizons (seconds): side * (mid at fill time + h - fill price), in ticks
-MARKOUT_HORIZONS_S = (1, 5, 30)
+REASON_STEP_CHANGE = "instrument_changed"
+__all__ = ["MARKOUT_HORIZONS_S", "SubmitOrder", "Trader"]
 
 
 class Trader:
@@ -57,7 +61,7 @@ class Trader:
         risk: pre-trade limits and the kill switch.
         strategy_cfg: the [strategy] section (one SymbolStrategy per symbol).
         ledger: the journal; None for a backtest that keeps nothing.
-        snapshot_interval_s: how often portfolio snapshots are written.
+        snapshot_interval_s: how often portfolio snapshots (and checkpoints) are written.
         derive_latency: push the measured feed latency into the exchange's latency.
     """
 
@@ -86,7 +90,9 @@ class Trader:
         self.risk = risk
         self.strategy_cfg = strategy_cfg
         self.ledger = ledger
+        self.journal = JournalWriter(ledger)
         self.day_pnl = DayPnl()
+        self.day_today = 0.0  # today's PnL as the kill switch last saw it
         self.strategies: dict[str, SymbolStrategy] = {}
         self.fills: list[OrderFilled] = []  # this run's fills, in order (reports, tests)
         self.fills_by_side = {BUY: 0, SELL: 0}
@@ -95,81 +101,89 @@ class Trader:
         self._snapshot_ns = int(snapshot_interval_s * _NS)
         self._next_snapshot_ns = 0
         self._derive_latency = derive_latency
-        self._known: dict[str, object] = {}
-        self._funded: dict[str, int] = {}
-        # per (symbol, horizon): fills waiting for their markout, and the running sum/count
-        self._markout_wait: dict[tuple[str, int], collections.deque[tuple[int, int, int]]] = {}
-        self.markouts: dict[tuple[str, int], list[float]] = {}
+        self._known: dict[str, Instrument] = {}
+        # orders a step change closed in the journal while the exchange still had them in
+        # flight: whatever the exchange says about them later is dropped
+        self._void: set[str] = set()
+        self.markout = Markouts()
+        self.settler = FundingSettler()
         self.funding = funding
         self.funding_payments = 0
+        self.step_changes = 0
         self.restored = False
-        self._catchup: list[bytes] = []
-        self._catchup_pos = 0
         self._encoder = msgspec.json.Encoder()
         self.last_exch_ns = 0
         self.events = 0
+        self.checkpoints = 0
+
+    @property
+    def markouts(self) -> dict[tuple[str, int], list[float]]:
+        """[sum, count] of markouts (ticks) per (symbol, horizon)."""
+        return self.markout.sums
 
     # -- restart ------------------------------------------------------------------------------
 
     def restore(self, now_ns: int) -> int:
-        """Rebuild portfolio and order state from the ledger (a live restart); returns fills.
+        """Rebuild portfolio, kill switch and order state from the ledger (a live restart).
 
-        Orders the previous process left resting are gone with its paper exchange: they are
-        journaled as canceled, then the strategy quotes afresh.
+        Reads the latest checkpoint plus the journal after it. Orders the previous process left
+        resting are gone with its paper exchange: they are journaled as canceled, then the
+        strategy quotes afresh. Returns the number of fills applied after the checkpoint.
+
+        Raises:
+            StateError: a bad ledger row (exit 2 with how to recover).
         """
         self.restored = True
-        if self.ledger is None or self._catchup:
+        if self.ledger is None or self.journal.resuming:
             return 0  # nothing kept, or a replay resume that rebuilds everything by re-running
         r = self.ledger.restore()
         halt = r.meta.get("halt_state")
         if halt:
             self.risk.restore_halt(msgspec.json.decode(halt, type=HaltState), now_ns)
-        for f in r.fills:
-            self.portfolio.apply_fill(f, self._instrument(f.symbol))
+        day = r.meta.get("day_pnl")
+        if day:
+            self.day_pnl = DayPnl(msgspec.json.decode(day, type=DayPnlState))
+        if r.checkpoint is not None:
+            self.portfolio.load_states(r.checkpoint.positions)
+            self.settler.funded.update(r.checkpoint.funded)
+        for f, (tick, lot) in zip(r.fills, r.fill_steps, strict=True):
+            inst = Instrument(symbol=f.symbol, category=self._category(f.symbol),
+                              tick_size=tick, lot_size=lot)
+            self.portfolio.apply_fill(f, inst)
         for ev in r.funding:
             self.portfolio.apply_funding(ev)
+            self.settler.funded[ev.symbol] = max(self.settler.funded.get(ev.symbol, -1),
+                                                 ev.ts_exch_ns)
+        # counted in the journaled steps; today's instruments may have other steps
+        for st in self.hub.states.values():
+            self._rebase(st.instrument, now_ns)
         # never re-sent: the new paper exchange has no such orders; close them in the journal
-        for coid in [o.client_order_id for o in r.open_orders] + list(r.in_flight_ids):
-            sym = next((o.symbol for o in r.open_orders if o.client_order_id == coid), "")
-            self.ledger.journal(OrderCanceled(client_order_id=coid, symbol=sym,
+        syms = {o.client_order_id: o.symbol for o in r.open_orders}
+        for coid in list(syms) + list(r.in_flight_ids):
+            self.ledger.journal(OrderCanceled(client_order_id=coid, symbol=syms.get(coid, ""),
                                               ts_exch_ns=now_ns))
         return len(r.fills)
+
+    def _category(self, symbol: str) -> str:
+        st = self.hub.states.get(symbol)
+        return st.instrument.category if st is not None else "linear"
 
     def start_catchup(self) -> int:
         """Replay resume: re-run the recording from its start and check, item by item, that
         it journals exactly what the ledger already holds (deterministic replay), writing only
         what comes after. Returns how many items will be checked."""
-        if self.ledger is None:
-            return 0
-        self._catchup = self.ledger.event_bodies()
-        self._catchup_pos = 0
-        return len(self._catchup)
+        return self.journal.start_catchup()
 
     def catching_up(self) -> bool:
         """True while a resumed replay is still re-checking what the ledger already holds."""
-        return self._catchup_pos < len(self._catchup)
+        return self.journal.catching_up()
 
-    def _instrument(self, symbol: str):  # type: ignore[no-untyped-def]
-        st = self.hub.states.get(symbol)
-        if st is None:
-            raise InvariantViolation(f"ledger fill for {symbol}, which this daemon does not trade")
-        return st.instrument
+    def finish_replay(self) -> None:
+        """A replay ended: it must have reproduced the whole journal (StateError if not)."""
+        self.journal.finish()
 
-    # -- journaling ------------------------------------------------------------------------
-
-    def _journal(self, item: OrderEvent | Command | FundingPaid, ts_ns: int) -> bool:
-        if self.ledger is None:
-            return True
-        if self._catchup_pos < len(self._catchup):
-            body = self._encoder.encode(item)
-            if body != self._catchup[self._catchup_pos]:
-                raise InvariantViolation(
-                    f"replay diverged from the ledger at item {self._catchup_pos + 1}: "
-                    f"{body[:120]!r} != {self._catchup[self._catchup_pos][:120]!r}"
-                )
-            self._catchup_pos += 1
-            return True
-        return self.ledger.journal(item, ts_ns)
+    def _journal(self, item: OrderEvent | Command, ts_ns: int) -> bool:
+        return self.journal.write(item, ts_ns)
 
     # -- market --------------------------------------------------------------------------------
 
@@ -180,9 +194,9 @@ class Trader:
             st = self.hub.states.get(msg.symbol)
             if st is None or not st.sync.synced or st.book.ts_exch_ns != msg.ts_exch_ns:
                 return events
-            self._ensure_symbol(st)
             ts = st.book.ts_exch_ns
             self.last_exch_ns = max(self.last_exch_ns, ts)
+            self._ensure_symbol(st)
             self.feed.on_feed_sample(ts, ts_recv_ns)
             if self.latency is not self.feed:
                 self.latency.on_feed_sample(ts, ts_recv_ns)
@@ -190,10 +204,14 @@ class Trader:
                 self.exchange.set_latency(self.latency.entry_latency_ns(),
                                           self.latency.cancel_latency_ns())
             events = self.exchange.on_book(msg.symbol, st.book, ts)
+            self.apply_events(events)
             mid = st.book.mid_ticks()
-            if mid == mid:
+            if mid == mid and self.portfolio.steps(msg.symbol) == (
+                    st.instrument.tick_size, st.instrument.lot_size):
                 self.portfolio.mark(msg.symbol, mid)
-                self._settle_markouts(msg.symbol, ts, mid)
+                self.markout.on_mid(msg.symbol, ts, mid)
+                # the kill switch sees every mark: a loss on an open position trips it too
+                self._check_pnl(self.last_exch_ns)  # monotone: never a day back
         elif isinstance(msg, TradesMsg):
             st = self.hub.states.get(msg.symbol)
             if st is None:
@@ -207,44 +225,92 @@ class Trader:
                 self.last_exch_ns = max(self.last_exch_ns, ts)
                 events += self.exchange.on_trade(msg.symbol, ts, int(t["px_ticks"][k]),
                                                  int(t["qty_lots"][k]), int(t["side"][k]))
+            self.apply_events(events)
         else:
+            if self.funding:
+                self._check_funding()  # a ticker may have moved a funding time forward
             return events
-        self.apply_events(events)
         self._check_funding()
         return events
 
     def _check_funding(self) -> None:
-        """Charge or credit funding once per funding time the exchange clock has passed."""
+        """Charge or credit funding once per funding time (see FundingSettler)."""
+        if not self.funding:
+            return
         for sym, st in self.hub.states.items():
-            due = st.next_funding_ns
-            if (not self.funding or due is None or st.funding_rate is None
-                    or self.last_exch_ns < due or self._funded.get(sym) == due):
+            if sym not in self._known:
                 continue
-            self._funded[sym] = due
-            lots = self.portfolio.position_lots(sym)
-            if lots == 0:
-                continue
-            mark = st.mark_price or st.instrument.ticks_to_px(st.book.mid_ticks())
-            base = st.instrument.lots_to_qty(lots)
-            ev = FundingPaid(funding_id=f"{sym}@{due}", symbol=sym, rate=st.funding_rate,
-                             position_lots=lots, mark_px=mark,
-                             amount_quote=-base * mark * st.funding_rate, ts_exch_ns=due)
-            if self._journal(ev, due):
-                self.portfolio.apply_funding(ev)
-                self.funding_payments += 1
+            for ev in self.settler.due(sym, st, self.last_exch_ns,
+                                       self.portfolio.position_lots(sym)):
+                if self.journal.write(ev, ev.ts_exch_ns):
+                    self.portfolio.apply_funding(ev)
+                    self.funding_payments += 1
 
     def _ensure_symbol(self, st: SymbolState) -> None:
-        if self._known.get(st.instrument.symbol) is not st.instrument:
-            inst = st.instrument
-            self._known[inst.symbol] = inst
-            self.exchange.add_instrument(inst)
-            self.portfolio.add_instrument(inst)
-            order_lots = max(1, inst.qty_to_lots(self.strategy_cfg.order_size))
-            self.risk.add_instrument(inst, min_lots=order_lots)
+        inst = st.instrument
+        known = self._known.get(inst.symbol)
+        if known is inst:
+            return
+        if known is not None and (known.tick_size, known.lot_size) != (inst.tick_size,
+                                                                      inst.lot_size):
+            self._step_change(inst)
+        self._known[inst.symbol] = inst
+        self.journal.note_instrument(inst)
+        self.exchange.add_instrument(inst)
+        self.portfolio.add_instrument(inst)
+        if self.restored:
+            self._rebase(inst, self.last_exch_ns)
+        order_lots = max(1, inst.qty_to_lots(self.strategy_cfg.order_size))
+        self.risk.add_instrument(inst, min_lots=order_lots)
+
+    def _step_change(self, inst: Instrument) -> None:
+        """New tick/lot steps for a known symbol: close its orders in the journal (the paper
+        exchange drops them with the old units), forget old-unit state, re-base the position."""
+        sym, ts = inst.symbol, self.last_exch_ns
+        self.step_changes += 1
+        for o in self.oms.orders(sym):
+            coid = o.client_order_id
+            self._void.add(coid)
+            if o.status is OrderStatus.PENDING_NEW:
+                # still travelling: the exchange will accept it in the new units; cancel it
+                # there as soon as it is sent on (its events are dropped)
+                ev: OrderEvent = OrderRejected(client_order_id=coid, symbol=sym,
+                                               reason=REASON_STEP_CHANGE, ts_exch_ns=ts)
+                self._journal(ev, ts)
+                self.oms.on_event(ev)
+                continue
+            if o.status is not OrderStatus.PENDING_CANCEL:
+                cmd = CancelOrder(client_order_id=coid, symbol=sym)
+                self._journal(cmd, ts)
+                self.oms.on_command(cmd)
+            ev = OrderCanceled(client_order_id=coid, symbol=sym, ts_exch_ns=ts)
+            self._journal(ev, ts)
+            self.oms.on_event(ev)
+        self.markout.forget(sym)
+        self._trade_cursor[sym] = 0  # the hub's new rings hold only new-unit trades
+        self.strategies.pop(sym, None)
+        self._rebase(inst, ts)
+
+    def _rebase(self, inst: Instrument, ts_ns: int) -> None:
+        """Count a symbol's position in inst's steps; halt when it cannot be (see
+        Portfolio.rebase: a position that is not a whole number of new lots)."""
+        steps = self.portfolio.steps(inst.symbol)
+        if steps is None or steps == (inst.tick_size, inst.lot_size):
+            return
+        try:
+            self.portfolio.rebase(inst)
+        except InvariantViolation as exc:
+            self.risk.halt(ts_ns, f"{REASON_STEP_CHANGE}: {exc}")
+            self._persist_halt()
 
     def apply_events(self, events: list[OrderEvent]) -> None:
         """Journal, then apply: OMS first, then the portfolio for fills."""
         for ev in events:
+            if ev.client_order_id in self._void:
+                if isinstance(ev, OrderAccepted):  # a voided submit landed: take it back
+                    self.exchange.send(CancelOrder(client_order_id=ev.client_order_id,
+                                                   symbol=ev.symbol), ev.ts_exch_ns)
+                continue
             if not self._journal(ev, ev.ts_exch_ns):
                 continue  # a fill already journaled before a restart: never count it twice
             self.events += 1
@@ -252,31 +318,48 @@ class Trader:
             if isinstance(ev, OrderFilled):
                 self.portfolio.apply_fill(ev, self.hub.states[ev.symbol].instrument)
                 self.fills_by_side[ev.side] += 1
-                for h in MARKOUT_HORIZONS_S:
-                    self._markout_wait.setdefault((ev.symbol, h), collections.deque()).append(
-                        (ev.ts_exch_ns + h * _NS, ev.side, ev.px_ticks))
+                self.markout.on_fill(ev)
                 if self.keep_fills:
                     self.fills.append(ev)
         if events:
             self._check_pnl(self.last_exch_ns)
 
     def _settle_markouts(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
-        """Fills whose horizon has passed get their markout at the first mid after it."""
-        for h in MARKOUT_HORIZONS_S:
-            wait = self._markout_wait.get((symbol, h))
-            while wait and wait[0][0] <= ts_ns:
-                _, side, px = wait.popleft()
-                acc = self.markouts.setdefault((symbol, h), [0.0, 0.0])
-                acc[0] += side * (mid_ticks - px)
-                acc[1] += 1
+        self.markout.on_mid(symbol, ts_ns, mid_ticks)
 
     def _check_pnl(self, ts_ns: int) -> None:
+        """Feed the day's PnL to the kill switch; persist a new day baseline or a trip."""
+        if self.ledger is not None and not self.restored:
+            return  # the portfolio is not rebuilt yet: its total would set a false baseline
         was = self.risk.halted
+        before = self.day_pnl.state()
         day = self.day_pnl.update(ts_ns, self.portfolio.total_pnl_quote)
+        after = self.day_pnl.state()
+        if after != before:  # a new UTC day: its baseline survives a restart
+            self.journal.set_meta("day_pnl", self._encoder.encode(after).decode())
+        self.day_today = day
         self.risk.on_pnl(ts_ns, day)
-        if self.risk.halted and not was and self.ledger is not None and not self.catching_up():
-            # a restart the same UTC day stays halted
-            self.ledger.set_meta("halt_state", self._encoder.encode(self.risk.halt_state).decode())
+        if self.risk.halted and not was:
+            self._persist_halt()
+
+    def _persist_halt(self) -> None:
+        # a restart the same UTC day stays halted
+        if self.risk.halt_state is not None:
+            self.journal.set_meta("halt_state",
+                                  self._encoder.encode(self.risk.halt_state).decode())
+
+    def checkpoint_state(self, ts_ns: int) -> Checkpoint:
+        """What the journal folds to now (positions, open orders, funding times)."""
+        return Checkpoint(
+            ts_ns=ts_ns,
+            positions=self.portfolio.states(),
+            orders=[OrderState(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+                               px_ticks=o.px_ticks, qty_lots=o.qty_lots,
+                               leaves_lots=o.leaves_lots, status=int(o.status),
+                               ts_exch_ns=o.ts_exch_ns)
+                    for o in self.oms.orders()],
+            funded=dict(self.settler.funded),
+        )
 
     # -- quoting -------------------------------------------------------------------------------
 
@@ -322,11 +405,15 @@ class Trader:
             # feed latency it took to see it
             decided_exch_ns = max(st.book.ts_exch_ns, 0) + feed_ns
             for cmd in allowed:
-                self._journal(cmd, decided_exch_ns)
-                self.oms.on_command(cmd)
-                self.exchange.send(cmd, decided_exch_ns)
+                self.send(cmd, decided_exch_ns)
                 sent.append(cmd)
         return sent
+
+    def send(self, cmd: Command, exch_ns: int) -> None:
+        """Journal a command, record it in the OMS and put it on the wire at exch_ns."""
+        self._journal(cmd, exch_ns)
+        self.oms.on_command(cmd)
+        self.exchange.send(cmd, exch_ns)
 
     def cancel_all(self, now_exch_ns: int) -> list[CancelOrder]:
         """Cancel every open order (kill switch, shutdown)."""
@@ -337,25 +424,24 @@ class Trader:
                  for o in self.oms.open_orders(sym)])
             for cmd in cmds:
                 if isinstance(cmd, CancelOrder):
-                    self._journal(cmd, now_exch_ns)
-                    self.oms.on_command(cmd)
-                    self.exchange.send(cmd, now_exch_ns)
+                    self.send(cmd, now_exch_ns)
                     out.append(cmd)
         return out
 
     def maybe_snapshot(self, ts_ns: int) -> bool:
-        """Write a portfolio snapshot when the interval has passed (not during catch-up)."""
+        """Write a portfolio snapshot and a checkpoint when the interval has passed (not
+        during catch-up)."""
         if self.ledger is None or ts_ns < self._next_snapshot_ns:
             return False
-        if self._catchup_pos < len(self._catchup):
+        if self.catching_up():
             return False
         self._next_snapshot_ns = ts_ns + self._snapshot_ns
         self.ledger.snapshot(self.portfolio.snapshot(ts_ns))
+        if self.journal.checkpoint(self.checkpoint_state(ts_ns)) is not None:
+            self.checkpoints += 1
         return True
 
     def submits_in_flight(self) -> int:
         """Commands sent but not yet answered by the paper exchange."""
         return int(self.exchange.in_flight)
 
-
-__all__ = ["SubmitOrder", "Trader"]

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,10 @@ BTC = Instrument(symbol="BTCUSDT", tick_size="0.10", lot_size="0.001")
 
 
 def _ledger_fills(state_dir: Path) -> list[tuple]:
-    db = state_dir / "ledger.sqlite"
+    """Fill rows of the one ledger under a `[state] dir` (<dir>/<source>/ledger.sqlite)."""
+    found = sorted(state_dir.glob("*/ledger.sqlite"))
+    assert len(found) <= 1, found
+    db = found[0] if found else state_dir / "none" / "ledger.sqlite"
     if not db.exists():
         return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -191,7 +195,7 @@ def test_trading_kill9_random_moments_loses_no_fill(binance_btc_rec: Path, tmp_p
     final = _ledger_fills(state)
     assert final == ref
     assert _portfolio(final) == _portfolio(ref)
-    con = sqlite3.connect(state / "ledger.sqlite")
+    con = sqlite3.connect(state / "replay" / "ledger.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
     print(f"20 kills; fills in the ledger after each: {checked_prefixes}; final {len(final)} "
@@ -229,3 +233,71 @@ def test_trading_restart_restores_position_and_pnl(binance_btc_rec: Path, tmp_pa
     assert pnl['{component="realized"}'] == pytest.approx(realized, abs=1e-9)
     assert pnl['{component="fees"}'] == pytest.approx(fees, abs=1e-9)
     print(f"restored position {pos} lots, realized {realized}, fees {fees} from {len(rows)} fills")
+
+
+def _risk_cli(state: Path, action: str, limit: float) -> str:
+    proc = subprocess.run([sys.executable, "-m", "mmd", "risk", action, "--state", str(state)],
+                          env=base_env(MMD_RISK__MAX_LOSS_PER_DAY=str(limit)),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_kill_switch_day_loss_survives_kill9_and_mmd_risk_reset_clears_it(
+    binance_btc_rec: Path, tmp_path: Path
+) -> None:
+    """max_loss_per_day = L: lose 0.8 L, kill -9, restart the same UTC day, lose ~0.3 L more:
+    halted (a fresh count would have needed a whole L more). `mmd risk reset` clears it,
+    journaled, and the next start is not halted."""
+    limit = 10.0
+    # built to lose: a 1 % maker fee costs ~0.65 quote on each 0.001 BTC fill
+    env = {
+        "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
+        "MMD_EXCHANGE__MAKER_FEE": "0.01",
+        "MMD_RISK__MAX_LOSS_PER_DAY": str(limit),
+    }
+    ledger_dir = tmp_path / "state" / "bybit"
+    with venue([binance_btc_rec], tmp_path, speed=4.0) as (_, vurl):
+        env.update(MMD_VENUE__REST_URL=vurl,
+                   MMD_VENUE__WS_URL=vurl.replace("http", "ws") + "/v5/public/linear")
+        with daemon(tmp_path, env) as (proc, url):
+            deadline = time.monotonic() + 120
+            total, halted = 0.0, 0.0
+            while time.monotonic() < deadline and total > -0.8 * limit:
+                text = http_text(url + "/metrics")
+                total = metric_values(text, "mmd_pnl_quote")['{component="total"}']
+                halted = metric_values(text, "mmd_risk_halted")[""]
+                time.sleep(0.05)
+            assert total <= -0.8 * limit and halted == 0.0, (total, halted, proc.output()[-2000:])
+            os.kill(proc.p.pid, signal.SIGKILL)
+            proc.p.wait(10)
+        killed_at = total
+        with daemon(tmp_path, env) as (proc2, url2):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                text = http_text(url2 + "/metrics")
+                if metric_values(text, "mmd_risk_halted")[""] == 1.0:
+                    break
+                time.sleep(0.05)
+            halted_at = metric_values(text, "mmd_pnl_quote")['{component="total"}']
+            assert metric_values(text, "mmd_risk_halted")[""] == 1.0, proc2.output()[-2000:]
+            status = _risk_cli(ledger_dir, "status", limit)
+        # the day's count went on from the restored loss: it tripped near -L overall, not
+        # after a whole L more (which would put the total near -1.8 L)
+        assert -1.5 * limit < halted_at <= -limit + 1.0, (killed_at, halted_at)
+        assert "halted    yes: max_loss_per_day" in status and "limit     -10" in status
+        out = _risk_cli(ledger_dir, "reset", limit)
+        assert "was halted" in out
+        assert "halted    no" in _risk_cli(ledger_dir, "status", limit)
+        con = sqlite3.connect(ledger_dir / "ledger.sqlite")
+        resets = con.execute("SELECT COUNT(*) FROM events WHERE kind = 'RiskReset'").fetchone()
+        con.close()
+        assert resets[0] == 1
+        # the next start is not halted (no quoting: the long warm-up keeps it from losing more)
+        with daemon(tmp_path, {**env, "MMD_STRATEGY__WARMUP_S": "600"}) as (_, url3):
+            time.sleep(3.0)
+            text = http_text(url3 + "/metrics")
+            assert metric_values(text, "mmd_risk_halted")[""] == 0.0
+            total3 = metric_values(text, "mmd_pnl_quote")['{component="total"}']
+    print(f"L={limit}: killed at {killed_at:.3f}, halted after the restart at {halted_at:.3f}, "
+          f"after reset and restart: not halted at total {total3:.3f}")

@@ -38,6 +38,13 @@ BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 SYM = BTC.symbol
 
 
+def _open(path: Path) -> Ledger:
+    """A ledger that knows BTC's steps (every fill is stored with them)."""
+    led = Ledger.open(path)
+    led.note_instrument(BTC)
+    return led
+
+
 def sub(coid: str, side: int = BUY, px: int = 650_000, qty: int = 5) -> SubmitOrder:
     return SubmitOrder(client_order_id=coid, symbol=SYM, side=side, px_ticks=px, qty_lots=qty)
 
@@ -149,7 +156,7 @@ def run_session(app: App) -> None:
 
 
 def test_ledger_open_enables_wal_mode(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "x" / "l.sqlite") as led:
+    with _open(tmp_path / "x" / "l.sqlite") as led:
         assert led.journal_mode() == "wal"
     conn = sqlite3.connect(tmp_path / "x" / "l.sqlite")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
@@ -157,13 +164,13 @@ def test_ledger_open_enables_wal_mode(tmp_path: Path) -> None:
 
 
 def test_ledger_open_directory_uses_ledger_file(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         assert led.path == tmp_path / LEDGER_FILE
     assert (tmp_path / LEDGER_FILE).exists()
 
 
 def test_ledger_journal_is_committed_before_return(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         assert led.journal(fill("f1", "a", BUY, 100, 1, 0))
         # another connection (another process after a crash) sees it already
         other = sqlite3.connect(tmp_path / LEDGER_FILE)
@@ -172,7 +179,7 @@ def test_ledger_journal_is_committed_before_return(tmp_path: Path) -> None:
 
 
 def test_ledger_duplicate_fill_returns_false_and_is_stored_once(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         f = fill("f1", "a", BUY, 100, 1, 0)
         assert led.journal(f) is True
         assert led.journal(f) is False
@@ -182,13 +189,13 @@ def test_ledger_duplicate_fill_returns_false_and_is_stored_once(tmp_path: Path) 
 
 
 def test_ledger_journal_restore_rebuilds_same_portfolio_and_orders(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         app = App(led)
         run_session(app)
         app.pf.mark(SYM, 650_100)
         before = app.pf.snapshot(99)
         before_orders = app.oms.orders()
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         restored = led.restore()
     assert [f.fill_id for f in restored.fills] == ["f1", "f2", "f3"]
     assert [f.funding_id for f in restored.funding] == ["fu1"]
@@ -213,7 +220,7 @@ def test_ledger_journal_restore_rebuilds_same_portfolio_and_orders(tmp_path: Pat
 
 
 def test_ledger_batch_commits_together_and_rolls_back_on_error(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         with led.batch():
             assert led.journal(fill("f1", "a", BUY, 100, 1, 1))
             assert led.journal(fill("f2", "a", BUY, 100, 1, 0))
@@ -230,13 +237,13 @@ def test_ledger_batch_commits_together_and_rolls_back_on_error(tmp_path: Path) -
 
 def test_ledger_snapshot_restore_returns_latest(tmp_path: Path) -> None:
     pf = Portfolio([BTC], initial_cash_quote=500.0)
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         assert led.restore().last_snapshot is None
         led.snapshot(pf.snapshot(1))
         pf.apply_fill(fill("f1", "a", SELL, 650_000, 3, 0, fee=0.05), BTC)
         pf.mark(SYM, 649_000)
         led.snapshot(pf.snapshot(2))
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         last = led.restore().last_snapshot
     assert last is not None
     want = pf.snapshot(2)
@@ -250,17 +257,17 @@ def test_ledger_meta_and_models_survive_reopen(tmp_path: Path) -> None:
     gate = RiskGate(__import__("mmd.config").config.RiskConfig(max_loss_per_day=10.0), 0.01, [BTC])
     gate.on_pnl(5, -11.0)
     assert gate.halt_state is not None
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         led.set_meta("kill_switch", msgspec.json.encode(gate.halt_state).decode())
         led.set_meta("replay_cursor", "42")
         led.set_meta("replay_cursor", "43")
         led.set_meta("gone", "x")
         led.delete_meta("gone")
         led.record_model("fill_prob", "v3", "models/fill_prob/v3.npz", 7)
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         restored = led.restore()
     assert restored.meta["replay_cursor"] == "43" and "gone" not in restored.meta
-    assert restored.meta["schema_version"] == "1"
+    assert restored.meta["schema_version"] == "2"
     state = msgspec.json.decode(restored.meta["kill_switch"], type=HaltState)
     again = RiskGate(__import__("mmd.config").config.RiskConfig(max_loss_per_day=10.0), 0.01, [BTC])
     again.restore_halt(state, now_ns=100)
@@ -269,7 +276,7 @@ def test_ledger_meta_and_models_survive_reopen(tmp_path: Path) -> None:
 
 
 def test_ledger_restore_tolerates_record_the_oms_refused(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         led.journal(sub("a"), ts_ns=0)
         # journaled first, then the OMS crashed on it: must not crash every restart
         led.journal(OrderCanceled(client_order_id="a", symbol=SYM, ts_exch_ns=1))
@@ -285,7 +292,7 @@ def test_ledger_restore_tolerates_record_the_oms_refused(tmp_path: Path) -> None
 
 def test_ledger_restore_refused_cancel_leaves_order_live(tmp_path: Path) -> None:
     a, b = sub("a", qty=5), sub("b", SELL, 650_100, 2)
-    with Ledger.open(tmp_path) as led:
+    with _open(tmp_path) as led:
         app = App(led)
         for cmd in (a, b):
             app.send(cmd, now_ns=0)
@@ -309,7 +316,7 @@ def test_ledger_restore_refused_cancel_leaves_order_live(tmp_path: Path) -> None
 
 
 def test_ledger_journal_rejects_unknown_type(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as led, pytest.raises(InvariantViolation):
+    with _open(tmp_path) as led, pytest.raises(InvariantViolation):
         led.journal(BTC)  # type: ignore[arg-type]
 
 
@@ -317,10 +324,12 @@ _CHILD = textwrap.dedent(
     """
     import sys
     from mmd.model.events import MAKER, OrderFilled
+    from mmd.model.instrument import Instrument
     from mmd.trading.ledger import Ledger
 
     path, run = sys.argv[1], int(sys.argv[2])
     led = Ledger.open(path)
+    led.note_instrument(Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001"))
 
     def make(i):
         return OrderFilled(fill_id=f"{run}-{i}", client_order_id=f"o{run}", symbol="BTCUSDT",
@@ -392,8 +401,125 @@ def test_ledger_sigkill_at_random_moments_loses_no_reported_fill(tmp_path: Path)
         conn.close()
     assert len(stored) == len(set(stored)) == n_events and orphans == 0
     assert set(reported) <= set(stored)
-    with Ledger.open(db) as led:
+    with _open(db) as led:
         restored = led.restore()
         assert led.integrity_check() == "ok"
     ids = [f.fill_id for f in restored.fills]
     assert len(ids) == len(set(ids)) == len(stored)
+
+
+# -- validity, identity, checkpoints ------------------------------------------------------------
+
+
+def test_ledger_refuses_non_finite_values_before_committing(tmp_path: Path) -> None:
+    from mmd.trading.ledger import RiskReset  # noqa: F401 - the kinds it knows
+
+    with _open(tmp_path) as led:
+        for bad in (
+            fill("f1", "a", BUY, 100, 1, 0, fee=float("nan")),
+            fill("f2", "a", BUY, 100, 1, 0, fee=float("inf")),
+            fill("f3", "a", BUY, 0, 1, 0),
+            FundingPaid(funding_id="fu", symbol=SYM, rate=float("nan"), position_lots=1,
+                        mark_px=65_000.0, amount_quote=0.0, ts_exch_ns=1),
+            FundingPaid(funding_id="fu", symbol=SYM, rate=0.0001, position_lots=1,
+                        mark_px=65_000.0, amount_quote=float("-inf"), ts_exch_ns=1),
+        ):
+            with pytest.raises(InvariantViolation):
+                led.journal(bad)
+        assert led.event_count() == 0 and led.fill_count() == 0
+        # a fill of a symbol whose steps were never noted is refused too
+        with pytest.raises(InvariantViolation, match="steps"):
+            led.journal(msgspec.structs.replace(fill("f4", "a", BUY, 100, 1, 0),
+                                                symbol="ETHUSDT"))
+
+
+@pytest.mark.parametrize("poison", [
+    "UPDATE events SET body = 'not json' WHERE seq = 2",
+    # what a NaN fee used to become: JSON null
+    "UPDATE events SET body = replace(body, '\"fee_quote\":0.01', '\"fee_quote\":null')"
+    " WHERE seq = 2",
+    "UPDATE events SET body = replace(body, '\"px_ticks\":100', '\"px_ticks\":-5') WHERE seq = 2",
+    "UPDATE fills SET tick_size = NULL",
+])
+def test_ledger_bad_row_raises_state_error_naming_the_row(tmp_path: Path, poison: str) -> None:
+    from mmd.errors import StateError
+
+    with _open(tmp_path) as led:
+        led.journal(sub("a", qty=1, px=100), ts_ns=0)
+        led.journal(fill("f1", "a", BUY, 100, 1, 0))
+        led.journal(sub("b"), ts_ns=3)
+    con = sqlite3.connect(tmp_path / LEDGER_FILE)
+    if "tick_size = NULL" in poison:  # the schema refuses a NULL step: drop the fills row
+        con.execute("DELETE FROM fills")
+    else:
+        con.execute(poison)
+    con.commit()
+    con.close()
+    with _open(tmp_path) as led, pytest.raises(StateError) as err:
+        led.restore()
+    msg = str(err.value)
+    assert "ledger row 2" in msg and "move" in msg and "\n" not in msg
+
+
+def test_ledger_run_identity_mismatch_names_the_field(tmp_path: Path) -> None:
+    from mmd.errors import StateError
+    from mmd.trading.ledger import RecordingDigest, RunIdentity
+
+    rec = [RecordingDigest(name="bybit_linear_BTCUSDT_1.rec.gz", sha256="ab" * 32)]
+    ident = RunIdentity(source="replay", category="linear", symbols=["BTCUSDT", "ETHUSDT"],
+                        recordings=rec)
+    Ledger.open(tmp_path, identity=ident).close()
+    Ledger.open(tmp_path, identity=ident).close()  # the same run opens fine
+    cases = {
+        "source": msgspec.structs.replace(ident, source="synthetic", recordings=[]),
+        "category": msgspec.structs.replace(ident, category="spot"),
+        "symbols": msgspec.structs.replace(ident, symbols=["BTCUSDT"]),  # a symbol removed
+        "recordings": msgspec.structs.replace(
+            ident, recordings=[msgspec.structs.replace(rec[0], sha256="cd" * 32)]),
+    }
+    for field, other in cases.items():
+        with pytest.raises(StateError) as err:
+            Ledger.open(tmp_path, identity=other)
+        msg = str(err.value)
+        assert f"{field} is" in msg and "MMD_STATE__DIR" in msg and "\n" not in msg, msg
+
+
+def test_ledger_restore_reads_checkpoint_plus_tail_only(tmp_path: Path) -> None:
+    """Restore after a checkpoint decodes only the rows after it, and folds to the same state
+    as a ledger without any checkpoint."""
+    from mmd.trading.ledger import Checkpoint, OrderState
+
+    def session(led: Ledger, app: App, checkpoint_after: int | None) -> None:
+        for i in range(40):
+            cmd = sub(f"o{i}", BUY if i % 2 else SELL, 650_000 + i, 2)
+            app.send(cmd, now_ns=i)
+            app.receive(acc(cmd, ts=i))
+            if i % 3 == 0:
+                app.receive(fill(f"f{i}", f"o{i}", cmd.side, cmd.px_ticks, 2, 0, ts=i))
+            if checkpoint_after is not None and i == checkpoint_after:
+                led.checkpoint(Checkpoint(
+                    ts_ns=i, positions=app.pf.states(),
+                    orders=[OrderState(client_order_id=o.client_order_id, symbol=o.symbol,
+                                       side=o.side, px_ticks=o.px_ticks, qty_lots=o.qty_lots,
+                                       leaves_lots=o.leaves_lots, status=int(o.status),
+                                       ts_exch_ns=o.ts_exch_ns) for o in app.oms.orders()]))
+
+    with _open(tmp_path / "plain") as a, _open(tmp_path / "cp") as b:
+        session(a, App(a), None)
+        session(b, App(b), 29)
+        full, part = a.restore(), b.restore()
+        total = b.event_count()
+    # per i: submit + accept (+ a fill every third i); i = 30..39 come after the checkpoint:
+    # 10 submits + 10 accepts + fills at 30, 33, 36, 39 = 24 rows
+    assert full.tail_rows == total and full.checkpoint is None
+    assert part.tail_rows == 24 and part.checkpoint is not None
+    assert part.last_seq == full.last_seq == total
+    assert [(o.client_order_id, o.status, o.leaves_lots) for o in part.open_orders] == [
+        (o.client_order_id, o.status, o.leaves_lots) for o in full.open_orders]
+    pf_full, pf_part = Portfolio([BTC]), Portfolio([BTC])
+    for f in full.fills:
+        pf_full.apply_fill(f, BTC)
+    pf_part.load_states(part.checkpoint.positions)
+    for f in part.fills:
+        pf_part.apply_fill(f, BTC)
+    assert pf_part.states() == pf_full.states()
