@@ -17,14 +17,16 @@ from mmd.model.instrument import Instrument
 
 CFG = MarketConfig(mid_capacity=64, trade_capacity=64, kline_capacity=8)
 INST = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
+# venue times must lie in 2000..2200 (codec rule): frames are stamped from the real capture's start
+T0 = 1_786_310_817_000
 
 
 def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]], sym: str = "BTCUSDT",
           seq: int | None = None) -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": 1_000 + u,
+    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": T0 + 1_000 + u,
                          "data": {"s": sym, "b": bids, "a": asks, "u": u,
                                   "seq": seq if seq is not None else 100 + u},
-                         "cts": 999 + u})
+                         "cts": T0 + 999 + u})
 
 
 def _hub(*symbols: str) -> MarketHub:
@@ -67,15 +69,15 @@ def test_hub_negative_size_counts_decode_error_and_resyncs() -> None:
 
 def test_hub_trades_deduplicated_across_ws_and_rest() -> None:
     hub = _hub()
-    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 5, "data": [
-        {"T": 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
-        {"T": 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
-    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 9, "result": {
+    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0 + 5, "data": [
+        {"T": T0 + 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
+        {"T": T0 + 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
+    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0 + 9, "result": {
         "category": "linear", "list": [
             {"execId": "c", "symbol": "BTCUSDT", "price": "100.2", "size": "0.003", "side": "Buy",
-             "time": "7"},
+             "time": str(T0 + 7)},
             {"execId": "b", "symbol": "BTCUSDT", "price": "100.0", "size": "0.001",
-             "side": "Sell", "time": "6"}]}})
+             "side": "Sell", "time": str(T0 + 6)}]}})
     hub.on_frame(ws, 1)
     hub.on_frame(rest, 2)
     tr = hub.states["BTCUSDT"].trades.array("px_ticks")
@@ -87,10 +89,11 @@ def test_hub_kline_same_start_upserts() -> None:
     hub = _hub()
 
     def kl(close: str, confirm: bool) -> bytes:
-        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": 1, "data": [
-            {"start": 60_000, "end": 119_999, "interval": "1", "open": "100", "close": close,
-             "high": "101", "low": "99", "volume": "2", "turnover": "200", "confirm": confirm,
-             "timestamp": 1}]})
+        start = T0 // 60_000 * 60_000
+        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
+            {"start": start, "end": start + 59_999, "interval": "1", "open": "100",
+             "close": close, "high": "101", "low": "99", "volume": "2", "turnover": "200",
+             "confirm": confirm, "timestamp": T0}]})
 
     hub.on_frame(kl("100.5", False), 1)
     hub.on_frame(kl("100.7", True), 2)
@@ -139,7 +142,7 @@ def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, j
 def test_hub_instrument_with_new_steps_restarts_symbol_state() -> None:
     hub = _hub()
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 1, "result": {
+    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
         "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
                                         "priceFilter": {"tickSize": "0.01"},
                                         "lotSizeFilter": {"qtyStep": "0.0001"}}]}})
@@ -174,21 +177,21 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     hub = _hub()
     trader = build_trader(AppConfig(), hub, ledger=False)
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 1, "data": {
+    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": T0, "data": {
         "symbol": "BTCUSDT", "markPrice": "100.1", "fundingRate": "0.0001",
-        "nextFundingTime": "5000"}})
+        "nextFundingTime": str(T0 + 5000)}})
     hub.on_frame(ticker, 2)
     st = hub.states["BTCUSDT"]
-    assert st.funding_rate == 0.0001 and st.next_funding_ns == 5_000_000_000
+    assert st.funding_rate == 0.0001 and st.next_funding_ns == (T0 + 5000) * 1_000_000
     trader._ensure_symbol(st)
     trader.portfolio.apply_fill(OrderFilled(
         fill_id="x#1", client_order_id="x", symbol="BTCUSDT", side=1, px_ticks=1001,
         qty_lots=2000, leaves_lots=0, liquidity=1, fee_quote=0.0, ts_exch_ns=1), st.instrument)
-    for u, ts_ms in ((2, 4000), (3, 5001), (4, 6000)):  # before, after, after again
+    for u, ts_ms in ((2, T0 + 4000), (3, T0 + 5001), (4, T0 + 6000)):  # before, after, again
         frame = _book("delta", u, [["100.0", str(u)]], [])
         msg = decode_frame(frame)
         hub.on_frame(frame, ts_ms * 1_000_000)
-        # the book frame's venue time is 1000 + u ms: move the exchange clock explicitly
+        # the book frame's venue time is T0 + 1000 + u ms: move the exchange clock explicitly
         trader.last_exch_ns = ts_ms * 1_000_000
         trader.on_message(msg, ts_ms * 1_000_000)
     # 2 BTC long (2000 lots of 0.001) pays 2 * 100.1 * 0.0001 = 0.02002 once
