@@ -35,7 +35,9 @@ pytestmark = pytest.mark.slow
 SYM = "BTCUSDT"
 TICK, LOT = "0.1", "0.001"
 T0 = 1_786_310_817_000  # ms; the real capture's start (venue times must lie in 2000..2200)
-CASES = 40  # hypothesis batches per transport: about 20 s each on a loaded 2-core machine
+# hypothesis batches: about 15 s per transport on a loaded 2-core machine
+WS_CASES = 150
+REST_CASES = 60
 
 
 class Raw:
@@ -369,7 +371,7 @@ WS_BATCHES = st.lists(mutated(ws_templates()), min_size=1, max_size=6)
 
 
 async def test_hostile_ws_frames_never_end_the_daemon_and_books_recover(tmp_path: Path) -> None:
-    batches = draw_batches(WS_BATCHES, CASES)
+    batches = draw_batches(WS_BATCHES, WS_CASES)
     venue = HostileVenue()
     await venue.start()
     daemon = Daemon(daemon_config(venue, tmp_path, websocket=True))
@@ -407,7 +409,7 @@ async def test_hostile_ws_frames_never_end_the_daemon_and_books_recover(tmp_path
         await asyncio.gather(task, return_exceptions=True)
         await venue.stop()
     decode = metric_values(text, "mmd_feed_decode_errors_total")
-    assert sum(decode.values()) >= refused_total > CASES // 2
+    assert sum(decode.values()) >= refused_total > WS_CASES // 2
     assert "mmd_feed_frame_errors_total" in text or "# TYPE mmd_feed_frame_errors" in text
     print(f"ws: {len(batches)} batches, {sum(map(len, batches))} hostile frames, "
           f"{refused_total} refused by the codec, decode_errors={daemon.hub.stats.decode_errors} "
@@ -423,7 +425,7 @@ REST_BATCHES = st.lists(
 
 
 async def test_hostile_rest_bodies_in_rest_only_mode(tmp_path: Path) -> None:
-    batches = draw_batches(REST_BATCHES, CASES)  # type: ignore[arg-type]
+    batches = draw_batches(REST_BATCHES, REST_CASES)  # type: ignore[arg-type]
     venue = HostileVenue()
     # the first instruments answers are refused (tick 0, NaN lot, negative tick): the daemon
     # asks again instead of exiting or guessing steps
