@@ -224,3 +224,82 @@ def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
     assert trader.markouts[("BTCUSDT", 1)] == [-0.5, 1]
     assert trader.markouts[("BTCUSDT", 5)] == [3.0, 1]
     assert ("BTCUSDT", 30) not in trader.markouts
+
+
+def test_hub_off_tick_price_or_part_lot_refuses_the_frame_never_rounds() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    # 100.05 is half a tick of 0.1; 0.0005 is half a lot of 0.001 (rounding used to turn it
+    # into 0 and delete the level while the book stayed "synced")
+    for u, bids in ((2, [["100.05", "1"]]), (2, [["100.0", "0.0005"]]), (2, [["1e2", "1"]])):
+        out = hub.on_frame(_book("delta", u, bids, []), 2)
+        assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "bad_frame")]
+        assert hub.states["BTCUSDT"].book.best_bid() == (1000, 1000)  # untouched
+        hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 3)
+    assert hub.stats.decode_errors == 3
+
+
+def test_hub_refused_book_frame_resyncs_its_symbol_at_decode() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    bad = orjson.loads(_book("delta", 2, [["100.0", "2"]], []))
+    bad["data"]["u"] = "2"  # a string id is refused by the codec
+    out = hub.on_frame(orjson.dumps(bad), 2)
+    assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "bad_frame")]
+    assert hub.readiness() == {"BTCUSDT": "unsynced:bad_frame"} and hub.stats.decode_errors == 1
+    assert hub.on_frame(orjson.dumps(bad), 3) == []  # already waiting: no second resync
+
+
+def test_hub_trade_off_tick_is_counted_and_skipped() -> None:
+    hub = _hub()
+    frame = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
+        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.15", "i": "a"},
+        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.0025", "p": "100.1", "i": "b"},
+        {"T": T0, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "c"}]})
+    hub.on_frame(frame, 1)
+    assert hub.states["BTCUSDT"].trades.array("px_ticks").tolist() == [1000]
+    assert hub.stats.decode_errors == 2
+
+
+def test_hub_refused_instruments_never_replace_a_good_instrument() -> None:
+    hub = _hub()
+    for tick in ("0", "-0.1", "NaN", "1e-2"):
+        info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
+            "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
+                                            "priceFilter": {"tickSize": tick},
+                                            "lotSizeFilter": {"qtyStep": "0.001"}}]}})
+        hub.on_frame(info, 1)
+    assert hub.states["BTCUSDT"].instrument.tick_size == "0.1"
+    assert hub.stats.decode_errors == 4 and hub.stats.instrument_changes == 0
+
+
+class _Exploding:
+    """A trader stand-in whose on_message raises the given exception (the barrier's input)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def on_message(self, msg: object, ts: int) -> None:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [TypeError("x"), OverflowError("x"), ZeroDivisionError("x"),
+                                 KeyError("x"), IndexError("x"), ValueError("x")])
+def test_frame_handler_absorbs_input_errors_counts_and_resyncs(exc: Exception) -> None:
+    from mmd.app import FrameHandler
+
+    hub = _hub()
+    handler = FrameHandler(hub, trader=_Exploding(exc))  # type: ignore[arg-type]
+    assert handler(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1) == ["BTCUSDT"]
+    assert hub.stats.frame_errors == {"trader": 1}
+    assert hub.readiness() == {"BTCUSDT": "unsynced:frame_error"}
+
+
+def test_frame_handler_lets_invariant_violations_crash() -> None:
+    from mmd.app import FrameHandler
+    from mmd.errors import InvariantViolation
+
+    hub = _hub()
+    handler = FrameHandler(hub, trader=_Exploding(InvariantViolation("bug")))  # type: ignore[arg-type]
+    with pytest.raises(InvariantViolation):
+        handler(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
