@@ -275,7 +275,7 @@ class MarketHub:
             try:
                 px, qty = inst.price_ticks(t.price), inst.size_lots(t.size)
             except ValueError:
-                # off-tick, not whole lots, or beyond MAX_STEPS: refused, never rounded
+                # off-tick, not whole lots, or beyond MAX_SCALED: refused, never rounded
                 self.stats.decode_errors += 1
                 continue
             if px <= 0 or qty <= 0:

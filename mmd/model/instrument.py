@@ -17,8 +17,9 @@ import numpy.typing as npt
 
 # A venue number: ASCII digits, an optional fraction, no sign, exponent, space or underscore.
 PLAIN_DECIMAL = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,20}))?")
-# The largest tick or lot count mmd accepts: exact in float64, far from int64 overflow.
-MAX_STEPS = 10**15
+# The largest value mmd accepts, in units of the step's last decimal (value * 10**decimals):
+# below 2**53, so float64 holds it exactly, and far from int64 overflow.
+MAX_SCALED = 10**15
 # Steps finer than 1e-18 or coarser than 1e9 are refused (no real instrument has them).
 _MAX_STEP_DECIMALS = 18
 _MAX_STEP = 10**9
@@ -46,8 +47,8 @@ def step_units(step: str) -> tuple[int, int]:
 def count_steps(text: str, step: str) -> int:
     """Exactly how many steps `text` is: a plain decimal string that is a whole multiple of step.
 
-    Never rounds: an off-step value, a value above MAX_STEPS steps, or anything but a plain
-    decimal string raises ValueError.
+    Never rounds: an off-step value, a value above MAX_SCALED units of the step's last decimal,
+    or anything but a plain decimal string raises ValueError.
     """
     m = PLAIN_DECIMAL.fullmatch(text) if type(text) is str else None
     if m is None:
@@ -58,12 +59,48 @@ def count_steps(text: str, step: str) -> int:
         if frac[dec:].strip("0"):
             raise ValueError(f"{text} is not a multiple of {step}")
         frac = frac[:dec]
-    q, r = divmod(int(whole + frac.ljust(dec, "0")), units)
+    n = int(whole + frac.ljust(dec, "0"))
+    if n > MAX_SCALED:
+        raise ValueError(f"{text} is too large for step {step}")
+    q, r = divmod(n, units)
     if r:
         raise ValueError(f"{text} is not a multiple of {step}")
-    if q > MAX_STEPS:
-        raise ValueError(f"{text} is more than {MAX_STEPS} steps of {step}")
     return q
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid(step: str) -> tuple[re.Pattern[str], float, int]:
+    """For `count_steps_many`: a pattern matching comma-terminated plain decimals with no
+    significant digit past the step's last decimal, 10**decimals, and the step's units."""
+    units, dec = step_units(step)
+    frac = r"(?:\.0{1,20})?" if dec == 0 else rf"(?:\.[0-9]{{1,{dec}}}0{{0,20}})?"
+    return re.compile(rf"(?:[0-9]{{1,20}}{frac},)*"), float(10**dec), units
+
+
+def count_steps_many(texts: list[str], step: str) -> list[int]:
+    """`count_steps` over a list, with the same answers, fast (one pattern match per list).
+
+    Once the pattern has matched, every text is n / 10**decimals for an integer n, and n is
+    at most MAX_SCALED, so float(text) * 10**decimals is within 0.25 of n and rounds to it.
+
+    Raises:
+        ValueError: as `count_steps`, for any text of the list.
+    """
+    pattern, scale, units = _grid(step)
+    try:
+        joined = ",".join(texts)
+    except TypeError:
+        raise ValueError("a value is not a string") from None
+    if pattern.fullmatch(joined + ",") is None:
+        raise ValueError(f"a value is not a plain decimal on the grid of {step}")
+    scaled = [round(float(t) * scale) for t in texts]
+    if scaled and max(scaled) > MAX_SCALED:
+        raise ValueError(f"a value is too large for step {step}")
+    if units == 1:
+        return scaled
+    if any(n % units for n in scaled):
+        raise ValueError(f"a value is not a multiple of {step}")
+    return [n // units for n in scaled]
 
 
 def _decimals(step: str) -> int:
@@ -153,7 +190,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
 
         Raises:
             ValueError: a level that is not a pair of plain decimal strings on the grid, a zero
-                price, or more than MAX_STEPS ticks or lots (a corrupt frame).
+                price, or a value above MAX_SCALED units of the step's last decimal (corrupt).
         """
         if not levels:
             return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -161,8 +198,8 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         # plain Python then one array each: numpy's per-call overhead dominates at the typical
         # 1-20 levels of a delta
         try:
-            px_list = [count_steps(lvl[0], tick) for lvl in levels]
-            qty_list = [count_steps(lvl[1], lot) for lvl in levels]
+            px_list = count_steps_many([lvl[0] for lvl in levels], tick)
+            qty_list = count_steps_many([lvl[1] for lvl in levels], lot)
         except (IndexError, TypeError, KeyError) as exc:
             raise ValueError(f"bad level: {exc}") from None
         if min(px_list) <= 0:
