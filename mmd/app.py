@@ -80,10 +80,14 @@ class FrameHandler:
         hub = self.hub
         stage, msg = "decode", None
         try:
+            errors = hub.stats.decode_errors
             msg, refused = hub.decode(raw)
             if msg is None:
-                if refused:
-                    self._log_once("refused", "DecodeError", raw, refused[0].symbol)
+                if hub.stats.decode_errors != errors:
+                    why = hub.stats.last_refusal
+                    # kind = the rule's field (the reason's first word): one log line each
+                    self._log_once("refused", why.split(" ", 1)[0], raw,
+                                   refused[0].symbol if refused else None, reason=why[:200])
                 return [r.symbol for r in refused]
             if self.recorder is not None:
                 stage = "record"

@@ -110,6 +110,7 @@ class HubStats:
         self.instrument_changes = 0
         # exceptions absorbed at the frame boundary, by stage (decode, hub, trader, record)
         self.frame_errors: collections.Counter[str] = collections.Counter()
+        self.last_refusal = ""  # why the codec refused the latest refused frame (for logs)
 
 
 class MarketHub:
@@ -152,6 +153,7 @@ class MarketHub:
             msg = decode_frame(raw)
         except DecodeError as exc:
             self.stats.decode_errors += 1
+            self.stats.last_refusal = str(exc)
             return None, self.resync_symbol(exc.book_symbol, "bad_frame")
         if msg is None:
             self.stats.messages["other"] += 1

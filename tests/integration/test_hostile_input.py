@@ -122,6 +122,31 @@ def rest_templates() -> dict[str, list[dict[str, Any]]]:
 
 # -- hostile values ------------------------------------------------------------------------
 
+def _with(template: dict[str, Any], path: tuple[Any, ...], value: Any) -> bytes:
+    obj = copy.deepcopy(template)
+    parent = obj
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return dumps(obj)
+
+
+def fixed_hostile() -> list[bytes]:
+    """Hand-picked non-book frames that once ended the daemon (each alone), always sent."""
+    _, _, trade, kline, ticker = ws_templates()
+    return [
+        _with(trade, ("data", 0, "T"), Raw(str(10**25))),
+        _with(trade, ("data", 0, "p"), "1e30"),
+        _with(trade, ("data", 0, "T"), Raw(str(2**63))),
+        _with(trade, ("data", 0, "s"), [SYM]),
+        _with(kline, ("data", 0, "start"), Raw(str(10**20))),
+        _with(kline, ("data", 0, "confirm"), "false"),
+        _with(kline, ("data", 0, "high"), "1"),
+        _with(ticker, ("data", "fundingRate"), "NaN"),
+        _with(ticker, ("data", "nextFundingTime"), "9" * 25),
+        _with(ticker, ("data", "symbol"), {"a": 1}),
+    ]
+
 def _deep(n: int) -> Raw:
     return Raw("[" * n + "]" * n)
 
@@ -371,7 +396,7 @@ WS_BATCHES = st.lists(mutated(ws_templates()), min_size=1, max_size=6)
 
 
 async def test_hostile_ws_frames_never_end_the_daemon_and_books_recover(tmp_path: Path) -> None:
-    batches = draw_batches(WS_BATCHES, WS_CASES)
+    batches = [fixed_hostile(), *draw_batches(WS_BATCHES, WS_CASES)]
     venue = HostileVenue()
     await venue.start()
     daemon = Daemon(daemon_config(venue, tmp_path, websocket=True))
@@ -467,3 +492,57 @@ async def test_hostile_rest_bodies_in_rest_only_mode(tmp_path: Path) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await venue.stop()
+
+
+REPLAY_CASES = 120
+
+
+async def test_hostile_frames_in_a_replayed_recording_never_end_the_run(
+        cryptofeed_dir: Path, tmp_path: Path) -> None:
+    """`--feed replay` goes through the same frame handler: a recording with hostile frames
+    spliced in (one after every 4th real frame) replays to its end, every frame the codec
+    refuses is counted, the book ends equal to a clean replay's, and no real trade is lost."""
+    from mmd.feeds.recording import RecordingWriter, read_recording
+
+    (src,) = cryptofeed_dir.glob("bybit_linear_BTCUSDT_*")  # noqa: ASYNC240
+    hostile = [raw for batch in draw_batches(WS_BATCHES, REPLAY_CASES) for raw in batch]
+    # book frames are left out: a refused one voids the book, and this capture has only one
+    # snapshot per symbol (the websocket test above covers book frames and their resync)
+    hostile = [raw for raw in hostile if not raw.startswith(b'{"topic":"orderbook')]
+    hostile += fixed_hostile()  # popped from the end: these go first
+    real = list(read_recording(src))
+    out = tmp_path / src.name
+    refused = 0
+    with RecordingWriter(out) as w:
+        for i, (ts, raw) in enumerate(real):
+            w.write(ts, raw)
+            if i % 4 == 3 and hostile:
+                extra = hostile.pop()
+                refused += refused_offline(extra)
+                w.write(ts, extra)
+    cfg = config_from_mapping({
+        "feed": {"source": "replay", "symbols": [SYM], "replay": {"paths": [str(out)]}},
+        "metrics": {"port": free_port()},
+        "state": {"dir": str(tmp_path / "state")},
+    })
+    clean = Daemon(msgspec_replace_paths(cfg, src, tmp_path / "clean_state"))
+    await clean.run()
+    daemon = Daemon(cfg)
+    await daemon.run()  # returns at the recording's end; an escaped exception fails the test
+    assert daemon.replay_done and refused > 20
+    assert daemon.hub.stats.decode_errors >= refused
+    st_, ref = daemon.hub.states[SYM], clean.hub.states[SYM]
+    assert st_.sync.synced and st_.book.levels(50) == ref.book.levels(50)
+    # every real trade is kept (accepted hostile trades can only add to them)
+    assert ref.trades.total > 0 and st_.trades.total >= ref.trades.total
+
+
+def msgspec_replace_paths(cfg: Any, path: Path, state_dir: Path) -> Any:
+    """cfg replaying `path` instead, journaling into state_dir."""
+    import msgspec
+
+    feed = msgspec.structs.replace(
+        cfg.feed, replay=msgspec.structs.replace(cfg.feed.replay, paths=[str(path)]))
+    state = msgspec.structs.replace(cfg.state, dir=str(state_dir))
+    metrics = msgspec.structs.replace(cfg.metrics, port=free_port())
+    return msgspec.structs.replace(cfg, feed=feed, state=state, metrics=metrics)
