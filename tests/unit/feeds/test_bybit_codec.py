@@ -298,3 +298,26 @@ def test_codec_accepts_the_valid_forms_of_the_same_fields() -> None:
     assert isinstance(tr, TradesMsg) and tr.trades[0].price == "100.1"  # kept as written
     ins = decode_frame(json.dumps(_rest_instr(tick="0.10")))
     assert isinstance(ins, InstrumentsMsg) and ins.instruments[0].tick_size == "0.10"
+
+
+def test_real_levels_convert_exactly_as_plain_rounding_did() -> None:
+    """The exact conversion refuses nothing real and changes no real value: every level of the
+    real XRPUSDT archive (tick 0.0001, lot 1, as in the venue's instruments-info) gives the
+    same ticks and lots as round(value / step)."""
+    from mmd.model.instrument import Instrument
+
+    path = SAMPLES / "nautilus_test_data" / "xrpusdt-ob500.data.zip"
+    need(path)
+    with zipfile.ZipFile(path) as zf:
+        lines = zf.read(zf.namelist()[0]).splitlines()
+    inst = Instrument(symbol="XRPUSDT", tick_size="0.0001", lot_size="1")
+    n = 0
+    for line in lines:
+        msg = decode_frame(line)
+        assert isinstance(msg, BookMsg)
+        for levels in (msg.bids, msg.asks):
+            px, qty = inst.levels_to_arrays(levels)
+            assert px.tolist() == [round(float(p) / 0.0001) for p, _ in levels]
+            assert qty.tolist() == [round(float(q)) for _, q in levels]
+            n += len(levels)
+    assert n > 1000
