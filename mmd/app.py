@@ -47,8 +47,7 @@ from mmd.trading.trader import Trader
 # Exceptions a hostile or corrupt frame can provoke while it is handled: absorbed at the frame
 # boundary (counted, logged once per kind, the symbol resynced). Anything else, InvariantViolation
 # above all (illegal state = crash), still ends the daemon.
-_INPUT_ERRORS = (ArithmeticError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                 RecursionError)
+_INPUT_ERRORS = (ArithmeticError, ValueError, TypeError, KeyError, IndexError)
 _FRAME_HEAD = 200  # bytes of a frame shown in the log
 
 
