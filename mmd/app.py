@@ -45,6 +45,12 @@ from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
 
+# Exceptions a hostile or corrupt frame can provoke while it is handled: absorbed at the frame
+# boundary (counted, logged once per kind, the symbol resynced). Anything else, InvariantViolation
+# above all (illegal state = crash), still ends the daemon.
+_INPUT_ERRORS = (ArithmeticError, ValueError, TypeError, KeyError, IndexError)
+_FRAME_HEAD = 200  # bytes of a frame shown in the log
+
 
 class FrameHandler:
     """Every frame, live or replayed: decode once, record, apply to the hub, then let the
@@ -53,6 +59,10 @@ class FrameHandler:
     Returns the symbols the feed must resync (the websocket client resubscribes them). With
     `quote_inline` (replay) the strategy requotes right after every book frame, on the frame's
     time, which makes a replay deterministic; live, the quoter task does it (coalesced).
+
+    It is the crash barrier of the feed tasks: an input-caused exception while one frame is
+    handled is counted in `hub.stats.frame_errors[stage]`, logged once per (stage, kind) with
+    the frame's head, resyncs that frame's symbol, and the next frame is handled as usual.
     """
 
     def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
@@ -63,25 +73,53 @@ class FrameHandler:
         self.on_book = on_book or (lambda: None)
         self.trader = trader
         self.quote_inline = quote_inline
+        self.log = get_logger("feed.frames")
+        self._logged: set[tuple[str, str]] = set()
 
     def __call__(self, raw: bytes, ts_recv_ns: int) -> list[str]:
         hub = self.hub
-        msg = hub.decode(raw)
-        if msg is None:
-            return []
-        if self.recorder is not None:
-            self._record(msg, raw, ts_recv_ns)
-        resyncs = [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
-        trader = self.trader
-        if trader is not None:
-            trader.on_message(msg, ts_recv_ns)
-        if isinstance(msg, BookMsg):
-            if self.quote_inline and trader is not None:
-                trader.quote(ts_recv_ns, [msg.symbol])
-                trader.maybe_snapshot(trader.last_exch_ns)
-            else:
-                self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
-        return resyncs
+        stage, msg = "decode", None
+        try:
+            errors = hub.stats.decode_errors
+            msg, refused = hub.decode(raw)
+            if msg is None:
+                if hub.stats.decode_errors != errors:
+                    why = hub.stats.last_refusal
+                    # kind = the rule's field (the reason's first word): one log line each
+                    self._log_once("refused", why.split(" ", 1)[0], raw,
+                                   refused[0].symbol if refused else None, reason=why[:200])
+                return [r.symbol for r in refused]
+            if self.recorder is not None:
+                stage = "record"
+                self._record(msg, raw, ts_recv_ns)
+            stage = "hub"
+            resyncs = [r.symbol for r in hub.on_message(msg, ts_recv_ns)]
+            trader = self.trader
+            if trader is not None:
+                stage = "trader"
+                trader.on_message(msg, ts_recv_ns)
+            if isinstance(msg, BookMsg):
+                if self.quote_inline and trader is not None:
+                    trader.quote(ts_recv_ns, [msg.symbol])
+                    trader.maybe_snapshot(trader.last_exch_ns)
+                else:
+                    self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
+            return resyncs
+        except _INPUT_ERRORS as exc:
+            hub.stats.frame_errors[stage] += 1
+            symbol = getattr(msg, "symbol", None)
+            self._log_once(stage, type(exc).__name__, raw, symbol, error=str(exc)[:200])
+            return [r.symbol for r in hub.resync_symbol(symbol, "frame_error")]
+
+    def _log_once(self, stage: str, kind: str, raw: bytes | str, symbol: str | None,
+                  **kw: Any) -> None:
+        if (stage, kind) in self._logged:
+            return
+        self._logged.add((stage, kind))
+        head = raw[:_FRAME_HEAD]
+        text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+        self.log.warning("frame_refused" if stage == "refused" else "frame_error", stage=stage,
+                         kind=kind, symbol=symbol, head=text, **kw)
 
     def _record(self, msg: Message, raw: bytes, ts_recv_ns: int) -> None:
         rec = self.recorder
@@ -242,11 +280,23 @@ class Daemon:
             on_outcome=lambda e, o: self.metrics.rest_requests.labels(e, o).inc(),
         )
         for sym in cfg.feed.symbols:
-            try:
-                body, ts = await rest.instruments(sym)
-            except PermanentRequestError as exc:
-                raise ConfigError(f"feed.symbols: {sym}: {exc}") from None
-            self.handle_frame(body, ts)
+            refused = 0
+            while True:
+                try:
+                    body, ts = await rest.instruments(sym)
+                except PermanentRequestError as exc:
+                    raise ConfigError(f"feed.symbols: {sym}: {exc}") from None
+                errors = self.hub.stats.decode_errors + sum(self.hub.stats.frame_errors.values())
+                self.handle_frame(body, ts)
+                if errors == (self.hub.stats.decode_errors
+                              + sum(self.hub.stats.frame_errors.values())):
+                    break
+                # a refused answer says nothing about the symbol: ask again, never guess steps
+                refused += 1
+                delay = min(cfg.rest.backoff_max_s,
+                            cfg.rest.backoff_base_s * 2 ** min(refused, 16))
+                self.log.warning("instruments_refused", symbol=sym, retry_in_s=delay)
+                await asyncio.sleep(delay)
             if sym not in self.hub.states:
                 raise ConfigError(
                     f"feed.symbols: {sym} is not listed by the venue for category "

@@ -47,6 +47,15 @@ class _HubCollector(Collector):
             "mmd_feed_decode_errors", "Malformed or truncated frames counted and skipped",
             value=stats.decode_errors,
         )
+        frame_errors = CounterMetricFamily(
+            "mmd_feed_frame_errors",
+            "Exceptions absorbed while handling one frame (counted, logged, symbol resynced), "
+            "by stage",
+            labels=["stage"],
+        )
+        for stage, n in sorted(stats.frame_errors.items()):
+            frame_errors.add_metric([stage], n)
+        yield frame_errors
         yield CounterMetricFamily(
             "mmd_feed_dropped_frames",
             "Book frames dropped (duplicate or stale update id, or waiting for a snapshot)",

@@ -111,8 +111,10 @@ class BybitRest:
             raise PermanentRequestError(f"GET {path}: HTTP {status}")
         try:
             env = orjson.loads(body)
-            ret_code = int(env["retCode"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            ret_code = env["retCode"]
+            if type(ret_code) is not int:
+                raise TypeError("retCode is not an integer")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             self._on_outcome(endpoint, "malformed")
             raise TransientError(f"GET {path}: malformed body") from None
         if ret_code != 0:

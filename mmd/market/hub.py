@@ -110,6 +110,9 @@ class HubStats:
         self.dropped_frames = 0
         self.control: collections.Counter[str] = collections.Counter()
         self.instrument_changes = 0
+        # exceptions absorbed at the frame boundary, by stage (decode, hub, trader, record)
+        self.frame_errors: collections.Counter[str] = collections.Counter()
+        self.last_refusal = ""  # why the codec refused the latest refused frame (for logs)
 
 
 class MarketHub:
@@ -144,22 +147,32 @@ class MarketHub:
 
     # -- frames ---------------------------------------------------------------------------
 
-    def decode(self, raw: bytes | str) -> Message | None:
-        """Decode one raw frame; a malformed one, or a kind mmd does not use, is counted and
-        gives None."""
+    def decode(self, raw: bytes | str) -> tuple[Message | None, list[Resync]]:
+        """Decode one raw frame; a refused one, or a kind mmd does not use, is counted and
+        gives None. A refused order book frame of a synced symbol also resyncs that symbol
+        (skipping an update would leave its book wrong)."""
         try:
             msg = decode_frame(raw)
-        except DecodeError:
+        except DecodeError as exc:
             self.stats.decode_errors += 1
-            return None
+            self.stats.last_refusal = str(exc)
+            return None, self.resync_symbol(exc.book_symbol, "bad_frame")
         if msg is None:
             self.stats.messages["other"] += 1
-        return msg
+        return msg, []
 
     def on_frame(self, raw: bytes | str, ts_recv_ns: int) -> list[Resync]:
-        """Decode and apply one raw frame. Malformed frames are counted and skipped."""
-        msg = self.decode(raw)
-        return [] if msg is None else self.on_message(msg, ts_recv_ns)
+        """Decode and apply one raw frame. Refused frames are counted and skipped."""
+        msg, resyncs = self.decode(raw)
+        return resyncs if msg is None else self.on_message(msg, ts_recv_ns)
+
+    def resync_symbol(self, symbol: str | None, reason: str) -> list[Resync]:
+        """Void a synced symbol's book (its frames could not be applied); [] when unknown or
+        already waiting for a snapshot."""
+        st = self.states.get(symbol) if symbol is not None else None
+        if st is None or not st.sync.synced:
+            return []
+        return [self._resync(st, symbol, reason)]  # type: ignore[arg-type]
 
     def on_message(self, msg: Message, ts_recv_ns: int) -> list[Resync]:
         """Apply one decoded message; returns the resyncs the shell must start."""
@@ -270,8 +283,9 @@ class MarketHub:
             if st.seen_trade(t.trade_id):
                 continue
             try:
-                px, qty = inst.px_to_ticks(t.price), inst.qty_to_lots(t.size)
-            except (ValueError, OverflowError):
+                px, qty = inst.price_ticks(t.price), inst.size_lots(t.size)
+            except ValueError:
+                # off-tick, not whole lots, or beyond MAX_SCALED: refused, never rounded
                 self.stats.decode_errors += 1
                 continue
             if px <= 0 or qty <= 0:
@@ -287,18 +301,15 @@ class MarketHub:
             return
         ring = st.klines
         for k in msg.klines:
-            try:
-                row = {
-                    "start_ns": k.start_ns,
-                    "open": float(k.open),
-                    "high": float(k.high),
-                    "low": float(k.low),
-                    "close": float(k.close),
-                    "volume": float(k.volume),
-                }
-            except ValueError:
-                self.stats.decode_errors += 1
-                continue
+            # the codec checked every field (plain decimals, ordered prices, time range)
+            row = {
+                "start_ns": k.start_ns,
+                "open": float(k.open),
+                "high": float(k.high),
+                "low": float(k.low),
+                "close": float(k.close),
+                "volume": float(k.volume),
+            }
             st.features.on_kline(k.start_ns, row["open"], row["high"], row["low"], row["close"],
                                  row["volume"], k.confirm)
             if len(ring) and ring.latest("start_ns") == k.start_ns:

@@ -67,29 +67,39 @@ class RingBuffer:
     def append(self, **values: Any) -> None:
         """Append one row; every field must be given exactly once.
 
-        Values are stored with numpy item assignment (cast to the field's dtype).
+        Values are cast to the fields' dtypes before anything is written, so a value the dtype
+        cannot hold (an int beyond int64) leaves the ring untouched: no torn row.
 
         Raises:
-            ValueError: a field is missing or unknown.
+            ValueError: a field is missing or unknown, or a value does not fit its dtype.
         """
         self._check_names(values)
+        row = self._cast(values)
         i = self._total % self._capacity
-        for name, value in values.items():
+        for name, value in row:
             self._data[name][i] = value
         self._total += 1
+
+    def _cast(self, values: dict[str, Any]) -> list[tuple[str, Any]]:
+        data = self._data
+        try:
+            return [(name, data[name].dtype.type(value)) for name, value in values.items()]
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise ValueError(f"RingBuffer row does not fit its dtypes: {exc}") from None
 
     def replace_last(self, **values: Any) -> None:
         """Overwrite the newest row in place (an upsert of the latest record); every field given.
 
         Raises:
-            ValueError: a field is missing or unknown.
+            ValueError: a field is missing or unknown, or a value does not fit its dtype.
             IndexError: the buffer is empty.
         """
         self._check_names(values)
         if self._total == 0:
             raise IndexError("replace_last on an empty RingBuffer")
+        row = self._cast(values)
         i = (self._total - 1) % self._capacity
-        for name, value in values.items():
+        for name, value in row:
             self._data[name][i] = value
 
     def extend(self, **arrays: npt.ArrayLike) -> None:

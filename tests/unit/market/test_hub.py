@@ -17,14 +17,16 @@ from mmd.model.instrument import Instrument
 
 CFG = MarketConfig(mid_capacity=64, trade_capacity=64, kline_capacity=8)
 INST = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
+# venue times must lie in 2000..2200 (codec rule): frames are stamped from the real capture's start
+T0 = 1_786_310_817_000
 
 
 def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]], sym: str = "BTCUSDT",
           seq: int | None = None) -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": 1_000 + u,
+    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": T0 + 1_000 + u,
                          "data": {"s": sym, "b": bids, "a": asks, "u": u,
                                   "seq": seq if seq is not None else 100 + u},
-                         "cts": 999 + u})
+                         "cts": T0 + 999 + u})
 
 
 def _hub(*symbols: str) -> MarketHub:
@@ -67,15 +69,15 @@ def test_hub_negative_size_counts_decode_error_and_resyncs() -> None:
 
 def test_hub_trades_deduplicated_across_ws_and_rest() -> None:
     hub = _hub()
-    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 5, "data": [
-        {"T": 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
-        {"T": 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
-    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 9, "result": {
+    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0 + 5, "data": [
+        {"T": T0 + 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
+        {"T": T0 + 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
+    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0 + 9, "result": {
         "category": "linear", "list": [
             {"execId": "c", "symbol": "BTCUSDT", "price": "100.2", "size": "0.003", "side": "Buy",
-             "time": "7"},
+             "time": str(T0 + 7)},
             {"execId": "b", "symbol": "BTCUSDT", "price": "100.0", "size": "0.001",
-             "side": "Sell", "time": "6"}]}})
+             "side": "Sell", "time": str(T0 + 6)}]}})
     hub.on_frame(ws, 1)
     hub.on_frame(rest, 2)
     tr = hub.states["BTCUSDT"].trades.array("px_ticks")
@@ -87,10 +89,11 @@ def test_hub_kline_same_start_upserts() -> None:
     hub = _hub()
 
     def kl(close: str, confirm: bool) -> bytes:
-        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": 1, "data": [
-            {"start": 60_000, "end": 119_999, "interval": "1", "open": "100", "close": close,
-             "high": "101", "low": "99", "volume": "2", "turnover": "200", "confirm": confirm,
-             "timestamp": 1}]})
+        start = T0 // 60_000 * 60_000
+        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
+            {"start": start, "end": start + 59_999, "interval": "1", "open": "100",
+             "close": close, "high": "101", "low": "99", "volume": "2", "turnover": "200",
+             "confirm": confirm, "timestamp": T0}]})
 
     hub.on_frame(kl("100.5", False), 1)
     hub.on_frame(kl("100.7", True), 2)
@@ -139,7 +142,7 @@ def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, j
 def test_hub_instrument_with_new_steps_restarts_symbol_state() -> None:
     hub = _hub()
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 1, "result": {
+    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
         "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
                                         "priceFilter": {"tickSize": "0.01"},
                                         "lotSizeFilter": {"qtyStep": "0.0001"}}]}})
@@ -174,21 +177,21 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     hub = _hub()
     trader = build_trader(AppConfig(), hub, ledger=False)
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": 1, "data": {
+    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": T0, "data": {
         "symbol": "BTCUSDT", "markPrice": "100.1", "fundingRate": "0.0001",
-        "nextFundingTime": "5000"}})
+        "nextFundingTime": str(T0 + 5000)}})
     hub.on_frame(ticker, 2)
     st = hub.states["BTCUSDT"]
-    assert st.funding_rate == 0.0001 and st.next_funding_ns == 5_000_000_000
+    assert st.funding_rate == 0.0001 and st.next_funding_ns == (T0 + 5000) * 1_000_000
     trader._ensure_symbol(st)
     trader.portfolio.apply_fill(OrderFilled(
         fill_id="x#1", client_order_id="x", symbol="BTCUSDT", side=1, px_ticks=1001,
         qty_lots=2000, leaves_lots=0, liquidity=1, fee_quote=0.0, ts_exch_ns=1), st.instrument)
-    for u, ts_ms in ((2, 4000), (3, 5001), (4, 6000)):  # before, after, after again
+    for u, ts_ms in ((2, T0 + 4000), (3, T0 + 5001), (4, T0 + 6000)):  # before, after, again
         frame = _book("delta", u, [["100.0", str(u)]], [])
         msg = decode_frame(frame)
         hub.on_frame(frame, ts_ms * 1_000_000)
-        # the book frame's venue time is 1000 + u ms: move the exchange clock explicitly
+        # the book frame's venue time is T0 + 1000 + u ms: move the exchange clock explicitly
         trader.last_exch_ns = ts_ms * 1_000_000
         trader.on_message(msg, ts_ms * 1_000_000)
     # 2 BTC long (2000 lots of 0.001) pays 2 * 100.1 * 0.0001 = 0.02002 once
@@ -221,3 +224,82 @@ def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
     assert trader.markouts[("BTCUSDT", 1)] == [-0.5, 1]
     assert trader.markouts[("BTCUSDT", 5)] == [3.0, 1]
     assert ("BTCUSDT", 30) not in trader.markouts
+
+
+def test_hub_off_tick_price_or_part_lot_refuses_the_frame_never_rounds() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    # 100.05 is half a tick of 0.1; 0.0005 is half a lot of 0.001 (rounding used to turn it
+    # into 0 and delete the level while the book stayed "synced")
+    for u, bids in ((2, [["100.05", "1"]]), (2, [["100.0", "0.0005"]]), (2, [["1e2", "1"]])):
+        out = hub.on_frame(_book("delta", u, bids, []), 2)
+        assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "bad_frame")]
+        assert hub.states["BTCUSDT"].book.best_bid() == (1000, 1000)  # untouched
+        hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 3)
+    assert hub.stats.decode_errors == 3
+
+
+def test_hub_refused_book_frame_resyncs_its_symbol_at_decode() -> None:
+    hub = _hub()
+    hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
+    bad = orjson.loads(_book("delta", 2, [["100.0", "2"]], []))
+    bad["data"]["u"] = "2"  # a string id is refused by the codec
+    out = hub.on_frame(orjson.dumps(bad), 2)
+    assert [(r.symbol, r.reason) for r in out] == [("BTCUSDT", "bad_frame")]
+    assert hub.readiness() == {"BTCUSDT": "unsynced:bad_frame"} and hub.stats.decode_errors == 1
+    assert hub.on_frame(orjson.dumps(bad), 3) == []  # already waiting: no second resync
+
+
+def test_hub_trade_off_tick_is_counted_and_skipped() -> None:
+    hub = _hub()
+    frame = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
+        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.15", "i": "a"},
+        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.0025", "p": "100.1", "i": "b"},
+        {"T": T0, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "c"}]})
+    hub.on_frame(frame, 1)
+    assert hub.states["BTCUSDT"].trades.array("px_ticks").tolist() == [1000]
+    assert hub.stats.decode_errors == 2
+
+
+def test_hub_refused_instruments_never_replace_a_good_instrument() -> None:
+    hub = _hub()
+    for tick in ("0", "-0.1", "NaN", "1e-2"):
+        info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
+            "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
+                                            "priceFilter": {"tickSize": tick},
+                                            "lotSizeFilter": {"qtyStep": "0.001"}}]}})
+        hub.on_frame(info, 1)
+    assert hub.states["BTCUSDT"].instrument.tick_size == "0.1"
+    assert hub.stats.decode_errors == 4 and hub.stats.instrument_changes == 0
+
+
+class _Exploding:
+    """A trader stand-in whose on_message raises the given exception (the barrier's input)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def on_message(self, msg: object, ts: int) -> None:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [TypeError("x"), OverflowError("x"), ZeroDivisionError("x"),
+                                 KeyError("x"), IndexError("x"), ValueError("x")])
+def test_frame_handler_absorbs_input_errors_counts_and_resyncs(exc: Exception) -> None:
+    from mmd.app import FrameHandler
+
+    hub = _hub()
+    handler = FrameHandler(hub, trader=_Exploding(exc))  # type: ignore[arg-type]
+    assert handler(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1) == ["BTCUSDT"]
+    assert hub.stats.frame_errors == {"trader": 1}
+    assert hub.readiness() == {"BTCUSDT": "unsynced:frame_error"}
+
+
+def test_frame_handler_lets_invariant_violations_crash() -> None:
+    from mmd.app import FrameHandler
+    from mmd.errors import InvariantViolation
+
+    hub = _hub()
+    handler = FrameHandler(hub, trader=_Exploding(InvariantViolation("bug")))  # type: ignore[arg-type]
+    with pytest.raises(InvariantViolation):
+        handler(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)

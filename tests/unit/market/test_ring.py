@@ -214,3 +214,15 @@ def test_ring_since_cursor_returns_rows_appended_after_it_bounded_by_capacity() 
     # 9 rows appended since the cursor, only the last 4 are still held
     assert ring.since(cursor)["x"].tolist() == [8, 9, 10, 11]
     assert ring.since(0)["x"].tolist() == [8, 9, 10, 11]
+
+
+def test_ring_value_beyond_int64_is_refused_without_a_torn_row() -> None:
+    ring = RingBuffer(2, {"ts_ns": np.int64, "px": np.float64})
+    ring.append(ts_ns=1, px=1.5)
+    ring.append(ts_ns=2, px=2.5)
+    with pytest.raises(ValueError):
+        ring.append(ts_ns=2**63, px=9.0)  # the oldest row would be overwritten
+    assert ring.array("ts_ns").tolist() == [1, 2] and ring.array("px").tolist() == [1.5, 2.5]
+    with pytest.raises(ValueError):
+        ring.replace_last(ts_ns=-(2**63) - 1, px=9.0)
+    assert ring.total == 2 and ring.latest("px") == 2.5

@@ -20,6 +20,13 @@ from mmd.trading.trader import REASON_STEP_CHANGE, Trader
 
 SYM = "BTCUSDT"
 MS = 1_000_000
+# frame times are ms after BASE_MS (2026-08-09 01:00 UTC: the codec refuses times before 2000)
+BASE_MS = 1_786_237_200_000
+
+
+def at(ts_ms: int) -> int:
+    """BASE_MS + ts_ms, in ns."""
+    return (BASE_MS + ts_ms) * MS
 
 
 def instruments(tick: str, lot: str) -> bytes:
@@ -30,18 +37,20 @@ def instruments(tick: str, lot: str) -> bytes:
 
 def book(u: int, ts_ms: int, bids: list[list[str]], asks: list[list[str]],
          typ: str = "snapshot") -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": ts_ms, "cts": ts_ms,
+    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": BASE_MS + ts_ms, "cts": BASE_MS + ts_ms,
                          "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": u}})
 
 
 def trade(ts_ms: int, px: str, qty: str, side: str, tid: str) -> bytes:
-    return orjson.dumps({"topic": f"publicTrade.{SYM}", "type": "snapshot", "ts": ts_ms,
-                         "data": [{"T": ts_ms, "s": SYM, "S": side, "v": qty, "p": px,
+    return orjson.dumps({"topic": f"publicTrade.{SYM}", "type": "snapshot", "ts": BASE_MS + ts_ms,
+                         "data": [{"T": BASE_MS + ts_ms, "s": SYM, "S": side, "v": qty, "p": px,
                                    "i": tid}]})
 
 
 def ticker(ts_ms: int, typ: str, **fields: str) -> bytes:
-    return orjson.dumps({"topic": f"tickers.{SYM}", "type": typ, "ts": ts_ms,
+    if "nextFundingTime" in fields:
+        fields["nextFundingTime"] = str(BASE_MS + int(fields["nextFundingTime"]))
+    return orjson.dumps({"topic": f"tickers.{SYM}", "type": typ, "ts": BASE_MS + ts_ms,
                          "data": {"symbol": SYM, **fields}})
 
 
@@ -66,18 +75,18 @@ class Rig:
         self.handle = FrameHandler(self.hub, None, None, self.trader)
 
     def feed(self, frame: bytes, ts_ms: int) -> None:
-        self.handle(frame, ts_ms * MS)
+        self.handle(frame, at(ts_ms))
 
     def submit(self, coid: str, side: int, px_ticks: int, qty_lots: int, ts_ms: int) -> None:
         self.trader.send(SubmitOrder(client_order_id=coid, symbol=SYM, side=side,
-                                     px_ticks=px_ticks, qty_lots=qty_lots), ts_ms * MS)
+                                     px_ticks=px_ticks, qty_lots=qty_lots), at(ts_ms))
 
 
 def long_position(rig: Rig, lots: int) -> None:
     """Buy `lots` lots of 0.001 at 100.1 (tick 0.1): a bid inside the spread, hit by a trade."""
     rig.feed(instruments("0.1", "0.001"), 0)
     rig.feed(book(1, 1000, [["100.0", "1"]], [["100.2", "1"]]), 1000)
-    rig.trader.restore(1000 * MS)  # what the daemon's first quote does (an empty ledger)
+    rig.trader.restore(at(1000))  # what the daemon's first quote does (an empty ledger)
     # the trader starts reading trades after the first trade frame it sees
     rig.feed(trade(1000, "100.2", "0.001", "Buy", "t0"), 1000)
     rig.submit("b1", BUY, 1001, lots, 1000)
@@ -127,7 +136,7 @@ def test_trader_refuses_a_nan_funding_rate_and_journals_nothing(tmp_path: Path) 
     long_position(rig, 30)
     tr = rig.trader
     st = rig.hub.states[SYM]
-    st.funding_rate, st.next_funding_ns, st.mark_price = float("nan"), 5000 * MS, 100.1
+    st.funding_rate, st.next_funding_ns, st.mark_price = float("nan"), at(5000), 100.1
     rig.feed(book(3, 5001, [["100.0", "3"]], [], "delta"), 5001)
     assert tr.funding_payments == 0 and tr.settler.refused == 1
     assert tr.portfolio.funding_quote == 0.0
@@ -186,7 +195,7 @@ def test_trader_step_change_cancels_with_events_and_rebases_the_position(
     tr.ledger.close()
     again.feed(instruments("0.5", "0.01"), 2000)
     again.feed(book(1, 2000, [["100.0", "1"]], [["100.5", "1"]]), 2000)
-    again.trader.restore(2000 * MS)
+    again.trader.restore(at(2000))
     pos2 = again.trader.portfolio.position(SYM)
     assert (pos2.position_lots, pos2.avg_entry_ticks) == (3, pytest.approx(200.2))
     assert pos2.fees_quote == pytest.approx(0.0006006)
@@ -214,7 +223,7 @@ def test_trader_restart_restores_the_day_pnl_baseline(tmp_path: Path) -> None:
     again = Rig(config(tmp_path, max_loss_per_day=1.0), ledger=True)
     again.feed(instruments("0.1", "0.001"), 3000)
     again.feed(book(1, 3000, [["70.0", "1"]], [["70.2", "1"]]), 3000)
-    again.trader.restore(3000 * MS)
+    again.trader.restore(at(3000))
     again.feed(book(2, 3001, [["70.0", "2"]], [], "delta"), 3001)
     # mid 70.1: total 0.03 * (70.1 - 100.1) - 0.0006006 = -0.9006006; one more drop trips it
     assert again.trader.day_today == pytest.approx(-0.9006006)
