@@ -399,6 +399,11 @@ def default_cache_dir() -> Path:
     return base / "mmd" / "events"
 
 
+def file_digests(files: list[Path]) -> list[str]:
+    """The hex sha256 of each file (read in full)."""
+    return [file_digest(f) for f in files]
+
+
 def file_digest(path: Path) -> str:
     """The hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -406,6 +411,38 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def recording_digests(files: list[Path], cache_dir: Path) -> list[str]:
+    """The files' sha256 digests, remembered in `<cache_dir>/digests.json` by device, inode,
+    size and mtime, so a warm start does not read the recordings again."""
+    memo_path = cache_dir / "digests.json"
+    try:
+        memo: dict[str, list[str]] = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    out, changed = [], False
+    for f in files:
+        key, name = _stat_key(f), str(f.resolve())
+        known = memo.get(name)
+        if known is not None and known[0] == key:
+            out.append(known[1])
+            continue
+        digest = file_digest(f)
+        memo[name] = [key, digest]
+        out.append(digest)
+        changed = True
+    if changed:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f"digests.json.partial-{os.getpid()}")
+        tmp.write_text(json.dumps(memo), encoding="utf-8")
+        os.replace(tmp, memo_path)  # concurrent writers: the last one wins, nothing breaks
+    return out
 
 
 def codec_fingerprint() -> str:
@@ -472,8 +509,17 @@ def decode_events(files: list[Path]) -> EventArrays:
     return ev
 
 
-def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write ev as a directory of uncompressed `.npy` files plus `meta.json`, atomically."""
+def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, *,
+                replace: bool = True) -> Path:
+    """Write ev as a directory of uncompressed `.npy` files plus `meta.json`, atomically.
+
+    Args:
+        ev: the arrays.
+        out: the directory to write.
+        meta: more fields for meta.json.
+        replace: replace an existing `out`; when False an existing one (another process
+            finished first) is kept and this copy dropped.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
@@ -487,8 +533,14 @@ def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None) 
                "inst_lot_size": ev.inst_lot_size}
         (tmp / "meta.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
         if out.exists():
+            if not replace:
+                return out
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if replace or not out.is_dir():
+                raise  # not a concurrent writer that got there first
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -520,7 +572,9 @@ def load_events(paths: list[str] | list[Path], cache_dir: str | Path | None = No
 
     The cache entry is `<cache_dir>/<key>/`, key = sha256 of the format version, the codec
     fingerprint (codec_fingerprint) and the recordings' sha256 digests in the given order (the
-    order decides ties in the merge). A changed recording has another digest, so another entry.
+    order decides ties in the merge). A changed recording has another digest, so another entry;
+    digests are remembered by file identity, size and mtime (recording_digests). Processes
+    that build the same entry at once each decode; the first one written is kept.
 
     Args:
         paths: recordings (files or directories), in the order the replay would merge them.
@@ -541,9 +595,9 @@ def load_events(paths: list[str] | list[Path], cache_dir: str | Path | None = No
     for f in files:
         if not f.is_file():
             raise ValueError(f"{f}: no such file")
-    digests = [file_digest(f) for f in files]
-    entry = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    entry = entry / cache_key(digests)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    digests = file_digests(files) if refresh else recording_digests(files, root)
+    entry = root / cache_key(digests)
     if not refresh and (entry / "meta.json").is_file():
         try:
             ev = open_events(entry)
@@ -554,7 +608,8 @@ def load_events(paths: list[str] | list[Path], cache_dir: str | Path | None = No
             return ev
     ev = decode_events(files)
     recs = [{"path": str(f), "sha256": d} for f, d in zip(files, digests, strict=True)]
-    save_events(ev, entry, {"recordings": recs, "codec": codec_fingerprint()})
+    save_events(ev, entry, {"recordings": recs, "codec": codec_fingerprint()},
+                replace=refresh)
     return open_events(entry)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from mmd.feeds.book_sync import BookSync
 from mmd.feeds.convert import instruments_info_envelope
-from mmd.feeds.events import decode_events, load_events, open_events
+from mmd.feeds.events import decode_events, load_events, open_events, save_events
 from mmd.feeds.recording import RecordingWriter
 from mmd.feeds.replay import merged_frames
 from mmd.kernels.book_sync import (
@@ -245,7 +245,11 @@ def test_cache_reused_until_a_recording_changes(tmp_path: Path) -> None:
     third = load_events([rec], cache)
     assert not third.cache_hit and third.path != entry
     assert len(third.book_u) == len(first.book_u) + 1
-    assert sorted(p.name for p in cache.iterdir()) == sorted([entry.name, third.path.name])
+    assert third.meta["recordings"][0]["sha256"] != second.meta["recordings"][0]["sha256"]
+    entries = sorted(p.name for p in cache.iterdir() if p.is_dir())
+    assert entries == sorted([entry.name, third.path.name])  # no partial directories left
+    fourth = load_events([rec], cache)
+    assert fourth.cache_hit and fourth.path == third.path
 
 
 def test_convert_events_cli(tmp_path: Path) -> None:
@@ -269,3 +273,19 @@ def test_not_a_recording_is_refused(tmp_path: Path) -> None:
     junk = _write(tmp_path / "junk.rec.gz", [(1, b'{"op":"pong"}')])
     with pytest.raises(ValueError, match="not a recording"):
         load_events([junk], tmp_path / "cache")
+
+
+def test_refresh_decodes_again_and_a_finished_entry_is_kept(tmp_path: Path) -> None:
+    rec = _write(tmp_path / "btc.rec.gz", _btc_lines())
+    cache = tmp_path / "cache"
+    first = load_events([rec], cache)
+    again = load_events([rec], cache, refresh=True)
+    assert not again.cache_hit and again.path == first.path
+    # a second writer of the same entry (a concurrent process) leaves the first one's files
+    other = decode_events([_write(tmp_path / "eth.rec.gz", [
+        (10, instruments_info_envelope(ETH, 0))])])
+    assert again.path is not None
+    save_events(other, again.path, replace=False)
+    assert open_events(again.path).symbols == [("linear", "BTCUSDT")]
+    save_events(other, again.path)
+    assert open_events(again.path).symbols == [("linear", "ETHUSDT")]
