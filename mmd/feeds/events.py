@@ -547,7 +547,12 @@ def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, 
 
 
 def open_events(path: Path) -> EventArrays:
-    """Memory-map a directory written by save_events (read-only arrays).
+    """Memory-map a directory written by save_events.
+
+    The arrays are mapped copy-on-write (`mmap_mode="c"`): pages are shared with the page
+    cache (and other processes) until written, a write never reaches the file, and numba sees
+    the same writable `array(int64, 1d, C)` type as for in-memory arrays, so a kernel compiles
+    once for both (read-only maps would be a second type).
 
     Raises:
         ValueError: not an event cache directory, or one of another format version.
@@ -560,7 +565,7 @@ def open_events(path: Path) -> EventArrays:
     if doc.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: event cache format {doc.get('format')}, "
                          f"expected {FORMAT_VERSION}")
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAY_FIELDS}
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="c") for name in ARRAY_FIELDS}
     return EventArrays(**arrays, symbols=[(c, s) for c, s in doc["symbols"]],
                        inst_tick_size=list(doc["inst_tick_size"]),
                        inst_lot_size=list(doc["inst_lot_size"]), meta=doc, path=path)

@@ -80,6 +80,19 @@ def _check_recording(files: list[Path], cache: Path) -> dict[str, int]:
     assert trades.array("px_ticks").tolist() == ev.trade_px_ticks.tolist()
     assert trades.array("qty_lots").tolist() == ev.trade_qty_lots.tolist()
     assert trades.array("side").tolist() == ev.trade_side.tolist()
+    # klines: the hub's upsert by start (the same candle again replaces the last one)
+    ring: list[tuple[int, float, float, float, float, float]] = []
+    for j in range(len(ev.kline_start_ns)):
+        row = (int(ev.kline_start_ns[j]), float(ev.kline_open[j]), float(ev.kline_high[j]),
+               float(ev.kline_low[j]), float(ev.kline_close[j]), float(ev.kline_volume[j]))
+        if ring and ring[-1][0] == row[0]:
+            ring[-1] = row
+        elif not ring or ring[-1][0] < row[0]:
+            ring.append(row)
+    assert len(ring) == len(st.klines) > 0
+    got = list(zip(*(st.klines.array(k).tolist() for k in
+                     ("start_ns", "open", "high", "low", "close", "volume")), strict=True))
+    assert got == ring
     print(f"{meta.category}/{meta.symbol}: {compared} frames compared, {applied} book frames "
           f"applied, {len(ev.trade_px_ticks)} trades, {len(ev.level_px_ticks)} level rows")
     return {"compared": compared, "applied": applied}

@@ -239,6 +239,9 @@ def test_cache_reused_until_a_recording_changes(tmp_path: Path) -> None:
     assert second.cache_hit and second.path == entry
     assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == stamps
     assert (second.level_px_ticks == first.level_px_ticks).all()
+    # copy-on-write: writable in the process, the file keeps its bytes
+    second.level_px_ticks[0] = -7
+    assert open_events(entry).level_px_ticks[0] == 1000
     assert second.meta["recordings"][0]["path"] == str(rec)
     # one more line: another digest, another entry, decoded again
     _write(rec, [(150, _book("BTCUSDT", "delta", 11, [["99.8", "1"]], [], 149))])
