@@ -157,25 +157,28 @@ class EventArrays:
                    + len(self.kline_start_ns) + len(self.ticker_sym))
 
 
-ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(EventArrays)
-                     if f.name.split("_", 1)[0] in ("ev", "book", "level", "trade", "kline",
-                                                     "ticker", "inst")
-                     and f.name not in ("inst_tick_size", "inst_lot_size"))
+# the array columns, in declaration order (annotations are strings under __future__ annotations)
+ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(EventArrays) if f.type in ("I64", "F64"))
 
 
 class _Columns:
-    """Growable Python lists per column (turned into arrays once, at the end)."""
+    """Rows as Python tuples, appended positionally (cheap), turned into columns at the end."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        self.cols: dict[str, list[Any]] = {n: [] for n in names}
+        self.names = {n: j for j, n in enumerate(names)}
+        self.rows: list[tuple[Any, ...]] = []
 
-    def add(self, **values: Any) -> int:
-        n = 0
-        for k, v in values.items():
-            col = self.cols[k]
-            n = len(col)
-            col.append(v)
-        return n
+    def add(self, *values: Any) -> int:
+        self.rows.append(values)
+        return len(self.rows) - 1
+
+    def column(self, name: str, dtype: Any) -> Any:
+        j = self.names[name]
+        return np.fromiter((r[j] for r in self.rows), dtype, count=len(self.rows))
+
+    def values(self, name: str) -> list[Any]:
+        j = self.names[name]
+        return [r[j] for r in self.rows]
 
 
 class EventBuilder:
@@ -233,14 +236,13 @@ class EventBuilder:
             self._on_klines(sym, msg, ts_recv_ns, frame)
         else:
             idx = self._ticker.add(
-                sym=sym, recv=ts_recv_ns,
-                next=-1 if msg.next_funding_ns is None else msg.next_funding_ns,
-                rate=np.nan if msg.funding_rate is None else msg.funding_rate,
-                mark=np.nan if msg.mark_price is None else msg.mark_price)
+                sym, ts_recv_ns, -1 if msg.next_funding_ns is None else msg.next_funding_ns,
+                np.nan if msg.funding_rate is None else msg.funding_rate,
+                np.nan if msg.mark_price is None else msg.mark_price)
             self._event(codes.EV_TICKER, sym, idx, frame, ts_recv_ns, -1)
 
     def _event(self, kind: int, sym: int, idx: int, frame: int, recv: int, exch: int) -> None:
-        self._ev.add(kind=kind, sym=sym, idx=idx, frame=frame, recv=recv, exch=exch)
+        self._ev.add(kind, sym, idx, frame, recv, exch)
 
     def _on_instruments(self, sym: int, symbol: str, msg: InstrumentsMsg, recv: int,
                         frame: int) -> None:
@@ -259,9 +261,8 @@ class EventBuilder:
             else:
                 continue  # same steps: the hub keeps its state and its instrument
             self._inst[sym] = inst
-            idx = self._inst_rows.add(sym=sym, recv=recv, flags=flags, tick=inst.tick,
-                                      lot=inst.lot, tick_size=inst.tick_size,
-                                      lot_size=inst.lot_size)
+            idx = self._inst_rows.add(sym, recv, flags, inst.tick, inst.lot, inst.tick_size,
+                                      inst.lot_size)
             self._event(codes.EV_INSTRUMENT, sym, idx, frame, recv, -1)
 
     def _on_book(self, sym: int, inst: Instrument, msg: BookMsg, recv: int, frame: int) -> None:
@@ -275,8 +276,8 @@ class EventBuilder:
             bpx = bqty = apx = aqty = np.empty(0, np.int64)
         self._level_px += (bpx, apx)
         self._level_qty += (bqty, aqty)
-        idx = self._book.add(sym=sym, flags=flags, u=msg.u, seq=msg.seq, exch=msg.ts_exch_ns,
-                             recv=recv, n_bid=len(bpx), n_ask=len(apx))
+        idx = self._book.add(sym, flags, msg.u, msg.seq, msg.ts_exch_ns, recv, len(bpx),
+                             len(apx))
         self._event(codes.EV_BOOK, sym, idx, frame, recv, msg.ts_exch_ns)
 
     def _seen_trade(self, sym: int, trade_id: str) -> bool:
@@ -303,8 +304,7 @@ class EventBuilder:
             if px <= 0 or qty <= 0:
                 self.refused += 1
                 continue
-            idx = self._trade.add(sym=sym, exch=t.ts_exch_ns, recv=recv, px=px, qty=qty,
-                                  side=t.side)
+            idx = self._trade.add(sym, t.ts_exch_ns, recv, px, qty, t.side)
             self._event(codes.EV_TRADE, sym, idx, frame, recv, t.ts_exch_ns)
 
     def _on_klines(self, sym: int, msg: KlineMsg, recv: int, frame: int) -> None:
@@ -315,9 +315,7 @@ class EventBuilder:
             except ValueError:
                 self.refused += 1
                 continue
-            idx = self._kline.add(sym=sym, recv=recv, start=k.start_ns, confirm=int(k.confirm),
-                                  open=row[0], high=row[1], low=row[2], close=row[3],
-                                  volume=row[4])
+            idx = self._kline.add(sym, recv, k.start_ns, int(k.confirm), *row)
             self._event(codes.EV_KLINE, sym, idx, frame, recv, -1)
 
     def finish(self) -> EventArrays:
@@ -325,7 +323,7 @@ class EventBuilder:
         i64 = np.int64
 
         def col(c: _Columns, name: str, dtype: Any = i64) -> Any:
-            return np.array(c.cols[name], dtype)
+            return c.column(name, dtype)
 
         b = self._book
         n_bid, n_ask = col(b, "n_bid"), col(b, "n_ask")
@@ -378,7 +376,7 @@ class EventBuilder:
             inst_flags=col(ins, "flags"), inst_tick=col(ins, "tick", np.float64),
             inst_lot=col(ins, "lot", np.float64),
             symbols=list(self.symbols),
-            inst_tick_size=list(ins.cols["tick_size"]), inst_lot_size=list(ins.cols["lot_size"]),
+            inst_tick_size=ins.values("tick_size"), inst_lot_size=ins.values("lot_size"),
             meta={"frames": self.frames, "decode_errors": self.decode_errors,
                   "skipped": self.skipped, "refused": self.refused},
         )
@@ -519,8 +517,14 @@ def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, 
         meta: more fields for meta.json.
         replace: replace an existing `out`; when False an existing one (another process
             finished first) is kept and this copy dropped.
+
+    Raises:
+        ValueError: out exists and is not an event cache directory (it is left alone).
     """
     out = Path(out)
+    if out.exists() and not (out / "meta.json").is_file():
+        # never delete what is not an event cache (a typo'd --out must not cost a directory)
+        raise ValueError(f"{out} exists and is not an event cache directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

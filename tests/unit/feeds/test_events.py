@@ -270,6 +270,20 @@ def test_convert_events_cli(tmp_path: Path) -> None:
                           str(tmp_path / "missing.rec.gz"), "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+    # an --out that is not an event cache is never replaced
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    refused = subprocess.run([sys.executable, "-m", "mmd", "convert", "events", str(rec),
+                              "--out", str(keep)], capture_output=True, text=True, env=env,
+                             timeout=120, check=False)
+    assert refused.returncode == 2 and "not an event cache" in refused.stderr
+    assert (keep / "notes.txt").read_text() == "mine"
+    # converting again over its own output is fine
+    again = subprocess.run([sys.executable, "-m", "mmd", "convert", "events", str(rec),
+                            "--out", str(out)], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
 
 
 def test_not_a_recording_is_refused(tmp_path: Path) -> None:
