@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override [feed] source (picks the default state dir)")
 
     cv = sub.add_parser("convert", help="convert recordings between formats")
-    cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest"])
+    cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest", "events"])
     cv.add_argument("inputs", nargs="+")
-    cv.add_argument("--out", required=True, help="output file or directory")
+    cv.add_argument("--out", required=True,
+                    help="output file or directory (events: the event cache directory)")
     return p
 
 
@@ -181,6 +182,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         asyncio.run(serve(args.data, args.host, args.port, args.speed, args.faults,
                           args.keep_timestamps))
         return EXIT_OK
+    if args.command == "convert" and args.kind == "events":
+        return _convert_events(args.inputs, args.out)
     if args.command == "convert":
         from mmd.feeds.convert import run_convert
 
@@ -208,6 +211,24 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "record":
         for path in app.record(cfg, args.out, args.duration):
             print(path)
+    return EXIT_OK
+
+
+def _convert_events(inputs: list[str], out: str) -> int:
+    """`mmd convert events REC... --out DIR`: the recordings' event cache, written to DIR."""
+    from mmd.feeds.events import convert_events
+
+    try:
+        ev = convert_events(inputs, out)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"convert events: {' '.join(str(exc).split())}") from exc
+    m = ev.meta
+    print(out)
+    print(f"  {m['frames']} frames -> {len(ev.ev_kind)} events: {len(ev.book_sym)} book frames "
+          f"({len(ev.level_px_ticks)} level rows), {len(ev.trade_px_ticks)} trades, "
+          f"{len(ev.kline_start_ns)} klines, {len(ev.ticker_sym)} tickers, "
+          f"{len(ev.symbols)} symbols; {m['decode_errors']} undecodable, {m['skipped']} "
+          f"skipped, {m['refused']} refused; decoded in {m['decode_s']:.2f} s")
     return EXIT_OK
 
 

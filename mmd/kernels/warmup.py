@@ -53,6 +53,17 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book.compute_mid_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_spread_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_depth_qty": lambda: (_side()[1], 2, 5),
+    # book_sync: one symbol's sync row int64[5], a book int64[2, capacity]; the reference loop
+    # over an empty event stream (n_sym=1, capacity 4, top 2)
+    "book_sync.reset_book_sync": lambda: (np.zeros(5, I64),),
+    "book_sync.advance_book_sync": lambda: (np.array([-1, -1, 0, 0, 0], I64), 1, 5, 0),
+    "book_sync.apply_book_frame": lambda: (
+        np.zeros((2, 4), I64), np.zeros((2, 4), I64), np.array([-1, -1, 0, 0, 0], I64), 1, 5, 0,
+        *_levels(), 1),
+    "book_sync.replay_book_tops": lambda: (
+        np.zeros((1, 2, 4), I64), np.zeros((1, 2, 4), I64), np.zeros((1, 5), I64),
+        np.zeros((0, 3), I64), np.zeros((0, 6), I64), np.zeros(0, I64), np.zeros(0, I64),
+        np.zeros(0, I64), np.zeros((0, 4, 2), I64), np.zeros((0, 4), I64)),
     # features: oversized state arrays of the engine's dtypes; zeros keep every clock still, the
     # ones/NaN variants give the paths that divide a non-zero window or bucket count
     "features.compute_imbalance": lambda: (_side()[1], 1, _side()[1], 1, 5),
