@@ -342,8 +342,8 @@ class Daemon:
         t0 = loop.time()
         for ts, frame in heapq.merge(*gens, key=lambda x: x[0]):
             delay = t0 + (ts - start_ns) / 1e9 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # behind schedule: still yield, so /healthz, the quoter and SIGTERM get the loop
+            await asyncio.sleep(delay if delay > 0 else 0)
             # stamp with the real receive time so lag figures mean something
             self.handle_frame(frame, self.clock.now_ns())
 

@@ -243,7 +243,7 @@ class OrderManager:
         if not book:
             return []
         return [
-            OpenOrder(o.client_order_id, o.side, o.px_ticks, o.leaves_lots)
+            OpenOrder(o.client_order_id, o.side, o.px_ticks, o.leaves_lots, o.qty_lots)
             for o in book.values()
             if o.status is not OrderStatus.PENDING_CANCEL
         ]
