@@ -2,8 +2,10 @@
 
 Usage: `python tests/bench/run.py [--quick] [-k SUBSTRING]`. Each `tests/bench/bench_*.py`
 exposes `run(quick: bool) -> list[dict]`; modules are loaded by file path, so `tests` need not be
-a package. `--quick` is the short size CI runs. Exits 1 when a benchmark raises (the others
-still run and their lines are printed), 0 otherwise.
+a package. `--quick` is the short size CI runs. Every row is checked (a name, at least one
+figure, every figure a finite positive number, names unique across the run). Exits 1 when a
+benchmark raises or a row fails the check (the others still run and their lines are printed), 0
+otherwise; `.ci/run` runs it, so a broken benchmark fails CI.
 """
 
 from __future__ import annotations
@@ -38,12 +40,18 @@ def bench_files(pattern: str = "") -> list[Path]:
 
 
 def check_row(row: Any, source: Path) -> dict[str, Any]:
-    """A result row must be a dict with a non-empty string name and finite figures."""
+    """A result row must be a dict with a non-empty string name and at least one figure; every
+    figure is a finite, positive int or float (not a bool)."""
     if not isinstance(row, dict) or not isinstance(row.get("name"), str) or not row["name"]:
         raise TypeError(f"{source.name}: result rows must be dicts with a 'name', got {row!r}")
-    for key, value in row.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{source.name}: {row['name']}.{key} is {value}")
+    figures = {k: v for k, v in row.items() if k != "name"}
+    if not figures:
+        raise ValueError(f"{source.name}: {row['name']} has no figures")
+    for key, value in figures.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{source.name}: {row['name']}.{key} is not a number: {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{source.name}: {row['name']}.{key} = {value}")
     return row
 
 
@@ -56,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(REPO) not in sys.path:  # run as a script from anywhere: make `mmd` importable
         sys.path.insert(0, str(REPO))
     failed = []
+    seen: set[str] = set()
     for path in bench_files(args.k):
         try:
             rows = [check_row(r, path) for r in load_module(path).run(args.quick)]
@@ -63,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
             failed.append(path.name)
             continue
+        names = [r["name"] for r in rows]
+        repeated = sorted({n for n in names if n in seen or names.count(n) > 1})
+        if repeated:
+            print(f"{path.name}: benchmark names repeat: {repeated}", file=sys.stderr)
+            failed.append(path.name)
+        seen.update(r["name"] for r in rows)
         for row in rows:
             print(json.dumps(row, allow_nan=False), flush=True)
     if failed:

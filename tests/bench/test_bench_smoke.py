@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RUN = Path(__file__).resolve().parent / "run.py"
 
 
 def test_bench_runner_quick_prints_named_json_lines_with_positive_figures(tmp_path: Path) -> None:
-    # run from elsewhere: run.py must find the bench modules and mmd by itself
+    # run from elsewhere: run.py must find the bench modules and mmd by itself. One real module
+    # (the book kernels) end to end; every module runs in `.ci/run` (`run.py --quick`, whose
+    # row checks are tested below), so the suite does not run them all twice
     proc = subprocess.run(
-        [sys.executable, str(RUN), "--quick"],
+        [sys.executable, str(RUN), "--quick", "-k", "book"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -40,6 +44,21 @@ def test_bench_runner_quick_prints_named_json_lines_with_positive_figures(tmp_pa
         names.append(row["name"])
     assert len(names) == len(set(names)), "benchmark names repeat"
     assert any(n.startswith("book.apply_levels") for n in names)
+
+
+@pytest.mark.parametrize("body", [
+    "def run(quick):\n    return [{'name': 'x', 'a': 0.0}]\n",            # not positive
+    "def run(quick):\n    return [{'name': 'x', 'a': True}]\n",           # a bool
+    "def run(quick):\n    return [{'name': 'x', 'a': 'fast'}]\n",         # not a number
+    "def run(quick):\n    return [{'name': 'x'}]\n",                      # no figure
+    "def run(quick):\n    return [{'name': 'x', 'a': 1}, {'name': 'x', 'a': 2}]\n",  # repeated
+])
+def test_bench_runner_refuses_a_bad_row(tmp_path: Path, body: str) -> None:
+    (tmp_path / "run.py").write_text(RUN.read_text())
+    (tmp_path / "bench_bad.py").write_text(body)
+    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), "--quick"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1, proc.stdout
 
 
 def test_bench_runner_failing_module_exits_nonzero(tmp_path: Path) -> None:
