@@ -63,13 +63,16 @@ class SyntheticTruth:
     `trade_buy` (taker side), `trade_px` (price), `trade_order` (the aggressive order it belongs
     to: one order may sweep several levels), `trade_informed`, `trade_mid` (latent mid when the
     order was executed) and `trade_future_mid` (the latent mid `horizon_s` after the trade: what
-    an informed trader knew; NaN when informed_share is 0). Regime path: `regime_start_ns` and
+    an informed trader knew; NaN when informed_share is 0). Per aggressive order (numbered from
+    1 as in `trade_order`, whether or not it reached the book): `order_ts_ms`, `order_informed`,
+    `order_buy`, `order_mid` and `order_future_mid`. Regime path: `regime_start_ns` and
     `regime` (codes into REGIME_NAMES), a regime lasting until the next start. A step's truth is
     appended when the step is generated, so it may run a few frames ahead of the consumer.
     """
 
-    _TRADE_FIELDS = ("trade_ts_ms", "trade_id", "trade_buy", "trade_px", "trade_order",
+    TRADE_FIELDS = ("trade_ts_ms", "trade_id", "trade_buy", "trade_px", "trade_order",
                      "trade_informed", "trade_mid", "trade_future_mid")
+    ORDER_FIELDS = ("order_ts_ms", "order_informed", "order_buy", "order_mid", "order_future_mid")
 
     def __init__(self) -> None:
         self.horizon_s = math.nan
@@ -81,6 +84,11 @@ class SyntheticTruth:
         self.trade_informed: list[bool] = []
         self.trade_mid: list[float] = []
         self.trade_future_mid: list[float] = []
+        self.order_ts_ms: list[int] = []
+        self.order_informed: list[bool] = []
+        self.order_buy: list[bool] = []
+        self.order_mid: list[float] = []
+        self.order_future_mid: list[float] = []
         self.regime_start_ns: list[int] = []
         self.regime: list[int] = []
 
@@ -95,6 +103,11 @@ class SyntheticTruth:
             "trade_informed": np.asarray(self.trade_informed, dtype=np.bool_),
             "trade_mid": np.asarray(self.trade_mid, dtype=np.float64),
             "trade_future_mid": np.asarray(self.trade_future_mid, dtype=np.float64),
+            "order_ts_ms": np.asarray(self.order_ts_ms, dtype=np.int64),
+            "order_informed": np.asarray(self.order_informed, dtype=np.bool_),
+            "order_buy": np.asarray(self.order_buy, dtype=np.bool_),
+            "order_mid": np.asarray(self.order_mid, dtype=np.float64),
+            "order_future_mid": np.asarray(self.order_future_mid, dtype=np.float64),
             "regime_start_ns": np.asarray(self.regime_start_ns, dtype=np.int64),
             "regime": np.asarray(self.regime, dtype=np.int8),
             "regime_names": np.asarray(REGIME_NAMES, dtype=np.str_),
@@ -473,6 +486,12 @@ class _Run:
                     is_buy = future > self.mid
             self.order_no += 1
             reach = reach_units / cfg.trade_decay_per_tick  # Exp(decay) ticks from the mid
+            if truth is not None:
+                truth.order_ts_ms.append(t_ms)
+                truth.order_informed.append(informed)
+                truth.order_buy.append(is_buy)
+                truth.order_mid.append(self.mid * cfg.tick_size)
+                truth.order_future_mid.append(future * cfg.tick_size)
             side = self.asks if is_buy else self.bids
             first_item = len(items)
             remaining = max(1, round(TRADE_MEDIAN_LOTS * rng.lognormal(0.0, TRADE_SIZE_SIGMA)))
