@@ -116,15 +116,15 @@ class RegimesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # share of aggressive orders sent by traders who know the mid informed_horizon_s ahead and
     # trade toward it (Glosten-Milgrom); 0 = none
     informed_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
-    informed_horizon_s: Annotated[float, Meta(ge=0.01, le=3600.0)] = 5.0
+    informed_horizon_s: Annotated[float, Meta(ge=0.01, le=300.0)] = 5.0
     # hidden Markov regime (calm / volatile / trend up / trend down); false = always calm
     switching: bool = False
     # mean time spent in each regime before a switch to one of the other three (exponential)
     calm_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 600.0
     volatile_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 120.0
     trend_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 180.0
-    # volatile regime: sigma_ticks times this; trends: this drift (ticks per second, signed by
-    # the direction) on top of the calm volatility
+    # volatile regime: sigma_ticks times this (at most 200, sigma_ticks' own bound); trends:
+    # this drift (ticks per second, signed by the direction) on top of the calm volatility
     volatile_sigma_mult: Annotated[float, Meta(ge=1.0, le=10.0)] = 3.0
     trend_drift_ticks_per_s: Annotated[float, Meta(ge=0, le=100.0)] = 2.0
     # self-exciting (Hawkes) trade arrivals: each order raises the intensity of its side by

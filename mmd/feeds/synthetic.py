@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +47,8 @@ TRADE_SIZE_SIGMA = 1.0
 # feed timing: ts - cts (ms, uniform 1..MAX) and the local receive latency
 MAX_PUBLISH_DELAY_MS = 5
 RECV_LATENCY_NS = 20_000_000
+# the volatile regime's sigma stays within sigma_ticks' own bound
+MAX_SIGMA_TICKS = 200.0
 
 
 # hidden regimes, in the order of their integer codes in the truth
@@ -278,8 +279,9 @@ class _Run:
         self.horizon_ns = round(reg.informed_horizon_s * 1e9)
         self.path_t = self.t_ns  # the last drawn point of the path
         self.path_mid = self.mid
-        self.ahead_t: deque[int] = deque()
-        self.ahead_mid: deque[float] = deque()
+        self.ahead_t: list[int] = []  # drawn points not consumed yet start at ahead_i
+        self.ahead_mid: list[float] = []
+        self.ahead_i = 0
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -369,8 +371,8 @@ class _Run:
         dt_s = (self.path_t - prev_ns) / 1e9
         sigma, drift = cfg.sigma_ticks, 0.0
         if cfg.regimes.switching:
-            if self.regime == VOLATILE:
-                sigma *= cfg.regimes.volatile_sigma_mult
+            if self.regime == VOLATILE:  # capped: the generator's cost grows with sigma
+                sigma = min(sigma * cfg.regimes.volatile_sigma_mult, MAX_SIGMA_TICKS)
             elif self.regime != CALM:
                 drift = cfg.regimes.trend_drift_ticks_per_s * (1.0 if self.regime == UP else -1.0)
             while self.switch_ns <= self.path_t:
@@ -391,11 +393,15 @@ class _Run:
             self._draw_point()
             self.t_ns, self.mid = self.path_t, self.path_mid
             return
-        if not self.ahead_t:
+        if self.ahead_i == len(self.ahead_t):
             self._draw_point()
             self.ahead_t.append(self.path_t)
             self.ahead_mid.append(self.path_mid)
-        self.t_ns, self.mid = self.ahead_t.popleft(), self.ahead_mid.popleft()
+        self.t_ns, self.mid = self.ahead_t[self.ahead_i], self.ahead_mid[self.ahead_i]
+        self.ahead_i += 1
+        if self.ahead_i >= 4096 and 2 * self.ahead_i >= len(self.ahead_t):
+            del self.ahead_t[: self.ahead_i], self.ahead_mid[: self.ahead_i]
+            self.ahead_i = 0
         while self.path_t < self.t_ns + self.horizon_ns + 1_000_000:  # + the trades' last ms
             self._draw_point()
             self.ahead_t.append(self.path_t)
@@ -403,8 +409,8 @@ class _Run:
 
     def _mid_at(self, t_ns: int) -> float:
         """The latent mid at t_ns (t_ns >= the current step's time, within the drawn path)."""
-        i = bisect.bisect_right(self.ahead_t, t_ns) - 1
-        return self.mid if i < 0 else self.ahead_mid[i]
+        i = bisect.bisect_right(self.ahead_t, t_ns, lo=self.ahead_i) - 1
+        return self.mid if i < self.ahead_i else self.ahead_mid[i]
 
     def _order_count(self, side: int, dt_s: float) -> int:
         """Orders of one side in dt_s: Poisson, or Hawkes with the mean rate kept."""
