@@ -195,6 +195,15 @@ class SyntheticMarket:
 
     Frames per step: publicTrade (if trades), orderbook delta (if the book changed), kline.1
     (every 5 s, and `confirm:true` when a minute closes).
+
+    Regimes (`cfg.regimes`, each off by default; off, no extra number is drawn): a hidden
+    Markov regime scales sigma (volatile) or adds a drift (trend up / down); order counts per
+    side follow a discretised Hawkes process whose integrated intensity over a step is
+    mu dt + E (1 - exp(-beta dt)) / beta, E decaying at beta and jumping by branching x beta
+    per order, mu = trade_rate_hz (1 - branching); with informed_share > 0 the path is drawn
+    informed_horizon_s ahead and each order is, with that probability, informed: it buys when
+    the latent mid horizon_s after it is above the current one, sells when below, and reaches
+    the book like any other order.
     """
 
     def __init__(
