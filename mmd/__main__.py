@@ -276,6 +276,8 @@ def _synth(cfg: object, args: argparse.Namespace) -> int:
             raise ConfigError(f"--start: not an ISO time: {args.start!r}") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
+        if not 0 <= when.timestamp() < 7_258_118_400:  # 1970 .. 2200: int64 ns with room
+            raise ConfigError(f"--start: must be between 1970 and 2200, got {args.start!r}")
         start_ns = round(when.timestamp()) * 1_000_000_000
     t0 = time.perf_counter()
     for rec, truth in write_session(cfg, args.out, args.duration, start_ns):

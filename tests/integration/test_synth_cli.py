@@ -68,7 +68,8 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
 def test_synth_bad_arguments_exit_2(tmp_path: Path) -> None:
     for args in (["--duration", "0"], ["--duration", "5", "--set",
                                        "feed.synthetic.regimes.informed_share=1.5"],
-                 ["--duration", "5", "--start", "yesterday"]):
+                 ["--duration", "5", "--start", "yesterday"],
+                 ["--duration", "5", "--start", "9999-01-01T00:00:00Z"]):
         r = _mmd(["synth", *args, "--out", str(tmp_path / "x")], tmp_path, timeout=60)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
