@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to record (default: until SIGINT/SIGTERM)")
     rec.add_argument("--feed", choices=["bybit", "synthetic"], help="override [feed] source")
 
+    sy = sub.add_parser("synth", help="write a synthetic session as recordings + truth, "
+                        "in simulated time (no waiting)")
+    with_config(sy)
+    sy.add_argument("--out", required=True, help="output directory")
+    sy.add_argument("--duration", type=_positive_float, required=True,
+                    help="simulated seconds to write")
+    sy.add_argument("--seed", type=int, default=None,
+                    help="shorthand for --set feed.synthetic.seed=N")
+    sy.add_argument("--start", default=None, metavar="ISO_UTC",
+                    help="time of the first frame, e.g. 2026-01-01T00:00:00Z "
+                         "(default: that one, so a command always writes the same bytes)")
+
     sv = sub.add_parser("serve-venue", help="serve a recording over the Bybit V5 public protocol")
     sv.add_argument("data", nargs="+", help="recordings (files or directories)")
     sv.add_argument("--host", default="127.0.0.1")
@@ -191,6 +203,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return EXIT_OK
 
+    if args.command == "synth" and args.seed is not None:
+        args.set.append(f"feed.synthetic.seed={args.seed}")  # validated like any --set
     cfg = _load(args)
     assert isinstance(cfg, AppConfig)
     feed = getattr(args, "feed", None)
@@ -202,6 +216,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "risk":
         return _risk(cfg, args.action, args.state)
     configure_logs(cfg.logs.level, cfg.logs.format)
+    if args.command == "synth":
+        return _synth(cfg, args)
     from mmd import app
 
     if args.command == "backtest":
@@ -304,6 +320,35 @@ def _risk(cfg: object, action: str, state: str | None) -> int:
     print(f"day       {day} (UTC)")
     print(f"day pnl   {pnl} (at the last snapshot)")
     print(f"limit     {'-' + format(limit, 'g') if limit > 0 else 'none'}")
+    return EXIT_OK
+
+
+def _synth(cfg: object, args: argparse.Namespace) -> int:
+    import datetime as dt
+    import time
+
+    from mmd.config import AppConfig
+    from mmd.feeds.synth_session import DEFAULT_START_NS, write_session
+
+    assert isinstance(cfg, AppConfig)
+    start_ns = DEFAULT_START_NS
+    if args.start:
+        try:
+            when = dt.datetime.fromisoformat(args.start)
+        except ValueError:
+            raise ConfigError(f"--start: not an ISO time: {args.start!r}") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if not 0 <= when.timestamp() < 7_258_118_400:  # 1970 .. 2200: int64 ns with room
+            raise ConfigError(f"--start: must be between 1970 and 2200, got {args.start!r}")
+        start_ns = round(when.timestamp()) * 1_000_000_000
+    t0 = time.perf_counter()
+    for rec, truth in write_session(cfg, args.out, args.duration, start_ns):
+        print(rec)
+        print(truth)
+    wall = time.perf_counter() - t0
+    sys.stderr.write(f"mmd synth: {args.duration:g} simulated s x {len(cfg.feed.symbols)} "
+                     f"symbol(s) in {wall:.1f} s\n")
     return EXIT_OK
 
 

@@ -109,6 +109,35 @@ class ReplayConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
             _check_path(path, f"paths[{i}]")
 
 
+class RegimesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[feed.synthetic.regimes]`: hidden structure with known truth (all off by default, so the
+    generator's bytes for a seed do not change unless a knob is set)."""
+
+    # share of aggressive orders sent by traders who know the mid informed_horizon_s ahead and
+    # trade toward it (Glosten-Milgrom); 0 = none
+    informed_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    informed_horizon_s: Annotated[float, Meta(ge=0.01, le=300.0)] = 5.0
+    # hidden Markov regime (calm / volatile / trend up / trend down); false = always calm
+    switching: bool = False
+    # mean time spent in each regime before a switch to one of the other three (exponential)
+    calm_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 600.0
+    volatile_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 120.0
+    trend_mean_s: Annotated[float, Meta(ge=1.0, le=DAY_S)] = 180.0
+    # volatile regime: sigma_ticks times this (at most 200, sigma_ticks' own bound); trends:
+    # this drift (ticks per second, signed by the direction) on top of the calm volatility
+    volatile_sigma_mult: Annotated[float, Meta(ge=1.0, le=10.0)] = 3.0
+    trend_drift_ticks_per_s: Annotated[float, Meta(ge=0, le=100.0)] = 2.0
+    # self-exciting (Hawkes) trade arrivals: each order raises the intensity of its side by
+    # branching * decay, decaying at decay_per_s; 0 = Poisson. The mean rate stays trade_rate_hz.
+    hawkes_branching: Annotated[float, Meta(ge=0, le=0.95)] = 0.0
+    hawkes_decay_per_s: Annotated[float, Meta(ge=0.01, le=100.0)] = 1.0
+
+    @property
+    def active(self) -> bool:
+        """Whether any knob departs from the plain generator."""
+        return self.informed_share > 0 or self.switching or self.hawkes_branching > 0
+
+
 class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[feed.synthetic]`: the seeded generator of Bybit-shaped frames."""
 
@@ -124,6 +153,7 @@ class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # trade intensity at the touch (trades per second) and its decay per tick of distance
     trade_rate_hz: Annotated[float, Meta(ge=0, le=100.0)] = 5.0
     trade_decay_per_tick: Annotated[float, Meta(ge=0.001, le=1000.0)] = 0.5
+    regimes: RegimesConfig = msgspec.field(default_factory=RegimesConfig)
 
     def __post_init__(self) -> None:
         if self.mid_price > 1e12 * self.tick_size:

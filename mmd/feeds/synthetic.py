@@ -2,13 +2,19 @@
 
 Pure: no clock, no sleeping, no I/O. Time is generated (exponential inter-arrivals from start_ns)
 and every random draw comes from one numpy Generator(PCG64(seed)), so a seed fixes the bytes.
+
+`[feed.synthetic.regimes]` adds hidden structure whose truth the frames do not carry (informed
+traders, volatility/trend regimes, self-exciting arrivals); `frames(truth=SyntheticTruth())`
+collects it on the side. With every knob off the generator draws exactly what it always drew.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +47,91 @@ TRADE_SIZE_SIGMA = 1.0
 # feed timing: ts - cts (ms, uniform 1..MAX) and the local receive latency
 MAX_PUBLISH_DELAY_MS = 5
 RECV_LATENCY_NS = 20_000_000
+# the volatile regime's sigma stays within sigma_ticks' own bound
+MAX_SIGMA_TICKS = 200.0
+
+
+# hidden regimes, in the order of their integer codes in the truth
+REGIME_NAMES = ("calm", "volatile", "up", "down")
+CALM, VOLATILE, UP, DOWN = range(4)
+TRUTH_SUFFIX = ".truth.npz"
+
+
+class SyntheticTruth:
+    """What the generator knew, collected while `frames(truth=...)` is iterated.
+
+    Per trade item, in the order the frames carry them: `trade_ts_ms` (T), `trade_id` (i),
+    `trade_buy` (taker side), `trade_px` (price), `trade_order` (the aggressive order it belongs
+    to: one order may sweep several levels), `trade_informed`, `trade_mid` (latent mid when the
+    order was executed) and `trade_future_mid` (the latent mid `horizon_s` after the trade: what
+    an informed trader knew; NaN when informed_share is 0). Per aggressive order (numbered from
+    1 as in `trade_order`, whether or not it reached the book): `order_ts_ms`, `order_informed`,
+    `order_buy`, `order_mid` and `order_future_mid`. Regime path: `regime_start_ns` and
+    `regime` (codes into REGIME_NAMES), a regime lasting until the next start. A step's truth is
+    appended when the step is generated, so it may run a few frames ahead of the consumer.
+    """
+
+    TRADE_FIELDS = ("trade_ts_ms", "trade_id", "trade_buy", "trade_px", "trade_order",
+                     "trade_informed", "trade_mid", "trade_future_mid")
+    ORDER_FIELDS = ("order_ts_ms", "order_informed", "order_buy", "order_mid", "order_future_mid")
+
+    def __init__(self) -> None:
+        self.horizon_s = math.nan
+        self.trade_ts_ms: list[int] = []
+        self.trade_id: list[str] = []
+        self.trade_buy: list[bool] = []
+        self.trade_px: list[float] = []
+        self.trade_order: list[int] = []
+        self.trade_informed: list[bool] = []
+        self.trade_mid: list[float] = []
+        self.trade_future_mid: list[float] = []
+        self.order_ts_ms: list[int] = []
+        self.order_informed: list[bool] = []
+        self.order_buy: list[bool] = []
+        self.order_mid: list[float] = []
+        self.order_future_mid: list[float] = []
+        self.regime_start_ns: list[int] = []
+        self.regime: list[int] = []
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The truth as numpy arrays (the sidecar's content)."""
+        return {
+            "trade_ts_ms": np.asarray(self.trade_ts_ms, dtype=np.int64),
+            "trade_id": np.asarray(self.trade_id, dtype=np.str_),
+            "trade_buy": np.asarray(self.trade_buy, dtype=np.bool_),
+            "trade_px": np.asarray(self.trade_px, dtype=np.float64),
+            "trade_order": np.asarray(self.trade_order, dtype=np.int64),
+            "trade_informed": np.asarray(self.trade_informed, dtype=np.bool_),
+            "trade_mid": np.asarray(self.trade_mid, dtype=np.float64),
+            "trade_future_mid": np.asarray(self.trade_future_mid, dtype=np.float64),
+            "order_ts_ms": np.asarray(self.order_ts_ms, dtype=np.int64),
+            "order_informed": np.asarray(self.order_informed, dtype=np.bool_),
+            "order_buy": np.asarray(self.order_buy, dtype=np.bool_),
+            "order_mid": np.asarray(self.order_mid, dtype=np.float64),
+            "order_future_mid": np.asarray(self.order_future_mid, dtype=np.float64),
+            "regime_start_ns": np.asarray(self.regime_start_ns, dtype=np.int64),
+            "regime": np.asarray(self.regime, dtype=np.int8),
+            "regime_names": np.asarray(REGIME_NAMES, dtype=np.str_),
+            "horizon_s": np.asarray(self.horizon_s, dtype=np.float64),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the arrays as a compressed .npz (read back with `load_truth`)."""
+        path = Path(path)
+        with open(path, "wb") as fh:  # a file object: numpy would append .npz to a name
+            np.savez_compressed(fh, **self.arrays())
+        return path
+
+
+def truth_path(recording: str | Path) -> Path:
+    """The truth sidecar of a recording: `<recording>.truth.npz`."""
+    return Path(f"{recording}{TRUTH_SUFFIX}")
+
+
+def load_truth(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a truth sidecar (see SyntheticTruth)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _step_string(step: float) -> str:
@@ -104,6 +195,15 @@ class SyntheticMarket:
 
     Frames per step: publicTrade (if trades), orderbook delta (if the book changed), kline.1
     (every 5 s, and `confirm:true` when a minute closes).
+
+    Regimes (`cfg.regimes`, each off by default; off, no extra number is drawn): a hidden
+    Markov regime scales sigma (volatile) or adds a drift (trend up / down); order counts per
+    side follow a discretised Hawkes process whose integrated intensity over a step is
+    mu dt + E (1 - exp(-beta dt)) / beta, E decaying at beta and jumping by branching x beta
+    per order, mu = trade_rate_hz (1 - branching); with informed_share > 0 the path is drawn
+    informed_horizon_s ahead and each order is, with that probability, informed: it buys when
+    the latent mid horizon_s after it is above the current one, sells when below, and reaches
+    the book like any other order.
     """
 
     def __init__(
@@ -138,18 +238,20 @@ class SyntheticMarket:
             lot_size=_step_string(cfg.lot_size),
         )
 
-    def frames(self) -> Iterator[tuple[int, bytes]]:
+    def frames(self, truth: SyntheticTruth | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield (ts_recv_ns, frame) forever; each call starts again from the seed.
 
         The first frame is the instruments-info envelope, the second the orderbook snapshot.
+        With `truth`, what the frames do not say (informed orders, future mids, the regime
+        path) is appended to it as the frames are generated.
         """
-        return _Run(self).frames()
+        return _Run(self, truth).frames()
 
 
 class _Run:
     """The state of one pass of SyntheticMarket.frames()."""
 
-    def __init__(self, market: SyntheticMarket) -> None:
+    def __init__(self, market: SyntheticMarket, truth: SyntheticTruth | None = None) -> None:
         cfg = market.cfg
         self.cfg = cfg
         self.depth = market.depth
@@ -168,6 +270,27 @@ class _Run:
         self.seq = int(self.rng.integers(10**10, 10**11))
         self.trade_no = int(self.rng.integers(10**18, 2 * 10**18))
         self.last_recv_ns = 0
+        # -- regimes (no draws at all while every knob is off) --
+        reg = cfg.regimes
+        self.truth = truth
+        self.order_no = 0
+        self.regime = CALM
+        self.switch_ns = 0  # when the current regime ends (switching only)
+        if reg.switching:
+            self.switch_ns = self.t_ns + self._regime_duration_ns(CALM)
+        if truth is not None:
+            truth.horizon_s = reg.informed_horizon_s if reg.informed_share > 0 else math.nan
+            truth.regime_start_ns.append(self.t_ns)
+            truth.regime.append(CALM)
+        # Hawkes excitation of the buy and sell order intensities (orders per second)
+        self.excite = [0.0, 0.0]
+        # informed flow needs the mid path ahead: drawn horizon_s in advance, consumed per step
+        self.horizon_ns = round(reg.informed_horizon_s * 1e9)
+        self.path_t = self.t_ns  # the last drawn point of the path
+        self.path_mid = self.mid
+        self.ahead_t: list[int] = []  # drawn points not consumed yet start at ahead_i
+        self.ahead_mid: list[float] = []
+        self.ahead_i = 0
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -238,14 +361,86 @@ class _Run:
         while True:
             yield from self._step()
 
-    def _step(self) -> Iterator[tuple[int, bytes]]:
+    # -- the latent path ------------------------------------------------------------------
+
+    def _regime_duration_ns(self, regime: int) -> int:
+        reg = self.cfg.regimes
+        mean_s = (reg.calm_mean_s, reg.volatile_mean_s, reg.trend_mean_s, reg.trend_mean_s)
+        return max(1, round(self.rng.exponential(mean_s[regime] * 1e9)))
+
+    def _draw_point(self) -> None:
+        """Draw the next point (time, mid) of the latent path after (path_t, path_mid).
+
+        A step uses the regime in force at its start; switches are exact exponential times
+        (recorded as drawn), each to one of the other three regimes with equal probability.
+        """
         cfg, rng = self.cfg, self.rng
+        prev_ns = self.path_t
+        self.path_t += max(1, round(rng.exponential(1e9 / cfg.frame_rate_hz)))
+        dt_s = (self.path_t - prev_ns) / 1e9
+        sigma, drift = cfg.sigma_ticks, 0.0
+        if cfg.regimes.switching:
+            if self.regime == VOLATILE:  # capped: the generator's cost grows with sigma
+                sigma = min(sigma * cfg.regimes.volatile_sigma_mult, MAX_SIGMA_TICKS)
+            elif self.regime != CALM:
+                drift = cfg.regimes.trend_drift_ticks_per_s * (1.0 if self.regime == UP else -1.0)
+            while self.switch_ns <= self.path_t:
+                self.regime = (self.regime + 1 + int(rng.integers(0, 3))) % 4
+                if self.truth is not None:
+                    self.truth.regime_start_ns.append(self.switch_ns)
+                    self.truth.regime.append(self.regime)
+                self.switch_ns += self._regime_duration_ns(self.regime)
+            self.path_mid += drift * dt_s
+        self.path_mid += sigma * math.sqrt(dt_s) * rng.standard_normal()
+        if self.path_mid < self.floor_ticks:  # reflect off the floor
+            self.path_mid = 2 * self.floor_ticks - self.path_mid
+
+    def _advance(self) -> None:
+        """Move (t_ns, mid) to the next point of the path, keeping horizon_ns drawn ahead when
+        informed traders need to see it."""
+        if self.cfg.regimes.informed_share <= 0:
+            self._draw_point()
+            self.t_ns, self.mid = self.path_t, self.path_mid
+            return
+        if self.ahead_i == len(self.ahead_t):
+            self._draw_point()
+            self.ahead_t.append(self.path_t)
+            self.ahead_mid.append(self.path_mid)
+        self.t_ns, self.mid = self.ahead_t[self.ahead_i], self.ahead_mid[self.ahead_i]
+        self.ahead_i += 1
+        if self.ahead_i >= 4096 and 2 * self.ahead_i >= len(self.ahead_t):
+            del self.ahead_t[: self.ahead_i], self.ahead_mid[: self.ahead_i]
+            self.ahead_i = 0
+        while self.path_t < self.t_ns + self.horizon_ns + 1_000_000:  # + the trades' last ms
+            self._draw_point()
+            self.ahead_t.append(self.path_t)
+            self.ahead_mid.append(self.path_mid)
+
+    def _mid_at(self, t_ns: int) -> float:
+        """The latent mid at t_ns (t_ns >= the current step's time, within the drawn path)."""
+        i = bisect.bisect_right(self.ahead_t, t_ns, lo=self.ahead_i) - 1
+        return self.mid if i < self.ahead_i else self.ahead_mid[i]
+
+    def _order_count(self, side: int, dt_s: float) -> int:
+        """Orders of one side in dt_s: Poisson, or Hawkes with the mean rate kept."""
+        reg, rate = self.cfg.regimes, self.cfg.trade_rate_hz
+        if reg.hawkes_branching <= 0:
+            return int(self.rng.poisson(rate * dt_s))
+        beta = reg.hawkes_decay_per_s
+        base = rate * (1.0 - reg.hawkes_branching)  # stationary mean = base / (1 - branching)
+        decay = math.exp(-beta * dt_s)
+        # the intensity integrated over the step, excitation decaying from its start value
+        n = int(self.rng.poisson(base * dt_s + self.excite[side] * (1.0 - decay) / beta))
+        self.excite[side] = self.excite[side] * decay + reg.hawkes_branching * beta * n
+        return n
+
+    # -- the step -------------------------------------------------------------------------
+
+    def _step(self) -> Iterator[tuple[int, bytes]]:
+        rng = self.rng
         prev_ns = self.t_ns
-        self.t_ns += max(1, round(rng.exponential(1e9 / cfg.frame_rate_hz)))
+        self._advance()
         dt_s = (self.t_ns - prev_ns) / 1e9
-        self.mid += cfg.sigma_ticks * math.sqrt(dt_s) * rng.standard_normal()
-        if self.mid < self.floor_ticks:  # reflect off the floor
-            self.mid = 2 * self.floor_ticks - self.mid
 
         bid_t, ask_t = self._targets()
         for side, target in ((self.bids, bid_t), (self.asks, ask_t)):
@@ -283,9 +478,10 @@ class _Run:
     def _trades(self, prev_ns: int, out: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
         """Aggressive orders of the elapsed interval, executed in time order on the book."""
         cfg, rng = self.cfg, self.rng
+        share = cfg.regimes.informed_share
         dt_s = (self.t_ns - prev_ns) / 1e9
-        n_buy = int(rng.poisson(cfg.trade_rate_hz * dt_s))
-        n_sell = int(rng.poisson(cfg.trade_rate_hz * dt_s))
+        n_buy = self._order_count(0, dt_s)
+        n_sell = self._order_count(1, dt_s)
         if not n_buy + n_sell:
             return []
         lo_ms, hi_ms = prev_ns // 1_000_000, self.t_ns // 1_000_000
@@ -294,9 +490,25 @@ class _Run:
             for i in range(n_buy + n_sell)
         )
         items: list[dict[str, Any]] = []
+        truth = self.truth
         for t_ms, is_buy, reach_units in orders:
+            informed, future = False, math.nan
+            if share > 0:
+                future = self._mid_at(t_ms * 1_000_000 + self.horizon_ns)
+                # an informed order trades toward the mid it knows (Glosten-Milgrom)
+                informed = bool(rng.random() < share)
+                if informed and future != self.mid:
+                    is_buy = future > self.mid
+            self.order_no += 1
             reach = reach_units / cfg.trade_decay_per_tick  # Exp(decay) ticks from the mid
+            if truth is not None:
+                truth.order_ts_ms.append(t_ms)
+                truth.order_informed.append(informed)
+                truth.order_buy.append(is_buy)
+                truth.order_mid.append(self.mid * cfg.tick_size)
+                truth.order_future_mid.append(future * cfg.tick_size)
             side = self.asks if is_buy else self.bids
+            first_item = len(items)
             remaining = max(1, round(TRADE_MEDIAN_LOTS * rng.lognormal(0.0, TRADE_SIZE_SIGMA)))
             out.extend((self._recv(t_ms), k) for k in self.klines.on_time(t_ms))
             # sweep from the touch while the level is within reach; keep half the side
@@ -317,6 +529,17 @@ class _Run:
                     side.set(far, self._level_size(side.depth - 1))
                 else:
                     side.set(px, size - qty)
+            if truth is not None:
+                tick = cfg.tick_size
+                for item in items[first_item:]:
+                    truth.trade_ts_ms.append(t_ms)
+                    truth.trade_id.append(item["i"])
+                    truth.trade_buy.append(is_buy)
+                    truth.trade_px.append(float(item["p"]))
+                    truth.trade_order.append(self.order_no)
+                    truth.trade_informed.append(informed)
+                    truth.trade_mid.append(self.mid * tick)
+                    truth.trade_future_mid.append(future * tick)
         return items
 
     def _trade(self, t_ms: int, is_buy: bool, px: int, qty: int) -> dict[str, Any]:
