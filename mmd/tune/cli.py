@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
 def recording_spans(paths: list[str]) -> list[tuple[str, int, int]]:
     """(absolute path, first receive stamp, last + 1) of every recording under paths."""
     from mmd.feeds.recording import expand_paths, read_recording, recording_meta
@@ -125,7 +129,7 @@ def run_tune(cfg: Any, args: argparse.Namespace) -> int:
     recs = recording_spans(args.data)
     try:
         splits = walk_forward([(a, b) for _, a, b in recs], args.splits,
-                              int(round(args.purge * 1e9)))
+                              round(args.purge * 1e9))
     except ValueError as exc:
         raise ConfigError(f"tune: {exc}") from None
     out = Path(args.out)
@@ -144,9 +148,10 @@ def run_tune(cfg: Any, args: argparse.Namespace) -> int:
     study = make_study(args.sampler, args.seed)
     t0 = time.perf_counter()
     with open_executor(workers, args.scheduler) as (ex, where):
-        print(f"tune {strategy}: {n_trials} trials ({args.sampler}, seed {args.seed}, batch "
-              f"{args.batch}) on {where}; objective {args.objective}; {len(recs)} recording(s), "
-              f"{args.splits} training fold(s) + 1 out of sample", file=sys.stderr)
+        sys.stderr.write(
+            f"tune {strategy}: {n_trials} trials ({args.sampler}, seed {args.seed}, batch "
+            f"{args.batch}) on {where}; objective {args.objective}; {len(recs)} recording(s), "
+            f"{args.splits} training fold(s) + 1 out of sample\n")
         bar = tqdm(total=n_trials, desc="tune", unit="trial", disable=args.no_progress,
                    mininterval=0.5, file=sys.stderr)
         best = [-math.inf]
@@ -202,13 +207,13 @@ def run_tune(cfg: Any, args: argparse.Namespace) -> int:
     write_json(out / "importance.json", {"method": method, "importance": imp})
     write_plots(out, results, imp, method, oos_rows, args.objective)
     failed = sum(1 for r in results if r["score"] is None)
-    print(f"{len(results)} trials in {search_s:.1f} s ({len(results) / search_s:.2f} trials/s)"
+    _say(f"{len(results)} trials in {search_s:.1f} s ({len(results) / search_s:.2f} trials/s)"
           f"{f', {failed} failed (see results.csv)' if failed else ''}")
-    print(f"{'trial':>6} {'train':>12} {'out of sample':>14}  params")
+    _say(f"{'trial':>6} {'train':>12} {'out of sample':>14}  params")
     for row in oos_rows:
         ps = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.4g}" if isinstance(v, float)
                        else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row["params"].items())
         oos_s = "failed" if row["oos_score"] is None else f"{row['oos_score']:.6g}"
-        print(f"{row['number']:>6} {row['train_score']:>12.6g} {oos_s:>14}  {ps}")
-    print(f"written to {out}")
+        _say(f"{row['number']:>6} {row['train_score']:>12.6g} {oos_s:>14}  {ps}")
+    _say(f"written to {out}")
     return 0

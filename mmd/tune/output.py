@@ -82,7 +82,7 @@ def importance(study: Any, results: list[dict[str, Any]]) -> tuple[dict[str, flo
         imp = optuna.importance.get_param_importances(study, evaluator=ev)
         if imp and all(math.isfinite(v) for v in imp.values()):
             return dict(imp), "fANOVA (optuna, seed 0)"
-    except Exception:  # too few trials, a constant score, ... -> the simple measure below
+    except Exception:  # noqa: S110 - too few trials, a constant score: the simple measure below
         pass
     return spearman_importance(results), "|Spearman rho| with the score, normalised"
 
@@ -163,7 +163,7 @@ def write_plots(out: Path, results: list[dict[str, Any]], imp: dict[str, float],
           if r["oos_score"] is not None and r["train_score"] > NO_FILL_SCORE
           and r["oos_score"] > NO_FILL_SCORE]
     if xy:
-        xs, ys, ns = zip(*xy, strict=True)
+        xs, ys, _ = zip(*xy, strict=True)
         ax.plot(xs, ys, "o", color="C2")
         for x, y, n in xy:
             ax.annotate(f"#{n}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
