@@ -114,7 +114,8 @@ def _ranks(a: Any) -> Any:
     order = np.argsort(a, kind="stable")
     r = np.empty(len(a), float)
     r[order] = np.arange(len(a), dtype=float)
-    return r
+    _, inv = np.unique(a, return_inverse=True)  # ties share their mean rank
+    return (np.bincount(inv, weights=r) / np.bincount(inv))[inv]
 
 
 def write_plots(out: Path, results: list[dict[str, Any]], imp: dict[str, float], method: str,
