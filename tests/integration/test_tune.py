@@ -177,3 +177,32 @@ def test_objective_by_hand() -> None:
     assert summary_score(s, "sharpe") == NO_FILL_SCORE  # NaN (short data) -> the penalty
     assert summary_score({**s, "fills": 0}, "pnl_to_map") == NO_FILL_SCORE
     assert fold_score([s, {**s, "pnl_to_map": 20.0}], "pnl_to_map") == 30.0  # mean
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tune_deploy_files_validate() -> None:
+    # the Dask variants of deploy/: k8s manifests pass `kubernetes-validate --strict` (as
+    # tests/ops/test_k8s.py checks the daemon's), and the compose file with the tune profile
+    # passes `docker-compose config -q` (as tests/ops/test_docker.py builds the others)
+    import shutil
+
+    manifests = sorted((ROOT / "deploy" / "k8s" / "tune").glob("*.yaml"))
+    assert len(manifests) == 3
+    kv = shutil.which("kubernetes-validate")
+    dc = shutil.which("docker-compose")
+    if kv is None and dc is None:
+        pytest.skip("neither kubernetes-validate nor docker-compose is installed")
+    if kv is not None:
+        r = subprocess.run([kv, "--strict", "-k", "1.30.0", *map(str, manifests)],
+                           capture_output=True, text=True, check=False)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out
+        assert out.count(" passed ") == 5, out  # service + 2 deployments + pvc + job
+    if dc is not None:
+        compose = ROOT / "deploy" / "docker-compose.yml"
+        r = subprocess.run([dc, "-f", str(compose), "--profile", "tune", "config", "--services"],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        assert {"tune-scheduler", "tune-worker", "tune"} <= set(r.stdout.split())
