@@ -9,7 +9,9 @@ Pure. One (window, symbol) summary scores:
 A summary without fills, or whose figure is not finite (NaN), scores NO_FILL_SCORE instead: a
 finite value below any real score on these data, so the sampler learns "worse than trading"
 rather than receiving NaN. The score of a set of summaries (a fold: several windows and symbols)
-is their plain mean; a trial's score is the mean over its training folds.
+is the plain mean over those that score (fills and a finite figure): a short window where the
+config did not trade does not drown the others in the penalty; a fold where nothing scores
+gets NO_FILL_SCORE. A trial's score is the mean over its training folds.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def summary_score(summary: dict[str, Any], objective: str, dd_lambda: float = 1.
 
 
 def fold_score(summaries: list[dict[str, Any]], objective: str, dd_lambda: float = 1.0) -> float:
-    """Mean objective over the summaries of a fold (NO_FILL_SCORE when there are none)."""
-    if not summaries:
-        return NO_FILL_SCORE
-    return math.fsum(summary_score(s, objective, dd_lambda) for s in summaries) / len(summaries)
+    """Mean objective over the summaries of a fold that score; NO_FILL_SCORE when none does."""
+    scores = [summary_score(s, objective, dd_lambda) for s in summaries]
+    scores = [x for x in scores if x != NO_FILL_SCORE]
+    return math.fsum(scores) / len(scores) if scores else NO_FILL_SCORE
 
 
 def key_figures(summaries: list[dict[str, Any]]) -> dict[str, float]:

@@ -177,6 +177,10 @@ def test_objective_by_hand() -> None:
     assert summary_score(s, "sharpe") == NO_FILL_SCORE  # NaN (short data) -> the penalty
     assert summary_score({**s, "fills": 0}, "pnl_to_map") == NO_FILL_SCORE
     assert fold_score([s, {**s, "pnl_to_map": 20.0}], "pnl_to_map") == 30.0  # mean
+    # a window without fills is left out of the fold's mean; a fold with none scores the penalty
+    assert fold_score([s, {**s, "fills": 0}], "pnl_to_map") == 40.0
+    assert fold_score([{**s, "fills": 0}], "pnl_to_map") == NO_FILL_SCORE
+    assert fold_score([], "pnl_to_map") == NO_FILL_SCORE
 
 
 ROOT = Path(__file__).resolve().parents[2]
