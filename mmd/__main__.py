@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--fills", default=None, metavar="CSV",
                     help="write every fill with its markouts to this CSV file")
     bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bt.add_argument("--start-ns", type=int, default=None, metavar="NS",
+                    help="trade only from this receive stamp (ns; earlier frames only build "
+                         "the book; the strategy starts fresh here)")
+    bt.add_argument("--end-ns", type=int, default=None, metavar="NS",
+                    help="stop before this receive stamp (ns)")
+
+    tu = sub.add_parser("tune", help="search strategy parameters over recordings "
+                                     "(walk-forward; needs the `train` extra)")
+    with_config(tu)
+    from mmd.tune.cli import add_arguments as tune_arguments
+
+    tune_arguments(tu)
 
     rk = sub.add_parser("risk", help="inspect or clear the kill switch kept in the ledger")
     with_config(rk)
@@ -222,6 +234,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "backtest":
         return _backtest(app, cfg, args)
+    if args.command == "tune":
+        from mmd.tune.cli import run_tune
+
+        return run_tune(cfg, args)
     if args.command == "run":
         app.run_daemon(cfg)
     elif args.command == "record":
@@ -275,6 +291,7 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
         data = _recorded_data(args.config_from)
     summaries = app_mod.backtest(cfg, data, strategy=args.strategy or cfg.strategy.model,
                                  report_dir=args.report, fills_csv=args.fills,
+                                 start_ns=args.start_ns, end_ns=args.end_ns,
                                  progress=not args.no_progress and sys.stderr.isatty())
     for s in summaries:
         print(f"{s['symbol']} ({s['category']}, strategy {s['strategy']})")

@@ -510,7 +510,8 @@ def config_table(cfg: AppConfig) -> dict[str, Any]:
 
 
 def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str | None,
-             progress: bool = True, fills_csv: str | None = None) -> list[dict[str, Any]]:
+             progress: bool = True, fills_csv: str | None = None,
+             start_ns: int | None = None, end_ns: int | None = None) -> list[dict[str, Any]]:
     """`mmd backtest`: the daemon's strategy and paper exchange over recordings, as fast as
     possible, one symbol at a time; returns one summary per symbol (and writes reports).
 
@@ -522,6 +523,13 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     and `seed` (`feed.synthetic.seed`, the config's only seed: the backtest itself draws no
     random numbers). With fills_csv, every fill of every symbol is written there, one row per
     fill with its markouts (mmd.sim.fill_table), in time order.
+
+    start_ns/end_ns restrict trading to the frames received in [start_ns, end_ns) (receive
+    stamps, ns; None = open end). Frames before start_ns still build the market state (book,
+    features) so the book is synced at the window start, but the trader (strategy,
+    calibration, paper exchange, portfolio) starts fresh at start_ns, as a daemon started then
+    would; `events` counts the frames in the window only. A window is recorded in the summary
+    as `window_ns` ([start_ns, end_ns]) only when one is given.
     """
     import numpy as np
     from tqdm import tqdm
@@ -556,6 +564,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
         trader = build_trader(run_cfg, hub, ledger=False)
         handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+        market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
         eq_ts: list[int] = []
         eq: list[float] = []
         pos: list[int] = []
@@ -568,6 +577,11 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         # the same frame order as `--feed replay`: files merged by receive time
         for ts, raw in tqdm(merged_frames(sorted(recs)), desc=f"backtest {symbol}",
                             unit="frame", disable=not progress, mininterval=0.5):
+            if end_ns is not None and ts >= end_ns:
+                break
+            if start_ns is not None and ts < start_ns:
+                market_only(raw, ts)
+                continue
             n_frames += 1
             handler(raw, ts)
             st = hub.states.get(symbol)
@@ -607,6 +621,8 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             config=config_table(run_cfg), mmd_version=__version__,
             seed=run_cfg.feed.synthetic.seed,
         )
+        if start_ns is not None or end_ns is not None:
+            summary["window_ns"] = [start_ns, end_ns]
         if fills_csv:
             fill_table.extend(fill_rows(fills, mid_arr, symbol=symbol, tick=inst.tick,
                                         lot=inst.lot, format_px=inst.format_px,
