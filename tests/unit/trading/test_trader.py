@@ -37,7 +37,8 @@ def instruments(tick: str, lot: str) -> bytes:
 
 def book(u: int, ts_ms: int, bids: list[list[str]], asks: list[list[str]],
          typ: str = "snapshot") -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": BASE_MS + ts_ms, "cts": BASE_MS + ts_ms,
+    ts = BASE_MS + ts_ms
+    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": ts, "cts": ts,
                          "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": u}})
 
 
