@@ -265,7 +265,7 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
     binance_btc_rec: Path, name: str, cfg: StrategyConfig, ml: MlInputs
 ) -> None:
     hub = MarketHub(["BTCUSDT"], MarketConfig())
-    risk_cfg = RiskConfig(max_orders_per_s=3.0, max_notional=1500.0)
+    risk_cfg = RiskConfig(max_orders_per_s=8.0, max_notional=1500.0)
     strat: SymbolStrategy | None = None
     ref_cal: RefCalibrator | None = None
     ref_cursor = [0, 0]
@@ -273,7 +273,7 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
     ref_buckets: dict = {}
     orders: list[OpenOrder] = []
     pos = 0
-    n_dec = n_cmds = n_rej = n_fits = n_partial = n_njit = 0
+    n_dec = n_cmds = n_rej = n_fits = n_partial = n_njit = n_fill_pos = 0
     mids_k = trades_k = None
     tot_m, tot_t = np.zeros(1, np.int64), np.zeros(1, np.int64)
     for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
@@ -376,22 +376,22 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         assert all(isinstance(r, Rejection) and r.reason in REASONS for r in rejected)
         n_rej += len(rejected)
 
-        # the order manager, simply: allowed commands apply; a crossed order fills, half at a time
+        # the order manager, simply: allowed commands apply; a public trade through an order's
+        # price fills half of it (at least one lot), so partly filled orders rest too
         for c in allowed:
             if isinstance(c, CancelOrder):
                 orders = [o for o in orders if o.client_order_id != c.client_order_id]
             elif isinstance(c, SubmitOrder):
                 orders.append(OpenOrder(c.client_order_id, c.side, c.px_ticks, c.qty_lots,
                                         c.qty_lots))
-        if st.book.n_bids and st.book.n_asks:
-            bb, ba = int(st.book.bid_px[0]), int(st.book.ask_px[0])
+        for px, taker in zip(t_new["px_ticks"].tolist(), t_new["side"].tolist(), strict=True):
             kept = []
             for o in orders:
-                hit = (o.side == BUY and ba <= o.px_ticks + 1) or (
-                    o.side == SELL and bb >= o.px_ticks - 1)
-                if hit:
+                if (o.side == BUY and taker == SELL and px <= o.px_ticks) or (
+                        o.side == SELL and taker == BUY and px >= o.px_ticks):
                     fill = max(1, o.qty_lots // 2)
                     pos += fill * o.side
+                    n_fill_pos += pos != 0
                     o.qty_lots -= fill
                     n_partial += o.qty_lots > 0
                 if o.qty_lots > 0:
@@ -402,9 +402,12 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         if i % 50 == 0 and strat.target is not None and not halted:
             n_njit += _check_njit_equals_python(strat, st, orders, pos, now)
     print(f"{name}: {i + 1} frames, {n_dec} decisions, {n_cmds} commands, {n_rej} risk "
-          f"rejections, {n_fits} refits, {n_partial} partial fills, {n_njit} njit checks")
+          f"rejections, {n_fits} refits, {n_partial} partial fills, final position {pos}, "
+          f"{n_njit} njit checks")
     assert n_dec > 1000 and n_cmds > 100 and n_fits > 10 and n_njit > 20
-    assert strat.calibrator.good_fits > 0
+    assert strat.calibrator.good_fits > 0 and n_fill_pos > 0
+    if cfg.order_size > 0.001:
+        assert n_partial > 0
 
 
 def _check_njit_equals_python(strat: SymbolStrategy, st, orders: list[OpenOrder], pos: int,
