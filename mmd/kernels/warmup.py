@@ -42,6 +42,49 @@ def _queue_slots(n: int = 4) -> tuple[np.ndarray, ...]:
     return (*(np.zeros(n, I64) for _ in range(4)), np.zeros(n))
 
 
+def _strategy_state() -> dict[str, Any]:
+    # the state arrays of kernels.strategy as the strategy wrappers build them
+    from mmd.kernels import strategy as ks
+
+    win = (*_calibration_window(), np.zeros(51, I64))
+    cal_i = np.array([0, ks.CAL_STATUS_NONE, 0, 0, 0, 0, 0, -1, -1], I64)
+    cal_f = np.array([0.5, 1.0, 5.0, *([np.nan] * 4), 0.0])
+    tgt = np.zeros((4, 2), I64)
+    orders = np.zeros(2, ks.ORDER_DTYPE)
+    orders[0] = (0, 1, 99, 1, 1, 0)
+    orders[1] = (1, -1, 102, 1, 0, 0)
+    cmds = np.zeros(6, ks.COMMAND_DTYPE)
+    cmds[0] = (ks.CMD_SUBMIT, 1, 99, 1, 0, 0)
+    cmds[1] = (ks.CMD_CANCEL, -1, 102, 1, 1, 0)
+    return {
+        "mids": (np.zeros(4, I64), np.zeros(4)),
+        "trades": tuple(np.zeros(4, I64) for _ in range(4)),
+        "win": win,
+        "cal": (cal_i, cal_f, np.array([10**8, 10**9, 10, 3], I64),
+                np.array([0.1, 0.5, 0.01, 10.0, 0.01, 100.0])),
+        "qpi": np.array([0, 3600 * 10**9, 1, 10, 2, 1, 1], I64),
+        "qpf": np.array([0.05, 0.0, 0.0, 5.0, 0.5, 1.0]),
+        "ml": np.array([1.0, 1.0, 1.0, 0.0, np.nan]),
+        "tgt": tgt,
+        "orders": orders,
+        "cmds": cmds,
+        "bucket": np.zeros(1, ks.RISK_BUCKET_DTYPE),
+        "rpf": np.array([0.0, 0.001, 0.1, 5e-9, 5.0]),
+        "acct": np.array([0, 0, 0, 0, 0, 10], I64),
+    }
+
+
+def _strategy(*keys: str) -> tuple[Any, ...]:
+    st = _strategy_state()
+    out: list[Any] = []
+    for key in keys:
+        if key == "cal":
+            out.extend(st[key])
+        else:
+            out.append(st[key])
+    return tuple(out)
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -140,6 +183,32 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "calibration.update_arrival_counts": lambda: (np.zeros(51, I64), np.array([-1, 0, 3], I64)),
     "calibration.compute_intensity_fit": lambda: (np.array([4, 2, 1], I64), 6.0, 10, 3, 3, 0.5),
     "calibration.compute_sigma": lambda: (*_calibration_window()[3:], 0.1),
+    # strategy: rings, calibration (win tuple, cal_i, cal_f, cal_pi, cal_pf), the decision
+    # (tgt, dec_f, qpi, qpf, ml, now, best bid/ask, level counts, sigma, kappa, A, position),
+    # the order diff (cmds, orders, next_oid, done, tgt, n, tolerance) and the risk checks
+    "strategy.append_ring_mid": lambda: (*_strategy("mids")[0], np.zeros(1, I64), 10**9, 100.5),
+    "strategy.append_ring_trade": lambda: (*_strategy("trades"), np.zeros(1, I64), 10**9, 101,
+                                           2, 1),
+    "strategy.compute_ring_since": lambda: (5, 4, 2),
+    "strategy.update_calibration_from_rings": lambda: (
+        *_strategy("win"), np.zeros(2, I64), *_strategy("mids", "trades"), 0, 0, 10**8),
+    "strategy.apply_calibration_refit": lambda: (*_strategy("win", "cal"), 10**9),
+    "strategy.update_calibration_schedule": lambda: (*_strategy("win", "cal"), 10**9),
+    "strategy.compute_gate_state": lambda: (10**9, 0, True, False),
+    "strategy.compute_quote_decision": lambda: (
+        *_strategy("tgt"), np.zeros(3), *_strategy("qpi", "qpf", "ml"), 10**9, 100, 101, 1, 1,
+        5.0, 0.5, 1.0, 0),
+    "strategy._sent_lots": lambda: (*_strategy("orders"), 0),
+    "strategy._match_side": lambda: (
+        *_strategy("orders"), 2, 1, np.array([99, 98], I64), np.array([1, 1], I64),
+        np.zeros(2, I64), 1),
+    "strategy._put_command": lambda: (*_strategy("cmds"), 0, 1, 1, 99, 1, 0),
+    "strategy.compute_order_diff": lambda: (
+        *_strategy("cmds", "orders"), np.zeros(1, I64), np.zeros(4, I64), *_strategy("tgt"), 2,
+        1),
+    "strategy.compute_cancel_all": lambda: (*_strategy("cmds", "orders"), 2),
+    "strategy.apply_risk_checks": lambda: (
+        *_strategy("cmds", "bucket", "rpf", "acct"), 2, 10**9),
     # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
     # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
     "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),

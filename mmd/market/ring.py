@@ -55,6 +55,15 @@ class RingBuffer:
         """Bytes held by the field arrays (fixed for the buffer's life)."""
         return sum(int(arr.nbytes) for arr in self._data.values())
 
+    def column(self, field: str) -> np.ndarray:
+        """The storage array of one field itself (no copy), for kernels: the row appended as
+        the `g`-th (0-based, g < total) is at slot g % capacity while it is held.
+
+        Raises:
+            KeyError: unknown field.
+        """
+        return self._data[field]
+
     def __len__(self) -> int:
         return min(self._total, self._capacity)
 

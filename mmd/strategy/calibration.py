@@ -1,7 +1,9 @@
 """IntensityCalibrator: online fit of the fill intensity lambda(d) = A exp(-kappa d) and of sigma.
 
 Owns the calibration window's arrays and the parameters quoting uses; the loops are in
-`mmd.kernels.calibration`. Pure core: no clock reads (times arrive as arguments), no I/O.
+`mmd.kernels.calibration` and the refit schedule and acceptance in `mmd.kernels.strategy`
+(`update_calibration_schedule`, `apply_calibration_refit`), the kernels the backtest loop runs.
+Pure core: no clock reads (times arrive as arguments), no I/O.
 """
 
 from __future__ import annotations
@@ -19,16 +21,47 @@ from mmd.kernels.calibration import (
     FIT_TOO_FEW_POINTS,
     FIT_TOO_FEW_TRADES,
     I_N_OBS,
-    I_WIN_TRADES,
     STATE_F_SIZE,
     STATE_I_SIZE,
-    advance_steps,
-    compute_intensity_fit,
-    compute_sigma,
     reset_window,
-    update_arrival_counts,
     update_mid,
     update_trade,
+)
+from mmd.kernels.strategy import (
+    CAL_STATUS_NONE,
+    CF_A,
+    CF_KAPPA,
+    CF_R2,
+    CF_RAW_A,
+    CF_RAW_KAPPA,
+    CF_RAW_SIGMA,
+    CF_SIGMA,
+    CF_SIZE,
+    CF_WINDOW_S,
+    CI_CALIBRATED,
+    CI_FITS,
+    CI_GOOD_FITS,
+    CI_LAST_REFIT_NS,
+    CI_N_POINTS,
+    CI_N_TRADES,
+    CI_NEXT_REFIT_NS,
+    CI_POOR_FITS,
+    CI_SIZE,
+    CI_STATUS,
+    CPF_A_MAX,
+    CPF_A_MIN,
+    CPF_KAPPA_MAX,
+    CPF_KAPPA_MIN,
+    CPF_MIN_R2,
+    CPF_SIZE,
+    CPF_STEP_S,
+    CPI_MIN_POINTS,
+    CPI_MIN_TRADES,
+    CPI_REFIT_NS,
+    CPI_SIZE,
+    CPI_STEP_NS,
+    apply_calibration_refit,
+    update_calibration_schedule,
 )
 from mmd.model.codes import ERR_BAD_INPUT
 
@@ -40,8 +73,6 @@ STATUS_NAMES: dict[int, str] = {
     FIT_NON_POSITIVE_SLOPE: "non_positive_slope",
     FIT_POOR_R2: "poor_fit",
 }
-# the regression ran and was rejected (as opposed to: not enough data to run it)
-_POOR = (FIT_NON_POSITIVE_SLOPE, FIT_POOR_R2)
 
 # the hftbacktest GLFT tutorial's step (not in CalibrationConfig)
 DEFAULT_STEP_S = 0.1
@@ -113,23 +144,96 @@ class IntensityCalibrator:
         self.counts = np.zeros(cfg.max_depth_ticks + 1, np.int64)
         self._reset_arrays()
 
-        self.kappa = cfg.fallback_kappa
-        self.a = cfg.fallback_a
-        self.sigma = cfg.fallback_sigma
-        self.source = "fallback"
-        self.last_status = "none"
-        self.r2 = math.nan
-        self.raw_kappa = math.nan
-        self.raw_a = math.nan
-        self.raw_sigma = math.nan
-        self.n_points = 0
-        self.n_trades_window = 0
-        self.window_s_used = 0.0
-        self.fits = 0
-        self.good_fits = 0
-        self.poor_fits = 0
-        self.last_refit_ns = -1
-        self._next_refit_ns = -1
+        # the kernels' state: window tuple, results (CI_* / CF_*) and parameters (CPI_* / CPF_*)
+        self.win = (self.step_depth, self.step_trades, self.step_dmid, self.state_i,
+                    self.state_f, self.counts)
+        self.cal_i = np.zeros(CI_SIZE, np.int64)
+        self.cal_i[CI_STATUS] = CAL_STATUS_NONE
+        self.cal_i[CI_LAST_REFIT_NS] = -1
+        self.cal_i[CI_NEXT_REFIT_NS] = -1
+        self.cal_f = np.full(CF_SIZE, math.nan)
+        self.cal_f[CF_KAPPA] = cfg.fallback_kappa
+        self.cal_f[CF_A] = cfg.fallback_a
+        self.cal_f[CF_SIGMA] = cfg.fallback_sigma
+        self.cal_f[CF_WINDOW_S] = 0.0
+        self.cal_pi = np.zeros(CPI_SIZE, np.int64)
+        self.cal_pi[CPI_STEP_NS] = self.step_ns
+        self.cal_pi[CPI_REFIT_NS] = self._refit_ns
+        self.cal_pi[CPI_MIN_TRADES] = int(cfg.min_trades)
+        self.cal_pi[CPI_MIN_POINTS] = min_points
+        self.cal_pf = np.zeros(CPF_SIZE, np.float64)
+        self.cal_pf[CPF_STEP_S] = self.step_s
+        self.cal_pf[CPF_MIN_R2] = float(cfg.min_r2)
+        self.cal_pf[CPF_KAPPA_MIN], self.cal_pf[CPF_KAPPA_MAX] = self._clip[:2]
+        self.cal_pf[CPF_A_MIN], self.cal_pf[CPF_A_MAX] = self._clip[2:]
+
+    # the public attributes read the kernels' state arrays
+    @property
+    def kappa(self) -> float:
+        return float(self.cal_f[CF_KAPPA])
+
+    @property
+    def a(self) -> float:
+        return float(self.cal_f[CF_A])
+
+    @property
+    def sigma(self) -> float:
+        return float(self.cal_f[CF_SIGMA])
+
+    @property
+    def source(self) -> str:
+        return "calibrated" if self.cal_i[CI_CALIBRATED] else "fallback"
+
+    @property
+    def last_status(self) -> str:
+        status = int(self.cal_i[CI_STATUS])
+        if status == CAL_STATUS_NONE:
+            return "none"
+        return STATUS_NAMES.get(status, f"error_{status}")
+
+    @property
+    def r2(self) -> float:
+        return float(self.cal_f[CF_R2])
+
+    @property
+    def raw_kappa(self) -> float:
+        return float(self.cal_f[CF_RAW_KAPPA])
+
+    @property
+    def raw_a(self) -> float:
+        return float(self.cal_f[CF_RAW_A])
+
+    @property
+    def raw_sigma(self) -> float:
+        return float(self.cal_f[CF_RAW_SIGMA])
+
+    @property
+    def n_points(self) -> int:
+        return int(self.cal_i[CI_N_POINTS])
+
+    @property
+    def n_trades_window(self) -> int:
+        return int(self.cal_i[CI_N_TRADES])
+
+    @property
+    def window_s_used(self) -> float:
+        return float(self.cal_f[CF_WINDOW_S])
+
+    @property
+    def fits(self) -> int:
+        return int(self.cal_i[CI_FITS])
+
+    @property
+    def good_fits(self) -> int:
+        return int(self.cal_i[CI_GOOD_FITS])
+
+    @property
+    def poor_fits(self) -> int:
+        return int(self.cal_i[CI_POOR_FITS])
+
+    @property
+    def last_refit_ns(self) -> int:
+        return int(self.cal_i[CI_LAST_REFIT_NS])
 
     def _reset_arrays(self) -> None:
         rc = reset_window(
@@ -206,14 +310,8 @@ class IntensityCalibrator:
         Returns:
             True when a refit ran (whatever its status), False otherwise.
         """
-        if self._next_refit_ns >= 0 and now_ns < self._next_refit_ns:
-            return False
-        if self._next_refit_ns < 0:
-            self._next_refit_ns = now_ns
-        missed = (now_ns - self._next_refit_ns) // self._refit_ns
-        self._next_refit_ns += (missed + 1) * self._refit_ns
-        self.refit(now_ns)
-        return True
+        return bool(update_calibration_schedule(self.win, self.cal_i, self.cal_f, self.cal_pi,
+                                                self.cal_pf, now_ns))
 
     def refit(self, now_ns: int) -> int:
         """Close the steps up to now_ns and fit the window now (maybe_refit's worker).
@@ -224,51 +322,8 @@ class IntensityCalibrator:
         Returns:
             The kernel status code (FIT_OK, FIT_TOO_FEW_TRADES, ...).
         """
-        cfg = self.cfg
-        advance_steps(
-            self.step_depth,
-            self.step_trades,
-            self.step_dmid,
-            self.state_i,
-            self.state_f,
-            now_ns,
-            self.step_ns,
-        )
-        update_arrival_counts(self.counts, self.step_depth)
-        n_trades = int(self.state_i[I_WIN_TRADES])
-        window_s = self.window_s_observed()
-        if window_s > 0:
-            status, kappa, a, r2, n_points = compute_intensity_fit(
-                self.counts,
-                window_s,
-                n_trades,
-                int(cfg.min_trades),
-                self.min_points,
-                float(cfg.min_r2),
-            )
-        else:  # no completed step yet: nothing to fit
-            status, kappa, a, r2, n_points = FIT_TOO_FEW_TRADES, math.nan, math.nan, math.nan, 0
-        sigma = float(compute_sigma(self.state_i, self.state_f, self.step_s))
-
-        self.fits += 1
-        self.last_refit_ns = now_ns
-        self.n_trades_window = n_trades
-        self.window_s_used = window_s
-        self.raw_kappa, self.raw_a, self.r2 = float(kappa), float(a), float(r2)
-        self.raw_sigma = sigma
-        self.n_points = int(n_points)
-        self.last_status = STATUS_NAMES.get(int(status), f"error_{int(status)}")
-        if status == FIT_OK:
-            k_lo, k_hi, a_lo, a_hi = self._clip
-            self.kappa = min(max(float(kappa), k_lo), k_hi)
-            self.a = min(max(float(a), a_lo), a_hi)
-            if sigma > 0:
-                self.sigma = sigma
-            self.source = "calibrated"
-            self.good_fits += 1
-        elif status in _POOR:
-            self.poor_fits += 1
-        return int(status)
+        return int(apply_calibration_refit(self.win, self.cal_i, self.cal_f, self.cal_pi,
+                                           self.cal_pf, now_ns))
 
     def window_s_observed(self) -> float:
         """Seconds of observed completed steps in the window (grows to window_s in warm-up)."""

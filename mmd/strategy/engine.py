@@ -4,13 +4,20 @@ Pure core: time arrives as arguments, nothing awaits. It pulls new mids and trad
 market rings (so the feed path stays untouched), refits the intensity model on its schedule,
 decides the target quotes and diffs them against the open orders the order manager reports.
 It sends nothing: the caller passes the commands through risk to the paper exchange.
+
+Every step runs the kernels of `mmd.kernels.strategy` (ring reads and calibration, warm-up gate,
+quote decision, order diff), the same ones the backtest loop runs.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from mmd.config import StrategyConfig
+from mmd.errors import InvariantViolation
+from mmd.kernels.strategy import update_calibration_from_rings
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
@@ -41,8 +48,8 @@ class SymbolStrategy:
         self.decisions = 0
         self.submits = 0
         self.cancels = 0
-        self._mid_cursor = 0
-        self._trade_cursor = 0
+        # rows of the mids / trades rings already read (RingBuffer.since cursors)
+        self._cursor = np.zeros(2, np.int64)
         self._ids = itertools.count(1)
         self._id_prefix = f"{instrument.symbol}-{start_ns // 1_000_000}-"
 
@@ -52,21 +59,19 @@ class SymbolStrategy:
     def _pull_market(self, st: SymbolState) -> None:
         """Feed the calibrator every mid and trade recorded since the last call, in time order."""
         mids, trades = st.mids, st.trades
-        m = mids.since(self._mid_cursor)
-        t = trades.since(self._trade_cursor)
-        self._mid_cursor, self._trade_cursor = mids.total, trades.total
-        m_ts, t_ts = m["ts_ns"], t["ts_ns"]
-        i = j = 0
         cal = self.calibrator
-        while i < len(m_ts) or j < len(t_ts):
-            # a mid and a trade at the same ns: the mid first (the trade is measured against it)
-            if j >= len(t_ts) or (i < len(m_ts) and m_ts[i] <= t_ts[j]):
-                cal.on_mid(int(m_ts[i]), float(m["mid_ticks"][i]))
-                i += 1
-            else:
-                cal.on_trade(int(t_ts[j]), int(t["px_ticks"][j]), int(t["qty_lots"][j]),
-                             int(t["side"][j]))
-                j += 1
+        rc = update_calibration_from_rings(
+            cal.win,
+            self._cursor,
+            (mids.column("ts_ns"), mids.column("mid_ticks")),
+            (trades.column("ts_ns"), trades.column("px_ticks"), trades.column("qty_lots"),
+             trades.column("side")),
+            mids.total,
+            trades.total,
+            cal.step_ns,
+        )
+        if rc != 0:
+            raise InvariantViolation(f"calibration trade rejected (code {rc})")
 
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
              position_lots: int, *, halted: bool = False) -> list[Command]:

@@ -1,7 +1,9 @@
 """Pure diff of a QuoteTarget against the resting orders: the fewest commands that reach it.
 
 Owns no state and sends nothing: it returns SubmitOrder/CancelOrder commands for the caller
-(risk, then the exchange). Ids come from the caller's `next_id`.
+(risk, then the exchange). Ids come from the caller's `next_id`. The matching is
+`mmd.kernels.strategy.compute_order_diff` over arrays (the backtest loop's kernel); this module
+converts the target and the orders to its arrays and its command buffer back to commands.
 """
 
 from __future__ import annotations
@@ -9,11 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mmd.model.codes import BUY, SELL
+import numpy as np
+
+from mmd.kernels.strategy import (
+    CMD_CANCEL,
+    COMMAND_DTYPE,
+    ORDER_DTYPE,
+    TG_ASK_PX,
+    TG_ASK_QTY,
+    TG_BID_PX,
+    TG_BID_QTY,
+    compute_order_diff,
+)
 from mmd.model.events import CancelOrder, SubmitOrder
 from mmd.strategy.quoter import QuoteTarget
 
-__all__ = ["CancelOrder", "OpenOrder", "SubmitOrder", "diff_quotes"]
+__all__ = ["CancelOrder", "OpenOrder", "SubmitOrder", "diff_quotes", "orders_array"]
 
 
 @dataclass(slots=True)
@@ -39,34 +52,24 @@ class OpenOrder:
         return self.orig_lots if self.orig_lots > 0 else self.qty_lots
 
 
-def _match_side(
-    levels: list[tuple[int, int]],
-    orders: list[OpenOrder],
-    tolerance_ticks: int,
-) -> tuple[list[bool], list[bool]]:
-    # pass 1 keeps exact price matches so a tolerance never drags a level off its own order;
-    # pass 2 gives each still-unmatched level the nearest unused order within the tolerance
-    # (ties: the earlier order). In both passes the order's size as sent must equal the level's:
-    # a partly filled order (leaves < size) is kept, so its remainder keeps its queue place.
-    level_done = [False] * len(levels)
-    order_kept = [False] * len(orders)
-    for i, (px, qty) in enumerate(levels):
-        for j, order in enumerate(orders):
-            if not order_kept[j] and order.px_ticks == px and order.sent_lots() == qty:
-                level_done[i] = order_kept[j] = True
-                break
-    if tolerance_ticks > 0:
-        for i, (px, qty) in enumerate(levels):
-            if level_done[i]:
-                continue
-            best_j, best_dist = -1, tolerance_ticks + 1
-            for j, order in enumerate(orders):
-                dist = abs(order.px_ticks - px)
-                if not order_kept[j] and order.sent_lots() == qty and dist < best_dist:
-                    best_j, best_dist = j, dist
-            if best_j >= 0:
-                level_done[i] = order_kept[best_j] = True
-    return level_done, order_kept
+def orders_array(open_orders: list[OpenOrder]) -> np.ndarray:
+    """The orders as the kernels' ORDER_DTYPE array; oid = the order's index in the list."""
+    arr = np.zeros(len(open_orders), ORDER_DTYPE)
+    for j, o in enumerate(open_orders):
+        arr[j] = (j, o.side, o.px_ticks, o.qty_lots, o.orig_lots, 0)
+    return arr
+
+
+def _target_array(target: QuoteTarget) -> np.ndarray:
+    n = max(1, len(target.bids), len(target.asks))
+    tgt = np.zeros((4, n), np.int64)
+    for i, (px, qty) in enumerate(target.bids):
+        tgt[TG_BID_PX, i] = px
+        tgt[TG_BID_QTY, i] = qty
+    for i, (px, qty) in enumerate(target.asks):
+        tgt[TG_ASK_PX, i] = px
+        tgt[TG_ASK_QTY, i] = qty
+    return tgt
 
 
 def diff_quotes(
@@ -84,7 +87,8 @@ def diff_quotes(
     its place in the queue (a cancel and resubmit would put it at the back); only a price move
     beyond the tolerance or a new target size does. When orig_lots is unknown (0) the leaves
     are compared instead. Every other resting order is cancelled and every level left without
-    an order is submitted. Orders on a side the target leaves empty are all cancelled.
+    an order is submitted. Orders on a side the target leaves empty are all cancelled. A level
+    with qty <= 0 (the Quoter never makes one) is no level.
 
     Args:
         target: the quote target (its symbol is used for every command).
@@ -96,28 +100,28 @@ def diff_quotes(
         Cancels first (in open_orders order), then submits (bids best first, then asks best
         first). Empty when the resting orders already match the target.
     """
-    bids = [o for o in open_orders if o.side == BUY]
-    asks = [o for o in open_orders if o.side == SELL]
-    bid_done, bid_kept = _match_side(target.bids, bids, tolerance_ticks)
-    ask_done, ask_kept = _match_side(target.asks, asks, tolerance_ticks)
-    kept_ids = {o.client_order_id for o, k in zip(bids, bid_kept, strict=True) if k}
-    kept_ids.update(o.client_order_id for o, k in zip(asks, ask_kept, strict=True) if k)
-
-    commands: list[SubmitOrder | CancelOrder] = [
-        CancelOrder(client_order_id=o.client_order_id, symbol=target.symbol)
-        for o in open_orders
-        if o.client_order_id not in kept_ids
-    ]
-    for side, levels, done in ((BUY, target.bids, bid_done), (SELL, target.asks, ask_done)):
-        for (px, qty), is_done in zip(levels, done, strict=True):
-            if not is_done:
-                commands.append(
-                    SubmitOrder(
-                        client_order_id=next_id(),
-                        symbol=target.symbol,
-                        side=side,
-                        px_ticks=px,
-                        qty_lots=qty,
-                    )
+    tgt = _target_array(target)
+    orders = orders_array(open_orders)
+    cmds = np.zeros(len(open_orders) + 2 * tgt.shape[1], COMMAND_DTYPE)
+    done = np.zeros(2 * tgt.shape[1], np.int64)
+    next_oid = np.zeros(1, np.int64)
+    n = compute_order_diff(cmds, orders, next_oid, done, tgt, len(open_orders), tolerance_ticks)
+    commands: list[SubmitOrder | CancelOrder] = []
+    symbol = target.symbol
+    for c in cmds[:n].tolist():
+        kind, side, px, qty, oid, _reason = c
+        if kind == CMD_CANCEL:
+            commands.append(
+                CancelOrder(client_order_id=open_orders[oid].client_order_id, symbol=symbol)
+            )
+        else:
+            commands.append(
+                SubmitOrder(
+                    client_order_id=next_id(),
+                    symbol=symbol,
+                    side=side,
+                    px_ticks=px,
+                    qty_lots=qty,
                 )
+            )
     return commands

@@ -1,7 +1,9 @@
 """Quoter: book + volatility/intensity estimates + position + ML inputs -> QuoteTarget.
 
-Glue only: the formulas and the ladder rules are in `mmd.kernels.quotes`. It does not place
-orders (`order_diff` does) and does not read the clock (time arrives as `now_ns`).
+Glue only: the decision is one call of `mmd.kernels.strategy.compute_quote_decision` (the
+formulas and the ladder rules are in `mmd.kernels.quotes`), the same kernel the backtest loop
+runs. It does not place orders (`order_diff` does) and does not read the clock (time arrives as
+`now_ns`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,39 @@ import msgspec
 import numpy as np
 
 from mmd.config import StrategyConfig
-from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_quote_ladder
+from mmd.kernels.strategy import (
+    DF_FALLBACK,
+    DF_HALF_SPREAD,
+    DF_RESERVATION,
+    DF_SIZE,
+    ML_SIZE,
+    QPF_FALLBACK_A,
+    QPF_FALLBACK_KAPPA,
+    QPF_FALLBACK_SIGMA,
+    QPF_GAMMA,
+    QPF_MIN_SPREAD_FRAC,
+    QPF_SIZE,
+    QPF_SIZE_ETA,
+    QPI_IS_GLFT,
+    QPI_LEVELS,
+    QPI_MAX_LOTS,
+    QPI_ORDER_LOTS,
+    QPI_SESSION_NS,
+    QPI_SIZE,
+    QPI_SPACING_TICKS,
+    QPI_TOLERANCE_TICKS,
+    QUOTE_BAD_LADDER,
+    QUOTE_BAD_MODEL,
+    QUOTE_CROSSED,
+    QUOTE_ONE_SIDED,
+    TG_ASK_PX,
+    TG_ASK_QTY,
+    TG_BID_PX,
+    TG_BID_QTY,
+    compute_quote_decision,
+)
 from mmd.market.book import L2Book
-from mmd.model.codes import ERR_CROSSED, OK
+from mmd.model.codes import OK
 from mmd.model.instrument import Instrument
 
 ModelName = Literal["as", "glft"]
@@ -44,6 +76,25 @@ class MlInputs(msgspec.Struct, frozen=True):
 
 
 NEUTRAL = MlInputs()
+
+# compute_quote_decision code -> Quoter.reject_reason
+REJECT_REASONS: dict[int, str] = {
+    QUOTE_ONE_SIDED: "one_sided_book",
+    QUOTE_CROSSED: "crossed_book",
+    QUOTE_BAD_MODEL: "bad_model_input",
+    QUOTE_BAD_LADDER: "bad_ladder_input",
+}
+
+
+def ml_array(ml: MlInputs, out: np.ndarray | None = None) -> np.ndarray:
+    """The ML inputs as the kernels' float64[ML_SIZE] (slots ML_*)."""
+    arr = np.empty(ML_SIZE, np.float64) if out is None else out
+    arr[0] = ml.bid_mult
+    arr[1] = ml.ask_mult
+    arr[2] = ml.gamma_mult
+    arr[3] = ml.skew_ticks
+    arr[4] = ml.spread_override_ticks
+    return arr
 
 
 class QuoteTarget(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,10 +166,27 @@ class Quoter:
         self._fallback_sigma = float(cal.fallback_sigma)
         self._fallback_kappa = float(cal.fallback_kappa)
         self._fallback_a = float(cal.fallback_a)
-        self._bid_px = np.zeros(self._levels, np.int64)
-        self._bid_qty = np.zeros(self._levels, np.int64)
-        self._ask_px = np.zeros(self._levels, np.int64)
-        self._ask_qty = np.zeros(self._levels, np.int64)
+        # the kernel's parameter arrays, built once (slots QPI_* / QPF_* of kernels.strategy)
+        self.qpi = np.zeros(QPI_SIZE, np.int64)
+        self.qpi[QPI_IS_GLFT] = int(self._is_glft)
+        self.qpi[QPI_SESSION_NS] = self._session_ns
+        self.qpi[QPI_ORDER_LOTS] = self._order_lots
+        self.qpi[QPI_MAX_LOTS] = self._max_lots
+        self.qpi[QPI_LEVELS] = self._levels
+        self.qpi[QPI_SPACING_TICKS] = self._spacing_ticks
+        self.qpi[QPI_TOLERANCE_TICKS] = int(cfg.requote_tolerance_ticks)
+        self.qpf = np.zeros(QPF_SIZE, np.float64)
+        self.qpf[QPF_GAMMA] = self._gamma
+        self.qpf[QPF_MIN_SPREAD_FRAC] = self._min_spread_frac
+        self.qpf[QPF_SIZE_ETA] = self._size_eta
+        self.qpf[QPF_FALLBACK_SIGMA] = self._fallback_sigma
+        self.qpf[QPF_FALLBACK_KAPPA] = self._fallback_kappa
+        self.qpf[QPF_FALLBACK_A] = self._fallback_a
+        # the decision's out arrays: target levels (rows TG_*) and (reservation, half, fallback)
+        self.tgt = np.zeros((4, self._levels), np.int64)
+        self.dec_f = np.zeros(DF_SIZE, np.float64)
+        self._ml = ml_array(NEUTRAL)
+        self._ml_of: MlInputs = NEUTRAL
         self.reject_reason: str | None = None
 
     def tau_s(self, now_ns: int) -> float:
@@ -155,71 +223,43 @@ class Quoter:
             invalid (`reject_reason` says which). A target may have no levels on a side
             (inventory limit): that means "cancel everything on that side".
         """
-        if book.n_bids == 0 or book.n_asks == 0:
-            self.reject_reason = "one_sided_book"
-            return None
-        best_bid = int(book.bid_px[0])
-        best_ask = int(book.ask_px[0])
-        mid = 0.5 * (best_bid + best_ask)
-        source: ParamsSource = "calibrated"
-        if math.isnan(sigma_ticks):
-            sigma_ticks = self._fallback_sigma
-            source = "fallback"
-        if math.isnan(kappa):
-            kappa = self._fallback_kappa
-            source = "fallback"
-        gamma = self._gamma * ml.gamma_mult
-        if self._is_glft:
-            if math.isnan(a):
-                a = self._fallback_a
-                source = "fallback"
-            raw_bid, raw_ask, reservation, half = compute_glft_quotes(
-                mid, position_lots, sigma_ticks, gamma, kappa, a, self._order_lots
-            )
-        else:
-            raw_bid, raw_ask, reservation, half = compute_as_quotes(
-                mid, position_lots, sigma_ticks, gamma, kappa, self.tau_s(now_ns)
-            )
-        if math.isnan(raw_bid):
-            self.reject_reason = "bad_model_input"
-            return None
-        code = compute_quote_ladder(
-            self._bid_px,
-            self._bid_qty,
-            self._ask_px,
-            self._ask_qty,
-            raw_bid,
-            raw_ask,
-            reservation,
-            best_bid,
-            best_ask,
+        if ml is not self._ml_of:
+            ml_array(ml, self._ml)
+            self._ml_of = ml
+        tgt = self.tgt
+        has_book = book.n_bids > 0 and book.n_asks > 0
+        code = compute_quote_decision(
+            tgt,
+            self.dec_f,
+            self.qpi,
+            self.qpf,
+            self._ml,
+            now_ns,
+            int(book.bid_px[0]) if has_book else 0,
+            int(book.ask_px[0]) if has_book else 0,
+            book.n_bids,
+            book.n_asks,
+            float(sigma_ticks),
+            float(kappa),
+            float(a),
             position_lots,
-            self._max_lots,
-            self._min_spread_frac * mid,
-            self._levels,
-            self._spacing_ticks,
-            self._order_lots,
-            self._size_eta,
-            ml.bid_mult,
-            ml.ask_mult,
-            ml.skew_ticks,
-            ml.spread_override_ticks,
         )
         if code != OK:
-            self.reject_reason = "crossed_book" if code == ERR_CROSSED else "bad_ladder_input"
+            self.reject_reason = REJECT_REASONS.get(code, "bad_ladder_input")
             return None
         self.reject_reason = None
-        bid_px = self._bid_px.tolist()
-        bid_qty = self._bid_qty.tolist()
-        ask_px = self._ask_px.tolist()
-        ask_qty = self._ask_qty.tolist()
+        bid_px = tgt[TG_BID_PX].tolist()
+        bid_qty = tgt[TG_BID_QTY].tolist()
+        ask_px = tgt[TG_ASK_PX].tolist()
+        ask_qty = tgt[TG_ASK_QTY].tolist()
+        dec_f = self.dec_f
         return QuoteTarget(
             symbol=self.symbol,
             ts_ns=now_ns,
             bids=[(p, q) for p, q in zip(bid_px, bid_qty, strict=True) if q > 0],
             asks=[(p, q) for p, q in zip(ask_px, ask_qty, strict=True) if q > 0],
-            reservation_ticks=float(reservation),
-            half_spread_ticks=float(half),
+            reservation_ticks=float(dec_f[DF_RESERVATION]),
+            half_spread_ticks=float(dec_f[DF_HALF_SPREAD]),
             model=self.model,
-            params_source=source,
+            params_source="fallback" if dec_f[DF_FALLBACK] != 0.0 else "calibrated",
         )

@@ -1,14 +1,17 @@
 """WarmupGate: when quoting may start, so warm-up is bounded (never "waiting for trades" for ever).
 
 Pure: the caller passes the time and the facts (book synced, calibrated); it reads no clock
-and does no I/O.
+and does no I/O. The state machine is `mmd.kernels.strategy.compute_gate_state`.
 """
 
 from __future__ import annotations
 
+from mmd.kernels.strategy import GATE_CALIBRATED, GATE_FALLBACK, compute_gate_state
+
 WAITING = "waiting"
 CALIBRATED = "calibrated"
 FALLBACK = "fallback"
+_STATES = {GATE_CALIBRATED: CALIBRATED, GATE_FALLBACK: FALLBACK}
 
 
 class WarmupGate:
@@ -50,14 +53,8 @@ class WarmupGate:
         Returns:
             The new state: "waiting", "calibrated" or "fallback".
         """
-        if not book_synced:
-            state = WAITING
-        elif calibrated:
-            state = CALIBRATED
-        elif now_ns >= self._deadline_ns:
-            state = FALLBACK
-        else:
-            state = WAITING
+        code = compute_gate_state(now_ns, self._deadline_ns, bool(book_synced), bool(calibrated))
+        state = _STATES.get(code, WAITING)
         self._state = state
         return state
 

@@ -8,14 +8,33 @@ blocked.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
+import numpy as np
 
 from mmd.config import RiskConfig
 from mmd.errors import InvariantViolation
-from mmd.model.codes import BUY
+from mmd.kernels.strategy import (
+    ACCT_BOOK_STALE,
+    ACCT_HALTED,
+    ACCT_MAX_LOTS,
+    ACCT_OPEN_BUY_LOTS,
+    ACCT_OPEN_SELL_LOTS,
+    ACCT_POSITION_LOTS,
+    ACCT_SIZE,
+    CMD_CANCEL,
+    CMD_SUBMIT,
+    COMMAND_DTYPE,
+    RISK_BUCKET_DTYPE,
+    RPF_BURST,
+    RPF_LOT,
+    RPF_MAX_NOTIONAL,
+    RPF_RATE_PER_NS,
+    RPF_SIZE,
+    RPF_TICK,
+    apply_risk_checks,
+)
 from mmd.model.events import CancelOrder, SubmitOrder
 from mmd.model.instrument import Instrument
 
@@ -99,12 +118,6 @@ class DayPnl:
         return DayPnlState(day=self._day, baseline_quote=self._baseline)
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    last_ns: int
-
-
 class RiskGate:
     """Pre-trade checks on one symbol's batch of commands, plus the account kill switch.
 
@@ -126,7 +139,8 @@ class RiskGate:
             self.add_instrument(inst)
         self._rate_per_ns = cfg.max_orders_per_s / 1e9
         self._burst = max(1.0, cfg.max_orders_per_s)
-        self._buckets: dict[str, _Bucket] = {}
+        # per symbol: the order-rate token bucket (kernels.strategy.RISK_BUCKET_DTYPE[1])
+        self._buckets: dict[str, np.ndarray] = {}
         self.halted = False
         self.halt_reason = ""
         self.halt_state: HaltState | None = None
@@ -185,59 +199,42 @@ class RiskGate:
         inst = self._instruments.get(symbol)
         if inst is None:
             raise InvariantViolation(f"risk: unknown symbol {symbol}")
-        max_lots = self._max_lots[symbol]
-        bucket = self._refill(symbol, now_ns)
-        allowed: list[SubmitOrder | CancelOrder] = []
-        rejected: list[Rejection] = []
-        buy_lots, sell_lots = open_buy_lots, open_sell_lots
-        for cmd in cmds:
+        n = len(cmds)
+        arr = np.zeros(n, COMMAND_DTYPE)
+        for k, cmd in enumerate(cmds):
             if cmd.symbol != symbol:
                 raise InvariantViolation(f"risk: {cmd!r} in a batch for {symbol}")
             if isinstance(cmd, CancelOrder):
-                bucket.tokens = max(0.0, bucket.tokens - 1.0)
-                allowed.append(cmd)
-                continue
-            # exposure in the order's direction if it and everything open on its side filled
-            # (an order that reduces the position is never refused for size)
-            if cmd.side == BUY:
-                exposure_lots = position_lots + buy_lots + cmd.qty_lots
+                arr[k] = (CMD_CANCEL, 0, 0, 0, k, 0)
             else:
-                exposure_lots = -(position_lots - sell_lots - cmd.qty_lots)
-            reason = ""
-            if self.halted:
-                reason = REASON_HALTED
-            elif book_stale:
-                reason = REASON_BOOK_STALE
-            elif exposure_lots > max_lots:
-                reason = REASON_MAX_POSITION
-            elif (
-                self._cfg.max_notional > 0
-                and exposure_lots * inst.lot * cmd.px_ticks * inst.tick > self._cfg.max_notional
-            ):
-                reason = REASON_MAX_NOTIONAL
-            elif bucket.tokens < 1.0:
-                reason = REASON_RATE_LIMIT
-            if reason:
-                self.rejections[reason] += 1
-                rejected.append(Rejection(command=cmd, reason=reason))
-                continue
-            bucket.tokens -= 1.0
-            if cmd.side == BUY:
-                buy_lots += cmd.qty_lots
-            else:
-                sell_lots += cmd.qty_lots
-            allowed.append(cmd)
-        return allowed, rejected
-
-    def _refill(self, symbol: str, now_ns: int) -> _Bucket:
+                arr[k] = (CMD_SUBMIT, cmd.side, cmd.px_ticks, cmd.qty_lots, k, 0)
         bucket = self._buckets.get(symbol)
         if bucket is None:
-            bucket = self._buckets[symbol] = _Bucket(tokens=self._burst, last_ns=now_ns)
-            return bucket
-        elapsed_ns = max(0, now_ns - bucket.last_ns)
-        bucket.tokens = min(self._burst, bucket.tokens + elapsed_ns * self._rate_per_ns)
-        bucket.last_ns = max(bucket.last_ns, now_ns)
-        return bucket
+            bucket = self._buckets[symbol] = np.zeros(1, RISK_BUCKET_DTYPE)
+        rpf = np.empty(RPF_SIZE, np.float64)
+        rpf[RPF_MAX_NOTIONAL] = self._cfg.max_notional
+        rpf[RPF_LOT] = inst.lot
+        rpf[RPF_TICK] = inst.tick
+        rpf[RPF_RATE_PER_NS] = self._rate_per_ns
+        rpf[RPF_BURST] = self._burst
+        acct = np.empty(ACCT_SIZE, np.int64)
+        acct[ACCT_POSITION_LOTS] = position_lots
+        acct[ACCT_OPEN_BUY_LOTS] = open_buy_lots
+        acct[ACCT_OPEN_SELL_LOTS] = open_sell_lots
+        acct[ACCT_BOOK_STALE] = int(bool(book_stale))
+        acct[ACCT_HALTED] = int(self.halted)
+        acct[ACCT_MAX_LOTS] = self._max_lots[symbol]
+        apply_risk_checks(arr, bucket, rpf, acct, n, now_ns)
+        allowed: list[SubmitOrder | CancelOrder] = []
+        rejected: list[Rejection] = []
+        for cmd, code in zip(cmds, arr["reason"].tolist(), strict=True):
+            if code == 0:
+                allowed.append(cmd)
+            else:
+                reason = REASONS[code - 1]
+                self.rejections[reason] += 1
+                rejected.append(Rejection(command=cmd, reason=reason))
+        return allowed, rejected
 
     def on_pnl(self, ts_ns: int, day_pnl_quote: float) -> bool:
         """Feed today's PnL (UTC day of ts_ns, fees and funding included); maybe trip.

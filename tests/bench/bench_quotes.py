@@ -10,6 +10,10 @@ the Quoter's before timing. Called from Python, each kernel call pays numba's di
 typing and boxing, ~0.3 us for the raw kernels, ~1 us for the 20-argument ladder), which is
 more than the arithmetic; the `[in_njit]` rows time the same kernels called from a jitted loop
 (as the Monte-Carlo test and a jitted backtest call them), where that cost is gone.
+
+`strategy.decision[...]` rows time the strategy kernels' whole decision (fallbacks, model quotes
+and ladder: `compute_quote_decision`; then the order diff against two resting orders:
+`compute_order_diff`) per call from Python and inside one jitted loop (`[in_njit]`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from mmd.config import StrategyConfig
+from mmd.kernels import strategy as ks
 from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_quote_ladder
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
@@ -113,6 +118,23 @@ def _loop_as_ladder(
             np.nan,
         )
         acc += out_bid_px[0] + out_ask_qty[0]
+    return acc
+
+
+@njit(cache=False)
+def _loop_decision(n: int, tgt: np.ndarray, dec_f: np.ndarray, qpi: np.ndarray, qpf: np.ndarray,
+                   ml: np.ndarray, orders: np.ndarray, cmds: np.ndarray, next_oid: np.ndarray,
+                   done: np.ndarray, with_diff: bool) -> int:
+    # n decisions (and diffs) from a jitted loop, the position moving over -3..3 lots
+    acc = 0
+    for i in range(n):
+        q = (i % 7) - 3
+        code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, NOW_NS + i, BEST_BID,
+                                         BEST_ASK, 50, 50, SIGMA, KAPPA, A, q)
+        acc += code + tgt[0, 0]
+        if with_diff:
+            acc += ks.compute_order_diff(cmds, orders, next_oid, done, tgt, orders.shape[0],
+                                         qpi[ks.QPI_TOLERANCE_TICKS])
     return acc
 
 
@@ -357,6 +379,49 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "passes": passes,
         }
     )
+    for model, levels in (("as", 1), ("glft", 5)):
+        qt = Quoter(make_cfg(model, levels), BTC)
+        st = (qt.tgt, qt.dec_f, qt.qpi, qt.qpf, qt._ml)
+        orders = np.zeros(2, ks.ORDER_DTYPE)
+        orders[0] = (0, 1, BEST_BID - 3, 2, 2, 0)
+        orders[1] = (1, -1, BEST_ASK + 3, 2, 2, 0)
+        cmds = np.zeros(2 + 2 * levels, ks.COMMAND_DTYPE)
+        next_oid = np.zeros(1, np.int64)
+        done = np.zeros(2 * levels, np.int64)
+
+        def decision(st: tuple = st) -> int:
+            return int(ks.compute_quote_decision(*st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA,
+                                                 KAPPA, A, POSITION))
+
+        def decision_diff(st: tuple = st, orders: np.ndarray = orders, cmds: np.ndarray = cmds,
+                          next_oid: np.ndarray = next_oid, done: np.ndarray = done) -> int:
+            ks.compute_quote_decision(*st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA, KAPPA, A,
+                                      POSITION)
+            return int(ks.compute_order_diff(cmds, orders, next_oid, done, st[0], 2, 1))
+
+        for with_diff, fn in ((False, decision), (True, decision_diff)):
+            what = "decision_and_diff" if with_diff else "decision"
+            rows.append(
+                {
+                    "name": f"strategy.{what}[{model},levels={levels}]",
+                    "ns_per_call": per_call_ns(fn, calls, passes),
+                    "calls": calls,
+                    "passes": passes,
+                }
+            )
+            rows.append(
+                {
+                    "name": f"strategy.{what}[{model},levels={levels},in_njit]",
+                    "ns_per_call": per_call_jit_ns(
+                        lambda n, st=st, o=orders, c=cmds, i=next_oid, d=done, w=with_diff:
+                        _loop_decision(n, *st, o, c, i, d, w),
+                        jit_n,
+                        passes,
+                    ),
+                    "calls": jit_n,
+                    "passes": passes,
+                }
+            )
     rows.append(
         {
             "name": "quotes.as_and_ladder",
