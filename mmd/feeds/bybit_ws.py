@@ -138,17 +138,25 @@ class BybitStream:
         idle_ns = int(self.cfg.idle_timeout_s * 1e9)
         last_msg = last_ping = self.clock.mono_ns()
         got_data = False
+        queued = ws.recv_messages.frames  # frames read off the socket, not yet received
+        recv = ws.recv
+        mono_ns = self.clock.mono_ns
         while True:
-            now = self.clock.mono_ns()
+            now = mono_ns()
             if now - last_ping >= ping_every_ns:
                 await ws.send(encode_ping(f"ping-{next(self._req_ids)}").decode())
                 last_ping = now
-            wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
             try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that arrives just as a frame does, and shutdown would then hang
-                async with asyncio.timeout(max(wait_ns, 1) / 1e9):
-                    raw = await ws.recv(decode=False)
+                if len(queued):
+                    # already buffered: recv returns without waiting, so no timer is armed
+                    # (one timer per socket read, not one per frame)
+                    raw = await recv(decode=False)
+                else:
+                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that arrives just as a frame does; shutdown would then hang
+                    async with asyncio.timeout(max(wait_ns, 1) / 1e9):
+                        raw = await recv(decode=False)
             except TimeoutError:
                 if self.clock.mono_ns() - last_msg >= idle_ns:
                     self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
@@ -157,7 +165,7 @@ class BybitStream:
             except websockets.exceptions.ConnectionClosed as exc:
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
             ts_recv_ns = self.clock.now_ns()
-            last_msg = self.clock.mono_ns()
+            last_msg = mono_ns()
             if not got_data:
                 got_data = True
                 backoff.reset()
@@ -171,6 +179,12 @@ class BybitStream:
         self.log.info("ws_resubscribed", topics=topics)
         await self._subscribe(ws, topics, "unsubscribe")
         await self._subscribe(ws, topics, "subscribe")
+
+    def backlog(self) -> bool:
+        """True when a newer frame is already buffered (read off the socket, not yet handed
+        on): the caller may coalesce work that only the latest frame needs."""
+        ws = self._ws
+        return ws is not None and len(ws.recv_messages.frames) > 0
 
     def request_resync(self, symbol: str) -> None:
         """Resubscribe symbol's book after the next frame (used for stale books)."""
