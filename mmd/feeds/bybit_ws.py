@@ -30,6 +30,8 @@ from mmd.logs import get_logger
 
 # Linear topics are limited by total length of args (21,000 characters); keep requests small.
 _TOPICS_PER_REQUEST = 10
+# under a backlog, yield to the event loop after this many frames handled back to back
+_FRAMES_PER_YIELD = 256
 
 OnFrame = Callable[[bytes, int], list[str]]  # returns symbols to resync
 OnState = Callable[[list[str], str], None]
@@ -141,8 +143,14 @@ class BybitStream:
         queued = ws.recv_messages.frames  # frames read off the socket, not yet received
         recv = ws.recv
         mono_ns = self.clock.mono_ns
+        unyielded = 0
         while True:
             now = mono_ns()
+            if unyielded >= _FRAMES_PER_YIELD:
+                # a long backlog is read without awaiting anything: let /metrics, /healthz,
+                # the quoter's timer and SIGTERM in now and then
+                unyielded = 0
+                await asyncio.sleep(0)
             if now - last_ping >= ping_every_ns:
                 await ws.send(encode_ping(f"ping-{next(self._req_ids)}").decode())
                 last_ping = now
@@ -169,6 +177,7 @@ class BybitStream:
             if not got_data:
                 got_data = True
                 backoff.reset()
+            unyielded = unyielded + 1 if len(queued) else 0
             resync = self.on_frame(raw, ts_recv_ns)
             if resync or self._pending_resync:
                 await self._resync(ws, set(resync) | self._pending_resync)

@@ -55,7 +55,7 @@ def _env(vurl: str) -> dict[str, str]:
 
 
 def _counters(url: str) -> dict[str, float]:
-    text = http_text(url + "/metrics")
+    text = http_text(url + "/metrics", timeout=30)  # a flooded daemon answers slowly
     dec = metric_values(text, "mmd_quote_decisions_total")
     msgs = metric_values(text, "mmd_feed_messages_total")
     cnt = metric_values(text, "mmd_tick_to_quote_seconds_count")
