@@ -66,9 +66,11 @@ def _recordings(out: Path) -> dict[str, Path]:
     for sym, d in BINANCE.items():
         files = sorted(d.glob("*.gz"))
         if files:
+            (out / sym).mkdir(parents=True, exist_ok=True)  # an existing dir: file goes inside
             (p,) = convert_binance_usdm(files, out / sym, progress=False)
             recs[sym] = p
     if CRYPTOFEED.exists():
+        (out / "bybit").mkdir(parents=True, exist_ok=True)
         for p in convert_cryptofeed(CRYPTOFEED, out / "bybit", progress=False):
             meta = recording_meta(p)
             if meta is not None and meta.category == "linear" and meta.symbol not in recs:
