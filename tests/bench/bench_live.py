@@ -57,25 +57,27 @@ sys.path.insert(0, str(BENCH.parent))  # tests/procs.py
 # recordings
 
 
-def _recordings(out: Path) -> dict[str, Path]:
-    """symbol -> converted recording (linear): BTC/ETH Binance, the Bybit linear symbols."""
+def _recordings(out: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """symbol -> converted recording: the Binance BTC/ETH ones, and the Bybit linear ones (one
+    capture, so they can be served together)."""
     from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
     from mmd.feeds.recording import recording_meta
 
-    recs: dict[str, Path] = {}
+    binance: dict[str, Path] = {}
     for sym, d in BINANCE.items():
         files = sorted(d.glob("*.gz"))
         if files:
             (out / sym).mkdir(parents=True, exist_ok=True)  # an existing dir: file goes inside
             (p,) = convert_binance_usdm(files, out / sym, progress=False)
-            recs[sym] = p
+            binance[sym] = p
+    bybit: dict[str, Path] = {}
     if CRYPTOFEED.exists():
         (out / "bybit").mkdir(parents=True, exist_ok=True)
         for p in convert_cryptofeed(CRYPTOFEED, out / "bybit", progress=False):
             meta = recording_meta(p)
-            if meta is not None and meta.category == "linear" and meta.symbol not in recs:
-                recs[meta.symbol] = p
-    return recs
+            if meta is not None and meta.category == "linear":
+                bybit[meta.symbol] = p
+    return binance, bybit
 
 
 def _span(recs: dict[str, Path], symbols: list[str]) -> float:
@@ -502,17 +504,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        recs = _recordings(tmp / "rec")
+        recs, byb = _recordings(tmp / "rec")
         rows += _ws_receive(recs, tmp, 20_000 if quick else 100_000, 1 if quick else 3)
-        bybit = [s for s in recs if s not in BINANCE][:4]
+        bybit = sorted(byb)[:4]
         window = 4.0 if quick else 20.0  # at most this long from the first book
         if quick:  # bounded: one daemon, one pace
             a, b, dt = _live([recs["BTCUSDT"]], ["BTCUSDT"], 100.0, tmp, warm_s=0.0,
                              window_s=None, max_s=window)
             return [*rows, _tick_row(a, b, dt, 100.0, ["BTCUSDT"])]
-        for symbols in (["BTCUSDT"], bybit):
+        for symbols, src in ((["BTCUSDT"], recs), (bybit, byb)):
             for speed in (10.0, 100.0):
-                a, b, dt = _live([recs[s] for s in symbols], symbols, speed, tmp,
+                a, b, dt = _live([src[s] for s in symbols], symbols, speed, tmp,
                                  warm_s=0.0, window_s=None, max_s=window)
                 rows.append(_tick_row(a, b, dt, speed, symbols))
         prof = tmp / "daemon.prof"
@@ -527,18 +529,18 @@ def run(quick: bool) -> list[dict[str, Any]]:
         while len(ten) < 10 and bybit:
             src = bybit[extra % len(bybit)]
             new = src.replace("USDT", f"X{extra}USDT")
-            recs[new] = _renamed(recs[src], src, new, tmp / "rec" / "bybit")
+            byb[new] = _renamed(byb[src], src, new, tmp / "rec" / "bybit")
             ten.append(new)
             extra += 1
         ramps = {1: (30.0, 100.0, 300.0, 1000.0), 10: (10.0, 30.0, 100.0, 300.0)}
         for n_sym, speeds in ramps.items():
-            symbols = ["BTCUSDT"] if n_sym == 1 else ten
+            symbols, src_recs = (["BTCUSDT"], recs) if n_sym == 1 else (ten, byb)
             ok = []
             for speed in speeds:
-                a, b, _dt = _live([recs[s] for s in symbols], symbols, speed, tmp,
+                a, b, _dt = _live([src_recs[s] for s in symbols], symbols, speed, tmp,
                                   warm_s=0.0, window_s=None)
                 frames = _frames(b) - _frames(a)
-                span = _span(recs, symbols) / speed  # seconds the venue takes to send them
+                span = _span(src_recs, symbols) / speed  # seconds the venue takes to send them
                 offered = frames / span
                 lag = _lag(b)  # the last book's lag: how far behind the daemon ended
                 rows.append({"name": "live_ingest_step", "symbols": n_sym, "pace": speed,
