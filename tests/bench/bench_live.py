@@ -229,13 +229,14 @@ def _live(recs: list[Path], symbols: list[str], speed: float, tmp: Path, *, warm
                    tmp / f"venue-{time.monotonic_ns()}.log")
         if window_s is not None:
             return _window(url, warm_s, window_s)
-        t0 = time.monotonic()
         first = ""
-        while not first:
+        deadline = time.monotonic() + 120
+        while not first and time.monotonic() < deadline:
             text = _scrape(url)
             if _sum(text, "mmd_feed_messages_total", topic="orderbook") > 0:
                 first = text
             time.sleep(0.05)
+        t0 = time.monotonic()  # the window starts at the first book
         last, n, since = first, -1.0, time.monotonic()
         while time.monotonic() - since < 1.5 and time.monotonic() - t0 < max_s:
             time.sleep(0.25)
@@ -507,7 +508,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         recs, byb = _recordings(tmp / "rec")
         rows += _ws_receive(recs, tmp, 20_000 if quick else 100_000, 1 if quick else 3)
         bybit = sorted(byb)[:4]
-        window = 4.0 if quick else 20.0  # at most this long from the first book
+        window = 5.0 if quick else 20.0  # at most this long from the first book
         if quick:  # bounded: one daemon, one pace
             a, b, dt = _live([recs["BTCUSDT"]], ["BTCUSDT"], 100.0, tmp, warm_s=0.0,
                              window_s=None, max_s=window)
