@@ -58,7 +58,8 @@ class FrameHandler:
 
     Returns the symbols the feed must resync (the websocket client resubscribes them). With
     `quote_inline` (replay) the strategy requotes right after every book frame, on the frame's
-    time, which makes a replay deterministic; live, the quoter task does it (coalesced).
+    time, which makes a replay deterministic; live, `after_frame(symbol)` is called after every
+    frame (symbol = the book it changed, else None) and the QuoteScheduler decides when to quote.
 
     It is the crash barrier of the feed tasks: an input-caused exception while one frame is
     handled is counted in `hub.stats.frame_errors[stage]`, logged once per (stage, kind) with
@@ -66,11 +67,12 @@ class FrameHandler:
     """
 
     def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
-                 on_book: Callable[[], None] | None = None, trader: Trader | None = None,
+                 after_frame: Callable[[str | None], None] | None = None,
+                 trader: Trader | None = None,
                  *, quote_inline: bool = False) -> None:
         self.hub = hub
         self.recorder = recorder
-        self.on_book = on_book or (lambda: None)
+        self.after_frame = after_frame or (lambda _symbol: None)
         self.trader = trader
         self.quote_inline = quote_inline
         self.log = get_logger("feed.frames")
@@ -103,7 +105,13 @@ class FrameHandler:
                     trader.quote(ts_recv_ns, [msg.symbol])
                     trader.maybe_snapshot(trader.last_exch_ns)
                 else:
-                    self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
+                    st = hub.states.get(msg.symbol)
+                    applied = st is not None and st.last_book_recv_ns == ts_recv_ns
+                    stage = "quote"
+                    self.after_frame(msg.symbol if applied and not resyncs else None)
+            elif not self.quote_inline:
+                stage = "quote"
+                self.after_frame(None)
             return resyncs
         except _INPUT_ERRORS as exc:
             hub.stats.frame_errors[stage] += 1
@@ -133,6 +141,95 @@ class FrameHandler:
                     rec.write(info.symbol, raw, ts_recv_ns, header=True)
 
 
+class QuoteScheduler:
+    """Decides WHEN the trader quotes, live (the trader decides WHAT).
+
+    After a book frame, when the feed holds no newer frame (`backlog()` is False), the symbol is
+    quoted at once, in the reader's own call: no task hand-off. Under a backlog the changed
+    symbols are coalesced (the latest book wins) and quoted once every `every_frames` book
+    frames or every `every_s` seconds, whichever comes first, so a flood delays decisions but
+    never starves them; when the backlog drains, the next frame quotes what is left. The
+    quoter task adds the requote timer for a quiet market (`tick()`).
+
+    Every decision that reacted to a new book is counted by trigger (`decisions`) and observed
+    in `mmd_tick_to_quote_seconds` from the frame's receive stamp and from its exchange stamp.
+    """
+
+    TRIGGERS = ("inline", "backlog", "timer")
+
+    def __init__(self, trader: Trader, hub: MarketHub, clock: Clock, metrics: Metrics, *,
+                 every_frames: int, every_s: float) -> None:
+        self.trader = trader
+        self.hub = hub
+        self.clock = clock
+        self.every_frames = every_frames
+        self.every_ns = int(every_s * 1e9)
+        self.backlog: Callable[[], bool] = lambda: False
+        self.dirty: dict[str, None] = {}  # symbols with a book not yet quoted (ordered set)
+        self.pending = 0  # book frames coalesced since the last decision
+        self.last_mono_ns = self.last_timer_ns = clock.mono_ns()
+        self.decisions = dict.fromkeys(self.TRIGGERS, 0)
+        self._quoted_recv_ns: dict[str, int] = {}
+        self._recv = metrics.tick_to_quote.labels("recv")
+        self._exch = metrics.tick_to_quote.labels("exch")
+        self._counted = {t: metrics.quote_decisions.labels(t) for t in self.TRIGGERS}
+        self.wake: Callable[[], None] = lambda: None  # the quoter task's flush under backlog
+
+    def __call__(self, symbol: str | None) -> None:
+        """After every live frame: symbol is the book it changed (None: no book changed)."""
+        if symbol is not None:
+            self.dirty[symbol] = None
+            self.pending += 1
+        if not self.dirty:
+            return
+        if not self.backlog():
+            self.decide("inline")
+        elif (self.pending >= self.every_frames
+              or self.clock.mono_ns() - self.last_mono_ns >= self.every_ns):
+            self.decide("backlog")
+        else:
+            self.wake()
+
+    def tick(self, quiet_ns: int) -> None:
+        """From the quoter task: quote what a backlog left, and every symbol once per quiet_ns
+        (a quiet market still gets requoted: warm-up ends, the session clock moves)."""
+        if self.dirty:
+            self.decide("backlog")
+        if self.clock.mono_ns() - self.last_timer_ns >= quiet_ns:
+            self.last_timer_ns = self.clock.mono_ns()
+            self.decide("timer", list(self.hub.states))
+
+    def decide(self, trigger: str, symbols: list[str] | None = None) -> None:
+        """Advance the paper exchange, quote the symbols (default: the changed ones), observe."""
+        trader = self.trader
+        syms = list(self.dirty) if symbols is None else symbols
+        self.dirty.clear()
+        self.pending = 0
+        now = self.clock.now_ns()
+        trader.apply_events(trader.exchange.advance(trader.last_exch_ns))
+        trader.quote(now, syms)
+        trader.maybe_snapshot(now)
+        done_ns = self.clock.now_ns()
+        self.last_mono_ns = self.clock.mono_ns()
+        states, strategies, quoted = self.hub.states, trader.strategies, self._quoted_recv_ns
+        n = 0
+        for sym in syms:
+            st = states.get(sym)
+            strat = strategies.get(sym)
+            if st is None or strat is None or strat.target is None:
+                continue
+            recv = st.last_book_recv_ns
+            if recv == quoted.get(sym):
+                continue  # no new book since the last decision (the requote timer)
+            quoted[sym] = recv
+            n += 1
+            self._recv.observe((done_ns - recv) / 1e9)
+            self._exch.observe(max(done_ns - st.book.ts_exch_ns, 0) / 1e9)
+        if n:
+            self.decisions[trigger] += n
+            self._counted[trigger].inc(n)
+
+
 class Daemon:
     """Everything `mmd run` (and `mmd record`) runs, wired from one AppConfig."""
 
@@ -154,7 +251,14 @@ class Daemon:
         self.book_updated = asyncio.Event()
         self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
         replay = cfg.feed.source == "replay"
-        self.handle_frame = FrameHandler(self.hub, self.recorder, self.book_updated.set,
+        self.scheduler = None
+        if self.trader is not None and not replay:
+            self.scheduler = QuoteScheduler(
+                self.trader, self.hub, self.clock, self.metrics,
+                every_frames=cfg.strategy.backlog_quote_every_frames,
+                every_s=cfg.strategy.backlog_quote_every_s)
+            self.scheduler.wake = self.book_updated.set
+        self.handle_frame = FrameHandler(self.hub, self.recorder, self.scheduler,
                                          self.trader, quote_inline=replay)
         if self.trader is not None:
             self.metrics.bind_trader(self.trader)
@@ -163,7 +267,6 @@ class Daemon:
                 if n:
                     self.log.info("replay_resuming", journaled_items=n)
         self.start_ns = self.clock.now_ns()
-        self._quoted_recv_ns: dict[str, int] = {}
         self.serve_http = serve_http
         self.streams: list[BybitStream] = []
         self.tasks_running = False
@@ -325,6 +428,8 @@ class Daemon:
                 tickers=cfg.exchange.funding and cfg.feed.category != "spot",
             )
             self.streams.append(stream)
+            if self.scheduler is not None:
+                self.scheduler.backlog = stream.backlog
             jobs.append(("feed.bybit.ws", stream.run()))
         return jobs
 
@@ -340,10 +445,18 @@ class Daemon:
 
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        for ts, frame in heapq.merge(*gens, key=lambda x: x[0]):
+        behind = [False]  # the next frame is already due: the quotes may be coalesced
+        if self.scheduler is not None:
+            self.scheduler.backlog = lambda: behind[0]
+        frames = heapq.merge(*gens, key=lambda x: x[0])
+        nxt = next(frames, None)
+        while nxt is not None:
+            ts, frame = nxt
             delay = t0 + (ts - start_ns) / 1e9 - loop.time()
             # behind schedule: still yield, so /healthz, the quoter and SIGTERM get the loop
             await asyncio.sleep(delay if delay > 0 else 0)
+            nxt = next(frames, None)
+            behind[0] = nxt is not None and t0 + (nxt[0] - start_ns) / 1e9 <= loop.time()
             # stamp with the real receive time so lag figures mean something
             self.handle_frame(frame, self.clock.now_ns())
 
@@ -372,30 +485,19 @@ class Daemon:
         raise _Stop
 
     async def _quoter(self) -> None:
-        """Wake on every book update (coalesced) or every requote_interval_s; decide quotes."""
-        trader = self.trader
-        if trader is None or self.cfg.feed.source == "replay":
+        """The requote timer (every requote_interval_s without a decision), and the flush of
+        books a backlog left unquoted; the reader quotes everything else inline."""
+        sched = self.scheduler
+        if sched is None:
             return  # recording only, or a replay (it quotes inline, on recorded time)
         interval = self.cfg.strategy.requote_interval_s
+        quiet_ns = int(interval * 1e9)
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self.book_updated.wait()
-            except TimeoutError:
-                pass
             self.book_updated.clear()
-            now = self.clock.now_ns()
-            trader.apply_events(trader.exchange.advance(trader.last_exch_ns))
-            trader.quote(now)
-            trader.maybe_snapshot(now)
-            done_ns = self.clock.now_ns()
-            for sym, st in self.hub.states.items():
-                strat = trader.strategies.get(sym)
-                recv = st.last_book_recv_ns
-                if strat is not None and strat.target is not None and \
-                        recv != self._quoted_recv_ns.get(sym):
-                    self._quoted_recv_ns[sym] = recv
-                    self.metrics.tick_to_quote.observe((done_ns - recv) / 1e9)
+            sched.tick(quiet_ns)
 
     async def _watchdog(self) -> None:
         stale_s = self.cfg.feed.stale_after_s

@@ -391,6 +391,11 @@ class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     warmup_s: Annotated[float, Meta(gt=0, le=DAY_S)] = 30.0
     # quotes are recomputed at least this often even without market updates (seconds)
     requote_interval_s: Annotated[float, Meta(ge=0.01, le=3600.0)] = 1.0
+    # live: a book frame is quoted at once unless a newer frame is already waiting; under such a
+    # backlog quotes are coalesced but decided at least every this many book frames ...
+    backlog_quote_every_frames: Annotated[int, Meta(ge=1, le=100_000)] = 16
+    # ... or this often (seconds), whichever comes first
+    backlog_quote_every_s: Annotated[float, Meta(ge=0.0001, le=10.0)] = 0.002
     calibration: CalibrationConfig = msgspec.field(default_factory=CalibrationConfig)
 
 

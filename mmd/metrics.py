@@ -274,6 +274,13 @@ class _TraderCollector(Collector):
         yield from (pos, pnl, sym_pnl, open_orders, fills, rej, markout, halted)
 
 
+# 1 µs .. 60 s, log-spaced (1, 2, 5 per decade): resolves a fast decision and a starved one
+TICK_TO_QUOTE_BUCKETS = (
+    *(round(m * 10.0**e, 12) for e in range(-6, 2) for m in (1, 2, 5) if m * 10.0**e < 50),
+    60.0,
+)
+
+
 class Metrics:
     """Owns the registry. Shell components get the few metrics they update directly."""
 
@@ -292,9 +299,16 @@ class Metrics:
             "mmd_feed_stale", "Times a symbol's book was flagged stale", ["symbol"], registry=r
         )
         self.tick_to_quote = Histogram(
-            "mmd_tick_to_quote_seconds", "Frame received to quotes decided",
-            buckets=(5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1),
-            registry=r,
+            "mmd_tick_to_quote_seconds",
+            "Book frame to quotes decided, from its receive stamp (stamp=recv) or its exchange "
+            "stamp (stamp=exch)",
+            ["stamp"], buckets=TICK_TO_QUOTE_BUCKETS, registry=r,
+        )
+        self.quote_decisions = Counter(
+            "mmd_quote_decisions",
+            "Quote decisions that reacted to a new book, per symbol, by trigger (inline: no "
+            "newer frame waiting; backlog: coalesced under a backlog; timer: requote timer)",
+            ["trigger"], registry=r,
         )
         self.up_since = Gauge(
             "mmd_start_time_seconds", "Unix time the daemon started", registry=r

@@ -30,6 +30,8 @@ from mmd.logs import get_logger
 
 # Linear topics are limited by total length of args (21,000 characters); keep requests small.
 _TOPICS_PER_REQUEST = 10
+# under a backlog, yield to the event loop after this many frames handled back to back
+_FRAMES_PER_YIELD = 256
 
 OnFrame = Callable[[bytes, int], list[str]]  # returns symbols to resync
 OnState = Callable[[list[str], str], None]
@@ -138,17 +140,31 @@ class BybitStream:
         idle_ns = int(self.cfg.idle_timeout_s * 1e9)
         last_msg = last_ping = self.clock.mono_ns()
         got_data = False
+        queued = ws.recv_messages.frames  # frames read off the socket, not yet received
+        recv = ws.recv
+        mono_ns = self.clock.mono_ns
+        unyielded = 0
         while True:
-            now = self.clock.mono_ns()
+            now = mono_ns()
+            if unyielded >= _FRAMES_PER_YIELD:
+                # a long backlog is read without awaiting anything: let /metrics, /healthz,
+                # the quoter's timer and SIGTERM in now and then
+                unyielded = 0
+                await asyncio.sleep(0)
             if now - last_ping >= ping_every_ns:
                 await ws.send(encode_ping(f"ping-{next(self._req_ids)}").decode())
                 last_ping = now
-            wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
             try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that arrives just as a frame does, and shutdown would then hang
-                async with asyncio.timeout(max(wait_ns, 1) / 1e9):
-                    raw = await ws.recv(decode=False)
+                if len(queued):
+                    # already buffered: recv returns without waiting, so no timer is armed
+                    # (one timer per socket read, not one per frame)
+                    raw = await recv(decode=False)
+                else:
+                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that arrives just as a frame does; shutdown would then hang
+                    async with asyncio.timeout(max(wait_ns, 1) / 1e9):
+                        raw = await recv(decode=False)
             except TimeoutError:
                 if self.clock.mono_ns() - last_msg >= idle_ns:
                     self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
@@ -157,10 +173,11 @@ class BybitStream:
             except websockets.exceptions.ConnectionClosed as exc:
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
             ts_recv_ns = self.clock.now_ns()
-            last_msg = self.clock.mono_ns()
+            last_msg = mono_ns()
             if not got_data:
                 got_data = True
                 backoff.reset()
+            unyielded = unyielded + 1 if len(queued) else 0
             resync = self.on_frame(raw, ts_recv_ns)
             if resync or self._pending_resync:
                 await self._resync(ws, set(resync) | self._pending_resync)
@@ -171,6 +188,12 @@ class BybitStream:
         self.log.info("ws_resubscribed", topics=topics)
         await self._subscribe(ws, topics, "unsubscribe")
         await self._subscribe(ws, topics, "subscribe")
+
+    def backlog(self) -> bool:
+        """True when a newer frame is already buffered (read off the socket, not yet handed
+        on): the caller may coalesce work that only the latest frame needs."""
+        ws = self._ws
+        return ws is not None and len(ws.recv_messages.frames) > 0
 
     def request_resync(self, symbol: str) -> None:
         """Resubscribe symbol's book after the next frame (used for stale books)."""

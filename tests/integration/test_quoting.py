@@ -39,15 +39,17 @@ def _check_quotes(text: str, symbols: list[str]) -> None:
         assert bids[key] < mids[key] < asks[key]  # post-only: never crossing the touch
         states = {k for k, v in ready.items() if f'symbol="{s}"' in k and v == 1.0}
         assert len(states) == 1 and 'state="waiting"' not in states.pop()
-    assert metric_values(text, "mmd_tick_to_quote_seconds_count")[""] > 0
+    counts = metric_values(text, "mmd_tick_to_quote_seconds_count")
+    assert counts['{stamp="recv"}'] > 0
+    assert counts['{stamp="exch"}'] == counts['{stamp="recv"}']  # one of each per decision
     assert metric_values(text, "mmd_model_kappa")
 
 
 def test_quoting_synthetic_feed_two_sided_within_warmup(tmp_path: Path) -> None:
     symbols = ["BTCUSDT", "ETHUSDT"]
     env = {"MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]', "MMD_STRATEGY__WARMUP_S": str(WARMUP_S)}
-    started = time.monotonic()
     with daemon(tmp_path, env, args=("--feed", "synthetic")) as (proc, url):
+        started = time.monotonic()  # the daemon is up (a loaded machine starts it slowly)
         took, text = _wait_quotes(url, symbols, started)
         _check_quotes(text, symbols)
         status, body = http_json(url + "/readyz")
@@ -66,8 +68,8 @@ def test_quoting_against_venue_two_sided_within_warmup(
             "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
             "MMD_STRATEGY__WARMUP_S": str(WARMUP_S),
         }
-        started = time.monotonic()
         with daemon(tmp_path, env) as (proc, url):
+            started = time.monotonic()  # the daemon is up (a loaded machine starts it slowly)
             took, text = _wait_quotes(url, ["BTCUSDT"], started)
             _check_quotes(text, ["BTCUSDT"])
             assert proc.alive()
