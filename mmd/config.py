@@ -213,9 +213,9 @@ class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[ws]`: the public websocket."""
 
-    ping_interval_s: Annotated[float, Meta(ge=1.0, le=600.0)] = 20.0
+    ping_interval_s: Annotated[float, Meta(ge=0.1, le=600.0)] = 20.0
     # no message of any kind for this long = dead connection
-    idle_timeout_s: Annotated[float, Meta(ge=1.0, le=3600.0)] = 60.0
+    idle_timeout_s: Annotated[float, Meta(ge=0.2, le=3600.0)] = 60.0
     connect_timeout_s: TimeoutS = 10.0
     backoff_base_s: BackoffS = 0.5
     backoff_max_s: BackoffS = 30.0
