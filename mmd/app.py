@@ -44,6 +44,7 @@ from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
+from mmd.trading_log import TradingLog
 
 # Exceptions a hostile or corrupt frame can provoke while it is handled: absorbed at the frame
 # boundary (counted, logged once per kind, the symbol resynced). Anything else, InvariantViolation
@@ -67,8 +68,9 @@ class FrameHandler:
 
     def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
                  on_book: Callable[[], None] | None = None, trader: Trader | None = None,
-                 *, quote_inline: bool = False) -> None:
+                 *, quote_inline: bool = False, trading_log: TradingLog | None = None) -> None:
         self.hub = hub
+        self.trading_log = trading_log
         self.recorder = recorder
         self.on_book = on_book or (lambda: None)
         self.trader = trader
@@ -100,10 +102,13 @@ class FrameHandler:
                 trader.on_message(msg, ts_recv_ns)
             if isinstance(msg, BookMsg):
                 if self.quote_inline and trader is not None:
+                    _restore_logged(self.trading_log)
                     trader.quote(ts_recv_ns, [msg.symbol])
                     trader.maybe_snapshot(trader.last_exch_ns)
                 else:
                     self.on_book()  # wakes the quoter task (it coalesces: the latest book wins)
+            if trader is not None:
+                _log_trading(self.trading_log, ts_recv_ns)
             return resyncs
         except _INPUT_ERRORS as exc:
             hub.stats.frame_errors[stage] += 1
@@ -153,9 +158,11 @@ class Daemon:
         )
         self.book_updated = asyncio.Event()
         self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
+        self.trading_log = TradingLog(self.trader) if self.trader is not None else None
         replay = cfg.feed.source == "replay"
         self.handle_frame = FrameHandler(self.hub, self.recorder, self.book_updated.set,
-                                         self.trader, quote_inline=replay)
+                                         self.trader, quote_inline=replay,
+                                         trading_log=self.trading_log)
         if self.trader is not None:
             self.metrics.bind_trader(self.trader)
             if replay:
@@ -241,6 +248,9 @@ class Daemon:
             if self.recorder is not None:
                 self.recorder.close()
             if self.trader is not None and self.trader.ledger is not None:
+                # on the clock the run's snapshots were taken on (exchange time for a replay)
+                _final_snapshot(self.trader, self.trader.last_exch_ns
+                                if self.cfg.feed.source == "replay" else self.clock.now_ns())
                 self.trader.ledger.close()
             if self._runner is not None:
                 await self._runner.cleanup()
@@ -386,8 +396,10 @@ class Daemon:
             self.book_updated.clear()
             now = self.clock.now_ns()
             trader.apply_events(trader.exchange.advance(trader.last_exch_ns))
+            _restore_logged(self.trading_log)
             trader.quote(now)
             trader.maybe_snapshot(now)
+            _log_trading(self.trading_log, now)
             done_ns = self.clock.now_ns()
             for sym, st in self.hub.states.items():
                 strat = trader.strategies.get(sym)
@@ -408,6 +420,27 @@ class Daemon:
                 self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
                 for stream in self.streams:
                     stream.request_resync(sym)
+
+
+def _restore_logged(tlog: TradingLog | None) -> None:
+    """Restore the trader from its ledger (once, when due) and log the figures."""
+    if tlog is not None and not tlog.trader.restored:
+        tlog.restore_if_due()
+
+
+def _log_trading(tlog: TradingLog | None, now_ns: int) -> None:
+    """Log what the trader reports since the last call (fills, rejections, heartbeats...)."""
+    if tlog is not None:
+        tlog.after_step(now_ns)
+
+
+def _final_snapshot(trader: Trader, ts_ns: int) -> None:
+    """A last portfolio snapshot at shutdown, so the ledger's last snapshot holds every fill
+    (none while a resumed replay is still re-checking, or before the restore)."""
+    if trader.ledger is None or not trader.restored or trader.catching_up():
+        return
+    with contextlib.suppress(Exception):  # the shutdown goes on; the journal is complete
+        trader.ledger.snapshot(trader.portfolio.snapshot(ts_ns))
 
 
 def run_identity(cfg: AppConfig) -> RunIdentity:
