@@ -95,9 +95,12 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
             pos = np.array([by_ts.get(int(t), 0) for t in eq_ts], np.int64)
             marked = [(int(r[0]), float(r[4])) for r in sym_snaps if r[4] is not None]  # type: ignore[call-overload, arg-type]
             mids = mids_array([t for t, _ in marked], [m for _, m in marked])
-            summary: dict[str, Any] = summarize(eq_ts, eq, pos, fills, mids, lot=lot, tick=tick,
-                                                strategy="ledger", events=led.event_count())
             interval = float(np.median(np.diff(eq_ts))) / 1e9 if len(eq_ts) > 2 else None
+            # the tag every chart title carries: where its series come from
+            tag = "ledger" + (f"; mid = snapshot marks every {interval:.3g} s" if interval
+                              else "")
+            summary: dict[str, Any] = summarize(eq_ts, eq, pos, fills, mids, lot=lot, tick=tick,
+                                                strategy=tag, events=led.event_count())
             summary.update(
                 symbol=sym, category=ident.category if ident else None,
                 source=ident.source if ident else None, ledger=str(path),
