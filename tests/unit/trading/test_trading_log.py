@@ -61,7 +61,7 @@ def test_trading_log_fill_reject_funding_halt_and_heartbeat(tmp_path: Path) -> N
     # marked at 60.1: 0.03 * (60.1 - 100.1) = -1.2 unrealized
     assert beat["unrealized"] == pytest.approx(-1.2) and beat["halted"] is True
     assert {"realized", "fees", "funding", "total", "quotes", "book_age_s"} <= set(beat)
-    # the metric carries the exchange's reason (it used to be "any")
+    # the metric carries the exchange's reason, one label per known reason
     m = Metrics()
     m.bind_trader(rig.trader)
     samples = {(s.labels["source"], s.labels["reason"]): s.value
