@@ -68,7 +68,8 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
         ident = led.run_identity()
         symbols = sorted(ident.symbols) if ident is not None else sorted(
             {str(r[4]) for r in led.fill_rows()})
-        snaps = led.snapshot_rows()
+        # a snapshot taken before the first market time (ts 0) is not a point of the curve
+        snaps = [r for r in led.snapshot_rows() if int(r[0]) > 0]  # type: ignore[call-overload]
         fill_rows = led.fill_rows()
         written: list[Path] = []
         total = [(int(r[0]), float(r[5]) + float(r[8]) - float(r[6]) + float(r[7]))  # type: ignore[arg-type]
