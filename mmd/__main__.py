@@ -120,6 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--feed", choices=["bybit", "synthetic", "replay"],
                     help="override [feed] source (picks the default state dir)")
 
+    lg = sub.add_parser("ledger", help="read the ledger: fills, orders, daily PnL, summary")
+    with_config(lg)
+    lg.add_argument("what", choices=["fills", "orders", "pnl", "summary"])
+    lg.add_argument("--state", default=None,
+                    help="state dir (<dir>/ledger.sqlite or <dir>/<source>/ledger.sqlite; "
+                         "default: [state] dir)")
+    lg.add_argument("--feed", choices=["bybit", "synthetic", "replay"],
+                    help="which feed's ledger (default: [feed] source)")
+    lg.add_argument("--since", default=None, metavar="T",
+                    help="from T on (ISO 8601 UTC, e.g. 2024-07-19T00:05:00Z, or ns)")
+    lg.add_argument("--until", default=None, metavar="T", help="before T")
+    lg.add_argument("--symbol", default=None)
+    lg.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    lg.add_argument("--out", default=None, metavar="FILE",
+                    help="write here instead of stdout (required for parquet)")
+
+    rp = sub.add_parser("report", help="summary.json, charts and report.html of a ledger's run")
+    with_config(rp)
+    rp.add_argument("--state", default=None, help="state dir (as for `mmd ledger`)")
+    rp.add_argument("--feed", choices=["bybit", "synthetic", "replay"],
+                    help="which feed's ledger (default: [feed] source)")
+    rp.add_argument("--out", required=True, help="output directory")
+
     cv = sub.add_parser("convert", help="convert recordings between formats")
     cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest", "events"])
     cv.add_argument("inputs", nargs="+")
@@ -226,7 +249,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_config(cfg))
         return EXIT_OK
     if args.command == "risk":
+        configure_logs(cfg.logs.level, cfg.logs.format)
         return _risk(cfg, args.action, args.state)
+    if args.command in ("ledger", "report"):
+        from mmd.ledger_cli import find_ledger, run_ledger
+
+        path = find_ledger(args.state, cfg.state.dir, feed or cfg.feed.source)
+        if args.command == "report":
+            from mmd.ledger_report import report_from_ledger
+
+            for f in report_from_ledger(path, args.out):
+                print(f)
+            return EXIT_OK
+        return run_ledger(args.what, path, since=args.since, until=args.until,
+                          symbol=args.symbol, fmt=args.format, out=args.out)
     configure_logs(cfg.logs.level, cfg.logs.format)
     if args.command == "synth":
         return _synth(cfg, args)
@@ -325,6 +361,10 @@ def _risk(cfg: object, action: str, state: str | None) -> int:
     with Ledger.open(path, create=False) as led:
         if action == "reset":
             was = reset_kill_switch(led, now_ns)
+            from mmd.logs import get_logger
+
+            get_logger("risk").info("risk_reset", symbol=None, ledger=str(path), was_halted=was,
+                                    by="mmd risk reset")
             print(f"kill switch reset in {path} (was {'halted' if was else 'not halted'}); "
                   "the day's PnL count restarts at the daemon's next start")
             return EXIT_OK

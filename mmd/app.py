@@ -44,6 +44,7 @@ from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
+from mmd.trading_log import TradingLog
 
 # Exceptions a hostile or corrupt frame can provoke while it is handled: absorbed at the frame
 # boundary (counted, logged once per kind, the symbol resynced). Anything else, InvariantViolation
@@ -69,8 +70,9 @@ class FrameHandler:
     def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
                  after_frame: Callable[[str | None], None] | None = None,
                  trader: Trader | None = None,
-                 *, quote_inline: bool = False) -> None:
+                 *, quote_inline: bool = False, trading_log: TradingLog | None = None) -> None:
         self.hub = hub
+        self.trading_log = trading_log
         self.recorder = recorder
         self.after_frame = after_frame or (lambda _symbol: None)
         self.trader = trader
@@ -102,6 +104,7 @@ class FrameHandler:
                 trader.on_message(msg, ts_recv_ns)
             if isinstance(msg, BookMsg):
                 if self.quote_inline and trader is not None:
+                    _restore_logged(self.trading_log)
                     trader.quote(ts_recv_ns, [msg.symbol])
                     trader.maybe_snapshot(trader.last_exch_ns)
                 else:
@@ -112,6 +115,8 @@ class FrameHandler:
             elif not self.quote_inline:
                 stage = "quote"
                 self.after_frame(None)
+            if trader is not None:
+                _log_trading(self.trading_log, ts_recv_ns)
             return resyncs
         except _INPUT_ERRORS as exc:
             hub.stats.frame_errors[stage] += 1
@@ -174,6 +179,7 @@ class QuoteScheduler:
         self._exch = metrics.tick_to_quote.labels("exch")
         self._counted = {t: metrics.quote_decisions.labels(t) for t in self.TRIGGERS}
         self.wake: Callable[[], None] = lambda: None  # the quoter task's flush under backlog
+        self.trading_log: TradingLog | None = None  # logs what the trader reports (the shell's)
 
     def __call__(self, symbol: str | None) -> None:
         """After every live frame: symbol is the book it changed (None: no book changed)."""
@@ -207,9 +213,11 @@ class QuoteScheduler:
         self.pending = 0
         now = self.clock.now_ns()
         trader.apply_events(trader.exchange.advance(trader.last_exch_ns))
+        _restore_logged(self.trading_log)
         trader.quote(now, syms)
         trader.maybe_snapshot(now)
         done_ns = self.clock.now_ns()
+        _log_trading(self.trading_log, done_ns)
         self.last_mono_ns = self.clock.mono_ns()
         states, strategies, quoted = self.hub.states, trader.strategies, self._quoted_recv_ns
         n = 0
@@ -250,6 +258,7 @@ class Daemon:
         )
         self.book_updated = asyncio.Event()
         self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
+        self.trading_log = TradingLog(self.trader) if self.trader is not None else None
         replay = cfg.feed.source == "replay"
         self.scheduler = None
         if self.trader is not None and not replay:
@@ -258,8 +267,10 @@ class Daemon:
                 every_frames=cfg.strategy.backlog_quote_every_frames,
                 every_s=cfg.strategy.backlog_quote_every_s)
             self.scheduler.wake = self.book_updated.set
+            self.scheduler.trading_log = self.trading_log
         self.handle_frame = FrameHandler(self.hub, self.recorder, self.scheduler,
-                                         self.trader, quote_inline=replay)
+                                         self.trader, quote_inline=replay,
+                                         trading_log=self.trading_log)
         if self.trader is not None:
             self.metrics.bind_trader(self.trader)
             if replay:
@@ -344,6 +355,9 @@ class Daemon:
             if self.recorder is not None:
                 self.recorder.close()
             if self.trader is not None and self.trader.ledger is not None:
+                # on the clock the run's snapshots were taken on (exchange time for a replay)
+                _final_snapshot(self.trader, self.trader.last_exch_ns
+                                if self.cfg.feed.source == "replay" else self.clock.now_ns())
                 self.trader.ledger.close()
             if self._runner is not None:
                 await self._runner.cleanup()
@@ -510,6 +524,27 @@ class Daemon:
                 self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
                 for stream in self.streams:
                     stream.request_resync(sym)
+
+
+def _restore_logged(tlog: TradingLog | None) -> None:
+    """Restore the trader from its ledger (once, when due) and log the figures."""
+    if tlog is not None and not tlog.trader.restored:
+        tlog.restore_if_due()
+
+
+def _log_trading(tlog: TradingLog | None, now_ns: int) -> None:
+    """Log what the trader reports since the last call (fills, rejections, heartbeats...)."""
+    if tlog is not None:
+        tlog.after_step(now_ns)
+
+
+def _final_snapshot(trader: Trader, ts_ns: int) -> None:
+    """A last portfolio snapshot at shutdown, so the ledger's last snapshot holds every fill
+    (none while a resumed replay is still re-checking, or before the restore)."""
+    if trader.ledger is None or not trader.restored or trader.catching_up():
+        return
+    with contextlib.suppress(Exception):  # the shutdown goes on; the journal is complete
+        trader.ledger.snapshot(trader.portfolio.snapshot(ts_ns))
 
 
 def run_identity(cfg: AppConfig) -> RunIdentity:

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from mmd.market.hub import MarketHub
 from mmd.market.provisional import provisional_values
 from mmd.strategy.engine import SymbolStrategy
-from mmd.trading.trader import Trader
+from mmd.trading.trader import EXCHANGE_REJECT_REASONS, Trader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -251,14 +251,15 @@ class _TraderCollector(Collector):
         pnl.add_metric(["fees"], pf.fees_quote)
         pnl.add_metric(["funding"], pf.funding_quote)
         pnl.add_metric(["total"], pf.total_pnl_quote)
-        c = tr.oms.counters
         fills = CounterMetricFamily("mmd_fills", "Paper fills by side", labels=["side"])
         fills.add_metric(["buy"], tr.fills_by_side[1])
         fills.add_metric(["sell"], tr.fills_by_side[-1])
         rej = CounterMetricFamily("mmd_orders_rejected",
                                   "Commands refused by the paper exchange or the risk gate",
                                   labels=["source", "reason"])
-        rej.add_metric(["exchange", "any"], c.rejected)
+        # every label of the bounded sets, zeros included (a stable series set)
+        for reason in (*EXCHANGE_REJECT_REASONS, "other"):
+            rej.add_metric(["exchange", reason], tr.rejected_by_reason.get(reason, 0))
         for reason, n in sorted(tr.risk.rejections.items()):
             rej.add_metric(["risk", reason], n)
         markout = SummaryMetricFamily(

@@ -773,6 +773,57 @@ class Ledger:
             positions=tuple(positions),
         )
 
+    # -- queries (`mmd ledger`, `mmd report`) ----------------------------------------------------
+
+    def run_identity(self) -> RunIdentity | None:
+        """The run row, or None (a ledger opened without identity and never given one)."""
+        row = self._conn.execute("SELECT body FROM run WHERE id = 1").fetchone()
+        return None if row is None else msgspec.json.decode(row[0], type=RunIdentity)
+
+    def fill_rows(self) -> list[tuple[object, ...]]:
+        """Every fills row in journal order: (fill_id, seq, ts_exch_ns, client_order_id,
+        symbol, side, px_ticks, qty_lots, leaves_lots, liquidity, fee_quote, tick_size,
+        lot_size)."""
+        return self._conn.execute(
+            "SELECT fill_id, seq, ts_exch_ns, client_order_id, symbol, side, px_ticks, qty_lots,"
+            " leaves_lots, liquidity, fee_quote, tick_size, lot_size FROM fills ORDER BY seq"
+        ).fetchall()
+
+    def funding_rows(self) -> list[tuple[object, ...]]:
+        """Every funding row in journal order: (funding_id, seq, ts_exch_ns, symbol, rate,
+        position_lots, mark_px, amount_quote)."""
+        return self._conn.execute(
+            "SELECT funding_id, seq, ts_exch_ns, symbol, rate, position_lots, mark_px,"
+            " amount_quote FROM funding ORDER BY seq").fetchall()
+
+    def journal_items(self) -> Iterator[tuple[int, int, Journaled]]:
+        """(seq, ts_ns, item) of every journaled row, in order (undecodable rows raise
+        StateError)."""
+        for seq, ts_ns, body in self._conn.execute(
+                "SELECT seq, ts_ns, body FROM events ORDER BY seq"):
+            try:
+                item = self._decoder.decode(body)
+            except msgspec.MsgspecError as exc:
+                raise self._bad_row(seq, str(exc)) from None
+            yield int(seq), int(ts_ns), item
+
+    def snapshot_rows(self) -> list[tuple[object, ...]]:
+        """Every snapshots row in time order: (ts_ns, symbol, position_lots, avg_entry_ticks,
+        mark_ticks, realized, fees, funding, unrealized, equity); symbol '*' = totals."""
+        return self._conn.execute(
+            "SELECT ts_ns, symbol, position_lots, avg_entry_ticks, mark_ticks, realized, fees,"
+            " funding, unrealized, equity FROM snapshots ORDER BY ts_ns, symbol").fetchall()
+
+    def checkpoint_rows(self) -> list[tuple[int, int]]:
+        """(seq, ts_ns) of the checkpoints kept, oldest first."""
+        return [(int(a), int(b)) for a, b in self._conn.execute(
+            "SELECT seq, ts_ns FROM checkpoints ORDER BY seq")]
+
+    def instrument_steps(self) -> list[tuple[int, str, str, str]]:
+        """(seq, symbol, tick_size, lot_size) of every step change noted, oldest first."""
+        return [(int(a), str(b), str(c), str(d)) for a, b, c, d in self._conn.execute(
+            "SELECT seq, symbol, tick_size, lot_size FROM instruments ORDER BY rowid")]
+
     def event_bodies(self) -> list[bytes]:
         """Every journaled item's encoded body, in journal order (replay catch-up checks);
         operator kill-switch resets are not part of what a replay reproduces."""

@@ -24,6 +24,7 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.events import (
     CancelOrder,
     Command,
+    FundingPaid,
     OrderAccepted,
     OrderCanceled,
     OrderEvent,
@@ -45,7 +46,34 @@ from mmd.trading.risk import DayPnl, DayPnlState, HaltState, RiskGate
 
 _NS = 1_000_000_000
 REASON_STEP_CHANGE = "instrument_changed"
-__all__ = ["MARKOUT_HORIZONS_S", "SubmitOrder", "Trader"]
+# every reason an OrderRejected of the paper exchange (or of a step change) can carry; anything
+# else is counted as "other" (a bounded metric label set)
+EXCHANGE_REJECT_REASONS = (
+    "post_only_would_cross", "unknown_symbol", "unknown_order", "invalid_order",
+    "duplicate_client_order_id", "no_market_data", "too_many_orders", REASON_STEP_CHANGE,
+)
+__all__ = ["EXCHANGE_REJECT_REASONS", "MARKOUT_HORIZONS_S", "Happened", "SubmitOrder", "Trader"]
+
+
+class Happened(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the Trader did that the shell may log (`Trader.drain_happened`).
+
+    Attributes:
+        kind: "filled" (item: OrderFilled), "rejected" (item: OrderRejected; source
+            "exchange" or "risk"), "funding" (item: FundingPaid), "halted" (reason).
+        symbol: the symbol ("" for the portfolio-wide kill switch).
+        item: the event, or None.
+        position_lots: the symbol's position after the event.
+        source: who refused an order ("exchange" or "risk").
+        reason: why (a rejection or a halt).
+    """
+
+    kind: str
+    symbol: str
+    item: OrderFilled | OrderRejected | FundingPaid | None = None
+    position_lots: int = 0
+    source: str = ""
+    reason: str = ""
 
 
 class Trader:
@@ -115,6 +143,27 @@ class Trader:
         self.last_exch_ns = 0
         self.events = 0
         self.checkpoints = 0
+        # exchange (and step-change) rejections by reason (EXCHANGE_REJECT_REASONS or "other")
+        self.rejected_by_reason: dict[str, int] = {}
+        # what happened since the shell last drained it; None (the default, a backtest): not kept
+        self.happened: list[Happened] | None = None
+
+    def keep_happened(self) -> None:
+        """Start keeping what happens for `drain_happened` (the daemon's trading log)."""
+        if self.happened is None:
+            self.happened = []
+
+    def drain_happened(self) -> list[Happened]:
+        """What happened since the last call, oldest first (empty unless `keep_happened`)."""
+        out = self.happened
+        if not out:
+            return []
+        self.happened = []
+        return out
+
+    def _note(self, h: Happened) -> None:
+        if self.happened is not None:
+            self.happened.append(h)
 
     @property
     def markouts(self) -> dict[tuple[str, int], list[float]]:
@@ -245,6 +294,8 @@ class Trader:
                 if self.journal.write(ev, ev.ts_exch_ns):
                     self.portfolio.apply_funding(ev)
                     self.funding_payments += 1
+                    self._note(Happened(kind="funding", symbol=sym, item=ev,
+                                        position_lots=self.portfolio.position_lots(sym)))
 
     def _ensure_symbol(self, st: SymbolState) -> None:
         inst = st.instrument
@@ -278,6 +329,7 @@ class Trader:
                                                reason=REASON_STEP_CHANGE, ts_exch_ns=ts)
                 self._journal(ev, ts)
                 self.oms.on_event(ev)
+                self._count_reject(ev)
                 continue
             if o.status is not OrderStatus.PENDING_CANCEL:
                 cmd = CancelOrder(client_order_id=coid, symbol=sym)
@@ -300,8 +352,12 @@ class Trader:
         try:
             self.portfolio.rebase(inst)
         except InvariantViolation as exc:
+            was = self.risk.halted
             self.risk.halt(ts_ns, f"{REASON_STEP_CHANGE}: {exc}")
             self._persist_halt()
+            if self.risk.halted and not was:
+                self._note(Happened(kind="halted", symbol=inst.symbol,
+                                    reason=self.risk.halt_reason))
 
     def apply_events(self, events: list[OrderEvent]) -> None:
         """Journal, then apply: OMS first, then the portfolio for fills."""
@@ -316,13 +372,24 @@ class Trader:
             self.events += 1
             self.oms.on_event(ev)
             if isinstance(ev, OrderFilled):
-                self.portfolio.apply_fill(ev, self.hub.states[ev.symbol].instrument)
+                pos = self.portfolio.apply_fill(ev, self.hub.states[ev.symbol].instrument)
                 self.fills_by_side[ev.side] += 1
                 self.markout.on_fill(ev)
                 if self.keep_fills:
                     self.fills.append(ev)
+                self._note(Happened(kind="filled", symbol=ev.symbol, item=ev,
+                                    position_lots=pos.position_lots))
+            elif isinstance(ev, OrderRejected):
+                self._count_reject(ev)
         if events:
             self._check_pnl(self.last_exch_ns)
+
+    def _count_reject(self, ev: OrderRejected) -> None:
+        reason = ev.reason if ev.reason in EXCHANGE_REJECT_REASONS else "other"
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+        self._note(Happened(kind="rejected", symbol=ev.symbol, item=ev, source="exchange",
+                            reason=reason,
+                            position_lots=self.portfolio.position_lots(ev.symbol)))
 
     def _settle_markouts(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
         self.markout.on_mid(symbol, ts_ns, mid_ticks)
@@ -341,6 +408,7 @@ class Trader:
         self.risk.on_pnl(ts_ns, day)
         if self.risk.halted and not was:
             self._persist_halt()
+            self._note(Happened(kind="halted", symbol="", reason=self.risk.halt_reason))
 
     def _persist_halt(self) -> None:
         # a restart the same UTC day stays halted
@@ -395,7 +463,7 @@ class Trader:
             if not cmds:
                 continue
             cmds = self.oms.filter_cancels(cmds)
-            allowed, _rejected = self.risk.check(
+            allowed, rejected = self.risk.check(
                 sym, cmds, now_ns=now_ns, position_lots=position,
                 open_buy_lots=self.oms.open_lots(sym, BUY),
                 open_sell_lots=self.oms.open_lots(sym, SELL),
@@ -404,6 +472,10 @@ class Trader:
             # the decision happens on exchange time: after the event it reacted to, plus the
             # feed latency it took to see it
             decided_exch_ns = max(st.book.ts_exch_ns, 0) + feed_ns
+            if rejected and self.happened is not None:
+                for rj in rejected:
+                    self._note(Happened(kind="rejected", symbol=sym, source="risk",
+                                        reason=rj.reason, position_lots=position))
             for cmd in allowed:
                 self.send(cmd, decided_exch_ns)
                 sent.append(cmd)

@@ -62,12 +62,18 @@ def test_report_page_renders_in_headless_chromium(
     # 8 minutes of data: the Sharpe is left out, and the CLI says why and on what basis
     assert "hourly PnL changes, annualised x sqrt(8760)" in r.stdout
     assert "n/a: needs >= 24 PnL changes of 1 h (24 h of data), run spans 0.13 h" in r.stdout
-    page = report / "report.html"
     summary = json.loads((report / "summary.json").read_text())
     assert summary["sharpe"] is None and summary["sharpe_samples"] == 0
     assert summary["fills"] > 0 and summary["pnl_per_notional_bps"] is not None
-    url = page.resolve().as_uri()
+    _check_page(chromium, report, tmp_path)
+    html = (report / "report.html").read_text()
+    assert "needs &gt;= 24 PnL changes of 1 h" in html or "needs >= 24 PnL changes" in html
 
+
+def _check_page(chromium: str, report: Path, tmp_path: Path) -> None:
+    """report.html in headless Chromium: a screenshot with the charts' colours, and a DOM with
+    every title and every chart inline (the same bytes as the PNG files), nothing fetched."""
+    url = (report / "report.html").resolve().as_uri()
     shot = tmp_path / "shot.png"
     r = _chromium(chromium, tmp_path / "profile1", f"--screenshot={shot}",
                   "--window-size=1280,2000", url)
@@ -98,4 +104,31 @@ def test_report_page_renders_in_headless_chromium(
     # nothing fetched from anywhere: every src/href in the DOM is a data: URI
     refs = re.findall(r'(?:src|href)="([^"]*)"', dom)
     assert refs and all(u.startswith("data:") for u in refs), refs
-    assert "needs &gt;= 24 PnL changes of 1 h" in dom or "needs >= 24 PnL changes" in dom
+
+
+def test_ledger_report_page_renders_in_headless_chromium(
+    chromium: str, binance_btc_rec: Path, tmp_path: Path
+) -> None:
+    """`mmd report` on the state dir of a replay trading run: the same files and page."""
+    state = tmp_path / "state"
+    env = base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(binance_btc_rec)]),
+                   MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_METRICS__PORT="0",
+                   MMD_STATE__DIR=str(state), MMD_STRATEGY__WARMUP_S="5",
+                   MMD_FEED__REPLAY__SPEED="1000")
+    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "replay"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "mmd", "report", "--state", str(state),
+                        "--out", str(report)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = [Path(line).name for line in r.stdout.split()]
+    assert written == ["summary.json", *(f for f, _ in CHARTS), "report.html"]
+    summary = json.loads((report / "summary.json").read_text())
+    # 83 fills: what `mmd ledger fills` and `mmd backtest --fills` give for this recording
+    # (tests/integration/test_ledger_cli.py)
+    assert summary["fills"] >= 20 and summary["source"] == "replay"
+    assert summary["snapshots"] > 20 and summary["pnl_per_notional_bps"] is not None
+    assert "ledger; mid = snapshot marks" in summary["strategy"]
+    _check_page(chromium, report, tmp_path)
