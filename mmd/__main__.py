@@ -194,7 +194,7 @@ def _recorded_data(path: str) -> list[str]:
     """The recordings a summary.json names, each checked against its recorded sha256."""
     from pathlib import Path
 
-    from mmd.app import file_sha256
+    from mmd.feeds.recording import file_sha256
 
     recs = _read_summary(path).get("recordings")
     if not isinstance(recs, list) or not recs:

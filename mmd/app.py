@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +31,7 @@ from mmd.feeds.bybit_codec import (
 from mmd.feeds.bybit_rest import BybitRest
 from mmd.feeds.bybit_ws import BybitStream
 from mmd.feeds.recorder import FrameRecorder
+from mmd.feeds.recording import file_sha256
 from mmd.feeds.replay import merged_frames, run_replay, select_recordings
 from mmd.feeds.synthetic import SyntheticMarket
 from mmd.kernels.warmup import warmup
@@ -543,7 +544,8 @@ def _final_snapshot(trader: Trader, ts_ns: int) -> None:
     (none while a resumed replay is still re-checking, or before the restore)."""
     if trader.ledger is None or not trader.restored or trader.catching_up():
         return
-    with contextlib.suppress(Exception):  # the shutdown goes on; the journal is complete
+    # a full disk or a locked file must not stop the shutdown: the journal is already complete
+    with contextlib.suppress(sqlite3.Error, OSError):
         trader.ledger.snapshot(trader.portfolio.snapshot(ts_ns))
 
 
@@ -553,11 +555,7 @@ def run_identity(cfg: AppConfig) -> RunIdentity:
     recordings: list[RecordingDigest] = []
     if cfg.feed.source == "replay":
         for f in select_recordings(cfg.feed.replay.paths, cfg.feed.category, cfg.feed.symbols):
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            recordings.append(RecordingDigest(name=Path(f).name, sha256=h.hexdigest()))
+            recordings.append(RecordingDigest(name=Path(f).name, sha256=file_sha256(f)))
     return RunIdentity(source=cfg.feed.source, category=cfg.feed.category,
                        symbols=sorted(cfg.feed.symbols), recordings=recordings)
 
@@ -623,17 +621,6 @@ def _run(main: Callable[[], Awaitable[None]]) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep asyncio as fallback
         runner = asyncio.run  # type: ignore[assignment]
     runner(run_until_signalled(main))
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def config_table(cfg: AppConfig) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from mmd.feeds.bybit_codec import (
     TradesMsg,
     decode_frame,
 )
+from mmd.feeds.recording import file_sha256
 from mmd.model import codes
 from mmd.model.instrument import Instrument
 
@@ -399,16 +400,7 @@ def default_cache_dir() -> Path:
 
 def file_digests(files: list[Path]) -> list[str]:
     """The hex sha256 of each file (read in full)."""
-    return [file_digest(f) for f in files]
-
-
-def file_digest(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return [file_sha256(f) for f in files]
 
 
 def _stat_key(path: Path) -> str:
@@ -431,7 +423,7 @@ def recording_digests(files: list[Path], cache_dir: Path) -> list[str]:
         if known is not None and known[0] == key:
             out.append(known[1])
             continue
-        digest = file_digest(f)
+        digest = file_sha256(f)
         memo[name] = [key, digest]
         out.append(digest)
         changed = True
@@ -637,6 +629,6 @@ def convert_events(paths: list[str] | list[Path], out: str | Path) -> EventArray
         if not f.is_file():
             raise ValueError(f"{f}: no such file")
     ev = decode_events(files)
-    recs = [{"path": str(f), "sha256": file_digest(f)} for f in files]
+    recs = [{"path": str(f), "sha256": file_sha256(f)} for f in files]
     save_events(ev, Path(out), {"recordings": recs, "codec": codec_fingerprint()})
     return open_events(Path(out))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +198,13 @@ class RecordingWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks): how recordings are identified in
+    summaries, ledgers and the event cache."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

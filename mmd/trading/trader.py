@@ -503,8 +503,8 @@ class Trader:
     def maybe_snapshot(self, ts_ns: int) -> bool:
         """Write a portfolio snapshot and a checkpoint when the interval has passed (not
         during catch-up)."""
-        if self.ledger is None or ts_ns < self._next_snapshot_ns:
-            return False
+        if self.ledger is None or ts_ns <= 0 or ts_ns < self._next_snapshot_ns:
+            return False  # (ts 0: a replay before its first book has no time yet)
         if self.catching_up():
             return False
         self._next_snapshot_ns = ts_ns + self._snapshot_ns

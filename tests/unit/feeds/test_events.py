@@ -29,20 +29,23 @@ from mmd.model import codes
 from mmd.model.instrument import Instrument
 
 MS = 1_000_000
+# venue times are ms after T0 (2026-08-09 01:00 UTC): the codec refuses times before 2000
+T0 = 1_786_237_200_000
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 ETH = Instrument(symbol="ETHUSDT", tick_size="0.01", lot_size="0.01")
 
 
 def _book(sym: str, typ: str, u: int, bids: list[list[str]], asks: list[list[str]],
           ts_ms: int, seq: int = 0) -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": ts_ms,
+    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": T0 + ts_ms,
                          "data": {"s": sym, "b": bids, "a": asks, "u": u, "seq": seq},
-                         "cts": ts_ms - 1})
+                         "cts": T0 + ts_ms - 1})
 
 
 def _trades(sym: str, items: list[tuple[int, str, str, str, str]]) -> bytes:
-    data = [{"T": t, "s": sym, "S": side, "v": v, "p": p, "i": i} for t, side, p, v, i in items]
-    return orjson.dumps({"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": 0,
+    data = [{"T": T0 + t, "s": sym, "S": side, "v": v, "p": p, "i": i}
+            for t, side, p, v, i in items]
+    return orjson.dumps({"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": T0,
                          "data": data})
 
 
@@ -54,10 +57,10 @@ def _write(path: Path, lines: list[tuple[int, bytes]]) -> Path:
 
 
 def _btc_lines() -> list[tuple[int, bytes]]:
-    kline = orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": 0, "data": [
-        {"start": 1_000, "open": "100.0", "high": "100.5", "low": "99.5", "close": "100.2",
+    kline = orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
+        {"start": T0 + 1_000, "open": "100.0", "high": "100.5", "low": "99.5", "close": "100.2",
          "volume": "3.5", "confirm": False}]})
-    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "delta", "ts": 0,
+    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "delta", "ts": T0,
                            "data": {"symbol": "BTCUSDT", "fundingRate": "0.0001"}})
     return [
         (10, instruments_info_envelope(BTC, 0)),
@@ -68,7 +71,7 @@ def _btc_lines() -> list[tuple[int, bytes]]:
         (50, _trades("BTCUSDT", [(45, "Buy", "100.1", "0.002", "t1"),
                                  (46, "Sell", "100.0", "0.003", "t2")])),
         (60, _trades("BTCUSDT", [(46, "Sell", "100.0", "0.003", "t2"),  # duplicate id
-                                 (47, "Buy", "100.1", "0", "t3")])),  # size 0: refused
+                                 (47, "Buy", "100.1", "0", "t3")])),  # size 0: frame refused
         (70, b'{"topic":"orderbook.50.BTCUSDT","type":'),  # cut line: not JSON
         (80, kline),
         (90, ticker),
@@ -85,10 +88,11 @@ def test_decode_hand_built_recording(tmp_path: Path) -> None:
     ev = decode_events([rec])
     assert ev.symbols == [("linear", "BTCUSDT")]
     assert ev.meta["frames"] == 14
-    assert ev.meta["decode_errors"] == 1  # the cut line
+    # the cut line, and the trade frame with a size-0 item (the codec refuses a frame whole)
+    assert ev.meta["decode_errors"] == 2
     # pong, the ETH frame: well formed but not for this symbol's state
     assert ev.meta["skipped"] == 2
-    assert ev.meta["refused"] == 1  # the size-0 trade
+    assert ev.meta["refused"] == 0  # nothing the codec passed was refused afterwards
     # stream: instrument, 2 book frames, 2 trades, kline, ticker, 3 book frames
     assert ev.ev_kind.tolist() == [codes.EV_INSTRUMENT, codes.EV_BOOK, codes.EV_BOOK,
                                    codes.EV_BOOK, codes.EV_TRADE, codes.EV_TRADE,
@@ -101,8 +105,8 @@ def test_decode_hand_built_recording(tmp_path: Path) -> None:
     snap, bad = codes.BOOK_SNAPSHOT, codes.BOOK_BAD
     assert ev.book_flags.tolist() == [0, snap, 0, 0, snap | bad, snap]
     assert ev.book_seq.tolist() == [0, 50, 0, 0, 0, 0]
-    assert ev.book_ts_exch_ns.tolist() == [18 * MS, 28 * MS, 38 * MS, 118 * MS, 128 * MS,
-                                           138 * MS]  # cts = ts - 1 ms
+    assert ev.book_ts_exch_ns.tolist() == [(T0 + ms) * MS for ms in (18, 28, 38, 118, 128,
+                                                                      138)]  # cts = ts - 1 ms
     assert ev.book_row.tolist() == [0, 1, 4, 6, 7, 7]
     assert ev.book_ask_row.tolist() == [1, 3, 5, 7, 7, 8]
     assert ev.book_end.tolist() == [1, 4, 6, 7, 7, 9]
@@ -119,8 +123,8 @@ def test_decode_hand_built_recording(tmp_path: Path) -> None:
     assert ev.trade_px_ticks.tolist() == [1001, 1000]
     assert ev.trade_qty_lots.tolist() == [2, 3]
     assert ev.trade_side.tolist() == [b, s]
-    assert ev.trade_ts_exch_ns.tolist() == [45 * MS, 46 * MS]
-    assert ev.kline_start_ns.tolist() == [1_000 * MS]
+    assert ev.trade_ts_exch_ns.tolist() == [(T0 + 45) * MS, (T0 + 46) * MS]
+    assert ev.kline_start_ns.tolist() == [(T0 + 1_000) * MS]
     assert ev.kline_close.tolist() == [100.2]
     assert ev.kline_volume.tolist() == [3.5]
     assert ev.ticker_funding_rate.tolist() == [0.0001]
