@@ -5,8 +5,10 @@ input comes back as NaN. The layouts match what `mmd.learn.train` writes:
 
 - inputs: the market feature vector (`M_*` indices, built by `apply_market_features` from the
   FeatureEngine's `x`), then per model its own input vector (the adverse model adds the side);
-- standardisation: z = (v - mean) / scale; a missing (non-finite) input gives z = 0, i.e. the
-  training mean (the trainers impute the training mean before scaling, so both agree);
+- standardisation: z = (v - mean) / scale, clipped to [-Z_CLIP, Z_CLIP] (an input far outside
+  its training range counts as at the edge of it, not as a huge lever); a missing (non-finite)
+  input gives z = 0, i.e. the training mean (the trainers impute the training mean before
+  scaling and clip the same way, so both agree);
 - a network: `sizes` = [n_in, n_1, ..., n_out=1] (int64); `weights` = each layer's matrix
   transposed to (n_out, n_in) and flattened row-major, layers concatenated; `biases` = each
   layer's biases concatenated. Hidden layers are ReLU; the output unit is linear (the caller
@@ -70,6 +72,8 @@ N_MARKET = 20
 SIDE_INPUT = N_MARKET
 
 _DAY_NS = 86_400_000_000_000
+# standardised inputs are clipped to +-Z_CLIP (mmd.learn.train clips identically)
+Z_CLIP = 5.0
 
 
 @njit(cache=True)
@@ -118,14 +122,15 @@ def apply_side_input(out: F64, xm: F64, orient: F64, side: float) -> None:
 
 @njit(cache=True)
 def apply_standardise(out: F64, v: F64, mean: F64, scale: F64) -> None:
-    """out = (v - mean) / scale elementwise; a non-finite v gives 0 (the training mean).
+    """out = clip((v - mean) / scale, -Z_CLIP, Z_CLIP) elementwise; a non-finite v gives 0
+    (the training mean).
 
     Mutates: out.
     """
     for i in range(v.shape[0]):
         x = v[i]
         if math.isfinite(x):
-            out[i] = (x - mean[i]) / scale[i]
+            out[i] = min(max((x - mean[i]) / scale[i], -Z_CLIP), Z_CLIP)
         else:
             out[i] = 0.0
 

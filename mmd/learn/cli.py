@@ -301,6 +301,7 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
     pooled = pool(data, [int(r.series.ts_ns[0]) if len(r.series.ts_ns) else 0 for r in recs])
     purge_ns = round(max(tp.purge_s, lp.window_s) * 1e9)
     splits = walk_forward_splits(pooled.t_rel_ns, tp.n_splits, purge_ns)
+    lo, hi = math.log(min(lp.grid_ticks)), math.log(max(lp.grid_ticks))
     rows = []
     for k, (a, b) in enumerate(tqdm(splits, desc="walk-forward", unit="split",
                                     disable=not progress), 1):
@@ -308,7 +309,7 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
             continue
         net = tr.fit_spread(pooled.x[a], pooled.y[a], tp.spread_alpha, tp.seed)
         log_true = np.log(pooled.y[b])
-        pred = net.predict(pooled.x[b])
+        pred = np.clip(net.predict(pooled.x[b]), lo, hi)  # as SpreadPredictor clips
         base = np.median(np.log(pooled.y[a]))
         rows.append({
             "split": k, "n_train": len(a), "n_test": len(b),
@@ -325,14 +326,15 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
     final = tr.fit_spread(pooled.x, pooled.y, tp.spread_alpha, tp.seed)
     summary["samples"] = len(pooled.y)
     summary["label_quantiles_ticks"] = np.quantile(pooled.y, [0.1, 0.5, 0.9]).tolist()
-    summary["train_rmse_log"] = float(np.sqrt(np.mean((final.predict(pooled.x)
-                                                       - np.log(pooled.y)) ** 2)))
+    summary["train_rmse_log"] = float(np.sqrt(np.mean(
+        (np.clip(final.predict(pooled.x), lo, hi) - np.log(pooled.y)) ** 2)))
     meta = save_model(
         out_dir / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
         arrays=tr.export_network(final), mmd_version=mmd_version,
         training_data=_digests(recs),
         hyper_parameters={"labels": msgspec.to_builtins(lp), "train": msgspec.to_builtins(tp),
-                          "hidden": list(tr.SPREAD_HIDDEN), "target": "log half spread (ticks)"},
+                          "hidden": list(tr.SPREAD_HIDDEN), "target": "log half spread (ticks)",
+                          "clip_ticks": [min(lp.grid_ticks), max(lp.grid_ticks)]},
         metrics=summary,
     )
     echo(f"spread predictor: {summary['samples']} decisions, best half spread (ticks) "

@@ -143,8 +143,8 @@ def load_model(model_dir: str | Path, kinds: tuple[str, ...],
     if list(meta.features) != list(features):
         extra = [f for f in meta.features if f not in features]
         missing = [f for f in features if f not in meta.features]
-        detail = (f"missing {missing}, unknown {extra}" if extra or missing
-                  else "same names in another order")
+        detail = (f"the model lacks {missing}, this mmd does not compute {extra}"
+                  if extra or missing else "the same names in another order")
         raise IncompatibleModel(f"{where}: trained on other inputs than this mmd computes "
                                 f"({detail}); retrain with `mmd train`")
     try:

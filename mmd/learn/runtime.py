@@ -7,6 +7,7 @@ arrays are allocated once per model, so a call allocates nothing but its result.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,8 @@ class SpreadPredictor:
     def __init__(self, meta: ModelMeta, arrays: dict[str, Any]) -> None:
         self.meta = meta
         self._net = _Network(arrays)
+        lo, hi = meta.hyper_parameters.get("clip_ticks", [0.0, math.inf])
+        self.min_ticks, self.max_ticks = float(lo), float(hi)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> SpreadPredictor:
@@ -128,11 +131,13 @@ class SpreadPredictor:
         return self.meta.version
 
     def half_spread_ticks(self, xm: F64Array) -> float:
-        """exp(network(xm)): the predicted best half spread, ticks. For the quoter's
-        spread_override_ticks (a total spread), pass twice this."""
+        """exp(network(xm)) clipped to the training grid's range: the predicted best half
+        spread, ticks. For the quoter's spread_override_ticks (a total spread), pass twice
+        this."""
         n = self._net
-        return km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases,
-                                     n.sizes)
+        h = km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases,
+                                  n.sizes)
+        return min(max(h, self.min_ticks), self.max_ticks)
 
     def predict_rows(self, x: F64Array) -> F64Array:
         """half_spread_ticks of each row of x (float64[n, N_MARKET])."""

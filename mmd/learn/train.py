@@ -4,10 +4,11 @@ Core: arrays in, fitted scikit-learn estimators and plain arrays out; no file I/
 file module writes them). scikit-learn is imported here only: it is a `train` extra, never
 needed by the daemon, which runs the exported weights through `mmd.kernels.models`.
 
-Every estimator is a Pipeline SimpleImputer(mean) -> StandardScaler -> model; the kernels do
-the same (a missing input is the training mean, z = 0). sklearn's MLP has no dropout: its L2
-penalty `alpha` regularises instead, with early stopping on a validation share of the training
-rows (a random, stratified split that sklearn draws: it never sees the test block).
+Every estimator is a Pipeline SimpleImputer(mean) -> StandardScaler -> clip to +-Z_CLIP ->
+model; the kernels do the same (a missing input is the training mean, z = 0). sklearn's MLP has
+no dropout: its L2 penalty `alpha` regularises instead, with early stopping on a validation
+share of the training rows (a random, stratified split that sklearn draws: it never sees the
+test block).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmd.kernels.models import Z_CLIP
 from mmd.learn.dataset import walk_forward_splits
 
 F64Array = npt.NDArray[np.float64]
@@ -32,14 +34,20 @@ MLP_HIDDEN = (128, 64, 32)
 SPREAD_HIDDEN = (64, 32)
 
 
+def clip_z(z: F64Array) -> F64Array:
+    """Standardised inputs clipped to +-Z_CLIP, as mmd.kernels.models.apply_standardise."""
+    return np.clip(z, -Z_CLIP, Z_CLIP)
+
+
 def _pipeline(model: Any) -> Any:
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     return Pipeline([
         ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
         ("scale", StandardScaler()),
+        ("clip", FunctionTransformer(clip_z)),
         ("model", model),
     ])
 

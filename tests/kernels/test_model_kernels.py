@@ -20,7 +20,7 @@ from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES, ORIENTED, orie
 
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 
-from mmd.learn import train as tr  # noqa: E402
+from mmd.learn import train as tr
 
 
 def test_market_vector_maps_engine_features_and_time_of_day() -> None:
