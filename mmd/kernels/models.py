@@ -9,10 +9,11 @@ input comes back as NaN. The layouts match what `mmd.learn.train` writes:
   its training range counts as at the edge of it, not as a huge lever); a missing (non-finite)
   input gives z = 0, i.e. the training mean (the trainers impute the training mean before
   scaling and clip the same way, so both agree);
-- a network: `sizes` = [n_in, n_1, ..., n_out=1] (int64); `weights` = each layer's matrix
-  transposed to (n_out, n_in) and flattened row-major, layers concatenated; `biases` = each
-  layer's biases concatenated. Hidden layers are ReLU; the output unit is linear (the caller
-  applies the sigmoid or exp). A logistic regression is the network with sizes [n_in, 1].
+- a network: `sizes` = [n_in, n_1, ..., n_out=1] (int64); `weights` = each layer's (n_in,
+  n_out) matrix flattened row-major (scikit-learn's `coefs_` as they are), layers
+  concatenated; `biases` = each layer's biases concatenated. Hidden layers are ReLU; the
+  output unit is linear (the caller applies the sigmoid or exp). A logistic regression is
+  the network with sizes [n_in, 1].
 """
 
 import math
@@ -172,15 +173,19 @@ def apply_mlp(buf_a: F64, buf_b: F64, z: F64, weights: F64, biases: F64, sizes: 
     for layer in range(n_layers):
         n_in = sizes[layer]
         n_out = sizes[layer + 1]
-        last = layer == n_layers - 1
+        # dst = b + sum_i src[i] * W[i, :], the terms added in order of i for every output
+        # (the dot product's order), with independent outputs in the inner loop
         for j in range(n_out):
-            s = biases[b_off + j]
-            row = w_off + j * n_in
-            for i in range(n_in):
-                s += weights[row + i] * src[i]
-            if not last and s < 0.0:
-                s = 0.0
-            dst[j] = s
+            dst[j] = biases[b_off + j]
+        for i in range(n_in):
+            si = src[i]
+            row = w_off + i * n_out
+            for j in range(n_out):
+                dst[j] += weights[row + j] * si
+        if layer < n_layers - 1:
+            for j in range(n_out):
+                if dst[j] < 0.0:
+                    dst[j] = 0.0
         w_off += n_in * n_out
         b_off += n_out
         src, dst = dst, src

@@ -144,15 +144,15 @@ def fit_spread(x: F64Array, half_spread_ticks: F64Array, alpha: float, seed: int
 def export_network(pipe: Any) -> dict[str, npt.NDArray[Any]]:
     """A fitted pipeline as kernel arrays: stats (means then scales), weights, biases, sizes.
 
-    Logistic regression -> sizes [n_in, 1]; MLP -> [n_in, hidden..., 1], each layer's matrix
-    transposed to (n_out, n_in) (see mmd.kernels.models).
+    Logistic regression -> sizes [n_in, 1]; MLP -> [n_in, hidden..., 1], each layer's (n_in,
+    n_out) matrix flattened row-major (see mmd.kernels.models).
     """
     scaler = pipe.named_steps["scale"]
     model = pipe.named_steps["model"]
     stats = np.concatenate([scaler.mean_, scaler.scale_]).astype(np.float64)
     n_in = int(scaler.mean_.shape[0])
     if hasattr(model, "coefs_"):
-        weights = np.concatenate([w.T.ravel() for w in model.coefs_]).astype(np.float64)
+        weights = np.concatenate([w.ravel() for w in model.coefs_]).astype(np.float64)
         biases = np.concatenate(list(model.intercepts_)).astype(np.float64)
         sizes = np.array([n_in, *(w.shape[1] for w in model.coefs_)], np.int64)
     else:

@@ -50,9 +50,10 @@ def test_side_input_flips_only_oriented_features() -> None:
 
 
 def test_mlp_forward_by_hand() -> None:
-    # layer 1 (2 -> 2): rows [1, -1] and [2, 1], biases [0, -1]; layer 2 (2 -> 1): [3, -2], 0.5
-    # z = [1, 2]: h = relu([1 - 2, 2 + 2 - 1]) = [0, 3]; out = 3*0 - 2*3 + 0.5 = -5.5
-    w = np.array([1.0, -1.0, 2.0, 1.0, 3.0, -2.0])
+    # layer 1 (2 -> 2): W = [[1, 2], [-1, 1]] (input i, output j), biases [0, -1]; layer 2
+    # (2 -> 1): W = [[3], [-2]], bias 0.5. z = [1, 2]: h = relu([1*1 - 1*2 + 0, 2*1 + 1*2 - 1])
+    # = [0, 3]; out = 3*0 - 2*3 + 0.5 = -5.5
+    w = np.array([1.0, 2.0, -1.0, 1.0, 3.0, -2.0])
     b = np.array([0.0, -1.0, 0.5])
     sizes = np.array([2, 2, 1], np.int64)
     out = km.apply_mlp(np.zeros(2), np.zeros(2), np.array([1.0, 2.0]), w, b, sizes)
