@@ -94,7 +94,7 @@ def parse_sets(sets: list[str]) -> tuple[LabelParams, TrainParams, list[str]]:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """One (category, symbol) group of recording files and its market series."""
+    """One recording file and its market series."""
 
     name: str
     files: list[Path]
@@ -102,7 +102,10 @@ class Recording:
 
 
 def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Recording]:
-    """Each (category, symbol) of the recordings under data, through extract_market."""
+    """Each recording file under data (one symbol each), through extract_market.
+
+    Files are not merged: two recordings of one symbol on different days are two recordings
+    (each is cut into walk-forward blocks from its own start)."""
     from tqdm import tqdm
 
     from mmd.feeds.recording import expand_paths, recording_meta
@@ -111,7 +114,7 @@ def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Rec
     files = expand_paths(data)
     if not files:
         raise ConfigError("train: no recordings found in " + ", ".join(data))
-    groups: dict[tuple[str, str], list[Path]] = {}
+    groups: dict[tuple[str, str, str], list[Path]] = {}
     for f in files:
         if not f.exists():
             raise ConfigError(f"train: {f} does not exist")
@@ -119,10 +122,10 @@ def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Rec
         if meta is None:
             raise ConfigError(f"train: {f}: not a recording (its first line is not the "
                               "instruments-info answer of one symbol)")
-        groups.setdefault((meta.category, meta.symbol), []).append(f)
+        groups.setdefault((meta.category, meta.symbol, str(f)), []).append(f)
     out = []
-    for (category, symbol), recs in tqdm(sorted(groups.items()), desc="datasets", unit="rec",
-                                         disable=not progress):
+    for (category, symbol, _), recs in tqdm(sorted(groups.items()), desc="datasets",
+                                            unit="rec", disable=not progress):
         ms = extract_market(merged_frames(sorted(recs)), symbol, category,
                             market_cfg=cfg.market, features_cfg=cfg.features)
         out.append(Recording(f"{symbol} {category} ({sorted(recs)[0].name})", sorted(recs), ms))
