@@ -146,3 +146,18 @@ def test_train_bad_arguments_exit_2(tmp_path: Path, small_rec: Path) -> None:
         assert len(r.stderr.strip().splitlines()) == 1
     r = _train("adverse", tmp_path / "missing.rec.gz", tmp_path / "m")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_each_recording_file_is_its_own_recording(cryptofeed_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mmd.config import AppConfig
+    from mmd.learn.cli import read_recordings
+
+    src = next(cryptofeed_dir.glob("bybit_linear_BTCUSDT_*"))
+    for day in ("a", "b"):  # the same symbol twice: two recordings, never one merged series
+        (tmp_path / day).mkdir()
+        shutil.copy(src, tmp_path / day / src.name)
+    recs = read_recordings(AppConfig(), [str(tmp_path / "a"), str(tmp_path / "b")], False)
+    assert len(recs) == 2
+    assert np.array_equal(recs[0].series.ts_ns, recs[1].series.ts_ns)
