@@ -143,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which feed's ledger (default: [feed] source)")
     rp.add_argument("--out", required=True, help="output directory")
 
+    tr = sub.add_parser("train", help="train a model from recordings and write its model files")
+    tr.add_argument("kind", choices=["adverse", "spread"])
+    tr.add_argument("data", nargs="+", help="recordings (files or directories)")
+    tr.add_argument("--out", required=True, help="models directory (the model goes in OUT/KIND)")
+    tr.add_argument("-c", "--config", default=None,
+                    help="config file for [market] and [features] (default: ./config.toml if "
+                         "present, else built-in)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training setting, e.g. --set horizon_s=5 (see README, Models), or "
+                         "a config override SECTION.KEY=VALUE (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     cv = sub.add_parser("convert", help="convert recordings between formats")
     cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest", "events"])
     cv.add_argument("inputs", nargs="+")
@@ -240,6 +252,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "synth" and args.seed is not None:
         args.set.append(f"feed.synthetic.seed={args.seed}")  # validated like any --set
+    if args.command == "train":
+        from mmd.learn.cli import run_train
+
+        configure_logs("warning", "auto")
+        path = args.config
+        if path is None and os.path.exists("config.toml"):
+            path = "config.toml"
+        run_train(args.kind, args.data, args.out, args.set, path,
+                  progress=not args.no_progress and sys.stderr.isatty())
+        return EXIT_OK
+
     cfg = _load(args)
     assert isinstance(cfg, AppConfig)
     feed = getattr(args, "feed", None)

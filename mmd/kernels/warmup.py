@@ -85,6 +85,11 @@ def _strategy(*keys: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _mlp(width: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    # the two scratch buffers of kernels.models.apply_mlp
+    return np.zeros(width), np.zeros(width)
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -245,6 +250,20 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
         -1,
         True,
     ),
+    # models: a 3-input network with one hidden layer of 4 ([3, 4, 1]) and a logistic ([3, 1])
+    "models.apply_market_features": lambda: (np.zeros(20), np.zeros(20), 0, 0.0),
+    "models.apply_side_input": lambda: (np.zeros(3), np.zeros(2), np.ones(2), 1.0),
+    "models.apply_standardise": lambda: (np.zeros(3), np.zeros(3), np.zeros(3), np.ones(3)),
+    "models.compute_sigmoid": lambda: (0.5,),
+    "models.compute_logistic": lambda: (np.zeros(3), np.zeros(3), 0.0),
+    "models.apply_mlp": lambda: (*_mlp(), np.zeros(3), np.zeros(16), np.zeros(5),
+                                 np.array([3, 4, 1], I64)),
+    "models.apply_adverse_pair": lambda: (*_mlp(), np.zeros(3), np.zeros(3), np.zeros(2),
+                                          np.ones(2), np.ones(6), np.zeros(3), np.zeros(1),
+                                          np.array([3, 1], I64)),
+    "models.compute_adverse_policy": lambda: (0.5, 0.5, 0.4, 2.0, 0.9),
+    "models.apply_spread_model": lambda: (*_mlp(), np.zeros(3), np.zeros(3), np.ones(6),
+                                          np.zeros(16), np.zeros(5), np.array([3, 4, 1], I64)),
 }
 
 

@@ -1,0 +1,1 @@
+"""Learned models: datasets and labels from recordings, training, model files, inference glue."""
