@@ -567,10 +567,8 @@ def _priority(orders, sym, maker_side, idx) -> int:
         while j > 0:
             k = idx[j - 1]
             ok = orders[sym, k]
-            if maker_side == BUY:
-                before = oi.px_ticks > ok.px_ticks
-            else:
-                before = oi.px_ticks < ok.px_ticks
+            better = oi.px_ticks > ok.px_ticks if maker_side == BUY else oi.px_ticks < ok.px_ticks
+            before = better
             if not before and oi.px_ticks == ok.px_ticks:
                 before = oi.active_ns < ok.active_ns or (oi.active_ns == ok.active_ns and i < k)
             if not before:

@@ -315,7 +315,7 @@ class SimExchange:
 
     def _grow_symbols(self, n_sym: int) -> None:
         cap = self._capacity
-        ex, syms, orders, free, _, _ = kx.alloc_exchange(n_sym, cap, n_cmd=1, n_events=1)
+        _, syms, orders, free, _, _ = kx.alloc_exchange(n_sym, cap, n_cmd=1, n_events=1)
         old = self._syms.shape[0]
         syms[:old] = self._syms
         orders[:old] = self._orders
