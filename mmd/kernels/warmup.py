@@ -69,6 +69,12 @@ def _exchange_emit() -> tuple[Any, ...]:
     return (st[0], st[5], 4, 0, 0, 0, 7, 1, 100, 1, 1, 1, 0.0, 5)
 
 
+def _positions() -> np.ndarray:
+    from mmd.kernels.portfolio import alloc_positions
+
+    return alloc_positions(np.array([1e-4]))
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -221,6 +227,15 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.on_book": _exchange_book,
     "exchange._priority": lambda: (_exchange()[2], 0, 1, np.zeros(4, I64)),
     "exchange.on_trade": lambda: (*_exchange_book()[:6], 5, 100, 2, -1),
+    # portfolio: a POSITION_DTYPE[1] row with tick*lot 1e-4; a fill (side, px ticks, qty lots,
+    # fee), a funding amount, a mark in ticks
+    "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
+    "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
+    "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),
+    "portfolio.compute_realized_quote": lambda: (_positions(), 0),
+    "portfolio.compute_unrealized_quote": lambda: (_positions(), 0),
+    "portfolio.update_mark": lambda: (_positions(), 0, 651.5),
+    "portfolio.compute_pnl_quote": lambda: (_positions(), 0),
 }
 
 

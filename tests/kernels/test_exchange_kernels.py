@@ -2,7 +2,8 @@
 kernels are called one by one from Python or inside one njit loop; the same OrderEvents from
 SimExchange (now a driver of these kernels) as from the previous pure-Python driver
 (tests/unit/sim/reference_exchange.py) on random command and market sequences; fees as the
-Instrument arithmetic; return codes."""
+Instrument arithmetic; return codes. The portfolio kernels (`mmd.kernels.portfolio`): a worked
+example, and the same figures inside njit as the Portfolio class."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from numba import njit
 
 from mmd.config import ExchangeConfig
 from mmd.kernels import exchange as kx
+from mmd.kernels import portfolio as kp
 from mmd.market.book import L2Book
 from mmd.model.codes import BUY, ERR_BAD_INPUT, ERR_FULL, OK, SELL
-from mmd.model.events import MAKER, CancelOrder, SubmitOrder
+from mmd.model.events import MAKER, CancelOrder, OrderFilled, SubmitOrder
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
 from mmd.sim.fees import FeeSchedule
+from mmd.trading.portfolio import Portfolio
 from tests.unit.sim.reference_exchange import SimExchange as ReferenceExchange
 
 # op rows: (kind, sym, ts_ns, a, b, c, d)
@@ -243,3 +246,74 @@ def test_return_codes() -> None:
     ex[0]["n_events"] = 3
     assert kx.on_book(ex, syms, orders, free, events, 0, side, side, 0, side, side, 0, 5) == (
         ERR_FULL)
+
+
+# -- portfolio kernels -------------------------------------------------------------------------
+
+
+def test_portfolio_kernels_by_hand() -> None:
+    # tick 0.1 x lot 0.001 = 1e-4 quote per tick-lot
+    pos = kp.alloc_positions(np.array([1e-4]))
+    # buy 2 @ 1000, buy 2 @ 1010: 4 long, cost 4020 (avg 1005)
+    assert kp.apply_fill(pos, 0, BUY, 1000, 2, 0.01) == OK
+    assert kp.apply_fill(pos, 0, BUY, 1010, 2, 0.01) == OK
+    assert pos[0]["cost_ticks_lots"] == 4020.0
+    # sell 3 @ 1020: 3 x (1020 - 1005) = 45 tick-lots = 0.0045 realized; 1 left at avg 1005
+    assert kp.apply_fill(pos, 0, SELL, 1020, 3, 0.01) == OK
+    assert kp.compute_realized_quote(pos, 0) == pytest.approx(0.0045, abs=1e-12)
+    assert pos[0]["cost_ticks_lots"] == 1005.0
+    # sell 3 @ 1000: closes 1 at -5 (total 40 = 0.004), opens 2 short at 1000
+    assert kp.apply_fill(pos, 0, SELL, 1000, 3, 0.01) == OK
+    assert pos[0]["position_lots"] == -2
+    assert pos[0]["cash_ticks_lots"] == -2000 - 2020 + 3060 + 3000
+    assert kp.compute_realized_quote(pos, 0) == pytest.approx(0.004, abs=1e-12)
+    # mark 990: short 2 from 1000 gains 20 tick-lots = 0.002
+    assert kp.update_mark(pos, 0, 990.0) == pytest.approx(0.002, abs=1e-12)
+    assert kp.apply_funding(pos, 0, -0.5) == OK
+    # 0.004 + 0.002 - 4 x 0.01 fees - 0.5 funding
+    assert kp.compute_pnl_quote(pos, 0) == pytest.approx(-0.534, abs=1e-12)
+    assert (pos[0]["fills"], pos[0]["volume_lots"]) == (4, 10)
+    # refusals change nothing
+    before = pos.tobytes()
+    assert kp.apply_fill(pos, 0, 0, 1000, 1, 0.0) == ERR_BAD_INPUT
+    assert kp.apply_fill(pos, 0, BUY, 1000, 0, 0.0) == ERR_BAD_INPUT
+    assert kp.apply_fill(pos, 0, BUY, 1000, 1, float("nan")) == ERR_BAD_INPUT
+    assert kp.apply_fill(pos, 1, BUY, 1000, 1, 0.0) == ERR_BAD_INPUT
+    assert kp.apply_funding(pos, 0, float("inf")) == ERR_BAD_INPUT
+    assert np.isnan(kp.update_mark(pos, 0, 0.0))
+    assert pos.tobytes() == before
+
+
+@njit(cache=True)
+def _apply_fills_jit(pos, fills, fees):
+    for j in range(fills.shape[0]):
+        kp.apply_fill(pos, 0, fills[j, 0], fills[j, 1], fills[j, 2], fees[j])
+        kp.update_mark(pos, 0, float(fills[j, 3]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_portfolio_kernels_match_the_portfolio_class(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 200
+    fills = np.stack([rng.choice([BUY, SELL], n), rng.integers(900, 1100, n),
+                      rng.integers(1, 6, n), rng.integers(900, 1100, n)], axis=1).astype(np.int64)
+    fees = rng.normal(0.0, 0.01, n)
+    inst = INSTRUMENTS["BTCUSDT"]
+    pf = Portfolio([inst])
+    for j, (side, px, qty, mid) in enumerate(fills.tolist()):
+        pf.apply_fill(OrderFilled(fill_id=f"f{j}", client_order_id="o", symbol=inst.symbol,
+                                  side=side, px_ticks=px, qty_lots=qty, leaves_lots=0,
+                                  liquidity=MAKER, fee_quote=float(fees[j]), ts_exch_ns=j), inst)
+        pf.mark(inst.symbol, float(mid))
+    pos = kp.alloc_positions(np.array([inst.tick * inst.lot]))
+    _apply_fills_jit(pos, fills, fees)
+    p = pf.position(inst.symbol)
+    row = pos[0]
+    assert (int(row["position_lots"]), int(row["cash_ticks_lots"])) == (
+        p.position_lots, p.cash_ticks_lots)
+    assert float(row["cost_ticks_lots"]) == p.cost_ticks_lots
+    assert float(row["fees_quote"]) == p.fees_quote
+    assert kp.compute_realized_quote(pos, 0) == p.realized_quote
+    assert kp.compute_unrealized_quote(pos, 0) == p.unrealized_quote
+    assert kp.compute_pnl_quote(pos, 0) == p.pnl_quote
