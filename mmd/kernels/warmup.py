@@ -90,6 +90,39 @@ def _mlp(width: int = 4) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(width), np.zeros(width)
 
 
+def _exchange() -> tuple[np.ndarray, ...]:
+    # kernels.exchange state of 1 symbol, 4 slots, slot 0 resting (a buy of 2 lots at 100):
+    # (ex, syms, orders, free, cmds, events, book_px, book_qty, book_n)
+    from mmd.kernels.exchange import SLOT_LIVE, alloc_exchange
+
+    ex, syms, orders, free, cmds, events = alloc_exchange(1, 4, n_cmd=4, n_events=16)
+    syms[0]["tick"], syms[0]["lot"] = 0.1, 0.001
+    syms[0]["price_decimals"], syms[0]["qty_decimals"] = 1, 3
+    syms[0]["n_free"] = 3
+    orders[0, 0]["live"], orders[0, 0]["side"] = SLOT_LIVE, 1
+    orders[0, 0]["px_ticks"], orders[0, 0]["qty_lots"], orders[0, 0]["leaves_lots"] = 100, 2, 2
+    cmds[0]["kind"], cmds[0]["side"], cmds[0]["px_ticks"], cmds[0]["qty_lots"] = 1, 1, 99, 1
+    return (ex, syms, orders, free, cmds, events, np.zeros((1, 2, 4), I64),
+            np.zeros((1, 2, 4), I64), np.zeros((1, 2), I64))
+
+
+def _exchange_book() -> tuple[Any, ...]:
+    # (ex, syms, orders, free, events, sym, bid_px, bid_qty, n_bids, ask_px, ask_qty, n_asks, ts)
+    ex, syms, orders, free, _, events, _, _, _ = _exchange()
+    return (ex, syms, orders, free, events, 0, *_side(), 1, *_side(), 1, 5)
+
+
+def _exchange_emit() -> tuple[Any, ...]:
+    st = _exchange()
+    return (st[0], st[5], 4, 0, 0, 0, 7, 1, 100, 1, 1, 1, 0.0, 5)
+
+
+def _positions() -> np.ndarray:
+    from mmd.kernels.portfolio import alloc_positions
+
+    return alloc_positions(np.array([1e-4]))
+
+
 # "<module>.<function>" -> factory of a fresh argument tuple (kernels mutate their first arrays).
 # Scalar types matter as much as array dtypes: Python int -> int64, Python bool -> boolean.
 SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
@@ -264,6 +297,33 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "models.compute_adverse_policy": lambda: (0.5, 0.5, 0.4, 2.0, 0.9),
     "models.apply_spread_model": lambda: (*_mlp(), np.zeros(3), np.zeros(3), np.ones(6),
                                           np.zeros(16), np.zeros(5), np.array([3, 4, 1], I64)),
+    # exchange: one symbol's paper exchange state (_exchange), commands / book / trade scalars
+    # (sym, order id, side, px ticks, qty lots, ns) as SimExchange passes them
+    "exchange.reset_symbol": lambda: (*_exchange()[1:4], 0),
+    "exchange.set_latency": lambda: (_exchange()[0], 5, 7),
+    "exchange._send": lambda: (*_exchange()[:2], _exchange()[4], 1, 0, 7, 1, 99, 1, 5),
+    "exchange.submit": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 1, 99, 1, 5),
+    "exchange.cancel": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 5),
+    "exchange._emit": _exchange_emit,
+    "exchange.compute_fee_quote": lambda: (0.0002, 651142, 3, 0.1, 0.001, 1, 3),
+    "exchange._fill": lambda: (*_exchange()[:4], _exchange()[5], 0, 0, 1, 5),
+    "exchange._release": lambda: (*_exchange()[1:4], 0, 0),
+    "exchange._find_live": lambda: (_exchange()[2], 0, 7),
+    "exchange._accept": lambda: (
+        *(st := _exchange())[:4], st[5], *st[6:9], st[4][0]),
+    "exchange.process_due": lambda: (*_exchange(), 5),
+    "exchange.on_book": _exchange_book,
+    "exchange._priority": lambda: (_exchange()[2], 0, 1, np.zeros(4, I64)),
+    "exchange.on_trade": lambda: (*_exchange_book()[:6], 5, 100, 2, -1),
+    # portfolio: a POSITION_DTYPE[1] row with tick*lot 1e-4; a fill (side, px ticks, qty lots,
+    # fee), a funding amount, a mark in ticks
+    "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
+    "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
+    "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),
+    "portfolio.compute_realized_quote": lambda: (_positions(), 0),
+    "portfolio.compute_unrealized_quote": lambda: (_positions(), 0),
+    "portfolio.update_mark": lambda: (_positions(), 0, 651.5),
+    "portfolio.compute_pnl_quote": lambda: (_positions(), 0),
 }
 
 

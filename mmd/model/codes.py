@@ -11,6 +11,7 @@ OK = 0
 ERR_BOOK_FULL = -1
 ERR_BAD_INPUT = -2
 ERR_CROSSED = -3
+ERR_FULL = -4  # a preallocated buffer (commands, events) has no room
 
 # what a decoded frame is
 KIND_UNKNOWN = 0

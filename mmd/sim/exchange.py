@@ -1,7 +1,10 @@
 """SimExchange: our post-only quotes arrive late, rest in a modelled queue, fill against real data.
 
-Pure core: no clock reads, no I/O; every time is an argument on one axis, exchange ns. It owns our
-simulated orders (numpy slots matched by `mmd.kernels.queue`) and never touches the real book:
+Pure core: no clock reads, no I/O; every time is an argument on one axis, exchange ns. The logic
+is the set of kernels in `mmd.kernels.exchange` over order-slot arrays (a jitted backtest loop
+calls the same kernels); this class is their thin Python driver: it turns Commands into kernel
+calls, maps client order ids to int ids and slots, and drains the kernels' event buffer into
+OrderEvent structs. It never touches the real book:
 our orders have NO MARKET IMPACT: the L2Book passed in is only read, and a print that fills us
 still counts in full for the real queue; only our own orders share its size (rule (c) below).
 
@@ -67,18 +70,10 @@ import numpy as np
 
 from mmd.config import ExchangeConfig
 from mmd.errors import InvariantViolation
-from mmd.kernels.queue import (
-    QUEUE_PROB_LOG,
-    QUEUE_PROB_POWER,
-    QUEUE_RISK_AVERSE,
-    SLOT_FREE,
-    SLOT_LIVE,
-    compute_level_qty,
-    update_orders_on_book,
-    update_orders_on_trade,
-)
+from mmd.kernels import exchange as kx
+from mmd.kernels.queue import QUEUE_PROB_LOG, QUEUE_PROB_POWER, QUEUE_RISK_AVERSE
 from mmd.market.book import L2Book
-from mmd.model.codes import BUY, SELL
+from mmd.model.codes import BUY, ERR_FULL, SELL
 from mmd.model.events import (
     MAKER,
     CancelOrder,
@@ -90,7 +85,6 @@ from mmd.model.events import (
     SubmitOrder,
 )
 from mmd.model.instrument import Instrument
-from mmd.sim.fees import FeeSchedule
 
 _QUEUE_MODELS = {
     "risk_averse": QUEUE_RISK_AVERSE,
@@ -98,79 +92,23 @@ _QUEUE_MODELS = {
     "prob_log": QUEUE_PROB_LOG,
 }
 
+_REASONS = kx.REASON_NAMES
+_EVT_ACCEPTED = kx.EVT_ACCEPTED
+_EVT_REJECTED = kx.EVT_REJECTED
+_EVT_CANCELED = kx.EVT_CANCELED
 
-class _SymbolOrders:
-    """One symbol's order slots (kernel arrays + Python ids) and its book as of the last event."""
 
-    __slots__ = (
-        "active",
-        "adv",
-        "book_ns",
-        "coid",
-        "dec",
-        "free",
-        "instrument",
-        "last_book",
-        "leaves",
-        "live",
-        "n_fills",
-        "out_qty",
-        "out_slot",
-        "pending",
-        "px",
-        "queue",
-        "seen",
-        "shadow",
-        "shadow_valid",
-        "side",
-        "slot_of",
-        "traded",
-    )
+class _Symbol:
+    """One symbol's Python side: its index in the kernel arrays, client ids of its slots."""
 
-    def __init__(self, instrument: Instrument, capacity: int) -> None:
+    __slots__ = ("coid", "index", "instrument", "last_book", "slot_of")
+
+    def __init__(self, instrument: Instrument, index: int, capacity: int) -> None:
         self.instrument = instrument
-        self.live = np.zeros(capacity, np.int64)
-        self.leaves = np.zeros(capacity, np.int64)
-        self.seen = np.zeros(capacity, np.int64)
-        self.traded = np.zeros(capacity, np.int64)
-        self.px = np.zeros(capacity, np.int64)
-        self.side = np.zeros(capacity, np.int64)
-        self.queue = np.zeros(capacity, np.float64)
-        self.dec = np.zeros(capacity, np.float64)
-        self.adv = np.zeros(capacity, np.float64)
-        self.active = np.zeros(capacity, np.int64)
-        self.book_ns = -(2**62)  # exchange time of the last book the orders were updated with
-        self.out_slot = np.zeros(capacity, np.int64)
-        self.out_qty = np.zeros(capacity, np.int64)
-        self.coid: list[str] = [""] * capacity
-        self.n_fills = [0] * capacity
-        self.slot_of: dict[str, int] = {}
-        self.free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot first
+        self.index = index
         self.last_book: L2Book | None = None
-        # copy of the book as of the last market event, kept only while commands are in flight
-        # (the caller's L2Book is already updated when on_book runs)
-        self.shadow: L2Book | None = None
-        self.shadow_valid = False
-        self.pending = 0
-
-    def copy_shadow(self, book: L2Book) -> None:
-        shadow = self.shadow
-        if shadow is None or shadow.capacity != book.capacity:
-            shadow = self.shadow = L2Book(book.capacity)
-        np.copyto(shadow.bid_px, book.bid_px)
-        np.copyto(shadow.bid_qty, book.bid_qty)
-        np.copyto(shadow.ask_px, book.ask_px)
-        np.copyto(shadow.ask_qty, book.ask_qty)
-        shadow.n_bids = book.n_bids
-        shadow.n_asks = book.n_asks
-        self.shadow_valid = True
-
-    def release(self, slot: int) -> None:
-        self.live[slot] = SLOT_FREE
-        self.leaves[slot] = 0
-        del self.slot_of[self.coid[slot]]
-        self.coid[slot] = ""
-        self.free.append(slot)
+        self.coid: list[str] = [""] * capacity  # client order id resting in each slot
+        self.slot_of: dict[str, int] = {}  # resting orders in acceptance order
 
 
 class SimExchange:
@@ -195,18 +133,34 @@ class SimExchange:
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self._model = _QUEUE_MODELS[cfg.queue_model]
-        self._power = float(cfg.queue_power)
-        self._partial = bool(cfg.partial_fills)
-        self._fees = FeeSchedule(cfg.maker_fee, cfg.taker_fee)
         self._capacity = capacity
-        self._symbols = {s: _SymbolOrders(inst, capacity) for s, inst in instruments.items()}
-        self._pending: collections.deque[tuple[int, SubmitOrder | CancelOrder]] = (
-            collections.deque()
+        ex, syms, orders, free, cmds, events = kx.alloc_exchange(
+            0, capacity, n_events=max(1024, 2 * capacity)
         )
-        self._last_arrival_ns = -(2**62)
-        self._entry_ns = 0
-        self._cancel_ns = 0
+        ex[0]["model"] = _QUEUE_MODELS[cfg.queue_model]
+        ex[0]["power"] = float(cfg.queue_power)
+        ex[0]["partial"] = 1 if cfg.partial_fills else 0
+        ex[0]["maker_fee"] = float(cfg.maker_fee)
+        ex[0]["taker_fee"] = float(cfg.taker_fee)
+        self._ex = ex
+        self._syms = syms
+        self._orders = orders
+        self._free = free
+        self._cmds = cmds
+        self._events = events
+        # each symbol's book as of its last market event, while commands are in flight (the
+        # caller's L2Book is already updated when on_book runs): [n_sym, 2 sides, levels]
+        self._book_px = np.zeros((0, 2, 1), np.int64)
+        self._book_qty = np.zeros((0, 2, 1), np.int64)
+        self._book_n = np.zeros((0, 2), np.int64)
+        self._symbols: dict[str, _Symbol] = {}
+        self._by_index: list[_Symbol] = []
+        self._wire: collections.deque[tuple[str, str]] = collections.deque()  # (coid, symbol)
+        self._ids: dict[str, int] = {}  # client order id -> int id, while it is in use
+        self._refs: dict[str, int] = {}  # commands in flight + resting order per client id
+        self._next_id = 1
+        for inst in instruments.values():
+            self.add_instrument(inst)
         self.set_latency(entry_latency_ns, cancel_latency_ns)
 
     def add_instrument(self, inst: Instrument) -> None:
@@ -216,30 +170,56 @@ class SimExchange:
         orders are gone with the old units).
         """
         cur = self._symbols.get(inst.symbol)
-        if cur is None or cur.instrument != inst:
-            self._symbols[inst.symbol] = _SymbolOrders(inst, self._capacity)
+        if cur is not None and cur.instrument == inst:
+            return
+        if cur is None:
+            index = len(self._symbols)
+            self._grow_symbols(index + 1)
+        else:
+            index = cur.index
+            for coid in cur.slot_of:
+                self._unref(coid)
+        st = _Symbol(inst, index, self._capacity)
+        self._symbols[inst.symbol] = st
+        if index == len(self._by_index):
+            self._by_index.append(st)
+        else:
+            self._by_index[index] = st
+        row = self._syms[index]
+        row["tick"] = inst.tick
+        row["lot"] = inst.lot
+        row["price_decimals"] = inst.price_decimals
+        row["qty_decimals"] = inst.qty_decimals
+        kx.reset_symbol(self._syms, self._orders, self._free, index)
 
     def set_latency(self, entry_latency_ns: int, cancel_latency_ns: int) -> None:
         """Change the travel times of commands sent from now on (ns, >= 0)."""
-        if entry_latency_ns < 0 or cancel_latency_ns < 0:
+        if kx.set_latency(self._ex, int(entry_latency_ns), int(cancel_latency_ns)) < 0:
             raise ValueError(
                 f"latencies must be >= 0 ns, got {entry_latency_ns}, {cancel_latency_ns}"
             )
-        self._entry_ns = int(entry_latency_ns)
-        self._cancel_ns = int(cancel_latency_ns)
 
     def send(self, cmd: SubmitOrder | CancelOrder, now_ns: int) -> None:
         """Put a command on the wire at now_ns; it reaches the exchange at now_ns + latency
         (or right after the previous command, whichever is later)."""
-        lat = self._entry_ns if type(cmd) is SubmitOrder else self._cancel_ns
-        arrival = max(now_ns + lat, self._last_arrival_ns)
-        self._last_arrival_ns = arrival
-        self._pending.append((arrival, cmd))
+        coid = cmd.client_order_id
         st = self._symbols.get(cmd.symbol)
-        if st is not None:
-            if st.pending == 0 and st.last_book is not None:
-                st.copy_shadow(st.last_book)
-            st.pending += 1
+        sym = -1 if st is None else st.index
+        if st is not None and st.last_book is not None and self._syms[sym]["pending"] == 0:
+            self._copy_shadow(st)
+        oid = self._ref(coid)
+        while True:
+            if type(cmd) is SubmitOrder:
+                rc = kx.submit(self._ex, self._syms, self._cmds, sym, oid, cmd.side,
+                               cmd.px_ticks, cmd.qty_lots, now_ns)
+            else:
+                rc = kx.cancel(self._ex, self._syms, self._cmds, sym, oid, now_ns)
+            if rc != ERR_FULL:
+                break
+            grown = np.zeros(2 * self._cmds.shape[0], kx.CMD_DTYPE)
+            grown[: self._cmds.shape[0]] = self._cmds
+            self._cmds = grown
+        self._wire.append((coid, cmd.symbol))
 
     def on_book(self, symbol: str, book: L2Book, ts_exch_ns: int) -> list[OrderEvent]:
         """The real book of symbol changed to `book` at ts_exch_ns (it is only read).
@@ -248,37 +228,17 @@ class SimExchange:
             Events of due commands, then fills by crossing and queue updates.
         """
         st = self._symbols[symbol]
-        events = self._process_due(ts_exch_ns) if self._pending else []
+        events = self._process_due(ts_exch_ns) if self._wire else []
         st.last_book = book
-        st.book_ns = max(st.book_ns, ts_exch_ns)
-        if st.slot_of:
-            n = update_orders_on_book(
-                st.live,
-                st.leaves,
-                st.seen,
-                st.traded,
-                st.queue,
-                st.dec,
-                st.adv,
-                st.out_slot,
-                st.out_qty,
-                st.px,
-                st.side,
-                book.bid_px,
-                book.bid_qty,
-                book.n_bids,
-                book.ask_px,
-                book.ask_qty,
-                book.n_asks,
-                self._model,
-                self._power,
-            )
-            if n < 0:
-                raise InvariantViolation(f"update_orders_on_book returned {n}")
-            if n:
-                self._emit_fills(st, symbol, n, ts_exch_ns, events)
-        if st.pending:
-            st.copy_shadow(book)
+        n = kx.on_book(self._ex, self._syms, self._orders, self._free, self._events, st.index,
+                       book.bid_px, book.bid_qty, book.n_bids, book.ask_px, book.ask_qty,
+                       book.n_asks, ts_exch_ns)
+        if n < 0:
+            raise InvariantViolation(f"exchange.on_book returned {n}")
+        if n:
+            self._drain(events)
+        if self._syms[st.index]["pending"]:
+            self._copy_shadow(st)
         return events
 
     def on_trade(
@@ -295,171 +255,166 @@ class SimExchange:
         if qty_lots <= 0 or (side != BUY and side != SELL):
             raise ValueError(f"bad trade: qty_lots={qty_lots} side={side}")
         st = self._symbols[symbol]
-        events = self._process_due(ts_exch_ns) if self._pending else []
-        if st.slot_of:
-            n = update_orders_on_trade(
-                st.live,
-                st.leaves,
-                st.traded,
-                st.queue,
-                st.dec,
-                st.adv,
-                st.active,
-                st.out_slot,
-                st.out_qty,
-                st.px,
-                st.side,
-                ts_exch_ns,
-                st.book_ns,
-                px_ticks,
-                qty_lots,
-                side,
-                self._partial,
-            )
-            if n < 0:
-                raise InvariantViolation(f"update_orders_on_trade returned {n}")
-            if n:
-                self._emit_fills(st, symbol, n, ts_exch_ns, events)
+        events = self._process_due(ts_exch_ns) if self._wire else []
+        n = kx.on_trade(self._ex, self._syms, self._orders, self._free, self._events, st.index,
+                        ts_exch_ns, px_ticks, qty_lots, side)
+        if n < 0:
+            raise InvariantViolation(f"exchange.on_trade returned {n}")
+        if n:
+            self._drain(events)
         return events
 
     def advance(self, now_ns: int) -> list[OrderEvent]:
         """Handle the commands that arrived by now_ns (no market event)."""
-        return self._process_due(now_ns) if self._pending else []
+        return self._process_due(now_ns) if self._wire else []
 
     def open_orders(self, symbol: str) -> list[tuple[str, int, int, int]]:
         """Resting orders of symbol in acceptance order: (client_order_id, side, px_ticks,
         leaves_lots)."""
         st = self._symbols[symbol]
-        return [
-            (coid, int(st.side[i]), int(st.px[i]), int(st.leaves[i]))
-            for coid, i in st.slot_of.items()
-        ]
+        rows = self._orders[st.index]
+        out = []
+        for coid, i in st.slot_of.items():
+            o = rows[i]
+            out.append((coid, int(o["side"]), int(o["px_ticks"]), int(o["leaves_lots"])))
+        return out
 
     def queue_ahead_lots(self, symbol: str, client_order_id: str) -> float:
         """Estimated size ahead of a resting order (lots); NaN when it is not resting."""
         st = self._symbols[symbol]
         slot = st.slot_of.get(client_order_id)
-        return float("nan") if slot is None else float(st.queue[slot])
+        if slot is None:
+            return float("nan")
+        return float(self._orders[st.index, slot]["queue_ahead"])
 
     @property
     def in_flight(self) -> int:
         """Commands sent and not yet arrived."""
-        return len(self._pending)
+        return len(self._wire)
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _ref(self, coid: str) -> int:
+        oid = self._ids.get(coid)
+        if oid is None:
+            oid = self._next_id
+            self._next_id += 1
+            self._ids[coid] = oid
+            self._refs[coid] = 1
+        else:
+            self._refs[coid] += 1
+        return oid
+
+    def _unref(self, coid: str) -> None:
+        n = self._refs[coid] - 1
+        if n:
+            self._refs[coid] = n
+        else:
+            del self._refs[coid]
+            del self._ids[coid]
+
+    def _grow_symbols(self, n_sym: int) -> None:
+        cap = self._capacity
+        _, syms, orders, free, _, _ = kx.alloc_exchange(n_sym, cap, n_cmd=1, n_events=1)
+        old = self._syms.shape[0]
+        syms[:old] = self._syms
+        orders[:old] = self._orders
+        free[:old] = self._free
+        self._syms, self._orders, self._free = syms, orders, free
+        levels = self._book_px.shape[2]
+        for name in ("_book_px", "_book_qty"):
+            arr = np.zeros((n_sym, 2, levels), np.int64)
+            arr[:old] = getattr(self, name)
+            setattr(self, name, arr)
+        book_n = np.zeros((n_sym, 2), np.int64)
+        book_n[:old] = self._book_n
+        self._book_n = book_n
+
+    def _copy_shadow(self, st: _Symbol) -> None:
+        book = st.last_book
+        assert book is not None
+        cap = book.capacity
+        if cap > self._book_px.shape[2]:
+            for name in ("_book_px", "_book_qty"):
+                old = getattr(self, name)
+                arr = np.zeros((old.shape[0], 2, cap), np.int64)
+                arr[:, :, : old.shape[2]] = old
+                setattr(self, name, arr)
+        s = st.index
+        px = self._book_px[s]
+        qty = self._book_qty[s]
+        px[0, :cap] = book.bid_px
+        px[1, :cap] = book.ask_px
+        qty[0, :cap] = book.bid_qty
+        qty[1, :cap] = book.ask_qty
+        px[:, cap:] = 0
+        qty[:, cap:] = 0
+        self._book_n[s, 0] = book.n_bids
+        self._book_n[s, 1] = book.n_asks
+
     def _process_due(self, now_ns: int) -> list[OrderEvent]:
         events: list[OrderEvent] = []
-        pending = self._pending
-        while pending and pending[0][0] <= now_ns:
-            arrival, cmd = pending.popleft()
-            st = self._symbols.get(cmd.symbol)
-            if st is None:
-                reason = "unknown_symbol" if type(cmd) is SubmitOrder else "unknown_order"
-                events.append(self._reject(cmd, reason, arrival))
-                continue
-            st.pending -= 1
-            if type(cmd) is SubmitOrder:
-                events.append(self._accept(st, cmd, arrival))
-            else:
-                events.append(self._cancel(st, cmd, arrival))  # type: ignore[arg-type]
-            if st.pending == 0:
-                st.shadow_valid = False  # stop copying books until the next send
+        while True:
+            n = kx.process_due(self._ex, self._syms, self._orders, self._free, self._cmds,
+                               self._events, self._book_px, self._book_qty, self._book_n, now_ns)
+            self._drain(events)
+            if n != ERR_FULL:
+                break
+        if n < 0:
+            raise InvariantViolation(f"exchange.process_due returned {n}")
         return events
 
-    @staticmethod
-    def _reject(cmd: SubmitOrder | CancelOrder, reason: str, ts_ns: int) -> OrderRejected:
-        return OrderRejected(
-            client_order_id=cmd.client_order_id, symbol=cmd.symbol, reason=reason, ts_exch_ns=ts_ns
-        )
-
-    def _accept(self, st: _SymbolOrders, cmd: SubmitOrder, ts_ns: int) -> OrderEvent:
-        px, side = cmd.px_ticks, cmd.side
-        if cmd.qty_lots <= 0 or px <= 0 or (side != BUY and side != SELL):
-            return self._reject(cmd, "invalid_order", ts_ns)
-        if cmd.client_order_id in st.slot_of:
-            return self._reject(cmd, "duplicate_client_order_id", ts_ns)
-        book = st.shadow
-        if book is None or not st.shadow_valid:
-            return self._reject(cmd, "no_market_data", ts_ns)
-        if side == BUY:
-            crosses = book.n_asks > 0 and px >= book.ask_px[0]
-        else:
-            crosses = book.n_bids > 0 and px <= book.bid_px[0]
-        if not crosses:
-            for slot in st.slot_of.values():
-                if st.side[slot] == -side and (
-                    st.px[slot] <= px if side == BUY else st.px[slot] >= px
-                ):
-                    crosses = True
-                    break
-        if crosses:
-            return self._reject(cmd, "post_only_would_cross", ts_ns)
-        if not st.free:
-            return self._reject(cmd, "too_many_orders", ts_ns)
-        if side == BUY:
-            level = compute_level_qty(book.bid_px, book.bid_qty, book.n_bids, px, True)
-        else:
-            level = compute_level_qty(book.ask_px, book.ask_qty, book.n_asks, px, False)
-        level = max(int(level), 0)  # beyond a full book's last level: treated as empty
-        slot = st.free.pop()
-        st.px[slot] = px
-        st.side[slot] = side
-        st.leaves[slot] = cmd.qty_lots
-        st.seen[slot] = level
-        st.traded[slot] = 0
-        st.queue[slot] = float(level)
-        st.dec[slot] = 0.0
-        st.adv[slot] = 0.0
-        st.active[slot] = ts_ns
-        st.live[slot] = SLOT_LIVE
-        st.coid[slot] = cmd.client_order_id
-        st.n_fills[slot] = 0
-        st.slot_of[cmd.client_order_id] = slot
-        return OrderAccepted(
-            client_order_id=cmd.client_order_id,
-            symbol=cmd.symbol,
-            side=side,
-            px_ticks=px,
-            qty_lots=cmd.qty_lots,
-            ts_exch_ns=ts_ns,
-        )
-
-    def _cancel(self, st: _SymbolOrders, cmd: CancelOrder, ts_ns: int) -> OrderEvent:
-        slot = st.slot_of.get(cmd.client_order_id)
-        if slot is None:
-            return self._reject(cmd, "unknown_order", ts_ns)
-        st.release(slot)
-        return OrderCanceled(
-            client_order_id=cmd.client_order_id, symbol=cmd.symbol, ts_exch_ns=ts_ns
-        )
-
-    def _emit_fills(
-        self, st: _SymbolOrders, symbol: str, n: int, ts_ns: int, events: list[OrderEvent]
-    ) -> None:
-        inst = st.instrument
-        fees = self._fees
-        for j in range(n):
-            slot = int(st.out_slot[j])
-            qty = int(st.out_qty[j])
-            px = int(st.px[slot])
-            leaves = int(st.leaves[slot])
-            coid = st.coid[slot]
-            k = st.n_fills[slot] + 1
-            st.n_fills[slot] = k
-            events.append(
-                OrderFilled(
-                    fill_id=f"{coid}#{k}",
-                    client_order_id=coid,
-                    symbol=symbol,
-                    side=int(st.side[slot]),
-                    px_ticks=px,
-                    qty_lots=qty,
-                    leaves_lots=leaves,
-                    liquidity=MAKER,
-                    fee_quote=fees.fee_quote(inst, MAKER, px, qty),
-                    ts_exch_ns=ts_ns,
+    def _drain(self, events: list[OrderEvent]) -> None:
+        ex = self._ex[0]
+        n = int(ex["n_events"])
+        if n == 0:
+            return
+        rows = self._events[:n].tolist()
+        ex["n_events"] = 0
+        symbols = self._by_index
+        wire = self._wire
+        for kind, reason, sym, slot, _oid, side, px, qty, leaves, fill_no, fee, _liq, ts in rows:
+            if kind == kx.EVT_FILLED:
+                st = symbols[sym]
+                coid = st.coid[slot]
+                events.append(
+                    OrderFilled(
+                        fill_id=f"{coid}#{fill_no}",
+                        client_order_id=coid,
+                        symbol=st.instrument.symbol,
+                        side=side,
+                        px_ticks=px,
+                        qty_lots=qty,
+                        leaves_lots=leaves,
+                        liquidity=MAKER,
+                        fee_quote=fee,
+                        ts_exch_ns=ts,
+                    )
                 )
-            )
-            if leaves == 0:
-                st.release(slot)
+                if leaves == 0:
+                    del st.slot_of[coid]
+                    st.coid[slot] = ""
+                    self._unref(coid)
+                continue
+            coid, symbol = wire.popleft()
+            if kind == _EVT_ACCEPTED:
+                st = symbols[sym]
+                st.coid[slot] = coid
+                st.slot_of[coid] = slot
+                events.append(
+                    OrderAccepted(client_order_id=coid, symbol=symbol, side=side, px_ticks=px,
+                                  qty_lots=qty, ts_exch_ns=ts)
+                )
+                continue  # the command's reference passes to the resting order
+            if kind == _EVT_CANCELED:
+                st = symbols[sym]
+                del st.slot_of[coid]
+                st.coid[slot] = ""
+                self._unref(coid)  # the resting order's
+                events.append(OrderCanceled(client_order_id=coid, symbol=symbol, ts_exch_ns=ts))
+            else:
+                events.append(
+                    OrderRejected(client_order_id=coid, symbol=symbol, reason=_REASONS[reason],
+                                  ts_exch_ns=ts)
+                )
+            self._unref(coid)  # the command's

@@ -1,7 +1,9 @@
 """Fee arithmetic of the paper exchange: quote-currency fees from a rate, a price and a size.
 
 Pure functions only. Linear and spot instruments (fee = rate x notional in quote currency);
-inverse contracts, whose fees are charged in the base coin, are not modelled.
+inverse contracts, whose fees are charged in the base coin, are not modelled. The paper
+exchange charges fills with `mmd.kernels.exchange.compute_fee_quote`, the same arithmetic
+(tests/kernels/test_exchange_kernels.py checks they agree to the bit).
 """
 
 from __future__ import annotations

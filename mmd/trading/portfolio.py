@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from mmd.errors import InvariantViolation
+from mmd.kernels.portfolio import compute_fill
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import FundingPaid, OrderFilled
 from mmd.model.instrument import Instrument
@@ -158,19 +159,11 @@ class Position:
 
     def apply(self, side: int, px_ticks: int, qty_lots: int, fee_quote: float) -> None:
         """Apply one fill (validated by the caller)."""
-        signed = side * qty_lots
-        old = self.position_lots
-        new = old + signed
-        self.cash_ticks_lots -= signed * px_ticks
-        if old == 0 or (old > 0) == (signed > 0):
-            # open or add: the cost basis grows by exactly this fill's notional
-            self.cost_ticks_lots += signed * px_ticks
-        elif (new > 0) == (old > 0) and new != 0:
-            # reduce: the remaining part keeps its average entry
-            self.cost_ticks_lots = self.cost_ticks_lots * (new / old)
-        else:
-            # close (new == 0) or flip: the remainder opens at this fill's price
-            self.cost_ticks_lots = float(new * px_ticks)
+        # the arithmetic is the portfolio kernel's (a jitted backtest applies the same)
+        new, cash, cost = compute_fill(self.position_lots, self.cash_ticks_lots,
+                                       self.cost_ticks_lots, side, px_ticks, qty_lots)
+        self.cash_ticks_lots = cash
+        self.cost_ticks_lots = cost
         self.position_lots = new
         self.fees_quote += fee_quote
         self.fills += 1

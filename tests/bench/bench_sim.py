@@ -1,8 +1,10 @@
 """SimExchange benchmarks: on_book and on_trade with N resting orders, against a plain-Python peer.
 
 Figures, each the median over passes: `ns_per_call` is the wall time of one SimExchange.on_book /
-on_trade call (Python glue + one queue kernel call, no fills), `kernel_ns_per_call` the bare
-kernel call on the same arrays, `ref_ns_per_call` a plain-Python peer of the same matching (cross
+on_trade call (Python glue + one exchange kernel call, no fills), `kernel_ns_per_call` the bare
+kernel call (`mmd.kernels.exchange.on_book` / `on_trade`) from Python on the same arrays,
+`jit_ns_per_call` the same kernel called inside one njit loop over the stream (how a jitted
+backtest calls it), `ref_ns_per_call` a plain-Python peer of the same matching (cross
 check, dict level lookup, prob_power queue update / trade rules over a list of order objects) in
 this process, and `ratio = ref_ns_per_call / ns_per_call`. The stream is seeded: a 50-level book
 whose sizes at our prices move up and down (never crossing our quotes), and trades at our prices
@@ -19,9 +21,10 @@ import time
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from mmd.config import ExchangeConfig
-from mmd.kernels.queue import update_orders_on_book, update_orders_on_trade
+from mmd.kernels import exchange as kx
 from mmd.market.book import L2Book
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import SubmitOrder
@@ -164,6 +167,24 @@ def build(
     return sim, book, PeerExchange(peer_orders)
 
 
+@njit(cache=True)
+def _jit_books(ex, syms, orders, free, events, bid_px, bid_qty, n_bids, ask_px, ask_qty, n_asks):
+    n = 0
+    for j in range(bid_px.shape[0]):
+        n += kx.on_book(ex, syms, orders, free, events, 0, bid_px[j], bid_qty[j], n_bids[j],
+                        ask_px[j], ask_qty[j], n_asks[j], 1)
+    return n
+
+
+@njit(cache=True)
+def _jit_trades(ex, syms, orders, free, events, trades):
+    n = 0
+    for j in range(trades.shape[0]):
+        n += kx.on_trade(ex, syms, orders, free, events, 0, 1, trades[j, 0], trades[j, 1],
+                         trades[j, 2])
+    return n
+
+
 def time_pass(fn: Any, items: list[Any]) -> float:
     t0 = time.perf_counter_ns()
     for item in items:
@@ -176,8 +197,9 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
     trades = trade_stream(n_events, seed=8)
     sim, _, peer = build(n_orders, frames)  # takes the book stream
     tsim, _, tpeer = build(n_orders, frames)  # takes the trades only: queues stay long
-    st = sim._symbols["BTCUSDT"]  # bench-only peek at the arrays for the bare kernel figures
-    tst = tsim._symbols["BTCUSDT"]
+    # bench-only peek at the kernel state for the bare kernel figures
+    state = (sim._ex, sim._syms, sim._orders, sim._free, sim._events)
+    tstate = (tsim._ex, tsim._syms, tsim._orders, tsim._free, tsim._events)
 
     # one L2Book per frame, built before timing (the peer's dict books are prebuilt too)
     books = []
@@ -185,58 +207,42 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
         bk = L2Book(LEVELS)
         bk.apply_snapshot(f[0], f[1], f[2], f[3], u=1, seq=1, ts_exch_ns=1)
         books.append(bk)
+    stacked = (
+        np.stack([bk.bid_px for bk in books]),
+        np.stack([bk.bid_qty for bk in books]),
+        np.array([bk.n_bids for bk in books], np.int64),
+        np.stack([bk.ask_px for bk in books]),
+        np.stack([bk.ask_qty for bk in books]),
+        np.array([bk.n_asks for bk in books], np.int64),
+    )
+    trade_rows = np.array(trades, np.int64)
 
     def sim_book(bk: L2Book) -> None:
         if sim.on_book("BTCUSDT", bk, 1):
             raise AssertionError("the bench stream must not fill")
 
     def kernel_book(bk: L2Book) -> None:
-        update_orders_on_book(
-            st.live,
-            st.leaves,
-            st.seen,
-            st.traded,
-            st.queue,
-            st.dec,
-            st.adv,
-            st.out_slot,
-            st.out_qty,
-            st.px,
-            st.side,
-            bk.bid_px,
-            bk.bid_qty,
-            bk.n_bids,
-            bk.ask_px,
-            bk.ask_qty,
-            bk.n_asks,
-            1,
-            POWER,
-        )
+        kx.on_book(*state, 0, bk.bid_px, bk.bid_qty, bk.n_bids, bk.ask_px, bk.ask_qty,
+                   bk.n_asks, 1)
+
+    def jit_books() -> float:
+        t0 = time.perf_counter_ns()
+        if _jit_books(*state, *stacked):
+            raise AssertionError("the bench stream must not fill")
+        return (time.perf_counter_ns() - t0) / len(books)
+
+    def jit_trades() -> float:
+        t0 = time.perf_counter_ns()
+        if _jit_trades(*tstate, trade_rows):
+            raise AssertionError("the bench stream must not fill")
+        return (time.perf_counter_ns() - t0) / len(trades)
 
     def sim_trade(t: tuple[int, int, int]) -> None:
         if tsim.on_trade("BTCUSDT", 1, t[0], t[1], t[2]):
             raise AssertionError("the bench stream must not fill")
 
     def kernel_trade(t: tuple[int, int, int]) -> None:
-        update_orders_on_trade(
-            tst.live,
-            tst.leaves,
-            tst.traded,
-            tst.queue,
-            tst.dec,
-            tst.adv,
-            tst.active,
-            tst.out_slot,
-            tst.out_qty,
-            tst.px,
-            tst.side,
-            1,
-            tst.book_ns,
-            t[0],
-            t[1],
-            t[2],
-            True,
-        )
+        kx.on_trade(*tstate, 0, 1, t[0], t[1], t[2])
 
     peer_frames = [
         (
@@ -268,7 +274,9 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
         if not np.allclose(sim_q, peer_q, rtol=1e-9):
             raise AssertionError(f"peer disagrees with SimExchange: {sim_q[:4]} vs {peer_q[:4]}")
 
-    figures: dict[str, list[list[float]]] = {"book": [[], [], []], "trade": [[], [], []]}
+    jit_books()  # compile (or load) the loops before timing
+    jit_trades()
+    figures: dict[str, list[list[float]]] = {"book": [[], [], [], []], "trade": [[], [], [], []]}
     for _ in range(passes):
         for key, fns, items in (
             ("book", (sim_book, kernel_book, peer_book), (books, books, peer_frames)),
@@ -276,14 +284,17 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
         ):
             for j in range(3):
                 figures[key][j].append(time_pass(fns[j], items[j]))
+        figures["book"][3].append(jit_books())
+        figures["trade"][3].append(jit_trades())
     rows = []
     for key in ("book", "trade"):
-        ns, kernel_ns, ref_ns = (statistics.median(v) for v in figures[key])
+        ns, kernel_ns, ref_ns, jit_ns = (statistics.median(v) for v in figures[key])
         rows.append(
             {
                 "name": f"sim.on_{key}[orders={n_orders}]",
                 "ns_per_call": round(ns, 1),
                 "kernel_ns_per_call": round(kernel_ns, 1),
+                "jit_ns_per_call": round(jit_ns, 1),
                 "ref_ns_per_call": round(ref_ns, 1),
                 "ratio": round(ref_ns / ns, 2),
             }
