@@ -596,7 +596,7 @@ def run_mmd_product(rec: Path, symbol: str, shift_ns: int, t0_local: int,
         while recv + shift_ns > boundary:
             step(boundary)
             boundary += p.step_ns
-        msg = hub.decode(raw)
+        msg, _refused = hub.decode(raw)
         if msg is None:
             continue
         n_frames += 1
