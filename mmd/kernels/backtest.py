@@ -31,7 +31,7 @@ from mmd.kernels.exchange import (
     submit,
 )
 from mmd.kernels.portfolio import apply_fill
-from mmd.model.codes import EV_BOOK, EV_INSTRUMENT, EV_TRADE, ERR_FULL, INST_CHANGED, INST_NEW
+from mmd.model.codes import ERR_FULL, EV_BOOK, EV_INSTRUMENT, EV_TRADE, INST_CHANGED, INST_NEW
 
 # command tape columns (int64[n, TAPE_WIDTH]), rows in sending order
 TAPE_AFTER = 0  # stream row after which the command is sent
@@ -80,8 +80,7 @@ def _drain(ex, events, pos, out_fills, out_fees, n_fills) -> int:
         r[FILL_PX] = e.px_ticks
         r[FILL_QTY] = e.qty_lots
         r[FILL_LEAVES] = e.leaves_lots
-        out_fills_fee = out_fees
-        out_fills_fee[n_fills] = e.fee_quote
+        out_fees[n_fills] = e.fee_quote
         n_fills += 1
     ex[0].n_events = 0
     return n_fills
