@@ -117,6 +117,17 @@ def _exchange_emit() -> tuple[Any, ...]:
     return (st[0], st[5], 4, 0, 0, 0, 7, 1, 100, 1, 1, 1, 0.0, 5)
 
 
+def _backtest() -> tuple[Any, ...]:
+    # kernels.backtest.run_tape over an empty stream and tape: the exchange state of _exchange,
+    # positions, books/shadow of 1 symbol x 4 levels, the event-cache columns, the outputs
+    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = _exchange()
+    e = np.zeros(0, I64)
+    return (ex, syms, orders, free, cmds, events, _positions(), np.zeros((1, 2, 4), I64),
+            np.zeros((1, 2, 4), I64), np.zeros((1, 5), I64), sh_px, sh_qty, sh_n,
+            np.zeros(1, I64), np.zeros((0, 3), I64), np.zeros((0, 6), I64), e, e, e, e, e, e, e,
+            e, np.zeros((0, 8), I64), np.zeros((4, 7), I64), np.zeros(4))
+
+
 def _positions() -> np.ndarray:
     from mmd.kernels.portfolio import alloc_positions
 
@@ -317,6 +328,13 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.on_trade": lambda: (*_exchange_book()[:6], 5, 100, 2, -1),
     # portfolio: a POSITION_DTYPE[1] row with tick*lot 1e-4; a fill (side, px ticks, qty lots,
     # fee), a funding amount, a mark in ticks
+    # backtest: the whole loop over an empty stream, and its steps on the same state
+    "backtest.run_tape": _backtest,
+    "backtest._drain": lambda: (lambda a: (a[0], a[5], a[6], a[25], a[26], 0))(_backtest()),
+    "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26],
+                                         0))(_backtest()),
+    "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
+        _backtest()),
     "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
     "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
     "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),
