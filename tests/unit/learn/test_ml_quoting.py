@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -62,7 +63,8 @@ def write_models(root: Path) -> Path:
                policy={"p0": 0.3, "k": 4.0, "p_withdraw": 0.85}, mmd_version="test")
     save_model(root / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
                arrays={"stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
-                       "weights": np.zeros(n_mkt), "biases": np.array([math.log(SPREAD_HALF_TICKS)]),
+                       "weights": np.zeros(n_mkt),
+                       "biases": np.array([math.log(SPREAD_HALF_TICKS)]),
                        "sizes": np.array([n_mkt, 1], np.int64)},
                hyper_parameters={"clip_ticks": [1.0, 1000.0]}, mmd_version="test")
     return root
@@ -95,8 +97,8 @@ def test_decision_vector_equals_dataset_vector(small_rec: Path, tmp_path: Path,
     # frames sharing a receive stamp are ambiguous: compare the stamps that occur once
     ts_d, count_d = np.unique(ms.ts_ns, return_counts=True)
     unique_d = {int(t) for t, c in zip(ts_d, count_d, strict=True) if c == 1}
-    live_ts = [t for t, _ in seen]
-    unique_l = {t for t in live_ts if live_ts.count(t) == 1} if len(seen) < 20000 else set()
+    live_count = Counter(t for t, _ in seen)
+    unique_l = {t for t, c in live_count.items() if c == 1}
     row = {int(t): i for i, t in enumerate(ms.ts_ns)}
     compared = 0
     for t, v in seen:
