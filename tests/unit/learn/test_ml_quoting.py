@@ -195,3 +195,43 @@ def test_missing_model_exits_2_with_one_line(cmd: list[str], small_rec: Path,
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
     assert str(tmp_path / "nothing" / "adverse") in lines[0]
+
+
+def test_ledger_records_versions_once_and_a_change(tmp_path: Path) -> None:
+    """Same files at restart: nothing new recorded; other files: model_changed, new row."""
+    from mmd.market.hub import MarketHub
+
+    models = write_models(tmp_path / "models")
+    cfg = msgspec.structs.replace(
+        _cfg(models, adverse=True, spread=True),
+        state=msgspec.structs.replace(AppConfig().state, dir=str(tmp_path / "state")))
+
+    def start() -> dict[str, str]:
+        trader = app_mod.build_trader(cfg, MarketHub(["BTCUSDT"], cfg.market), ledger=True)
+        try:
+            m = app_mod.load_quote_models(cfg, trader, 1)
+            assert m is not None
+            return m.versions()
+        finally:
+            assert trader.ledger is not None
+            trader.ledger.close()
+
+    first = start()
+    second = start()
+    assert first == second
+    # a retrained spread model: another constant, another content hash
+    n_mkt = len(MARKET_FEATURES)
+    save_model(models / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
+               arrays={"stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
+                       "weights": np.zeros(n_mkt), "biases": np.array([math.log(7.0)]),
+                       "sizes": np.array([n_mkt, 1], np.int64)},
+               hyper_parameters={"clip_ticks": [1.0, 1000.0]}, mmd_version="test")
+    third = start()
+    assert third["spread"] != first["spread"] and third["adverse"] == first["adverse"]
+    import sqlite3
+
+    from mmd.trading.ledger import ledger_path
+    with sqlite3.connect(ledger_path(tmp_path / "state", cfg.feed.source)) as conn:
+        rows = conn.execute("SELECT name, version FROM model_versions ORDER BY rowid").fetchall()
+    assert rows == [("adverse", first["adverse"]), ("spread", first["spread"]),
+                    ("spread", third["spread"])]
