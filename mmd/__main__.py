@@ -341,8 +341,6 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
     from mmd.config import AppConfig
 
     assert isinstance(cfg, AppConfig)
-    if args.strategy == "ml":
-        raise ConfigError("--strategy ml: needs trained models (`mmd train`), not available yet")
     data = args.data
     if not data:
         if not args.config_from:
@@ -360,6 +358,10 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
             print(f"  {label:<26} {text:>14}")
         print(f"  Sharpe/Sortino basis: {s.get('sharpe_basis')}, {s.get('sharpe_samples')} "
               "samples" + (f"; n/a: {s['sharpe_note']}" if s.get("sharpe_note") else ""))
+        if "models" in s:
+            versions = ", ".join(f"{k} {v}" for k, v in s["models"].items()) or "none (neutral)"
+            print(f"  models: {versions}; decisions with a side widened or withdrawn: "
+                  f"{100 * s['widened_fraction']:.1f}%")
     if args.report:
         print(f"report written to {args.report}")
     if args.fills:

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -45,6 +45,9 @@ from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
+
+if TYPE_CHECKING:
+    from mmd.learn.runtime import LoadedModels
 from mmd.trading_log import TradingLog
 
 # Exceptions a hostile or corrupt frame can provoke while it is handled: absorbed at the frame
@@ -260,6 +263,9 @@ class Daemon:
         self.book_updated = asyncio.Event()
         self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
         self.trading_log = TradingLog(self.trader) if self.trader is not None else None
+        if self.trader is not None:
+            self.trader.models = load_quote_models(cfg, self.trader, self.clock.now_ns(),
+                                                   metrics=self.metrics)
         replay = cfg.feed.source == "replay"
         self.scheduler = None
         if self.trader is not None and not replay:
@@ -560,6 +566,40 @@ def run_identity(cfg: AppConfig) -> RunIdentity:
                        symbols=sorted(cfg.feed.symbols), recordings=recordings)
 
 
+def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
+                      force: bool = False, metrics: Metrics | None = None) -> LoadedModels | None:
+    """Load the [models] the strategy quotes with, once (force: both, as `--strategy ml`).
+
+    Logs model_loaded per model; with a ledger, records each version and logs model_changed
+    when it differs from the version recorded last (a restart with the same files records
+    nothing new). A missing or incompatible model raises IncompatibleModel (exit 2) unless
+    [models] missing = "neutral" (then model_missing is logged and that model is left out).
+    """
+    from mmd.learn.runtime import load_models
+
+    mc = cfg.models
+    adverse, spread = mc.adverse or force, mc.spread or force
+    if not (adverse or spread):
+        return None
+    log = get_logger("models")
+    models = load_models(
+        mc.dir, adverse=adverse, spread=spread, missing=mc.missing,
+        on_missing=lambda name, reason: log.warning("model_missing", model=name, reason=reason,
+                                                    fallback="neutral"))
+    ledger = trader.ledger if trader is not None else None
+    before = ledger.model_versions() if ledger is not None else {}
+    for name, version in models.versions().items():
+        path = str(Path(mc.dir) / name)
+        log.info("model_loaded", model=name, version=version, path=path)
+        if metrics is not None:
+            metrics.model_info.labels(name, version).set(1)
+        if ledger is not None and before.get(name) != version:
+            if name in before:
+                log.warning("model_changed", model=name, previous=before[name], version=version)
+            ledger.record_model(name, version, path, now_ns)
+    return models
+
+
 def open_ledger(cfg: AppConfig) -> Ledger:
     """The daemon's ledger, `<[state] dir>/<source>/ledger.sqlite`, checked against this run's
     identity (StateError, exit 2, when it belongs to another run)."""
@@ -664,10 +704,14 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
     from mmd.sim.report import write_report as write_report_files
 
-    if strategy not in ("as", "glft"):
-        raise ConfigError(f"--strategy {strategy}: only 'as' and 'glft' exist so far")
+    if strategy not in ("as", "glft", "ml"):
+        raise ConfigError(f"--strategy {strategy}: expected as, glft or ml")
+    models = None
+    if strategy == "ml":  # AS quotes with both models from [models] dir
+        models = load_quote_models(cfg, None, 0, force=True)
     cfg = msgspec.structs.replace(
-        cfg, strategy=msgspec.structs.replace(cfg.strategy, model=strategy))
+        cfg, strategy=msgspec.structs.replace(cfg.strategy,
+                                              model="as" if strategy == "ml" else strategy))
     files = expand_paths(paths)
     if not files:
         raise ConfigError("backtest: no recordings found in " + ", ".join(paths))
@@ -687,6 +731,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
         hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
         trader = build_trader(run_cfg, hub, ledger=False)
+        trader.models = models
         handler = FrameHandler(hub, None, None, trader, quote_inline=True)
         market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
         eq_ts: list[int] = []
@@ -745,6 +790,11 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             config=config_table(run_cfg), mmd_version=__version__,
             seed=run_cfg.feed.synthetic.seed,
         )
+        if models is not None:
+            strat = trader.strategies.get(symbol)
+            dec = strat.decisions if strat is not None else 0
+            summary["models"] = models.versions()
+            summary["widened_fraction"] = (strat.widened / dec) if strat and dec else 0.0
         if start_ns is not None or end_ns is not None:
             summary["window_ns"] = [start_ns, end_ns]
         if fills_csv:

@@ -302,9 +302,16 @@ class RiskConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 
 
 class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
-    """`[models]`: model files."""
+    """`[models]`: the learned models the daemon and `backtest --strategy ml` quote with."""
 
     dir: PathStr = "./models"
+    # use the adverse-selection detector (<dir>/adverse, written by `mmd train adverse`)
+    adverse: bool = False
+    # use the spread predictor (<dir>/spread, written by `mmd train spread`)
+    spread: bool = False
+    # a missing or incompatible model file: "error" (exit 2 naming the file) or "neutral"
+    # (log model_missing and quote without that model)
+    missing: Literal["error", "neutral"] = "error"
 
     def __post_init__(self) -> None:
         _check_path(self.dir, "dir")

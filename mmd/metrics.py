@@ -190,7 +190,17 @@ class _StrategyCollector(Collector):
         orders = CounterMetricFamily(
             "mmd_quote_orders", "Quote orders sent by kind", labels=["symbol", "kind"]
         )
+        p_adv = GaugeMetricFamily(
+            "mmd_adverse_selection_probability",
+            "The adverse-selection detector's probability that a fill of our quote on this "
+            "side is adverse, at the last decision (side=ask: a buyer lifts it)",
+            labels=["symbol", "side"],
+        )
         for sym, s in sorted(self.strategies.items()):
+            p_buy, p_sell = s.p_adverse
+            if p_buy == p_buy and p_sell == p_sell:
+                p_adv.add_metric([sym, "ask"], p_buy)
+                p_adv.add_metric([sym, "bid"], p_sell)
             cal = s.calibrator
             inst = s.instrument
             for state in _GATE_STATES:
@@ -213,7 +223,7 @@ class _StrategyCollector(Collector):
                 bid.add_metric([sym], inst.ticks_to_px(t.bids[0][0]))
             if t.asks:
                 ask.add_metric([sym], inst.ticks_to_px(t.asks[0][0]))
-        yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders)
+        yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders, p_adv)
 
 
 class _TraderCollector(Collector):
@@ -313,6 +323,10 @@ class Metrics:
         )
         self.up_since = Gauge(
             "mmd_start_time_seconds", "Unix time the daemon started", registry=r
+        )
+        self.model_info = Gauge(
+            "mmd_model_info", "1 per learned model in use (model: adverse|spread, version: "
+            "its content hash)", ["model", "version"], registry=r,
         )
 
     def bind_trader(self, trader: Trader) -> None:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from mmd.kernels import models as km
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
-from mmd.learn.model_file import ModelMeta, load_model
+from mmd.learn.model_file import IncompatibleModel, ModelMeta, load_model
 
 F64Array = npt.NDArray[np.float64]
 
@@ -142,3 +142,48 @@ class SpreadPredictor:
     def predict_rows(self, x: F64Array) -> F64Array:
         """half_spread_ticks of each row of x (float64[n, N_MARKET])."""
         return np.array([self.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
+
+
+class LoadedModels:
+    """The models quoting uses, loaded once at start (None = not used)."""
+
+    def __init__(self, adverse: AdverseSelectionDetector | None = None,
+                 spread: SpreadPredictor | None = None) -> None:
+        self.adverse = adverse
+        self.spread = spread
+
+    @property
+    def active(self) -> bool:
+        return self.adverse is not None or self.spread is not None
+
+    def versions(self) -> dict[str, str]:
+        """{"adverse": version, "spread": version} of the loaded models."""
+        out = {}
+        if self.adverse is not None:
+            out["adverse"] = self.adverse.version
+        if self.spread is not None:
+            out["spread"] = self.spread.version
+        return out
+
+
+def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: str,
+                on_missing: Any = None) -> LoadedModels:
+    """Load the enabled models from model_dir/adverse and model_dir/spread.
+
+    missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
+    naming the file); "neutral": on_missing(name, reason) is called and that model is left out.
+    """
+    root = Path(model_dir)
+    loaded: dict[str, Any] = {}
+    for name, wanted, cls in (("adverse", adverse, AdverseSelectionDetector),
+                              ("spread", spread, SpreadPredictor)):
+        if not wanted:
+            continue
+        try:
+            loaded[name] = cls.from_dir(root / name)
+        except IncompatibleModel as exc:
+            if missing != "neutral":
+                raise
+            if on_missing is not None:
+                on_missing(name, str(exc))
+    return LoadedModels(loaded.get("adverse"), loaded.get("spread"))

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import numpy as np
 
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
+from mmd.kernels import models as km
 from mmd.kernels.strategy import update_calibration_from_rings
+from mmd.learn.runtime import LoadedModels
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
@@ -35,15 +38,21 @@ class SymbolStrategy:
         cfg: the [strategy] section.
         instrument: the symbol's instrument.
         start_ns: when the daemon started (the warm-up clock runs from here).
+        models: the learned models to quote with (None = neutral ML inputs).
     """
 
-    def __init__(self, cfg: StrategyConfig, instrument: Instrument, start_ns: int) -> None:
+    def __init__(self, cfg: StrategyConfig, instrument: Instrument, start_ns: int,
+                 models: LoadedModels | None = None) -> None:
         self.cfg = cfg
         self.instrument = instrument
         self.quoter = Quoter(cfg, instrument)
         self.calibrator = IntensityCalibrator(cfg.calibration)
         self.gate = WarmupGate(cfg.warmup_s, start_ns)
         self.ml: MlInputs = NEUTRAL
+        self.models = models if models is not None and models.active else None
+        self.xm = np.full(km.N_MARKET, np.nan)  # the models' market vector at the last decision
+        self.p_adverse = (np.nan, np.nan)  # detector's (p_buy, p_sell) at the last decision
+        self.widened = 0  # decisions with a side widened (multiplier > 1) or withdrawn
         self.target: QuoteTarget | None = None
         self.decisions = 0
         self.submits = 0
@@ -94,6 +103,8 @@ class SymbolStrategy:
             self.target = None
             return self._count(self._cancel_all(open_orders))
         cal = self.calibrator
+        if self.models is not None:
+            self.ml = self.ml_inputs(now_ns, st)
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
                                     position_lots, self.ml)
         self.decisions += 1
@@ -102,6 +113,35 @@ class SymbolStrategy:
             return self._count(self._cancel_all(open_orders))
         return self._count(diff_quotes(target, open_orders, self.cfg.requote_tolerance_ticks,
                                        self._next_id))
+
+    def ml_inputs(self, now_ns: int, st: SymbolState) -> MlInputs:
+        """The models' adjustments at the current market state.
+
+        The market vector is the training one (features.market_matrix: the FeatureEngine's `x`
+        at now_ns, inventory 0 as in the market datasets). The detector widens each side by
+        its policy multiplier and withdraws a side above p_withdraw (p_buy threatens the ask,
+        p_sell the bid); the spread predictor's spread replaces the quote model's, floored by
+        the model's spread at the previous decision.
+        """
+        km.apply_market_features(self.xm, st.features.x, now_ns, 0.0)
+        ml = NEUTRAL
+        m = self.models
+        assert m is not None
+        if m.adverse is not None:
+            adj = m.adverse.adjust(self.xm)
+            self.p_adverse = (adj.p_buy, adj.p_sell)
+            ml = MlInputs(bid_mult=adj.bid_mult, ask_mult=adj.ask_mult,
+                          quote_bid=adj.quote_bid, quote_ask=adj.quote_ask)
+            if adj.bid_mult > 1.0 or adj.ask_mult > 1.0 or not (adj.quote_bid
+                                                                 and adj.quote_ask):
+                self.widened += 1
+        if m.spread is not None:
+            h = m.spread.half_spread_ticks(self.xm)
+            if self.target is not None:
+                h = max(h, self.target.half_spread_ticks)
+            if h == h:
+                ml = msgspec.structs.replace(ml, spread_override_ticks=2.0 * h)
+        return ml
 
     def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
         return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)

@@ -66,6 +66,8 @@ class MlInputs(msgspec.Struct, frozen=True):
         gamma_mult: multiplier of the configured risk aversion gamma (> 0).
         skew_ticks: shift added to both prices, in ticks (+ = quote higher).
         spread_override_ticks: total spread in ticks replacing the model's; NaN = none.
+        quote_bid: False = withdraw the bid side (the target has no bids).
+        quote_ask: False = withdraw the ask side (the target has no asks).
     """
 
     bid_mult: float = 1.0
@@ -73,6 +75,8 @@ class MlInputs(msgspec.Struct, frozen=True):
     gamma_mult: float = 1.0
     skew_ticks: float = 0.0
     spread_override_ticks: float = math.nan
+    quote_bid: bool = True
+    quote_ask: bool = True
 
 
 NEUTRAL = MlInputs()
@@ -256,8 +260,10 @@ class Quoter:
         return QuoteTarget(
             symbol=self.symbol,
             ts_ns=now_ns,
-            bids=[(p, q) for p, q in zip(bid_px, bid_qty, strict=True) if q > 0],
-            asks=[(p, q) for p, q in zip(ask_px, ask_qty, strict=True) if q > 0],
+            bids=[(p, q) for p, q in zip(bid_px, bid_qty, strict=True) if q > 0]
+            if ml.quote_bid else [],
+            asks=[(p, q) for p, q in zip(ask_px, ask_qty, strict=True) if q > 0]
+            if ml.quote_ask else [],
             reservation_ticks=float(dec_f[DF_RESERVATION]),
             half_spread_ticks=float(dec_f[DF_HALF_SPREAD]),
             model=self.model,

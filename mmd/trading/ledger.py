@@ -622,6 +622,11 @@ class Ledger:
                 "INSERT INTO model_versions VALUES (?,?,?,?)", (name, version, path, loaded_at_ns)
             )
 
+    def model_versions(self) -> dict[str, str]:
+        """The last recorded version of each model name."""
+        rows = self._conn.execute("SELECT name, version FROM model_versions ORDER BY rowid")
+        return {str(n): str(v) for n, v in rows}
+
     def set_meta(self, key: str, value: str) -> None:
         """Set a key of the meta table (committed unless inside `batch`)."""
         with self._tx() as conn:

@@ -19,6 +19,7 @@ import msgspec
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.feeds.bybit_codec import BookMsg, Message, TradesMsg
+from mmd.learn.runtime import LoadedModels
 from mmd.market.hub import MarketHub, SymbolState
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import (
@@ -110,6 +111,7 @@ class Trader:
         funding: bool = True,
     ) -> None:
         self.hub = hub
+        self.models: LoadedModels | None = None  # learned models for new strategies
         self.exchange = exchange
         self.latency = latency
         self.feed = feed
@@ -436,7 +438,7 @@ class Trader:
         strat = self.strategies.get(symbol)
         if strat is None or strat.instrument != st.instrument:
             strat = self.strategies[symbol] = SymbolStrategy(self.strategy_cfg, st.instrument,
-                                                             now_ns)
+                                                             now_ns, self.models)
         return strat
 
     def quote(self, now_ns: int, symbols: list[str] | None = None) -> list[Command]:
