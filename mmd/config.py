@@ -38,7 +38,7 @@ Host = Annotated[str, Meta(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._
 Url = Annotated[str, Meta(min_length=1, max_length=2048)]
 
 # durations in seconds; each stays far inside what asyncio/uvloop timers and int64 ns accept
-PollS = Annotated[float, Meta(ge=0.1, le=DAY_S)]  # REST poll periods
+PollS = Annotated[float, Meta(ge=0.01, le=DAY_S)]  # REST poll periods (token bucket caps rate)
 TimeoutS = Annotated[float, Meta(ge=0.1, le=600.0)]  # one request / one connection attempt
 BackoffS = Annotated[float, Meta(ge=0.01, le=3600.0)]  # retry delays
 HalfLifeS = Annotated[float, Meta(ge=0.001, le=DAY_S)]  # exponential decay half-lives
