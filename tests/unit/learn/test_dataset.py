@@ -24,16 +24,19 @@ from mmd.model.instrument import Instrument
 
 INST = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 S = 10**9
+# venue stamps are ms after T0 (2026-08-09 01:00 UTC: the codec refuses times before 2000);
+# the dataset works on receive times, which stay the small ones below
+T0 = 1_786_237_200_000
 
 
 def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
-    return orjson.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": u,
+    return orjson.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": T0 + u,
                          "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}})
 
 
 def _trade(ts_ms: int, side: str, px: str, tid: str) -> bytes:
-    return orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": ts_ms,
-                         "data": [{"T": ts_ms, "s": "BTCUSDT", "S": side, "v": "0.001",
+    return orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0 + ts_ms,
+                         "data": [{"T": T0 + ts_ms, "s": "BTCUSDT", "S": side, "v": "0.001",
                                    "p": px, "i": tid}]})
 
 
