@@ -18,7 +18,7 @@ from mmd.kernels.book_sync import (
     SYNC_N_ASKS,
     SYNC_N_BIDS,
     SYNC_SYNCED,
-    apply_book_frame,
+    apply_cached_frame,
     reset_book_sync,
 )
 from mmd.kernels.exchange import (
@@ -155,12 +155,8 @@ def run_tape(
             if inst_flags[idx] & (INST_NEW | INST_CHANGED):
                 reset_book_sync(states[sym])
         elif kind == EV_BOOK:
-            r0 = frames[idx, 3]
-            ra = frames[idx, 4]
-            r1 = frames[idx, 5]
             st = states[sym]
-            apply_book_frame(books_px[sym], books_qty[sym], st, frames[idx, 0], frames[idx, 1],
-                             frames[idx, 2], lv_px[r0:r1], lv_qty[r0:r1], ra - r0)
+            apply_cached_frame(books_px, books_qty, states, sym, frames, idx, lv_px, lv_qty)
             if st[SYNC_SYNCED]:
                 ts = book_ts[idx]
                 if ex[0].cmd_tail > ex[0].cmd_head:

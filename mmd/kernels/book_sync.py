@@ -147,6 +147,31 @@ def apply_book_frame(
     return action
 
 
+
+@njit(cache=True, nogil=True)
+def apply_cached_frame(
+    books_px: I64, books_qty: I64, states: I64, sym: int, frames: I64, idx: int,
+    lv_px: I64, lv_qty: I64,
+) -> int:
+    """Book frame idx of the event cache through apply_book_frame, for symbol sym.
+
+    Mutates: books_px[sym], books_qty[sym] (int64[n_sym, 2, capacity]), states[sym]
+    (int64[n_sym, SYNC_WIDTH]).
+
+    Args:
+        frames: int64[n_frames, 6] (flags, u, seq, first level row, first ask row, end row).
+        idx: the frame's row in frames.
+        lv_px, lv_qty: int64 level rows in ticks and lots.
+
+    Returns:
+        apply_book_frame's code.
+    """
+    r0 = frames[idx, 3]
+    r1 = frames[idx, 5]
+    return apply_book_frame(books_px[sym], books_qty[sym], states[sym], frames[idx, 0],
+                            frames[idx, 1], frames[idx, 2], lv_px[r0:r1], lv_qty[r0:r1],
+                            frames[idx, 4] - r0)
+
 @njit(cache=True, nogil=True)
 def replay_book_tops(
     books_px: I64, books_qty: I64, states: I64, stream: I64, frames: I64,
@@ -181,13 +206,8 @@ def replay_book_tops(
             continue
         if kind != EV_BOOK:
             continue
-        r0 = frames[idx, 3]
-        ra = frames[idx, 4]
-        r1 = frames[idx, 5]
         st = states[sym]
-        action = apply_book_frame(books_px[sym], books_qty[sym], st, frames[idx, 0],
-                                  frames[idx, 1], frames[idx, 2], lv_px[r0:r1], lv_qty[r0:r1],
-                                  ra - r0)
+        action = apply_cached_frame(books_px, books_qty, states, sym, frames, idx, lv_px, lv_qty)
         out_state[idx, 0] = action
         out_state[idx, 1] = st[SYNC_SYNCED]
         out_state[idx, 2] = st[SYNC_N_BIDS]

@@ -152,6 +152,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book_sync.apply_book_frame": lambda: (
         np.zeros((2, 4), I64), np.zeros((2, 4), I64), np.array([-1, -1, 0, 0, 0], I64), 1, 5, 0,
         *_levels(), 1),
+    "book_sync.apply_cached_frame": lambda: (
+        np.zeros((1, 2, 4), I64), np.zeros((1, 2, 4), I64), np.array([[-1, -1, 0, 0, 0]], I64),
+        0, np.array([[1, 5, 0, 0, 1, 2]], I64), 0, *_levels()),
     "book_sync.replay_book_tops": lambda: (
         np.zeros((1, 2, 4), I64), np.zeros((1, 2, 4), I64), np.zeros((1, 5), I64),
         np.zeros((0, 3), I64), np.zeros((0, 6), I64), np.zeros(0, I64), np.zeros(0, I64),
