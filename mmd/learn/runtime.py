@@ -171,7 +171,7 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
     """Load the enabled models from model_dir/adverse and model_dir/spread.
 
     missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
-    naming the file); "neutral": on_missing(name, reason) is called and that model is left out.
+    naming the config key and the file); "neutral": on_missing(name, reason) is called and that model is left out.
     """
     root = Path(model_dir)
     loaded: dict[str, Any] = {}
@@ -183,7 +183,7 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
             loaded[name] = cls.from_dir(root / name)
         except IncompatibleModel as exc:
             if missing != "neutral":
-                raise
+                raise IncompatibleModel(f"models.{name}: {exc}") from None
             if on_missing is not None:
                 on_missing(name, str(exc))
     return LoadedModels(loaded.get("adverse"), loaded.get("spread"))

@@ -269,7 +269,16 @@ def test_config_fuzz_accepted_configs_start_the_daemon(table: dict[str, Any]) ->
             assert _named_key(result) in KEYS | SECTIONS, result
             event("refused")
             return
-        event("accepted, traded" if run_daemon_steps(result) else "accepted, no order")
+        try:
+            traded = run_daemon_steps(result)
+        except ConfigError as exc:
+            # refused at start for state outside the file (a [models] model that is not
+            # there): the same one line naming the key, as `mmd run` exits 2 with
+            assert "\n" not in str(exc)
+            assert _named_key(str(exc)) in KEYS, str(exc)
+            event("accepted, refused at start")
+            return
+        event("accepted, traded" if traded else "accepted, no order")
 
 
 @pytest.mark.parametrize(("path", "t"), LEAVES, ids=[".".join(p) for p, _ in LEAVES])
