@@ -26,7 +26,7 @@ from mmd.feeds.bybit_codec import (
     ticker_topic,
     trade_topic,
 )
-from mmd.logs import get_logger
+from mmd.logs import get_logger, redact_url
 
 # Linear topics are limited by total length of args (21,000 characters); keep requests small.
 _TOPICS_PER_REQUEST = 10
@@ -78,7 +78,7 @@ class BybitStream:
         self._ws: ClientConnection | None = None
         self._req_ids = itertools.count(1)
         self._pending_resync: set[str] = set()
-        self.log = get_logger("feed.ws", url=url)
+        self.log = get_logger("feed.ws", url=redact_url(url))
 
     def topics(self) -> list[str]:
         """Every topic this stream subscribes to."""
