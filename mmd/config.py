@@ -263,6 +263,9 @@ class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     snapshot_interval_s: Annotated[float, Meta(ge=0.1, le=DAY_S)] = 10.0
 
     def __post_init__(self) -> None:
+        if not self.dir.strip():
+            # a blank name would put the ledger in (or beside) the working directory
+            raise ValueError("must not be blank - at `$.dir`")
         _check_path(self.dir, "dir")
 
 
