@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
 from mmd.clock import Clock, LiveClock, ManualClock
 from mmd.config import AppConfig
@@ -37,7 +36,7 @@ from mmd.feeds.synthetic import SyntheticMarket
 from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
-from mmd.metrics import Metrics, build_http_app
+from mmd.metrics import HttpServer, Metrics
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
 from mmd.trading.ledger import Ledger, RecordingDigest, RunIdentity, ledger_path
@@ -289,7 +288,7 @@ class Daemon:
         self.streams: list[BybitStream] = []
         self.tasks_running = False
         self.replay_done = False
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self.metrics.up_since.set(time.time())
 
     # -- health ----------------------------------------------------------------------------
@@ -326,19 +325,18 @@ class Daemon:
     # -- run -------------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        app = build_http_app(self.metrics, healthy=self.healthy, ready=self.ready,
-                             book=self.book_json)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.metrics.host, self.cfg.metrics.port)
+        mc = self.cfg.metrics
+        self._http = HttpServer(self.metrics, healthy=self.healthy, ready=self.ready,
+                                book=self.book_json if mc.debug else None,
+                                request_timeout_s=mc.request_timeout_s,
+                                max_connections=mc.max_connections)
         try:
-            await site.start()
+            await self._http.start(mc.host, mc.port)
         except OSError as exc:
             raise ConfigError(
-                f"metrics.port: cannot listen on {self.cfg.metrics.host}:"
-                f"{self.cfg.metrics.port} ({exc.strerror})"
+                f"metrics.port: cannot listen on {mc.host}:{mc.port} ({exc.strerror})"
             ) from None
-        self.log.info("http_started", host=self.cfg.metrics.host, port=self.cfg.metrics.port)
+        self.log.info("http_started", host=mc.host, port=self._http.port, debug=mc.debug)
 
     async def run(self, duration_s: float | None = None) -> None:
         """Run until cancelled (or for duration_s, or until a replay ends)."""
@@ -366,8 +364,8 @@ class Daemon:
                 _final_snapshot(self.trader, self.trader.last_exch_ns
                                 if self.cfg.feed.source == "replay" else self.clock.now_ns())
                 self.trader.ledger.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
+            if self._http is not None:
+                await self._http.close()
             self.log.info("daemon_stopped")
 
     async def _stop_after(self, duration_s: float) -> None:

@@ -251,6 +251,12 @@ class MetricsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     host: Host = "127.0.0.1"
     # 0 = any free port
     port: Port = 9464
+    # serve /debug/book/{symbol} (the book as held; off: 404)
+    debug: bool = False
+    # a client must send its request, and take the answer, within this (seconds)
+    request_timeout_s: Annotated[float, Meta(ge=0.1, le=600.0)] = 5.0
+    # open connections at most; over it the oldest one still sending its request is closed
+    max_connections: Annotated[int, Meta(ge=1, le=1024)] = 32
 
 
 class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]

@@ -3,14 +3,18 @@ state files, and an unusable state dir refused (exit 2 naming state.dir)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import base_env, daemon, venue
+from procs import Proc, base_env, daemon, free_port, http_json, http_text, venue
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +73,92 @@ def test_blank_state_dir_exits_2_naming_it(tmp_path: Path, value: str) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("mmd: config error: state.dir: "), lines
     assert list(tmp_path.iterdir()) == [], "nothing may be written into the working directory"
+
+
+# -- the HTTP server -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _daemon_with_fd_limit(tmp: Path, env: dict[str, str],
+                          nofile: int) -> Iterator[tuple[Proc, str]]:
+    """`mmd run` (synthetic feed) under `ulimit -n nofile`, healthy; yields (proc, base url)."""
+    port = free_port()
+    full = base_env(MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / "state"),
+                    MMD_FEED__SOURCE="synthetic", MMD_STRATEGY__WARMUP_S="0.5", **env)
+    # exec: the pid signalled by Proc.stop is the daemon's own
+    argv = ["sh", "-c", f'ulimit -n {nofile} && exec "$0" -m mmd run', sys.executable]
+    proc = Proc(argv, full, tmp / f"daemon-{time.monotonic_ns()}.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while http_status(url + "/healthz") != 200:
+            assert proc.alive(), proc.output()[-3000:]
+            assert time.monotonic() < deadline, proc.output()[-3000:]
+            time.sleep(0.1)
+        yield proc, url
+    finally:
+        proc.stop()
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        return http_json(url, timeout=timeout)[0]
+    except OSError:
+        return None
+
+
+def _raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_http_server_survives_held_connections_and_bad_requests(tmp_path: Path) -> None:
+    timeout_s = 1.5
+    env = {"MMD_METRICS__REQUEST_TIMEOUT_S": str(timeout_s), "MMD_METRICS__DEBUG": "true"}
+    # 64 descriptors, as a small container might allow: held connections must not eat them
+    with _daemon_with_fd_limit(tmp_path, env, 64) as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        held = []
+        for _ in range(100):  # half-sent requests: the blank line never comes
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            held.append(s)
+        # a probe still gets in while they are held (the oldest half-sent ones make room)
+        t0 = time.monotonic()
+        assert http_status(url + "/healthz", timeout=5) == 200
+        # every held connection is closed by the server within the request timeout
+        for s in held:
+            s.settimeout(max(0.1, t0 + timeout_s + 5 - time.monotonic()))
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(1024) == b""
+            s.close()
+        assert time.monotonic() - t0 < timeout_s + 5
+        # malformed requests: 400 (or 405/431) with a one-line JSON error, no traceback
+        bad = _raw_request(port, b"\x16\x03\x01garbage\r\n\r\n")
+        assert bad.startswith(b"HTTP/1.1 400 "), bad[:200]
+        assert _raw_request(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+        huge = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n"
+        assert _raw_request(port, huge).startswith(b"HTTP/1.1 431")
+        for depth in ("-1", "0", "abc", "99999999999999999999", "1.5"):
+            status, body = http_json(f"{url}/debug/book/BTCUSDT?depth={depth}")
+            assert status == 400, (depth, status, body)
+            assert body["ok"] is False and "depth" in body["error"]
+        assert http_json(f"{url}/debug/book/BTCUSDT?depth=5")[0] == 200
+        assert http_status(url + "/healthz") == 200
+        metrics = http_text(url + "/metrics")
+        assert proc.alive()
+    out = proc.output()
+    assert "Traceback" not in out, out[-3000:]
+    refused = [r for r in _json_lines(out) if r.get("event") == "http_request_refused"]
+    assert refused and all(len(json.dumps(r)) < 400 for r in refused), refused[:3]
+    assert 'mmd_http_refused_total{reason="timeout"}' in metrics or \
+        'mmd_http_refused_total{reason="evicted"}' in metrics
+
+
+def test_debug_endpoint_is_off_by_default(tmp_path: Path) -> None:
+    with daemon(tmp_path, {"MMD_FEED__SOURCE": "synthetic"}) as (_proc, url):
+        assert http_json(f"{url}/debug/book/BTCUSDT?depth=5")[0] == 404
+        assert http_status(url + "/healthz") == 200
