@@ -78,6 +78,11 @@ class BybitStream:
         self._ws: ClientConnection | None = None
         self._req_ids = itertools.count(1)
         self._pending_resync: set[str] = set()
+        # per symbol: its resubscribe backoff, when it was last resubscribed and when the next
+        # one may go (a frame that always fails must not resubscribe in a tight loop)
+        self._resync_backoff: dict[str, Backoff] = {}
+        self._resync_last_ns: dict[str, int] = {}
+        self._resync_due_ns: dict[str, int] = {}
         self.log = get_logger("feed.ws", url=redact_url(url))
 
     def topics(self) -> list[str]:
@@ -107,6 +112,7 @@ class BybitStream:
                     self.connected = True
                     self.connects += 1
                     self.log.info("ws_connected", connects=self.connects)
+                    self._resync_due_ns.clear()  # the subscribe below brings every snapshot
                     await self._subscribe(ws, self.topics())
                     reason = await self._read(ws, backoff)
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
@@ -160,7 +166,8 @@ class BybitStream:
                     # (one timer per socket read, not one per frame)
                     raw = await recv(decode=False)
                 else:
-                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
+                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns,
+                                  min(self._resync_due_ns.values(), default=now + idle_ns)) - now
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                     # cancellation that arrives just as a frame does; shutdown would then hang
                     async with asyncio.timeout(max(wait_ns, 1) / 1e9):
@@ -169,6 +176,9 @@ class BybitStream:
                 if self.clock.mono_ns() - last_msg >= idle_ns:
                     self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
                     return "idle"
+                if self._pending_resync:
+                    self._schedule_resync(set(self._pending_resync))
+                await self._resync_due(ws)
                 continue
             except websockets.exceptions.ConnectionClosed as exc:
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
@@ -180,11 +190,42 @@ class BybitStream:
             unyielded = unyielded + 1 if len(queued) else 0
             resync = self.on_frame(raw, ts_recv_ns)
             if resync or self._pending_resync:
-                await self._resync(ws, set(resync) | self._pending_resync)
+                self._schedule_resync(set(resync) | self._pending_resync)
+            if self._resync_due_ns:
+                await self._resync_due(ws)
 
-    async def _resync(self, ws: ClientConnection, symbols: set[str]) -> None:
+    def _schedule_resync(self, symbols: set[str]) -> None:
+        """Give each symbol to resync a time: now for the first resync after a quiet spell
+        (2 x backoff_max_s without one), else after its own capped, jittered backoff."""
         self._pending_resync.clear()
-        topics = [book_topic(self.depth, s) for s in sorted(symbols) if s in self.symbols]
+        now = self.clock.mono_ns()
+        quiet_ns = int(2 * self.cfg.backoff_max_s * 1e9)
+        for sym in sorted(symbols):
+            if sym not in self.symbols or sym in self._resync_due_ns:
+                continue
+            backoff = self._resync_backoff.get(sym)
+            if backoff is None:
+                backoff = self._resync_backoff[sym] = Backoff(self.cfg.backoff_base_s,
+                                                             self.cfg.backoff_max_s)
+            last = self._resync_last_ns.get(sym)
+            if last is None or now - last >= quiet_ns:
+                backoff.reset()
+                delay_s = 0.0
+            else:
+                delay_s = backoff.next_delay()
+                self.log.info("ws_resync_delayed", symbol=sym, delay_s=round(delay_s, 3),
+                              attempt=backoff.attempt)
+            self._resync_due_ns[sym] = now + int(delay_s * 1e9)
+
+    async def _resync_due(self, ws: ClientConnection) -> None:
+        now = self.clock.mono_ns()
+        due = sorted(s for s, t in self._resync_due_ns.items() if t <= now)
+        if not due:
+            return
+        for sym in due:
+            del self._resync_due_ns[sym]
+            self._resync_last_ns[sym] = now
+        topics = [book_topic(self.depth, s) for s in due]
         self.log.info("ws_resubscribed", topics=topics)
         await self._subscribe(ws, topics, "unsubscribe")
         await self._subscribe(ws, topics, "subscribe")
@@ -196,7 +237,8 @@ class BybitStream:
         return ws is not None and len(ws.recv_messages.frames) > 0
 
     def request_resync(self, symbol: str) -> None:
-        """Resubscribe symbol's book after the next frame (used for stale books)."""
+        """Resubscribe symbol's book after the next frame (used for stale books), subject to
+        the symbol's resync backoff."""
         self._pending_resync.add(symbol)
 
     async def force_reconnect(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hardening_venue import MisbehavingVenue
 from procs import Proc, base_env, daemon, free_port, http_json, http_text, venue
 
 pytestmark = pytest.mark.slow
@@ -162,3 +163,29 @@ def test_debug_endpoint_is_off_by_default(tmp_path: Path) -> None:
     with daemon(tmp_path, {"MMD_FEED__SOURCE": "synthetic"}) as (_proc, url):
         assert http_json(f"{url}/debug/book/BTCUSDT?depth=5")[0] == 404
         assert http_status(url + "/healthz") == 200
+
+
+# -- the feed --------------------------------------------------------------------------------
+
+def _venue_env(v: MisbehavingVenue, **extra: str) -> dict[str, str]:
+    return {"MMD_VENUE__REST_URL": v.rest_url, "MMD_VENUE__WS_URL": v.ws_url,
+            "MMD_FEED__SYMBOLS": '["BTCUSDT"]', **extra}
+
+
+def test_a_book_that_always_fails_is_resubscribed_with_backoff(tmp_path: Path) -> None:
+    # every snapshot has an off-tick price: refused, so the book is resynced again and again
+    with MisbehavingVenue(off_tick_snapshots=True).running() as v, \
+            daemon(tmp_path, _venue_env(v, MMD_WS__BACKOFF_BASE_S="0.5",
+                                        MMD_WS__BACKOFF_MAX_S="30")) as (proc, url):
+        t0 = time.monotonic()
+        while v.book_subscribes == 0 and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        first = v.book_subscribes
+        time.sleep(6.0)
+        n = v.book_subscribes - first
+        assert proc.alive()
+        assert http_status(url + "/healthz") == 200
+    # backoff 0.5 s doubling, jittered to [0.5, 1] x: the delays after the first immediate
+    # resync sum to at least 0.25 + 0.5 + 1 + 2 = 3.75 s by the 5th, and at least 7.75 s by
+    # the 6th, so 6 s hold at most 6 resubscribes; without a backoff there were over 100
+    assert 1 <= n <= 6, (n, proc.output()[-2000:])
