@@ -443,6 +443,7 @@ class Daemon:
                 on_frame=self.handle_frame,
                 on_disconnected=self.hub.mark_unsynced,
                 on_reconnect=self.metrics.reconnects.inc,
+                on_oversized=self.metrics.oversized_frames.inc,
                 # funding rate and times for perpetual positions (spot has no funding)
                 tickers=cfg.exchange.funding and cfg.feed.category != "spot",
             )

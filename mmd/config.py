@@ -204,6 +204,8 @@ class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     backoff_max_s: BackoffS = 30.0
     # after HTTP 403 (Bybit's IP ban) wait at least this long before the next request
     forbidden_backoff_s: Annotated[float, Meta(ge=0, le=3600.0)] = 10.0
+    # a response body (decompressed) larger than this is refused unread and retried later
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=256 << 20)] = 8 << 20
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
@@ -219,6 +221,8 @@ class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     connect_timeout_s: TimeoutS = 10.0
     backoff_base_s: BackoffS = 0.5
     backoff_max_s: BackoffS = 30.0
+    # a message larger than this closes the connection (counted; reconnect with backoff)
+    max_frame_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 4 << 20
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:

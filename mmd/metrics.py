@@ -328,6 +328,10 @@ class Metrics:
         self.up_since = Gauge(
             "mmd_start_time_seconds", "Unix time the daemon started", registry=r
         )
+        self.oversized_frames = Counter(
+            "mmd_feed_oversized_frames", "Websocket messages over [ws] max_frame_bytes (each "
+            "closed its connection)", registry=r,
+        )
         self.http_refused = Counter(
             "mmd_http_refused", "HTTP requests or connections refused by the metrics server, by "
             "reason (timeout, too_large, bad_request, method, not_found, evicted, "

@@ -32,6 +32,8 @@ from mmd.logs import get_logger, redact_url
 _TOPICS_PER_REQUEST = 10
 # under a backlog, yield to the event loop after this many frames handled back to back
 _FRAMES_PER_YIELD = 256
+# the close code websockets sends when a message exceeds max_size (RFC 6455 1009)
+_MESSAGE_TOO_BIG = 1009
 
 OnFrame = Callable[[bytes, int], list[str]]  # returns symbols to resync
 OnState = Callable[[list[str], str], None]
@@ -63,6 +65,7 @@ class BybitStream:
         on_reconnect: Callable[[], None] | None = None,
         *,
         tickers: bool = False,
+        on_oversized: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.symbols = list(symbols)
@@ -72,6 +75,9 @@ class BybitStream:
         self.on_frame = on_frame
         self.on_disconnected = on_disconnected
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.on_oversized = on_oversized or (lambda: None)
+        self.oversized = 0  # messages over cfg.max_frame_bytes (each closed its connection)
+        self._last_too_large = False
         self.tickers = tickers
         self.connected = False
         self.connects = 0
@@ -105,7 +111,7 @@ class BybitStream:
                     open_timeout=self.cfg.connect_timeout_s,
                     ping_interval=None,  # Bybit wants application-level pings (op: ping)
                     close_timeout=2,
-                    max_size=2**24,
+                    max_size=self.cfg.max_frame_bytes,
                     max_queue=4096,
                 ) as ws:
                     self._ws = ws
@@ -115,6 +121,7 @@ class BybitStream:
                     self._resync_due_ns.clear()  # the subscribe below brings every snapshot
                     await self._subscribe(ws, self.topics())
                     reason = await self._read(ws, backoff)
+                    self._last_too_large = reason == "too_large"
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 reason = f"{type(exc).__name__}"
                 self.log.warning("ws_failed", error=f"{type(exc).__name__}: {exc}")
@@ -181,12 +188,18 @@ class BybitStream:
                 await self._resync_due(ws)
                 continue
             except websockets.exceptions.ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG:
+                    self.oversized += 1
+                    self.on_oversized()
+                    self.log.warning("ws_frame_too_large", max_bytes=self.cfg.max_frame_bytes)
+                    return "too_large"
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
             ts_recv_ns = self.clock.now_ns()
             last_msg = mono_ns()
             if not got_data:
                 got_data = True
-                backoff.reset()
+                if not self._last_too_large:
+                    backoff.reset()  # not after an oversized message: that venue keeps sending it
             unyielded = unyielded + 1 if len(queued) else 0
             resync = self.on_frame(raw, ts_recv_ns)
             if resync or self._pending_resync:

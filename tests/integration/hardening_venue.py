@@ -48,6 +48,7 @@ class MisbehavingVenue:
         self.ws_junk_bytes = ws_junk_bytes
         self.rest_body_bytes = rest_body_bytes
         self.book_subscribes = 0
+        self.rest_bytes_sent = 0  # of the oversized bodies: what the client let through
         self.connections = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -100,6 +101,7 @@ class MisbehavingVenue:
             with contextlib.suppress(ConnectionError):
                 for _ in range(self.rest_body_bytes // len(chunk)):
                     await resp.write(chunk)
+                    self.rest_bytes_sent += len(chunk)
             return resp
         if ep == "kline":
             return web.Response(body=KLINE, content_type="application/json")

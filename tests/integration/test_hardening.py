@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 from hardening_venue import MisbehavingVenue
-from procs import Proc, base_env, daemon, free_port, http_json, http_text, venue
+from procs import (
+    Proc,
+    base_env,
+    daemon,
+    free_port,
+    http_json,
+    http_text,
+    metric_values,
+    venue,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -189,3 +198,29 @@ def test_a_book_that_always_fails_is_resubscribed_with_backoff(tmp_path: Path) -
     # resync sum to at least 0.25 + 0.5 + 1 + 2 = 3.75 s by the 5th, and at least 7.75 s by
     # the 6th, so 6 s hold at most 6 resubscribes; without a backoff there were over 100
     assert 1 <= n <= 6, (n, proc.output()[-2000:])
+
+
+def test_oversized_frames_and_bodies_are_refused_and_counted(tmp_path: Path) -> None:
+    # defaults: [ws] max_frame_bytes 4 MiB, [rest] max_body_bytes 8 MiB
+    big_body = 30 << 20
+    with MisbehavingVenue(ws_junk_bytes=5 << 20, rest_body_bytes=big_body).running() as v, \
+            daemon(tmp_path, _venue_env(v, MMD_REST__KLINE_INTERVAL_S="0.5",
+                                        MMD_WS__BACKOFF_BASE_S="0.2")) as (proc, url):
+        deadline = time.monotonic() + 30
+        while True:
+            text = http_text(url + "/metrics")
+            ws_n = metric_values(text, "mmd_feed_oversized_frames_total").get("", 0.0)
+            rest_n = metric_values(text, "mmd_feed_rest_requests_total").get(
+                '{endpoint="kline",outcome="too_large"}', 0.0)
+            if ws_n >= 2 and rest_n >= 2:
+                break
+            assert time.monotonic() < deadline, (ws_n, rest_n, proc.output()[-2000:])
+            time.sleep(0.2)
+        assert proc.alive()
+        assert http_status(url + "/healthz") == 200
+        sent, requests = v.rest_bytes_sent, rest_n
+    # the client stops reading past the cap: far less than the whole bodies went out
+    # (8 MiB read + what the socket buffers held, per request; one more may be under way)
+    print("oversized REST bodies:", requests, "requests,", sent, "bytes sent")
+    assert sent < (requests + 1) * (big_body // 2), (sent, requests)
+    assert "ws_frame_too_large" in proc.output()
