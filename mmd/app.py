@@ -525,11 +525,36 @@ class Daemon:
             await asyncio.sleep(min(1.0, stale_s / 4))
             if self.cfg.feed.source == "replay":
                 continue  # a replayed book is never stale on the wall clock
-            for sym in self.hub.check_stale(self.clock.now_ns(), stale_s):
+            now_ns = self.clock.now_ns()
+            for sym in self.hub.check_stale(now_ns, stale_s):
                 self.metrics.stale_events.labels(sym).inc()
                 self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
                 for stream in self.streams:
                     stream.request_resync(sym)
+            for stream in self.streams:
+                self._reconnect_if_stalled(stream, now_ns, stale_s)
+
+    def _reconnect_if_stalled(self, stream: BybitStream, now_ns: int, stale_s: float) -> None:
+        """Drop a connection whose books get no data: a symbol's book (synced or waiting for
+        its snapshot) older than stale_after_s on a socket silent that long (a resubscribe
+        would wait for a frame that never comes), or older than twice that whatever the socket
+        does (the resubscribe did not help). Ages count from the connection's start, so a new
+        connection gets its own stale_after_s."""
+        if not stream.connected:
+            return
+        limit_ns = int(stale_s * 1e9)
+        silent_ns = now_ns - stream.last_message_ns
+        stalled = []
+        for sym in stream.symbols:
+            st = self.hub.states.get(sym)
+            last = max(st.last_book_recv_ns if st is not None else 0, stream.connected_at_ns)
+            age_ns = now_ns - last
+            if age_ns > 2 * limit_ns or (age_ns > limit_ns and silent_ns > limit_ns):
+                stalled.append(sym)
+        if stalled:
+            self.log.warning("ws_reconnect_forced", symbols=stalled, stale_after_s=stale_s,
+                             silent_s=round(silent_ns / 1e9, 3))
+            stream.force_reconnect()
 
 
 def _restore_logged(tlog: TradingLog | None) -> None:

@@ -78,9 +78,14 @@ class BybitStream:
         self.on_oversized = on_oversized or (lambda: None)
         self.oversized = 0  # messages over cfg.max_frame_bytes (each closed its connection)
         self._last_too_large = False
+        self._forced = False  # force_reconnect() dropped the connection
         self.tickers = tickers
         self.connected = False
         self.connects = 0
+        # wall-clock ns (the clock's now_ns) of the current connection's start and of its last
+        # message: the daemon's watchdog tells a silent socket from one quiet symbol with them
+        self.connected_at_ns = 0
+        self.last_message_ns = 0
         self._ws: ClientConnection | None = None
         self._req_ids = itertools.count(1)
         self._pending_resync: set[str] = set()
@@ -115,6 +120,7 @@ class BybitStream:
                     max_queue=4096,
                 ) as ws:
                     self._ws = ws
+                    self.connected_at_ns = self.last_message_ns = self.clock.now_ns()
                     self.connected = True
                     self.connects += 1
                     self.log.info("ws_connected", connects=self.connects)
@@ -193,8 +199,11 @@ class BybitStream:
                     self.on_oversized()
                     self.log.warning("ws_frame_too_large", max_bytes=self.cfg.max_frame_bytes)
                     return "too_large"
+                if self._forced:
+                    self._forced = False
+                    return "forced"
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
-            ts_recv_ns = self.clock.now_ns()
+            ts_recv_ns = self.last_message_ns = self.clock.now_ns()
             last_msg = mono_ns()
             if not got_data:
                 got_data = True
@@ -254,8 +263,10 @@ class BybitStream:
         the symbol's resync backoff."""
         self._pending_resync.add(symbol)
 
-    async def force_reconnect(self) -> None:
-        """Close the current connection (a stalled stream); run() reconnects."""
+    def force_reconnect(self) -> None:
+        """Drop the current connection at once (a stalled stream: a close handshake would wait
+        for a peer that no longer answers); run() reconnects with its backoff."""
         ws = self._ws
         if ws is not None:
-            await ws.close()
+            self._forced = True
+            ws.transport.abort()

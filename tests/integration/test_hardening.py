@@ -24,6 +24,7 @@ from procs import (
     http_text,
     metric_values,
     venue,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -224,3 +225,38 @@ def test_oversized_frames_and_bodies_are_refused_and_counted(tmp_path: Path) -> 
     print("oversized REST bodies:", requests, "requests,", sent, "bytes sent")
     assert sent < (requests + 1) * (big_body // 2), (sent, requests)
     assert "ws_frame_too_large" in proc.output()
+
+
+def test_a_stalled_socket_is_reconnected_after_stale_after_s(
+    cryptofeed_dir: Path, tmp_path: Path
+) -> None:
+    stale_s = 2.0
+    # `stall`: the venue keeps the connection open but sends nothing more, not even pongs;
+    # only the idle timeout (60 s here) would notice it without the watchdog
+    with venue([cryptofeed_dir], tmp_path, speed=1.0, faults="stall:40") as (_, vurl):
+        env = {
+            "MMD_VENUE__REST_URL": vurl,
+            "MMD_VENUE__WS_URL": vurl.replace("http", "ws") + "/v5/public/linear",
+            "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
+            "MMD_FEED__STALE_AFTER_S": str(stale_s),
+            "MMD_WS__IDLE_TIMEOUT_S": "60",
+        }
+        with daemon(tmp_path, env, ready_timeout=30) as (proc, url):
+            deadline = time.monotonic() + 40
+            while http_json(vurl + "/venue/stats")[1]["faults"]["injected"]["stall"] < 1:
+                assert time.monotonic() < deadline, "the venue never stalled"
+                time.sleep(0.05)
+            t_stall = time.monotonic()
+            reconnects = 0.0
+            # stale after 2 s on a silent socket, checked every 0.5 s: reconnected well within
+            # 2 s + 4 s of margin for a loaded machine (without the watchdog: after 60 s)
+            while time.monotonic() - t_stall < stale_s + 4:
+                reconnects = metric_values(http_text(url + "/metrics"),
+                                           "mmd_feed_reconnects_total").get("", 0.0)
+                if reconnects >= 1:
+                    break
+                time.sleep(0.1)
+            assert reconnects >= 1, proc.output()[-3000:]
+            wait_ready(url, 15, proc)
+            assert proc.alive()
+    assert "ws_reconnect_forced" in proc.output()
