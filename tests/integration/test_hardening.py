@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -260,3 +262,54 @@ def test_a_stalled_socket_is_reconnected_after_stale_after_s(
             wait_ready(url, 15, proc)
             assert proc.alive()
     assert "ws_reconnect_forced" in proc.output()
+
+
+# the daemon as `mmd run` builds it, with a synthetic load past what the config admits (symbols
+# x frame_rate_hz at most 100 frames/s): the feed falls behind its schedule on purpose
+_OVERLOADED = """
+import sys, msgspec
+from mmd import app
+from mmd.config import load_config
+from mmd.logs import configure_logs
+cfg = load_config(None, sets=sys.argv[3:])
+feed = msgspec.structs.replace(cfg.feed, symbols=[f"S{i:03d}USDT" for i in range(int(sys.argv[1]))],
+    synthetic=msgspec.structs.replace(cfg.feed.synthetic, frame_rate_hz=float(sys.argv[2])))
+msgspec.structs.force_setattr(cfg, "feed", feed)  # past AppConfig's frame-rate check
+configure_logs("info", "json")
+app.run_daemon(cfg)
+"""
+
+
+def test_an_overloaded_synthetic_feed_still_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    # 200 symbols x 20 Hz = 4,000 frames/s of 200-level books, 40x the admitted rate
+    argv = [sys.executable, "-c", _OVERLOADED, "200", "20", "feed.source=synthetic",
+            f"metrics.port={port}", f"state.dir={state}", "state.snapshot_interval_s=3600",
+            "strategy.warmup_s=0.5", "feed.synthetic.sigma_ticks=200"]
+    proc = Proc(argv, base_env(), tmp_path / "overloaded.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while http_status(url + "/healthz") != 200:
+            assert proc.alive(), proc.output()[-3000:]
+            assert time.monotonic() < deadline, proc.output()[-3000:]
+            time.sleep(0.1)
+        for _ in range(10):  # /healthz keeps answering while the feed is behind
+            assert http_status(url + "/healthz", timeout=2) == 200
+            time.sleep(0.3)
+        behind = metric_values(http_text(url + "/metrics"), "mmd_quote_decisions_total")
+        stop_ns = time.time_ns()
+        t0 = time.monotonic()
+        proc.p.send_signal(signal.SIGTERM)
+        rc = proc.p.wait(5)  # raises TimeoutExpired if SIGTERM is not acted on within 5 s
+        assert rc == 0, proc.output()[-3000:]
+        assert time.monotonic() - t0 < 5
+    finally:
+        proc.stop(signal.SIGKILL)
+    # under a backlog the quotes are coalesced: the feed was behind its schedule
+    assert behind.get('{trigger="backlog"}', 0.0) > 0, behind
+    with sqlite3.connect(f"file:{state / 'synthetic' / 'ledger.sqlite'}?mode=ro", uri=True) as db:
+        (last,) = db.execute("SELECT MAX(ts_ns) FROM snapshots").fetchone()
+    # snapshots every hour: the one after the stop signal is the final snapshot at shutdown
+    assert last is not None and last >= stop_ns, (last, stop_ns)
