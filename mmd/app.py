@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -664,9 +666,21 @@ async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_daemon(cfg: AppConfig) -> None:
-    """`mmd run`."""
+def run_daemon(cfg: AppConfig, *, exit_process: bool = False) -> None:
+    """`mmd run`.
+
+    Args:
+        cfg: the config.
+        exit_process: end the process as soon as the daemon has stopped cleanly (ledger
+            closed, output flushed), with status 0. The interpreter's own teardown of the
+            compiled kernels takes ~3 s on an idle core and far longer on a busy one, which a
+            SIGTERM from a supervisor with a deadline must not wait for.
+    """
     _run(lambda: Daemon(cfg).run())
+    if exit_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def record(cfg: AppConfig, out_dir: str, duration_s: float | None) -> list[Path]:

@@ -276,7 +276,7 @@ feed = msgspec.structs.replace(cfg.feed, symbols=[f"S{i:03d}USDT" for i in range
     synthetic=msgspec.structs.replace(cfg.feed.synthetic, frame_rate_hz=float(sys.argv[2])))
 msgspec.structs.force_setattr(cfg, "feed", feed)  # past AppConfig's frame-rate check
 configure_logs("info", "json")
-app.run_daemon(cfg)
+app.run_daemon(cfg, exit_process=True)  # as `mmd run` does
 """
 
 
