@@ -446,7 +446,11 @@ class HttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._conns) >= self.max_connections and not self._evict_one():
             self._refuse("too_many_connections", writer)
-            await self._send(writer, 503, _error("too many connections"), head_only=False)
+            try:
+                await self._send(writer, 503, _error("too many connections"), head_only=False)
+            finally:
+                if not writer.is_closing():
+                    writer.transport.abort()
             return
         conn = _Conn(writer)
         self._conns[writer] = conn
