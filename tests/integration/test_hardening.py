@@ -259,7 +259,10 @@ def test_a_stalled_socket_is_reconnected_after_stale_after_s(
                     break
                 time.sleep(0.1)
             assert reconnects >= 1, proc.output()[-3000:]
+            t_reconnect = time.monotonic() - t_stall
             wait_ready(url, 15, proc)
+            print(f"stall -> reconnect {t_reconnect:.2f} s, -> ready again "
+                  f"{time.monotonic() - t_stall:.2f} s (stale_after_s {stale_s})")
             assert proc.alive()
     assert "ws_reconnect_forced" in proc.output()
 
