@@ -201,12 +201,18 @@ def compute_head(buf_a: F64, buf_b: F64, state: F32, lstm_sizes: I64, inventory:
     """A head's linear output on the top layer's h (then the inventory, when the head has one
     input more than the top layer has units): mmd.kernels.models.apply_mlp in float64.
 
-    Mutates: buf_a, buf_b (scratch, float64[>= max(head_sizes)]). NaN on a bad layout.
+    Mutates: buf_a, buf_b (scratch, float64[>= max(head_sizes)]). NaN on a bad layout or
+    short buffers.
     """
     top = compute_top_offset(lstm_sizes)
     n_h = lstm_sizes[lstm_sizes.shape[0] - 1]
     n_in = head_sizes[0]
     if n_in != n_h and n_in != n_h + 1:
+        return math.nan
+    width = 0
+    for k in range(head_sizes.shape[0]):
+        width = max(width, head_sizes[k])
+    if buf_a.shape[0] < width or buf_b.shape[0] < width:
         return math.nan
     for j in range(n_h):
         buf_b[j] = state[top + j]

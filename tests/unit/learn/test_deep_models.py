@@ -131,6 +131,15 @@ def test_deep_params_are_strict() -> None:
         parse_deep_sets(["valid_share=1.5"])
 
 
+def test_the_daemon_side_never_imports_torch() -> None:
+    # the run-time model, the strategy wiring and the composition root load without torch
+    code = ("import sys, mmd.app, mmd.learn.runtime, mmd.learn.deep_runtime, mmd.kernels.lstm; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    r = subprocess.run([sys.executable, "-c", code], env=base_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:] or "torch was imported"
+
+
 torch = pytest.importorskip("torch", reason="PyTorch (the `deep` extra) is not installed")
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 
