@@ -80,7 +80,7 @@ def test_sequence_labels_by_hand() -> None:
     assert d.x.shape == (6, N_SEQUENCE)
     w = gather_windows(d.x.astype(np.float32), d.ends, 2)
     assert w[1, :, 0].tolist() == pytest.approx([0.01, 0.03])
-    assert SEQUENCE_FEATURES == MARKET_FEATURES[:-1] and "inventory_lots" not in SEQUENCE_FEATURES
+    assert MARKET_FEATURES[:-1] == SEQUENCE_FEATURES and "inventory_lots" not in SEQUENCE_FEATURES
 
 
 def test_labels_never_leak_into_features() -> None:
