@@ -1,6 +1,8 @@
 """Deep order-flow model inference: one LSTM step per book update (2 layers, 64/32 units).
 
-Figures: `ns_per_call`, the median over passes of one call's wall time. `deep.lstm_step` calls
+Figures: `ns_per_call`, the median over chunks of calls of one call's wall time, and
+`ns_per_call_min`, the fastest chunk (on a shared machine the chunks a busy neighbour did not
+interrupt: closer to what the code costs on an idle core). `deep.lstm_step` calls
 through mmd.learn.deep_runtime from Python (one numba dispatch per book update, what the
 daemon pays); `[in_njit]` rows run the same kernels in a jitted loop (the dispatch gone, as
 in a compiled backtest), with and without the direction head. `deep.torch_step` is PyTorch
@@ -45,16 +47,20 @@ def _arrays(seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def per_call_ns(fn: Callable[[], Any], n: int, passes: int) -> float:
-    """Median over passes of ns per call of fn() from Python."""
+CHUNK = 100
+
+
+def per_call_ns(fn: Callable[[], Any], n: int) -> dict[str, float]:
+    """ns per call of fn() from Python over n calls timed in chunks of CHUNK: the median and
+    the fastest chunk."""
     fn()
     out = []
-    for _ in range(passes):
+    for _ in range(max(1, n // CHUNK)):
         t0 = time.perf_counter_ns()
-        for _ in range(n):
+        for _ in range(CHUNK):
             fn()
-        out.append((time.perf_counter_ns() - t0) / n)
-    return statistics.median(out)
+        out.append((time.perf_counter_ns() - t0) / CHUNK)
+    return {"ns_per_call": statistics.median(out), "ns_per_call_min": min(out)}
 
 
 @njit(cache=False)  # run.py loads this file under a private, non-importable module name
@@ -71,17 +77,17 @@ def _loop(n: int, rows: np.ndarray, state: np.ndarray, gates: np.ndarray, xbuf: 
     return acc
 
 
-def _timed_loop(n: int, passes: int, *args: Any) -> float:
+def _timed_loop(n: int, *args: Any) -> dict[str, float]:
     _loop(10, *args)
     out = []
-    for _ in range(passes):
+    for _ in range(max(1, n // CHUNK)):
         t0 = time.perf_counter_ns()
-        _loop(n, *args)
-        out.append((time.perf_counter_ns() - t0) / n)
-    return statistics.median(out)
+        _loop(CHUNK, *args)
+        out.append((time.perf_counter_ns() - t0) / CHUNK)
+    return {"ns_per_call": statistics.median(out), "ns_per_call_min": min(out)}
 
 
-def _torch_row(rows: np.ndarray, n: int, passes: int) -> dict[str, Any] | None:
+def _torch_row(rows: np.ndarray, n: int) -> dict[str, Any] | None:
     try:
         import torch
     except ImportError:
@@ -102,12 +108,12 @@ def _torch_row(rows: np.ndarray, n: int, passes: int) -> dict[str, Any] | None:
             torch.sigmoid(head(h2[:, -1, :]))
         st["i"] += 1
 
-    return {"name": "deep.torch_step", "ns_per_call": per_call_ns(step, n, passes),
-            "threads": 1, "hidden_1": HIDDEN[0], "hidden_2": HIDDEN[1]}
+    return {"name": "deep.torch_step", **per_call_ns(step, n), "threads": 1,
+            "hidden_1": HIDDEN[0], "hidden_2": HIDDEN[1]}
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    n, passes = (2_000, 3) if quick else (50_000, 7)
+    n = 3_000 if quick else 100_000
     arrays = _arrays(1)
     meta = ModelMeta(kind="deep_lstm", format_version=1, version="bench",
                      features=list(SEQUENCE_FEATURES))
@@ -119,20 +125,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
     def update() -> None:
         model.update(rows[next(it) % 256])
 
-    out = [{"name": "deep.lstm_step", "ns_per_call": per_call_ns(update, n, passes),
-            "hidden_1": HIDDEN[0], "hidden_2": HIDDEN[1], "target_ns": 5000}]
-    out.append({"name": "deep.price_head", "ns_per_call": per_call_ns(
-        lambda: model.head("price"), n, passes)})
+    out = [{"name": "deep.lstm_step", **per_call_ns(update, n), "hidden_1": HIDDEN[0],
+            "hidden_2": HIDDEN[1], "target_ns": 5000}]
+    out.append({"name": "deep.price_head", **per_call_ns(lambda: model.head("price"), n)})
     head = (arrays["price_weights"], arrays["price_biases"], arrays["price_sizes"])
     no_head = (head[0], head[1], np.zeros(1, np.int64))
     args = (rows, model.state, model._gates, model._xbuf, model._z, model.stats, model.weights,
             model.biases, model.sizes)
-    nj = n * 10
-    out.append({"name": "deep.lstm_step[in_njit]",
-                "ns_per_call": _timed_loop(nj, passes, *args, no_head), "target_ns": 5000})
-    out.append({"name": "deep.lstm_step_and_head[in_njit]",
-                "ns_per_call": _timed_loop(nj, passes, *args, head)})
-    torch_row = _torch_row(rows, max(n // 10, 100), passes)  # ~100x the kernel's cost
+    out.append({"name": "deep.lstm_step[in_njit]", **_timed_loop(n, *args, no_head),
+                "target_ns": 5000})
+    out.append({"name": "deep.lstm_step_and_head[in_njit]", **_timed_loop(n, *args, head)})
+    torch_row = _torch_row(rows, max(n // 10, CHUNK))  # ~100x the kernel's cost per call
     if torch_row is not None:
         out.append(torch_row)
     return out
