@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="output directory")
 
     tr = sub.add_parser("train", help="train a model from recordings and write its model files")
-    tr.add_argument("kind", choices=["adverse", "spread"])
+    tr.add_argument("kind", choices=["adverse", "spread", "lstm", "multitask"])
     tr.add_argument("data", nargs="+", help="recordings (files or directories)")
     tr.add_argument("--out", required=True, help="models directory (the model goes in OUT/KIND)")
     tr.add_argument("-c", "--config", default=None,
