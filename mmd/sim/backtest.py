@@ -227,14 +227,15 @@ class StrategyLoop:
             ml_array(NEUTRAL, self.ml[s])
         if ml is not None:
             self.ml[:] = ml
-        strat = (si,) + tuple(np.stack([c.win[k] for c in cals]) for k in range(6)) + (
-            np.stack([c.cal_i for c in cals]), np.stack([c.cal_f for c in cals]),
+        wins = [np.stack([c.win[k] for c in cals]) for k in range(6)]
+        strat = (
+            si, *wins, np.stack([c.cal_i for c in cals]), np.stack([c.cal_f for c in cals]),
             np.zeros((n_sym, 2), np.int64), np.zeros((n_sym, 4, levels), np.int64),
             np.zeros((n_sym, DF_SIZE), np.float64), self.ml,
             np.zeros(OMS_CAPACITY + 2 * levels, COMMAND_DTYPE),
             np.zeros(OMS_CAPACITY, ORDER_DTYPE), np.zeros(2 * levels, np.int64),
             np.zeros(1, np.int64))
-        assert CI_SIZE == strat[7].shape[1]
+        assert strat[7].shape[1] == CI_SIZE
         oms = np.zeros((n_sym, OMS_CAPACITY, kb.OM_WIDTH), np.int64)
         window = feed._recent.maxlen or 1
         g = np.zeros(kb.G_SIZE, np.int64)

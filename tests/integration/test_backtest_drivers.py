@@ -175,9 +175,15 @@ def _compare_loop(files: list[Path], cfg, cache: Path):
     switch. Returns (fills, partial fills, the Python driver's Trader)."""
     from mmd.sim.backtest import run_backtest_fast, unsupported
 
+    import msgspec
+
     ev = load_events(files, cache)
     assert unsupported(ev, cfg) is None
     category, symbol = ev.symbols[0]
+    if cfg.exchange.partial_fills:  # 5-lot quotes: trades smaller than them fill part
+        lot = ev.instrument(0).lot
+        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(
+            cfg.strategy, order_size=5 * lot, max_position=50 * lot))
     trader = _trader_run(cfg, files, symbol, category)
     got = run_backtest_fast(ev, cfg)
     want = [(f.ts_exch_ns, f.client_order_id, f.side, f.px_ticks, f.qty_lots, f.leaves_lots,
