@@ -10,6 +10,8 @@ over the same stream and must produce the very same fills, position and cash.
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -173,9 +175,9 @@ def _compare_loop(files: list[Path], cfg, cache: Path):
     """Run both drivers on one symbol's recordings; assert the same fills (time, client id,
     side, price, size, leaves, fee), position, cash, fees, PnL, quoting decisions and kill
     switch. Returns (fills, partial fills, the Python driver's Trader)."""
-    from mmd.sim.backtest import run_backtest_fast, unsupported
-
     import msgspec
+
+    from mmd.sim.backtest import run_backtest_fast, unsupported
 
     ev = load_events(files, cache)
     assert unsupported(ev, cfg) is None
@@ -250,3 +252,52 @@ def test_strategy_loop_kill_switch_ladder_constant_latency(binance_btc_rec: Path
     _, _, trader = _compare_loop([binance_btc_rec], cfg, tmp_path / "cache")
     assert trader.risk.halted, "the kill switch did not trip: that path went untested"
     assert trader.risk.rejections["rate_limit"] > 0, "no order refused by the rate limit"
+
+
+def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    from procs import base_env
+
+    env = {**base_env(), "MMD_EVENT_CACHE": str(tmp_path / "events")}
+    return subprocess.run([sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=600,
+                          cwd=os.fspath(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["as", "glft"])
+def test_backtest_cli_fast_engine_equals_python_engine(model: str, binance_eth_rec: Path,
+                                                       tmp_path: Path) -> None:
+    """`mmd backtest` prints the same summary and writes the same summary.json, report files
+    and --fills CSV with either engine."""
+    out = {}
+    for engine in ("fast", "python"):
+        d = tmp_path / engine
+        r = _cli([str(binance_eth_rec), "--strategy", model, "--engine", engine, "--report",
+                  str(d), "--fills", str(tmp_path / f"{engine}.csv")], tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "backtest_engine_python" not in r.stdout + r.stderr
+        table = r.stdout.split("report written")[0]
+        out[engine] = (table, json.loads((d / "summary.json").read_text()),
+                       (tmp_path / f"{engine}.csv").read_text(), d)
+    fast, slow = out["fast"], out["python"]
+    assert fast[0] == slow[0]
+    assert fast[1] == slow[1]
+    assert fast[1]["fills"] > 20
+    assert fast[2] == slow[2]
+    for f in sorted(slow[3].iterdir()):
+        assert (fast[3] / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_backtest_cli_falls_back_with_one_log_line(cryptofeed_dir: Path, tmp_path: Path) -> None:
+    """A --start-ns window is not in the fast loop: the run goes to the python engine, and one
+    log line says why; without the window the fast engine runs it (no such line)."""
+    rec = next(cryptofeed_dir.glob("bybit_linear_BTCUSDT_*.rec.gz"))
+    r = _cli([str(rec), "--start-ns", "0"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = [ln for ln in (r.stdout + r.stderr).splitlines() if "backtest_engine_python" in ln]
+    assert len(logs) == 1 and "window" in logs[0]
+    r = _cli([str(rec)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "backtest_engine_python" not in r.stdout + r.stderr
