@@ -222,8 +222,17 @@ def test_strategy_loop_matches_python_engine(fixture: str, model: str, partial: 
         groups = [[f] for f in sorted(rec.glob("*linear*"))]
         if not groups:
             pytest.skip("no linear recording in the Bybit capture")
-        # the 44 s capture: a short warm-up so that the fallback quotes get filled
+        # the 44 s capture: a short warm-up and fallbacks that quote at the touch (kappa 10/tick:
+        # a 0.2-tick model spread; sigma 0.5 ticks/sqrt(s): a sub-tick inventory term), so
+        # that the quotes get filled
+        import msgspec
+
+        from mmd.config import CalibrationConfig
+
+        cal = CalibrationConfig(fallback_kappa=10.0, fallback_sigma=0.5)
         cfg = _loop_cfg(model, partial, warmup_s=2.0)
+        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy,
+                                                                            calibration=cal))
     else:
         groups = [[rec]]
         cfg = _loop_cfg(model, partial)
