@@ -356,13 +356,62 @@ def run_backtest_fast(ev: EventArrays, cfg: AppConfig, *,
         InvariantViolation: a kernel refused a step (a bug, as in the Python driver).
     """
     cap = None
+    # a rerun with a larger fill buffer must start from the caller's RL state, not a learnt one
+    kept = [a.copy() for a in rl] if rl is not None else []
     while True:
         loop = StrategyLoop(ev, cfg, rl=rl, ml=ml, fills_capacity=cap)
         rc = loop.advance()
         if rc == kb.ERR_FILLS_FULL:
             cap = 2 * loop.out[0].shape[0]
+            for a, k in zip(rl or (), kept, strict=True):
+                a[...] = k
             continue
         if rc != 0:
             raise InvariantViolation(f"backtest.advance returned {rc} at stream row "
                                      f"{int(loop.acct[2][kb.G_ROW])}")
         return loop.result()
+
+
+def run_episode(ev: EventArrays, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
+                rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
+                rng: np.ndarray) -> LoopResult:
+    """One reinforcement-learning episode: the whole backtest over the event cache with the
+    RL layer of `mmd.kernels.rl` making its call (`rl_decide`) at every quote decision, before
+    the quote decision itself, exactly where the live strategy makes it.
+
+    The RL arrays are used and updated in place (the Q-table learnt, the agent state and the
+    random generator advanced), so a trainer calls this once per episode with the same arrays:
+
+        q = np.zeros((krl.n_states(rpi), len(actions))); visits = np.zeros_like(q, np.int64)
+        rs = krl.new_agent_state(); rng = np.array([seed], np.uint64)
+        for _ in range(episodes):
+            rs[:] = krl.new_agent_state()  # each episode starts afresh
+            res = run_episode(ev, cfg, q, visits, rpi, rpf, actions, rs, rng)
+
+    Args:
+        ev: the event cache (mmd.feeds.events.load_events); every symbol in it is traded.
+        cfg: the config (strategy model "as" or "glft"; `[exchange] funding` off or no
+            tickers, no instrument step change: see `unsupported`).
+        q: float64[n_states, n_actions]; visits: int64[n_states, n_actions].
+        rpi: int64[RPI_SIZE] (RPI_MODE: MODE_LEARN to learn, MODE_GREEDY to evaluate,
+            MODE_OFF = the plain strategy); rpf: float64[RPF_SIZE].
+        actions: float64[n_actions, 2] (gamma multiplier, skew ticks).
+        rs: float64[RS_SIZE] agent state (one symbol) or float64[n_sym, RS_SIZE].
+        rng: uint64[1] xorshift state (non-zero).
+
+    Observation at each decision (obs, slots OBS_*): position / max position, the
+    calibrated sigma (ticks per sqrt s; the fallback before a fit), OFI 0.0 (the loop runs no
+    feature engine: the neutral middle bin), adverse-selection probability NaN (no
+    detector), the elapsed fraction of the AS session (now mod session_s). Reward inputs:
+    the symbol's total PnL (quote), the mid and the position at the decision.
+
+    Returns:
+        The LoopResult (fills with client ids, fees, positions, total PnL, equity curve,
+        decisions).
+
+    For steps inside compiled code (an env step = advance to a later stream row), build a
+    `StrategyLoop(ev, cfg, rl=(q, visits, rpi, rpf, actions, rs, rng))` and call
+    `mmd.kernels.backtest.advance(*loop.state(), stop_row)` from the trainer's own njit
+    function, as often as it likes: the loop resumes at `loop.acct[2][kb.G_ROW]`.
+    """
+    return run_backtest_fast(ev, cfg, rl=(q, visits, rpi, rpf, actions, rs, rng))
