@@ -37,10 +37,9 @@ from mmd.kernels.exchange import (
     submit,
 )
 from mmd.kernels.portfolio import apply_fill, compute_pnl_quote, update_mark
-from mmd.kernels.rl import OBS_INV_FRAC, OBS_OFI, OBS_P_ADVERSE, OBS_SIGMA, OBS_TIME_FRAC
 from mmd.kernels.rl import MODE_OFF as RL_MODE_OFF
+from mmd.kernels.rl import OBS_INV_FRAC, OBS_OFI, OBS_P_ADVERSE, OBS_SIGMA, OBS_TIME_FRAC, rl_decide
 from mmd.kernels.rl import RPI_MODE as RL_MODE
-from mmd.kernels.rl import rl_decide
 from mmd.kernels.strategy import (
     ACCT_BOOK_STALE,
     ACCT_HALTED,
@@ -48,7 +47,6 @@ from mmd.kernels.strategy import (
     ACCT_OPEN_BUY_LOTS,
     ACCT_OPEN_SELL_LOTS,
     ACCT_POSITION_LOTS,
-    ACCT_SIZE,
     CF_A,
     CF_KAPPA,
     CF_SIGMA,
@@ -158,13 +156,13 @@ def _due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, now_ns, pos,
 
 @njit(cache=True, nogil=True)
 def _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym) -> None:
-    cap = books_px.shape[2]
+    # the live levels only: the exchange kernels read a book side up to its level count
     for side in range(2):
-        for j in range(cap):
+        n = states[sym, SYNC_N_BIDS + side]
+        for j in range(n):
             sh_px[sym, side, j] = books_px[sym, side, j]
             sh_qty[sym, side, j] = books_qty[sym, side, j]
-    sh_n[sym, 0] = states[sym, SYNC_N_BIDS]
-    sh_n[sym, 1] = states[sym, SYNC_N_ASKS]
+        sh_n[sym, side] = n
 
 
 @njit(cache=True, nogil=True)
@@ -281,7 +279,7 @@ def run_tape(
 #         int64[n_sym, n_steps], w_dmid float64[n_sym, n_steps], w_si, w_sf, w_counts;
 #         cal_i, cal_f, cursor int64[n_sym, 2], tgt int64[n_sym, 4, levels], dec_f,
 #         ml float64[n_sym, ML_SIZE], scratch: dcmds COMMAND_DTYPE, dorders ORDER_DTYPE,
-#         done int64, next_oid int64[1]
+#         done int64, next_oid int64[1], acct_row int64[ACCT_SIZE]
 #   oms   int64[n_sym, oms_cap, OM_WIDTH]: our non-terminal orders in submission order
 #   acct  pos POSITION_DTYPE[n_sym], bucket RISK_BUCKET_DTYPE[n_sym], g int64[G_SIZE],
 #         gf float64[GF_SIZE], lat_ring int64[window], lat_sorted int64[window]
@@ -456,15 +454,9 @@ def _oms_remove(oms, si, s: int, j: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _apply_events(exs, oms, acct, si, out) -> int:
+def _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees) -> int:
     """Trader.apply_events over the exchange's event buffer: order manager, portfolio, fills
     out. Returns the number of events applied, or a negative code."""
-    ex = exs[0]
-    events = exs[5]
-    pos = acct[0]
-    g = acct[2]
-    o_fills = out[0]
-    o_fees = out[1]
     n = ex[0].n_events
     for k in range(n):
         e = events[k]
@@ -474,7 +466,7 @@ def _apply_events(exs, oms, acct, si, out) -> int:
             return ERR_ORDER_STATE
         st = oms[s, j, OM_STATUS]
         if e.kind == EVT_FILLED:
-            if st == OMS_PENDING_NEW or st == OMS_RACED:
+            if st in (OMS_PENDING_NEW, OMS_RACED):
                 return ERR_ORDER_STATE
             leaves = oms[s, j, OM_LEAVES] - e.qty_lots
             if leaves != e.leaves_lots or leaves < 0:
@@ -509,7 +501,7 @@ def _apply_events(exs, oms, acct, si, out) -> int:
                 return ERR_ORDER_STATE
             _oms_remove(oms, si, s, j)
         else:  # rejected
-            if st == OMS_RACED or st == OMS_PENDING_NEW:
+            if st in (OMS_RACED, OMS_PENDING_NEW):
                 _oms_remove(oms, si, s, j)
             elif st == OMS_PENDING_CANCEL:
                 oms[s, j, OM_STATUS] = OMS_LIVE
@@ -520,13 +512,13 @@ def _apply_events(exs, oms, acct, si, out) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _due_and_apply(exs, oms, acct, si, out, now_ns: int) -> int:
+def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
     """SimExchange._process_due then apply: returns events applied or a negative code."""
     ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
     total = 0
     while True:
         rc = process_due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, now_ns)
-        n = _apply_events(exs, oms, acct, si, out)
+        n = _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees)
         if n < 0:
             return n
         total += n
@@ -538,10 +530,9 @@ def _due_and_apply(exs, oms, acct, si, out, now_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _send_commands(exs, mkt, oms, si, dcmds, n_cmds: int, s: int, exch_ns: int) -> int:
+def _send_commands(ex, syms, cmds, books_px, books_qty, states, sh_px, sh_qty, sh_n, oms, si,
+                   dcmds, n_cmds: int, s: int, exch_ns: int) -> int:
     """Trader.send for every allowed command: order manager, then the wire."""
-    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
-    books_px, books_qty, states = mkt[0], mkt[1], mkt[2]
     for k in range(n_cmds):
         c = dcmds[k]
         if c["reason"] != RISK_OK:
@@ -575,7 +566,7 @@ def _send_commands(exs, mkt, oms, si, dcmds, n_cmds: int, s: int, exch_ns: int) 
     return OK
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) -> int:
     """Trader.quote(now_ns, [symbol]) for symbol s: SymbolStrategy.step, filter_cancels, risk,
     send. Returns OK or a negative code."""
@@ -583,9 +574,9 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     mids_ts, mids_px, tr_ts, tr_px, tr_qty, tr_side = mkt[3], mkt[4], mkt[5], mkt[6], mkt[7], \
         mkt[8]
     (si, w_depth, w_trades, w_dmid, w_si, w_sf, w_counts, cal_i, cal_f, cursor, tgt, dec_f, ml,
-     dcmds, dorders, done, next_oid) = strat
-    pos, bucket, g, gf, lat_ring, lat_sorted = acct
-    qpi, qpf, cal_pi, cal_pf, rpf, max_lots, pi, pf = prm
+     dcmds, dorders, done, next_oid, acct_row) = strat
+    pos, bucket, g, lat_sorted = acct[0], acct[1], acct[2], acct[5]
+    qpi, qpf, cal_pi, cal_pf, rpf, max_lots, pi = prm[:7]
     feed_ns = max(0, _feed_latency(g, lat_sorted, pi[PI_MIN_SAMPLES]))
     if si[s, SI_STARTED] == 0:
         si[s, SI_STARTED] = 1
@@ -608,7 +599,7 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     n_open = 0
     for j in range(si[s, SI_N_OMS]):
         stt = oms[s, j, OM_STATUS]
-        if stt == OMS_PENDING_NEW or stt == OMS_LIVE:
+        if stt in (OMS_PENDING_NEW, OMS_LIVE):
             o = dorders[n_open]
             o["oid"] = oms[s, j, OM_OID]
             o["side"] = oms[s, j, OM_SIDE]
@@ -673,7 +664,6 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
             dcmds[k] = dcmds[j]
         k += 1
     n_cmds = k
-    acct_row = np.empty(ACCT_SIZE, np.int64)
     buy_lots = 0
     sell_lots = 0
     for j in range(si[s, SI_N_OMS]):
@@ -691,7 +681,9 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     acct_row[ACCT_MAX_LOTS] = max_lots[s]
     apply_risk_checks(dcmds, bucket[s:s + 1], rpf[s], acct_row, n_cmds, now_ns)
     decided = max(si[s, SI_BOOK_TS], 0) + feed_ns
-    return _send_commands(exs, mkt, oms, si, dcmds, n_cmds, s, decided)
+    ex, syms, cmds, sh_px, sh_qty, sh_n = exs[0], exs[1], exs[4], exs[6], exs[7], exs[8]
+    return _send_commands(ex, syms, cmds, books_px, books_qty, states, sh_px, sh_qty, sh_n,
+                          oms, si, dcmds, n_cmds, s, decided)
 
 
 @njit(cache=True, nogil=True)
@@ -712,7 +704,7 @@ def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int,
               pos[s].quote_per_tick_lot)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sample(mkt, acct, si, out, prm, s: int) -> int:
     """What `mmd backtest` samples after a frame of a synced symbol: the equity curve and
     the mid every PI_SAMPLE_NS of the book's time, and the quote target's top when it
@@ -766,23 +758,24 @@ def _sample(mkt, acct, si, out, prm, s: int) -> int:
     return OK
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: int,
                    recv: int) -> int:
     frames, book_ts = data[3], data[4]
     lv_px, lv_qty = data[5], data[6]
     books_px, books_qty, states, mids_ts, mids_px = mkt[0], mkt[1], mkt[2], mkt[3], mkt[4]
-    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
+    ex, syms, orders, free, events = exs[0], exs[1], exs[2], exs[3], exs[5]
+    sh_px, sh_qty, sh_n = exs[6], exs[7], exs[8]
     si = strat[0]
-    pos, bucket, g, gf, lat_ring, lat_sorted = acct
+    pos, g, gf, lat_ring, lat_sorted = acct[0], acct[2], acct[3], acct[4], acct[5]
     pi, pf = prm[6], prm[7]
     st = states[s]
     ts = book_ts[idx]
     # MarketHub._on_book: book sync and apply, then the mids ring
     code = apply_cached_frame(books_px, books_qty, states, s, frames, idx, lv_px, lv_qty)
-    if code == SYNC_APPLY_SNAPSHOT or code == SYNC_APPLY_DELTA or code == SYNC_CROSSED:
+    if code in (SYNC_APPLY_SNAPSHOT, SYNC_APPLY_DELTA, SYNC_CROSSED):
         si[s, SI_BOOK_TS] = ts
-    if code == SYNC_APPLY_SNAPSHOT or code == SYNC_APPLY_DELTA:
+    if code in (SYNC_APPLY_SNAPSHOT, SYNC_APPLY_DELTA):
         m = compute_mid_ticks(books_px[s, 0], st[SYNC_N_BIDS], books_px[s, 1], st[SYNC_N_ASKS])
         if m == m:
             append_ring_mid(mids_ts[s], mids_px[s], si[s, SI_MIDS_TOTAL:SI_MIDS_TOTAL + 1], ts, m)
@@ -794,13 +787,13 @@ def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: 
         _feed_sample(g, lat_ring, lat_sorted, ts, recv)
         if pi[PI_DERIVE]:
             med = _feed_latency(g, lat_sorted, pi[PI_MIN_SAMPLES])
-            derived = pi[PI_FALLBACK_NS] if med < 0 else int(round(med * pf[PF_LAT_SCALE]))
+            derived = pi[PI_FALLBACK_NS] if med < 0 else round(med * pf[PF_LAT_SCALE])
             entry = pi[PI_ENTRY_NS] if pi[PI_ENTRY_NS] >= 0 else derived
             canc = pi[PI_CANCEL_NS] if pi[PI_CANCEL_NS] >= 0 else derived
             set_latency(ex, entry, canc)
         n_ev = 0
         if ex[0].cmd_tail > ex[0].cmd_head:
-            n_ev = _due_and_apply(exs, oms, acct, si, out, ts)
+            n_ev = _due_and_apply(exs, pos, g, oms, si, out[0], out[1], ts)
             if n_ev < 0:
                 return n_ev
         si[s, SI_SEEN] = 1
@@ -809,7 +802,7 @@ def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: 
         if rc < 0:
             return ERR_KERNEL
         if rc:
-            n = _apply_events(exs, oms, acct, si, out)
+            n = _apply_events(ex, events, pos, g, oms, si, out[0], out[1])
             if n < 0:
                 return n
             n_ev += n
@@ -864,9 +857,9 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
     trade_ts, trade_px, trade_qty, trade_side = data[8], data[9], data[10], data[11]
     states = mkt[2]
     tr_ts, tr_px, tr_qty, tr_side = mkt[5], mkt[6], mkt[7], mkt[8]
-    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
+    ex, syms, orders, free, events = exs[0], exs[1], exs[2], exs[3], exs[5]
     si = strat[0]
-    pos, bucket, g, gf, lat_ring, lat_sorted = acct
+    pos, g, gf = acct[0], acct[2], acct[3]
     pf = prm[7]
     n_rows = min(stop_row, stream.shape[0])
     i = g[G_ROW]
@@ -889,7 +882,7 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
             if ts > g[G_LAST_EXCH_NS]:
                 g[G_LAST_EXCH_NS] = ts
             if ex[0].cmd_tail > ex[0].cmd_head:
-                n = _due_and_apply(exs, oms, acct, si, out, ts)
+                n = _due_and_apply(exs, pos, g, oms, si, out[0], out[1], ts)
                 if n < 0:
                     g[G_ROW] = i
                     return n
@@ -900,7 +893,7 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
                 g[G_ROW] = i
                 return ERR_KERNEL
             if rc:
-                n = _apply_events(exs, oms, acct, si, out)
+                n = _apply_events(ex, events, pos, g, oms, si, out[0], out[1])
                 if n < 0:
                     g[G_ROW] = i
                     return n

@@ -174,6 +174,7 @@ class StrategyLoop:
                  fills_capacity: int | None = None) -> None:
         from mmd.kernels import rl as krl
         from mmd.kernels.strategy import (
+            ACCT_SIZE,
             CI_SIZE,
             COMMAND_DTYPE,
             DF_SIZE,
@@ -234,7 +235,7 @@ class StrategyLoop:
             np.zeros((n_sym, DF_SIZE), np.float64), self.ml,
             np.zeros(OMS_CAPACITY + 2 * levels, COMMAND_DTYPE),
             np.zeros(OMS_CAPACITY, ORDER_DTYPE), np.zeros(2 * levels, np.int64),
-            np.zeros(1, np.int64))
+            np.zeros(1, np.int64), np.zeros(ACCT_SIZE, np.int64))
         assert strat[7].shape[1] == CI_SIZE
         oms = np.zeros((n_sym, OMS_CAPACITY, kb.OM_WIDTH), np.int64)
         window = feed._recent.maxlen or 1
