@@ -26,6 +26,7 @@ from mmd.kernels.book_sync import (
 )
 from mmd.kernels.exchange import (
     CMD_SUBMIT,
+    EVENT_DTYPE,
     EVT_ACCEPTED,
     EVT_CANCELED,
     EVT_FILLED,
@@ -916,3 +917,77 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
         i += 1
     g[G_ROW] = i
     return OK
+
+
+def sample_state(n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8,
+                 n_steps: int = 4, depth: int = 3) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Small valid state tuples for `advance` (empty stream, one instrument-less symbol): the
+    dtypes and shapes `mmd.sim.backtest.StrategyLoop` builds, for compiling ahead of time
+    (kernels.warmup). Returns (data, mkt, exs, strat, oms, acct, prm, rl, out)."""
+    from mmd.kernels.calibration import STATE_F_SIZE, STATE_I_SIZE
+    from mmd.kernels.exchange import CMD_DTYPE, alloc_exchange
+    from mmd.kernels.portfolio import alloc_positions
+    from mmd.kernels.rl import OBS_SIZE, RPF_SIZE, RPI_SIZE, new_agent_state
+    from mmd.kernels.strategy import (
+        ACCT_SIZE,
+        CF_SIZE,
+        CI_SIZE,
+        COMMAND_DTYPE,
+        CPF_SIZE,
+        CPI_SIZE,
+        DF_SIZE,
+        ML_SIZE,
+        ORDER_DTYPE,
+        QPF_SIZE,
+        QPI_SIZE,
+        RISK_BUCKET_DTYPE,
+    )
+    from mmd.kernels.strategy import (
+        RPF_SIZE as RISK_RPF_SIZE,
+    )
+
+    i8, f8 = np.int64, np.float64
+    e = np.zeros(0, i8)
+    data = (np.zeros((0, 3), i8), e, e, np.zeros((1, 6), i8), np.zeros(1, i8), e, e, e, e, e, e,
+            e)
+    mkt = (np.zeros((n_sym, 2, cap), i8), np.zeros((n_sym, 2, cap), i8),
+           np.zeros((n_sym, 5), i8), np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), f8),
+           np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), i8),
+           np.zeros((n_sym, ring), i8))
+    ex, syms, orders, free, _, _ = alloc_exchange(n_sym, 8)
+    exs = (ex, syms, orders, free, np.zeros(16, CMD_DTYPE), np.zeros(16, EVENT_DTYPE),
+           np.zeros((n_sym, 2, cap), i8), np.zeros((n_sym, 2, cap), i8),
+           np.zeros((n_sym, 2), i8))
+    si = np.zeros((n_sym, SI_SIZE), i8)
+    cal_pi = np.ones((n_sym, CPI_SIZE), i8)
+    qpi = np.ones((n_sym, QPI_SIZE), i8)
+    strat = (si, np.zeros((n_sym, n_steps), i8), np.zeros((n_sym, n_steps), i8),
+             np.zeros((n_sym, n_steps), f8), np.zeros((n_sym, STATE_I_SIZE), i8),
+             np.zeros((n_sym, STATE_F_SIZE), f8), np.zeros((n_sym, depth + 1), i8),
+             np.zeros((n_sym, CI_SIZE), i8), np.zeros((n_sym, CF_SIZE), f8),
+             np.zeros((n_sym, 2), i8), np.zeros((n_sym, 4, levels), i8),
+             np.zeros((n_sym, DF_SIZE), f8), np.ones((n_sym, ML_SIZE), f8),
+             np.zeros(8 + 2 * levels, COMMAND_DTYPE), np.zeros(8, ORDER_DTYPE),
+             np.zeros(2 * levels, i8), np.zeros(1, i8), np.zeros(ACCT_SIZE, i8))
+    g = np.zeros(G_SIZE, i8)
+    g[G_DAY] = -1
+    acct = (alloc_positions(np.full(n_sym, 1e-4)), np.zeros(n_sym, RISK_BUCKET_DTYPE), g,
+            np.zeros(GF_SIZE, f8), np.zeros(4, i8), np.zeros(4, i8))
+    prm = (qpi, np.zeros((n_sym, QPF_SIZE), f8), cal_pi, np.ones((n_sym, CPF_SIZE), f8),
+           np.zeros((n_sym, RISK_RPF_SIZE), f8), np.ones(n_sym, i8), np.ones(PI_SIZE, i8),
+           np.zeros(PF_SIZE, f8))
+    rpi = np.ones(RPI_SIZE, i8)  # one bin each, RL off
+    rpi[RL_MODE] = RL_MODE_OFF
+    rl = (np.zeros((1, 1), f8), np.zeros((1, 1), i8), rpi,
+          np.ones(RPF_SIZE, f8), np.ones((1, 2), f8), new_agent_state().reshape(1, -1),
+          np.ones(1, np.uint64), np.zeros((n_sym, OBS_SIZE), f8))
+    nan2 = np.full((n_sym, 2), np.nan)
+    out = (np.zeros((4, FILL_WIDTH), i8), np.zeros(4, f8), np.zeros(2, i8), np.zeros(2, f8),
+           np.zeros(2, i8), np.zeros(2, i8), np.zeros(2, i8), np.zeros(2, f8), np.zeros(2, i8),
+           np.zeros(2, f8), np.zeros(2, f8), np.zeros(2, i8), nan2, nan2.copy())
+    return data, mkt, exs, strat, oms_rows(n_sym, 8), acct, prm, rl, out
+
+
+def oms_rows(n_sym: int, capacity: int) -> np.ndarray:
+    """An empty order manager: int64[n_sym, capacity, OM_WIDTH]."""
+    return np.zeros((n_sym, capacity, OM_WIDTH), np.int64)
