@@ -13,6 +13,10 @@ decisions, same queue model, partial fills, latency and fees; mmd time includes 
 state, the peer time only the loop. No strategy computation on either side.
 `--quick`: the 44 s Bybit capture (linear symbols); otherwise also the first 300,000 stream rows
 of the Binance BTCUSDT 2024 recording. Without the shared data the benchmark reports `skipped`.
+
+`backtest_throughput` (run_throughput, below): the whole strategy loop against hftbacktest's GLFT
+market maker; `backtest_cli_wall`: `mmd backtest` cold and warm (full size only). Run alone with
+`python tests/bench/bench_backtest.py [--quick] [--no-cli]`.
 """
 
 from __future__ import annotations
