@@ -171,7 +171,8 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
     """Load the enabled models from model_dir/adverse and model_dir/spread.
 
     missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
-    naming the config key and the file); "neutral": on_missing(name, reason) is called and that model is left out.
+    naming the config key and the file); "neutral": on_missing(name, reason) is called and
+    that model is left out.
     """
     root = Path(model_dir)
     loaded: dict[str, Any] = {}
