@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model from recordings and write its model files")
     tr.add_argument("kind", choices=["adverse", "spread", "all"])
     tr.add_argument("data", nargs="+", help="recordings (files or directories)")
-    tr.add_argument("--out", required=True, help="models directory (the model goes in OUT/KIND)")
+    tr.add_argument("--out", required=True,
+                    help="models directory (the model goes in OUT/KIND; all: every model)")
     tr.add_argument("-c", "--config", default=None,
                     help="config file for [market] and [features] (default: ./config.toml if "
                          "present, else built-in)")
@@ -266,6 +267,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = args.config
         if path is None and os.path.exists("config.toml"):
             path = "config.toml"
+        if args.kind == "all":
+            from mmd.learn.cli import run_train_all
+
+            run_train_all(args.data, args.out, args.set, path,
+                          progress=not args.no_progress and sys.stderr.isatty())
+            return EXIT_OK
         run_train(args.kind, args.data, args.out, args.set, path,
                   progress=not args.no_progress and sys.stderr.isatty())
         return EXIT_OK

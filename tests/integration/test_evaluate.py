@@ -97,10 +97,30 @@ def _check_against_backtest(rec: Path, tmp: Path, row: dict[str, str], window: l
             assert float(row[mine]) == pytest.approx(v, rel=1e-12, abs=1e-12), mine
 
 
-def test_evaluate_on_a_synthetic_session(tmp_path: Path) -> None:
-    _mmd("synth", "--duration", "150", "--seed", "7", "--out", str(tmp_path / "synth"),
-         "--set", "feed.synthetic.regimes.informed_share=0.3", cwd=tmp_path)
-    (rec,) = sorted((tmp_path / "synth").glob("*.rec.gz"))
+@pytest.fixture(scope="module")
+def synth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """150 simulated seconds with 30 % informed flow (seed 7)."""
+    tmp = tmp_path_factory.mktemp("eval_synth")
+    _mmd("synth", "--duration", "150", "--seed", "7", "--out", str(tmp / "synth"),
+         "--set", "feed.synthetic.regimes.informed_share=0.3", cwd=tmp)
+    (rec,) = sorted((tmp / "synth").glob("*.rec.gz"))
+    return rec
+
+
+def test_train_all_writes_every_model_with_one_summary(synth_rec: Path, tmp_path: Path) -> None:
+    r = _mmd("train", "all", str(synth_rec), "--out", str(tmp_path / "m"), "--no-progress",
+             "--set", "n_splits=1", "--set", "horizon_s=2", cwd=tmp_path)
+    summary = r.stdout[r.stdout.index("summary ("):]
+    for name in ("adverse", "spread"):
+        version = json.loads((tmp_path / "m" / name / "model.json").read_text())["version"]
+        assert f"  {name} " in summary and f"version {version}" in summary
+    has_rl = (tmp_path / "m" / "rl").exists()
+    assert ("rl       not trained" in summary) != has_rl
+    assert f"models written to {tmp_path / 'm'}" in summary
+
+
+def test_evaluate_on_a_synthetic_session(synth_rec: Path, tmp_path: Path) -> None:
+    rec = synth_rec
     result, rows, stdout = _evaluate(rec, tmp_path, splits=2)
     _check_table(result, rows, stdout, splits=2, tmp=tmp_path)
     _check_tuning_windows(result)
