@@ -135,11 +135,13 @@ def test_evaluate_on_a_synthetic_session(synth_rec: Path, tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def short_btc(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real BTCUSDT recording's first 150 s of receive time (header line included)."""
+def short_btc(binance_btc_2023_rec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real BTCUSDT 2023-04-04/05 recording's first 150 s of receive time (header line
+    included). That one trades busily from its start (the 2024 one is quiet for its first
+    ~3 minutes: no adverse label in a training part that short)."""
     out = tmp_path_factory.mktemp("eval_rec") / "btc_150s.rec.gz"
     first = None
-    with gzip.open(binance_btc_rec, "rb") as src, gzip.open(out, "wb") as dst:
+    with gzip.open(binance_btc_2023_rec, "rb") as src, gzip.open(out, "wb") as dst:
         for line in src:
             head = line.split(b" ", 1)[0]
             if head.isdigit():
