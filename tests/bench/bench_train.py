@@ -4,9 +4,10 @@
 Figures (seconds, wall): `wall_s` for the whole command in process (recording read, datasets,
 walk-forward fits, final fits, model files), `read_s` for reading the recording into market
 series, `<model>_s` per model, and `recording_s` the receive time the recording covers. Quick:
-the first 120 s of the Binance BTCUSDT 2024-07-18/19 recording with 2 walk-forward splits.
-Full: the whole ~8 min recording with the defaults (4 splits). The recording is converted into
-a temp dir first (not timed). Without the shared data the row says `skipped`.
+the first 120 s of the Binance BTCUSDT 2023-04-04/05 recording with 2 walk-forward splits
+(it trades busily from its start). Full: the whole ~8.5 min recording with the defaults (4
+splits). The recording is converted into a temp dir first (not timed). Without the shared data
+the row says `skipped`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ QUICK_S = 120
 def _recording(tmp: Path, quick: bool) -> tuple[Path, float] | None:
     from mmd.feeds.convert import convert_binance_usdm
 
-    ins = sorted((DATA / "binance_usdm_btcusdt_2024-07-18_19").glob("*.gz"))
+    ins = sorted((DATA / "binance_usdm_btcusdt_2023-04-04_05").glob("*.gz"))
     if not ins:
         return None
     (path,) = convert_binance_usdm(ins, tmp, progress=False)
