@@ -481,7 +481,10 @@ def run_evaluate(cfg: AppConfig, data: list[str], models_dir: str, out: str | No
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"--space {opts.space}: {exc}") from None
     check_space(space, table, config_from_mapping)
-    spans = recording_spans(data)
+    try:
+        spans = recording_spans(data)
+    except ConfigError as exc:
+        raise ConfigError("evaluate: " + str(exc).removeprefix("tune: ")) from None
     try:
         folds = walk_forward([(a, b) for _, a, b in spans], opts.splits,
                              round(opts.purge_s * 1e9))

@@ -164,3 +164,19 @@ def test_evaluate_on_a_real_recording(short_btc: Path, tmp_path: Path) -> None:
     row = next(r for r in rows if r["strategy"] == "as_tuned" and r["split"] == "1")
     _check_against_backtest(short_btc, tmp_path, row, result["splits"][0]["test_windows"][0],
                             ["--strategy", "as", *sets])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["nowhere/"], "evaluate: nowhere does not exist"),
+    (["{rec}", "--splits", "0"], "--splits must be >= 1"),
+    (["{rec}", "--space", "missing.toml"], "--space missing.toml"),
+])
+def test_evaluate_errors_are_one_line(synth_rec: Path, tmp_path: Path, args: list[str],
+                                      needle: str) -> None:
+    argv = [a.replace("{rec}", str(synth_rec)) for a in args]
+    r = subprocess.run([sys.executable, "-m", "mmd", "evaluate", *argv, "--models",
+                        str(tmp_path / "m"), "--no-progress"], capture_output=True, text=True,
+                       timeout=120, check=False, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
