@@ -516,6 +516,9 @@ def run_evaluate(cfg: AppConfig, data: list[str], models_dir: str, out: str | No
                     bar.set_postfix_str(f"split {sp.number}: {spec.key}")
                     rows.append(_split_row(spec, sp, table, spans, windows))
                     bar.update(1)
+                if out:  # the splits done so far, so a long run's figures survive a stop
+                    write_outputs(_assemble(specs, splits[:sp.number], rows, windows, spans,
+                                            opts, time.perf_counter() - t0), Path(out))
     finally:
         bar.close()
     result = _assemble(specs, splits, rows, windows, spans, opts, time.perf_counter() - t0)
