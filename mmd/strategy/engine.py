@@ -19,7 +19,8 @@ import numpy as np
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
-from mmd.kernels.strategy import update_calibration_from_rings
+from mmd.kernels import risk_size as krs
+from mmd.kernels.strategy import QPI_MAX_LOTS, update_calibration_from_rings
 from mmd.learn.runtime import LoadedModels
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
@@ -29,6 +30,19 @@ from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
 
 Command = SubmitOrder | CancelOrder
+
+
+class AccountRisk(msgspec.Struct, frozen=True):
+    """What the trader knows of the account's risk at a decision (for the risk-scaled size).
+
+    Attributes:
+        total_pnl_quote: total PnL (fees and funding included), quote.
+        loss_used: share of `[risk] max_loss_per_day` lost today, in [0, 1] (0 without a limit;
+            RiskGate.loss_budget_used).
+    """
+
+    total_pnl_quote: float = 0.0
+    loss_used: float = 0.0
 
 
 class SymbolStrategy:
@@ -61,6 +75,14 @@ class SymbolStrategy:
         self._cursor = np.zeros(2, np.int64)
         self._ids = itertools.count(1)
         self._id_prefix = f"{instrument.symbol}-{start_ns // 1_000_000}-"
+        # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
+        self._rsp = np.array([cfg.risk_size_w_vol, cfg.risk_size_w_drawdown,
+                              cfg.risk_size_w_loss, cfg.risk_size_w_inventory,
+                              cfg.risk_size_drawdown_quote, cfg.risk_size_vol_halflife_s],
+                             np.float64)
+        self._vol_ref = np.full(2, np.nan)
+        self._pnl_peak = -np.inf
+        self.size_mult = 1.0  # the last decision's risk-scaled size multiplier
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids)}"
@@ -83,7 +105,8 @@ class SymbolStrategy:
             raise InvariantViolation(f"calibration trade rejected (code {rc})")
 
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
-             position_lots: int, *, halted: bool = False) -> list[Command]:
+             position_lots: int, *, halted: bool = False,
+             account: AccountRisk | None = None) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
@@ -92,6 +115,8 @@ class SymbolStrategy:
             open_orders: our live and in-flight orders (from the order manager).
             position_lots: the current position.
             halted: the kill switch holds: cancel everything, decide nothing.
+            account: the account's PnL and loss budget (risk-scaled size; None = no
+                drawdown and no budget used).
         """
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -105,6 +130,9 @@ class SymbolStrategy:
         cal = self.calibrator
         if self.models is not None:
             self.ml = self.ml_inputs(now_ns, st)
+        if self.cfg.risk_size:
+            self.size_mult = self.risk_size_mult(market_ns, cal.sigma, position_lots, account)
+            self.ml = msgspec.structs.replace(self.ml, size_mult=self.size_mult)
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
                                     position_lots, self.ml)
         self.decisions += 1
@@ -142,6 +170,21 @@ class SymbolStrategy:
             if h == h:
                 ml = msgspec.structs.replace(ml, spread_override_ticks=2.0 * h)
         return ml
+
+    def risk_size_mult(self, market_ns: int, sigma_ticks: float, position_lots: int,
+                       account: AccountRisk | None) -> float:
+        """The order-size multiplier of `mmd.kernels.risk_size` at this decision: the
+        calibrated sigma against its exponential average, the drawdown of the account's total
+        PnL from the highest value this strategy has seen, the daily loss budget used, and
+        |position| / the position limit."""
+        vol_ref = krs.apply_vol_reference(self._vol_ref, float(sigma_ticks), market_ns * 1e-9,
+                                          float(self._rsp[krs.RSP_HALFLIFE_S]))
+        acct = account if account is not None else AccountRisk()
+        self._pnl_peak = max(self._pnl_peak, acct.total_pnl_quote)
+        max_lots = int(self.quoter.qpi[QPI_MAX_LOTS])
+        return float(krs.compute_size_mult(
+            self._rsp, float(sigma_ticks), vol_ref, self._pnl_peak - acct.total_pnl_quote,
+            acct.loss_used, position_lots / max_lots if max_lots > 0 else 0.0))
 
     def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
         return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)
