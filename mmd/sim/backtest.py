@@ -145,10 +145,12 @@ class LoopResult:
 
 def unsupported(ev: EventArrays, cfg: AppConfig) -> str | None:
     """Why the jitted loop cannot run this event cache with this config (None = it can):
-    the loop has no funding settlement (tickers with `[exchange] funding` on) and no
-    instrument step change."""
+    the loop has no funding settlement (tickers with `[exchange] funding` on), no
+    instrument step change and no risk-scaled size (`[strategy] risk_size`)."""
     from mmd.model.codes import INST_CHANGED
 
+    if cfg.strategy.risk_size:
+        return "risk-scaled size ([strategy] risk_size) is not in the fast engine"
     if cfg.exchange.funding and len(ev.ticker_sym) > 0:
         return "funding from tickers is not in the fast engine"
     if np.any(np.asarray(ev.inst_flags) & INST_CHANGED):
