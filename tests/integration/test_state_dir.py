@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from procs import base_env
 
-from mmd.feeds.recording import RecordingWriter, read_recording
 from mmd.model.codes import BUY
 from mmd.model.events import SubmitOrder
 from mmd.model.instrument import Instrument
@@ -80,22 +79,10 @@ def test_state_dir_bad_row_exits_2_with_recovery_hint(tmp_path: Path) -> None:
     assert f"ledger row 1 in {path} is invalid" in line and "move" in line
 
 
-@pytest.fixture(scope="module")
-def btc_slice(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The recording's first 4000 frames (~100 s), under the same name: each of the three
-    replays below then takes a quarter of the time the whole recording would."""
-    out = tmp_path_factory.mktemp("state_dir_rec") / binance_btc_rec.name
-    with RecordingWriter(out) as w:
-        for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
-            if i >= 4000:
-                break
-            w.write(ts, raw)
-    return out
-
-
-def test_replay_over_a_longer_foreign_journal_exits_2(btc_slice: Path, tmp_path: Path) -> None:
+def test_replay_over_a_longer_foreign_journal_exits_2(binance_btc_rec: Path,
+                                                       tmp_path: Path) -> None:
     state = tmp_path / "state"
-    env = {"MMD_FEED__REPLAY__PATHS": json.dumps([str(btc_slice)]),
+    env = {"MMD_FEED__REPLAY__PATHS": json.dumps([str(binance_btc_rec)]),
            "MMD_STRATEGY__WARMUP_S": "5"}
     first = _run(state, "--feed", "replay", timeout=300, **env)
     assert first.returncode == 0, first.stderr[-2000:]
