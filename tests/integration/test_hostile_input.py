@@ -25,6 +25,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from procs import free_port, metric_values
+from sizes import scaled
 
 from mmd.app import Daemon
 from mmd.config import config_from_mapping
@@ -35,9 +36,10 @@ pytestmark = pytest.mark.slow
 SYM = "BTCUSDT"
 TICK, LOT = "0.1", "0.001"
 T0 = 1_786_310_817_000  # ms; the real capture's start (venue times must lie in 2000..2200)
-# hypothesis batches: about 15 s per transport on a loaded 2-core machine
-WS_CASES = 150
-REST_CASES = 60
+# hypothesis batches (MMD_TEST_FULL=1: 150 and 60, about 15 s per transport on a loaded 2-core
+# machine)
+WS_CASES = scaled(50, 150)
+REST_CASES = scaled(20, 60)
 
 
 class Raw:
@@ -494,7 +496,7 @@ async def test_hostile_rest_bodies_in_rest_only_mode(tmp_path: Path) -> None:
         await venue.stop()
 
 
-REPLAY_CASES = 120
+REPLAY_CASES = scaled(40, 120)
 
 
 async def test_hostile_frames_in_a_replayed_recording_never_end_the_run(
