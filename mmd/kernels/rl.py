@@ -210,9 +210,9 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
               mid_ticks: float, position_lots: int, max_lots: int, qty_per_tick_lot: float) -> int:
     """The RL call of one quote decision.
 
-    At a decision time (the first call, then every RPI_STEP_NS of now_ns): in MODE_LEARN,
-    reward the last step's action and update its Q value (skipped when the reward is not
-    finite); then pick the next action (epsilon-greedy in MODE_LEARN; in MODE_GREEDY the best
+    At a decision time (the first call, then every RPI_STEP_NS of now_ns): reward the last
+    step's action (summed in RS_REWARD_SUM; skipped when not finite) and, in MODE_LEARN,
+    update its Q value; then pick the next action (epsilon-greedy in MODE_LEARN; in MODE_GREEDY the best
     action tried in training, greedy_visited_action).
     Every call writes the action in force (gamma multiplier, skew) into ml, so a caller that
     rebuilds ml per decision still quotes with the held action.
@@ -235,16 +235,17 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
         return a
     s = compute_rl_state(rpi, rpf, obs)
     prev = int(rs[RS_STATE])
-    if mode == MODE_LEARN and prev >= 0:
+    if prev >= 0:
         unit = qty_per_tick_lot if qty_per_tick_lot > 0 else 1.0
         d_pnl = (pnl_quote - rs[RS_PNL]) / unit
         d_inv = rs[RS_POSITION] * (mid_ticks - rs[RS_MID])
         r = compute_reward(d_pnl, d_inv, rs[RS_POSITION], max_lots, rpf[RPF_DAMP],
                            rpf[RPF_INV_PENALTY])
         if math.isfinite(r):
-            update_q(q, visits, prev, int(rs[RS_ACTION]), r, s, rpf[RPF_ALPHA],
-                     rpf[RPF_DISCOUNT])
             rs[RS_REWARD_SUM] += r
+            if mode == MODE_LEARN:
+                update_q(q, visits, prev, int(rs[RS_ACTION]), r, s, rpf[RPF_ALPHA],
+                         rpf[RPF_DISCOUNT])
     if mode == MODE_LEARN:
         a = select_action(q, s, rpf[RPF_EPSILON], rng)
     else:

@@ -12,6 +12,8 @@ quote decision, order diff), the same ones the backtest loop runs.
 from __future__ import annotations
 
 import itertools
+import math
+import zlib
 
 import msgspec
 import numpy as np
@@ -19,8 +21,8 @@ import numpy as np
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
-from mmd.kernels.strategy import update_calibration_from_rings
-from mmd.learn.runtime import LoadedModels
+from mmd.kernels.strategy import QPI_MAX_LOTS, QPI_SESSION_NS, update_calibration_from_rings
+from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
@@ -53,6 +55,10 @@ class SymbolStrategy:
         self.xm = np.full(km.N_MARKET, np.nan)  # the models' market vector at the last decision
         self.p_adverse = (np.nan, np.nan)  # detector's (p_buy, p_sell) at the last decision
         self.widened = 0  # decisions with a side widened (multiplier > 1) or withdrawn
+        # the RL agent (its own running state and generator; the table is the policy's)
+        self.rl: RlAgent | None = None
+        if self.models is not None and self.models.rl is not None:
+            self.rl = self.models.rl.new_agent(zlib.crc32(instrument.symbol.encode()))
         self.target: QuoteTarget | None = None
         self.decisions = 0
         self.submits = 0
@@ -83,7 +89,8 @@ class SymbolStrategy:
             raise InvariantViolation(f"calibration trade rejected (code {rc})")
 
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
-             position_lots: int, *, halted: bool = False) -> list[Command]:
+             position_lots: int, *, halted: bool = False,
+             pnl_quote: float = math.nan) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
@@ -92,6 +99,8 @@ class SymbolStrategy:
             open_orders: our live and in-flight orders (from the order manager).
             position_lots: the current position.
             halted: the kill switch holds: cancel everything, decide nothing.
+            pnl_quote: the symbol's total PnL (the RL reward when learning online; NaN: no
+                update for that step).
         """
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -105,6 +114,8 @@ class SymbolStrategy:
         cal = self.calibrator
         if self.models is not None:
             self.ml = self.ml_inputs(now_ns, st)
+            if self.rl is not None:
+                self.ml = self.rl_inputs(self.ml, now_ns, st, position_lots, pnl_quote)
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
                                     position_lots, self.ml)
         self.decisions += 1
@@ -142,6 +153,27 @@ class SymbolStrategy:
             if h == h:
                 ml = msgspec.structs.replace(ml, spread_override_ticks=2.0 * h)
         return ml
+
+    def rl_inputs(self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int,
+                  pnl_quote: float) -> MlInputs:
+        """ml with the RL action in force (rl_decide: a new action every step_s of now_ns,
+        held in between): its gamma multiplier and skew. The observation is the
+        FeatureEngine's volatility and OFI, the position against the limit, the detector's
+        larger side probability (NaN without a detector) and the AS session's elapsed share.
+        The risk gate checks what this produces like any other quote.
+        """
+        agent = self.rl
+        assert agent is not None
+        qpi = self.quoter.qpi
+        p_adv = max(self.p_adverse) if self.models is not None and \
+            self.models.adverse is not None else math.nan
+        inst = self.instrument
+        g, k = agent.decide(now_ns, st.features.x, position_lots, int(qpi[QPI_MAX_LOTS]), p_adv,
+                            int(qpi[QPI_SESSION_NS]), pnl_quote, st.book.mid_ticks(),
+                            inst.tick * inst.lot)
+        if g == 1.0 and k == 0.0:
+            return ml
+        return msgspec.structs.replace(ml, gamma_mult=g, skew_ticks=k)
 
     def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
         return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)

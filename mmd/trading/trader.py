@@ -460,8 +460,11 @@ class Trader:
                 continue
             strat = self.strategy(sym, st, now_ns)
             position = self.portfolio.position_lots(sym)
+            pnl = 0.0  # the RL reward's PnL (a symbol never traded has none)
+            if strat.rl is not None and sym in self.portfolio.symbols:
+                pnl = self.portfolio.position(sym).pnl_quote
             cmds = strat.step(now_ns, st, self.oms.open_orders(sym), position,
-                              halted=self.risk.halted)
+                              halted=self.risk.halted, pnl_quote=pnl)
             if not cmds:
                 continue
             cmds = self.oms.filter_cancels(cmds)

@@ -219,6 +219,13 @@ def test_greedy_mode_acts_only_on_actions_tried_in_training() -> None:
     visits[1, 7], q[1, 7] = 3, -2.0
     visits[1, 9], q[1, 9] = 1, -0.5
     assert rl.greedy_visited_action(q, visits, 1) == 9
+    # greedy mode still scores its steps (RS_REWARD_SUM) without touching the table:
+    # PnL 0 -> 0.05 quote at 0.01 per tick-lot = 5 tick-lots, flat, no penalty
+    before, seen = q.copy(), visits.copy()
+    rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 5 * S, 0.05, 1001.0,
+                 0, 10, 0.01)
+    assert rs[rl.RS_REWARD_SUM] == pytest.approx(5.0)
+    assert np.array_equal(q, before) and np.array_equal(visits, seen)
 
 
 def test_rl_decide_off_leaves_ml_alone() -> None:
