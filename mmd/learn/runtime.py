@@ -234,7 +234,8 @@ class RlAgent:
         self.rng = krl.new_rng(policy.seed + salt) if policy.rng is None else policy.rng
         self.obs = np.full(krl.OBS_SIZE, np.nan)
         self.ml = np.ones(ML_SIZE)
-        self.action = -1
+        self.action = -1  # the action in force (-1: none yet, or RL off)
+        self._held = (1.0, 0.0)
         self.counts = np.zeros(len(policy.actions), np.int64)
 
     def decide(self, now_ns: int, fx: F64Array, position_lots: int, max_lots: int,
@@ -242,6 +243,11 @@ class RlAgent:
                qty_per_tick_lot: float) -> tuple[float, float]:
         """rl_decide at one quote decision; returns the (gamma multiplier, skew ticks) in force."""
         p = self.policy
+        nxt = self.rs[krl.RS_NEXT_NS]
+        if self.action >= 0 and nxt >= 0 and float(now_ns) < nxt:  # as the kernel compares
+            # between decisions: the held action, as rl_decide would return it (without the
+            # two kernel dispatches, most of this call's cost)
+            return self._held
         krl.fill_rl_obs(self.obs, fx, position_lots, max_lots, p_adverse, now_ns, session_ns)
         before = self.rs[krl.RS_DECISIONS]
         a = krl.rl_decide(p.q, p.visits, p.rpi, p.rpf, p.actions, self.rs, self.rng, self.ml,
@@ -250,7 +256,8 @@ class RlAgent:
         if self.rs[krl.RS_DECISIONS] != before:
             self.counts[a] += 1
         self.action = a
-        return float(p.actions[a, 0]), float(p.actions[a, 1])
+        self._held = (float(p.actions[a, 0]), float(p.actions[a, 1])) if a >= 0 else (1.0, 0.0)
+        return self._held
 
 
 class LoadedModels:
