@@ -290,6 +290,7 @@ def plot_convergence(curves: dict[str, list[float]], out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = np.arange(1, len(curves["reward"]) + 1)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
@@ -300,6 +301,7 @@ def plot_convergence(curves: dict[str, list[float]], out: Path) -> Path:
     ax2.plot(ep, curves["pnl"], marker=".", color="C2")
     ax2.set_ylabel("PnL (quote)")
     ax2.set_xlabel("episode")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
