@@ -332,7 +332,7 @@ class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     rl_ofi_scale: Annotated[float, Meta(gt=0, le=1e9)] = 5.0
     # learning (training and rl_online): rate, discount, exploration probability
     rl_alpha: Annotated[float, Meta(gt=0, le=1.0)] = 0.1
-    rl_discount: Annotated[float, Meta(ge=0, lt=1.0)] = 0.9
+    rl_discount: Annotated[float, Meta(ge=0, le=0.999)] = 0.9
     rl_epsilon: Annotated[float, Meta(ge=0, le=1.0)] = 0.1
     # reward: share of a speculative (inventory) gain taken off, and the inventory cost in
     # ticks per lot per step at the position limit (quadratic in the position)
