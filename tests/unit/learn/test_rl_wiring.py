@@ -234,3 +234,37 @@ def test_ledger_and_metrics_record_the_rl_version(tmp_path: Path) -> None:
     assert f'mmd_model_info{{model="rl",version="{version}"}} 1.0' in metrics.render().decode()
     # off by default: nothing loaded
     assert app_mod.load_quote_models(_cfg(models), None, 1) is None
+
+
+def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path,
+                                                          tmp_path: Path) -> None:
+    """[models] rl_online: the daemon's path (FrameHandler -> Trader -> SymbolStrategy) learns
+    into the loaded copy, with the symbol's PnL from the portfolio as the reward's; the file
+    keeps the trained table."""
+    models_dir = write_table(tmp_path, (1.0, 0.0), step_s=1.0)
+    cfg = _cfg(models_dir, rl=True, rl_online=True, rl_alpha=0.5, rl_epsilon=0.5)
+    m = app_mod.load_quote_models(cfg, None, 0)
+    assert m is not None and m.rl is not None and m.rl.online
+    hub = MarketHub(["BTCUSDT"], cfg.market, features_cfg=cfg.features)
+    trader = app_mod.build_trader(cfg, hub, ledger=False)
+    trader.models = m
+    handler = app_mod.FrameHandler(hub, None, None, trader, quote_inline=True)
+    for ts, raw in read_recording(synth_rec):
+        handler(raw, ts)
+    strat = trader.strategies["BTCUSDT"]
+    assert strat.rl is not None and trader.fills
+    # a decision a second over ~55 s of quoting: every step but the first is an update
+    decisions = int(strat.rl.rs[krl.RS_DECISIONS])
+    assert decisions > 40 and int(m.rl.visits.sum()) == visits_before(models_dir) + decisions - 1
+    assert np.count_nonzero(m.rl.q[:, 1:]) > 0  # exploration tried, and valued, other actions
+    # the reward saw the portfolio's PnL: the last decision's PnL is the symbol's at that time
+    assert strat.rl.rs[krl.RS_PNL] != 0.0
+    assert len(np.unique(strat.rl.counts.nonzero()[0])) > 3  # epsilon 0.5 explores
+    fresh = RlPolicy.from_dir(models_dir / "rl")
+    assert fresh.version == m.rl.version and int(fresh.visits.sum()) == visits_before(models_dir)
+
+
+def visits_before(models_dir: Path) -> int:
+    """The trained table's visit count, read from the file."""
+    _, arrays = load_model(models_dir / "rl", RL_KINDS, RL_OBSERVATIONS)
+    return int(arrays["visits"].sum())
