@@ -66,7 +66,7 @@ OBS_SIZE = 5
 
 RS_STATE = 0  # state of the last decision (-1 before the first)
 RS_ACTION = 1
-RS_NEXT_NS = 2  # exchange time of the next decision
+RS_NEXT_NS = 2  # time of the next decision (now_ns clock)
 RS_PNL = 3  # total PnL at the last decision
 RS_MID = 4  # mid (ticks) at the last decision
 RS_POSITION = 5  # position (lots) at the last decision
@@ -212,13 +212,14 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
 
     At a decision time (the first call, then every RPI_STEP_NS of now_ns): reward the last
     step's action (summed in RS_REWARD_SUM; skipped when not finite) and, in MODE_LEARN,
-    update its Q value; then pick the next action (epsilon-greedy in MODE_LEARN; in MODE_GREEDY the best
-    action tried in training, greedy_visited_action).
-    Every call writes the action in force (gamma multiplier, skew) into ml, so a caller that
-    rebuilds ml per decision still quotes with the held action.
+    update its Q value; then pick the next action (epsilon-greedy in MODE_LEARN; in
+    MODE_GREEDY the best action tried in training, greedy_visited_action). Every call writes
+    the action in force (gamma multiplier, skew) into ml, so a caller that rebuilds ml per
+    decision still quotes with the held action.
 
     Args:
-        obs: float64[OBS_SIZE] (fill_rl_obs). now_ns: exchange time. pnl_quote: the symbol's
+        obs: float64[OBS_SIZE] (fill_rl_obs). now_ns: the decision's time (the now the quote
+        decision gets; the replay drivers use the frame's receive time). pnl_quote: the symbol's
         total PnL (quote). mid_ticks: the mid. position_lots, max_lots: position and limit.
         qty_per_tick_lot: quote value of one tick on one lot (the reward's unit).
 
