@@ -319,11 +319,12 @@ class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     rl_online: bool = False
     # `mmd train rl` (the table records them; the daemon uses the table's): seconds between
     # RL decisions, and bins of inventory, volatility, order-flow imbalance, the detector's
-    # probability and the session's elapsed time (at most 10 each)
+    # probability and the session's elapsed time (at most 10 each; OFI 1 = not binned: the
+    # jitted training loop runs no feature engine, more bins train through the frame driver)
     rl_step_s: Annotated[float, Meta(ge=0.1, le=3600.0)] = 5.0
     rl_inventory_bins: RlBins = 5
     rl_volatility_bins: RlBins = 3
-    rl_ofi_bins: RlBins = 3
+    rl_ofi_bins: RlBins = 1
     rl_adverse_bins: RlBins = 3
     rl_time_bins: RlBins = 2
     # sigma (ticks per sqrt s) at the middle of the volatility bins; OFI (in average trade

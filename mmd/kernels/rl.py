@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import njit
 
-from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI, F_RV_TICKS_PER_SQRT_S
+from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI
 from mmd.kernels.strategy import ML_GAMMA_MULT, ML_SKEW_TICKS
 
 RPI_INV_BINS = 0  # bins of position / max position over [-1, 1]
@@ -58,7 +58,7 @@ RPF_OFI_SCALE = 6  # OFI (in average trade sizes) that maps to tanh = 0.76
 RPF_SIZE = 7
 
 OBS_INV_FRAC = 0  # position / max position
-OBS_SIGMA = 1  # ticks / sqrt(s)
+OBS_SIGMA = 1  # the calibrated sigma, ticks / sqrt(s)
 OBS_OFI = 2  # order-flow imbalance in average trade sizes
 OBS_P_ADVERSE = 3  # NaN when no detector: the middle bin
 OBS_TIME_FRAC = 4
@@ -122,23 +122,30 @@ def compute_rl_state(rpi, rpf, obs) -> int:
 
 
 @njit(cache=True, nogil=True)
-def fill_rl_obs(obs, fx, position_lots: int, max_lots: int, p_adverse: float, now_ns: int,
-                session_ns: int) -> None:
+def fill_rl_obs(obs, position_lots: int, max_lots: int, sigma_ticks: float, ofi_trades: float,
+                p_adverse: float, now_ns: int, session_ns: int) -> None:
     """The observation of one quote decision, the same in both drivers.
 
-    fx: the FeatureEngine vector (mmd.kernels.features F_*): realized volatility (ticks /
-    sqrt s) and OFI divided by the EW mean trade size (NaN when no trade yet). p_adverse: the
-    detector's larger side probability, NaN without a detector. The time is the elapsed
-    fraction of the AS session (session_ns, aligned to the epoch as the quoter's horizon).
+    sigma_ticks: the calibrated volatility the quote uses (ticks / sqrt s; NaN before a fit).
+    ofi_trades: order-flow imbalance in average trade sizes (compute_ofi_trades; NaN when
+    unknown). p_adverse: the detector's larger side probability, NaN without a detector. The
+    time is the elapsed fraction of the AS session (session_ns, aligned to the epoch as the
+    quoter's horizon). NaN inputs fall in the middle bin.
 
     Mutates: obs (float64[OBS_SIZE]).
     """
     obs[OBS_INV_FRAC] = position_lots / max_lots if max_lots > 0 else 0.0
-    obs[OBS_SIGMA] = fx[F_RV_TICKS_PER_SQRT_S]
-    avg = fx[F_AVG_TRADE_LOTS]
-    obs[OBS_OFI] = fx[F_OFI] / avg if avg > 0 else math.nan
+    obs[OBS_SIGMA] = sigma_ticks
+    obs[OBS_OFI] = ofi_trades
     obs[OBS_P_ADVERSE] = p_adverse
     obs[OBS_TIME_FRAC] = (now_ns % session_ns) / session_ns if session_ns > 0 else math.nan
+
+
+@njit(cache=True, nogil=True)
+def compute_ofi_trades(fx) -> float:
+    """The FeatureEngine's OFI (lots) in EW mean trade sizes; NaN before the first trade."""
+    avg = fx[F_AVG_TRADE_LOTS]
+    return fx[F_OFI] / avg if avg > 0 else math.nan
 
 
 @njit(cache=True, nogil=True)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 import numpy as np
@@ -43,7 +44,9 @@ class RlTrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     n_splits: the recordings' time span is cut into n_splits + 1 blocks, the last one held out
     (4: train on the first 80 %); purge_s: gap on both sides of the cut (default one RL step);
     epsilon_end: exploration decays linearly from [models] rl_epsilon to this over the
-    episodes (None: constant).
+    episodes (None: constant). engine: the training episodes' runner, "fast" (the jitted loop
+    over the event cache, mmd.sim.backtest.run_episode), "python" (run_episode_python) or
+    "auto" (fast when it can see the whole state: see fast_unsupported).
     """
 
     episodes: int = 30
@@ -51,6 +54,7 @@ class RlTrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     n_splits: int = 4
     purge_s: float | None = None
     epsilon_end: float | None = None
+    engine: Literal["auto", "fast", "python"] = "auto"
 
     def __post_init__(self) -> None:
         if not 1 <= self.episodes <= 100_000:
@@ -121,6 +125,8 @@ class Window:
     events: Any = None  # the recording's EventArrays (a jitted runner's input)
     frames: list[tuple[int, bytes]] = field(default_factory=list)  # the Python runner's
     models: LoadedModels | None = None  # adverse/spread models quoting alongside RL
+    part_dir: Path | None = None  # where the fast runner writes the window as a recording
+    part_events: Any = None  # ... and its event cache
 
 
 class EpisodeRunner(Protocol):
@@ -173,6 +179,75 @@ def run_episode_python(events: Window, cfg: AppConfig, q: np.ndarray, visits: np
             "decisions": int(rs[krl.RS_DECISIONS]), "frames": frames,
             "position_lots": trader.portfolio.position_lots(w.symbol),
             "action_counts": counts.tolist()}
+
+
+def fast_episode() -> Callable[..., Any] | None:
+    """The jitted loop's episode function (mmd.sim.backtest.run_episode), when this mmd has it."""
+    from mmd.sim import backtest as sb
+
+    return getattr(sb, "run_episode", None)
+
+
+def fast_unsupported(cfg: AppConfig, windows: list[Window]) -> str | None:
+    """Why the jitted loop cannot train this state and config (None = it can): it runs no
+    feature engine (OFI) and no learned model, and has its own limits (funding, steps)."""
+    if fast_episode() is None:
+        return "this mmd has no jitted episode loop"
+    if cfg.models.rl_ofi_bins > 1:
+        return "models.rl_ofi_bins > 1 bins the OFI, which the jitted loop does not compute"
+    if any(w.models is not None and w.models.active for w in windows):
+        return "the adverse/spread models quote alongside, and the jitted loop runs none"
+    if cfg.strategy.model not in ("as", "glft"):
+        return f"strategy model {cfg.strategy.model}"
+    from mmd.sim import backtest as sb
+
+    check = getattr(sb, "unsupported", None)
+    for w in windows:
+        why = check(_part_events(w), cfg) if check is not None else None
+        if why:
+            return f"{w.name}: {why}"
+    return None
+
+
+def _part_events(w: Window) -> Any:
+    """The event cache of the window's frames alone (written once as a recording beside the
+    model: the jitted loop replays a whole cache)."""
+    if w.part_events is None:
+        from mmd.feeds.events import load_events
+        from mmd.feeds.recording import RecordingWriter
+        from mmd.feeds.replay import merged_frames
+
+        assert w.part_dir is not None and w.start_ns <= _first_ts(w)
+        out = w.part_dir / w.files[0].name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            with RecordingWriter(out) as rw:
+                for ts, raw in merged_frames(sorted(w.files)):
+                    if ts >= w.end_ns:
+                        break
+                    rw.write(ts, raw)
+        w.part_events = load_events([out])
+    return w.part_events
+
+
+def _first_ts(w: Window) -> int:
+    return int(w.events.ev_ts_recv_ns[0]) if w.events is not None else w.start_ns
+
+
+def run_episode_fast(events: Window, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
+                     rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
+                     rng: np.ndarray) -> dict[str, Any]:
+    """An episode in the jitted loop over the window's own event cache (a training window
+    starts at the recording's start: the loop needs no earlier market state)."""
+    fn = fast_episode()
+    assert fn is not None
+    w = events
+    run_cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(
+        cfg.feed, category=w.category, symbols=[w.symbol]))
+    res = fn(_part_events(w), run_cfg, q, visits, rpi, rpf, actions, rs, rng)
+    return {"pnl": float(res.total_pnl_quote), "fills": len(res.fills),
+            "reward_sum": float(rs[krl.RS_REWARD_SUM]),
+            "decisions": int(rs[krl.RS_DECISIONS])}
 
 
 def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
@@ -231,8 +306,12 @@ class TrainResult:
 
 
 def train_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrainParams, *,
-             runner: EpisodeRunner = run_episode_python, progress: bool = False) -> TrainResult:
-    """Episodes of Q-learning over the training windows, then the held-out comparison.
+             runner: EpisodeRunner = run_episode_python,
+             eval_runner: EpisodeRunner = run_episode_python,
+             progress: bool = False) -> TrainResult:
+    """Episodes of Q-learning over the training windows (runner), then the held-out
+    comparison (eval_runner: the held-out part needs the market state before it, which the
+    per-frame driver builds).
 
     Episode e uses epsilon = rl_epsilon, or decays linearly to epsilon_end at the last one.
     Held out (per window): the greedy policy (MODE_GREEDY on a copy of the table: the
@@ -272,8 +351,8 @@ def train_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrai
         for label, mode in (("greedy", krl.MODE_GREEDY), ("off", krl.MODE_OFF)):
             r = rpi.copy()
             r[krl.RPI_MODE] = mode
-            out = runner(w, cfg, q.copy(), visits.copy(), r, rpf.copy(), actions,
-                         krl.new_agent_state(), krl.new_rng(tp.seed))
+            out = eval_runner(w, cfg, q.copy(), visits.copy(), r, rpf.copy(), actions,
+                              krl.new_agent_state(), krl.new_rng(tp.seed))
             row[label] = {k: out[k] for k in ("pnl", "fills", "reward_sum", "decisions")
                           if k in out}
             if label == "greedy" and "action_counts" in out:
@@ -324,8 +403,10 @@ def save_rl_model(out_dir: Path, res: TrainResult, *, mmd_version: str,
 
 def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | None,
                  progress: bool, echo: Callable[[str], None] = print,
-                 runner: EpisodeRunner = run_episode_python) -> ModelMeta:
-    """The `mmd train rl` command: split, episodes, held-out comparison, model + plot."""
+                 runner: EpisodeRunner | None = None) -> ModelMeta:
+    """The `mmd train rl` command: split, episodes, held-out comparison, model + plot.
+
+    runner: the training episodes' runner (None: by the `engine` setting)."""
     from mmd import __version__
     from mmd.config import load_config
 
@@ -342,8 +423,14 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
         models = load_models(mc.dir, adverse=mc.adverse, spread=mc.spread, missing=mc.missing)
         for w in train + held:
             w.models = models
-    res = train_rl(cfg, train, held, tp, runner=runner, progress=progress)
     out_dir = Path(out) / "rl"
+    engine = "custom"
+    if runner is None:
+        runner, engine = _choose_runner(cfg, train, tp.engine, out_dir, echo)
+    try:
+        res = train_rl(cfg, train, held, tp, runner=runner, progress=progress)
+    finally:  # the training parts the fast runner wrote (their event caches stay cached)
+        shutil.rmtree(out_dir / "train_part", ignore_errors=True)
     curves = res.curves
     last = curves["reward"][-min(5, len(curves["reward"])):]
     metrics = {
@@ -355,7 +442,7 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
     }
     keys = {k: getattr(mc, k) for k in mc.__struct_fields__ if k.startswith("rl_")
             and k != "rl_online"}
-    hyper = {"train": msgspec.to_builtins(tp), "config": keys,
+    hyper = {"train": msgspec.to_builtins(tp), "config": keys, "engine": engine,
              "strategy_model": cfg.strategy.model,
              "models_alongside": models.versions() if models is not None else {},
              "windows": [{"recording": w.name, "train_ns": [tw.start_ns, tw.end_ns],
@@ -372,6 +459,22 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
     echo(f"model written to {out_dir} in {secs:.1f} s")
     sys.stdout.flush()
     return meta
+
+
+def _choose_runner(cfg: AppConfig, train: list[Window], engine: str, out_dir: Path,
+                   echo: Callable[[str], None]) -> tuple[EpisodeRunner, str]:
+    """(runner, "fast" | "python") for the engine setting; auto prints why it is not fast."""
+    if engine == "python":
+        return run_episode_python, "python"
+    for w in train:
+        w.part_dir = out_dir / "train_part"
+    why = fast_unsupported(cfg, train)
+    if why is None:
+        return run_episode_fast, "fast"
+    if engine == "fast":
+        raise ConfigError(f"train rl: --set engine=fast: {why}")
+    echo(f"training episodes run on the per-frame driver: {why}")
+    return run_episode_python, "python"
 
 
 def _print_summary(res: TrainResult, m: dict[str, Any], meta: ModelMeta,

@@ -239,16 +239,18 @@ class RlAgent:
         self.counts = np.zeros(len(policy.actions), np.int64)
 
     def decide(self, now_ns: int, fx: F64Array, position_lots: int, max_lots: int,
-               p_adverse: float, session_ns: int, pnl_quote: float, mid_ticks: float,
-               qty_per_tick_lot: float) -> tuple[float, float]:
-        """rl_decide at one quote decision; returns the (gamma multiplier, skew ticks) in force."""
+               sigma_ticks: float, p_adverse: float, session_ns: int, pnl_quote: float,
+               mid_ticks: float, qty_per_tick_lot: float) -> tuple[float, float]:
+        """rl_decide at one quote decision (fx: the FeatureEngine vector, for the OFI; sigma:
+        the calibrated one); returns the (gamma multiplier, skew ticks) in force."""
         p = self.policy
         nxt = self.rs[krl.RS_NEXT_NS]
         if self.action >= 0 and nxt >= 0 and float(now_ns) < nxt:  # as the kernel compares
             # between decisions: the held action, as rl_decide would return it (without the
             # two kernel dispatches, most of this call's cost)
             return self._held
-        krl.fill_rl_obs(self.obs, fx, position_lots, max_lots, p_adverse, now_ns, session_ns)
+        krl.fill_rl_obs(self.obs, position_lots, max_lots, sigma_ticks,
+                        krl.compute_ofi_trades(fx), p_adverse, now_ns, session_ns)
         before = self.rs[krl.RS_DECISIONS]
         a = krl.rl_decide(p.q, p.visits, p.rpi, p.rpf, p.actions, self.rs, self.rng, self.ml,
                           self.obs, now_ns, pnl_quote, mid_ticks, position_lots, max_lots,

@@ -157,9 +157,10 @@ class SymbolStrategy:
     def rl_inputs(self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int,
                   pnl_quote: float) -> MlInputs:
         """ml with the RL action in force (rl_decide: a new action every step_s of now_ns,
-        held in between): its gamma multiplier and skew. The observation is the
-        FeatureEngine's volatility and OFI, the position against the limit, the detector's
-        larger side probability (NaN without a detector) and the AS session's elapsed share.
+        held in between): its gamma multiplier and skew. The observation is the position
+        against the limit, the calibrated sigma (as the jitted loop sees it), the
+        FeatureEngine's OFI in average trade sizes, the detector's larger side probability
+        (NaN without a detector) and the AS session's elapsed share.
         The risk gate checks what this produces like any other quote.
         """
         agent = self.rl
@@ -168,9 +169,9 @@ class SymbolStrategy:
         p_adv = max(self.p_adverse) if self.models is not None and \
             self.models.adverse is not None else math.nan
         inst = self.instrument
-        g, k = agent.decide(now_ns, st.features.x, position_lots, int(qpi[QPI_MAX_LOTS]), p_adv,
-                            int(qpi[QPI_SESSION_NS]), pnl_quote, st.book.mid_ticks(),
-                            inst.tick * inst.lot)
+        g, k = agent.decide(now_ns, st.features.x, position_lots, int(qpi[QPI_MAX_LOTS]),
+                            self.calibrator.sigma, p_adv, int(qpi[QPI_SESSION_NS]), pnl_quote,
+                            st.book.mid_ticks(), inst.tick * inst.lot)
         if g == 1.0 and k == 0.0:
             return ml
         return msgspec.structs.replace(ml, gamma_mult=g, skew_ticks=k)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from mmd.kernels import rl as krl
-from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI, F_RV_TICKS_PER_SQRT_S, N_FEATURES
+from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI, N_FEATURES
 from mmd.kernels.strategy import ML_SIZE
 from mmd.learn.model_file import ModelMeta
 from mmd.learn.runtime import RL_OBSERVATIONS, RlPolicy
@@ -119,14 +119,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
         agent = RlPolicy(meta, np.zeros(shape), np.ones(shape, np.int64), rpi, rpf,
                          actions).new_agent()
         fx = np.full(N_FEATURES, np.nan)
-        fx[F_RV_TICKS_PER_SQRT_S], fx[F_OFI], fx[F_AVG_TRADE_LOTS] = 18.0, -12.0, 3.0
+        fx[F_OFI], fx[F_AVG_TRADE_LOTS] = -12.0, 3.0
         clock = [t0]
 
         def py_calls(agent: Any = agent, fx: np.ndarray = fx, clock: list[int] = clock,
                      dt: int = dt) -> None:
             for _ in range(n_py):
                 clock[0] += dt
-                agent.decide(clock[0], fx, 3, 10, 0.4, 300_000_000_000, 0.5, 60_000.5, 1e-4)
+                agent.decide(clock[0], fx, 3, 10, 18.0, 0.4, 300_000_000_000, 0.5, 60_000.5,
+                             1e-4)
 
         rows.append(_row(f"rl.agent_decide[{label}]", _timed(py_calls, n_py, passes)))
     return rows

@@ -10,7 +10,7 @@ import pytest
 from numba import njit
 
 from mmd.kernels import rl
-from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI, F_RV_TICKS_PER_SQRT_S, N_FEATURES
+from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI, N_FEATURES
 from mmd.kernels.strategy import ML_GAMMA_MULT, ML_SIZE, ML_SKEW_TICKS
 
 S = 1_000_000_000
@@ -53,19 +53,18 @@ def test_state_index_is_mixed_radix_inventory_slowest() -> None:
 
 
 def test_fill_rl_obs_by_hand() -> None:
-    fx = np.full(N_FEATURES, np.nan)
-    fx[F_RV_TICKS_PER_SQRT_S], fx[F_OFI], fx[F_AVG_TRADE_LOTS] = 12.5, -30.0, 4.0
     obs = np.zeros(rl.OBS_SIZE)
-    rl.fill_rl_obs(obs, fx, -3, 12, 0.7, T0 + 75 * S, 100 * S)
+    rl.fill_rl_obs(obs, -3, 12, 12.5, -7.5, 0.7, T0 + 75 * S, 100 * S)
     assert obs[rl.OBS_INV_FRAC] == -0.25  # -3 / 12
-    assert obs[rl.OBS_SIGMA] == 12.5
-    assert obs[rl.OBS_OFI] == -7.5  # -30 lots / 4 lots per trade
+    assert obs[rl.OBS_SIGMA] == 12.5 and obs[rl.OBS_OFI] == -7.5
     assert obs[rl.OBS_P_ADVERSE] == 0.7
     # T0 = 1.7e9 s is a multiple of 100 s: 75 s into a 100 s session
     assert obs[rl.OBS_TIME_FRAC] == 0.75
+    fx = np.full(N_FEATURES, np.nan)
+    fx[F_OFI], fx[F_AVG_TRADE_LOTS] = -30.0, 4.0
+    assert rl.compute_ofi_trades(fx) == -7.5  # -30 lots / 4 lots per trade
     fx[F_AVG_TRADE_LOTS] = np.nan  # no trade yet: no OFI scale
-    rl.fill_rl_obs(obs, fx, 0, 12, math.nan, T0, 300 * S)
-    assert math.isnan(obs[rl.OBS_OFI]) and math.isnan(obs[rl.OBS_P_ADVERSE])
+    assert math.isnan(rl.compute_ofi_trades(fx))
 
 
 def _xorshift_star(x: int) -> tuple[int, float]:
