@@ -303,7 +303,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_tune(cfg, args)
     if args.command == "run":
-        app.run_daemon(cfg)
+        app.run_daemon(cfg, exit_process=True)
     elif args.command == "record":
         for path in app.record(cfg, args.out, args.duration):
             print(path)

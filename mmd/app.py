@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
-from aiohttp import web
 
 from mmd.clock import Clock, LiveClock, ManualClock
 from mmd.config import AppConfig
@@ -37,7 +38,7 @@ from mmd.feeds.synthetic import SyntheticMarket
 from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
-from mmd.metrics import Metrics, build_http_app
+from mmd.metrics import HttpServer, Metrics
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
 from mmd.trading.ledger import Ledger, RecordingDigest, RunIdentity, ledger_path
@@ -289,7 +290,7 @@ class Daemon:
         self.streams: list[BybitStream] = []
         self.tasks_running = False
         self.replay_done = False
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self.metrics.up_since.set(time.time())
 
     # -- health ----------------------------------------------------------------------------
@@ -326,19 +327,18 @@ class Daemon:
     # -- run -------------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        app = build_http_app(self.metrics, healthy=self.healthy, ready=self.ready,
-                             book=self.book_json)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.cfg.metrics.host, self.cfg.metrics.port)
+        mc = self.cfg.metrics
+        self._http = HttpServer(self.metrics, healthy=self.healthy, ready=self.ready,
+                                book=self.book_json if mc.debug else None,
+                                request_timeout_s=mc.request_timeout_s,
+                                max_connections=mc.max_connections)
         try:
-            await site.start()
+            await self._http.start(mc.host, mc.port)
         except OSError as exc:
             raise ConfigError(
-                f"metrics.port: cannot listen on {self.cfg.metrics.host}:"
-                f"{self.cfg.metrics.port} ({exc.strerror})"
+                f"metrics.port: cannot listen on {mc.host}:{mc.port} ({exc.strerror})"
             ) from None
-        self.log.info("http_started", host=self.cfg.metrics.host, port=self.cfg.metrics.port)
+        self.log.info("http_started", host=mc.host, port=self._http.port, debug=mc.debug)
 
     async def run(self, duration_s: float | None = None) -> None:
         """Run until cancelled (or for duration_s, or until a replay ends)."""
@@ -366,8 +366,8 @@ class Daemon:
                 _final_snapshot(self.trader, self.trader.last_exch_ns
                                 if self.cfg.feed.source == "replay" else self.clock.now_ns())
                 self.trader.ledger.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
+            if self._http is not None:
+                await self._http.close()
             self.log.info("daemon_stopped")
 
     async def _stop_after(self, duration_s: float) -> None:
@@ -445,6 +445,7 @@ class Daemon:
                 on_frame=self.handle_frame,
                 on_disconnected=self.hub.mark_unsynced,
                 on_reconnect=self.metrics.reconnects.inc,
+                on_oversized=self.metrics.oversized_frames.inc,
                 # funding rate and times for perpetual positions (spot has no funding)
                 tickers=cfg.exchange.funding and cfg.feed.category != "spot",
             )
@@ -526,11 +527,36 @@ class Daemon:
             await asyncio.sleep(min(1.0, stale_s / 4))
             if self.cfg.feed.source == "replay":
                 continue  # a replayed book is never stale on the wall clock
-            for sym in self.hub.check_stale(self.clock.now_ns(), stale_s):
+            now_ns = self.clock.now_ns()
+            for sym in self.hub.check_stale(now_ns, stale_s):
                 self.metrics.stale_events.labels(sym).inc()
                 self.log.warning("book_went_stale", symbol=sym, stale_after_s=stale_s)
                 for stream in self.streams:
                     stream.request_resync(sym)
+            for stream in self.streams:
+                self._reconnect_if_stalled(stream, now_ns, stale_s)
+
+    def _reconnect_if_stalled(self, stream: BybitStream, now_ns: int, stale_s: float) -> None:
+        """Drop a connection whose books get no data: a symbol's book (synced or waiting for
+        its snapshot) older than stale_after_s on a socket silent that long (a resubscribe
+        would wait for a frame that never comes), or older than twice that whatever the socket
+        does (the resubscribe did not help). Ages count from the connection's start, so a new
+        connection gets its own stale_after_s."""
+        if not stream.connected:
+            return
+        limit_ns = int(stale_s * 1e9)
+        silent_ns = now_ns - stream.last_message_ns
+        stalled = []
+        for sym in stream.symbols:
+            st = self.hub.states.get(sym)
+            last = max(st.last_book_recv_ns if st is not None else 0, stream.connected_at_ns)
+            age_ns = now_ns - last
+            if age_ns > 2 * limit_ns or (age_ns > limit_ns and silent_ns > limit_ns):
+                stalled.append(sym)
+        if stalled:
+            self.log.warning("ws_reconnect_forced", symbols=stalled, stale_after_s=stale_s,
+                             silent_s=round(silent_ns / 1e9, 3))
+            stream.force_reconnect()
 
 
 def _restore_logged(tlog: TradingLog | None) -> None:
@@ -652,9 +678,21 @@ async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_daemon(cfg: AppConfig) -> None:
-    """`mmd run`."""
+def run_daemon(cfg: AppConfig, *, exit_process: bool = False) -> None:
+    """`mmd run`.
+
+    Args:
+        cfg: the config.
+        exit_process: end the process as soon as the daemon has stopped cleanly (ledger
+            closed, output flushed), with status 0. The interpreter's own teardown of the
+            compiled kernels takes ~3 s on an idle core and far longer on a busy one, which a
+            SIGTERM from a supervisor with a deadline must not wait for.
+    """
     _run(lambda: Daemon(cfg).run())
+    if exit_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def record(cfg: AppConfig, out_dir: str, duration_s: float | None) -> list[Path]:

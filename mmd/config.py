@@ -205,6 +205,8 @@ class RestConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     backoff_max_s: BackoffS = 30.0
     # after HTTP 403 (Bybit's IP ban) wait at least this long before the next request
     forbidden_backoff_s: Annotated[float, Meta(ge=0, le=3600.0)] = 10.0
+    # a response body (decompressed) larger than this is refused unread and retried later
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=256 << 20)] = 8 << 20
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
@@ -220,6 +222,8 @@ class WsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     connect_timeout_s: TimeoutS = 10.0
     backoff_base_s: BackoffS = 0.5
     backoff_max_s: BackoffS = 30.0
+    # a message larger than this closes the connection (counted; reconnect with backoff)
+    max_frame_bytes: Annotated[int, Meta(ge=1024, le=64 << 20)] = 4 << 20
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_base_s:
@@ -252,6 +256,12 @@ class MetricsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     host: Host = "127.0.0.1"
     # 0 = any free port
     port: Port = 9464
+    # serve /debug/book/{symbol} (the book as held; off: 404)
+    debug: bool = False
+    # a client must send its request, and take the answer, within this (seconds)
+    request_timeout_s: Annotated[float, Meta(ge=0.1, le=600.0)] = 5.0
+    # open connections at most; over it the oldest one still sending its request is closed
+    max_connections: Annotated[int, Meta(ge=1, le=1024)] = 32
 
 
 class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -264,6 +274,9 @@ class StateConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     snapshot_interval_s: Annotated[float, Meta(ge=0.1, le=DAY_S)] = 10.0
 
     def __post_init__(self) -> None:
+        if not self.dir.strip():
+            # a blank name would put the ledger in (or beside) the working directory
+            raise ValueError("must not be blank - at `$.dir`")
         _check_path(self.dir, "dir")
 
 

@@ -6,12 +6,34 @@ Events are snake_case past tense (`feed_resynced`); `component` and `symbol` are
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
+
+
+# `scheme://user:password@host`: the user info of any URL (a venue URL may carry credentials)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """text with the user info of every URL in it replaced by `***` (`ws://***@host/...`)."""
+    return _USERINFO.sub(r"\1***@", text) if "@" in text else text
+
+
+def _redact_values(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    # every string value of every log line, exception text included: no credential in a URL
+    # reaches the output, whoever logs it
+    for key, value in event.items():
+        if isinstance(value, str) and "@" in value:
+            event[key] = redact_url(value)
+    return event
 
 
 def configure_logs(level: str = "info", fmt: str = "auto", *, cache: bool = True) -> None:
@@ -32,6 +54,7 @@ def configure_logs(level: str = "info", fmt: str = "auto", *, cache: bool = True
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _redact_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -95,12 +95,16 @@ class BybitRest:
         url = f"{self.base_url}{path}"
         try:
             async with self.session.get(url, params=params, timeout=self._timeout) as resp:
-                body = await resp.read()
+                body = await self._read_capped(resp)
                 ts_recv_ns = self.clock.now_ns()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self._on_outcome(endpoint, "error")
             raise TransientError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        if body is None:
+            self._on_outcome(endpoint, "too_large")
+            raise TransientError(f"GET {path}: body larger than {self.cfg.max_body_bytes} bytes "
+                                 "(rest.max_body_bytes)")
         if status != 200:
             outcome = "http_5xx" if status >= 500 else f"http_{status}"
             self._on_outcome(endpoint, outcome)
@@ -125,6 +129,23 @@ class BybitRest:
             raise PermanentRequestError(msg)
         self._on_outcome(endpoint, "ok")
         return body, ts_recv_ns
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None (the connection dropped) once it exceeds max_body_bytes: the
+        declared length is checked first, then the bytes as they arrive (decompressed)."""
+        limit = self.cfg.max_body_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            resp.close()
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _floor(self, exc: TransientError) -> float:
         return self.cfg.forbidden_backoff_s if isinstance(exc, VenueForbidden) else 0.0

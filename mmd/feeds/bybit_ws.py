@@ -26,12 +26,14 @@ from mmd.feeds.bybit_codec import (
     ticker_topic,
     trade_topic,
 )
-from mmd.logs import get_logger
+from mmd.logs import get_logger, redact_url
 
 # Linear topics are limited by total length of args (21,000 characters); keep requests small.
 _TOPICS_PER_REQUEST = 10
 # under a backlog, yield to the event loop after this many frames handled back to back
 _FRAMES_PER_YIELD = 256
+# the close code websockets sends when a message exceeds max_size (RFC 6455 1009)
+_MESSAGE_TOO_BIG = 1009
 
 OnFrame = Callable[[bytes, int], list[str]]  # returns symbols to resync
 OnState = Callable[[list[str], str], None]
@@ -63,6 +65,7 @@ class BybitStream:
         on_reconnect: Callable[[], None] | None = None,
         *,
         tickers: bool = False,
+        on_oversized: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.symbols = list(symbols)
@@ -72,13 +75,26 @@ class BybitStream:
         self.on_frame = on_frame
         self.on_disconnected = on_disconnected
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.on_oversized = on_oversized or (lambda: None)
+        self.oversized = 0  # messages over cfg.max_frame_bytes (each closed its connection)
+        self._last_too_large = False
+        self._forced = False  # force_reconnect() dropped the connection
         self.tickers = tickers
         self.connected = False
         self.connects = 0
+        # wall-clock ns (the clock's now_ns) of the current connection's start and of its last
+        # message: the daemon's watchdog tells a silent socket from one quiet symbol with them
+        self.connected_at_ns = 0
+        self.last_message_ns = 0
         self._ws: ClientConnection | None = None
         self._req_ids = itertools.count(1)
         self._pending_resync: set[str] = set()
-        self.log = get_logger("feed.ws", url=url)
+        # per symbol: its resubscribe backoff, when it was last resubscribed and when the next
+        # one may go (a frame that always fails must not resubscribe in a tight loop)
+        self._resync_backoff: dict[str, Backoff] = {}
+        self._resync_last_ns: dict[str, int] = {}
+        self._resync_due_ns: dict[str, int] = {}
+        self.log = get_logger("feed.ws", url=redact_url(url))
 
     def topics(self) -> list[str]:
         """Every topic this stream subscribes to."""
@@ -100,15 +116,18 @@ class BybitStream:
                     open_timeout=self.cfg.connect_timeout_s,
                     ping_interval=None,  # Bybit wants application-level pings (op: ping)
                     close_timeout=2,
-                    max_size=2**24,
+                    max_size=self.cfg.max_frame_bytes,
                     max_queue=4096,
                 ) as ws:
                     self._ws = ws
+                    self.connected_at_ns = self.last_message_ns = self.clock.now_ns()
                     self.connected = True
                     self.connects += 1
                     self.log.info("ws_connected", connects=self.connects)
+                    self._resync_due_ns.clear()  # the subscribe below brings every snapshot
                     await self._subscribe(ws, self.topics())
                     reason = await self._read(ws, backoff)
+                    self._last_too_large = reason == "too_large"
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 reason = f"{type(exc).__name__}"
                 self.log.warning("ws_failed", error=f"{type(exc).__name__}: {exc}")
@@ -160,7 +179,8 @@ class BybitStream:
                     # (one timer per socket read, not one per frame)
                     raw = await recv(decode=False)
                 else:
-                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns) - now
+                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns,
+                                  min(self._resync_due_ns.values(), default=now + idle_ns)) - now
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                     # cancellation that arrives just as a frame does; shutdown would then hang
                     async with asyncio.timeout(max(wait_ns, 1) / 1e9):
@@ -169,22 +189,65 @@ class BybitStream:
                 if self.clock.mono_ns() - last_msg >= idle_ns:
                     self.log.warning("ws_idle_timed_out", idle_s=self.cfg.idle_timeout_s)
                     return "idle"
+                if self._pending_resync:
+                    self._schedule_resync(set(self._pending_resync))
+                await self._resync_due(ws)
                 continue
             except websockets.exceptions.ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG:
+                    self.oversized += 1
+                    self.on_oversized()
+                    self.log.warning("ws_frame_too_large", max_bytes=self.cfg.max_frame_bytes)
+                    return "too_large"
+                if self._forced:
+                    self._forced = False
+                    return "forced"
                 return f"closed:{exc.rcvd.code if exc.rcvd else 'none'}"
-            ts_recv_ns = self.clock.now_ns()
+            ts_recv_ns = self.last_message_ns = self.clock.now_ns()
             last_msg = mono_ns()
             if not got_data:
                 got_data = True
-                backoff.reset()
+                if not self._last_too_large:
+                    backoff.reset()  # not after an oversized message: that venue keeps sending it
             unyielded = unyielded + 1 if len(queued) else 0
             resync = self.on_frame(raw, ts_recv_ns)
             if resync or self._pending_resync:
-                await self._resync(ws, set(resync) | self._pending_resync)
+                self._schedule_resync(set(resync) | self._pending_resync)
+            if self._resync_due_ns:
+                await self._resync_due(ws)
 
-    async def _resync(self, ws: ClientConnection, symbols: set[str]) -> None:
+    def _schedule_resync(self, symbols: set[str]) -> None:
+        """Give each symbol to resync a time: now for the first resync after a quiet spell
+        (2 x backoff_max_s without one), else after its own capped, jittered backoff."""
         self._pending_resync.clear()
-        topics = [book_topic(self.depth, s) for s in sorted(symbols) if s in self.symbols]
+        now = self.clock.mono_ns()
+        quiet_ns = int(2 * self.cfg.backoff_max_s * 1e9)
+        for sym in sorted(symbols):
+            if sym not in self.symbols or sym in self._resync_due_ns:
+                continue
+            backoff = self._resync_backoff.get(sym)
+            if backoff is None:
+                backoff = self._resync_backoff[sym] = Backoff(self.cfg.backoff_base_s,
+                                                             self.cfg.backoff_max_s)
+            last = self._resync_last_ns.get(sym)
+            if last is None or now - last >= quiet_ns:
+                backoff.reset()
+                delay_s = 0.0
+            else:
+                delay_s = backoff.next_delay()
+                self.log.info("ws_resync_delayed", symbol=sym, delay_s=round(delay_s, 3),
+                              attempt=backoff.attempt)
+            self._resync_due_ns[sym] = now + int(delay_s * 1e9)
+
+    async def _resync_due(self, ws: ClientConnection) -> None:
+        now = self.clock.mono_ns()
+        due = sorted(s for s, t in self._resync_due_ns.items() if t <= now)
+        if not due:
+            return
+        for sym in due:
+            del self._resync_due_ns[sym]
+            self._resync_last_ns[sym] = now
+        topics = [book_topic(self.depth, s) for s in due]
         self.log.info("ws_resubscribed", topics=topics)
         await self._subscribe(ws, topics, "unsubscribe")
         await self._subscribe(ws, topics, "subscribe")
@@ -196,11 +259,14 @@ class BybitStream:
         return ws is not None and len(ws.recv_messages.frames) > 0
 
     def request_resync(self, symbol: str) -> None:
-        """Resubscribe symbol's book after the next frame (used for stale books)."""
+        """Resubscribe symbol's book after the next frame (used for stale books), subject to
+        the symbol's resync backoff."""
         self._pending_resync.add(symbol)
 
-    async def force_reconnect(self) -> None:
-        """Close the current connection (a stalled stream); run() reconnects."""
+    def force_reconnect(self) -> None:
+        """Drop the current connection at once (a stalled stream: a close handshake would wait
+        for a peer that no longer answers); run() reconnects with its backoff."""
         ws = self._ws
         if ws is not None:
-            await ws.close()
+            self._forced = True
+            ws.transport.abort()

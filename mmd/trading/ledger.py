@@ -27,7 +27,9 @@ few commits (never corrupting the file). Pass `synchronous="FULL"` to fsync ever
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -273,9 +275,35 @@ class Restored(msgspec.Struct, frozen=True, kw_only=True):
 def ledger_path(state_dir: str | Path, source: str | None = None) -> Path:
     """The ledger file of a `[state] dir`: `<dir>/<source>/ledger.sqlite` (one journal per
     feed source, so a replay, a synthetic run and a live run never share one), or
-    `<dir>/ledger.sqlite` without a source."""
+    `<dir>/ledger.sqlite` without a source.
+
+    Raises:
+        ConfigError: state_dir is an empty or blank string (it would be the working directory).
+    """
+    if isinstance(state_dir, str) and not state_dir.strip():
+        raise ConfigError("state.dir: must not be empty (it would be the working directory)")
     base = Path(state_dir)
     return (base / source if source else base) / LEDGER_FILE
+
+
+def _make_private(path: Path) -> None:
+    """Create the ledger's missing directories 0700 and the file 0600 (SQLite gives its -wal and
+    -shm files the mode of the database file); an existing ledger and its -wal/-shm files are
+    set to 0600. A directory that already exists keeps its mode (it may be the operator's)."""
+    missing = []
+    d = path.parent
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        # another user's file (an operator reading it) is left as it is
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if f.stat().st_mode & 0o077:
+                f.chmod(0o600)
 
 
 def _finite(*values: float) -> bool:
@@ -358,7 +386,7 @@ class Ledger:
         if not create and not p.exists():
             raise StateError(f"no ledger at {p}")
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(p)
             # autocommit mode: transactions are explicit BEGIN IMMEDIATE ... COMMIT
             conn = sqlite3.connect(p, isolation_level=None, timeout=10.0)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -57,6 +57,7 @@ def test_e2e_cryptofeed_capture_books_equal_reference(cryptofeed_dir: Path, tmp_
             "MMD_VENUE__REST_URL": vurl,
             "MMD_VENUE__WS_URL": vurl.replace("http", "ws") + "/v5/public/linear",
             "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT","SOLUSDT","DOGEUSDT"]',
+            "MMD_METRICS__DEBUG": "true",  # /debug/book is off by default
         }
         with daemon(tmp_path, env, ready_timeout=30) as (proc, url):
             checks = _follow_books(url, vurl, refs, timeout=90)
@@ -73,6 +74,7 @@ def test_e2e_binance_recording_book_equals_reference(binance_btc_rec: Path, tmp_
             "MMD_VENUE__REST_URL": vurl,
             "MMD_VENUE__WS_URL": vurl.replace("http", "ws") + "/v5/public/linear",
             "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
+            "MMD_METRICS__DEBUG": "true",  # /debug/book is off by default
         }
         with daemon(tmp_path, env, ready_timeout=30) as (proc, url):
             checks = _follow_books(url, vurl, {"BTCUSDT": ref}, timeout=120)

@@ -25,6 +25,7 @@ def test_rest_only_book_tracks_venue_within_one_poll(cryptofeed_dir: Path, tmp_p
             "MMD_FEED__WEBSOCKET": "false",
             "MMD_REST__ORDERBOOK_INTERVAL_S": str(POLL_S),
             "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
+            "MMD_METRICS__DEBUG": "true",  # /debug/book is off by default
         }
         with daemon(tmp_path, env, ready_timeout=30) as (proc, url):
             checks, lags = 0, []

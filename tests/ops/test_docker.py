@@ -108,7 +108,9 @@ def engine() -> Iterator[Engine]:
     docker = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker")
     assert docker, "docker.io installed but no docker client"
     env = {**os.environ, "MMD_DOCKER_HOME": DOCKER_HOME, "MMD_BASE_CACHE": BASE_CACHE,
-           "DOCKER": docker}
+           "DOCKER": docker,
+           # the compose file has no default Grafana password and refuses to start without one
+           "GRAFANA_ADMIN_PASSWORD": os.environ.get("GRAFANA_ADMIN_PASSWORD", "test-only-pw")}
     env.pop("DOCKER_HOST", None)
     already = subprocess.run(["sh", str(ENGINE), "status"], env=env, capture_output=True,
                              text=True).returncode == 0
