@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "the book; the strategy starts fresh here)")
     bt.add_argument("--end-ns", type=int, default=None, metavar="NS",
                     help="stop before this receive stamp (ns)")
+    bt.add_argument("--engine", choices=["fast", "python"], default="fast",
+                    help="fast: one jitted loop over the event cache (default); python: the "
+                         "frame-by-frame reference driver (same results)")
 
     tu = sub.add_parser("tune", help="search strategy parameters over recordings "
                                      "(walk-forward; needs the `train` extra)")
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="output directory")
 
     tr = sub.add_parser("train", help="train a model from recordings and write its model files")
-    tr.add_argument("kind", choices=["adverse", "spread", "rl"])
+    tr.add_argument("kind", choices=["adverse", "spread", "rl", "lstm", "multitask"])
     tr.add_argument("data", nargs="+", help="recordings (files or directories)")
     tr.add_argument("--out", required=True, help="models directory (the model goes in OUT/KIND)")
     tr.add_argument("-c", "--config", default=None,
@@ -354,6 +357,7 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
     summaries = app_mod.backtest(cfg, data, strategy=args.strategy or cfg.strategy.model,
                                  report_dir=args.report, fills_csv=args.fills,
                                  start_ns=args.start_ns, end_ns=args.end_ns,
+                                 engine=args.engine,
                                  progress=not args.no_progress and sys.stderr.isatty())
     for s in summaries:
         print(f"{s['symbol']} ({s['category']}, strategy {s['strategy']})")

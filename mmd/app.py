@@ -725,7 +725,8 @@ def config_table(cfg: AppConfig) -> dict[str, Any]:
 
 def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str | None,
              progress: bool = True, fills_csv: str | None = None,
-             start_ns: int | None = None, end_ns: int | None = None) -> list[dict[str, Any]]:
+             start_ns: int | None = None, end_ns: int | None = None,
+             engine: str = "fast") -> list[dict[str, Any]]:
     """`mmd backtest`: the daemon's strategy and paper exchange over recordings, as fast as
     possible, one symbol at a time; returns one summary per symbol (and writes reports).
 
@@ -744,6 +745,12 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     calibration, paper exchange, portfolio) starts fresh at start_ns, as a daemon started then
     would; `events` counts the frames in the window only. A window is recorded in the summary
     as `window_ns` ([start_ns, end_ns]) only when one is given.
+
+    engine "fast" (the default) runs each symbol in one jitted loop over the event cache
+    (mmd.sim.backtest.run_backtest_fast: the same kernels, the same results); "python" drives
+    FrameHandler + Trader frame by frame (the reference). What the fast loop does not do
+    (`--strategy ml`, a window, funding from tickers, an instrument step change) runs on the
+    python engine, with one log line saying why.
     """
     import numpy as np
     from tqdm import tqdm
@@ -774,11 +781,42 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             raise ConfigError(f"backtest: {f}: not a recording (its first line is not the "
                               "instruments-info answer of one symbol)")
         by_symbol.setdefault((meta.category, meta.symbol), []).append(f)
+    if engine not in ("fast", "python"):
+        raise ConfigError(f"--engine {engine}: expected fast or python")
+    why_not = ("--strategy ml" if strategy == "ml" else
+               "a --start-ns/--end-ns window" if start_ns is not None or end_ns is not None
+               else None)
+    if engine == "fast" and why_not is not None:
+        get_logger("backtest").info("backtest_engine_python", reason=f"{why_not} is not in "
+                                    "the fast engine")
+        engine = "python"
     summaries = []
     fill_table: list[dict[str, Any]] = []
     for (category, symbol), recs in sorted(by_symbol.items()):
         run_cfg = msgspec.structs.replace(
             cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
+        fast = _backtest_fast(run_cfg, sorted(recs), symbol) if engine == "fast" else None
+        if fast is not None:
+            n_frames, series, inst = fast
+            summary = summarize(
+                series.equity_ts_ns, series.equity_quote, series.position_lots, series.fills,
+                series.mids, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames)
+            summary.update(
+                symbol=symbol, category=category,
+                recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in sorted(recs)],
+                config=config_table(run_cfg), mmd_version=__version__,
+                seed=run_cfg.feed.synthetic.seed,
+            )
+            if fills_csv:
+                fill_table.extend(fill_rows(series.fills, series.mids, symbol=symbol,
+                                            tick=inst.tick, lot=inst.lot,
+                                            format_px=inst.format_px,
+                                            format_qty=inst.format_qty))
+            summaries.append(summary)
+            if report_dir:
+                out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
+                write_report_files(summary, series, out)
+            continue
         hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
         trader = build_trader(run_cfg, hub, ledger=False)
         trader.models = models
@@ -864,6 +902,45 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     if fills_csv:
         _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
     return summaries
+
+
+def _backtest_fast(cfg: AppConfig, recs: list[Path], symbol: str) -> tuple[int, Any, Any] | None:
+    """One symbol's backtest in the jitted loop over its event cache: (frames, ReportSeries,
+    Instrument), or None (with a log line) when the loop cannot run it."""
+    import numpy as np
+
+    from mmd.feeds.events import load_events
+    from mmd.model.events import MAKER
+    from mmd.sim.backtest import run_backtest_fast, unsupported
+    from mmd.sim.report import FILL_DTYPE, QUOTE_DTYPE, ReportSeries, mids_array
+
+    ev = load_events(recs)
+    if not len(ev.inst_sym):
+        raise ConfigError(f"backtest: no instrument frame for {symbol} in the recording")
+    why = unsupported(ev, cfg)
+    if why is not None:
+        get_logger("backtest").info("backtest_engine_python", symbol=symbol, reason=why)
+        return None
+    r = run_backtest_fast(ev, cfg)
+    inst = ev.instrument(len(ev.inst_sym) - 1)
+    fills = np.zeros(len(r.fills), FILL_DTYPE)
+    fills["ts_ns"] = r.fills[:, 0]
+    fills["side"] = r.fills[:, 3]
+    fills["px_ticks"] = r.fills[:, 4]
+    fills["qty_lots"] = r.fills[:, 5]
+    fills["fee_quote"] = r.fees
+    fills["liquidity"] = MAKER
+    quotes = np.zeros(len(r.quote_ts_ns), QUOTE_DTYPE)
+    quotes["ts_ns"] = r.quote_ts_ns
+    quotes["bid_ticks"] = r.quote_bid_ticks
+    quotes["ask_ticks"] = r.quote_ask_ticks
+    series = ReportSeries(
+        equity_ts_ns=r.equity_ts_ns, equity_quote=r.equity_quote,
+        position_lots=r.equity_position_lots, fills=fills,
+        mids=mids_array(r.mid_ts_ns, r.mid_ticks), tick=inst.tick, lot=inst.lot, quotes=quotes,
+        symbol=symbol,
+    )
+    return int(ev.meta["frames"]), series, inst
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:

@@ -137,6 +137,12 @@ def _backtest() -> tuple[Any, ...]:
             e, np.zeros((0, 8), I64), np.zeros((4, 7), I64), np.zeros(4))
 
 
+def _loop() -> tuple[Any, ...]:
+    from mmd.kernels.backtest import sample_state
+
+    return sample_state()
+
+
 def _positions() -> np.ndarray:
     from mmd.kernels.portfolio import alloc_positions
 
@@ -345,6 +351,28 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "backtest._drain": lambda: (lambda a: (a[0], a[5], a[6], a[25], a[26], 0))(_backtest()),
     "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26],
                                          0))(_backtest()),
+    # the whole strategy loop (kernels.backtest.advance) over its sample state, and its steps
+    "backtest.advance": lambda: (*_loop(), 0),
+    "backtest._on_book_event": lambda: (*_loop(), 0, 0, 5),
+    "backtest._quote": lambda: (*_loop(), 0, 5),
+    "backtest._sample": lambda: (lambda a: (a[1], a[5], a[3][0], a[8], a[6], 0))(_loop()),
+    "backtest._rl_step": lambda: (lambda a: (a[7], a[3][12], a[5][0], a[3][8], a[6][0],
+                                             a[6][1], a[3][0], a[6][5], a[1][0], a[1][2][0],
+                                             0, 5))(_loop()),
+    "backtest._apply_events": lambda: (lambda a: (a[2][0], a[2][5], a[5][0], a[5][2], a[4],
+                                                  a[3][0], a[8][0], a[8][1]))(_loop()),
+    "backtest._due_and_apply": lambda: (lambda a: (a[2], a[5][0], a[5][2], a[4], a[3][0],
+                                                   a[8][0], a[8][1], 5))(_loop()),
+    "backtest._send_commands": lambda: (lambda a: (a[2][0], a[2][1], a[2][4], a[1][0], a[1][1],
+                                                   a[1][2], a[2][6], a[2][7], a[2][8], a[4],
+                                                   a[3][0], a[3][13], 0, 0, 5))(_loop()),
+    "backtest._feed_sample": lambda: (lambda a: (a[5][2], a[5][4], a[5][5], 1, 2))(_loop()),
+    "backtest._feed_latency": lambda: (lambda a: (a[5][2], a[5][5], 1))(_loop()),
+    "backtest._total_pnl": lambda: (_positions(),),
+    "backtest._check_pnl": lambda: (lambda a: (a[5][2], a[5][3], a[5][0], a[3][0], a[6][7],
+                                               5))(_loop()),
+    "backtest._oms_find": lambda: (lambda a: (a[4], a[3][0], 0, 1))(_loop()),
+    "backtest._oms_remove": lambda: (lambda a: (a[4], a[3][0], 0, 0))(_loop()),
     "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
         _backtest()),
     "rl._bin": lambda: (0.5, -1.0, 1.0, 3),

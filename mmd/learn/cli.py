@@ -359,7 +359,11 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
 
 def run_train(kind: str, data: list[str], out: str, sets: list[str], config_path: str | None,
               progress: bool, echo: Callable[[str], None] = print) -> ModelMeta:
-    """The `mmd train` command (kind "adverse", "spread" or "rl")."""
+    """The `mmd train` command (kind "adverse", "spread", "rl", "lstm" or "multitask")."""
+    if kind in ("lstm", "multitask"):
+        from mmd.learn.deep_cli import run_deep
+
+        return run_deep(kind, data, out, sets, config_path, progress, echo)
     from mmd import __version__
     from mmd.config import load_config
 

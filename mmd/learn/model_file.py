@@ -24,9 +24,12 @@ WEIGHTS_FILE = "weights.npz"
 META_FILE = "model.json"
 # arrays every network model file holds (mmd.kernels.models layout)
 NETWORK_ARRAYS = ("stats", "weights", "biases", "sizes")
+KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "deep_lstm", "deep_multitask",
+         "rl_q")
+# the deep order-flow models (mmd.kernels.lstm layout) and the heads each kind holds
+DEEP_HEADS = {"deep_lstm": ("price",), "deep_multitask": ("price", "spread", "position")}
 # arrays of a Q-learning table (mmd.kernels.rl layout)
 RL_ARRAYS = ("q", "visits", "rpi", "rpf", "actions")
-KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "rl_q")
 
 
 class IncompatibleModel(ConfigError):
@@ -157,6 +160,9 @@ def load_model(model_dir: str | Path, kinds: tuple[str, ...],
         raise IncompatibleModel(f"{where}: bad {WEIGHTS_FILE} ({exc})") from None
     if meta.kind == "rl_q":
         _check_rl_table(where, arrays, len(features))
+    elif meta.kind in DEEP_HEADS:
+        _check_deep(where, arrays, len(features), DEEP_HEADS[meta.kind],
+                    inventory=meta.kind == "deep_multitask")
     else:
         _check_network(where, arrays, len(features))
     if meta.orient is not None and len(meta.orient) != len(features) - 1:
@@ -215,3 +221,31 @@ def _check_rl_table(where: str, arrays: dict[str, Any], n_obs: int) -> None:
             or visits.dtype != np.int64 or visits.shape != shape or (visits < 0).any():
         raise IncompatibleModel(f"{where}: q {q.shape} {q.dtype} / visits {visits.shape} "
                                 f"{visits.dtype}, expected {shape} finite float64 / int64 >= 0")
+
+
+def _check_deep(where: str, arrays: dict[str, Any], n_in: int, heads: tuple[str, ...],
+                inventory: bool) -> None:
+    """An LSTM stack and its heads (mmd.kernels.lstm layout) with consistent shapes."""
+    names = ["stats", "lstm_sizes", "lstm_weights", "lstm_biases"]
+    names += [f"{h}_{a}" for h in heads for a in ("weights", "biases", "sizes")]
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise IncompatibleModel(f"{where}: {WEIGHTS_FILE} lacks {missing}")
+    sizes = arrays["lstm_sizes"]
+    if sizes.dtype != np.int64 or sizes.ndim != 1 or len(sizes) < 2 or sizes[0] != n_in \
+            or (sizes < 1).any():
+        raise IncompatibleModel(f"{where}: bad LSTM sizes {sizes.tolist()} for {n_in} inputs")
+    n_w = sum(4 * int(sizes[i]) * (int(sizes[i - 1]) + int(sizes[i]))
+              for i in range(1, len(sizes)))
+    n_b = 4 * int(sizes[1:].sum())
+    for name, n, dtype in (("stats", 2 * n_in, np.float64), ("lstm_weights", n_w, np.float32),
+                           ("lstm_biases", n_b, np.float32)):
+        a = arrays[name]
+        if a.dtype != dtype or a.shape != (n,):
+            raise IncompatibleModel(f"{where}: {name} has shape {a.shape} {a.dtype}, "
+                                    f"expected ({n},) {np.dtype(dtype).name}")
+    n_top = int(sizes[-1]) + (1 if inventory else 0)
+    for h in heads:
+        _check_network(where, {"stats": np.zeros(2 * n_top), "weights": arrays[f"{h}_weights"],
+                               "biases": arrays[f"{h}_biases"], "sizes": arrays[f"{h}_sizes"]},
+                       n_top)

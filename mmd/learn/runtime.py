@@ -293,8 +293,8 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
     """Load the enabled models from model_dir/adverse, model_dir/spread and model_dir/rl.
 
     missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
-    naming the config key and the file); "neutral": on_missing(name, reason) is called and that
-    model is left out. rl_options: RlPolicy keyword arguments (online, learning, seed).
+    naming the config key and the file); "neutral": on_missing(name, reason) is called and
+    that model is left out. rl_options: RlPolicy keyword arguments (online, learning, seed).
     """
     root = Path(model_dir)
     loaded: dict[str, Any] = {}

@@ -13,6 +13,10 @@ decisions, same queue model, partial fills, latency and fees; mmd time includes 
 state, the peer time only the loop. No strategy computation on either side.
 `--quick`: the 44 s Bybit capture (linear symbols); otherwise also the first 300,000 stream rows
 of the Binance BTCUSDT 2024 recording. Without the shared data the benchmark reports `skipped`.
+
+`backtest_throughput` (run_throughput, below): the whole strategy loop against hftbacktest's GLFT
+market maker; `backtest_cli_wall`: `mmd backtest` cold and warm (full size only). Run alone with
+`python tests/bench/bench_backtest.py [--quick] [--no-cli]`.
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ def _measure(name: str, files: list[Path], cache: Path, limit: int, reps: int) -
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
+    """The tape-replay rows, then the whole-loop throughput rows."""
+    return _run_tape(quick) + run_throughput(quick)
+
+
+def _run_tape(quick: bool) -> list[dict[str, Any]]:
     cf = DATA / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl"
     if not cf.exists():
         return [{"name": "backtest_tape", "skipped": 1, "reason": "../shared/data not present"}]
@@ -176,3 +185,280 @@ def _peer(files: list[Path], ev: Any, n_commands: int, entry_ns: int,
 
     once()  # compile: not timed
     return {"peer_rows": len(rows), "peer_s": min(once() for _ in range(reps))}
+
+
+# ---------------------------------------------------------------------------------------------
+# backtest_throughput: the whole strategy loop (mmd.kernels.backtest.advance) against
+# hftbacktest's GLFT market maker as an @njit loop. Both timed in CPU seconds of this process
+# (time.process_time: the shared 2-core machine's load inflates wall time, for both alike),
+# compile excluded, fresh state per run, min of several runs.
+# ---------------------------------------------------------------------------------------------
+
+LATENCY_MS = 5.0  # both engines: constant entry and cancel (response) latency
+
+
+def _glft_cfg() -> Any:
+    import msgspec
+
+    from mmd.config import AppConfig
+
+    cfg = AppConfig()
+    return msgspec.structs.replace(
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, model="glft"),
+        exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=LATENCY_MS,
+                                         cancel_latency_ms=LATENCY_MS, partial_fills=True,
+                                         queue_model="prob_power", queue_power=2.0,
+                                         funding=False))
+
+
+def _hbt_glft_fn():
+    """The GLFT market maker written as hftbacktest's tutorials write strategies: one @njit
+    loop over `elapse(step)`; per step the deepest trade from the previous mid (arrival
+    depth), the mid change; every `refit` steps a least-squares fit of ln(arrival intensity)
+    against the depth over the window (A, kappa) and sigma from the mid changes; then GLFT's
+    half spread and skew, one bid and one ask (post-only), cancel what moved, inventory
+    limit. The arithmetic of mmd's calibration and quote kernels, in the peer's own loop."""
+    import math
+
+    import numpy as np
+    from hftbacktest.order import GTX, LIMIT
+    from hftbacktest.types import BUY_EVENT
+    from numba import njit
+
+    @njit
+    def loop(hbt, step_ns, window, refit, lot, tick, gamma, order_lots, max_lots,
+             fb_sigma, fb_kappa, fb_a, max_depth):  # type: ignore[no-untyped-def]
+        step_s = step_ns * 1e-9
+        arrival = np.full(window, -1.0)
+        dmid = np.zeros(window)
+        counts = np.zeros(max_depth + 1)
+        t = 0
+        prev_mid = math.nan
+        kappa = fb_kappa
+        a = fb_a
+        sigma = fb_sigma
+        oid = 0
+        decisions = 0
+        while hbt.elapse(step_ns) == 0:
+            hbt.clear_inactive_orders(0)
+            depth = hbt.depth(0)
+            bb = depth.best_bid_tick
+            ba = depth.best_ask_tick
+            trades = hbt.last_trades(0)
+            deepest = -1.0
+            if prev_mid == prev_mid:
+                for k in range(len(trades)):
+                    px = trades[k].px / tick
+                    d = px - prev_mid if trades[k].ev & BUY_EVENT else prev_mid - px
+                    deepest = max(deepest, d)
+            hbt.clear_last_trades(0)
+            if bb >= ba:
+                continue
+            mid = 0.5 * (bb + ba)
+            slot = t % window
+            arrival[slot] = deepest
+            dmid[slot] = mid - prev_mid if prev_mid == prev_mid else 0.0
+            prev_mid = mid
+            t += 1
+            if t % refit == 0:
+                n = min(t, window)
+                counts[:] = 0.0
+                for j in range(n):
+                    dj = arrival[j]
+                    if dj >= 0:
+                        top = min(max_depth, int(dj))
+                        for k in range(top + 1):
+                            counts[k] += 1.0
+                # ln(lambda(k)) = ln A - kappa k over the depths reached at least once
+                sx = sy = sxx = sxy = 0.0
+                m = 0
+                for k in range(max_depth + 1):
+                    if counts[k] > 0:
+                        y = math.log(counts[k] / (n * step_s))
+                        sx += k
+                        sy += y
+                        sxx += k * k
+                        sxy += k * y
+                        m += 1
+                if m >= 3:
+                    den = m * sxx - sx * sx
+                    slope = (m * sxy - sx * sy) / den
+                    if slope < 0:
+                        kappa = -slope
+                        a = math.exp((sy - slope * sx) / m)
+                s1 = s2 = 0.0
+                for j in range(n):
+                    s1 += dmid[j]
+                    s2 += dmid[j] * dmid[j]
+                var = s2 / n - (s1 / n) ** 2
+                if var > 0:
+                    sigma = math.sqrt(var / step_s)
+            # GLFT (xi = gamma, delta = one order)
+            xd = gamma * order_lots
+            c1 = math.log(1.0 + xd / kappa) / xd
+            c2 = math.sqrt(gamma / (2.0 * a * order_lots * kappa)
+                           * (1.0 + xd / kappa) ** (kappa / xd + 1.0))
+            half = c1 + 0.5 * order_lots * c2 * sigma
+            q = round(hbt.position(0) / lot)
+            res = mid - c2 * sigma * q
+            bid = min(math.floor(res - half), bb)
+            ask = max(math.ceil(res + half), ba)
+            want_bid = q + order_lots <= max_lots
+            want_ask = -q + order_lots <= max_lots
+            have_bid = False
+            have_ask = False
+            values = hbt.orders(0).values()
+            while values.has_next():
+                o = values.get()
+                if not o.cancellable:
+                    continue
+                if o.side == 1 and want_bid and o.price_tick == bid and not have_bid:
+                    have_bid = True
+                elif o.side == -1 and want_ask and o.price_tick == ask and not have_ask:
+                    have_ask = True
+                else:
+                    hbt.cancel(0, o.order_id, False)
+            if want_bid and not have_bid:
+                oid += 1
+                hbt.submit_buy_order(0, oid, bid * tick, order_lots * lot, GTX, LIMIT, False)
+            if want_ask and not have_ask:
+                oid += 1
+                hbt.submit_sell_order(0, oid, ask * tick, order_lots * lot, GTX, LIMIT, False)
+            decisions += 1
+        return decisions
+
+    return loop
+
+
+def _peer_glft(files: list[Path], ev: Any, decisions: int, reps: int) -> dict[str, Any]:
+    """hftbacktest 2.4.4 running the GLFT loop over `mmd convert hftbacktest` rows of the same
+    recording: power-2 queue model, partial fills, mmd's fees and latency, a time grid with as
+    many decisions as mmd made."""
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+
+    from mmd.feeds.convert import hftbacktest_events
+
+    cfg = _glft_cfg()
+    scfg, cal = cfg.strategy, cfg.strategy.calibration
+    rows, _ = hftbacktest_events(files)
+    inst = ev.instrument(0)
+    span = int(ev.book_ts_exch_ns[-1] - ev.book_ts_exch_ns[0])
+    step_ns = max(1, span // max(1, decisions))
+    window = max(2, round(cal.window_s / (step_ns * 1e-9)))
+    refit = max(1, round(cal.refit_s / (step_ns * 1e-9)))
+    order_lots = max(1, inst.qty_to_lots(scfg.order_size))
+    max_lots = max(order_lots, inst.limit_lots(scfg.max_position))
+    lat_ns = int(LATENCY_MS * 1e6)
+    loop = _hbt_glft_fn()
+
+    def once() -> tuple[float, int]:
+        asset = (BacktestAsset().data(rows).linear_asset(1.0)
+                 .constant_order_latency(lat_ns, lat_ns)
+                 .trading_value_fee_model(cfg.exchange.maker_fee, cfg.exchange.taker_fee)
+                 .tick_size(inst.tick).lot_size(inst.lot)
+                 .last_trades_capacity(10_000).partial_fill_exchange()
+                 .power_prob_queue_model(2.0))
+        hbt = HashMapMarketDepthBacktest([asset])
+        t0 = time.process_time()
+        n = loop(hbt, step_ns, window, refit, inst.lot, inst.tick, scfg.gamma, order_lots,
+                 max_lots, cal.fallback_sigma, cal.fallback_kappa, cal.fallback_a,
+                 cal.max_depth_ticks)
+        dt = time.process_time() - t0
+        hbt.close()
+        return dt, int(n)
+
+    once()  # compile: not timed
+    runs = [once() for _ in range(reps)]
+    return {"peer_rows": len(rows), "peer_s": min(r[0] for r in runs),
+            "peer_decisions": runs[0][1]}
+
+
+def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[str, Any]:
+    from mmd.sim.backtest import StrategyLoop
+
+    ev = load_events(files, cache)
+    cfg = _glft_cfg()
+    loop = StrategyLoop(ev, cfg)
+    t0 = time.process_time()
+    assert loop.advance() == 0  # compile or load the cached kernels
+    first_s = time.process_time() - t0
+    res = loop.result()
+    best = float("inf")
+    for _ in range(reps):
+        loop = StrategyLoop(ev, cfg)  # fresh state: not timed
+        t0 = time.process_time()
+        assert loop.advance() == 0
+        best = min(best, time.process_time() - t0)
+    rows = len(ev.level_px_ticks) + len(ev.trade_px_ticks)
+    decisions = int(res.decisions.sum())
+    out: dict[str, Any] = {
+        "name": "backtest_throughput", "set": name, "stream_rows": len(ev.ev_kind),
+        "rows": rows, "decisions": decisions, "fills": len(res.fills),
+        "mmd_events_per_s": round(rows / best), "mmd_stream_rows_per_s": round(len(ev.ev_kind)
+                                                                               / best),
+        "mmd_s": round(best, 4), "first_call_s": round(first_s, 3),
+    }
+    try:
+        peer = _peer_glft(files, ev, decisions, reps)
+    except ImportError:
+        out.update(peer_events_per_s=None, ratio=None, note="hftbacktest not installed")
+        return out
+    peer_rate = peer["peer_rows"] / peer["peer_s"]
+    out.update(peer_events_per_s=round(peer_rate), peer_rows=peer["peer_rows"],
+               peer_decisions=peer["peer_decisions"], peer_s=round(peer["peer_s"], 4),
+               ratio=round((rows / best) / peer_rate, 3))
+    return out
+
+
+def _cli_wall(rec: Path, tmp: Path) -> dict[str, Any]:
+    """Wall time of `mmd backtest REC` (summary only) with an empty numba cache (cold: every
+    kernel compiles) and then warm (cache and event cache filled)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMD_")}
+    env.update(NUMBA_CACHE_DIR=str(tmp / "numba"), MMD_EVENT_CACHE=str(tmp / "events"),
+               PYTHONPATH=str(ROOT))
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(rec), "--no-progress"],
+                           env=env, capture_output=True, text=True, timeout=1200, cwd=tmp)
+        walls.append(time.perf_counter() - t0)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return {"name": "backtest_cli_wall", "recording": rec.name, "cold_s": round(walls[0], 2),
+            "warm_s": round(min(walls[1:]), 2)}
+
+
+def run_throughput(quick: bool, cli: bool = True) -> list[dict[str, Any]]:
+    """backtest_throughput rows (and the CLI's cold/warm wall time unless quick)."""
+    cf = DATA / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl"
+    if not cf.exists():
+        return [{"name": "backtest_throughput", "skipped": 1,
+                 "reason": "../shared/data not present"}]
+    out = []
+    reps = 3 if quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        btc = [f for f in convert_cryptofeed(cf, Path(tmp) / "cf") if "linear_BTCUSDT" in f.name]
+        sets: list[tuple[str, list[Path]]] = [("bybit_cryptofeed_btcusdt", btc)]
+        if not quick:
+            for sym, folder in (("btcusdt_2024", "binance_usdm_btcusdt_2024-07-18_19"),
+                                ("ethusdt_2024", "binance_usdm_ethusdt_2024-07-18_19")):
+                d = Path(tmp) / sym
+                d.mkdir()
+                ins = sorted((DATA / folder).glob("*.gz"))
+                sets.append((f"binance_usdm_{sym}", list(convert_binance_usdm(ins, d))))
+        for name, files in sets:
+            out.append(_throughput(name, files, Path(tmp) / "cache", reps))
+        if cli and not quick:
+            out.append(_cli_wall(sets[1][1][0], Path(tmp)))
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    for row in run_throughput("--quick" in sys.argv, cli="--no-cli" not in sys.argv):
+        print(json.dumps(row))

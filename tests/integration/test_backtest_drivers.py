@@ -10,6 +10,8 @@ over the same stream and must produce the very same fills, position and cash.
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,3 +139,174 @@ def test_tape_replay_matches_python_driver(fixture: str, partial: bool,
         assert int(got.positions[s]["cash_ticks_lots"]) == cash
         assert got.positions[s]["fees_quote"] == pytest.approx(sum(w[7] for w in want
                                                                   if w[1] == s), abs=0)
+
+
+# --- the whole loop (strategy inside) against `mmd backtest --engine python` -----------------
+
+def _trader_run(cfg, files: list[Path], symbol: str, category: str):
+    """What `mmd backtest --engine python` runs for one symbol: FrameHandler + MarketHub +
+    Trader, quoting after every book frame on the frame's receive time."""
+    import msgspec
+
+    from mmd import app
+
+    run_cfg = msgspec.structs.replace(
+        cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
+    hub = app.MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
+    trader = app.build_trader(run_cfg, hub, ledger=False)
+    handler = app.FrameHandler(hub, None, None, trader, quote_inline=True)
+    for ts, raw in app.merged_frames(sorted(files)):
+        handler(raw, ts)
+    return trader
+
+
+def _loop_cfg(model: str, partial: bool, **strategy):
+    import msgspec
+
+    from mmd.config import AppConfig
+
+    cfg = AppConfig()
+    return msgspec.structs.replace(
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, model=model, **strategy),
+        exchange=msgspec.structs.replace(cfg.exchange, partial_fills=partial, funding=False))
+
+
+def _compare_loop(files: list[Path], cfg, cache: Path):
+    """Run both drivers on one symbol's recordings; assert the same fills (time, client id,
+    side, price, size, leaves, fee), position, cash, fees, PnL, quoting decisions and kill
+    switch. Returns (fills, partial fills, the Python driver's Trader)."""
+    import msgspec
+
+    from mmd.sim.backtest import run_backtest_fast, unsupported
+
+    ev = load_events(files, cache)
+    assert unsupported(ev, cfg) is None
+    category, symbol = ev.symbols[0]
+    if cfg.exchange.partial_fills:  # 5-lot quotes: trades smaller than them fill part
+        lot = ev.instrument(0).lot
+        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(
+            cfg.strategy, order_size=5 * lot, max_position=50 * lot))
+    trader = _trader_run(cfg, files, symbol, category)
+    got = run_backtest_fast(ev, cfg)
+    want = [(f.ts_exch_ns, f.client_order_id, f.side, f.px_ticks, f.qty_lots, f.leaves_lots,
+             f.fee_quote) for f in trader.fills]
+    rows = [(int(r[kb.FILL_TS_NS]), cid, int(r[kb.FILL_SIDE]), int(r[kb.FILL_PX]),
+             int(r[kb.FILL_QTY]), int(r[kb.FILL_LEAVES]), float(fee))
+            for r, cid, fee in zip(got.fills, got.client_ids, got.fees, strict=True)]
+    assert rows == want
+    pos = trader.portfolio.position(symbol)
+    p = got.positions[0]
+    assert int(p["position_lots"]) == pos.position_lots
+    assert int(p["cash_ticks_lots"]) == pos.cash_ticks_lots
+    assert float(p["fees_quote"]) == pos.fees_quote
+    assert got.total_pnl_quote == trader.portfolio.total_pnl_quote  # bit for bit
+    strat = trader.strategies[symbol]
+    assert int(got.decisions[0]) == strat.decisions
+    c = trader.oms.counters
+    assert (int(got.submits[0]), int(got.cancels[0])) == (c.submitted, c.cancel_requests)
+    assert got.halted == trader.risk.halted
+    print(f"{symbol} {cfg.strategy.model} partial={cfg.exchange.partial_fills}: "
+          f"{len(want)} fills, {strat.decisions} decisions, pnl {got.total_pnl_quote:.6g}")
+    return len(want), sum(1 for w in want if w[5] > 0), trader
+
+
+@pytest.mark.parametrize("partial", [True, False])
+@pytest.mark.parametrize("model", ["as", "glft"])
+@pytest.mark.parametrize("fixture", ["binance_btc_rec", "binance_eth_rec",
+                                     "binance_btc_2023_rec", "cryptofeed_dir"])
+def test_strategy_loop_matches_python_engine(fixture: str, model: str, partial: bool,
+                                             request: pytest.FixtureRequest,
+                                             tmp_path: Path) -> None:
+    rec: Path = request.getfixturevalue(fixture)
+    if fixture == "cryptofeed_dir":
+        groups = [[f] for f in sorted(rec.glob("*linear*"))]
+        if not groups:
+            pytest.skip("no linear recording in the Bybit capture")
+        # the 44 s capture: a short warm-up and fallbacks that quote at the touch (kappa 10/tick:
+        # a 0.2-tick model spread; sigma 0.5 ticks/sqrt(s): a sub-tick inventory term), so
+        # that the quotes get filled
+        import msgspec
+
+        from mmd.config import CalibrationConfig
+
+        cal = CalibrationConfig(fallback_kappa=10.0, fallback_sigma=0.5)
+        cfg = _loop_cfg(model, partial, warmup_s=2.0)
+        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy,
+                                                                            calibration=cal))
+    else:
+        groups = [[rec]]
+        cfg = _loop_cfg(model, partial)
+    n_fills = n_partial = 0
+    for files in groups:
+        f, p, _ = _compare_loop(files, cfg, tmp_path / "cache")
+        n_fills += f
+        n_partial += p
+    if fixture != "cryptofeed_dir":
+        assert n_fills > 20, "too few fills: the comparison would say little"
+        if partial:
+            assert n_partial > 0, "no partial fill: that path went untested"
+
+
+def test_strategy_loop_kill_switch_ladder_constant_latency(binance_btc_rec: Path,
+                                                             tmp_path: Path) -> None:
+    """The paths the default config leaves quiet: a 2-level ladder, constant latencies, a
+    rate limit that refuses orders and a kill switch that trips."""
+    import msgspec
+
+    cfg = _loop_cfg("as", True, levels=2, level_spacing_ticks=2)
+    cfg = msgspec.structs.replace(
+        cfg, exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=3.0,
+                                              cancel_latency_ms=1.0),
+        risk=msgspec.structs.replace(cfg.risk, max_loss_per_day=0.5, max_orders_per_s=2.0))
+    _, _, trader = _compare_loop([binance_btc_rec], cfg, tmp_path / "cache")
+    assert trader.risk.halted, "the kill switch did not trip: that path went untested"
+    assert trader.risk.rejections["rate_limit"] > 0, "no order refused by the rate limit"
+
+
+def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    from procs import base_env
+
+    env = {**base_env(), "MMD_EVENT_CACHE": str(tmp_path / "events")}
+    return subprocess.run([sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=600,
+                          cwd=os.fspath(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["as", "glft"])
+def test_backtest_cli_fast_engine_equals_python_engine(model: str, binance_eth_rec: Path,
+                                                       tmp_path: Path) -> None:
+    """`mmd backtest` prints the same summary and writes the same summary.json, report files
+    and --fills CSV with either engine."""
+    out = {}
+    for engine in ("fast", "python"):
+        d = tmp_path / engine
+        r = _cli([str(binance_eth_rec), "--strategy", model, "--engine", engine, "--report",
+                  str(d), "--fills", str(tmp_path / f"{engine}.csv")], tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "backtest_engine_python" not in r.stdout + r.stderr
+        table = r.stdout.split("report written")[0]
+        out[engine] = (table, json.loads((d / "summary.json").read_text()),
+                       (tmp_path / f"{engine}.csv").read_text(), d)
+    fast, slow = out["fast"], out["python"]
+    assert fast[0] == slow[0]
+    assert fast[1] == slow[1]
+    assert fast[1]["fills"] > 20
+    assert fast[2] == slow[2]
+    for f in sorted(slow[3].iterdir()):
+        assert (fast[3] / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_backtest_cli_falls_back_with_one_log_line(cryptofeed_dir: Path, tmp_path: Path) -> None:
+    """A --start-ns window is not in the fast loop: the run goes to the python engine, and one
+    log line says why; without the window the fast engine runs it (no such line)."""
+    rec = next(cryptofeed_dir.glob("bybit_linear_BTCUSDT_*.rec.gz"))
+    r = _cli([str(rec), "--start-ns", "0"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = [ln for ln in (r.stdout + r.stderr).splitlines() if "backtest_engine_python" in ln]
+    assert len(logs) == 1 and "window" in logs[0]
+    r = _cli([str(rec)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "backtest_engine_python" not in r.stdout + r.stderr
