@@ -147,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="output directory")
 
     tr = sub.add_parser("train", help="train a model from recordings and write its model files")
-    tr.add_argument("kind", choices=["adverse", "spread", "rl", "lstm", "multitask"])
+    tr.add_argument("kind", choices=["adverse", "spread", "rl", "lstm", "multitask", "all"])
     tr.add_argument("data", nargs="+", help="recordings (files or directories)")
-    tr.add_argument("--out", required=True, help="models directory (the model goes in OUT/KIND)")
+    tr.add_argument("--out", required=True,
+                    help="models directory (the model goes in OUT/KIND; all: every model)")
     tr.add_argument("-c", "--config", default=None,
                     help="config file for [market] and [features] (default: ./config.toml if "
                          "present, else built-in)")
@@ -159,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     tr.add_argument("--episodes", type=int, default=None, help="rl: learning episodes")
     tr.add_argument("--seed", type=int, default=None, help="rl: exploration seed")
+
+    ev = sub.add_parser("evaluate", help="walk-forward out-of-sample comparison of AS, GLFT, "
+                                         "tuned AS and the learned models (needs the `train` "
+                                         "extra)")
+    from mmd.learn.evaluate import add_arguments as evaluate_arguments
+
+    evaluate_arguments(ev)
 
     cv = sub.add_parser("convert", help="convert recordings between formats")
     cv.add_argument("kind", choices=["binance-usdm", "cryptofeed", "hftbacktest", "events"])
@@ -267,9 +275,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         for key in ("episodes", "seed"):  # rl settings, validated like any --set
             if getattr(args, key) is not None:
                 args.set.append(f"{key}={getattr(args, key)}")
+        if args.kind == "all":
+            from mmd.learn.cli import run_train_all
+
+            run_train_all(args.data, args.out, args.set, path,
+                          progress=not args.no_progress and sys.stderr.isatty())
+            return EXIT_OK
         run_train(args.kind, args.data, args.out, args.set, path,
                   progress=not args.no_progress and sys.stderr.isatty())
         return EXIT_OK
+    if args.command == "evaluate":
+        from mmd.learn.evaluate import run_command
+
+        configure_logs("error", "auto")
+        path = args.config
+        if path is None and os.path.exists("config.toml"):
+            path = "config.toml"
+        return run_command(args, path)
 
     cfg = _load(args)
     assert isinstance(cfg, AppConfig)

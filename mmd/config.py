@@ -443,6 +443,17 @@ class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     backlog_quote_every_frames: Annotated[int, Meta(ge=1, le=100_000)] = 16
     # ... or this often (seconds), whichever comes first
     backlog_quote_every_s: Annotated[float, Meta(ge=0.0001, le=10.0)] = 0.002
+    # risk-scaled order size (mmd.kernels.risk_size): the order size times 1 / (1 + risk),
+    # risk = w_vol * max(0, sigma / sigma_ref - 1) + w_drawdown * drawdown / drawdown_quote
+    #      + w_loss * share of [risk] max_loss_per_day lost today + w_inventory * |q| / max_q,
+    # floored at one lot; sigma_ref is an exponential average of sigma (half-life vol_halflife_s)
+    risk_size: bool = False
+    risk_size_w_vol: Annotated[float, Meta(ge=0, le=1000.0)] = 1.0
+    risk_size_w_drawdown: Annotated[float, Meta(ge=0, le=1000.0)] = 1.0
+    risk_size_w_loss: Annotated[float, Meta(ge=0, le=1000.0)] = 1.0
+    risk_size_w_inventory: Annotated[float, Meta(ge=0, le=1000.0)] = 0.5
+    risk_size_drawdown_quote: Annotated[float, Meta(gt=0, le=1e12)] = 10.0
+    risk_size_vol_halflife_s: Annotated[float, Meta(gt=0, le=DAY_S)] = 300.0
     calibration: CalibrationConfig = msgspec.field(default_factory=CalibrationConfig)
 
 

@@ -138,7 +138,8 @@ ML_ASK_MULT = 1
 ML_GAMMA_MULT = 2
 ML_SKEW_TICKS = 3
 ML_SPREAD_OVERRIDE_TICKS = 4  # NaN = none
-ML_SIZE = 5
+ML_SIZE_MULT = 5  # order size multiplier in (0, 1] (mmd.kernels.risk_size); 1 = neutral
+ML_SIZE = ML_SIZE_MULT + 1
 
 TG_BID_PX = 0
 TG_BID_QTY = 1
@@ -355,6 +356,8 @@ def compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now_ns: int, best_bid: int,
         fallback = 1.0
     gamma = qpf[QPF_GAMMA] * ml[ML_GAMMA_MULT]
     order_lots = qpi[QPI_ORDER_LOTS]
+    if ml[ML_SIZE_MULT] < 1.0:  # risk-scaled size, never below one lot (NaN: neutral)
+        order_lots = max(1, int(order_lots * ml[ML_SIZE_MULT]))
     if qpi[QPI_IS_GLFT] != 0:
         if math.isnan(a):
             a = qpf[QPF_FALLBACK_A]

@@ -393,6 +393,10 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "portfolio.compute_unrealized_quote": lambda: (_positions(), 0),
     "portfolio.update_mark": lambda: (_positions(), 0, 651.5),
     "portfolio.compute_pnl_quote": lambda: (_positions(), 0),
+    # risk_size: weights float64[RSP_SIZE]; the reference (sigma, time s) starts NaN
+    "risk_size.apply_vol_reference": lambda: (np.full(2, np.nan), 20.0, 1.0, 300.0),
+    "risk_size.compute_risk_score": lambda: (np.ones(6), 25.0, 20.0, 1.0, 0.5, 0.3),
+    "risk_size.compute_size_mult": lambda: (np.ones(6), 25.0, 20.0, 1.0, 0.5, 0.3),
 }
 
 

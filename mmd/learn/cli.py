@@ -1,4 +1,4 @@
-"""`mmd train adverse|spread|rl DATA... --out DIR`: recordings -> datasets -> models -> model files
+"""`mmd train adverse|spread|rl|all DATA... --out DIR`: recordings -> datasets -> model files
 (rl: mmd.learn.rl).
 
 Shell: reads recordings and writes model directories and the printed summary; the datasets,
@@ -382,3 +382,57 @@ def run_train(kind: str, data: list[str], out: str, sets: list[str], config_path
     echo(f"model written to {out_dir / kind} in {secs:.1f} s")
     sys.stdout.flush()
     return meta
+
+
+def _headline(name: str, meta: Any) -> str:
+    """One line of a model's out-of-sample figures for the `train all` summary."""
+    m = getattr(meta, "metrics", {}) or {}
+    if name == "adverse" and "auc_logistic" in m:
+        key = "auc_mlp" if meta.kind == "adverse_mlp" else "auc_logistic"
+        return (f"AUC {_fmt(m[key][0])} ± {_fmt(m[key][1])}, log-loss "
+                f"{_fmt(m[key.replace('auc', 'logloss')][0])} (base rate "
+                f"{_fmt(m['logloss_base_rate'][0])})")
+    if name == "spread" and "rmse_log" in m:
+        return (f"RMSE log h {_fmt(m['rmse_log'][0])} (training median "
+                f"{_fmt(m['rmse_log_constant'][0])})")
+    return ""
+
+
+def run_train_all(data: list[str], out: str, sets: list[str], config_path: str | None,
+                  progress: bool, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """`mmd train all`: the recordings read once, then the adverse-selection detector, the
+    spread predictor and, when `mmd.learn.rl.train_rl` exists, the RL agent, each into
+    OUT/<name>; ends with one summary (kind, version, out-of-sample figures, time)."""
+    import time
+
+    from mmd import __version__
+    from mmd.config import load_config
+    from mmd.learn.evaluate import rl_trainer
+
+    lp, tp, config_sets = parse_sets(sets)
+    cfg = load_config(config_path, sets=config_sets)
+    t0 = time.perf_counter()
+    recs = read_recordings(cfg, data, progress)
+    read_s = time.perf_counter() - t0
+    out_dir = Path(out)
+    trainers: list[tuple[str, Callable[..., Any]]] = [("adverse", train_adverse),
+                                                      ("spread", train_spread)]
+    rl = rl_trainer()
+    if rl is not None:
+        trainers.append(("rl", rl))
+    metas: dict[str, Any] = {}
+    secs: dict[str, float] = {}
+    for name, fn in trainers:
+        t = time.perf_counter()
+        metas[name] = fn(recs, lp, tp, out_dir, __version__, progress, echo)
+        secs[name] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    echo(f"summary ({len(recs)} recording(s) read in {read_s:.1f} s):")
+    for name, meta in metas.items():
+        echo(f"  {name:<8} {getattr(meta, 'kind', name):<17} version "
+             f"{getattr(meta, 'version', '?')}  {secs[name]:6.1f} s  {_headline(name, meta)}")
+    if rl is None:
+        echo("  rl       not trained (no RL trainer: mmd.learn.rl.train_rl)")
+    echo(f"models written to {out_dir} in {total:.1f} s")
+    sys.stdout.flush()
+    return {"models": metas, "seconds": secs, "read_s": read_s, "total_s": total}

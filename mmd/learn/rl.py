@@ -10,8 +10,10 @@ state starts afresh with each recording.
 
 The episode runner is injectable (`EpisodeRunner`): `run_episode_python` drives the product's
 own Python backtest path (MarketHub, Trader, SymbolStrategy, SimExchange: the daemon's code,
-frame by frame), which is exact but slow; a jitted loop over the event cache can take its
-place with the same arguments and result.
+frame by frame), exact but slow; `run_episode_fast` runs the jitted backtest loop over the
+training part's event cache (mmd.sim.backtest.run_episode), the same decisions much faster,
+when the state needs nothing that loop lacks. `train_rl` is the entry `mmd train all` and
+`mmd evaluate` call, with the other trainers' signature.
 
 Shell: reads recordings, writes the model directory and its convergence plot.
 """
@@ -251,9 +253,11 @@ def run_episode_fast(events: Window, cfg: AppConfig, q: np.ndarray, visits: np.n
 
 
 def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
-                  progress: bool) -> tuple[list[Window], list[Window], list[dict[str, str]]]:
+                  progress: bool, end_ns: list[int] | None = None
+                  ) -> tuple[list[Window], list[Window], list[dict[str, str]]]:
     """(training windows, held-out windows, training data digests), one of each per
-    recording: its event-cache receive times cut by walk_forward_splits' last split."""
+    recording: its event-cache receive times (before end_ns[i], when given) cut by
+    walk_forward_splits' last split."""
     from tqdm import tqdm
 
     from mmd.feeds.events import load_events
@@ -264,7 +268,7 @@ def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
     if not files:
         raise ConfigError("train rl: no recordings found in " + ", ".join(data))
     train, held, digests = [], [], []
-    for f in tqdm(files, desc="event cache", unit="rec", disable=not progress):
+    for i, f in enumerate(tqdm(files, desc="event cache", unit="rec", disable=not progress)):
         if not f.exists():
             raise ConfigError(f"train rl: {f} does not exist")
         meta = recording_meta(f)
@@ -276,6 +280,8 @@ def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
         except ValueError as exc:
             raise ConfigError(f"train rl: {exc}") from None
         t = np.asarray(ev.ev_ts_recv_ns, np.int64)
+        if end_ns is not None:
+            t = t[t < end_ns[i]]
         splits = walk_forward_splits(t, n_splits, purge_ns)
         if not splits:
             raise ConfigError(f"train rl: {f}: too short to split ({len(t)} events)")
@@ -293,7 +299,7 @@ def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
 
 @dataclass
 class TrainResult:
-    """What train_rl learnt: the arrays (rpi in MODE_GREEDY), per-episode curves and the
+    """What learn_rl learnt: the arrays (rpi in MODE_GREEDY), per-episode curves and the
     held-out comparison."""
 
     q: np.ndarray
@@ -305,7 +311,7 @@ class TrainResult:
     holdout: list[dict[str, Any]]
 
 
-def train_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrainParams, *,
+def learn_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrainParams, *,
              runner: EpisodeRunner = run_episode_python,
              eval_runner: EpisodeRunner = run_episode_python,
              progress: bool = False) -> TrainResult:
@@ -412,10 +418,34 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
 
     tp, config_sets = parse_rl_sets(sets)
     cfg = load_config(config_path, sets=config_sets)
+    return fit_rl(cfg, data, tp, Path(out), __version__, progress, echo, runner=runner)
+
+
+def train_rl(recs: list[Any], lp: Any, tp: Any, out_dir: Path, mmd_version: str,
+             progress: bool, echo: Callable[[str], None], cfg: AppConfig | None = None
+             ) -> ModelMeta:
+    """The RL table as `mmd train all` and `mmd evaluate` train every model: from their
+    recordings (mmd.learn.cli.Recording: files, and the market series that ends where the
+    caller's training part ends), seeded by their `seed`, written to out_dir/rl. lp is not
+    used (the RL reward needs no labels); cfg: the [models] rl_* and strategy keys (default:
+    the built-in config)."""
+    files = [str(f) for r in recs for f in r.files]
+    ends = [int(r.series.ts_ns[-1]) + 1 if len(r.series.ts_ns) else 0
+            for r in recs for _ in r.files]
+    rtp = RlTrainParams(seed=int(getattr(tp, "seed", 7)))
+    return fit_rl(cfg or AppConfig(), files, rtp, Path(out_dir), mmd_version, progress, echo,
+                  end_ns=ends)
+
+
+def fit_rl(cfg: AppConfig, data: list[str], tp: RlTrainParams, out: Path, mmd_version: str,
+           progress: bool, echo: Callable[[str], None], *, runner: EpisodeRunner | None = None,
+           end_ns: list[int] | None = None) -> ModelMeta:
+    """Split, episodes, held-out comparison, model + plot into out/rl (see the module
+    docstring); end_ns: each file's data stops there (a caller's training part)."""
     t0 = dt.datetime.now(dt.UTC)
     mc = cfg.models
     purge_ns = round((mc.rl_step_s if tp.purge_s is None else tp.purge_s) * 1e9)
-    train, held, digests = split_windows(cfg, data, tp.n_splits, purge_ns, progress)
+    train, held, digests = split_windows(cfg, data, tp.n_splits, purge_ns, progress, end_ns)
     models = None
     if mc.adverse or mc.spread:  # quote as the daemon will, the RL state sees the detector
         from mmd.learn.runtime import load_models
@@ -423,12 +453,12 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
         models = load_models(mc.dir, adverse=mc.adverse, spread=mc.spread, missing=mc.missing)
         for w in train + held:
             w.models = models
-    out_dir = Path(out) / "rl"
+    out_dir = out / "rl"
     engine = "custom"
     if runner is None:
         runner, engine = _choose_runner(cfg, train, tp.engine, out_dir, echo)
     try:
-        res = train_rl(cfg, train, held, tp, runner=runner, progress=progress)
+        res = learn_rl(cfg, train, held, tp, runner=runner, progress=progress)
     finally:  # the training parts the fast runner wrote (their event caches stay cached)
         shutil.rmtree(out_dir / "train_part", ignore_errors=True)
     curves = res.curves
@@ -450,7 +480,7 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
                          for tw, w in zip(train, held, strict=True)],
              "actions": res.actions.tolist(), "reward": "dPnL - damp max(0, q dmid) - "
              "penalty q^2 / max_lots (tick x lot)"}
-    meta = save_rl_model(out_dir, res, mmd_version=__version__, training_data=digests,
+    meta = save_rl_model(out_dir, res, mmd_version=mmd_version, training_data=digests,
                          hyper_parameters=hyper, metrics=metrics)
     plot = plot_convergence(curves, out_dir / "convergence.png")
     _print_summary(res, metrics, meta, echo)

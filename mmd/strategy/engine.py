@@ -21,6 +21,7 @@ import numpy as np
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
+from mmd.kernels import risk_size as krs
 from mmd.kernels.strategy import QPI_MAX_LOTS, QPI_SESSION_NS, update_calibration_from_rings
 from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
@@ -31,6 +32,19 @@ from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
 
 Command = SubmitOrder | CancelOrder
+
+
+class AccountRisk(msgspec.Struct, frozen=True):
+    """What the trader knows of the account's risk at a decision (for the risk-scaled size).
+
+    Attributes:
+        total_pnl_quote: total PnL (fees and funding included), quote.
+        loss_used: share of `[risk] max_loss_per_day` lost today, in [0, 1] (0 without a limit;
+            RiskGate.loss_budget_used).
+    """
+
+    total_pnl_quote: float = 0.0
+    loss_used: float = 0.0
 
 
 class SymbolStrategy:
@@ -67,6 +81,14 @@ class SymbolStrategy:
         self._cursor = np.zeros(2, np.int64)
         self._ids = itertools.count(1)
         self._id_prefix = f"{instrument.symbol}-{start_ns // 1_000_000}-"
+        # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
+        self._rsp = np.array([cfg.risk_size_w_vol, cfg.risk_size_w_drawdown,
+                              cfg.risk_size_w_loss, cfg.risk_size_w_inventory,
+                              cfg.risk_size_drawdown_quote, cfg.risk_size_vol_halflife_s],
+                             np.float64)
+        self._vol_ref = np.full(2, np.nan)
+        self._pnl_peak = -np.inf
+        self.size_mult = 1.0  # the last decision's risk-scaled size multiplier
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids)}"
@@ -90,7 +112,8 @@ class SymbolStrategy:
 
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
              position_lots: int, *, halted: bool = False,
-             pnl_quote: float = math.nan) -> list[Command]:
+             pnl_quote: float = math.nan,
+             account: AccountRisk | None = None) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
@@ -101,6 +124,8 @@ class SymbolStrategy:
             halted: the kill switch holds: cancel everything, decide nothing.
             pnl_quote: the symbol's total PnL (the RL reward when learning online; NaN: no
                 update for that step).
+            account: the account's PnL and loss budget (risk-scaled size; None = no
+                drawdown and no budget used).
         """
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -116,6 +141,9 @@ class SymbolStrategy:
             self.ml = self.ml_inputs(now_ns, st)
             if self.rl is not None:
                 self.ml = self.rl_inputs(self.ml, now_ns, st, position_lots, pnl_quote)
+        if self.cfg.risk_size:
+            self.size_mult = self.risk_size_mult(market_ns, cal.sigma, position_lots, account)
+            self.ml = msgspec.structs.replace(self.ml, size_mult=self.size_mult)
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
                                     position_lots, self.ml)
         self.decisions += 1
@@ -175,6 +203,21 @@ class SymbolStrategy:
         if g == 1.0 and k == 0.0:
             return ml
         return msgspec.structs.replace(ml, gamma_mult=g, skew_ticks=k)
+
+    def risk_size_mult(self, market_ns: int, sigma_ticks: float, position_lots: int,
+                       account: AccountRisk | None) -> float:
+        """The order-size multiplier of `mmd.kernels.risk_size` at this decision: the
+        calibrated sigma against its exponential average, the drawdown of the account's total
+        PnL from the highest value this strategy has seen, the daily loss budget used, and
+        |position| / the position limit."""
+        vol_ref = krs.apply_vol_reference(self._vol_ref, float(sigma_ticks), market_ns * 1e-9,
+                                          float(self._rsp[krs.RSP_HALFLIFE_S]))
+        acct = account if account is not None else AccountRisk()
+        self._pnl_peak = max(self._pnl_peak, acct.total_pnl_quote)
+        max_lots = int(self.quoter.qpi[QPI_MAX_LOTS])
+        return float(krs.compute_size_mult(
+            self._rsp, float(sigma_ticks), vol_ref, self._pnl_peak - acct.total_pnl_quote,
+            acct.loss_used, position_lots / max_lots if max_lots > 0 else 0.0))
 
     def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
         return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)

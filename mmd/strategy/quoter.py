@@ -21,6 +21,7 @@ from mmd.kernels.strategy import (
     DF_RESERVATION,
     DF_SIZE,
     ML_SIZE,
+    ML_SIZE_MULT,
     QPF_FALLBACK_A,
     QPF_FALLBACK_KAPPA,
     QPF_FALLBACK_SIGMA,
@@ -68,6 +69,8 @@ class MlInputs(msgspec.Struct, frozen=True):
         spread_override_ticks: total spread in ticks replacing the model's; NaN = none.
         quote_bid: False = withdraw the bid side (the target has no bids).
         quote_ask: False = withdraw the ask side (the target has no asks).
+        size_mult: order size multiplier in (0, 1] (risk-scaled size); the scaled size is
+            rounded down to lots, never below one lot.
     """
 
     bid_mult: float = 1.0
@@ -77,6 +80,7 @@ class MlInputs(msgspec.Struct, frozen=True):
     spread_override_ticks: float = math.nan
     quote_bid: bool = True
     quote_ask: bool = True
+    size_mult: float = 1.0
 
 
 NEUTRAL = MlInputs()
@@ -98,6 +102,7 @@ def ml_array(ml: MlInputs, out: np.ndarray | None = None) -> np.ndarray:
     arr[2] = ml.gamma_mult
     arr[3] = ml.skew_ticks
     arr[4] = ml.spread_override_ticks
+    arr[ML_SIZE_MULT] = ml.size_mult
     return arr
 
 

@@ -253,6 +253,13 @@ class RiskGate:
             self._halt(HaltState(day=utc_day(ts_ns), ts_ns=ts_ns, reason=reason))
         return self.halted
 
+    def loss_budget_used(self, day_pnl_quote: float) -> float:
+        """The share of max_loss_per_day lost today, in [0, 1] (0 without a limit or a loss)."""
+        limit = self._cfg.max_loss_per_day
+        if limit <= 0 or not day_pnl_quote < 0:
+            return 0.0
+        return min(1.0, -day_pnl_quote / limit)
+
     def halt(self, ts_ns: int, reason: str) -> None:
         """Trip the kill switch by hand (operator or another component)."""
         if not self.halted:

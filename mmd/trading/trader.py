@@ -36,7 +36,7 @@ from mmd.model.events import (
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import ConstantLatency, FeedDerivedLatency
-from mmd.strategy.engine import SymbolStrategy
+from mmd.strategy.engine import AccountRisk, SymbolStrategy
 from mmd.trading.funding import FundingSettler
 from mmd.trading.journal import JournalWriter
 from mmd.trading.ledger import Checkpoint, Ledger, OrderState
@@ -464,7 +464,10 @@ class Trader:
             if strat.rl is not None and sym in self.portfolio.symbols:
                 pnl = self.portfolio.position(sym).pnl_quote
             cmds = strat.step(now_ns, st, self.oms.open_orders(sym), position,
-                              halted=self.risk.halted, pnl_quote=pnl)
+                              halted=self.risk.halted, pnl_quote=pnl, account=AccountRisk(
+                                  total_pnl_quote=self.portfolio.total_pnl_quote,
+                                  loss_used=self.risk.loss_budget_used(self.day_today))
+                              if self.strategy_cfg.risk_size else None)
             if not cmds:
                 continue
             cmds = self.oms.filter_cancels(cmds)

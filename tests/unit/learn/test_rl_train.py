@@ -142,3 +142,17 @@ def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path,
     ofi = msgspec.structs.replace(cfg, models=msgspec.structs.replace(cfg.models,
                                                                       rl_ofi_bins=3))
     assert "rl_ofi_bins" in (lrl.fast_unsupported(ofi, [w]) or "")
+
+
+def test_train_rl_as_train_all_and_evaluate_call_it(session: Path, tmp_path: Path) -> None:
+    """`mmd train all` and `mmd evaluate` call train_rl(recs, lp, tp, out_dir, version,
+    progress, echo) like the other trainers; it trains on the recordings' series span only."""
+    from mmd.learn.cli import TrainParams, read_recordings
+
+    recs = read_recordings(AppConfig(), [str(session)], False)
+    meta = lrl.train_rl(recs, None, TrainParams(seed=5), tmp_path, "test", False,
+                        lambda _s: None)
+    assert meta.kind == "rl_q" and (tmp_path / "rl" / "model.json").is_file()
+    assert meta.hyper_parameters["train"]["seed"] == 5
+    (win,) = meta.hyper_parameters["windows"]
+    assert win["holdout_ns"][1] <= int(recs[0].series.ts_ns[-1]) + 1
