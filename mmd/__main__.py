@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="output directory")
 
     tr = sub.add_parser("train", help="train a model from recordings and write its model files")
-    tr.add_argument("kind", choices=["adverse", "spread", "lstm", "multitask", "all"])
+    tr.add_argument("kind", choices=["adverse", "spread", "rl", "lstm", "multitask", "all"])
     tr.add_argument("data", nargs="+", help="recordings (files or directories)")
     tr.add_argument("--out", required=True,
                     help="models directory (the model goes in OUT/KIND; all: every model)")
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a training setting, e.g. --set horizon_s=5 (see README, Models), or "
                          "a config override SECTION.KEY=VALUE (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    tr.add_argument("--episodes", type=int, default=None, help="rl: learning episodes")
+    tr.add_argument("--seed", type=int, default=None, help="rl: exploration seed")
 
     ev = sub.add_parser("evaluate", help="walk-forward out-of-sample comparison of AS, GLFT, "
                                          "tuned AS and the learned models (needs the `train` "
@@ -270,6 +272,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = args.config
         if path is None and os.path.exists("config.toml"):
             path = "config.toml"
+        for key in ("episodes", "seed"):  # rl settings, validated like any --set
+            if getattr(args, key) is not None:
+                args.set.append(f"{key}={getattr(args, key)}")
         if args.kind == "all":
             from mmd.learn.cli import run_train_all
 

@@ -594,7 +594,8 @@ def run_identity(cfg: AppConfig) -> RunIdentity:
 
 def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
                       force: bool = False, metrics: Metrics | None = None) -> LoadedModels | None:
-    """Load the [models] the strategy quotes with, once (force: both, as `--strategy ml`).
+    """Load the [models] the strategy quotes with, once (force: the adverse and spread models,
+    as `--strategy ml`; the RL table only when [models] rl is on).
 
     Logs model_loaded per model; with a ledger, records each version and logs model_changed
     when it differs from the version recorded last (a restart with the same files records
@@ -605,13 +606,14 @@ def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
 
     mc = cfg.models
     adverse, spread = mc.adverse or force, mc.spread or force
-    if not (adverse or spread):
+    if not (adverse or spread or mc.rl):
         return None
     log = get_logger("models")
     models = load_models(
         mc.dir, adverse=adverse, spread=spread, missing=mc.missing,
         on_missing=lambda name, reason: log.warning("model_missing", model=name, reason=reason,
-                                                    fallback="neutral"))
+                                                    fallback="neutral"),
+        rl=mc.rl, rl_options=rl_options(cfg))
     ledger = trader.ledger if trader is not None else None
     before = ledger.model_versions() if ledger is not None else {}
     for name, version in models.versions().items():
@@ -624,6 +626,16 @@ def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
                 log.warning("model_changed", model=name, previous=before[name], version=version)
             ledger.record_model(name, version, path, now_ns)
     return models
+
+
+def rl_options(cfg: AppConfig) -> dict[str, Any]:
+    """RlPolicy options from [models]: online learning and its parameters (exploration
+    seeded by feed.synthetic.seed, the config's seed)."""
+    mc = cfg.models
+    return {"online": mc.rl_online, "seed": cfg.feed.synthetic.seed,
+            "learning": {"alpha": mc.rl_alpha, "discount": mc.rl_discount,
+                         "epsilon": mc.rl_epsilon, "damp": mc.rl_damp,
+                         "penalty": mc.rl_penalty_ticks}}
 
 
 def open_ledger(cfg: AppConfig) -> Ledger:

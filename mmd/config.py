@@ -52,6 +52,7 @@ RingRows = Annotated[int, Meta(ge=1, le=1 << 20)]
 BaseQty = Annotated[float, Meta(gt=0, le=1e9)]
 # money in quote currency; 0 = no limit
 QuoteLimit = Annotated[float, Meta(ge=0, le=1e12)]
+RlBins = Annotated[int, Meta(ge=1, le=10)]  # bins of one RL state variable (<= 1e5 states)
 
 # directories no state, recording or model file may live in (kernel pseudo-filesystems)
 _PSEUDO_FS = ("/proc", "/sys", "/dev")
@@ -325,6 +326,32 @@ class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # a missing or incompatible model file: "error" (exit 2 naming the file) or "neutral"
     # (log model_missing and quote without that model)
     missing: Literal["error", "neutral"] = "error"
+    # adjust gamma and skew with the Q-learning table (<dir>/rl, written by `mmd train rl`)
+    rl: bool = False
+    # with rl: keep learning online (epsilon-greedy updates of the table in memory; paper only)
+    rl_online: bool = False
+    # `mmd train rl` (the table records them; the daemon uses the table's): seconds between
+    # RL decisions, and bins of inventory, volatility, order-flow imbalance, the detector's
+    # probability and the session's elapsed time (at most 10 each; OFI 1 = not binned: the
+    # jitted training loop runs no feature engine, more bins train through the frame driver)
+    rl_step_s: Annotated[float, Meta(ge=0.1, le=3600.0)] = 5.0
+    rl_inventory_bins: RlBins = 5
+    rl_volatility_bins: RlBins = 3
+    rl_ofi_bins: RlBins = 1
+    rl_adverse_bins: RlBins = 3
+    rl_time_bins: RlBins = 2
+    # sigma (ticks per sqrt s) at the middle of the volatility bins; OFI (in average trade
+    # sizes) at tanh 0.76 of the OFI bins
+    rl_vol_ref_ticks: Annotated[float, Meta(gt=0, le=1e9)] = 20.0
+    rl_ofi_scale: Annotated[float, Meta(gt=0, le=1e9)] = 5.0
+    # learning (training and rl_online): rate, discount, exploration probability
+    rl_alpha: Annotated[float, Meta(gt=0, le=1.0)] = 0.1
+    rl_discount: Annotated[float, Meta(ge=0, le=0.999)] = 0.9
+    rl_epsilon: Annotated[float, Meta(ge=0, le=1.0)] = 0.1
+    # reward: share of a speculative (inventory) gain taken off, and the inventory cost in
+    # ticks per lot per step at the position limit (quadratic in the position)
+    rl_damp: Annotated[float, Meta(ge=0, le=1.0)] = 0.5
+    rl_penalty_ticks: Annotated[float, Meta(ge=0, le=1e6)] = 1.0
 
     def __post_init__(self) -> None:
         _check_path(self.dir, "dir")

@@ -200,7 +200,16 @@ class _StrategyCollector(Collector):
             "side is adverse, at the last decision (side=ask: a buyer lifts it)",
             labels=["symbol", "side"],
         )
+        rl_actions = CounterMetricFamily(
+            "mmd_rl_action",
+            "RL decisions by the action chosen (g<gamma multiplier>_s<skew ticks>), every symbol",
+            labels=["action"],
+        )
+        rl_counts: dict[str, int] = {}
         for sym, s in sorted(self.strategies.items()):
+            if s.rl is not None:
+                for label, n in zip(s.rl.policy.labels, s.rl.counts.tolist(), strict=True):
+                    rl_counts[label] = rl_counts.get(label, 0) + n
             p_buy, p_sell = s.p_adverse
             if p_buy == p_buy and p_sell == p_sell:
                 p_adv.add_metric([sym, "ask"], p_buy)
@@ -227,7 +236,9 @@ class _StrategyCollector(Collector):
                 bid.add_metric([sym], inst.ticks_to_px(t.bids[0][0]))
             if t.asks:
                 ask.add_metric([sym], inst.ticks_to_px(t.asks[0][0]))
-        yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders, p_adv)
+        for label, n in sorted(rl_counts.items()):
+            rl_actions.add_metric([label], n)
+        yield from (bid, ask, half, resv, vol, kappa, a, ready, fits, orders, p_adv, rl_actions)
 
 
 class _TraderCollector(Collector):
@@ -338,7 +349,7 @@ class Metrics:
             "too_many_connections, slow_reader)", ["reason"], registry=r,
         )
         self.model_info = Gauge(
-            "mmd_model_info", "1 per learned model in use (model: adverse|spread, version: "
+            "mmd_model_info", "1 per learned model in use (model: adverse|spread|rl, version: "
             "its content hash)", ["model", "version"], registry=r,
         )
 

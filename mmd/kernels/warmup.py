@@ -42,6 +42,15 @@ def _queue_slots(n: int = 4) -> tuple[np.ndarray, ...]:
     return (*(np.zeros(n, I64) for _ in range(4)), np.zeros(n))
 
 
+def _rl() -> tuple[np.ndarray, ...]:
+    # (q, visits, rpi, rpf, actions, rs, rng) of kernels.rl, 2 states x 2 actions, learning
+    rpi = np.array([2, 1, 1, 1, 1, 5, 2], I64)
+    rpf = np.array([0.1, 0.9, 0.1, 0.5, 1.0, 20.0, 5.0])
+    rs = np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    return (np.zeros((2, 2)), np.zeros((2, 2), I64), rpi, rpf, np.ones((2, 2)), rs,
+            np.array([7], np.uint64))
+
+
 def _strategy_state() -> dict[str, Any]:
     # the state arrays of kernels.strategy as the strategy wrappers build them
     from mmd.kernels import strategy as ks
@@ -364,17 +373,19 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
                                                5))(_loop()),
     "backtest._oms_find": lambda: (lambda a: (a[4], a[3][0], 0, 1))(_loop()),
     "backtest._oms_remove": lambda: (lambda a: (a[4], a[3][0], 0, 0))(_loop()),
-    "rl._bin": lambda: (0.5, 0.0, 1.0, 4),
-    "rl.compute_reward": lambda: (1.0, 0.5, 1.0, 2.0, 0.5, 0.1),
-    "rl.compute_rl_state": lambda: (lambda a: (a[7][2], a[7][3], a[7][7][0]))(_loop()),
-    "rl.greedy_action": lambda: (np.zeros((1, 2)), 0),
-    "rl.next_uniform": lambda: (np.ones(1, np.uint64),),
-    "rl.select_action": lambda: (np.zeros((1, 2)), 0, 0.1, np.ones(1, np.uint64)),
-    "rl.update_q": lambda: (np.zeros((1, 2)), np.zeros((1, 2), I64), 0, 1, 1.0, 0, 0.1, 0.9),
-    "rl.rl_decide": lambda: (lambda a: (*a[7][:5], a[7][5][0], a[7][6], a[3][12][0],
-                                        a[7][7][0], 5, 0.0, 100.0, 0, 1, 1e-4))(_loop()),
     "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
         _backtest()),
+    "rl._bin": lambda: (0.5, -1.0, 1.0, 3),
+    "rl.compute_rl_state": lambda: (*_rl()[2:4], np.zeros(5)),
+    "rl.fill_rl_obs": lambda: (np.zeros(5), 1, 10, 20.0, 0.5, 0.5, 7, 300),
+    "rl.compute_ofi_trades": lambda: (np.ones(20),),
+    "rl.next_uniform": lambda: (np.array([7], np.uint64),),
+    "rl.greedy_action": lambda: (_rl()[0], 0),
+    "rl.greedy_visited_action": lambda: (*_rl()[:2], 0),
+    "rl.select_action": lambda: (_rl()[0], 0, 0.1, np.array([7], np.uint64)),
+    "rl.update_q": lambda: (*_rl()[:2], 0, 0, 1.0, 1, 0.1, 0.9),
+    "rl.compute_reward": lambda: (1.0, 0.5, 2.0, 10.0, 0.5, 1.0),
+    "rl.rl_decide": lambda: (*_rl(), np.ones(5), np.zeros(5), 7, 0.0, 1000.0, 1, 10, 0.01),
     "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
     "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
     "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),

@@ -1,4 +1,5 @@
-"""`mmd train adverse|spread|all DATA... --out DIR`: recordings -> datasets -> model files.
+"""`mmd train adverse|spread|rl|all DATA... --out DIR`: recordings -> datasets -> model files
+(rl: mmd.learn.rl).
 
 Shell: reads recordings and writes model directories and the printed summary; the datasets,
 fits and figures come from the core modules (dataset, train, model_file).
@@ -358,7 +359,7 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
 
 def run_train(kind: str, data: list[str], out: str, sets: list[str], config_path: str | None,
               progress: bool, echo: Callable[[str], None] = print) -> ModelMeta:
-    """The `mmd train` command (kind "adverse", "spread", "lstm" or "multitask")."""
+    """The `mmd train` command (kind "adverse", "spread", "rl", "lstm" or "multitask")."""
     if kind in ("lstm", "multitask"):
         from mmd.learn.deep_cli import run_deep
 
@@ -366,6 +367,10 @@ def run_train(kind: str, data: list[str], out: str, sets: list[str], config_path
     from mmd import __version__
     from mmd.config import load_config
 
+    if kind == "rl":
+        from mmd.learn.rl import run_train_rl
+
+        return run_train_rl(data, out, sets, config_path, progress, echo)
     lp, tp, config_sets = parse_sets(sets)
     cfg = load_config(config_path, sets=config_sets)
     t0 = dt.datetime.now(dt.UTC)

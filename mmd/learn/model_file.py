@@ -24,9 +24,12 @@ WEIGHTS_FILE = "weights.npz"
 META_FILE = "model.json"
 # arrays every network model file holds (mmd.kernels.models layout)
 NETWORK_ARRAYS = ("stats", "weights", "biases", "sizes")
-KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "deep_lstm", "deep_multitask")
+KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "deep_lstm", "deep_multitask",
+         "rl_q")
 # the deep order-flow models (mmd.kernels.lstm layout) and the heads each kind holds
 DEEP_HEADS = {"deep_lstm": ("price",), "deep_multitask": ("price", "spread", "position")}
+# arrays of a Q-learning table (mmd.kernels.rl layout)
+RL_ARRAYS = ("q", "visits", "rpi", "rpf", "actions")
 
 
 class IncompatibleModel(ConfigError):
@@ -37,7 +40,8 @@ class ModelMeta(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """model.json.
 
     Attributes:
-        kind: one of KINDS.
+        kind: one of KINDS ("rl_q": a Q-learning table; features are then its observation
+            names, mmd.kernels.rl OBS_*).
         format_version: FORMAT_VERSION when written.
         version: content hash (16 hex digits of sha256 over kind, features and every array).
         features: input names in column order.
@@ -154,7 +158,9 @@ def load_model(model_dir: str | Path, kinds: tuple[str, ...],
             arrays = {k: np.ascontiguousarray(z[k]) for k in z.files}
     except (ValueError, OSError, KeyError) as exc:
         raise IncompatibleModel(f"{where}: bad {WEIGHTS_FILE} ({exc})") from None
-    if meta.kind in DEEP_HEADS:
+    if meta.kind == "rl_q":
+        _check_rl_table(where, arrays, len(features))
+    elif meta.kind in DEEP_HEADS:
         _check_deep(where, arrays, len(features), DEEP_HEADS[meta.kind],
                     inventory=meta.kind == "deep_multitask")
     else:
@@ -183,6 +189,38 @@ def _check_network(where: str, arrays: dict[str, Any], n_in: int) -> None:
         if a.dtype != np.float64 or a.shape != (n,):
             raise IncompatibleModel(f"{where}: {name} has shape {a.shape} {a.dtype}, "
                                     f"expected ({n},) float64")
+
+
+def _check_rl_table(where: str, arrays: dict[str, Any], n_obs: int) -> None:
+    from mmd.kernels import rl
+
+    missing = [k for k in RL_ARRAYS if k not in arrays]
+    if missing:
+        raise IncompatibleModel(f"{where}: {WEIGHTS_FILE} lacks {missing}")
+    rpi, rpf, q, visits, actions = (arrays[k] for k in ("rpi", "rpf", "q", "visits", "actions"))
+    if n_obs != rl.OBS_SIZE:
+        raise IncompatibleModel(f"{where}: {n_obs} observations, this mmd bins {rl.OBS_SIZE}")
+    if rpi.dtype != np.int64 or rpi.shape != (rl.RPI_SIZE,) or rpf.dtype != np.float64 \
+            or rpf.shape != (rl.RPF_SIZE,):
+        raise IncompatibleModel(f"{where}: parameter arrays rpi {rpi.shape} {rpi.dtype}, rpf "
+                                f"{rpf.shape} {rpf.dtype}; expected ({rl.RPI_SIZE},) int64, "
+                                f"({rl.RPF_SIZE},) float64")
+    bins = [int(rpi[k]) for k in (rl.RPI_INV_BINS, rl.RPI_VOL_BINS, rl.RPI_OFI_BINS,
+                                  rl.RPI_PADV_BINS, rl.RPI_TIME_BINS)]
+    if min(bins) < 1 or max(bins) > 10 or rpi[rl.RPI_STEP_NS] <= 0 \
+            or not np.isfinite(rpf).all() or rpf[rl.RPF_VOL_REF] <= 0 \
+            or rpf[rl.RPF_OFI_SCALE] <= 0:
+        raise IncompatibleModel(f"{where}: bad parameters bins {bins}, step "
+                                f"{int(rpi[rl.RPI_STEP_NS])} ns, {rpf.tolist()}")
+    if actions.dtype != np.float64 or actions.ndim != 2 or actions.shape[1] != 2 \
+            or len(actions) < 1 or not np.isfinite(actions).all() or (actions[:, 0] <= 0).any():
+        raise IncompatibleModel(f"{where}: bad action grid {actions.shape} {actions.dtype} "
+                                "(rows of gamma multiplier > 0, skew ticks)")
+    shape = (rl.n_states(rpi), len(actions))
+    if q.dtype != np.float64 or q.shape != shape or not np.isfinite(q).all() \
+            or visits.dtype != np.int64 or visits.shape != shape or (visits < 0).any():
+        raise IncompatibleModel(f"{where}: q {q.shape} {q.dtype} / visits {visits.shape} "
+                                f"{visits.dtype}, expected {shape} finite float64 / int64 >= 0")
 
 
 def _check_deep(where: str, arrays: dict[str, Any], n_in: int, heads: tuple[str, ...],

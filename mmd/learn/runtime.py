@@ -1,4 +1,5 @@
-"""Loaded models at run time: the adverse-selection detector and the spread predictor.
+"""Loaded models at run time: the adverse-selection detector, the spread predictor and the
+Q-learning table.
 
 Glue only: weights come from model files (mmd.learn.model_file), the arithmetic is in
 mmd.kernels.models. No scikit-learn here: the daemon needs only the core dependencies. Scratch
@@ -16,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mmd.kernels import models as km
+from mmd.kernels import rl as krl
+from mmd.kernels.strategy import ML_SIZE
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
 from mmd.learn.model_file import IncompatibleModel, ModelMeta, load_model
 
@@ -23,6 +26,10 @@ F64Array = npt.NDArray[np.float64]
 
 ADVERSE_KINDS = ("adverse_logistic", "adverse_mlp")
 SPREAD_KINDS = ("spread_mlp",)
+RL_KINDS = ("rl_q",)
+# what an RL state is binned from, in mmd.kernels.rl OBS_* order
+RL_OBSERVATIONS = ("inventory_fraction", "volatility_ticks_per_sqrt_s", "ofi_trades",
+                   "p_adverse", "session_fraction")
 
 
 class AdverseAdjustment(msgspec.Struct, frozen=True):
@@ -144,47 +151,164 @@ class SpreadPredictor:
         return np.array([self.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
 
 
+class RlPolicy:
+    """The Q-learning table and its parameters (mmd.kernels.rl layout).
+
+    from_dir loads a table to act greedily (MODE_GREEDY: the best action tried in training per
+    state) or, online, to keep learning (MODE_LEARN, epsilon-greedy) into an in-memory copy:
+    the file is never rewritten, so a restart starts again from the trained table. The state
+    bins, the decision step and the action grid are the file's; the learning rate, discount,
+    exploration, damping and penalty of online learning are given to from_dir (the [models]
+    keys). Every symbol's agent shares the table.
+
+    The constructor takes the arrays as they are (no copy, the mode left as set in rpi): the
+    trainer shares its arrays with the live strategy this way.
+
+    Args:
+        meta: the model file's metadata (None while training).
+        q, visits, rpi, rpf, actions: the kernel arrays.
+        seed: the exploration generator's seed; symbols draw from seed + a per-symbol salt.
+        rs, rng: a running state and generator every new agent uses instead of fresh ones
+            (training: one symbol per run, the caller's arrays).
+    """
+
+    def __init__(self, meta: ModelMeta | None, q: F64Array, visits: npt.NDArray[np.int64],
+                 rpi: npt.NDArray[np.int64], rpf: F64Array, actions: F64Array, *,
+                 seed: int = 1, rs: F64Array | None = None,
+                 rng: npt.NDArray[np.uint64] | None = None) -> None:
+        self.meta = meta
+        self.q, self.visits, self.rpi, self.rpf, self.actions = q, visits, rpi, rpf, actions
+        self.seed = seed
+        self.rs, self.rng = rs, rng
+        self.labels = [action_label(g, k) for g, k in actions.tolist()]
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, *, online: bool = False,
+                 learning: dict[str, float] | None = None, seed: int = 1) -> RlPolicy:
+        """Load and validate a model directory (raises IncompatibleModel, exit 2).
+
+        online: MODE_LEARN with `learning` ({"alpha", "discount", "epsilon", "damp",
+        "penalty"}) overriding the file's values; else MODE_GREEDY.
+        """
+        meta, arrays = load_model(model_dir, RL_KINDS, RL_OBSERVATIONS)
+        rpi = arrays["rpi"].astype(np.int64)  # copies: online updates stay in memory
+        rpf = arrays["rpf"].astype(np.float64)
+        rpi[krl.RPI_MODE] = krl.MODE_LEARN if online else krl.MODE_GREEDY
+        slots = {"alpha": krl.RPF_ALPHA, "discount": krl.RPF_DISCOUNT,
+                 "epsilon": krl.RPF_EPSILON, "damp": krl.RPF_DAMP,
+                 "penalty": krl.RPF_INV_PENALTY}
+        for key, value in (learning or {}).items() if online else ():
+            rpf[slots[key]] = float(value)
+        return cls(meta, arrays["q"].astype(np.float64), arrays["visits"].astype(np.int64),
+                   rpi, rpf, np.ascontiguousarray(arrays["actions"], np.float64), seed=seed)
+
+    @property
+    def version(self) -> str:
+        return self.meta.version if self.meta is not None else "unsaved"
+
+    @property
+    def online(self) -> bool:
+        return int(self.rpi[krl.RPI_MODE]) == krl.MODE_LEARN
+
+    @property
+    def step_ns(self) -> int:
+        return int(self.rpi[krl.RPI_STEP_NS])
+
+    def new_agent(self, salt: int = 0) -> RlAgent:
+        """One symbol's running state (its own generator stream: seed + salt)."""
+        return RlAgent(self, salt)
+
+
+def action_label(gamma_mult: float, skew_ticks: float) -> str:
+    """`g{gamma multiplier}_s{skew ticks}`, the mmd_rl_action_total label (g0.5_s-1)."""
+    return f"g{gamma_mult:g}_s{skew_ticks:g}"
+
+
+class RlAgent:
+    """One symbol's RL state: the running slots, generator, observation and the ML scratch
+    array rl_decide writes; counts each decision's action (mmd_rl_action_total)."""
+
+    def __init__(self, policy: RlPolicy, salt: int = 0) -> None:
+        self.policy = policy
+        self.rs = krl.new_agent_state() if policy.rs is None else policy.rs
+        self.rng = krl.new_rng(policy.seed + salt) if policy.rng is None else policy.rng
+        self.obs = np.full(krl.OBS_SIZE, np.nan)
+        self.ml = np.ones(ML_SIZE)
+        self.action = -1  # the action in force (-1: none yet, or RL off)
+        self._held = (1.0, 0.0)
+        self.counts = np.zeros(len(policy.actions), np.int64)
+
+    def decide(self, now_ns: int, fx: F64Array, position_lots: int, max_lots: int,
+               sigma_ticks: float, p_adverse: float, session_ns: int, pnl_quote: float,
+               mid_ticks: float, qty_per_tick_lot: float) -> tuple[float, float]:
+        """rl_decide at one quote decision (fx: the FeatureEngine vector, for the OFI; sigma:
+        the calibrated one); returns the (gamma multiplier, skew ticks) in force."""
+        p = self.policy
+        nxt = self.rs[krl.RS_NEXT_NS]
+        if self.action >= 0 and nxt >= 0 and float(now_ns) < nxt:  # as the kernel compares
+            # between decisions: the held action, as rl_decide would return it (without the
+            # two kernel dispatches, most of this call's cost)
+            return self._held
+        krl.fill_rl_obs(self.obs, position_lots, max_lots, sigma_ticks,
+                        krl.compute_ofi_trades(fx), p_adverse, now_ns, session_ns)
+        before = self.rs[krl.RS_DECISIONS]
+        a = krl.rl_decide(p.q, p.visits, p.rpi, p.rpf, p.actions, self.rs, self.rng, self.ml,
+                          self.obs, now_ns, pnl_quote, mid_ticks, position_lots, max_lots,
+                          qty_per_tick_lot)
+        if self.rs[krl.RS_DECISIONS] != before:
+            self.counts[a] += 1
+        self.action = a
+        self._held = (float(p.actions[a, 0]), float(p.actions[a, 1])) if a >= 0 else (1.0, 0.0)
+        return self._held
+
+
 class LoadedModels:
     """The models quoting uses, loaded once at start (None = not used)."""
 
     def __init__(self, adverse: AdverseSelectionDetector | None = None,
-                 spread: SpreadPredictor | None = None) -> None:
+                 spread: SpreadPredictor | None = None, rl: RlPolicy | None = None) -> None:
         self.adverse = adverse
         self.spread = spread
+        self.rl = rl
 
     @property
     def active(self) -> bool:
-        return self.adverse is not None or self.spread is not None
+        return self.adverse is not None or self.spread is not None or self.rl is not None
 
     def versions(self) -> dict[str, str]:
-        """{"adverse": version, "spread": version} of the loaded models."""
+        """{"adverse": version, "spread": version, "rl": version} of the loaded models."""
         out = {}
         if self.adverse is not None:
             out["adverse"] = self.adverse.version
         if self.spread is not None:
             out["spread"] = self.spread.version
+        if self.rl is not None:
+            out["rl"] = self.rl.version
         return out
 
 
 def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: str,
-                on_missing: Any = None) -> LoadedModels:
-    """Load the enabled models from model_dir/adverse and model_dir/spread.
+                on_missing: Any = None, rl: bool = False,
+                rl_options: dict[str, Any] | None = None) -> LoadedModels:
+    """Load the enabled models from model_dir/adverse, model_dir/spread and model_dir/rl.
 
     missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
     naming the config key and the file); "neutral": on_missing(name, reason) is called and
-    that model is left out.
+    that model is left out. rl_options: RlPolicy keyword arguments (online, learning, seed).
     """
     root = Path(model_dir)
     loaded: dict[str, Any] = {}
-    for name, wanted, cls in (("adverse", adverse, AdverseSelectionDetector),
-                              ("spread", spread, SpreadPredictor)):
+    for name, wanted, load in (
+            ("adverse", adverse, AdverseSelectionDetector.from_dir),
+            ("spread", spread, SpreadPredictor.from_dir),
+            ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {})))):
         if not wanted:
             continue
         try:
-            loaded[name] = cls.from_dir(root / name)
+            loaded[name] = load(root / name)
         except IncompatibleModel as exc:
             if missing != "neutral":
                 raise IncompatibleModel(f"models.{name}: {exc}") from None
             if on_missing is not None:
                 on_missing(name, str(exc))
-    return LoadedModels(loaded.get("adverse"), loaded.get("spread"))
+    return LoadedModels(loaded.get("adverse"), loaded.get("spread"), loaded.get("rl"))

@@ -12,6 +12,8 @@ quote decision, order diff), the same ones the backtest loop runs.
 from __future__ import annotations
 
 import itertools
+import math
+import zlib
 
 import msgspec
 import numpy as np
@@ -20,8 +22,8 @@ from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
 from mmd.kernels import risk_size as krs
-from mmd.kernels.strategy import QPI_MAX_LOTS, update_calibration_from_rings
-from mmd.learn.runtime import LoadedModels
+from mmd.kernels.strategy import QPI_MAX_LOTS, QPI_SESSION_NS, update_calibration_from_rings
+from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
@@ -67,6 +69,10 @@ class SymbolStrategy:
         self.xm = np.full(km.N_MARKET, np.nan)  # the models' market vector at the last decision
         self.p_adverse = (np.nan, np.nan)  # detector's (p_buy, p_sell) at the last decision
         self.widened = 0  # decisions with a side widened (multiplier > 1) or withdrawn
+        # the RL agent (its own running state and generator; the table is the policy's)
+        self.rl: RlAgent | None = None
+        if self.models is not None and self.models.rl is not None:
+            self.rl = self.models.rl.new_agent(zlib.crc32(instrument.symbol.encode()))
         self.target: QuoteTarget | None = None
         self.decisions = 0
         self.submits = 0
@@ -106,6 +112,7 @@ class SymbolStrategy:
 
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
              position_lots: int, *, halted: bool = False,
+             pnl_quote: float = math.nan,
              account: AccountRisk | None = None) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
@@ -115,6 +122,8 @@ class SymbolStrategy:
             open_orders: our live and in-flight orders (from the order manager).
             position_lots: the current position.
             halted: the kill switch holds: cancel everything, decide nothing.
+            pnl_quote: the symbol's total PnL (the RL reward when learning online; NaN: no
+                update for that step).
             account: the account's PnL and loss budget (risk-scaled size; None = no
                 drawdown and no budget used).
         """
@@ -130,6 +139,8 @@ class SymbolStrategy:
         cal = self.calibrator
         if self.models is not None:
             self.ml = self.ml_inputs(now_ns, st)
+            if self.rl is not None:
+                self.ml = self.rl_inputs(self.ml, now_ns, st, position_lots, pnl_quote)
         if self.cfg.risk_size:
             self.size_mult = self.risk_size_mult(market_ns, cal.sigma, position_lots, account)
             self.ml = msgspec.structs.replace(self.ml, size_mult=self.size_mult)
@@ -170,6 +181,28 @@ class SymbolStrategy:
             if h == h:
                 ml = msgspec.structs.replace(ml, spread_override_ticks=2.0 * h)
         return ml
+
+    def rl_inputs(self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int,
+                  pnl_quote: float) -> MlInputs:
+        """ml with the RL action in force (rl_decide: a new action every step_s of now_ns,
+        held in between): its gamma multiplier and skew. The observation is the position
+        against the limit, the calibrated sigma (as the jitted loop sees it), the
+        FeatureEngine's OFI in average trade sizes, the detector's larger side probability
+        (NaN without a detector) and the AS session's elapsed share.
+        The risk gate checks what this produces like any other quote.
+        """
+        agent = self.rl
+        assert agent is not None
+        qpi = self.quoter.qpi
+        p_adv = max(self.p_adverse) if self.models is not None and \
+            self.models.adverse is not None else math.nan
+        inst = self.instrument
+        g, k = agent.decide(now_ns, st.features.x, position_lots, int(qpi[QPI_MAX_LOTS]),
+                            self.calibrator.sigma, p_adv, int(qpi[QPI_SESSION_NS]), pnl_quote,
+                            st.book.mid_ticks(), inst.tick * inst.lot)
+        if g == 1.0 and k == 0.0:
+            return ml
+        return msgspec.structs.replace(ml, gamma_mult=g, skew_ticks=k)
 
     def risk_size_mult(self, market_ns: int, sigma_ticks: float, position_lots: int,
                        account: AccountRisk | None) -> float:

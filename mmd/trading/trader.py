@@ -460,8 +460,11 @@ class Trader:
                 continue
             strat = self.strategy(sym, st, now_ns)
             position = self.portfolio.position_lots(sym)
+            pnl = 0.0  # the RL reward's PnL (a symbol never traded has none)
+            if strat.rl is not None and sym in self.portfolio.symbols:
+                pnl = self.portfolio.position(sym).pnl_quote
             cmds = strat.step(now_ns, st, self.oms.open_orders(sym), position,
-                              halted=self.risk.halted, account=AccountRisk(
+                              halted=self.risk.halted, pnl_quote=pnl, account=AccountRisk(
                                   total_pnl_quote=self.portfolio.total_pnl_quote,
                                   loss_used=self.risk.loss_budget_used(self.day_today))
                               if self.strategy_cfg.risk_size else None)
