@@ -51,6 +51,14 @@ def _rl() -> tuple[np.ndarray, ...]:
             np.array([7], np.uint64))
 
 
+def _lstm() -> tuple[np.ndarray, ...]:
+    # (state, gates, xbuf, z, weights, biases, sizes) of kernels.lstm: one layer, 3 inputs, 2
+    # units (weights: W_ih^T 3 x 8 then W_hh^T 2 x 8)
+    f4 = np.float32
+    return (np.zeros(4, f4), np.zeros(8, f4), np.zeros(8, f4), np.zeros(3, f4),
+            np.zeros(40, f4), np.zeros(8, f4), np.array([3, 2], I64))
+
+
 def _strategy_state() -> dict[str, Any]:
     # the state arrays of kernels.strategy as the strategy wrappers build them
     from mmd.kernels import strategy as ks
@@ -386,6 +394,26 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "rl.update_q": lambda: (*_rl()[:2], 0, 0, 1.0, 1, 0.1, 0.9),
     "rl.compute_reward": lambda: (1.0, 0.5, 2.0, 10.0, 0.5, 1.0),
     "rl.rl_decide": lambda: (*_rl(), np.ones(5), np.zeros(5), 7, 0.0, 1000.0, 1, 10, 0.01),
+    "lstm.compute_state_size": lambda: (np.array([3, 2], I64),),
+    "lstm.compute_top_offset": lambda: (np.array([3, 2], I64),),
+    "lstm.compute_exp": lambda: (0.5,),
+    "lstm.compute_fast_sigmoid": lambda: (0.5,),
+    "lstm.compute_fast_tanh": lambda: (0.5,),
+    "lstm.apply_gates": lambda: (np.zeros(8, np.float32), np.zeros(3, np.float32), 0,
+                                 np.zeros(24, np.float32), 0, 3, 8),
+    "lstm.apply_cell": lambda: (np.zeros(4, np.float32), np.zeros(8, np.float32),
+                                np.zeros(8, np.float32), 0, 2),
+    "lstm.apply_lstm_step": lambda: _lstm(),
+    "lstm.apply_lstm_input": lambda: (np.zeros(3, np.float32), np.zeros(3),
+                                      np.concatenate([np.zeros(3), np.ones(3)])),
+    "lstm.apply_lstm_update": lambda: (lambda a: (*a[:4], np.zeros(3),
+                                                  np.concatenate([np.zeros(3), np.ones(3)]),
+                                                  *a[4:]))(_lstm()),
+    "lstm.compute_head": lambda: (np.zeros(4), np.zeros(4), _lstm()[0], np.array([3, 2], I64),
+                                  0.0, np.zeros(2), np.zeros(1), np.array([2, 1], I64)),
+    "lstm.apply_lstm_window": lambda: (lambda a: (*a[:4], np.zeros(6),
+                                                  np.concatenate([np.zeros(3), np.ones(3)]),
+                                                  *a[4:]))(_lstm()),
     "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
     "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
     "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),
