@@ -31,6 +31,7 @@ from mmd.learn.dataset import (
 )
 from mmd.learn.features import MARKET_FEATURES, orient_vector
 from mmd.learn.model_file import ModelMeta, save_model
+from mmd.learn.sets import split_sets
 
 
 class TrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,28 +65,9 @@ def parse_sets(sets: list[str]) -> tuple[LabelParams, TrainParams, list[str]]:
     Raises:
         ConfigError: no `=`, an unknown key, or a value of the wrong type.
     """
-    labels: dict[str, Any] = {}
-    train: dict[str, Any] = {}
-    config_sets: list[str] = []
-    for item in sets:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        if "." in key:
-            config_sets.append(item)
-            continue
-        try:
-            value: Any = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            value = text
-        if key in _LABEL_KEYS:
-            labels[key] = value
-        elif key in _TRAIN_KEYS:
-            train[key] = value
-        else:
-            raise ConfigError(f"--set {key}: unknown training key (known: "
-                              f"{', '.join(sorted(_LABEL_KEYS | _TRAIN_KEYS))})")
+    values, config_sets = split_sets(sets, _LABEL_KEYS | _TRAIN_KEYS)
+    labels = {k: v for k, v in values.items() if k in _LABEL_KEYS}
+    train = {k: v for k, v in values.items() if k in _TRAIN_KEYS}
     try:
         return (msgspec.convert(labels, LabelParams), msgspec.convert(train, TrainParams),
                 config_sets)

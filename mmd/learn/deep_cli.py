@@ -32,6 +32,7 @@ from mmd.learn.deep_data import (
     standardise,
 )
 from mmd.learn.model_file import ModelMeta, save_model
+from mmd.learn.sets import split_sets
 
 KIND_OF = {"lstm": "deep_lstm", "multitask": "deep_multitask"}
 
@@ -43,24 +44,7 @@ def parse_deep_sets(sets: list[str]) -> tuple[DeepParams, list[str]]:
     Raises:
         ConfigError: no `=`, an unknown key, or a bad value.
     """
-    known = set(DeepParams.__struct_fields__)
-    values: dict[str, Any] = {}
-    config_sets: list[str] = []
-    for item in sets:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        if "." in key:
-            config_sets.append(item)
-            continue
-        if key not in known:
-            raise ConfigError(f"--set {key}: unknown training key (known: "
-                              f"{', '.join(sorted(known))})")
-        try:
-            values[key] = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            values[key] = text
+    values, config_sets = split_sets(sets, set(DeepParams.__struct_fields__))
     try:
         return msgspec.convert(values, DeepParams), config_sets
     except (msgspec.ValidationError, ValueError) as exc:

@@ -37,6 +37,7 @@ from mmd.errors import ConfigError
 from mmd.kernels import rl as krl
 from mmd.learn.model_file import ModelMeta, save_model
 from mmd.learn.runtime import RL_OBSERVATIONS, LoadedModels, RlPolicy, action_label
+from mmd.learn.sets import split_sets
 
 
 class RlTrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -74,25 +75,9 @@ def parse_rl_sets(sets: list[str]) -> tuple[RlTrainParams, list[str]]:
     Raises:
         ConfigError: no `=`, an unknown key, or a bad value.
     """
-    known = set(RlTrainParams.__struct_fields__)
-    train: dict[str, Any] = {}
-    config_sets: list[str] = []
-    for item in sets:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        if "." in key:
-            config_sets.append(item)
-            continue
-        if key not in known:
-            raise ConfigError(f"--set {key}: unknown rl training key (known: "
-                              f"{', '.join(sorted(known))}; RL hyper-parameters are config "
-                              "keys: --set models.rl_alpha=0.2)")
-        try:
-            train[key] = msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            train[key] = text
+    train, config_sets = split_sets(
+        sets, set(RlTrainParams.__struct_fields__),
+        "; RL hyper-parameters are config keys: --set models.rl_alpha=0.2")
     try:
         return msgspec.convert(train, RlTrainParams), config_sets
     except (msgspec.ValidationError, ValueError) as exc:

@@ -91,7 +91,7 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
 
 
 def test_train_rl_cli_and_bad_settings(session: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown rl training key"):
+    with pytest.raises(ConfigError, match="unknown training key"):
         lrl.parse_rl_sets(["alpha=0.2"])
     with pytest.raises(ConfigError, match="episodes"):
         lrl.parse_rl_sets(["episodes=0"])
