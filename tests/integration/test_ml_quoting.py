@@ -46,6 +46,13 @@ def trained(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
                            timeout=300, cwd=tmp)
         assert r.returncode == 0, r.stderr[-3000:]
         versions[kind] = json.loads((models / kind / "model.json").read_text())["version"]
+    # the Q-table, on the same training slice (a few episodes of the jitted loop)
+    r = subprocess.run([sys.executable, "-m", "mmd", "train", "rl", str(train_rec), "--out",
+                        str(models), "--no-progress", "--episodes", "3", "--seed", "1",
+                        "--set", "n_splits=2"], env=base_env(), capture_output=True, text=True,
+                       timeout=300, cwd=tmp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    versions["rl"] = json.loads((models / "rl" / "model.json").read_text())["version"]
     # the window starts after the last training frame
     return models, versions, stamps[TRAIN_FRAMES] + 1, stamps[TRAIN_FRAMES + TEST_FRAMES]
 
@@ -85,7 +92,7 @@ def test_daemon_quotes_with_models_and_keeps_versions(
     models, versions, _, _ = trained
     (tmp_path / "models").symlink_to(models)  # procs.daemon points [models] dir here
     env = {"MMD_MODELS__ADVERSE": "true", "MMD_MODELS__SPREAD": "true",
-           "MMD_FEED__SYMBOLS": '["BTCUSDT"]'}
+           "MMD_MODELS__RL": "true", "MMD_FEED__SYMBOLS": '["BTCUSDT"]'}
     logs = []
     with venue([binance_btc_rec], tmp_path, speed=1.0) as (_, vurl):
         env.update(MMD_VENUE__REST_URL=vurl,
@@ -94,10 +101,14 @@ def test_daemon_quotes_with_models_and_keeps_versions(
             with daemon(tmp_path, env, ready_timeout=30) as (proc, url):
                 deadline = time.monotonic() + 20
                 probs: dict[str, float] = {}
-                while time.monotonic() < deadline and len(probs) < 2:
+                actions: dict[str, float] = {}
+                while time.monotonic() < deadline and (len(probs) < 2 or not actions):
                     text = http_text(url + "/metrics")
                     probs = metric_values(text, "mmd_adverse_selection_probability")
+                    actions = metric_values(text, "mmd_rl_action_total")
                     time.sleep(0.2)
+                # the table acts: every quote decision holds one of its actions
+                assert actions and all(v >= 1 for v in actions.values()), actions
                 assert set(probs) == {'{side="ask",symbol="BTCUSDT"}',
                                       '{side="bid",symbol="BTCUSDT"}'}, probs
                 assert all(0.0 <= p <= 1.0 for p in probs.values())
