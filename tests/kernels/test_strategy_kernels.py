@@ -260,6 +260,13 @@ def _cfgs() -> list[tuple[str, StrategyConfig, MlInputs]]:
     ]
 
 
+# The first frames of the recording (of 19,801; about 2 of its 8 minutes) hold
+# every kind of step the comparison is about: the fallback before the first fit, refits every
+# 5 s, quotes, reference rejections, the halt windows below, risk rejections and (partial)
+# fills; the counters at the end of the test assert that each one happened in the slice.
+PARITY_FRAMES = 5500
+
+
 @pytest.mark.parametrize("name,cfg,ml", _cfgs(), ids=[c[0] for c in _cfgs()])
 def test_strategy_kernels_equal_python_path_on_every_decision(
     binance_btc_rec: Path, name: str, cfg: StrategyConfig, ml: MlInputs
@@ -274,9 +281,13 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
     orders: list[OpenOrder] = []
     pos = 0
     n_dec = n_cmds = n_rej = n_fits = n_partial = n_njit = n_fill_pos = 0
+    n_idle = n_ref_reject = n_halted_cancel = 0
+    sources: set[str] = set()
     mids_k = trades_k = None
     tot_m, tot_t = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
+    n_gate_halted = 0
+    frames = itertools.islice(read_recording(binance_btc_rec), PARITY_FRAMES)
+    for i, (ts, raw) in enumerate(frames):
         hub.on_frame(raw, ts)
         st = hub.states.get("BTCUSDT")
         if st is None:
@@ -340,15 +351,19 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
                               [ref_cal.r2, ref_cal.raw_kappa, ref_cal.raw_a, ref_cal.raw_sigma],
                               equal_nan=True), i
         n_fits = cal.fits
+        sources.add(cal.source)
 
         # decision and diff
         usable = st.sync.synced and not st.stale
         ready = strat.gate.ready
         if halted or not (ready and usable):
             want = [("cancel", o.client_order_id) for o in ref_orders]
+            n_idle += 1
+            n_halted_cancel += halted and bool(ref_orders)
         else:
             ref = ref_decide(strat, now, st.book, cal.sigma, cal.kappa, cal.a, pos, ml)
             if isinstance(ref, str):
+                n_ref_reject += 1
                 assert strat.target is None and strat.quoter.reject_reason == ref, i
                 want = [("cancel", o.client_order_id) for o in ref_orders]
             else:
@@ -375,6 +390,7 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         assert [(c.client_order_id, rej.get(c.client_order_id, "")) for c in cmds] == verdict
         assert all(isinstance(r, Rejection) and r.reason in REASONS for r in rejected)
         n_rej += len(rejected)
+        n_gate_halted += sum(r.reason == "halted" for r in rejected)
 
         # the order manager, simply: allowed commands apply; a public trade through an order's
         # price fills half of it (at least one lot), so partly filled orders rest too
@@ -403,8 +419,14 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
             n_njit += _check_njit_equals_python(strat, st, orders, pos, now)
     print(f"{name}: {i + 1} frames, {n_dec} decisions, {n_cmds} commands, {n_rej} risk "
           f"rejections, {n_fits} refits, {n_partial} partial fills, final position {pos}, "
-          f"{n_njit} njit checks")
+          f"{n_njit} njit checks, {n_idle} idle steps ({n_halted_cancel} halted with orders "
+          f"to cancel), {n_ref_reject} refused quotes, {n_gate_halted} halted rejections, "
+          f"sources {sorted(sources)}")
+    # the slice was long enough to see every kind of step (not a loop that checked nothing)
+    assert i + 1 == PARITY_FRAMES
     assert n_dec > 1000 and n_cmds > 100 and n_fits > 10 and n_njit > 20
+    assert sources == {"fallback", "calibrated"} and n_idle > 200 and n_halted_cancel > 0
+    assert n_rej > n_gate_halted > 0
     assert strat.calibrator.good_fits > 0 and n_fill_pos > 0
     if cfg.order_size > 0.001:
         assert n_partial > 0
