@@ -41,6 +41,7 @@ from mmd.market.hub import MarketHub
 from mmd.metrics import HttpServer, Metrics
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
+from mmd.strategy.hedge import PortfolioHedge
 from mmd.trading.ledger import Ledger, RecordingDigest, RunIdentity, ledger_path
 from mmd.trading.oms import OrderManager
 from mmd.trading.portfolio import Portfolio
@@ -267,6 +268,8 @@ class Daemon:
         if self.trader is not None:
             self.trader.models = load_quote_models(cfg, self.trader, self.clock.now_ns(),
                                                    metrics=self.metrics)
+            if cfg.hedge.enabled:
+                self.trader.hedge = PortfolioHedge(cfg.hedge)
         replay = cfg.feed.source == "replay"
         self.scheduler = None
         if self.trader is not None and not replay:

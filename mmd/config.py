@@ -457,6 +457,23 @@ class StrategyConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     calibration: CalibrationConfig = msgspec.field(default_factory=CalibrationConfig)
 
 
+class HedgeConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+    """`[hedge]`: beta hedge of the book through the hedge instrument's quotes."""
+
+    enabled: bool = False
+    # the hedge instrument (one of feed.symbols; without it nothing is hedged)
+    instrument: Symbol = "BTCUSDT"
+    # returns are sampled every this many seconds of exchange time
+    sample_s: Annotated[float, Meta(ge=0.01, le=3600.0)] = 1.0
+    # half-life of the regression weights
+    halflife_s: HalfLifeS = 600.0
+    # skew of the hedge instrument's quotes (ticks) at a gap of max_position lots or more
+    # between the hedge target and its position
+    skew_ticks: Annotated[float, Meta(ge=0, le=1e6)] = 5.0
+    # return pairs before a beta counts
+    min_samples: Annotated[int, Meta(ge=3, le=1_000_000)] = 30
+
+
 class RecordConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[record]`: raw-frame recording while running (`mmd record` always records)."""
 
@@ -493,6 +510,7 @@ class AppConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     exchange: ExchangeConfig = msgspec.field(default_factory=ExchangeConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    hedge: HedgeConfig = msgspec.field(default_factory=HedgeConfig)
     logs: LogsConfig = msgspec.field(default_factory=LogsConfig)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
 from mmd.market.provisional import provisional_values
 from mmd.strategy.engine import SymbolStrategy
+from mmd.strategy.hedge import PortfolioHedge
 from mmd.trading.trader import EXCHANGE_REJECT_REASONS, Trader
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -262,10 +263,13 @@ class _TraderCollector(Collector):
                                     labels=["symbol"])
         open_orders = GaugeMetricFamily("mmd_orders_open", "Our resting or in-flight orders",
                                         labels=["symbol", "side"])
+        net_delta = 0.0  # sum of position x mid, quote currency
         for sym, st in sorted(tr.hub.states.items()):
             inst = st.instrument
             lots = pf.position_lots(sym)
             pos.add_metric([sym], inst.lots_to_qty(lots))
+            if lots != 0:
+                net_delta += lots * inst.lot * st.book.mid_ticks() * inst.tick
             if sym in pf.symbols:
                 sym_pnl.add_metric([sym], pf.position(sym).pnl_quote)
             orders = tr.oms.open_orders(sym)
@@ -297,7 +301,33 @@ class _TraderCollector(Collector):
             markout.add_metric([sym, f"{h}s"], count_value=n, sum_value=total)
         halted = GaugeMetricFamily("mmd_risk_halted", "1 while the kill switch holds quotes")
         halted.add_metric([], 1.0 if tr.risk.halted else 0.0)
-        yield from (pos, pnl, sym_pnl, open_orders, fills, rej, markout, halted)
+        net = GaugeMetricFamily("mmd_net_delta_quote",
+                                "Net delta of the book: sum of position x mid over the symbols, "
+                                "quote currency (NaN while a held symbol has no mid)")
+        net.add_metric([], net_delta)
+        yield from (pos, pnl, sym_pnl, open_orders, fills, rej, markout, halted, net)
+        if tr.hedge is not None:
+            yield from _hedge_metrics(tr.hedge)
+
+
+def _hedge_metrics(hedge: PortfolioHedge) -> Iterator[Metric]:
+    """The beta hedge's betas, their standard errors and the hedge target ([hedge] enabled)."""
+    beta = GaugeMetricFamily("mmd_hedge_beta",
+                             "Beta of the symbol's log returns on the hedge instrument's "
+                             "(NaN until min_samples)", labels=["symbol"])
+    se = GaugeMetricFamily("mmd_hedge_beta_se", "Standard error of mmd_hedge_beta",
+                           labels=["symbol"])
+    for sym, (b, s) in hedge.betas().items():
+        beta.add_metric([sym], b)
+        se.add_metric([sym], s)
+    target = GaugeMetricFamily("mmd_hedge_target_lots",
+                               "Hedge target in the hedge instrument's lots: -sum beta_i x "
+                               "notional_i / (mid x lot) of the hedge instrument")
+    target.add_metric([], hedge.target_lots)
+    skew = GaugeMetricFamily("mmd_hedge_skew_ticks",
+                             "Skew given to the hedge instrument's quotes, ticks")
+    skew.add_metric([], hedge.skew_ticks)
+    yield from (beta, se, target, skew)
 
 
 # 1 µs .. 60 s, log-spaced (1, 2, 5 per decade): resolves a fast decision and a starved one

@@ -425,6 +425,12 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "risk_size.apply_vol_reference": lambda: (np.full(2, np.nan), 20.0, 1.0, 300.0),
     "risk_size.compute_risk_score": lambda: (np.ones(6), 25.0, 20.0, 1.0, 0.5, 0.3),
     "risk_size.compute_size_mult": lambda: (np.ones(6), 25.0, 20.0, 1.0, 0.5, 0.3),
+    "hedge.reset_hedge_pair": lambda: (np.zeros(12), np.zeros(3, I64), 10**9, 60.0),
+    "hedge.apply_return_pair": lambda: (np.zeros(12), np.zeros(3, I64), 0.001, 0.002),
+    "hedge.update_hedge_pair": lambda: (np.zeros(12), np.array([10**9, 0, 0], I64), 5,
+                                        100.0, 200.0),
+    "hedge.compute_hedge_beta": lambda: (np.ones(12), np.array([10**9, 0, 5], I64), 3),
+    "hedge.compute_hedge_skew": lambda: (2.0, 0.0, 10.0, 3.0),
 }
 
 

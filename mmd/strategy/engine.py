@@ -113,7 +113,8 @@ class SymbolStrategy:
     def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
              position_lots: int, *, halted: bool = False,
              pnl_quote: float = math.nan,
-             account: AccountRisk | None = None) -> list[Command]:
+             account: AccountRisk | None = None,
+             hedge_skew_ticks: float = 0.0) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
@@ -126,6 +127,8 @@ class SymbolStrategy:
                 update for that step).
             account: the account's PnL and loss budget (risk-scaled size; None = no
                 drawdown and no budget used).
+            hedge_skew_ticks: the portfolio hedge's skew, added to the models' skew
+                (mmd.strategy.hedge; 0 for every symbol but the hedge instrument).
         """
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -144,8 +147,11 @@ class SymbolStrategy:
         if self.cfg.risk_size:
             self.size_mult = self.risk_size_mult(market_ns, cal.sigma, position_lots, account)
             self.ml = msgspec.structs.replace(self.ml, size_mult=self.size_mult)
+        ml = self.ml
+        if hedge_skew_ticks != 0.0:
+            ml = msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + hedge_skew_ticks)
         target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
-                                    position_lots, self.ml)
+                                    position_lots, ml)
         self.decisions += 1
         self.target = target
         if target is None:

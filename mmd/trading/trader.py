@@ -19,6 +19,7 @@ import msgspec
 from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.feeds.bybit_codec import BookMsg, Message, TradesMsg
+from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.runtime import LoadedModels
 from mmd.market.hub import MarketHub, SymbolState
 from mmd.model.codes import BUY, SELL
@@ -37,6 +38,7 @@ from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import ConstantLatency, FeedDerivedLatency
 from mmd.strategy.engine import AccountRisk, SymbolStrategy
+from mmd.strategy.hedge import PortfolioHedge
 from mmd.trading.funding import FundingSettler
 from mmd.trading.journal import JournalWriter
 from mmd.trading.ledger import Checkpoint, Ledger, OrderState
@@ -112,6 +114,7 @@ class Trader:
     ) -> None:
         self.hub = hub
         self.models: LoadedModels | None = None  # learned models for new strategies
+        self.hedge: PortfolioHedge | None = None  # the beta hedge ([hedge] enabled)
         self.exchange = exchange
         self.latency = latency
         self.feed = feed
@@ -263,6 +266,8 @@ class Trader:
                 self.markout.on_mid(msg.symbol, ts, mid)
                 # the kill switch sees every mark: a loss on an open position trips it too
                 self._check_pnl(self.last_exch_ns)  # monotone: never a day back
+            if self.hedge is not None:
+                self.hedge.on_mid(msg.symbol, ts, mid * st.instrument.tick)
         elif isinstance(msg, TradesMsg):
             st = self.hub.states.get(msg.symbol)
             if st is None:
@@ -454,6 +459,11 @@ class Trader:
                 return []  # restore needs every instrument: wait until all are known
             self.restore(self.last_exch_ns)
         feed_ns = max(0, self.feed.feed_latency_ns())
+        hedge = self.hedge
+        if hedge is not None:
+            hedge.compute_target(
+                {s: self.portfolio.position_lots(s) for s in self.hub.states},
+                {s: st.instrument for s, st in self.hub.states.items()})
         for sym in symbols if symbols is not None else list(self.hub.states):
             st = self.hub.states.get(sym)
             if st is None:
@@ -463,11 +473,15 @@ class Trader:
             pnl = 0.0  # the RL reward's PnL (a symbol never traded has none)
             if strat.rl is not None and sym in self.portfolio.symbols:
                 pnl = self.portfolio.position(sym).pnl_quote
+            skew = 0.0
+            if hedge is not None and sym == hedge.instrument:
+                skew = hedge.compute_skew(position, int(strat.quoter.qpi[QPI_MAX_LOTS]))
             cmds = strat.step(now_ns, st, self.oms.open_orders(sym), position,
                               halted=self.risk.halted, pnl_quote=pnl, account=AccountRisk(
                                   total_pnl_quote=self.portfolio.total_pnl_quote,
                                   loss_used=self.risk.loss_budget_used(self.day_today))
-                              if self.strategy_cfg.risk_size else None)
+                              if self.strategy_cfg.risk_size else None,
+                              hedge_skew_ticks=skew)
             if not cmds:
                 continue
             cmds = self.oms.filter_cancels(cmds)

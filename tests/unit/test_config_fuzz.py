@@ -131,6 +131,8 @@ def invalid_values(path: tuple[str, ...], t: Any) -> list[Any]:
         return BAD_URLS + GOOD_URLS["ws_url" if name == "rest_url" else "rest_url"]
     if isinstance(t, mi.StrType) and name == "host":
         return BAD_HOSTS
+    if isinstance(t, mi.StrType) and name == "instrument":  # [hedge] instrument: a symbol
+        return ["btcusdt", "", "B", "BTC-USDT", 3]
     raise AssertionError(f"no invalid values for {'.'.join(path)}: {t}")  # a new field type
 
 
@@ -155,6 +157,8 @@ def valid_values(path: tuple[str, ...], t: Any) -> st.SearchStrategy[Any]:
         return st.sampled_from(GOOD_URLS[name])
     if isinstance(t, mi.StrType) and name == "host":
         return st.sampled_from(GOOD_HOSTS)
+    if isinstance(t, mi.StrType) and name == "instrument":
+        return st.sampled_from(GOOD_SYMBOLS)
     raise AssertionError(f"no valid values for {'.'.join(path)}: {t}")  # a new field type
 
 
