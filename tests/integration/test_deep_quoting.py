@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from procs import base_env
@@ -17,6 +18,7 @@ from procs import base_env
 from mmd.app import FrameHandler, build_trader, load_quote_models
 from mmd.config import AppConfig, ModelsConfig
 from mmd.feeds.recording import RecordingWriter, read_recording
+from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.dataset import extract_market
 from mmd.learn.deep_data import DeepParams, sequence_dataset
 from mmd.learn.model_file import IncompatibleModel
@@ -139,3 +141,42 @@ def test_backtest_deep_on_a_later_window_skews_quotes(
     assert differs, (deep, plain)
     print(f"fills {deep['fills']} vs {plain['fills']} (plain AS), pnl {deep['pnl']} vs "
           f"{plain['pnl']}")
+
+
+def test_multitask_heads_set_spread_and_position_skew(
+        trained: tuple[Path, Path, str, int, int], tmp_path: Path) -> None:
+    _, train_rec, _, _, _ = trained
+    r = subprocess.run([sys.executable, "-m", "mmd", "train", "multitask", str(train_rec),
+                        "--out", str(tmp_path / "mt"), "--no-progress",
+                        *(x for s in TINY for x in ("--set", s))],
+                       env=base_env(), capture_output=True, text=True, timeout=600,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (tmp_path / "mt" / "multitask").rename(tmp_path / "mt" / "lstm")  # [models] dir/lstm
+    cfg = _cfg(tmp_path / "mt", deep_skew_ticks=2.0)
+    models = load_quote_models(cfg, None, 0)
+    assert models is not None and models.deep is not None
+    assert models.deep.heads == ("price", "spread", "position")
+    hub = MarketHub(["BTCUSDT"], cfg.market, features_cfg=cfg.features)
+    trader = build_trader(cfg, hub, ledger=False)
+    trader.models = models
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    for i, (ts, raw) in enumerate(read_recording(train_rec)):
+        handler(raw, ts)
+        if i >= 600:
+            break
+    strat = trader.strategies["BTCUSDT"]
+    assert strat.deep is not None and strat.deep.updates > 100
+    max_lots = int(strat.quoter.qpi[QPI_MAX_LOTS])
+    pos = max_lots // 2  # q = 0.5
+    q = pos / max_lots
+    p, h, q_star = (strat.deep.head("price"), strat.deep.head("spread", q),
+                    strat.deep.head("position", q))
+    strat.target = None  # no model spread to compare with: the head's spread is used
+    ml = strat.deep_inputs(NEUTRAL, pos)
+    want = (2 * p - 1) * 2.0 + min(max(q_star - q, -1.0), 1.0) * 2.0
+    assert ml.skew_ticks == pytest.approx(want, abs=1e-12)
+    assert ml.spread_override_ticks == pytest.approx(2 * h, abs=1e-12)
+    # a spread override already wider than the head's is kept
+    wide = strat.deep_inputs(msgspec.structs.replace(NEUTRAL, spread_override_ticks=4 * h), pos)
+    assert wide.spread_override_ticks == 4 * h
