@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--config-from", default=None, metavar="SUMMARY_JSON",
                     help="use the config a previous `--report` recorded in its summary.json "
                          "instead of -c (MMD_* and --set still apply on top)")
-    bt.add_argument("--strategy", choices=["as", "glft", "ml"], default=None,
+    bt.add_argument("--strategy", choices=["as", "glft", "ml", "deep"], default=None,
                     help="quote model (default: [strategy] model)")
     bt.add_argument("--report", default=None, help="write summary.json and PNG plots here")
     bt.add_argument("--fills", default=None, metavar="CSV",

@@ -596,9 +596,11 @@ def run_identity(cfg: AppConfig) -> RunIdentity:
 
 
 def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
-                      force: bool = False, metrics: Metrics | None = None) -> LoadedModels | None:
+                      force: bool = False, metrics: Metrics | None = None,
+                      deep: bool = False) -> LoadedModels | None:
     """Load the [models] the strategy quotes with, once (force: the adverse and spread models,
-    as `--strategy ml`; the RL table only when [models] rl is on).
+    as `--strategy ml`; deep: the deep order-flow model, as `--strategy deep`; the RL table
+    only when [models] rl is on).
 
     Logs model_loaded per model; with a ledger, records each version and logs model_changed
     when it differs from the version recorded last (a restart with the same files records
@@ -608,15 +610,15 @@ def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
     from mmd.learn.runtime import load_models
 
     mc = cfg.models
-    adverse, spread = mc.adverse or force, mc.spread or force
-    if not (adverse or spread or mc.rl):
+    adverse, spread, lstm = mc.adverse or force, mc.spread or force, mc.lstm or deep
+    if not (adverse or spread or mc.rl or lstm):
         return None
     log = get_logger("models")
     models = load_models(
         mc.dir, adverse=adverse, spread=spread, missing=mc.missing,
         on_missing=lambda name, reason: log.warning("model_missing", model=name, reason=reason,
                                                     fallback="neutral"),
-        rl=mc.rl, rl_options=rl_options(cfg))
+        rl=mc.rl, rl_options=rl_options(cfg), lstm=lstm, deep_skew_ticks=mc.deep_skew_ticks)
     ledger = trader.ledger if trader is not None else None
     before = ledger.model_versions() if ledger is not None else {}
     for name, version in models.versions().items():
@@ -752,8 +754,8 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     engine "fast" (the default) runs each symbol in one jitted loop over the event cache
     (mmd.sim.backtest.run_backtest_fast: the same kernels, the same results); "python" drives
     FrameHandler + Trader frame by frame (the reference). What the fast loop does not do
-    (`--strategy ml`, a window, funding from tickers, an instrument step change) runs on the
-    python engine, with one log line saying why.
+    (`--strategy ml` or `deep`, a window, funding from tickers, an instrument step change)
+    runs on the python engine, with one log line saying why.
     """
     import numpy as np
     from tqdm import tqdm
@@ -764,14 +766,17 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
     from mmd.sim.report import write_report as write_report_files
 
-    if strategy not in ("as", "glft", "ml"):
-        raise ConfigError(f"--strategy {strategy}: expected as, glft or ml")
+    if strategy not in ("as", "glft", "ml", "deep"):
+        raise ConfigError(f"--strategy {strategy}: expected as, glft, ml or deep")
     models = None
     if strategy == "ml":  # AS quotes with both models from [models] dir
         models = load_quote_models(cfg, None, 0, force=True)
+    elif strategy == "deep":  # AS quotes with the deep model ([models] dir/lstm)
+        models = load_quote_models(cfg, None, 0, deep=True)
+    ml_quoted = strategy in ("ml", "deep")
     cfg = msgspec.structs.replace(
         cfg, strategy=msgspec.structs.replace(cfg.strategy,
-                                              model="as" if strategy == "ml" else strategy))
+                                              model="as" if ml_quoted else strategy))
     files = expand_paths(paths)
     if not files:
         raise ConfigError("backtest: no recordings found in " + ", ".join(paths))
@@ -786,7 +791,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         by_symbol.setdefault((meta.category, meta.symbol), []).append(f)
     if engine not in ("fast", "python"):
         raise ConfigError(f"--engine {engine}: expected fast or python")
-    why_not = ("--strategy ml" if strategy == "ml" else
+    why_not = (f"--strategy {strategy}" if ml_quoted else
                "a --start-ns/--end-ns window" if start_ns is not None or end_ns is not None
                else None)
     if engine == "fast" and why_not is not None:

@@ -352,6 +352,11 @@ class ModelsConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # ticks per lot per step at the position limit (quadratic in the position)
     rl_damp: Annotated[float, Meta(ge=0, le=1.0)] = 0.5
     rl_penalty_ticks: Annotated[float, Meta(ge=0, le=1e6)] = 1.0
+    # quote with the deep order-flow model <dir>/lstm (`mmd train lstm` or `multitask`)
+    lstm: bool = False
+    # ticks of reservation shift at full conviction (direction P(up) 1 or 0, position head
+    # +-1 away from the inventory)
+    deep_skew_ticks: Annotated[float, Meta(ge=0, le=100.0)] = 2.0
 
     def __post_init__(self) -> None:
         _check_path(self.dir, "dir")

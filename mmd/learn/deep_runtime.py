@@ -66,6 +66,15 @@ class DeepOrderFlowModel:
     def version(self) -> str:
         return self.meta.version
 
+    def fork(self) -> DeepOrderFlowModel:
+        """A runner sharing this model's weights with its own zero state and scratch (one per
+        symbol: each carries its own recurrent state)."""
+        arrays = {"stats": self.stats, "lstm_sizes": self.sizes, "lstm_weights": self.weights,
+                  "lstm_biases": self.biases}
+        for h, (w, b, sz) in self.head_arrays.items():
+            arrays.update({f"{h}_weights": w, f"{h}_biases": b, f"{h}_sizes": sz})
+        return DeepOrderFlowModel(self.meta, arrays)
+
     def reset(self) -> None:
         """Back to the zero state (as at the start of a training window)."""
         self.state[:] = 0.0

@@ -266,14 +266,19 @@ class LoadedModels:
     """The models quoting uses, loaded once at start (None = not used)."""
 
     def __init__(self, adverse: AdverseSelectionDetector | None = None,
-                 spread: SpreadPredictor | None = None, rl: RlPolicy | None = None) -> None:
+                 spread: SpreadPredictor | None = None, rl: RlPolicy | None = None,
+                 deep: Any = None, deep_skew_ticks: float = 0.0) -> None:
         self.adverse = adverse
         self.spread = spread
         self.rl = rl
+        self.deep = deep  # mmd.learn.deep_runtime.DeepOrderFlowModel (the file's; per-symbol
+        # state: deep.fork())
+        self.deep_skew_ticks = deep_skew_ticks
 
     @property
     def active(self) -> bool:
-        return self.adverse is not None or self.spread is not None or self.rl is not None
+        return (self.adverse is not None or self.spread is not None or self.rl is not None
+                or self.deep is not None)
 
     def versions(self) -> dict[str, str]:
         """{"adverse": version, "spread": version, "rl": version} of the loaded models."""
@@ -284,24 +289,31 @@ class LoadedModels:
             out["spread"] = self.spread.version
         if self.rl is not None:
             out["rl"] = self.rl.version
+        if self.deep is not None:
+            out["lstm"] = self.deep.version
         return out
 
 
 def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: str,
                 on_missing: Any = None, rl: bool = False,
-                rl_options: dict[str, Any] | None = None) -> LoadedModels:
-    """Load the enabled models from model_dir/adverse, model_dir/spread and model_dir/rl.
+                rl_options: dict[str, Any] | None = None, lstm: bool = False,
+                deep_skew_ticks: float = 0.0) -> LoadedModels:
+    """Load the enabled models from model_dir/adverse, model_dir/spread, model_dir/rl and
+    model_dir/lstm (the deep order-flow model, kind deep_lstm or deep_multitask).
 
     missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
     naming the config key and the file); "neutral": on_missing(name, reason) is called and
     that model is left out. rl_options: RlPolicy keyword arguments (online, learning, seed).
     """
+    from mmd.learn.deep_runtime import DeepOrderFlowModel
+
     root = Path(model_dir)
     loaded: dict[str, Any] = {}
     for name, wanted, load in (
             ("adverse", adverse, AdverseSelectionDetector.from_dir),
             ("spread", spread, SpreadPredictor.from_dir),
-            ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {})))):
+            ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {}))),
+            ("lstm", lstm, DeepOrderFlowModel.from_dir)):
         if not wanted:
             continue
         try:
@@ -311,4 +323,5 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
                 raise IncompatibleModel(f"models.{name}: {exc}") from None
             if on_missing is not None:
                 on_missing(name, str(exc))
-    return LoadedModels(loaded.get("adverse"), loaded.get("spread"), loaded.get("rl"))
+    return LoadedModels(loaded.get("adverse"), loaded.get("spread"), loaded.get("rl"),
+                        loaded.get("lstm"), deep_skew_ticks)

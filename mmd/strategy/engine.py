@@ -23,6 +23,7 @@ from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
 from mmd.kernels import risk_size as krs
 from mmd.kernels.strategy import QPI_MAX_LOTS, QPI_SESSION_NS, update_calibration_from_rings
+from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
@@ -73,6 +74,12 @@ class SymbolStrategy:
         self.rl: RlAgent | None = None
         if self.models is not None and self.models.rl is not None:
             self.rl = self.models.rl.new_agent(zlib.crc32(instrument.symbol.encode()))
+        # the deep order-flow model: this symbol's runner (own recurrent state, one step per
+        # book update: on_book_update) and its heads at the last decision
+        self.deep: DeepOrderFlowModel | None = None
+        if self.models is not None and self.models.deep is not None:
+            self.deep = self.models.deep.fork()
+        self.deep_heads: dict[str, float] = {}
         self.target: QuoteTarget | None = None
         self.decisions = 0
         self.submits = 0
@@ -142,6 +149,8 @@ class SymbolStrategy:
         cal = self.calibrator
         if self.models is not None:
             self.ml = self.ml_inputs(now_ns, st)
+            if self.deep is not None:
+                self.ml = self.deep_inputs(self.ml, position_lots)
             if self.rl is not None:
                 self.ml = self.rl_inputs(self.ml, now_ns, st, position_lots, pnl_quote)
         if self.cfg.risk_size:
@@ -187,6 +196,41 @@ class SymbolStrategy:
             if h == h:
                 ml = msgspec.structs.replace(ml, spread_override_ticks=2.0 * h)
         return ml
+
+    def on_book_update(self, st: SymbolState, ts_recv_ns: int) -> None:
+        """One LSTM step on the book update just applied (the trainer's vector: the
+        FeatureEngine's `x` at its receive time, mmd.learn.deep_data.sequence_dataset)."""
+        if self.deep is not None:
+            self.deep.update_engine(st.features.x, ts_recv_ns)
+
+    def deep_inputs(self, ml: MlInputs, position_lots: int) -> MlInputs:
+        """ml with the deep model's heads at the current state: P(up) p adds (2 p - 1) x
+        [models] deep_skew_ticks to the skew; a multi-task model's spread head replaces the
+        quote model's spread when wider (than the model's at the previous decision, and than
+        any spread already overriding it), and its position head q* adds (q* - q) x
+        deep_skew_ticks, q = position / max position, the difference clipped to [-1, 1]."""
+        d = self.deep
+        assert d is not None and self.models is not None
+        k = self.models.deep_skew_ticks
+        p = d.head("price")
+        heads = {"price": p}
+        skew = (2.0 * p - 1.0) * k
+        override = ml.spread_override_ticks
+        if "spread" in d.heads:
+            max_lots = int(self.quoter.qpi[QPI_MAX_LOTS])
+            q = min(max(position_lots / max_lots, -1.0), 1.0) if max_lots > 0 else 0.0
+            h = d.head("spread", q)
+            q_star = d.head("position", q)
+            heads.update(spread=h, position=q_star)
+            skew += min(max(q_star - q, -1.0), 1.0) * k
+            model_h = self.target.half_spread_ticks if self.target is not None else math.nan
+            if h == h and not h <= model_h and not 2.0 * h <= override:
+                override = 2.0 * h
+        self.deep_heads = heads
+        if skew != skew:
+            return ml
+        return msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + skew,
+                                       spread_override_ticks=override)
 
     def rl_inputs(self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int,
                   pnl_quote: float) -> MlInputs:

@@ -251,6 +251,9 @@ class Trader:
             ts = st.book.ts_exch_ns
             self.last_exch_ns = max(self.last_exch_ns, ts)
             self._ensure_symbol(st)
+            strat = self.strategies.get(msg.symbol)
+            if strat is not None and strat.deep is not None:  # one LSTM step per update
+                strat.on_book_update(st, ts_recv_ns)
             self.feed.on_feed_sample(ts, ts_recv_ns)
             if self.latency is not self.feed:
                 self.latency.on_feed_sample(ts, ts_recv_ns)
