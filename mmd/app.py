@@ -346,7 +346,7 @@ class Daemon:
     async def run(self, duration_s: float | None = None) -> None:
         """Run until cancelled (or for duration_s, or until a replay ends)."""
         # compile (or load from NUMBA_CACHE_DIR) every kernel before the first frame arrives
-        self.log.info("kernels_warmed_up", seconds=round(warmup(), 3))
+        self.log.info("kernels_warmed_up", seconds=round(warmup(offline=False), 3))
         if self.serve_http:
             await self._start_http()
         try:

@@ -454,8 +454,16 @@ def dispatchers() -> dict[str, Dispatcher]:
     return found
 
 
-def warmup() -> float:
+# kernel modules only offline commands run (the jitted backtest loop: the largest compile)
+OFFLINE_MODULES = frozenset({"backtest"})
+
+
+def warmup(*, offline: bool = True) -> float:
     """Compile (or load from the numba cache) every kernel once.
+
+    Args:
+        offline: also the kernels of OFFLINE_MODULES (the daemon leaves them out: it never
+            runs them, and the backtest loop alone takes over a minute to compile cold).
 
     Returns:
         Seconds taken.
@@ -473,7 +481,8 @@ def warmup() -> float:
             f"entry without a kernel for {stale}"
         )
     for key in sorted(found):
-        found[key](*SAMPLE_ARGS[key]())
+        if offline or key.split(".", 1)[0] not in OFFLINE_MODULES:
+            found[key](*SAMPLE_ARGS[key]())
     return time.perf_counter() - t0
 
 
