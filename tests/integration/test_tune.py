@@ -206,7 +206,9 @@ def test_tune_deploy_files_validate() -> None:
         assert out.count(" passed ") == 5, out  # service + 2 deployments + pvc + job
     if dc is not None:
         compose = ROOT / "deploy" / "docker-compose.yml"
+        # the compose file requires Grafana's admin password (no default)
+        env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only-pw"}
         r = subprocess.run([dc, "-f", str(compose), "--profile", "tune", "config", "--services"],
-                           capture_output=True, text=True, check=False)
+                           capture_output=True, text=True, check=False, env=env)
         assert r.returncode == 0, r.stderr
         assert {"tune-scheduler", "tune-worker", "tune"} <= set(r.stdout.split())
