@@ -165,3 +165,20 @@ def metric_values(text: str, name: str) -> dict[str, float]:
             key, _, val = line.rpartition(" ")
             out[key[len(name):]] = float(val)
     return out
+
+
+def split_recording(src: Path, train_out: Path, n_train: int, n_test: int) -> tuple[int, int]:
+    """Write src's first n_train frames to train_out (a training slice) and return the
+    receive-time window [start_ns, end_ns) of the next n_test frames (the held-out window:
+    from just after the last training frame)."""
+    from mmd.feeds.recording import RecordingWriter, read_recording
+
+    stamps = []
+    with RecordingWriter(train_out) as w:
+        for i, (ts, raw) in enumerate(read_recording(src)):
+            if i < n_train:
+                w.write(ts, raw)
+            stamps.append(ts)
+            if i >= n_train + n_test:
+                break
+    return stamps[n_train] + 1, stamps[n_train + n_test]

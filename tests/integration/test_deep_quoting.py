@@ -13,11 +13,11 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from procs import base_env
+from procs import base_env, split_recording
 
 from mmd.app import FrameHandler, build_trader, load_quote_models
 from mmd.config import AppConfig, ModelsConfig
-from mmd.feeds.recording import RecordingWriter, read_recording
+from mmd.feeds.recording import read_recording
 from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.dataset import extract_market
 from mmd.learn.deep_data import DeepParams, sequence_dataset
@@ -41,22 +41,14 @@ def trained(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
     """(models dir, training recording, lstm version, window start_ns, window end_ns)."""
     tmp = tmp_path_factory.mktemp("deepq_int")
     train_rec = tmp / "binanceusdm_linear_BTCUSDT_20240718T235700Z.rec.gz"
-    stamps = []
-    with RecordingWriter(train_rec) as w:
-        for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
-            if i < TRAIN_FRAMES:
-                w.write(ts, raw)
-            stamps.append(ts)
-            if i >= TRAIN_FRAMES + TEST_FRAMES:
-                break
+    start, end = split_recording(binance_btc_rec, train_rec, TRAIN_FRAMES, TEST_FRAMES)
     models = tmp / "models"
     r = subprocess.run([sys.executable, "-m", "mmd", "train", "lstm", str(train_rec), "--out",
                         str(models), "--no-progress", *(x for s in TINY for x in ("--set", s))],
                        env=base_env(), capture_output=True, text=True, timeout=600, cwd=tmp)
     assert r.returncode == 0, r.stderr[-3000:]
     version = json.loads((models / "lstm" / "model.json").read_text())["version"]
-    return models, train_rec, version, stamps[TRAIN_FRAMES] + 1, stamps[
-        TRAIN_FRAMES + TEST_FRAMES]
+    return models, train_rec, version, start, end
 
 
 def _cfg(models: Path, **keys: object) -> AppConfig:

@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import base_env, daemon, http_text, metric_values, venue
-
-from mmd.feeds.recording import RecordingWriter, read_recording
+from procs import base_env, daemon, http_text, metric_values, split_recording, venue
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
@@ -29,14 +27,7 @@ def trained(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
     """(models dir, {model: version}, window start_ns, window end_ns)."""
     tmp = tmp_path_factory.mktemp("mlq_int")
     train_rec = tmp / "binanceusdm_linear_BTCUSDT_20240718T235700Z.rec.gz"
-    stamps = []
-    with RecordingWriter(train_rec) as w:
-        for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
-            if i < TRAIN_FRAMES:
-                w.write(ts, raw)
-            stamps.append(ts)
-            if i >= TRAIN_FRAMES + TEST_FRAMES:
-                break
+    start, end = split_recording(binance_btc_rec, train_rec, TRAIN_FRAMES, TEST_FRAMES)
     models = tmp / "models"
     versions = {}
     for kind in ("adverse", "spread"):
@@ -54,7 +45,7 @@ def trained(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
     assert r.returncode == 0, r.stderr[-3000:]
     versions["rl"] = json.loads((models / "rl" / "model.json").read_text())["version"]
     # the window starts after the last training frame
-    return models, versions, stamps[TRAIN_FRAMES] + 1, stamps[TRAIN_FRAMES + TEST_FRAMES]
+    return models, versions, start, end
 
 
 def _backtest(rec: Path, strategy: str, models: Path, start: int, end: int,
