@@ -18,12 +18,12 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from procs import base_env
+from procs import base_env, split_recording
 
 from mmd import app as app_mod
 from mmd.config import AppConfig, ModelsConfig
 from mmd.errors import ConfigError
-from mmd.feeds.recording import RecordingWriter, read_recording
+from mmd.feeds.recording import read_recording
 from mmd.learn.dataset import extract_market
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES, market_matrix, orient_vector
 from mmd.learn.model_file import IncompatibleModel, save_model
@@ -39,11 +39,7 @@ SPREAD_HALF_TICKS = 40.0
 @pytest.fixture(scope="module")
 def small_rec(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mlq") / "binanceusdm_linear_BTCUSDT_20240718T235700Z.rec.gz"
-    with RecordingWriter(out) as w:
-        for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
-            if i >= SLICE_FRAMES:
-                break
-            w.write(ts, raw)
+    split_recording(binance_btc_rec, out, SLICE_FRAMES, 0)
     return out
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import base_env
+from procs import base_env, split_recording
 
 from mmd.errors import ConfigError
-from mmd.feeds.recording import RecordingWriter, read_recording
+from mmd.feeds.recording import read_recording
 from mmd.learn.dataset import LabelParams, adverse_dataset, extract_market, spread_dataset
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
 from mmd.learn.model_file import IncompatibleModel, load_model
@@ -31,11 +31,7 @@ SLICE_FRAMES = 4000
 def small_rec(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first SLICE_FRAMES frames of the real BTCUSDT recording (instruments-info first)."""
     out = tmp_path_factory.mktemp("small") / "binanceusdm_linear_BTCUSDT_20240718T235700Z.rec.gz"
-    with RecordingWriter(out) as w:
-        for i, (ts, raw) in enumerate(read_recording(binance_btc_rec)):
-            if i >= SLICE_FRAMES:
-                break
-            w.write(ts, raw)
+    split_recording(binance_btc_rec, out, SLICE_FRAMES, 0)
     return out
 
 
