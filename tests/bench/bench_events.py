@@ -85,7 +85,7 @@ def _measure(name: str, files: list[Path], cache: Path, reps: int) -> dict[str, 
 def run(quick: bool) -> list[dict[str, Any]]:
     cf = DATA / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl"
     if not cf.exists():
-        return [{"name": "events", "skipped": 1, "reason": "../shared/data/market not present"}]
+        return [{"name": "events.skipped_no_data", "skipped": 1}]
     out = []
     reps = 3 if quick else 5
     with tempfile.TemporaryDirectory() as tmp:
