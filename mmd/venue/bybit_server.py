@@ -81,15 +81,29 @@ are untouched. REST kinds count the requests to `/v5/market/*` (not `/venue/stat
 * `duplicate`: the N-th delta is sent twice.
 * `reorder`: the N-th delta is held and sent right after the next frame of that topic on each
   connection (held frames still pending when the replay ends are then sent).
+* `types`: the N-th delta is sent with wrongly typed fields instead (`u` a string, every price
+  a JSON number); its `u` is consumed, so a client that refuses it has lost that update.
+* `oversized`: the N-th delta is padded with blanks inside its JSON object to
+  `oversized_frame_bytes` (default 4 MiB + 1 KiB, just above the daemon's default
+  `[ws] max_frame_bytes`): still a valid frame, only too large.
+* `outage`: the N-th delta is sent, then the venue stops listening and cuts every connection
+  (websocket and REST keep-alive, without a close handshake) for `outage_s` (default 2 s),
+  then listens again on the same port; meanwhile connecting is refused and the replay goes on.
+  An update due for `outage` while the venue is already down starts no second outage.
 * `http5xx` / `http429` / `http403`: every N-th REST request gets HTTP 503 / 429 / 403 (the
   403 body is "access too frequent", as Bybit's IP rate limit).
 * `retcode`: every N-th REST request gets HTTP 200 with `retCode` 10016 "service restarting".
+* `slow`: every N-th REST request is answered (correctly) only after `slow_response_s`
+  (default 6 s, beyond the daemon's default `[rest] timeout_s` of 5 s).
 
 When several kinds hit the same update: `stall` wins over everything; `restart` wins over
-`gap`; a `gap` leaves nothing for `garbage`/`truncate`/`duplicate`/`reorder`; `reorder` wins
-over `duplicate`; `disconnect` combines with all but `stall`. For REST the first hit in the
-order http5xx, http429, http403, retcode wins. `/venue/stats` counts each injected fault once
-per occurrence on a view (not per connection), also when its subscribers are already stalled.
+`gap`, `types` and `oversized`; a `gap` leaves nothing for the frame kinds (`types`, `oversized`,
+`garbage`, `truncate`, `duplicate`, `reorder`); `types` wins over `oversized`; `garbage`,
+`truncate`, `duplicate` and `reorder` see the frame `types`/`oversized` made; `reorder` wins
+over `duplicate`; `disconnect` and `outage` combine with all but `stall`, `disconnect` first.
+For REST the first hit in the order http5xx, http429, http403, retcode, slow wins.
+`/venue/stats` counts each injected fault once per occurrence on a view (not per connection),
+also when its subscribers are already stalled.
 
 Endpoints
 ---------
@@ -138,14 +152,17 @@ CATEGORIES = ("linear", "spot", "inverse")
 BOOK_DEPTHS = (1, 50, 200, 1000)
 KLINE_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 WS_FAULT_KINDS = ("disconnect", "stall", "gap", "restart", "garbage", "truncate", "duplicate",
-                  "reorder")
-REST_FAULT_KINDS = ("http5xx", "http429", "http403", "retcode")
+                  "reorder", "types", "oversized", "outage")
+REST_FAULT_KINDS = ("http5xx", "http429", "http403", "retcode", "slow")
 FAULT_KINDS = WS_FAULT_KINDS + REST_FAULT_KINDS
 
 VIEW_U0 = 1000  # first `u` of a book view
 RECENT_TRADES = 1000  # trades kept per symbol (REST recent-trade maximum)
 MAX_KLINES = 50_000  # candles kept per (symbol, interval)
 GARBAGE_FRAME = "<html><body><h1>502 Bad Gateway</h1></body></html> (mmd venue fault: garbage)"
+OVERSIZED_FRAME_BYTES = (4 << 20) + 1024  # `oversized`: above the daemon's default 4 MiB
+SLOW_RESPONSE_S = 6.0  # `slow`: beyond the daemon's default REST timeout (5 s)
+OUTAGE_S = 2.0  # `outage`: how long the venue refuses connections
 
 _MS_NS = 1_000_000
 _MINUTE_MS = 60_000
@@ -648,7 +665,12 @@ class _Stall:
     """Marks where a `stall` fault starts: what was queued before it is still sent."""
 
 
-_Item = str | _Pong | _Close | _Stall
+@dataclass(slots=True, frozen=True)
+class _Abort:
+    """Cut the connection without a close handshake (an `outage` fault)."""
+
+
+_Item = str | _Pong | _Close | _Stall | _Abort
 
 
 class _Connection:
@@ -669,6 +691,16 @@ class _Connection:
         self.stalled = False
         self.closing = False
         self.frames_sent = 0
+
+
+def _mistyped(frame: str) -> str:
+    """The `types` fault: the same book frame with `u` as a string and prices as numbers."""
+    obj = orjson.loads(frame)
+    data = obj["data"]
+    data["u"] = str(data["u"])
+    for side in ("b", "a"):
+        data[side] = [[float(px), qty] for px, qty in data[side]]
+    return orjson.dumps(obj).decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,6 +750,9 @@ class VenueServer:
         idle_timeout_s: float = 600.0,
         max_queue_frames: int = 20_000,
         clock: Clock | None = None,
+        oversized_frame_bytes: int = OVERSIZED_FRAME_BYTES,
+        slow_response_s: float = SLOW_RESPONSE_S,
+        outage_s: float = OUTAGE_S,
     ) -> None:
         """Configure the venue; nothing is read or bound before `start()`.
 
@@ -731,9 +766,13 @@ class VenueServer:
             idle_timeout_s: drop a websocket client that sends nothing for this long.
             max_queue_frames: abort a websocket client whose send queue grows past this.
             clock: wall and monotonic time source (default: the real clock).
+            oversized_frame_bytes: size of a frame made by the `oversized` fault.
+            slow_response_s: delay of an answer made by the `slow` fault.
+            outage_s: how long an `outage` fault refuses connections.
 
         Raises:
-            ConfigError: speed <= 0, an unknown fault kind or N <= 0, no paths.
+            ConfigError: speed <= 0, an unknown fault kind or N <= 0, no paths, a fault
+                parameter out of range.
         """
         self._paths = [Path(p) for p in paths]
         if not self._paths:
@@ -744,6 +783,14 @@ class VenueServer:
         for kind, n in faults.items():
             if kind not in FAULT_KINDS or n <= 0:
                 raise ConfigError(f"serve-venue: bad fault {kind}:{n}")
+        if oversized_frame_bytes < 1024 or not slow_response_s > 0 or not outage_s > 0:
+            raise ConfigError("serve-venue: oversized_frame_bytes must be >= 1024, "
+                              "slow_response_s and outage_s > 0")
+        self._oversized_bytes = oversized_frame_bytes
+        self._slow_s = float(slow_response_s)
+        self._outage_s = float(outage_s)
+        self._site: web.TCPSite | None = None
+        self._down = False  # an `outage` is under way: nothing listens, connections are cut
         self._host = host
         self.port = port
         self._speed = float(speed)
@@ -849,6 +896,7 @@ class VenueServer:
         self._runner = runner
         site = web.TCPSite(runner, self._host, self.port)
         await site.start()
+        self._site = site
         self.port = int(runner.addresses[0][1])
         self._start_mono_ns = self._clock.mono_ns()
         self._replay_task = self._spawn(self._run_replay(), "venue.replay")
@@ -1246,6 +1294,12 @@ class VenueServer:
                 frame = self._snapshot_frame(m, view, now=False)
             else:
                 frame = self._book_frame(m, view, "delta", db, da, ts_ms)
+            if frame is not None and "types" in hits:
+                frame = _mistyped(frame)
+                self._count("types")
+            elif frame is not None and "oversized" in hits:
+                frame = frame[:-1] + " " * max(0, self._oversized_bytes - len(frame)) + "}"
+                self._count("oversized")
         pre: list[str] = []
         reorder = duplicate = False
         if frame is not None:
@@ -1284,6 +1338,29 @@ class VenueServer:
             self._count("disconnect")
             for c in subs:
                 self._close_after_queue(c, 1001, "venue fault: disconnect")
+        if "outage" in hits and not self._down:
+            self._count("outage")
+            self._down = True
+            # at once: what was queued before the fault still goes out, then the socket is cut
+            for c in list(self._conns):
+                self._forget(c)
+                c.queue.put_nowait(_Abort())
+            self._spawn(self._run_outage(), "venue.outage")
+
+    async def _run_outage(self) -> None:
+        """The `outage` fault: stop listening for `outage_s`, then listen on the same port."""
+        runner, site = self._runner, self._site
+        assert runner is not None and site is not None
+        log.info("venue_outage_started", seconds=self._outage_s)
+        try:
+            await site.stop()
+            await asyncio.sleep(self._outage_s)
+            site = web.TCPSite(runner, self._host, self.port)
+            await site.start()
+            self._site = site
+        finally:
+            self._down = False
+        log.info("venue_outage_ended")
 
     # ---- trades and klines -----------------------------------------------------------------
 
@@ -1391,6 +1468,10 @@ class VenueServer:
                 if isinstance(item, _Stall):
                     silent = True
                     continue
+                if isinstance(item, _Abort):
+                    if c.transport is not None:
+                        c.transport.abort()
+                    return
                 if silent or ws.closed:
                     continue
                 if isinstance(item, str):
@@ -1412,6 +1493,10 @@ class VenueServer:
                                    timeout=5.0)
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="expected a websocket upgrade")
+        if self._down:  # accepted just before the listening socket closed: cut it
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)
         await ws.prepare(request)
         self._conn_seq += 1
         conn = _Connection(f"{secrets.token_hex(8)}-{self._conn_seq}", category, ws,
@@ -1582,6 +1667,11 @@ class VenueServer:
         """Wrap a REST handler: count the request, inject REST faults, map param errors."""
 
         async def wrapped(request: web.Request) -> web.Response:
+            if self._down:
+                # a keep-alive connection opened before the outage: cut it, answer nothing
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=503)
             self._rest_requests += 1
             k = self._rest_requests
             for kind, n in self._rest_faults:
@@ -1594,6 +1684,9 @@ class VenueServer:
                     return web.Response(status=429, text="Too Many Requests")
                 if kind == "http403":
                     return web.Response(status=403, text="access too frequent")
+                if kind == "slow":
+                    await asyncio.sleep(self._slow_s)
+                    break
                 return self._envelope({}, 10016, "service restarting")
             try:
                 return handler(request)

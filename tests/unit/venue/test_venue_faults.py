@@ -55,8 +55,8 @@ def test_parse_faults_product_example_parses() -> None:
     assert parse_faults("") == {} and parse_faults(None) == {}
     assert parse_faults(" stall:3 , restart:1 ,") == {"stall": 3, "restart": 1}
     assert set(FAULT_KINDS) == {"disconnect", "stall", "gap", "restart", "garbage", "truncate",
-                                "duplicate", "reorder", "http5xx", "http429", "http403",
-                                "retcode"}
+                                "duplicate", "reorder", "types", "oversized", "outage",
+                                "http5xx", "http429", "http403", "retcode", "slow"}
 
 
 @pytest.mark.parametrize(("spec", "names"), [
