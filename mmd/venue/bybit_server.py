@@ -86,10 +86,12 @@ are untouched. REST kinds count the requests to `/v5/market/*` (not `/venue/stat
 * `oversized`: the N-th delta is padded with blanks inside its JSON object to
   `oversized_frame_bytes` (default 4 MiB + 1 KiB, just above the daemon's default
   `[ws] max_frame_bytes`): still a valid frame, only too large.
-* `outage`: the N-th delta is sent, then the venue stops listening and cuts every connection
-  (websocket and REST keep-alive, without a close handshake) for `outage_s` (default 2 s),
-  then listens again on the same port; meanwhile connecting is refused and the replay goes on.
-  An update due for `outage` while the venue is already down starts no second outage.
+* `outage` (counts the source book frames the replay applies, every symbol together, with or
+  without subscribers, so it also hits a REST-only client): after the N-th, the venue stops
+  listening and cuts every connection (websocket and REST keep-alive, without a close
+  handshake; what was queued before still goes out) for `outage_s` (default 2 s), then listens
+  again on the same port; meanwhile connecting is refused and the replay goes on. A frame due
+  for `outage` while the venue is already down starts no second outage.
 * `http5xx` / `http429` / `http403`: every N-th REST request gets HTTP 503 / 429 / 403 (the
   403 body is "access too frequent", as Bybit's IP rate limit).
 * `retcode`: every N-th REST request gets HTTP 200 with `retCode` 10016 "service restarting".
@@ -100,7 +102,7 @@ When several kinds hit the same update: `stall` wins over everything; `restart` 
 `gap`, `types` and `oversized`; a `gap` leaves nothing for the frame kinds (`types`, `oversized`,
 `garbage`, `truncate`, `duplicate`, `reorder`); `types` wins over `oversized`; `garbage`,
 `truncate`, `duplicate` and `reorder` see the frame `types`/`oversized` made; `reorder` wins
-over `duplicate`; `disconnect` and `outage` combine with all but `stall`, `disconnect` first.
+over `duplicate`; `disconnect` combines with all but `stall`.
 For REST the first hit in the order http5xx, http429, http403, retcode, slow wins.
 `/venue/stats` counts each injected fault once per occurrence on a view (not per connection),
 also when its subscribers are already stalled.
@@ -152,9 +154,10 @@ CATEGORIES = ("linear", "spot", "inverse")
 BOOK_DEPTHS = (1, 50, 200, 1000)
 KLINE_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 WS_FAULT_KINDS = ("disconnect", "stall", "gap", "restart", "garbage", "truncate", "duplicate",
-                  "reorder", "types", "oversized", "outage")
+                  "reorder", "types", "oversized")
 REST_FAULT_KINDS = ("http5xx", "http429", "http403", "retcode", "slow")
-FAULT_KINDS = WS_FAULT_KINDS + REST_FAULT_KINDS
+VENUE_FAULT_KINDS = ("outage",)
+FAULT_KINDS = WS_FAULT_KINDS + REST_FAULT_KINDS + VENUE_FAULT_KINDS
 
 VIEW_U0 = 1000  # first `u` of a book view
 RECENT_TRADES = 1000  # trades kept per symbol (REST recent-trade maximum)
@@ -797,6 +800,8 @@ class VenueServer:
         self._faults = faults
         self._ws_faults = [(k, faults[k]) for k in WS_FAULT_KINDS if k in faults]
         self._rest_faults = [(k, faults[k]) for k in REST_FAULT_KINDS if k in faults]
+        self._outage_n = faults.get("outage", 0)
+        self._source_books = 0  # source book frames applied (the `outage` counter)
         self._keep = keep_timestamps
         self._idle_timeout_s = idle_timeout_s
         self._max_queue = max_queue_frames
@@ -1219,6 +1224,10 @@ class VenueServer:
         m.cts_ms = cts_ms
         m.shift_ms = self._shift(ts_ms)
         self._update_views(m)
+        self._source_books += 1
+        if (self._outage_n and self._source_books % self._outage_n == 0
+                and not self._down and self._site is not None):
+            self._begin_outage()
 
     def _book_frame(self, m: _Market, view: _View, typ: str, bids: Iterable[tuple[int, int]],
                     asks: Iterable[tuple[int, int]], ts_ms: int) -> str:
@@ -1338,14 +1347,15 @@ class VenueServer:
             self._count("disconnect")
             for c in subs:
                 self._close_after_queue(c, 1001, "venue fault: disconnect")
-        if "outage" in hits and not self._down:
-            self._count("outage")
-            self._down = True
-            # at once: what was queued before the fault still goes out, then the socket is cut
-            for c in list(self._conns):
-                self._forget(c)
-                c.queue.put_nowait(_Abort())
-            self._spawn(self._run_outage(), "venue.outage")
+
+    def _begin_outage(self) -> None:
+        """The `outage` fault, at once: cut every connection after what is queued."""
+        self._count("outage")
+        self._down = True
+        for c in list(self._conns):
+            self._forget(c)
+            c.queue.put_nowait(_Abort())
+        self._spawn(self._run_outage(), "venue.outage")
 
     async def _run_outage(self) -> None:
         """The `outage` fault: stop listening for `outage_s`, then listen on the same port."""
