@@ -266,7 +266,8 @@ async def _run_case(case: Case, recs: list[Path], tmp: Path) -> dict[str, Any]:
     resyncs = {r: sum(_resyncs(text, r).values())
                for r in ("gap", "restart", "bad_frame", "disconnect", "stale", "frame_error")}
     return {
-        "mode": case.mode, "kind": case.kind, "n": case.n, "injected": injected,
+        "mode": case.mode, "kind": case.kind, "n": case.n, "reaction": case.reaction,
+        "injected": injected,
         "counter": f"{name}{{{label}}}" if label else name, "counted": counted,
         "resyncs": {r: v for r, v in resyncs.items() if v},
         "reconnects": sum(metric_values(text, "mmd_feed_reconnects_total").values()),
