@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import structlog
 from procs import free_port, metric_values
 from reference import ReferenceBooks
 from test_faults import SPEED, SYMBOLS, Tap, _at_final, _recs, _resyncs
@@ -48,6 +49,8 @@ OUTAGE_S = 2.5  # the venue's `outage`: longer than stale_after_s, so quotes are
 # outage, about 60 % into the replay
 MAX_FRAME = 128 << 10  # the daemon's [ws] max_frame_bytes here; `oversized` sends twice that
 REST_TIMEOUT_S = 0.3  # the daemon's [rest] timeout_s here; `slow` answers after 0.6 s
+BACKOFF_MAX_S = 0.4  # the daemon's [rest] and [ws] backoff_max_s here
+FORBIDDEN_S = 0.2  # the daemon's [rest] forbidden_backoff_s here: the floor after an HTTP 403
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,11 @@ def _config(case: Case, rest_url: str, ws_url: str, metrics_port: int, tmp: Path
     cfg: dict[str, Any] = {
         "feed": {"symbols": SYMBOLS, "websocket": case.mode == "ws", "stale_after_s": 5.0},
         "venue": {"rest_url": rest_url, "ws_url": ws_url},
-        "rest": {"orderbook_interval_s": 0.1, "backoff_base_s": 0.05, "backoff_max_s": 0.4,
-                 "forbidden_backoff_s": 0.2, "max_requests_per_s": 100.0,
-                 "trades_interval_s": 0.5, "kline_interval_s": 1.0},
+        "rest": {"orderbook_interval_s": 0.1, "backoff_base_s": 0.05,
+                 "backoff_max_s": BACKOFF_MAX_S, "forbidden_backoff_s": FORBIDDEN_S,
+                 "max_requests_per_s": 100.0, "trades_interval_s": 0.5, "kline_interval_s": 1.0},
         "ws": {"idle_timeout_s": 60.0, "ping_interval_s": 20.0, "backoff_base_s": 0.05,
-               "backoff_max_s": 0.4},
+               "backoff_max_s": BACKOFF_MAX_S},
         "metrics": {"port": metrics_port},
         "strategy": {"warmup_s": 0.5, "requote_interval_s": REQUOTE_S},
         "state": {"dir": str(tmp / "state")},
@@ -281,8 +284,14 @@ async def _run_case(case: Case, recs: list[Path], tmp: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_fault_matrix_reaction(cryptofeed_dir: Path, tmp_path: Path, case: Case) -> None:
-    row = await _run_case(case, _recs(cryptofeed_dir), tmp_path)
-    print("fault_matrix " + json.dumps(row))
+    with structlog.testing.capture_logs() as logs:
+        row = await _run_case(case, _recs(cryptofeed_dir), tmp_path)
+    # every failed poll waited before its retry: capped, and at least the 403 floor after a 403
+    retries = [(e["error"], e["delay_s"]) for e in logs if e["event"] == "rest_poll_failed"]
+    row["rest_retries"] = len(retries)
+    row["rest_retry_delay_s"] = [min((d for _, d in retries), default=0.0),
+                                 max((d for _, d in retries), default=0.0)]
+    print("\nfault_matrix " + json.dumps(row))
     injected, counted = row["injected"], row["counted"]
     if case.kind == "refused_start":
         injected = 1  # the start itself
@@ -302,6 +311,13 @@ async def test_fault_matrix_reaction(cryptofeed_dir: Path, tmp_path: Path, case:
     else:
         assert resynced.get(case.resync, 0) >= 1, row
     # never an order on a book the daemon does not trust; none left open on it past a requote
+    assert all(0 < d <= max(BACKOFF_MAX_S, FORBIDDEN_S) for _, d in retries), retries
+    forbidden = [d for err, d in retries if "HTTP 403" in err]
+    assert all(d >= FORBIDDEN_S for d in forbidden), forbidden
+    if case.mode == "rest" and case.kind != "refused_start":
+        assert retries, row  # the failed polls were retried (after a wait)
+    if case.kind == "http403":
+        assert forbidden, row
     assert row["submits"] > 0 and row["submits_while_bad"] == 0, row
     assert row["open_when_pulled"] == 0, row
     if case.pulled:
@@ -402,7 +418,7 @@ async def test_fault_matrix_replay_keeps_position_and_pnl(
     got = await _replay([out], tmp_path)
     ref = fault_free_replay
     for run, row in ((kind, got), ("none", ref)):
-        print("fault_matrix_replay " + json.dumps(
+        print("\nfault_matrix_replay " + json.dumps(
             {"kind": run, "placed": placed if run == kind else 0,
              **{k: v for k, v in row.items() if k != "ledger_fills"}}))
     assert placed == deltas // REPLAY_N and placed >= 50
