@@ -5,9 +5,11 @@ sockets on the real Bybit capture, in websocket mode and REST-only mode where th
 count compares with what the venue injected), the resync reason (or none), and whether the bad
 data lasts long enough that the quotes must be pulled. Every case also checks: the daemon keeps
 running, no order is submitted for a symbol whose book is unsynced or stale, a symbol that stays
-bad past a requote has no open quote, its book equals the offline reference after EVERY frame
-and at the end (the `Tap` of test_faults.py), and records the figures of the README's
-Reliability table (one JSON line per case: injected, counted, max recovery seconds).
+bad past a requote has no open quote, every failed REST poll waited before its retry (capped,
+at least `forbidden_backoff_s` after a 403), the ledger holds each fill once, the book equals
+the offline reference after EVERY frame and at the end (the `Tap` of test_faults.py); and it
+records the figures of the README's Reliability table (one JSON line per case: injected,
+counted, max recovery seconds).
 
 `test_fault_matrix_replay_keeps_position_and_pnl` places faults deterministically in a
 recording (every N-th book delta, as the venue does) and replays it: for the kinds that do not
