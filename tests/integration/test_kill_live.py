@@ -4,8 +4,9 @@ reported is lost, none is counted twice, and its position, cash, realized PnL an
 recomputation by hand from the journaled fills, each checked against the venue's trade tape.
 It ends with a SIGTERM while trading: exit 0 within 5 s, a final snapshot holding every fill.
 
-The cycle count is KILLS: 50 in the default suite (the whole test takes about 4 minutes here),
-also 50 under MMD_TEST_FULL=1.
+The cycle count is KILLS, scaled with tests/sizes.py: 10 in the default suite, 50 under
+MMD_TEST_FULL=1. A daemon start (imports, loading the compiled kernels) costs 5-15 s on a busy
+2-core machine, so 50 cycles take ~20 minutes; 10 stay under ~5.
 """
 
 from __future__ import annotations
