@@ -495,3 +495,54 @@ def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
           f"{stop_s:.2f} s, final snapshot {(snap_ns - stop_ns) / 1e6:.0f} ms after the signal")
     assert kills == KILLS and in_write >= KILLS // 8
     assert figures[-1][1] > 0, "no fill in the whole run"
+
+
+# -- the ledger's test hook ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_write_delay_hook_refuses_a_bad_value_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from mmd.errors import ConfigError
+    from mmd.trading.ledger import Ledger
+
+    monkeypatch.setenv("MMD_TEST_LEDGER_WRITE_DELAY_S", value)
+    with pytest.raises(ConfigError, match="MMD_TEST_LEDGER_WRITE_DELAY_S"):
+        Ledger.open(tmp_path / "ledger.sqlite")
+
+
+_WRITE_ONE = """
+import sys
+from mmd.trading.ledger import Ledger
+with Ledger.open(sys.argv[1]) as led:
+    led.set_meta("probe", "1")
+"""
+
+
+def test_write_delay_hook_holds_the_transaction_open_until_killed(tmp_path: Path) -> None:
+    from mmd.trading.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    Ledger.open(path).close()
+    proc = Proc([sys.executable, "-c", _WRITE_ONE, str(path)],
+                base_env(MMD_TEST_LEDGER_WRITE_DELAY_S="60"), tmp_path / "writer.log")
+    con = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        deadline = time.monotonic() + 60
+        while not _in_hook_sleep(proc.p.pid):
+            assert proc.alive() and time.monotonic() < deadline, proc.output()[-2000:]
+            time.sleep(0.01)
+        # the writer sleeps in the hook: its row is written but not committed, so another
+        # connection neither sees it nor can start a write of its own
+        assert con.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone() is None
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            con.execute("BEGIN IMMEDIATE")
+        os.kill(proc.p.pid, signal.SIGKILL)
+        proc.p.wait(10)
+        # killed inside the transaction: nothing of it is kept, the file is sound and writable
+        assert con.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone() is None
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.execute("INSERT INTO meta(key, value) VALUES ('after', '1')")
+    finally:
+        con.close()
+        proc.stop(signal.SIGKILL)
