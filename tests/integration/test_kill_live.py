@@ -347,6 +347,8 @@ def _check_tape(fills: list[Fill], orders: dict[str, int], tape: Tape,
 
 # -- the test ----------------------------------------------------------------------------------
 
+# ~25 s a cycle on a busy machine, the recording's compile and conversion on top
+@pytest.mark.timeout(scaled(600, 2400))
 def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
     binance_btc_rec: Path, tmp_path: Path
 ) -> None:
