@@ -5,8 +5,8 @@ recomputation by hand from the journaled fills, each checked against the venue's
 It ends with a SIGTERM while trading: exit 0 within 5 s, a final snapshot holding every fill.
 
 The cycle count is KILLS, scaled with tests/sizes.py: 10 in the default suite, 50 under
-MMD_TEST_FULL=1. A daemon start (imports, loading the compiled kernels) costs 5-15 s on a busy
-2-core machine, so 50 cycles take ~20 minutes; 10 stay under ~5.
+MMD_TEST_FULL=1. A daemon start (imports, loading the compiled kernels) costs 5-25 s on a busy
+2-core machine, so 50 cycles took 17 minutes there; 10 stay under ~5.
 """
 
 from __future__ import annotations
