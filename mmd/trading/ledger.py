@@ -23,6 +23,11 @@ Durability: `journal_mode=WAL` with `synchronous=NORMAL` survives a killed proce
 OOM, crash) with every committed transaction intact, because a commit has reached the WAL file
 in the OS page cache before `journal` returns; only an OS crash or power loss can lose the last
 few commits (never corrupting the file). Pass `synchronous="FULL"` to fsync every commit too.
+
+Test hook: `MMD_TEST_LEDGER_WRITE_DELAY_S` (seconds, read once by `Ledger.open`; unset or 0 in
+production) sleeps inside every write transaction, after its rows are written and before the
+COMMIT: a slow disk, so a test can kill the process while a write is open. Unset, the commit
+path has no extra step (the choice is made when the ledger is built).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +63,8 @@ SCHEMA_VERSION = "2"
 TOTAL_SYMBOL = "*"  # the snapshots row holding the portfolio totals
 # checkpoints kept (older ones are deleted when a new one is written)
 _KEEP_CHECKPOINTS = 2
+# test hook: seconds to sleep inside each write transaction before its COMMIT (module docstring)
+WRITE_DELAY_ENV = "MMD_TEST_LEDGER_WRITE_DELAY_S"
 
 
 class RiskReset(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -306,6 +314,24 @@ def _make_private(path: Path) -> None:
                 f.chmod(0o600)
 
 
+def _write_delay_s() -> float:
+    """The test hook's delay from MMD_TEST_LEDGER_WRITE_DELAY_S (0 when unset or empty).
+
+    Raises:
+        ConfigError: not a finite number >= 0.
+    """
+    raw = os.environ.get(WRITE_DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{WRITE_DELAY_ENV}: must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
 def _finite(*values: float) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
@@ -342,9 +368,13 @@ def check_item(item: Journaled) -> None:
 class Ledger:
     """An open ledger file. Build it with `Ledger.open`; one writer process per file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *,
+                 write_delay_s: float = 0.0) -> None:
         self._conn = conn
         self.path = path
+        # the test hook's slow commit, or the plain one (decided here, not per write)
+        self._write_delay_s = write_delay_s
+        self._commit = self._commit_after_delay if write_delay_s > 0 else self._commit_now
         self._batch_depth = 0
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(Journaled)
@@ -383,6 +413,7 @@ class Ledger:
         p = Path(path)
         if p.is_dir():
             p = p / LEDGER_FILE
+        write_delay_s = _write_delay_s()
         if not create and not p.exists():
             raise StateError(f"no ledger at {p}")
         try:
@@ -408,7 +439,7 @@ class Ledger:
             conn.close()
             raise StateError(f"ledger {p} is unreadable ({exc}); move {p.parent} aside or "
                              "point [state] dir (MMD_STATE__DIR) at another directory") from None
-        led = cls(conn, p)
+        led = cls(conn, p, write_delay_s=write_delay_s)
         if version != SCHEMA_VERSION:
             conn.close()
             raise StateError(f"ledger {p} has schema version {version}, this mmd writes "
@@ -498,6 +529,14 @@ class Ledger:
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        self._commit()
+
+    def _commit_now(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _commit_after_delay(self) -> None:
+        # test hook (MMD_TEST_LEDGER_WRITE_DELAY_S): the rows are written, the COMMIT waits
+        time.sleep(self._write_delay_s)
         self._conn.execute("COMMIT")
 
     # -- writes -----------------------------------------------------------------------------
