@@ -47,7 +47,7 @@ Window = tuple[int, int]
 # the per-row figures, in table order (money in quote, sizes in base units, markouts in ticks)
 FIGURES = ("pnl", "pnl_bps", "sharpe", "max_drawdown", "fills", "mean_abs_position",
            "pnl_to_map", "markout_1s", "markout_5s", "markout_30s", "detector_auc",
-           "detector_logloss")
+           "detector_logloss", "net_delta")
 TEST_METRICS = ("pnl", "pnl_to_map", "pnl_bps")
 
 
@@ -246,6 +246,11 @@ def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         for h in ("markout_1s", "markout_5s", "markout_30s"):
             out[h] = _weighted([(_finite(s.get(h)), float(s.get("fills", 0)))
                                 for s in summaries])
+    # the book's mean |net delta| (quote) of a multi-symbol window, duration-weighted
+    books = {id(s["book"]): (s["book"], d) for s, d in zip(summaries, dur, strict=True)
+             if s.get("book")}
+    out["net_delta"] = _weighted([(_finite(b.get("net_delta_mean_abs_quote")), d)
+                                  for b, d in books.values()])
     out["fills"] = fills
     out["volume_quote"] = vol
     out["fees"] = math.fsum(float(s.get("fees", 0.0)) for s in summaries)
@@ -280,6 +285,7 @@ def overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for k in ("detector_auc", "detector_logloss"):
         vals = [r[k] for r in rows if r[k] is not None]
         out[k] = float(np.mean(vals)) if vals else None
+    out["net_delta"] = _weighted([(r.get("net_delta"), r["duration_s"] or 0.0) for r in rows])
     return out
 
 
@@ -717,7 +723,7 @@ _COLUMNS = (("pnl", "PnL", ".4f"), ("pnl_bps", "bps", ".2f"), ("sharpe", "Sharpe
             ("mean_abs_position", "mean|pos|", ".5f"), ("pnl_to_map", "PnL/|pos|", ".1f"),
             ("markout_1s", "mk1s", ".2f"), ("markout_5s", "mk5s", ".2f"),
             ("markout_30s", "mk30s", ".2f"), ("detector_auc", "AUC", ".3f"),
-            ("detector_logloss", "logloss", ".3f"))
+            ("detector_logloss", "logloss", ".3f"), ("net_delta", "|netdelta|", ".2f"))
 
 
 def echo_table(result: dict[str, Any], echo: Callable[[str], None]) -> None:

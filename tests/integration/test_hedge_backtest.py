@@ -80,11 +80,14 @@ def test_hedge_on_shrinks_the_books_net_delta(binance_btc_rec: Path, binance_eth
     need(BINANCE_BTC + BINANCE_ETH)
     recs = [binance_btc_rec, binance_eth_rec]
     off, out_off, s_off = _backtest(recs, tmp_path, "off", "hedge.enabled=false")
+    # skew 50 ticks at a full gap of max_position: with one order size in base units for
+    # both symbols ETH's notional is ~1/20 of BTC's, the hedge target stays under one BTC lot,
+    # and the default 5 ticks hardly moves BTC's quotes (AS quotes ~25 ticks apart here)
     on, out_on, s_on = _backtest(recs, tmp_path, "on", "hedge.enabled=true",
-                                 "hedge.instrument=BTCUSDT")
+                                 "hedge.instrument=BTCUSDT", "hedge.skew_ticks=50")
     # with the hedge on both symbols share one book: the python engine, said once
     assert out_on.count("backtest_engine_python") == 1 and "[hedge]" in out_on
-    assert "hedge: on, through BTCUSDT" in out_on and "hedge: off" in out_off
+    assert "hedge: on, through BTCUSDT, skew 50 ticks" in out_on and "hedge: off" in out_off
     assert set(s_on) == set(s_off) == {"BTCUSDT", "ETHUSDT"}
     # the book's PnL is the sum of the symbols' (each summary's own figure)
     for figs, sums in ((off, s_off), (on, s_on)):
