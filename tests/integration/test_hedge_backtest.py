@@ -64,9 +64,9 @@ def _backtest(recs: list[Path], tmp: Path, name: str, *sets: str
     print(r.stdout)
     book = r.stdout[r.stdout.index("\nbook ("):]
     figures = {}
-    for key, label in (("pnl", "PnL (quote)"), ("mean_abs", r"net delta mean \|\.\| \(quote\)"),
-                       ("rms", r"net delta RMS \(quote\)")):
-        m = re.search(rf"^  {label}\s+(-?[0-9.]+)$", book, re.M)
+    for key, label in (("pnl", "PnL (quote)"), ("mean_abs", "net delta mean |.| (quote)"),
+                       ("rms", "net delta RMS (quote)")):
+        m = re.search(rf"^  {re.escape(label)}\s+(-?[0-9.]+)$", book, re.M)
         assert m, (label, book)
         figures[key] = float(m.group(1))
     summaries = {p.parent.name: json.loads(p.read_text()) for p in rep.glob("*/summary.json")}
