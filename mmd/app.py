@@ -921,7 +921,7 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             write_report_files(summary, series, out)
     if fills_csv:
         _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
-    _add_book_figures(summaries, paths, None)
+    _add_book_figures(summaries, paths, None, report_dir)
     return summaries
 
 
@@ -936,9 +936,12 @@ def _symbol_path(pos_ts_ns: Any, position_lots: Any, mids: Any, inst: Any,
 
 
 def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
-                      hedge: PortfolioHedge | None) -> None:
+                      hedge: PortfolioHedge | None, report_dir: str | None) -> None:
     """With more than one symbol, every summary gets `book`: the symbols' total PnL and the
-    net delta of the whole book (mmd.sim.net_delta), and the hedge's betas when it ran."""
+    net delta of the whole book (mmd.sim.net_delta), and the hedge's betas when it ran; each
+    report's summary.json (report_dir/<symbol>/) is rewritten with it."""
+    import json
+
     if len(paths) < 2:
         return
     from mmd.sim.net_delta import net_delta_figures
@@ -952,6 +955,11 @@ def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
         }
     for s in summaries:
         s["book"] = book
+        js = Path(report_dir) / s["symbol"] / "summary.json" if report_dir else None
+        if js is not None and js.exists():
+            written = json.loads(js.read_text())
+            written["book"] = book
+            js.write_text(json.dumps(written, indent=2) + "\n")
 
 
 def _backtest_joint(cfg: AppConfig, by_symbol: dict[tuple[str, str], list[Path]],
@@ -1069,7 +1077,7 @@ def _backtest_joint(cfg: AppConfig, by_symbol: dict[tuple[str, str], list[Path]]
             ), Path(report_dir) / sym)
     if fills_csv:
         _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
-    _add_book_figures(summaries, paths, hedge)
+    _add_book_figures(summaries, paths, hedge, report_dir)
     return summaries
 
 
