@@ -155,7 +155,8 @@ def test_evaluate_on_a_synthetic_session(synth_rec: Path, tmp_path: Path) -> Non
     _check_tuning_windows(result)
     # the models were trained on the training part only: every split has its own directory
     for sp in result["splits"]:
-        assert {"adverse", "spread"} <= set(sp["models"]) <= {"adverse", "spread", "rl"}, \
+        assert {"adverse", "spread"} <= set(sp["models"]) <= {"adverse", "spread", "rl",
+                                                              "lstm", "multitask"}, \
             sp["model_errors"]
         assert Path(sp["models_dir"], "adverse", "model.json").exists()
         assert sp["detector"]["n"] > 0 and 0.0 <= sp["detector"]["auc"] <= 1.0
