@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mmd.errors import ConfigError, StateError
 
@@ -393,11 +393,36 @@ def _backtest(app: object, cfg: object, args: argparse.Namespace) -> int:
             versions = ", ".join(f"{k} {v}" for k, v in s["models"].items()) or "none (neutral)"
             print(f"  models: {versions}; decisions with a side widened or withdrawn: "
                   f"{100 * s['widened_fraction']:.1f}%")
+    if summaries and summaries[0].get("book"):
+        _print_book(summaries[0]["book"])
     if args.report:
         print(f"report written to {args.report}")
     if args.fills:
         print(f"fills written to {args.fills}")
     return EXIT_OK
+
+
+def _print_book(book: dict[str, Any]) -> None:
+    """The whole book of a multi-symbol backtest: PnL and net delta (quote currency)."""
+    def q(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    print(f"book ({' + '.join(book['symbols'])})")
+    print(f"  {'PnL (quote)':<26} {q(book['pnl']):>14}")
+    print(f"  {'net delta mean |.| (quote)':<26} {q(book['net_delta_mean_abs_quote']):>14}")
+    print(f"  {'net delta RMS (quote)':<26} {q(book['net_delta_rms_quote']):>14}")
+    print(f"  {'net delta max |.| (quote)':<26} {q(book['net_delta_max_abs_quote']):>14}")
+    legs = ", ".join(f"{s} {q(v)}" for s, v in book["leg_mean_abs_quote"].items())
+    print(f"  mean |position x mid| per symbol: {legs}; net delta sampled every "
+          f"{book['net_delta_step_s']:g} s ({book['net_delta_samples']} samples)")
+    h = book.get("hedge")
+    if h is None:
+        print("  hedge: off")
+    else:
+        betas = ", ".join(f"{s} {v['beta']:.3f} (SE {v['se']:.3f})"
+                          for s, v in h["betas"].items()) or "none yet"
+        print(f"  hedge: on, through {h['instrument']}, skew {h['skew_ticks']:g} ticks; "
+              f"final beta {betas}")
 
 
 def _risk(cfg: object, action: str, state: str | None) -> int:

@@ -794,12 +794,20 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     why_not = (f"--strategy {strategy}" if ml_quoted else
                "a --start-ns/--end-ns window" if start_ns is not None or end_ns is not None
                else None)
+    joint = cfg.hedge.enabled and len(by_symbol) > 1  # the beta hedge needs one book
+    if joint:
+        why_not = why_not or "[hedge] enabled (one joint book of every symbol)"
     if engine == "fast" and why_not is not None:
         get_logger("backtest").info("backtest_engine_python", reason=f"{why_not} is not in "
                                     "the fast engine")
         engine = "python"
+    if joint:
+        return _backtest_joint(cfg, by_symbol, models, strategy=strategy,
+                               report_dir=report_dir, progress=progress, fills_csv=fills_csv,
+                               start_ns=start_ns, end_ns=end_ns)
     summaries = []
     fill_table: list[dict[str, Any]] = []
+    paths: dict[str, Any] = {}  # symbol -> its sampled path (the book's net delta)
     for (category, symbol), recs in sorted(by_symbol.items()):
         run_cfg = msgspec.structs.replace(
             cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
@@ -821,6 +829,8 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
                                             format_px=inst.format_px,
                                             format_qty=inst.format_qty))
             summaries.append(summary)
+            paths[symbol] = _symbol_path(series.equity_ts_ns, series.position_lots, series.mids,
+                                         inst, summary["pnl"])
             if report_dir:
                 out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
                 write_report_files(summary, series, out)
@@ -898,6 +908,8 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
                                         lot=inst.lot, format_px=inst.format_px,
                                         format_qty=inst.format_qty))
         summaries.append(summary)
+        paths[symbol] = _symbol_path(np.array(eq_ts, np.int64), np.array(pos, np.int64),
+                                     mid_arr, inst, summary["pnl"])
         if report_dir:
             out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
             qa = np.array(quotes, dtype=QUOTE_DTYPE) if quotes else np.empty(0, QUOTE_DTYPE)
@@ -909,6 +921,163 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             write_report_files(summary, series, out)
     if fills_csv:
         _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
+    _add_book_figures(summaries, paths, None, report_dir)
+    return summaries
+
+
+def _symbol_path(pos_ts_ns: Any, position_lots: Any, mids: Any, inst: Any,
+                 pnl_quote: float) -> Any:
+    """A symbol's sampled path in base units and quote (mmd.sim.net_delta.SymbolPath)."""
+    from mmd.sim.net_delta import SymbolPath
+
+    return SymbolPath(position_ts_ns=pos_ts_ns, position_base=position_lots * inst.lot,
+                      mid_ts_ns=mids["ts_ns"], mid_quote=mids["mid_ticks"] * inst.tick,
+                      pnl_quote=float(pnl_quote))
+
+
+def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
+                      hedge: PortfolioHedge | None, report_dir: str | None) -> None:
+    """With more than one symbol, every summary gets `book`: the symbols' total PnL and the
+    net delta of the whole book (mmd.sim.net_delta), and the hedge's betas when it ran; each
+    report's summary.json (report_dir/<symbol>/) is rewritten with it."""
+    import json
+
+    if len(paths) < 2:
+        return
+    from mmd.sim.net_delta import net_delta_figures
+
+    book = net_delta_figures(paths)
+    book["hedge"] = None
+    if hedge is not None:
+        book["hedge"] = {
+            "instrument": hedge.instrument, "skew_ticks": hedge.cfg.skew_ticks,
+            "betas": {s: {"beta": b, "se": e} for s, (b, e) in hedge.betas().items()},
+        }
+    for s in summaries:
+        s["book"] = book
+        js = Path(report_dir) / s["symbol"] / "summary.json" if report_dir else None
+        if js is not None and js.exists():
+            written = json.loads(js.read_text())
+            written["book"] = book
+            js.write_text(json.dumps(written, indent=2) + "\n")
+
+
+def _backtest_joint(cfg: AppConfig, by_symbol: dict[tuple[str, str], list[Path]],
+                    models: LoadedModels | None, *, strategy: str, report_dir: str | None,
+                    progress: bool, fills_csv: str | None, start_ns: int | None,
+                    end_ns: int | None) -> list[dict[str, Any]]:
+    """`mmd backtest` with [hedge] enabled: every symbol in one MarketHub and one Trader (the
+    daemon's `--feed replay` composition, so the beta hedge sees the whole book), frames of
+    all recordings merged by receive time; then one summary per symbol, as the per-symbol
+    python engine writes them, each with the book's figures (`book`)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from mmd import __version__
+    from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
+    from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
+    from mmd.sim.report import write_report as write_report_files
+
+    categories = {c for c, _ in by_symbol}
+    if len(categories) > 1:
+        raise ConfigError("backtest: [hedge] needs recordings of one category, got "
+                          + ", ".join(sorted(categories)))
+    (category,) = categories
+    symbols = sorted(s for _, s in by_symbol)
+    recs = sorted(f for fs in by_symbol.values() for f in fs)
+    run_cfg = msgspec.structs.replace(
+        cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=symbols))
+    hub = MarketHub(symbols, run_cfg.market, features_cfg=run_cfg.features)
+    trader = build_trader(run_cfg, hub, ledger=False)
+    trader.models = models
+    trader.hedge = hedge = PortfolioHedge(run_cfg.hedge)
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
+    per: dict[str, dict[str, list[Any]]] = {
+        s: {"eq_ts": [], "eq": [], "pos": [], "mid_ts": [], "mids": [], "quotes": []}
+        for s in symbols}
+    last_q: dict[str, tuple[float, float]] = dict.fromkeys(symbols, (np.nan, np.nan))
+    next_sample = dict.fromkeys(symbols, 0)
+    n_frames = 0
+    for ts, raw in tqdm(merged_frames(recs), desc="backtest " + "+".join(symbols),
+                        unit="frame", disable=not progress, mininterval=0.5):
+        if end_ns is not None and ts >= end_ns:
+            break
+        if start_ns is not None and ts < start_ns:
+            market_only(raw, ts)
+            continue
+        n_frames += 1
+        handler(raw, ts)
+        for sym in symbols:
+            st = hub.states.get(sym)
+            if st is None or not st.sync.synced:
+                continue
+            t = st.book.ts_exch_ns
+            d = per[sym]
+            if t >= next_sample[sym]:  # every 100 ms of the symbol's exchange time
+                next_sample[sym] = t + 100_000_000
+                m = st.book.mid_ticks()
+                if m == m:
+                    d["mid_ts"].append(t)
+                    d["mids"].append(m)
+                d["eq_ts"].append(t)
+                d["eq"].append(trader.portfolio.position(sym).pnl_quote
+                               if sym in trader.portfolio.symbols else 0.0)
+                d["pos"].append(trader.portfolio.position_lots(sym))
+            strat = trader.strategies.get(sym)
+            tgt = strat.target if strat is not None else None
+            q = ((float(tgt.bids[0][0]) if tgt.bids else np.nan,
+                  float(tgt.asks[0][0]) if tgt.asks else np.nan) if tgt else (np.nan, np.nan))
+            lq = last_q[sym]
+            if q != lq and not (q[0] != q[0] and lq[0] != lq[0] and q[1] != q[1]
+                                and lq[1] != lq[1]):
+                d["quotes"].append((t, q[0], q[1]))
+                last_q[sym] = q
+    summaries: list[dict[str, Any]] = []
+    paths: dict[str, Any] = {}
+    fill_table: list[dict[str, Any]] = []
+    for sym in symbols:
+        st = hub.states.get(sym)
+        if st is None:
+            raise ConfigError(f"backtest: no instrument frame for {sym} in the recording")
+        inst = st.instrument
+        d = per[sym]
+        fills = fills_array(f for f in trader.fills if f.symbol == sym)
+        mid_arr = mids_array(d["mid_ts"], d["mids"])
+        eq_ts = np.array(d["eq_ts"], np.int64)
+        eq = np.array(d["eq"], np.float64)
+        pos = np.array(d["pos"], np.int64)
+        summary = summarize(eq_ts, eq, pos, fills, mid_arr, lot=inst.lot, tick=inst.tick,
+                            strategy=strategy, events=n_frames)
+        summary.update(
+            symbol=sym, category=category,
+            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
+            config=config_table(run_cfg), mmd_version=__version__,
+            seed=run_cfg.feed.synthetic.seed,
+        )
+        if models is not None:
+            strat = trader.strategies.get(sym)
+            dec = strat.decisions if strat is not None else 0
+            summary["models"] = models.versions()
+            summary["widened_fraction"] = (strat.widened / dec) if strat and dec else 0.0
+        if start_ns is not None or end_ns is not None:
+            summary["window_ns"] = [start_ns, end_ns]
+        if fills_csv:
+            fill_table.extend(fill_rows(fills, mid_arr, symbol=sym, tick=inst.tick,
+                                        lot=inst.lot, format_px=inst.format_px,
+                                        format_qty=inst.format_qty))
+        summaries.append(summary)
+        paths[sym] = _symbol_path(eq_ts, pos, mid_arr, inst, summary["pnl"])
+        if report_dir:
+            qa = (np.array(d["quotes"], dtype=QUOTE_DTYPE) if d["quotes"]
+                  else np.empty(0, QUOTE_DTYPE))
+            write_report_files(summary, ReportSeries(
+                equity_ts_ns=eq_ts, equity_quote=eq, position_lots=pos, fills=fills,
+                mids=mid_arr, tick=inst.tick, lot=inst.lot, quotes=qa, symbol=sym,
+            ), Path(report_dir) / sym)
+    if fills_csv:
+        _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
+    _add_book_figures(summaries, paths, hedge, report_dir)
     return summaries
 
 

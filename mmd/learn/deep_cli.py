@@ -61,6 +61,21 @@ def _auc_acc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return auc, acc
 
 
+def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean over the two classes of F1 (precision and recall of each class, the prediction
+    p > 0.5 as class 1); a class never predicted nor present counts F1 = 0."""
+    if len(y) == 0:
+        return math.nan
+    yt, yp = y > 0.5, p > 0.5
+    f1s = []
+    for c in (True, False):
+        tp = float(np.sum((yp == c) & (yt == c)))
+        fp = float(np.sum((yp == c) & (yt != c)))
+        fn = float(np.sum((yp != c) & (yt == c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0)
+    return float(np.mean(f1s))
+
+
 def _inner_split(t_rel_ns: np.ndarray, train: np.ndarray, share: float,
                  purge_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """The latest `share` of train (by time) for validation, purged by purge_ns."""
@@ -123,8 +138,10 @@ def _baselines(z: np.ndarray, pooled: PooledSequences, a: np.ndarray, b: np.ndar
             c_best = min(scores, key=lambda c: scores[c])
         with tr._quiet():
             model = tr.make_logistic(c_best).fit(feats(la), y(la))
-        auc, acc = _auc_acc(y(lb).astype(np.float64), model.predict_proba(feats(lb))[:, 1])
+        p_b = model.predict_proba(feats(lb))[:, 1]
+        auc, acc = _auc_acc(y(lb).astype(np.float64), p_b)
         out[f"auc_{name}"], out[f"acc_{name}"], out[f"C_{name}"] = auc, acc, c_best
+        out[f"f1_{name}"] = _macro_f1(y(lb).astype(np.float64), p_b)
     return out
 
 
@@ -171,9 +188,12 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
 
 
 def train_deep(kind: str, recs: list[Any], dp: DeepParams, out_dir: Path, mmd_version: str,
-               progress: bool, echo: Callable[[str], None]) -> ModelMeta:
+               progress: bool, echo: Callable[[str], None], *,
+               walk_forward: bool = True) -> ModelMeta:
     """Walk-forward evaluation, then the network fitted on everything (its validation split
-    the latest samples) and written to out_dir/<kind> with its loss curves."""
+    the latest samples) and written to out_dir/<kind> with its loss curves. walk_forward
+    False skips the evaluation (the caller scores the model on data of its own, as `mmd
+    evaluate` does)."""
     from mmd.learn import deep_train as dtr
     from mmd.learn import train as tr
     from mmd.learn.cli import _digests
@@ -191,13 +211,14 @@ def train_deep(kind: str, recs: list[Any], dp: DeepParams, out_dir: Path, mmd_ve
 
     splits = walk_forward_splits(pooled.t_rel_ns, dp.n_splits, purge_ns)
     rows = [_split_row(k, pooled, a, b, heads, dp, purge_ns, progress)
-            for k, (a, b) in enumerate(splits, 1) if len(a) >= 10]
-    if not rows:
+            for k, (a, b) in enumerate(splits, 1) if len(a) >= 10] if walk_forward else []
+    if walk_forward and not rows:
         raise ConfigError(f"train {kind}: too few samples for a walk-forward split")
     summary: dict[str, Any] = {"splits": rows, "samples": len(pooled),
                                "labelled": int(np.isfinite(pooled.y_dir).sum()),
                                "up_rate": float(np.nanmean(pooled.y_dir))}
-    keys = [k for k in rows[0] if k.startswith(("auc_", "acc_", "rmse_", "mse_"))]
+    keys = [k for k in rows[0] if k.startswith(("auc_", "acc_", "rmse_", "mse_"))] if rows \
+        else []
     for key in keys:
         summary[key] = list(tr.mean_se([r.get(key, math.nan) for r in rows]))
     fit, stats, _ = fit_split(pooled, np.arange(len(pooled)), heads, dp, purge_ns, progress,
@@ -249,6 +270,60 @@ def _print(kind: str, s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], 
             echo(f"  {label:<44} {_fmt(m)} ± {_fmt(se)} (SE over splits)")
     echo(f"  written {meta.kind}, version {meta.version} (best epoch "
          f"{s['final_best_epoch']} of {s['final_epochs_run']})")
+
+
+def direction_report(train: list[Any], test: list[Any], dp: DeepParams,
+                     model_dirs: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Out-of-sample direction figures on the test series (mmd.learn.dataset.MarketSeries,
+    e.g. the test windows of `mmd evaluate`), per model: n (labelled test windows), accuracy,
+    macro-F1 and AUC of P(up).
+
+    Models: each deep model of model_dirs (name -> model directory; its direction head run by
+    the daemon's kernels, every window from the zero state as in training, the multi-task
+    heads at the sample's seeded inventory); the two logistic baselines of `mmd train lstm`
+    (flattened window, last vector; C chosen on the latest valid_share of the training
+    samples, refitted on all of them), standardised with the first deep model's statistics;
+    and the training majority class. Nothing of the test series is used to fit anything.
+    """
+    from mmd.learn.deep_runtime import DeepOrderFlowModel
+
+    data_tr = [sequence_dataset(s, dp) for s in train]
+    data_te = [sequence_dataset(s, dp) for s in test]
+    starts = [int(s.ts_ns[0]) if len(s.ts_ns) else 0 for s in [*train, *test]]
+    pooled = pool_sequences(data_tr + data_te, starts, dp.seed)
+    n_tr = sum(len(d) for d in data_tr)
+    a = np.arange(n_tr)
+    b = np.arange(n_tr, len(pooled))
+    yb = pooled.y_dir[b]
+    lab = np.isfinite(yb)
+    out: dict[str, dict[str, float]] = {}
+    if not lab.any() or not np.isfinite(pooled.y_dir[a]).any():
+        return out
+    y = yb[lab]
+
+    def scores(p: np.ndarray) -> dict[str, float]:
+        auc, acc = _auc_acc(y, p)
+        return {"n": len(y), "accuracy": acc, "macro_f1": _macro_f1(y, p), "auc": auc}
+
+    stats = None
+    for name, d in model_dirs.items():
+        model = DeepOrderFlowModel.from_dir(d)
+        stats = model.stats if stats is None else stats
+        win = gather_windows(pooled.x, pooled.ends[b[lab]], model.window or dp.window)
+        pred = model.predict_windows(np.ascontiguousarray(win, np.float64),
+                                     pooled.inventory[b[lab]])
+        out[name] = scores(pred["price"])
+    majority = 1.0 if np.nanmean(pooled.y_dir[a]) >= 0.5 else 0.0
+    out["majority"] = scores(np.full(len(y), majority))
+    if stats is not None:
+        purge_ns = round(max(dp.purge_s, dp.horizon_s) * 1e9)
+        z = standardise(pooled.x, stats)
+        base = _baselines(z, pooled, a, b, dp, purge_ns)
+        for key in ("logistic_window", "logistic_last"):
+            if f"auc_{key}" in base:
+                out[key] = {"n": len(y), "accuracy": base[f"acc_{key}"],
+                            "macro_f1": base[f"f1_{key}"], "auc": base[f"auc_{key}"]}
+    return out
 
 
 def run_deep(kind: str, data: list[str], out: str, sets: list[str], config_path: str | None,

@@ -4,7 +4,8 @@ strategies, from plain AS to the full learned stack.
 Shell: reads recordings, writes model directories, evaluation.csv/json and plots. The pieces it
 runs are the product's own: the walk-forward folds of `mmd.tune.splits`, a seeded Optuna search
 through `mmd.tune.search` / `mmd.tune.engine.run_folds` (the tuned AS), the trainers of
-`mmd.learn.cli` (models), and `mmd.app.backtest` with a time window (every figure). Whatever is
+`mmd.learn.cli` and `mmd.learn.deep_cli` (models; the deep models' direction figures by
+`deep_cli.direction_report`), and `mmd.app.backtest` with a time window (every figure). Whatever is
 reported for a split was never seen by anything chosen for it: tuning, model fitting and model
 selection see only the folds before the split's test fold.
 """
@@ -16,6 +17,7 @@ import csv
 import dataclasses
 import datetime as dt
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -39,13 +41,14 @@ from mmd.errors import ConfigError
 if TYPE_CHECKING:
     from mmd.learn.cli import Recording, TrainParams
     from mmd.learn.dataset import LabelParams, MarketSeries
+    from mmd.learn.deep_data import DeepParams
 
 Window = tuple[int, int]
 
 # the per-row figures, in table order (money in quote, sizes in base units, markouts in ticks)
 FIGURES = ("pnl", "pnl_bps", "sharpe", "max_drawdown", "fills", "mean_abs_position",
            "pnl_to_map", "markout_1s", "markout_5s", "markout_30s", "detector_auc",
-           "detector_logloss")
+           "detector_logloss", "net_delta")
 TEST_METRICS = ("pnl", "pnl_to_map", "pnl_bps")
 
 
@@ -60,7 +63,12 @@ class StrategySpec:
         tuned: built on the tuned AS config of the split instead of the base config.
         models: learned models it quotes with ("adverse", "spread", "rl").
         risk_size: quotes with `[strategy] risk_size` on.
+        hedge: quotes with the `[hedge]` beta hedge on through this instrument (every symbol
+            in one book; "" = off).
         unavailable: why it cannot run here ("" = it runs).
+
+    model "deep" is `--strategy deep`: AS with the deep model of models ("lstm" or
+    "multitask", loaded as `[models] dir/lstm`) plus the other models it lists.
     """
 
     key: str
@@ -69,6 +77,7 @@ class StrategySpec:
     tuned: bool = False
     models: tuple[str, ...] = ()
     risk_size: bool = False
+    hedge: str = ""
     unavailable: str = ""
 
 
@@ -82,10 +91,26 @@ def rl_trainer() -> Callable[..., Any] | None:
     return fn if callable(fn) else None
 
 
-def strategy_specs(rl_available: bool) -> list[StrategySpec]:
-    """The evaluated strategies. The RL rows run only when an RL trainer exists; the full
-    stack takes every model there is (and says which in its label)."""
+def deep_available() -> bool:
+    """PyTorch (the `deep` extra) is installed: the deep models can be trained."""
+    return importlib.util.find_spec("torch") is not None
+
+
+DEEP_MODELS = ("lstm", "multitask")
+
+
+def strategy_specs(rl_available: bool, deep: bool = True,
+                   symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> list[StrategySpec]:
+    """The evaluated strategies. The RL rows run only when an RL trainer exists, the deep rows
+    only with PyTorch, the hedge row only with two symbols or more (hedged through BTCUSDT
+    when it is one of them, else the first symbol by name); the full stacks take every
+    model there is (and say which in their labels). The deep full stack is the full stack
+    with the multi-task model added (fixed here, never chosen on scored data)."""
     no_rl = "" if rl_available else "not available (no RL trainer: mmd.learn.rl.train_rl)"
+    no_deep = "" if deep else "not available (PyTorch, the `deep` extra, is not installed)"
+    no_hedge = ("" if len(symbols) >= 2 else
+                "not available (one symbol: the hedge needs two or more in the data)")
+    hedge_via = "BTCUSDT" if "BTCUSDT" in symbols else (sorted(symbols) or [""])[0]
     full_models = ("adverse", "spread", "rl") if rl_available else ("adverse", "spread")
     return [
         StrategySpec("as", "AS", "as"),
@@ -97,6 +122,12 @@ def strategy_specs(rl_available: bool) -> list[StrategySpec]:
         StrategySpec("as_adverse_spread", "AS + adverse + spread", "ml",
                      models=("adverse", "spread")),
         StrategySpec("full", "full stack", "ml", tuned=True, models=full_models, risk_size=True),
+        StrategySpec("as_lstm", "AS + LSTM", "deep", models=("lstm",), unavailable=no_deep),
+        StrategySpec("as_multitask", "AS + multitask", "deep", models=("multitask",),
+                     unavailable=no_deep),
+        StrategySpec("full_deep", "deep full stack", "deep", tuned=True,
+                     models=(*full_models, "multitask"), risk_size=True, unavailable=no_deep),
+        StrategySpec("as_hedge", "AS + hedge", "as", hedge=hedge_via, unavailable=no_hedge),
     ]
 
 
@@ -125,7 +156,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("-c", "--config", default=None,
                    help="config file (default: ./config.toml if present, else built-in)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a training setting (as `mmd train`) or a config override "
+                   help="a training setting (as `mmd train`), a deep-model setting "
+                        "deep.KEY=VALUE (as `mmd train lstm`), or a config override "
                         "SECTION.KEY=VALUE (repeatable)")
     p.add_argument("--splits", type=int, default=2,
                    help="K: K+1 folds by time, K out-of-sample splits (default 2)")
@@ -215,6 +247,11 @@ def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         for h in ("markout_1s", "markout_5s", "markout_30s"):
             out[h] = _weighted([(_finite(s.get(h)), float(s.get("fills", 0)))
                                 for s in summaries])
+    # the book's mean |net delta| (quote) of a multi-symbol window, duration-weighted
+    books = {id(s["book"]): (s["book"], d) for s, d in zip(summaries, dur, strict=True)
+             if s.get("book")}
+    out["net_delta"] = _weighted([(_finite(b.get("net_delta_mean_abs_quote")), d)
+                                  for b, d in books.values()])
     out["fills"] = fills
     out["volume_quote"] = vol
     out["fees"] = math.fsum(float(s.get("fees", 0.0)) for s in summaries)
@@ -249,6 +286,7 @@ def overall(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for k in ("detector_auc", "detector_logloss"):
         vals = [r[k] for r in rows if r[k] is not None]
         out[k] = float(np.mean(vals)) if vals else None
+    out["net_delta"] = _weighted([(r.get("net_delta"), r["duration_s"] or 0.0) for r in rows])
     return out
 
 
@@ -306,6 +344,7 @@ class _Split:
     models: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> version
     model_errors: dict[str, str] = dataclasses.field(default_factory=dict)
     detector: dict[str, Any] = dataclasses.field(default_factory=dict)
+    direction: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def train_end_ns(self) -> int:
@@ -347,8 +386,10 @@ def _tune_split(sp: _Split, table: dict[str, Any], space: list[Any],
 
 
 def _train_split(sp: _Split, recs: list[Recording], lp: LabelParams, tp: TrainParams,
-                 rl: Callable[..., Any] | None, echo: Callable[[str], None]) -> None:
-    """Train every model on the split's training part (each recording cut at its end)."""
+                 rl: Callable[..., Any] | None, echo: Callable[[str], None],
+                 dp: DeepParams | None = None) -> None:
+    """Train every model on the split's training part (each recording cut at its end); the
+    deep models (dp given) without their own walk-forward (this split scores them)."""
     from mmd import __version__
     from mmd.learn.cli import train_adverse, train_spread
 
@@ -359,6 +400,16 @@ def _train_split(sp: _Split, recs: list[Recording], lp: LabelParams, tp: TrainPa
                                                       ("spread", train_spread)]
     if rl is not None:
         trainers.append(("rl", rl))
+    if dp is not None:
+        from mmd.learn.deep_cli import train_deep
+
+        for kind in DEEP_MODELS:
+            def fn(part: list[Any], _lp: Any, _tp: Any, out: Path, version: str,
+                   progress: bool, echo: Callable[[str], None], kind: str = kind) -> Any:
+                return train_deep(kind, part, dp, out, version, progress, echo,
+                                  walk_forward=False)
+
+            trainers.append((kind, fn))
     for name, fn in trainers:
         try:
             if not part:
@@ -398,12 +449,33 @@ def _detector_metrics(sp: _Split, recs: list[Recording], lp: LabelParams) -> Non
                    "base_rate": float(np.mean(y))}
 
 
+def _direction_metrics(sp: _Split, recs: list[Recording], dp: DeepParams) -> None:
+    """Direction figures of the split's deep models and logistic baselines on the sequences
+    of its test windows (mmd.learn.deep_cli.direction_report), fitted on its training part."""
+    from mmd.learn.deep_cli import direction_report
+
+    dirs = {k: sp.dir / k for k in DEEP_MODELS if k in sp.models}
+    if not dirs:
+        return
+    train = [s for s in (slice_series(r.series, None, sp.train_end_ns) for r in recs)
+             if len(s.ts_ns)]
+    test = []
+    for r in recs:
+        for a, b in sp.test:
+            s = slice_series(r.series, a, b)
+            if len(s.ts_ns):
+                test.append(s)
+    sp.direction = direction_report(train, test, dp, dirs)
+
+
 def _variant_dir(sp: _Split, models: tuple[str, ...]) -> Path:
-    """A models directory holding exactly `models` (copies of the split's files)."""
+    """A models directory holding exactly `models` (copies of the split's files; a deep
+    model goes where `--strategy deep` reads it, `lstm/`)."""
     d = sp.dir / "variants" / "+".join(models)
     for name in models:
-        if not (d / name).exists() and (sp.dir / name).exists():
-            shutil.copytree(sp.dir / name, d / name)
+        dest = "lstm" if name in DEEP_MODELS else name
+        if not (d / dest).exists() and (sp.dir / name).exists():
+            shutil.copytree(sp.dir / name, d / dest)
     return d
 
 
@@ -420,6 +492,12 @@ def _strategy_config(spec: StrategySpec, sp: _Split, table: dict[str, Any]) -> A
         sets["models.missing"] = "neutral"
         if "rl" in spec.models and "rl" in table.get("models", {}):
             sets["models.rl"] = True
+        if spec.model == "deep":  # --strategy deep loads the others by their switches
+            sets["models.adverse"] = "adverse" in spec.models
+            sets["models.spread"] = "spread" in spec.models
+    if spec.hedge:
+        sets["hedge.enabled"] = True
+        sets["hedge.instrument"] = spec.hedge
     return config_from_mapping(with_params(base, sets))
 
 
@@ -457,8 +535,10 @@ def _row(spec: StrategySpec, split: int | str, figures: dict[str, Any] | None,
 
 def run_evaluate(cfg: AppConfig, data: list[str], models_dir: str, out: str | None,
                  lp: LabelParams, tp: TrainParams, opts: EvalOptions, *, progress: bool,
-                 echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """The command: returns the evaluation (what evaluation.json holds)."""
+                 echo: Callable[[str], None] = print,
+                 dp: DeepParams | None = None) -> dict[str, Any]:
+    """The command: returns the evaluation (what evaluation.json holds). dp: the deep models'
+    settings (default DeepParams(); the deep rows need PyTorch)."""
     from tqdm import tqdm
 
     from mmd.config import config_from_mapping, dump_config
@@ -493,7 +573,14 @@ def run_evaluate(cfg: AppConfig, data: list[str], models_dir: str, out: str | No
     all_folds = [*folds.train, folds.test]
     recs = read_recordings(cfg, data, progress)
     rl = rl_trainer()
-    specs = strategy_specs(rl is not None)
+    if deep_available():
+        from mmd.learn.deep_data import DeepParams
+
+        dp = dp if dp is not None else DeepParams()
+    else:
+        dp = None
+    specs = strategy_specs(rl is not None, dp is not None,
+                           tuple(sorted({r.series.symbol for r in recs})))
     root = Path(models_dir)
     splits = [_Split(k, tr_f, te, root / f"split_{k}")
               for k, (tr_f, te) in enumerate(eval_splits(all_folds), 1)]
@@ -509,8 +596,10 @@ def run_evaluate(cfg: AppConfig, data: list[str], models_dir: str, out: str | No
                 bar.set_postfix_str(f"split {sp.number}: tuning")
                 _tune_split(sp, table, space, spans, opts, ex, lambda: bar.update(1))
                 bar.set_postfix_str(f"split {sp.number}: training")
-                _train_split(sp, recs, lp, tp, rl, quiet.append)
+                _train_split(sp, recs, lp, tp, rl, quiet.append, dp)
                 _detector_metrics(sp, recs, lp)
+                if dp is not None:
+                    _direction_metrics(sp, recs, dp)
                 bar.update(1)
                 for spec in specs:
                     bar.set_postfix_str(f"split {sp.number}: {spec.key}")
@@ -576,6 +665,10 @@ def _assemble(specs: list[StrategySpec], splits: list[_Split], rows: list[dict[s
     test.update(a="full", b="as_tuned", metric=metric,
                 hypothesis="two-sided: the per-split differences full - tuned AS are "
                            "symmetric about 0")
+    test_deep = paired_test(per_split("full_deep"), per_split("full"))
+    test_deep.update(a="full_deep", b="full", metric=metric,
+                     hypothesis="two-sided: the per-split differences deep full stack - full "
+                                "stack are symmetric about 0")
     return {
         "meta": {
             "mmd_version": __version__,
@@ -592,12 +685,31 @@ def _assemble(specs: list[StrategySpec], splits: list[_Split], rows: list[dict[s
         "splits": [{"split": sp.number, "train_windows": sp.train_folds,
                     "train_end_ns": sp.train_end_ns, "test_windows": sp.test,
                     "tune": sp.tune, "models": sp.models, "model_errors": sp.model_errors,
-                    "models_dir": str(sp.dir), "detector": sp.detector} for sp in splits],
+                    "models_dir": str(sp.dir), "detector": sp.detector,
+                    "direction": sp.direction} for sp in splits],
         "rows": rows,
         "overall": overall_rows,
         "windows": windows,
         "paired_test": test,
+        "paired_test_deep": test_deep,
+        "direction": direction_rows(splits),
     }
+
+
+def direction_rows(splits: list[_Split]) -> list[dict[str, Any]]:
+    """The direction figures per model and split, then per model over the splits ("all":
+    means weighted by the split's labelled test windows)."""
+    rows = [{"model": m, "split": sp.number, **f} for sp in splits
+            for m, f in sp.direction.items()]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    for m in models:
+        mine = [r for r in rows if r["model"] == m and r["split"] != "all"]
+        n = sum(r["n"] for r in mine)
+        row: dict[str, Any] = {"model": m, "split": "all", "n": n}
+        for k in ("accuracy", "macro_f1", "auc"):
+            row[k] = _weighted([(_finite(r[k]), float(r["n"])) for r in mine])
+        rows.append(row)
+    return rows
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -612,7 +724,7 @@ _COLUMNS = (("pnl", "PnL", ".4f"), ("pnl_bps", "bps", ".2f"), ("sharpe", "Sharpe
             ("mean_abs_position", "mean|pos|", ".5f"), ("pnl_to_map", "PnL/|pos|", ".1f"),
             ("markout_1s", "mk1s", ".2f"), ("markout_5s", "mk5s", ".2f"),
             ("markout_30s", "mk30s", ".2f"), ("detector_auc", "AUC", ".3f"),
-            ("detector_logloss", "logloss", ".3f"))
+            ("detector_logloss", "logloss", ".3f"), ("net_delta", "|netdelta|", ".2f"))
 
 
 def echo_table(result: dict[str, Any], echo: Callable[[str], None]) -> None:
@@ -636,6 +748,19 @@ def echo_table(result: dict[str, Any], echo: Callable[[str], None]) -> None:
     p = "n/a" if t["p_value"] is None else f"{t['p_value']:.4f}"
     echo(f"paired Wilcoxon signed-rank, full stack - tuned AS, per-split {t['metric']}: "
          f"n={t['n']}, p={p}" + (f" ({t['note']})" if t["note"] else ""))
+    t = result.get("paired_test_deep")
+    if t is not None and t["n"]:
+        p = "n/a" if t["p_value"] is None else f"{t['p_value']:.4f}"
+        echo(f"paired Wilcoxon signed-rank, deep full stack - full stack, per-split "
+             f"{t['metric']}: n={t['n']}, p={p}" + (f" ({t['note']})" if t["note"] else ""))
+    if result.get("direction"):
+        echo("direction of the mid over the label horizon, out of sample (test-window "
+             "sequences; P(up) > 0.5 = up):")
+        echo(f"{'model':<16} {'split':>5} {'n':>6} {'accuracy':>9} {'macro-F1':>9} {'AUC':>7}")
+        for r in result["direction"]:
+            echo(f"{r['model']:<16} {r['split']!s:>5} {r['n']:>6} "
+                 f"{_fmt(_finite(r['accuracy']), '.3f'):>9} "
+                 f"{_fmt(_finite(r['macro_f1']), '.3f'):>9} {_fmt(_finite(r['auc']), '.3f'):>7}")
     echo(f"Sharpe basis: {result['meta']['sharpe_basis']}")
 
 
@@ -650,9 +775,17 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(result["rows"] + result["overall"])
+    if result.get("direction"):
+        d_path = out / "direction.csv"
+        with open(d_path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["model", "split", "n", "accuracy", "macro_f1",
+                                               "auc"], extrasaction="ignore")
+            w.writeheader()
+            w.writerows(result["direction"])
     js = out / "evaluation.json"
     js.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    return [csv_path, js, *_plots(result, out)]
+    extra = [out / "direction.csv"] if result.get("direction") else []
+    return [csv_path, *extra, js, *_plots(result, out)]
 
 
 def _json_default(v: Any) -> Any:
@@ -714,13 +847,21 @@ def run_command(args: Any, config_path: str | None) -> int:
     from mmd.config import load_config
     from mmd.learn.cli import parse_sets
 
-    lp, tp, config_sets = parse_sets(args.set)
+    deep_sets = [x.removeprefix("deep.") for x in args.set if x.startswith("deep.")]
+    lp, tp, config_sets = parse_sets([x for x in args.set if not x.startswith("deep.")])
+    dp = None
+    if deep_sets:
+        from mmd.learn.deep_cli import parse_deep_sets
+
+        dp, rest = parse_deep_sets(deep_sets)
+        if rest:
+            raise ConfigError(f"--set deep.{rest[0]}: not a deep-model key")
     cfg = load_config(config_path, sets=config_sets)
     opts = EvalOptions(splits=args.splits, purge_s=args.purge, trials=args.trials,
                        batch=args.batch, seed=args.seed, workers=args.workers,
                        objective=args.objective, test_metric=args.test_metric,
                        space=args.space)
     run_evaluate(cfg, args.data, args.models, args.out, lp, tp, opts,
-                 progress=not args.no_progress and sys.stderr.isatty())
+                 progress=not args.no_progress and sys.stderr.isatty(), dp=dp)
     sys.stdout.flush()
     return 0

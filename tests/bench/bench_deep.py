@@ -10,6 +10,12 @@ doing the same incremental step in the same process (batch 1, state carried, inf
 mode, one thread), for comparison; it is left out when torch is not installed. The target
 for the kernel step is <= 5 us. Weights are random with the shapes `mmd train lstm` writes
 (the cost does not depend on the values).
+
+`deep.quote_decision[multitask][in_njit]` is the whole quote decision per book update with the
+deep stack, compiled: the market vector, one LSTM step, the three multi-task heads (P(up),
+spread, position, at the current inventory), the skew and spread override the strategy
+derives from them (mmd.strategy.engine.deep_inputs) and the AS quote decision itself
+(`compute_quote_decision`, one level each side).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import numpy as np
 from numba import njit
 
 from mmd.kernels import lstm as kl
+from mmd.kernels import models as km
+from mmd.kernels import strategy as ks
+from mmd.kernels.features import N_FEATURES
 from mmd.learn.deep_data import N_SEQUENCE, SEQUENCE_FEATURES
 from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.model_file import ModelMeta
@@ -135,7 +144,86 @@ def run(quick: bool) -> list[dict[str, Any]]:
     out.append({"name": "deep.lstm_step[in_njit]", **_timed_loop(n, *args, no_head),
                 "target_ns": 5000})
     out.append({"name": "deep.lstm_step_and_head[in_njit]", **_timed_loop(n, *args, head)})
+    out.append(_quote_decision(n))
     torch_row = _torch_row(rows, max(n // 10, CHUNK))  # ~100x the kernel's cost per call
     if torch_row is not None:
         out.append(torch_row)
     return out
+
+
+@njit(cache=False)
+def _loop_decision(n: int, fx: np.ndarray, xm: np.ndarray, state: np.ndarray, gates: np.ndarray,
+                   xbuf: np.ndarray, z: np.ndarray, lstm: tuple, heads: tuple, ml: np.ndarray,
+                   tgt: np.ndarray, dec_f: np.ndarray, qpi: np.ndarray, qpf: np.ndarray,
+                   t0: int, skew_k: float) -> float:
+    acc = 0.0
+    ba, bb = np.zeros(64), np.zeros(64)
+    for i in range(n):
+        now = t0 + i * 100_000_000  # a book update every 100 ms
+        km.apply_market_features(xm, fx, now, 0.0)
+        kl.apply_lstm_update(state, gates, xbuf, z, xm[:N_SEQUENCE], lstm[0], lstm[1], lstm[2],
+                             lstm[3])
+        pos = i % 7 - 3
+        q = pos / qpi[ks.QPI_MAX_LOTS]
+        p_up = km.compute_sigmoid(kl.compute_head(ba, bb, state, lstm[3], q, heads[0],
+                                                  heads[1], heads[2]))
+        h = np.exp(kl.compute_head(ba, bb, state, lstm[3], q, heads[3], heads[4], heads[5]))
+        q_star = np.tanh(kl.compute_head(ba, bb, state, lstm[3], q, heads[6], heads[7],
+                                         heads[8]))
+        ml[ks.ML_SKEW_TICKS] = ((2.0 * p_up - 1.0) + min(max(q_star - q, -1.0), 1.0)) * skew_k
+        ml[ks.ML_SPREAD_OVERRIDE_TICKS] = 2.0 * h if h > dec_f[ks.DF_HALF_SPREAD] else np.nan
+        code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now, 600_000, 600_001, 20, 20,
+                                         2.0, 0.5, 1.0, pos)
+        if code != ks.OK:  # every decision must quote (the bench times the full path)
+            return -1.0
+        acc += tgt[ks.TG_BID_PX, 0]
+    return acc
+
+
+def _quote_decision(n: int) -> dict[str, Any]:
+    """One book update's quote decision with the multi-task deep model (see the docstring)."""
+    rng = np.random.default_rng(3)
+    a = _arrays(1)
+    lstm = (a["stats"], a["lstm_weights"], a["lstm_biases"], a["lstm_sizes"])
+    heads: tuple = ()
+    for _ in ("price", "spread", "position"):  # multi-task heads read the inventory too
+        w = rng.normal(scale=0.1, size=(HIDDEN[-1] + 1) * HEAD + HEAD)
+        heads += (w, rng.normal(scale=0.1, size=HEAD + 1),
+                  np.array([HIDDEN[-1] + 1, HEAD, 1], np.int64))
+    state = np.zeros(kl.compute_state_size(a["lstm_sizes"]), np.float32)
+    width = max(HIDDEN)
+    scratch = (np.zeros(4 * width, np.float32), np.zeros(width, np.float32),
+               np.zeros(N_SEQUENCE, np.float32))
+    fx = rng.normal(size=N_FEATURES)
+    xm = np.zeros(km.N_MARKET)
+    ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])[:ks.ML_SIZE]
+    tgt = np.zeros((4, 1), np.int64)
+    dec_f = np.zeros(ks.DF_SIZE)
+    qpi = np.zeros(ks.QPI_SIZE, np.int64)
+    qpi[ks.QPI_SESSION_NS] = 86_400_000_000_000
+    qpi[ks.QPI_ORDER_LOTS] = 1
+    qpi[ks.QPI_MAX_LOTS] = 10
+    qpi[ks.QPI_LEVELS] = 1
+    qpi[ks.QPI_SPACING_TICKS] = 1
+    qpf = np.zeros(ks.QPF_SIZE)
+    qpf[ks.QPF_GAMMA] = 0.1
+    qpf[ks.QPF_FALLBACK_SIGMA] = 2.0
+    qpf[ks.QPF_FALLBACK_KAPPA] = 0.5
+    qpf[ks.QPF_FALLBACK_A] = 1.0
+    clock = [1_700_000_000_000_000_000]
+
+    def loop(k: int) -> float:  # each chunk goes on in time
+        t0 = clock[0]
+        clock[0] += k * 100_000_000
+        return _loop_decision(k, fx, xm, state, *scratch, lstm, heads, ml, tgt, dec_f, qpi, qpf,
+                              t0, 2.0)
+
+    if loop(10) < 0:
+        raise RuntimeError("deep quote_decision: a decision did not quote")
+    out = []
+    for _ in range(max(1, n // CHUNK)):
+        t0 = time.perf_counter_ns()
+        loop(CHUNK)
+        out.append((time.perf_counter_ns() - t0) / CHUNK)
+    return {"name": "deep.quote_decision[multitask][in_njit]",
+            "ns_per_call": statistics.median(out), "ns_per_call_min": min(out)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,9 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 pytest.importorskip("optuna", reason="optuna (the `train` extra) is not installed")
 
-KEYS = ["as", "glft", "as_tuned", "as_adverse", "as_adverse_rl", "as_adverse_spread", "full"]
+KEYS = ["as", "glft", "as_tuned", "as_adverse", "as_adverse_rl", "as_adverse_spread", "full",
+        "as_lstm", "as_multitask", "full_deep", "as_hedge"]
+# tiny deep models (a few seconds each): the rows' plumbing, not the models' worth
+DEEP_FAST = ["deep.window=8", "deep.stride=8", "deep.hidden=[8]", "deep.head=4", "deep.epochs=2",
+             "deep.patience=1", "deep.horizon_s=2"]
 FAST = ["--trials", "2", "--batch", "2", "--set", "n_splits=1", "--set", "horizon_s=2",
-        "--no-progress"]
+        *[x for s in DEEP_FAST for x in ("--set", s)], "--no-progress"]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _mmd(*args: str, cwd: Path, timeout: float = 800) -> subprocess.CompletedProcess[str]:
@@ -52,10 +58,33 @@ def _check_table(result: dict[str, Any], rows: list[dict[str, str]], stdout: str
     assert {(r["strategy"], r["split"]) for r in rows} == want
     assert len(rows) == len(want)
     for label in ("AS", "GLFT", "tuned AS", "AS + adverse", "AS + adverse + RL",
-                  "AS + adverse + spread", "full stack"):
+                  "AS + adverse + spread", "full stack", "AS + LSTM", "AS + multitask",
+                  "deep full stack", "AS + hedge"):
         assert f"\n{label} " in "\n" + stdout
     ran = {r["strategy"] for r in rows if r["available"] == "True"}
     assert {"as", "glft", "as_tuned", "full"} <= ran
+    # one symbol in the data: the hedge row says why it did not run
+    hedge = [r for r in rows if r["strategy"] == "as_hedge"]
+    assert all(r["available"] == "False" and "one symbol" in r["note"] for r in hedge)
+    if HAS_TORCH:
+        assert {"as_lstm", "as_multitask", "full_deep"} <= ran
+        for sp in result["splits"]:
+            assert {"lstm", "multitask"} <= set(sp["models"]), sp["model_errors"]
+            # the deep full stack quoted with the multi-task model: its version in the summary
+            variant = Path(sp["models_dir"], "variants")
+            assert any((d / "lstm" / "model.json").exists() for d in variant.iterdir())
+        # direction figures of both deep models and the baselines, per split and overall
+        models = {"lstm", "multitask", "logistic_window", "logistic_last", "majority"}
+        got = {(r["model"], str(r["split"])) for r in result["direction"]}
+        assert {(m, str(s)) for m in models for s in [*range(1, splits + 1), "all"]} <= got
+        for r in result["direction"]:
+            assert r["n"] > 0
+            for k in ("accuracy", "macro_f1"):
+                assert 0.0 <= r[k] <= 1.0
+        assert (tmp / "out" / "direction.csv").exists()
+        assert "macro-F1" in stdout
+    else:
+        assert not {"as_lstm", "as_multitask", "full_deep"} & ran
     for png in ("pnl_to_map.png", "markouts.png"):
         assert (tmp / "out" / png).stat().st_size > 1000
     t = result["paired_test"]
@@ -126,7 +155,8 @@ def test_evaluate_on_a_synthetic_session(synth_rec: Path, tmp_path: Path) -> Non
     _check_tuning_windows(result)
     # the models were trained on the training part only: every split has its own directory
     for sp in result["splits"]:
-        assert {"adverse", "spread"} <= set(sp["models"]) <= {"adverse", "spread", "rl"}, \
+        assert {"adverse", "spread"} <= set(sp["models"]) <= {"adverse", "spread", "rl",
+                                                              "lstm", "multitask"}, \
             sp["model_errors"]
         assert Path(sp["models_dir"], "adverse", "model.json").exists()
         assert sp["detector"]["n"] > 0 and 0.0 <= sp["detector"]["auc"] <= 1.0

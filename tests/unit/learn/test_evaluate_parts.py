@@ -106,9 +106,39 @@ def test_strategy_list_with_and_without_rl() -> None:
     plain = {s.key: s for s in strategy_specs(False)}
     with_rl = {s.key: s for s in strategy_specs(True)}
     assert list(plain) == ["as", "glft", "as_tuned", "as_adverse", "as_adverse_rl",
-                           "as_adverse_spread", "full"]
+                           "as_adverse_spread", "full", "as_lstm", "as_multitask", "full_deep",
+                           "as_hedge"]
     assert plain["as_adverse_rl"].unavailable.startswith("not available")
     assert plain["full"].models == ("adverse", "spread") and plain["full"].tuned
     assert plain["full"].risk_size and not plain["as_tuned"].models
     assert with_rl["as_adverse_rl"].unavailable == ""
     assert with_rl["full"].models == ("adverse", "spread", "rl")
+
+
+def test_deep_and_hedge_rows() -> None:
+    specs = {s.key: s for s in strategy_specs(False, True, ("BTCUSDT", "ETHUSDT"))}
+    # the deep full stack is the full stack plus the multi-task model, on the tuned AS
+    assert specs["full_deep"].models == (*specs["full"].models, "multitask")
+    assert specs["full_deep"].tuned and specs["full_deep"].risk_size
+    assert specs["full_deep"].model == specs["as_lstm"].model == "deep"
+    assert specs["as_hedge"].hedge == "BTCUSDT" and specs["as_hedge"].unavailable == ""
+    assert specs["as_hedge"].model == "as" and not specs["as_hedge"].models
+    # without torch the deep rows say why; with one symbol the hedge row does
+    alone = {s.key: s for s in strategy_specs(False, False, ("ETHUSDT",))}
+    for key in ("as_lstm", "as_multitask", "full_deep"):
+        assert "PyTorch" in alone[key].unavailable
+    assert "one symbol" in alone["as_hedge"].unavailable
+    # no BTCUSDT: hedged through the first symbol by name
+    assert strategy_specs(False, True, ("SOLUSDT", "ETHUSDT"))[-1].hedge == "ETHUSDT"
+
+
+def test_macro_f1_by_hand() -> None:
+    from mmd.learn.deep_cli import _macro_f1
+
+    # y = 1 1 1 0 0, predicted 1 1 0 0 1: class 1 tp 2 fp 1 fn 1 -> F1 4/6; class 0 tp 1 fp 1
+    # fn 1 -> F1 2/4; macro (2/3 + 1/2) / 2 = 7/12
+    y = np.array([1.0, 1, 1, 0, 0])
+    p = np.array([0.9, 0.6, 0.4, 0.1, 0.7])
+    assert _macro_f1(y, p) == pytest.approx(7 / 12)
+    # always answering 1: class 1 F1 = 2 x 3 / (6 + 2) = 0.75, class 0 never predicted: 0
+    assert _macro_f1(y, np.ones(5)) == pytest.approx(0.375)
