@@ -29,16 +29,18 @@ pytestmark = pytest.mark.slow
 
 REC = "synthetic_linear_BTCUSDT_20260101T000000Z.rec.gz"  # the default --start
 # background noise 0.3 ticks/sqrt(s) (0.7 ticks over the 5 s label horizon, under its 1 tick
-# threshold), 1 order per second per side; information events every 50 s on average (counted
-# from the previous episode's end), 60 ticks that 2 informed orders a second, each moving the
-# public mid 1 tick, trade into the mid in about 30 s. Chosen on the training seed only.
+# threshold), 1 order per second per side reaching Exp(1 tick) from the mid; information events
+# every 33 s on average after the previous episode's end: 60 ticks that 2 informed orders a
+# second, each moving the public mid 1 tick, trade into the mid in about 30 s. The design was
+# settled on seeds 1 and 2; seed 3 is held out (never looked at before these settings were fixed).
 SESSION = ("feed.synthetic.sigma_ticks=0.3", "feed.synthetic.trade_rate_hz=1",
-           "feed.synthetic.regimes.info_rate_hz=0.02",
+           "feed.synthetic.trade_decay_per_tick=1",
+           "feed.synthetic.regimes.info_rate_hz=0.03",
            "feed.synthetic.regimes.info_jump_ticks=60",
            "feed.synthetic.regimes.info_order_rate_hz=2",
            "feed.synthetic.regimes.info_impact_ticks=1")
-TRAIN_SEED, TRAIN_S = 1, 1800
-HELD_SEED, HELD_S = 2, 900
+TRAIN_SEED, TRAIN_S = 1, 1200
+HELD_SEED, HELD_S = 3, 900
 
 
 def _mmd(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -100,6 +102,7 @@ def _episode_side(truth: dict[str, np.ndarray], t_ns: np.ndarray,
     return np.where(inside, truth["episode_dir"][np.maximum(k, 0)] * side, 0).astype(np.float64)
 
 
+@pytest.mark.timeout(1200)  # about 2 CPU minutes; the machine may be shared
 def test_detector_ranks_held_out_trades_and_widening_cuts_adverse_markouts(
     tmp_path: Path,
 ) -> None:
