@@ -65,6 +65,10 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
     # at 2/s, about 10 s each, one every ~20 s: a few in 60 s
     starts, ends = truth["episode_start_ns"], truth["episode_end_ns"]
     assert len(starts) >= 1 and len(starts) == len(ends) == len(truth["episode_dir"])
+    # cut at the recording's end like the trades: an episode still running then is open (-1)
+    end_ns = start_ns + 60 * 10**9
+    assert np.all(starts < end_ns) and np.all((ends == -1) | ((ends > starts) & (ends < end_ns)))
+    assert np.all(ends[:-1] >= 0)
     traded = set(truth["trade_episode"][truth["trade_episode"] > 0].tolist())
     assert 1 in traded and traded <= set(range(1, len(starts) + 1))
     # a second run into the same directory would append to the recording: refused
