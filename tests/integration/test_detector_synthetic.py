@@ -6,14 +6,15 @@ The sessions use information events (`[feed.synthetic.regimes] info_*`): the val
 informed traders trade it into the public mid over the next half minute, on one side, at a
 higher rate than the background.
 
-Measured (2026-12-01, 2-core machine shared with other runs, load 7-14: 5 min wall, about 2 CPU
-minutes): training on seed 1 (1200 s, 3,966 trades, adverse base rate 0.546; walk-forward AUC
-0.897 +- 0.013, logistic kept), held out seed 3 (900 s, 17 episodes, 3,185 trades, base rate
-0.595): AUC 0.835 +- 0.007 (Hanley-McNeil). A detector told the episode state reaches 0.965
-(trades on an episode's side are adverse 0.968 of the time, against it 0.010, outside episodes
-0.072): what is left is the flow features' lag at an episode's start and after its end. 5 s
-markout per fill (+ = in our favour): AS -4.884 +- 0.353 ticks (466 fills), ML -3.725 +- 0.402
-(356 fills), a difference of 1.159 +- 0.535 ticks (2.2 standard errors) for the ML quoter.
+Measured (2026-12-01, 2-core machine shared with other runs: 1 min 52 s wall at load 6, 5 min
+at load 7-14; the figures are the same each run, every seed being fixed): training on seed 1
+(1200 s, 3,966 trades, adverse base rate 0.546; walk-forward AUC 0.897 +- 0.013, logistic
+kept), held out seed 3 (900 s, 17 episodes, 3,185 trades, base rate 0.595): AUC 0.835 +- 0.007
+(Hanley-McNeil). A detector told the episode state reaches 0.965 (trades on an episode's side
+are adverse 0.968 of the time, against it 0.010, outside episodes 0.072): what is left is the
+flow features' lag at an episode's start and after its end. 5 s markout per fill (+ = in our
+favour): AS -4.884 +- 0.353 ticks (466 fills), ML -3.725 +- 0.402 (356 fills), a difference of
+1.159 +- 0.535 ticks (2.2 standard errors) for the ML quoter.
 """
 
 from __future__ import annotations
