@@ -132,11 +132,20 @@ class RegimesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     # branching * decay, decaying at decay_per_s; 0 = Poisson. The mean rate stays trade_rate_hz.
     hawkes_branching: Annotated[float, Meta(ge=0, le=0.95)] = 0.0
     hawkes_decay_per_s: Annotated[float, Meta(ge=0.01, le=100.0)] = 1.0
+    # information events: at this rate (per second, counted from the end of the previous
+    # episode; 0 = none) the value jumps info_jump_ticks up or down; informed traders then send
+    # info_order_rate_hz orders per second on that side, each moving the public mid
+    # info_impact_ticks toward the value, until it has caught up (the episode's end)
+    info_rate_hz: Annotated[float, Meta(ge=0, le=10.0)] = 0.0
+    info_jump_ticks: Annotated[float, Meta(gt=0, le=10_000.0)] = 20.0
+    info_order_rate_hz: Annotated[float, Meta(gt=0, le=100.0)] = 2.0
+    info_impact_ticks: Annotated[float, Meta(gt=0, le=1000.0)] = 0.5
 
     @property
     def active(self) -> bool:
         """Whether any knob departs from the plain generator."""
-        return self.informed_share > 0 or self.switching or self.hawkes_branching > 0
+        return (self.informed_share > 0 or self.switching or self.hawkes_branching > 0
+                or self.info_rate_hz > 0)
 
 
 class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]

@@ -69,3 +69,10 @@ def _trim(truth: SyntheticTruth, trades: int, end_ns: int) -> None:
     while len(truth.regime_start_ns) > 1 and truth.regime_start_ns[-1] >= end_ns:
         truth.regime_start_ns.pop()
         truth.regime.pop()
+    # information episodes started before end_ns; one that ended after it is open in the file
+    while truth.episode_start_ns and truth.episode_start_ns[-1] >= end_ns:
+        truth.episode_start_ns.pop()
+        truth.episode_dir.pop()
+    del truth.episode_end_ns[len(truth.episode_start_ns):]
+    if truth.episode_end_ns and truth.episode_end_ns[-1] >= end_ns:
+        truth.episode_end_ns.pop()

@@ -4,7 +4,8 @@ Pure: no clock, no sleeping, no I/O. Time is generated (exponential inter-arriva
 and every random draw comes from one numpy Generator(PCG64(seed)), so a seed fixes the bytes.
 
 `[feed.synthetic.regimes]` adds hidden structure whose truth the frames do not carry (informed
-traders, volatility/trend regimes, self-exciting arrivals); `frames(truth=SyntheticTruth())`
+traders, information events, volatility/trend regimes, self-exciting arrivals);
+`frames(truth=SyntheticTruth())`
 collects it on the side. With every knob off the generator draws exactly what it always drew.
 """
 
@@ -64,16 +65,22 @@ class SyntheticTruth:
     `trade_buy` (taker side), `trade_px` (price), `trade_order` (the aggressive order it belongs
     to: one order may sweep several levels), `trade_informed`, `trade_mid` (latent mid when the
     order was executed) and `trade_future_mid` (the latent mid `horizon_s` after the trade: what
-    an informed trader knew; NaN when informed_share is 0). Per aggressive order (numbered from
+    an informed trader knew; NaN when informed_share is 0; for an information event's order, the
+    value it trades toward) and `trade_episode` (the information episode, numbered from 1, whose
+    informed order it belongs to; 0 for every other order). Per aggressive order (numbered from
     1 as in `trade_order`, whether or not it reached the book): `order_ts_ms`, `order_informed`,
-    `order_buy`, `order_mid` and `order_future_mid`. Regime path: `regime_start_ns` and
-    `regime` (codes into REGIME_NAMES), a regime lasting until the next start. A step's truth is
-    appended when the step is generated, so it may run a few frames ahead of the consumer.
+    `order_buy`, `order_mid`, `order_future_mid` and `order_episode`. Regime path:
+    `regime_start_ns` and `regime` (codes into REGIME_NAMES), a regime lasting until the next
+    start. Information episodes (numbered from 1): `episode_start_ns` (the value's jump),
+    `episode_end_ns` (the informed order that closed the gap; -1 while still open) and
+    `episode_dir` (+1 the value jumped up, -1 down). A step's truth is appended when the step is
+    generated, so it may run a few frames ahead of the consumer.
     """
 
     TRADE_FIELDS = ("trade_ts_ms", "trade_id", "trade_buy", "trade_px", "trade_order",
-                     "trade_informed", "trade_mid", "trade_future_mid")
-    ORDER_FIELDS = ("order_ts_ms", "order_informed", "order_buy", "order_mid", "order_future_mid")
+                     "trade_informed", "trade_mid", "trade_future_mid", "trade_episode")
+    ORDER_FIELDS = ("order_ts_ms", "order_informed", "order_buy", "order_mid", "order_future_mid",
+                    "order_episode")
 
     def __init__(self) -> None:
         self.horizon_s = math.nan
@@ -85,16 +92,22 @@ class SyntheticTruth:
         self.trade_informed: list[bool] = []
         self.trade_mid: list[float] = []
         self.trade_future_mid: list[float] = []
+        self.trade_episode: list[int] = []
         self.order_ts_ms: list[int] = []
         self.order_informed: list[bool] = []
         self.order_buy: list[bool] = []
         self.order_mid: list[float] = []
         self.order_future_mid: list[float] = []
+        self.order_episode: list[int] = []
         self.regime_start_ns: list[int] = []
         self.regime: list[int] = []
+        self.episode_start_ns: list[int] = []
+        self.episode_end_ns: list[int] = []
+        self.episode_dir: list[int] = []
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The truth as numpy arrays (the sidecar's content)."""
+        n_open = len(self.episode_start_ns) - len(self.episode_end_ns)
         return {
             "trade_ts_ms": np.asarray(self.trade_ts_ms, dtype=np.int64),
             "trade_id": np.asarray(self.trade_id, dtype=np.str_),
@@ -104,14 +117,19 @@ class SyntheticTruth:
             "trade_informed": np.asarray(self.trade_informed, dtype=np.bool_),
             "trade_mid": np.asarray(self.trade_mid, dtype=np.float64),
             "trade_future_mid": np.asarray(self.trade_future_mid, dtype=np.float64),
+            "trade_episode": np.asarray(self.trade_episode, dtype=np.int64),
             "order_ts_ms": np.asarray(self.order_ts_ms, dtype=np.int64),
             "order_informed": np.asarray(self.order_informed, dtype=np.bool_),
             "order_buy": np.asarray(self.order_buy, dtype=np.bool_),
             "order_mid": np.asarray(self.order_mid, dtype=np.float64),
             "order_future_mid": np.asarray(self.order_future_mid, dtype=np.float64),
+            "order_episode": np.asarray(self.order_episode, dtype=np.int64),
             "regime_start_ns": np.asarray(self.regime_start_ns, dtype=np.int64),
             "regime": np.asarray(self.regime, dtype=np.int8),
             "regime_names": np.asarray(REGIME_NAMES, dtype=np.str_),
+            "episode_start_ns": np.asarray(self.episode_start_ns, dtype=np.int64),
+            "episode_end_ns": np.asarray(self.episode_end_ns + [-1] * n_open, dtype=np.int64),
+            "episode_dir": np.asarray(self.episode_dir, dtype=np.int8),
             "horizon_s": np.asarray(self.horizon_s, dtype=np.float64),
         }
 
@@ -204,6 +222,15 @@ class SyntheticMarket:
     informed_horizon_s ahead and each order is, with that probability, informed: it buys when
     the latent mid horizon_s after it is above the current one, sells when below, and reaches
     the book like any other order.
+
+    Information events (`info_rate_hz` > 0): the public mid is the random walk plus what
+    informed traders have pushed into it. At exponential times (rate `info_rate_hz`, counted
+    from the end of the previous episode) the value jumps `info_jump_ticks` up or down (a coin);
+    while the public mid is behind it, informed orders arrive on that side at
+    `info_order_rate_hz` (Poisson, on top of the ordinary flow), each at least taking the touch,
+    and each moves the public mid `info_impact_ticks` toward the value (the last one what is
+    left). The episode ends with the order that closes the gap. Nothing but the trades and the
+    book they move tells the frames about it.
     """
 
     def __init__(
@@ -278,6 +305,16 @@ class _Run:
         self.switch_ns = 0  # when the current regime ends (switching only)
         if reg.switching:
             self.switch_ns = self.t_ns + self._regime_duration_ns(CALM)
+        # information events: the public mid's offset from the random walk, the episode in
+        # progress (direction 0 = none) and the value's lead over the public mid
+        self.info_offset = 0.0
+        self.info_dir = 0
+        self.info_gap = 0.0
+        self.info_start_ns = 0
+        self.episode_no = 0
+        self.info_next_ns = 0
+        if reg.info_rate_hz > 0:
+            self.info_next_ns = self.t_ns + self._info_wait_ns()
         if truth is not None:
             truth.horizon_s = reg.informed_horizon_s if reg.informed_share > 0 else math.nan
             truth.regime_start_ns.append(self.t_ns)
@@ -400,13 +437,14 @@ class _Run:
         informed traders need to see it."""
         if self.cfg.regimes.informed_share <= 0:
             self._draw_point()
-            self.t_ns, self.mid = self.path_t, self.path_mid
+            self.t_ns, self.mid = self.path_t, self.path_mid + self.info_offset
             return
         if self.ahead_i == len(self.ahead_t):
             self._draw_point()
             self.ahead_t.append(self.path_t)
             self.ahead_mid.append(self.path_mid)
-        self.t_ns, self.mid = self.ahead_t[self.ahead_i], self.ahead_mid[self.ahead_i]
+        self.t_ns = self.ahead_t[self.ahead_i]
+        self.mid = self.ahead_mid[self.ahead_i] + self.info_offset
         self.ahead_i += 1
         if self.ahead_i >= 4096 and 2 * self.ahead_i >= len(self.ahead_t):
             del self.ahead_t[: self.ahead_i], self.ahead_mid[: self.ahead_i]
@@ -419,7 +457,36 @@ class _Run:
     def _mid_at(self, t_ns: int) -> float:
         """The latent mid at t_ns (t_ns >= the current step's time, within the drawn path)."""
         i = bisect.bisect_right(self.ahead_t, t_ns, lo=self.ahead_i) - 1
-        return self.mid if i < self.ahead_i else self.ahead_mid[i]
+        return self.mid if i < self.ahead_i else self.ahead_mid[i] + self.info_offset
+
+    def _info_wait_ns(self) -> int:
+        """Time to the next information event (exponential, rate info_rate_hz)."""
+        return max(1, round(self.rng.exponential(1e9 / self.cfg.regimes.info_rate_hz)))
+
+    def _start_episode(self) -> None:
+        """The value jumps: informed traders start working toward it."""
+        self.info_dir = 1 if self.rng.random() < 0.5 else -1
+        self.info_gap = self.cfg.regimes.info_jump_ticks
+        self.info_start_ns = self.info_next_ns
+        self.episode_no += 1
+        if self.truth is not None:
+            self.truth.episode_start_ns.append(self.info_start_ns)
+            self.truth.episode_dir.append(self.info_dir)
+
+    def _informed_impact(self, t_ms: int) -> None:
+        """An episode's order moved the public mid toward the value; close the episode when
+        the gap is gone."""
+        move = min(self.cfg.regimes.info_impact_ticks, self.info_gap)
+        self.info_gap -= move
+        self.info_offset += self.info_dir * move
+        self.mid += self.info_dir * move
+        if self.info_gap <= 1e-9:
+            end_ns = t_ms * 1_000_000
+            if self.truth is not None:
+                self.truth.episode_end_ns.append(end_ns)
+            self.info_dir = 0
+            self.info_gap = 0.0
+            self.info_next_ns = end_ns + self._info_wait_ns()
 
     def _order_count(self, side: int, dt_s: float) -> int:
         """Orders of one side in dt_s: Poisson, or Hawkes with the mean rate kept."""
@@ -480,20 +547,40 @@ class _Run:
         cfg, rng = self.cfg, self.rng
         share = cfg.regimes.informed_share
         dt_s = (self.t_ns - prev_ns) / 1e9
+        if cfg.regimes.info_rate_hz > 0 and not self.info_dir and self.info_next_ns <= self.t_ns:
+            self._start_episode()
         n_buy = self._order_count(0, dt_s)
         n_sell = self._order_count(1, dt_s)
-        if not n_buy + n_sell:
+        n_info = 0
+        if self.info_dir:
+            lo_ns = max(prev_ns, self.info_start_ns)
+            n_info = int(rng.poisson(cfg.regimes.info_order_rate_hz * (self.t_ns - lo_ns) / 1e9))
+        if not n_buy + n_sell + n_info:
             return []
         lo_ms, hi_ms = prev_ns // 1_000_000, self.t_ns // 1_000_000
-        orders = sorted(
-            (int(rng.integers(lo_ms, hi_ms + 1)), i < n_buy, float(rng.exponential(1.0)))
+        # (ms, buy, reach in units of 1/decay, an information episode's order)
+        orders = [
+            (int(rng.integers(lo_ms, hi_ms + 1)), i < n_buy, float(rng.exponential(1.0)), False)
             for i in range(n_buy + n_sell)
-        )
+        ]
+        if n_info:
+            info_lo_ms = max(prev_ns, self.info_start_ns) // 1_000_000
+            orders += [
+                (int(rng.integers(info_lo_ms, hi_ms + 1)), self.info_dir > 0,
+                 float(rng.exponential(1.0)), True)
+                for _ in range(n_info)
+            ]
+        orders.sort()
         items: list[dict[str, Any]] = []
         truth = self.truth
-        for t_ms, is_buy, reach_units in orders:
-            informed, future = False, math.nan
-            if share > 0:
+        for t_ms, is_buy, reach_units, episode_order in orders:
+            informed, future, episode = False, math.nan, 0
+            if episode_order:
+                if not self.info_dir:  # the gap closed earlier in this step: nothing to trade on
+                    continue
+                informed, episode = True, self.episode_no
+                future = self.mid + self.info_dir * self.info_gap
+            elif share > 0:
                 future = self._mid_at(t_ms * 1_000_000 + self.horizon_ns)
                 # an informed order trades toward the mid it knows (Glosten-Milgrom)
                 informed = bool(rng.random() < share)
@@ -501,13 +588,16 @@ class _Run:
                     is_buy = future > self.mid
             self.order_no += 1
             reach = reach_units / cfg.trade_decay_per_tick  # Exp(decay) ticks from the mid
+            side = self.asks if is_buy else self.bids
+            if episode:  # informed traders take at least the touch
+                reach = max(reach, side.sign * (side.best - self.mid))
             if truth is not None:
                 truth.order_ts_ms.append(t_ms)
                 truth.order_informed.append(informed)
                 truth.order_buy.append(is_buy)
                 truth.order_mid.append(self.mid * cfg.tick_size)
                 truth.order_future_mid.append(future * cfg.tick_size)
-            side = self.asks if is_buy else self.bids
+                truth.order_episode.append(episode)
             first_item = len(items)
             remaining = max(1, round(TRADE_MEDIAN_LOTS * rng.lognormal(0.0, TRADE_SIZE_SIGMA)))
             out.extend((self._recv(t_ms), k) for k in self.klines.on_time(t_ms))
@@ -529,6 +619,9 @@ class _Run:
                     side.set(far, self._level_size(side.depth - 1))
                 else:
                     side.set(px, size - qty)
+            mid_before = self.mid
+            if episode:
+                self._informed_impact(t_ms)
             if truth is not None:
                 tick = cfg.tick_size
                 for item in items[first_item:]:
@@ -538,8 +631,9 @@ class _Run:
                     truth.trade_px.append(float(item["p"]))
                     truth.trade_order.append(self.order_no)
                     truth.trade_informed.append(informed)
-                    truth.trade_mid.append(self.mid * tick)
+                    truth.trade_mid.append(mid_before * tick)
                     truth.trade_future_mid.append(future * tick)
+                    truth.trade_episode.append(episode)
         return items
 
     def _trade(self, t_ms: int, is_buy: bool, px: int, qty: int) -> dict[str, Any]:

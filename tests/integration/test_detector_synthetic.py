@@ -1,15 +1,20 @@
 """The adverse-selection detector on synthetic sessions whose informed flow is known: trained with
-`mmd train adverse` on one session, judged on another seed's session (held out: its settings were
+`mmd train adverse` on one session, judged on another seed's session (held out: every setting was
 fixed before it was scored), and quoting with it (`mmd backtest --strategy ml`) against plain AS.
 
-Measured (2026-12-01, 2-core shared machine): held-out AUC 0.534 +- 0.005 (Hanley-McNeil standard
-error, 15,754 trades, adverse base rate 0.342), where a detector told which trades are informed
-would reach 0.637 (informed trades are adverse 0.499 of the time, uninformed 0.241: the latent
-mid's own noise over 5 s, 2 sqrt(5) = 4.5 ticks, swamps what the informed know). 5 s markout per
-fill: AS 1.149 +- 0.103 ticks (1,892 fills), ML 2.071 +- 0.191 (571 fills), +0.92 +- 0.22 ticks.
-The AUC is far below 0.8: the detector sees the state strictly before each trade, and the
-informed trader's own order (the signal) is not in it; what it picks up is the earlier informed
-orders' imprint on the flow.
+The sessions use information events (`[feed.synthetic.regimes] info_*`): the value jumps, and
+informed traders trade it into the public mid over the next half minute, on one side, at a
+higher rate than the background.
+
+Measured (2026-12-01, 2-core machine shared with other runs: 1 min 52 s wall at load 6, 5 min
+at load 7-14; the figures are the same each run, every seed being fixed): training on seed 1
+(1200 s, 3,966 trades, adverse base rate 0.546; walk-forward AUC 0.897 +- 0.013, logistic
+kept), held out seed 3 (900 s, 17 episodes, 3,185 trades, base rate 0.595): AUC 0.835 +- 0.007
+(Hanley-McNeil). A detector told the episode state reaches 0.965 (trades on an episode's side
+are adverse 0.968 of the time, against it 0.010, outside episodes 0.072): what is left is the
+flow features' lag at an episode's start and after its end. 5 s markout per fill (+ = in our
+favour): AS -4.884 +- 0.353 ticks (466 fills), ML -3.725 +- 0.402 (356 fills), a difference of
+1.159 +- 0.535 ticks (2.2 standard errors) for the ML quoter.
 """
 
 from __future__ import annotations
@@ -33,12 +38,19 @@ from mmd.learn.runtime import AdverseSelectionDetector
 pytestmark = pytest.mark.slow
 
 REC = "synthetic_linear_BTCUSDT_20260101T000000Z.rec.gz"  # the default --start
-# sigma 2 ticks/sqrt(s), so fills come from trades more than from the book moving through the
-# quotes; 40 % informed orders knowing the mid 5 s ahead, the label's default horizon
-SESSION = ("feed.synthetic.sigma_ticks=2", "feed.synthetic.regimes.informed_share=0.4",
-           "feed.synthetic.regimes.informed_horizon_s=5")
-TRAIN_SEED, TRAIN_S = 1, 300
-HELD_SEED, HELD_S = 2, 900
+# background noise 0.3 ticks/sqrt(s) (0.7 ticks over the 5 s label horizon, under its 1 tick
+# threshold), 1 order per second per side reaching Exp(1 tick) from the mid; information events
+# every 33 s on average after the previous episode's end: 60 ticks that 2 informed orders a
+# second, each moving the public mid 1 tick, trade into the mid in about 30 s. The design was
+# settled on seeds 1 and 2; seed 3 is held out (never looked at before these settings were fixed).
+SESSION = ("feed.synthetic.sigma_ticks=0.3", "feed.synthetic.trade_rate_hz=1",
+           "feed.synthetic.trade_decay_per_tick=1",
+           "feed.synthetic.regimes.info_rate_hz=0.03",
+           "feed.synthetic.regimes.info_jump_ticks=60",
+           "feed.synthetic.regimes.info_order_rate_hz=2",
+           "feed.synthetic.regimes.info_impact_ticks=1")
+TRAIN_SEED, TRAIN_S = 1, 1200
+HELD_SEED, HELD_S = 3, 900
 
 
 def _mmd(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -89,14 +101,30 @@ def _markouts_5s(fills_csv: Path) -> np.ndarray:
                          if r["markout_5s_ticks"]])
 
 
+def _episode_side(truth: dict[str, np.ndarray], t_ns: np.ndarray,
+                  side: np.ndarray) -> np.ndarray:
+    """Told the episode state at each trade: +1 an episode runs and the trade is on its side,
+    -1 it runs against the trade, 0 no episode (an open episode runs to the end)."""
+    start, end = truth["episode_start_ns"], truth["episode_end_ns"].copy()
+    end[end < 0] = np.iinfo(np.int64).max
+    k = np.searchsorted(start, t_ns, side="right") - 1
+    inside = (k >= 0) & (t_ns < end[np.maximum(k, 0)])
+    return np.where(inside, truth["episode_dir"][np.maximum(k, 0)] * side, 0).astype(np.float64)
+
+
+@pytest.mark.timeout(1200)  # about 2 CPU minutes; the machine may be shared
 def test_detector_ranks_held_out_trades_and_widening_cuts_adverse_markouts(
     tmp_path: Path,
 ) -> None:
     train_rec = _synth(tmp_path / "train", TRAIN_SEED, TRAIN_S)
     held_rec = _synth(tmp_path / "held", HELD_SEED, HELD_S)
     models = tmp_path / "models"
-    # the default labels: 5 s horizon, 1 tick threshold, quote at the trade's price
-    r = _mmd(["train", "adverse", str(train_rec), "--out", str(models), "--no-progress"], tmp_path)
+    # the default labels (5 s horizon, 1 tick threshold, quote at the trade's price), features
+    # and training settings but the policy's withdraw share. Chosen on the training session:
+    # its adverse base rate is 0.55, and with the default 0.05 its own walk-forward splits
+    # withdrew 0.3-2.4 % of the test trades (p_withdraw 0.976); 0.3 is about half the base rate
+    r = _mmd(["train", "adverse", str(train_rec), "--out", str(models), "--no-progress",
+              "--set", "withdraw_share=0.3"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)
 
@@ -104,21 +132,26 @@ def test_detector_ranks_held_out_trades_and_widening_cuts_adverse_markouts(
     ms = extract_market(read_recording(held_rec), "BTCUSDT", "linear")
     ds = adverse_dataset(ms, LabelParams())
     auc, se = auc_and_se(ds.y, det.predict_rows(ds.x))
-    print(f"held-out: {len(ds)} trades, base rate {ds.y.mean():.3f}, AUC {auc:.3f} +- {se:.3f}")
-    assert len(ds) > 10_000
-    # the acceptance level would be 0.8; what holds is a small, clearly non-random ranking
-    assert auc > 0.5 + 4 * se
-    # the ceiling from the truth: a detector told which trades are informed. The dataset's rows
-    # are the recording's trades in order without the last horizon_s, whose label is unknown
     truth = load_truth(truth_path(held_rec))
+    n_episodes = len(truth["episode_start_ns"])
+    print(f"held-out: {len(ds)} trades, {n_episodes} episodes, base rate {ds.y.mean():.3f}, "
+          f"AUC {auc:.3f} +- {se:.3f}")
+    assert len(ds) > 3000 and n_episodes >= 8
+    # the acceptance level; trades within an episode are not independent, so the
+    # Hanley-McNeil error understates the spread from one session to the next
+    assert auc - 2 * se > 0.8
+    # the ceiling from the truth: a detector told the episode state. The dataset's rows are the
+    # recording's trades in order without the last horizon_s, whose label is unknown
     assert len(ms.trade_side) == len(truth["trade_buy"])
     assert np.array_equal(ms.trade_side > 0, truth["trade_buy"].astype(bool))
     assert np.array_equal(ds.t_ns, ms.trade_ts_ns[: len(ds)])
-    informed = truth["trade_informed"][: len(ds)].astype(np.float64)
-    oracle, _ = auc_and_se(ds.y, informed)
-    print(f"told which trades are informed: AUC {oracle:.3f}; adverse rate informed "
-          f"{ds.y[informed == 1].mean():.3f}, uninformed {ds.y[informed == 0].mean():.3f}")
-    assert 0.5 + 4 * se < auc < oracle
+    told = _episode_side(truth, truth["trade_ts_ms"][: len(ds)] * 1_000_000,
+                         ms.trade_side[: len(ds)])
+    oracle, oracle_se = auc_and_se(ds.y, told)
+    print(f"told the episode state: AUC {oracle:.3f} +- {oracle_se:.3f}; adverse rate on the "
+          f"episode's side {ds.y[told > 0].mean():.3f}, against it {ds.y[told < 0].mean():.3f},"
+          f" no episode {ds.y[told == 0].mean():.3f}")
+    assert auc < oracle
 
     marks = {}
     for strategy in ("as", "ml"):
@@ -133,12 +166,16 @@ def test_detector_ranks_held_out_trades_and_widening_cuts_adverse_markouts(
         assert abs(summary["markout_5s"] - marks[strategy].mean()) < 1e-9
         if strategy == "ml":
             assert summary["models"]["adverse"] == det.version
-            assert summary["widened_fraction"] > 0.5
+            print(f"ML: widened or withdrew a side at {summary['widened_fraction']:.3f} of "
+                  "decisions")
+            assert summary["widened_fraction"] > 0.05
     a, m = marks["as"], marks["ml"]
-    assert len(a) > 1000 and len(m) > 300
+    assert len(a) > 300 and len(m) > 100
     diff = m.mean() - a.mean()
-    se_diff = math.hypot(a.std(ddof=1) / math.sqrt(len(a)), m.std(ddof=1) / math.sqrt(len(m)))
-    print(f"5 s markout per fill (ticks, + = in our favour): AS {a.mean():.3f} ({len(a)} fills),"
-          f" ML {m.mean():.3f} ({len(m)} fills), difference {diff:.3f} +- {se_diff:.3f}")
+    se_a, se_m = a.std(ddof=1) / math.sqrt(len(a)), m.std(ddof=1) / math.sqrt(len(m))
+    se_diff = math.hypot(se_a, se_m)
+    print(f"5 s markout per fill (ticks, + = in our favour): AS {a.mean():.3f} +- {se_a:.3f} "
+          f"({len(a)} fills), ML {m.mean():.3f} +- {se_m:.3f} ({len(m)} fills), difference "
+          f"{diff:.3f} +- {se_diff:.3f}")
     # widening on the detector's warnings leaves fills that are less adversely marked out
     assert diff > 2 * se_diff

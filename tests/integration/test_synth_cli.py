@@ -42,7 +42,8 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
     tmp_path: Path,
 ) -> None:
     sets = ("feed.synthetic.regimes.informed_share=0.3", "feed.synthetic.regimes.switching=true",
-            "feed.synthetic.regimes.hawkes_branching=0.5")
+            "feed.synthetic.regimes.hawkes_branching=0.5",
+            "feed.synthetic.regimes.info_rate_hz=0.1", "feed.synthetic.regimes.info_jump_ticks=10")
     rec = _synth(tmp_path / "a", 60, *sets)
     again = _synth(tmp_path / "b", 60, *sets)
     lines = list(read_recording(rec))
@@ -60,6 +61,16 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
     assert np.all(np.isfinite(truth["trade_future_mid"]))
     assert truth["regime_start_ns"][0] == lines[0][0] - 20_000_000  # receive latency 20 ms
     assert len(truth["order_informed"]) == truth["trade_order"].max()
+    # information episodes: 10 ticks at the default 0.5 tick per informed order = 20 orders
+    # at 2/s, about 10 s each, one every ~20 s: a few in 60 s
+    starts, ends = truth["episode_start_ns"], truth["episode_end_ns"]
+    assert len(starts) >= 1 and len(starts) == len(ends) == len(truth["episode_dir"])
+    # cut at the recording's end like the trades: an episode still running then is open (-1)
+    end_ns = start_ns + 60 * 10**9
+    assert np.all(starts < end_ns) and np.all((ends == -1) | ((ends > starts) & (ends < end_ns)))
+    assert np.all(ends[:-1] >= 0)
+    traded = set(truth["trade_episode"][truth["trade_episode"] > 0].tolist())
+    assert 1 in traded and traded <= set(range(1, len(starts) + 1))
     # a second run into the same directory would append to the recording: refused
     r = _mmd(["synth", "--duration", "1", "--out", str(tmp_path / "a")], tmp_path)
     assert r.returncode == 2 and "already exists" in r.stderr

@@ -207,3 +207,54 @@ def test_hawkes_arrivals_cluster_when_on_and_are_poisson_when_off(branching: flo
     # sqrt(4000) / (1 - 0.7) = 210, so 20 % is over 3.5 of them
     orders = int(t["trade_order"].max())
     assert abs(orders / 4000 - 1) < 0.2, orders
+
+
+def test_information_episodes_trade_the_jump_into_the_book_on_one_side() -> None:
+    rate_hz, jump, order_hz, impact = 0.05, 10.0, 2.0, 0.5
+    frames, t = _session(1500.0, frame_rate_hz=5.0, sigma_ticks=0.3, trade_rate_hz=1.0,
+                         info_rate_hz=rate_hz, info_jump_ticks=jump,
+                         info_order_rate_hz=order_hz, info_impact_ticks=impact)
+    start, end, direction = t["episode_start_ns"], t["episode_end_ns"], t["episode_dir"]
+    closed = end >= 0
+    assert closed[:-1].all()  # only the last episode may still be open
+    assert len(start) > 25 and set(direction.tolist()) <= {-1, 1}
+    assert np.all(end[closed] > start[closed]) and np.all(start[1:] > end[:-1])
+    # each closed episode took exactly jump / impact = 20 informed orders, all on its side,
+    # all between its start and end
+    last = t["trade_order"].max()
+    ep = t["order_episode"][:last]
+    ts_ns = t["order_ts_ms"][:last] * 1_000_000
+    for k in range(1, int(closed.sum()) + 1):
+        mine = ep == k
+        assert mine.sum() == round(jump / impact), (k, mine.sum())
+        assert np.all(t["order_buy"][:last][mine] == (direction[k - 1] > 0))
+        assert t["order_informed"][:last][mine].all()
+        # an order's ms may round down below the start's ns within that ms
+        assert ts_ns[mine].min() >= start[k - 1] - 1_000_000 and ts_ns[mine].max() == end[k - 1]
+    # nothing but episode orders is informed (informed_share is 0), and each of them traded:
+    # they take at least the touch
+    assert np.array_equal(t["order_informed"][:last], ep > 0)
+    assert set(np.flatnonzero(ep > 0) + 1) <= set(t["trade_order"].tolist())
+    # an episode lasts the time of 20 arrivals at 2/s: Gamma(20, 0.5 s), mean 10 s, sd
+    # sqrt(20) x 0.5 = 2.24 s; the next event comes Exp(mean 20 s) after an episode ends
+    length_s = (end[closed] - start[closed]) / 1e9
+    assert abs(length_s.mean() - 10.0) < 4 * 2.24 / math.sqrt(len(length_s)), length_s.mean()
+    wait_s = (start[1:] - end[:-1]) / 1e9
+    assert abs(wait_s.mean() - 20.0) < 4 * 20.0 / math.sqrt(len(wait_s)), wait_s.mean()
+    # the recorded book carries the jump: over each closed episode the book mid moves `jump`
+    # ticks its way on average (per episode: noise 0.3 sqrt(10 s) = 0.95 ticks, the half-tick
+    # quantization at both ends and a touch a sweep left behind; sd about 2 ticks, so the mean
+    # of 40 has an error of about 0.3); between episodes it barely moves
+    ts_ms, mids = _book_mids(frames)
+    tick = 0.1
+
+    def mid_at(ns: int) -> float:
+        return mids[max(bisect.bisect_right(ts_ms, ns // 1_000_000) - 1, 0)]
+
+    moves = np.array([(mid_at(int(e) + 200_000_000) - mid_at(int(s))) / tick * d
+                      for s, e, d in zip(start[closed], end[closed], direction[closed],
+                                         strict=True)])
+    assert moves.min() > jump / 2 and abs(moves.mean() - jump) < 1.0, moves
+    quiet = np.array([(mid_at(int(s)) - mid_at(int(e) + 200_000_000)) / tick
+                      for e, s in zip(end[closed][:-1], start[1:], strict=False)])
+    assert np.abs(quiet).mean() < 4.0, np.abs(quiet).mean()
