@@ -28,7 +28,7 @@ drop_self() {
     mv "$1.tmp" "$1"
 }
 
-pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+pip-compile --quiet --extra dev --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
     --output-file requirements-dev.lock "$@" pyproject.toml
 drop_self requirements-dev.lock
 # `torch==2.13.0+cpu` -> `torch==2.13.0`: the local label names where a wheel came from
