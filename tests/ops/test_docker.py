@@ -1,5 +1,6 @@
-"""Docker: the unchanged Dockerfile builds and runs, healthy and non-root, and the compose stack
-works (Prometheus in compose scrapes the daemon in compose).
+"""Docker: the unchanged Dockerfile builds and runs, healthy and non-root, also locked down
+(read-only root, a data volume, a tmpfs), and the compose stack works (Prometheus in compose
+scrapes the daemon in compose).
 
 Runs a private Docker engine (deploy/docker/engine.sh: no bridge, no iptables, host network only)
 and makes the base image locally (deploy/docker/base-image.sh: debootstrap, cached), so it needs no
@@ -177,6 +178,70 @@ def test_container_healthy_serves_metrics_as_non_root(engine: Engine) -> None:
                           "ls /var/cache/mmd/numba | head -1").stdout.strip()
     finally:
         engine.run(engine.docker, "rm", "-f", "-v", cid, check=False)
+
+
+def test_container_read_only_with_a_data_volume_writes_only_its_volume(engine: Engine) -> None:
+    """Locked down as compose and deploy/k8s run it: --read-only root, the ledger on a volume, a
+    tmpfs /tmp, non-root. The daemon reaches ready on the kernels compiled at build time, its
+    ledger lands in the volume, and nothing else of the image is writable."""
+    port = free_port()
+    volume = f"mmdtest-ro-{os.getpid()}"
+    engine.run(engine.docker, "volume", "create", volume)
+    t0 = time.monotonic()
+    r = engine.run(engine.docker, "run", "-d", "--network", "host", "--read-only",
+                   "--tmpfs", "/tmp", "-v", f"{volume}:/var/lib/mmd",
+                   "-v", f"{ROOT / 'config.toml'}:/etc/mmd/config.toml:ro",
+                   "-e", "MMD_FEED__SOURCE=synthetic", "-e", f"MMD_METRICS__PORT={port}", IMAGE)
+    cid = r.stdout.strip()
+
+    def sh(script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return engine.run(engine.docker, "exec", cid, "sh", "-c", script, check=check)
+
+    try:
+        deadline = time.monotonic() + 120
+        status, body = 0, None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                status, body = http_json(f"http://127.0.0.1:{port}/readyz")
+                if status == 200:
+                    break
+            time.sleep(1)
+        else:
+            logs = engine.run(engine.docker, "logs", "--tail", "40", cid, check=False)
+            raise AssertionError(f"not ready (last {status} {body}):\n{logs.stdout}{logs.stderr}")
+        _log(f"read-only container ready after {time.monotonic() - t0:.1f} s")
+        assert engine.run(engine.docker, "inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}",
+                          cid).stdout.strip() == "true"
+        assert int(sh("id -u").stdout) != 0
+        # every writable directory of the root filesystem and the mounts under it (-xdev lists
+        # a mount point, not what is in it): the tmpfs and the volume, nothing of the image
+        writable = set(sh("find / -xdev -writable 2>/dev/null || true").stdout.split())
+        assert writable == {"/tmp", "/var/lib/mmd"}, writable
+        assert sh("touch /opt/venv/x || touch /etc/mmd/config.toml || "
+                  "touch /var/cache/mmd/numba/x", check=False).returncode != 0
+        # the entry point moved the build-time numba cache to /tmp, and the daemon compiled
+        # nothing at start: the copy is still identical to the image's
+        assert sh("tr '\\0' '\\n' </proc/1/environ").stdout.count(
+            "NUMBA_CACHE_DIR=/tmp/numba-cache") == 1
+        assert sh("diff -r /var/cache/mmd/numba /tmp/numba-cache", check=False).returncode == 0
+        # 0.0.0.0 inside the container (the image's MMD_METRICS__HOST): LISTEN (0A) on
+        # 00000000:<port in hex> in /proc/net/tcp
+        assert f"00000000:{port:04X} 00000000:0000 0A" in sh("cat /proc/net/tcp").stdout
+        # a clean stop (final snapshot) on the read-only root
+        engine.run(engine.docker, "stop", "-t", "30", cid, timeout=60)
+        assert engine.run(engine.docker, "inspect", "-f", "{{.State.ExitCode}}",
+                          cid).stdout.strip() == "0"
+        # the ledger is in the volume: read it from another read-only container
+        count = engine.run(
+            engine.docker, "run", "--rm", "--network", "none", "--read-only",
+            "-v", f"{volume}:/var/lib/mmd", "--entrypoint", "python", IMAGE, "-c",
+            "import sqlite3; c = sqlite3.connect('file:/var/lib/mmd/state/synthetic/"
+            "ledger.sqlite?mode=ro', uri=True); "
+            "print(c.execute('select count(*) from snapshots').fetchone()[0])").stdout
+        assert int(count) >= 1, count
+    finally:
+        engine.run(engine.docker, "rm", "-f", "-v", cid, check=False)
+        engine.run(engine.docker, "volume", "rm", "-f", volume, check=False)
 
 
 def test_compose_config_is_valid(engine: Engine) -> None:

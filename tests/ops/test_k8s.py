@@ -103,3 +103,40 @@ def test_manifests_agree(tmp_path: Path) -> None:
     svc = docs["Service"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["ports"][0]["port"] == 9464
+
+
+def test_pod_runs_read_only_with_the_mounts_it_writes() -> None:
+    """readOnlyRootFilesystem: every path the daemon writes is on a writable volume, the config
+    is mounted read-only, and nothing points numba at the read-only image."""
+    import tomllib
+
+    docs = _docs()
+    cfg = tomllib.loads(docs["ConfigMap"]["data"]["config.toml"])
+    spec = docs["Deployment"]["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    vols = {v["name"]: v for v in spec["volumes"]}
+    writable = []
+    for m in c["volumeMounts"]:
+        vol = vols[m["name"]]
+        if m.get("readOnly"):
+            continue
+        # only volumes of the pod's own: a claim or a scratch dir, never the ConfigMap
+        assert "persistentVolumeClaim" in vol or "emptyDir" in vol, m
+        writable.append(m["mountPath"].rstrip("/") + "/")
+    config_mount = next(m for m in c["volumeMounts"] if m["name"] == "config")
+    assert config_mount["readOnly"] is True
+
+    def on_writable(path: str) -> bool:
+        return any((path.rstrip("/") + "/").startswith(w) for w in writable)
+
+    # the ledger, the models, and /tmp (the entry point's numba cache copy, SQLite temp files)
+    assert on_writable(cfg["state"]["dir"]), (cfg["state"]["dir"], writable)
+    assert on_writable(cfg["models"]["dir"]), (cfg["models"]["dir"], writable)
+    assert on_writable("/tmp"), writable
+    assert vols["tmp"]["emptyDir"].get("sizeLimit")
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    # the image's NUMBA_CACHE_DIR holds the build-time cache; a path here would bypass it
+    assert "NUMBA_CACHE_DIR" not in env or on_writable(env["NUMBA_CACHE_DIR"]), env
