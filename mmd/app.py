@@ -757,13 +757,11 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     (`--strategy ml` or `deep`, a window, funding from tickers, an instrument step change)
     runs on the python engine, with one log line saying why.
     """
-    import numpy as np
-    from tqdm import tqdm
 
     from mmd import __version__
     from mmd.feeds.recording import expand_paths, recording_meta
     from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
-    from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
+    from mmd.sim.report import summarize
     from mmd.sim.report import write_report as write_report_files
 
     if strategy not in ("as", "glft", "ml", "deep"):
@@ -801,25 +799,35 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         get_logger("backtest").info("backtest_engine_python", reason=f"{why_not} is not in "
                                     "the fast engine")
         engine = "python"
-    if joint:
-        return _backtest_joint(cfg, by_symbol, models, strategy=strategy,
-                               report_dir=report_dir, progress=progress, fills_csv=fills_csv,
-                               start_ns=start_ns, end_ns=end_ns)
-    summaries = []
+    summaries: list[dict[str, Any]] = []
     fill_table: list[dict[str, Any]] = []
     paths: dict[str, Any] = {}  # symbol -> its sampled path (the book's net delta)
-    for (category, symbol), recs in sorted(by_symbol.items()):
+    hedge = None
+    if joint:  # every symbol in one book, so the beta hedge sees the whole of it
+        categories = {c for c, _ in by_symbol}
+        if len(categories) > 1:
+            raise ConfigError("backtest: [hedge] needs recordings of one category, got "
+                              + ", ".join(sorted(categories)))
+        hedge = PortfolioHedge(cfg.hedge)
+        groups = [(categories.pop(), sorted(s for _, s in by_symbol),
+                   sorted(f for fs in by_symbol.values() for f in fs))]
+    else:
+        groups = [(c, [s], sorted(recs)) for (c, s), recs in sorted(by_symbol.items())]
+    single = len(by_symbol) == 1
+    for category, symbols, recs in groups:
         run_cfg = msgspec.structs.replace(
-            cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
-        fast = _backtest_fast(run_cfg, sorted(recs), symbol) if engine == "fast" else None
+            cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=symbols))
+        fast = (_backtest_fast(run_cfg, recs, symbols[0])
+                if engine == "fast" and len(symbols) == 1 else None)
         if fast is not None:
             n_frames, series, inst = fast
+            symbol = symbols[0]
             summary = summarize(
                 series.equity_ts_ns, series.equity_quote, series.position_lots, series.fills,
                 series.mids, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames)
             summary.update(
                 symbol=symbol, category=category,
-                recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in sorted(recs)],
+                recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
                 config=config_table(run_cfg), mmd_version=__version__,
                 seed=run_cfg.feed.synthetic.seed,
             )
@@ -832,97 +840,125 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             paths[symbol] = _symbol_path(series.equity_ts_ns, series.position_lots, series.mids,
                                          inst, summary["pnl"])
             if report_dir:
-                out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
-                write_report_files(summary, series, out)
+                write_report_files(summary, series,
+                                   Path(report_dir) if single else Path(report_dir) / symbol)
             continue
-        hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
-        trader = build_trader(run_cfg, hub, ledger=False)
-        trader.models = models
-        handler = FrameHandler(hub, None, None, trader, quote_inline=True)
-        market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
-        eq_ts: list[int] = []
-        eq: list[float] = []
-        pos: list[int] = []
-        mid_ts: list[int] = []
-        mids: list[float] = []
-        quotes: list[tuple[int, float, float]] = []
-        last_q: tuple[float, float] = (np.nan, np.nan)
-        next_sample = 0
-        n_frames = 0
-        # the same frame order as `--feed replay`: files merged by receive time
-        for ts, raw in tqdm(merged_frames(sorted(recs)), desc=f"backtest {symbol}",
-                            unit="frame", disable=not progress, mininterval=0.5):
-            if end_ns is not None and ts >= end_ns:
-                break
-            if start_ns is not None and ts < start_ns:
-                market_only(raw, ts)
-                continue
-            n_frames += 1
-            handler(raw, ts)
-            st = hub.states.get(symbol)
+        for summary, series, inst in _backtest_python(
+                run_cfg, category, symbols, recs, models, hedge, strategy=strategy,
+                progress=progress, start_ns=start_ns, end_ns=end_ns):
+            symbol = summary["symbol"]
+            if fills_csv:
+                fill_table.extend(fill_rows(series.fills, series.mids, symbol=symbol,
+                                            tick=inst.tick, lot=inst.lot,
+                                            format_px=inst.format_px,
+                                            format_qty=inst.format_qty))
+            summaries.append(summary)
+            paths[symbol] = _symbol_path(series.equity_ts_ns, series.position_lots, series.mids,
+                                         inst, summary["pnl"])
+            if report_dir:
+                write_report_files(summary, series,
+                                   Path(report_dir) if single else Path(report_dir) / symbol)
+    if fills_csv:
+        _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
+    _add_book_figures(summaries, paths, hedge, report_dir)
+    return summaries
+
+
+def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs: list[Path],
+                     models: LoadedModels | None, hedge: PortfolioHedge | None, *,
+                     strategy: str, progress: bool, start_ns: int | None,
+                     end_ns: int | None) -> list[tuple[dict[str, Any], Any, Any]]:
+    """The python engine of `mmd backtest`: FrameHandler + Trader frame by frame over the
+    recordings merged by receive time (the `--feed replay` order), every symbol of `symbols` in
+    one MarketHub and one Trader (one symbol unless the beta hedge needs the whole book).
+    Returns (summary, ReportSeries, instrument) per symbol, in `symbols` order."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from mmd import __version__
+    from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
+
+    hub = MarketHub(symbols, run_cfg.market, features_cfg=run_cfg.features)
+    trader = build_trader(run_cfg, hub, ledger=False)
+    trader.models = models
+    if hedge is not None:
+        trader.hedge = hedge
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
+    per: dict[str, dict[str, list[Any]]] = {
+        s: {"eq_ts": [], "eq": [], "pos": [], "mid_ts": [], "mids": [], "quotes": []}
+        for s in symbols}
+    last_q: dict[str, tuple[float, float]] = dict.fromkeys(symbols, (np.nan, np.nan))
+    next_sample = dict.fromkeys(symbols, 0)
+    n_frames = 0
+    for ts, raw in tqdm(merged_frames(recs), desc="backtest " + "+".join(symbols),
+                        unit="frame", disable=not progress, mininterval=0.5):
+        if end_ns is not None and ts >= end_ns:
+            break
+        if start_ns is not None and ts < start_ns:
+            market_only(raw, ts)
+            continue
+        n_frames += 1
+        handler(raw, ts)
+        for sym in symbols:
+            st = hub.states.get(sym)
             if st is None or not st.sync.synced:
                 continue
             t = st.book.ts_exch_ns
-            if t >= next_sample:  # the equity curve and mids, every 100 ms of exchange time
-                next_sample = t + 100_000_000
+            d = per[sym]
+            if t >= next_sample[sym]:  # the equity curve and mids, every 100 ms of exchange time
+                next_sample[sym] = t + 100_000_000
                 m = st.book.mid_ticks()
                 if m == m:
-                    mid_ts.append(t)
-                    mids.append(m)
-                eq_ts.append(t)
-                eq.append(trader.portfolio.total_pnl_quote)
-                pos.append(trader.portfolio.position_lots(symbol))
-            strat = trader.strategies.get(symbol)
+                    d["mid_ts"].append(t)
+                    d["mids"].append(m)
+                d["eq_ts"].append(t)
+                d["eq"].append(trader.portfolio.position(sym).pnl_quote
+                               if sym in trader.portfolio.symbols else 0.0)
+                d["pos"].append(trader.portfolio.position_lots(sym))
+            strat = trader.strategies.get(sym)
             tgt = strat.target if strat is not None else None
             q = ((float(tgt.bids[0][0]) if tgt.bids else np.nan,
                   float(tgt.asks[0][0]) if tgt.asks else np.nan) if tgt else (np.nan, np.nan))
-            if q != last_q and not (q[0] != q[0] and last_q[0] != last_q[0]
-                                    and q[1] != q[1] and last_q[1] != last_q[1]):
-                quotes.append((t, q[0], q[1]))
-                last_q = q
-        st = hub.states.get(symbol)
+            lq = last_q[sym]
+            if q != lq and not (q[0] != q[0] and lq[0] != lq[0] and q[1] != q[1]
+                                and lq[1] != lq[1]):
+                d["quotes"].append((t, q[0], q[1]))
+                last_q[sym] = q
+    out = []
+    for sym in symbols:
+        st = hub.states.get(sym)
         if st is None:
-            raise ConfigError(f"backtest: no instrument frame for {symbol} in the recording")
+            raise ConfigError(f"backtest: no instrument frame for {sym} in the recording")
         inst = st.instrument
-        fills = fills_array(trader.fills)
-        mid_arr = mids_array(mid_ts, mids)
-        summary = summarize(
-            np.array(eq_ts, np.int64), np.array(eq, np.float64), np.array(pos, np.int64),
-            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames,
-        )
+        d = per[sym]
+        fills = fills_array(f for f in trader.fills if f.symbol == sym)
+        mid_arr = mids_array(d["mid_ts"], d["mids"])
+        series = ReportSeries(
+            equity_ts_ns=np.array(d["eq_ts"], np.int64),
+            equity_quote=np.array(d["eq"], np.float64),
+            position_lots=np.array(d["pos"], np.int64), fills=fills, mids=mid_arr,
+            tick=inst.tick, lot=inst.lot, symbol=sym,
+            quotes=(np.array(d["quotes"], dtype=QUOTE_DTYPE) if d["quotes"]
+                    else np.empty(0, QUOTE_DTYPE)))
+        summary = summarize(series.equity_ts_ns, series.equity_quote, series.position_lots,
+                            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy,
+                            events=n_frames)
         summary.update(
-            symbol=symbol, category=category,
-            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in sorted(recs)],
+            symbol=sym, category=category,
+            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
             config=config_table(run_cfg), mmd_version=__version__,
             seed=run_cfg.feed.synthetic.seed,
         )
         if models is not None:
-            strat = trader.strategies.get(symbol)
+            strat = trader.strategies.get(sym)
             dec = strat.decisions if strat is not None else 0
             summary["models"] = models.versions()
             summary["widened_fraction"] = (strat.widened / dec) if strat and dec else 0.0
         if start_ns is not None or end_ns is not None:
             summary["window_ns"] = [start_ns, end_ns]
-        if fills_csv:
-            fill_table.extend(fill_rows(fills, mid_arr, symbol=symbol, tick=inst.tick,
-                                        lot=inst.lot, format_px=inst.format_px,
-                                        format_qty=inst.format_qty))
-        summaries.append(summary)
-        paths[symbol] = _symbol_path(np.array(eq_ts, np.int64), np.array(pos, np.int64),
-                                     mid_arr, inst, summary["pnl"])
-        if report_dir:
-            out = Path(report_dir) if len(by_symbol) == 1 else Path(report_dir) / symbol
-            qa = np.array(quotes, dtype=QUOTE_DTYPE) if quotes else np.empty(0, QUOTE_DTYPE)
-            series = ReportSeries(
-                equity_ts_ns=np.array(eq_ts, np.int64), equity_quote=np.array(eq, np.float64),
-                position_lots=np.array(pos, np.int64), fills=fills, mids=mid_arr,
-                tick=inst.tick, lot=inst.lot, quotes=qa, symbol=symbol,
-            )
-            write_report_files(summary, series, out)
-    if fills_csv:
-        _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
-    _add_book_figures(summaries, paths, None, report_dir)
-    return summaries
+        out.append((summary, series, inst))
+    return out
 
 
 def _symbol_path(pos_ts_ns: Any, position_lots: Any, mids: Any, inst: Any,
@@ -960,125 +996,6 @@ def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
             written = json.loads(js.read_text())
             written["book"] = book
             js.write_text(json.dumps(written, indent=2) + "\n")
-
-
-def _backtest_joint(cfg: AppConfig, by_symbol: dict[tuple[str, str], list[Path]],
-                    models: LoadedModels | None, *, strategy: str, report_dir: str | None,
-                    progress: bool, fills_csv: str | None, start_ns: int | None,
-                    end_ns: int | None) -> list[dict[str, Any]]:
-    """`mmd backtest` with [hedge] enabled: every symbol in one MarketHub and one Trader (the
-    daemon's `--feed replay` composition, so the beta hedge sees the whole book), frames of
-    all recordings merged by receive time; then one summary per symbol, as the per-symbol
-    python engine writes them, each with the book's figures (`book`)."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from mmd import __version__
-    from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
-    from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
-    from mmd.sim.report import write_report as write_report_files
-
-    categories = {c for c, _ in by_symbol}
-    if len(categories) > 1:
-        raise ConfigError("backtest: [hedge] needs recordings of one category, got "
-                          + ", ".join(sorted(categories)))
-    (category,) = categories
-    symbols = sorted(s for _, s in by_symbol)
-    recs = sorted(f for fs in by_symbol.values() for f in fs)
-    run_cfg = msgspec.structs.replace(
-        cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=symbols))
-    hub = MarketHub(symbols, run_cfg.market, features_cfg=run_cfg.features)
-    trader = build_trader(run_cfg, hub, ledger=False)
-    trader.models = models
-    trader.hedge = hedge = PortfolioHedge(run_cfg.hedge)
-    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
-    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
-    per: dict[str, dict[str, list[Any]]] = {
-        s: {"eq_ts": [], "eq": [], "pos": [], "mid_ts": [], "mids": [], "quotes": []}
-        for s in symbols}
-    last_q: dict[str, tuple[float, float]] = dict.fromkeys(symbols, (np.nan, np.nan))
-    next_sample = dict.fromkeys(symbols, 0)
-    n_frames = 0
-    for ts, raw in tqdm(merged_frames(recs), desc="backtest " + "+".join(symbols),
-                        unit="frame", disable=not progress, mininterval=0.5):
-        if end_ns is not None and ts >= end_ns:
-            break
-        if start_ns is not None and ts < start_ns:
-            market_only(raw, ts)
-            continue
-        n_frames += 1
-        handler(raw, ts)
-        for sym in symbols:
-            st = hub.states.get(sym)
-            if st is None or not st.sync.synced:
-                continue
-            t = st.book.ts_exch_ns
-            d = per[sym]
-            if t >= next_sample[sym]:  # every 100 ms of the symbol's exchange time
-                next_sample[sym] = t + 100_000_000
-                m = st.book.mid_ticks()
-                if m == m:
-                    d["mid_ts"].append(t)
-                    d["mids"].append(m)
-                d["eq_ts"].append(t)
-                d["eq"].append(trader.portfolio.position(sym).pnl_quote
-                               if sym in trader.portfolio.symbols else 0.0)
-                d["pos"].append(trader.portfolio.position_lots(sym))
-            strat = trader.strategies.get(sym)
-            tgt = strat.target if strat is not None else None
-            q = ((float(tgt.bids[0][0]) if tgt.bids else np.nan,
-                  float(tgt.asks[0][0]) if tgt.asks else np.nan) if tgt else (np.nan, np.nan))
-            lq = last_q[sym]
-            if q != lq and not (q[0] != q[0] and lq[0] != lq[0] and q[1] != q[1]
-                                and lq[1] != lq[1]):
-                d["quotes"].append((t, q[0], q[1]))
-                last_q[sym] = q
-    summaries: list[dict[str, Any]] = []
-    paths: dict[str, Any] = {}
-    fill_table: list[dict[str, Any]] = []
-    for sym in symbols:
-        st = hub.states.get(sym)
-        if st is None:
-            raise ConfigError(f"backtest: no instrument frame for {sym} in the recording")
-        inst = st.instrument
-        d = per[sym]
-        fills = fills_array(f for f in trader.fills if f.symbol == sym)
-        mid_arr = mids_array(d["mid_ts"], d["mids"])
-        eq_ts = np.array(d["eq_ts"], np.int64)
-        eq = np.array(d["eq"], np.float64)
-        pos = np.array(d["pos"], np.int64)
-        summary = summarize(eq_ts, eq, pos, fills, mid_arr, lot=inst.lot, tick=inst.tick,
-                            strategy=strategy, events=n_frames)
-        summary.update(
-            symbol=sym, category=category,
-            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
-            config=config_table(run_cfg), mmd_version=__version__,
-            seed=run_cfg.feed.synthetic.seed,
-        )
-        if models is not None:
-            strat = trader.strategies.get(sym)
-            dec = strat.decisions if strat is not None else 0
-            summary["models"] = models.versions()
-            summary["widened_fraction"] = (strat.widened / dec) if strat and dec else 0.0
-        if start_ns is not None or end_ns is not None:
-            summary["window_ns"] = [start_ns, end_ns]
-        if fills_csv:
-            fill_table.extend(fill_rows(fills, mid_arr, symbol=sym, tick=inst.tick,
-                                        lot=inst.lot, format_px=inst.format_px,
-                                        format_qty=inst.format_qty))
-        summaries.append(summary)
-        paths[sym] = _symbol_path(eq_ts, pos, mid_arr, inst, summary["pnl"])
-        if report_dir:
-            qa = (np.array(d["quotes"], dtype=QUOTE_DTYPE) if d["quotes"]
-                  else np.empty(0, QUOTE_DTYPE))
-            write_report_files(summary, ReportSeries(
-                equity_ts_ns=eq_ts, equity_quote=eq, position_lots=pos, fills=fills,
-                mids=mid_arr, tick=inst.tick, lot=inst.lot, quotes=qa, symbol=sym,
-            ), Path(report_dir) / sym)
-    if fills_csv:
-        _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
-    _add_book_figures(summaries, paths, hedge, report_dir)
-    return summaries
 
 
 def _backtest_fast(cfg: AppConfig, recs: list[Path], symbol: str) -> tuple[int, Any, Any] | None:
