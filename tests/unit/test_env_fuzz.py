@@ -202,3 +202,20 @@ def test_env_value_forms_round_trip() -> None:
     for value in values:
         assert _parse_env_value(_toml_value(value)) == value, value
     assert math.isnan(_parse_env_value(_toml_value(math.nan)))
+
+
+DEEP = "[" * 2000 + "]" * 2000  # deeper than the TOML parser's recursion allows
+
+
+def test_deeply_nested_values_are_refused_naming_the_key(tmp_path: Path) -> None:
+    # the parser's RecursionError once escaped as a crash (exit 1 with a traceback)
+    for load in (lambda: load_config(None, environ={"MMD_FEED__SYMBOLS": DEEP}),
+                 lambda: load_config(None, environ={}, sets=[f"feed.symbols={DEEP}"])):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert str(info.value).startswith("feed.symbols: Expected `array`, got `str`")
+    path = tmp_path / "config.toml"
+    path.write_text(f"[feed]\nsymbols = {DEEP}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}: invalid TOML (nested too deeply)"
