@@ -156,7 +156,8 @@ class Inputs:
             elif r < 0.8:
                 value = rng.choice(RAW_HOSTILE)
             else:
-                value = _toml_value(self.value() if rng.random() < 0.5 else 1)
+                drawn = _plain(self.value())
+                value = "" if drawn is None else _toml_value(drawn)  # TOML has no null
             env[env_name(path)] = value
         if rng.random() < 0.2:
             env[rng.choice(["MMD_FEED__TYPO", "MMD_X__Y", "MMD_FEED__", "MMD_Z"])] = "1"
