@@ -91,7 +91,7 @@ class Venue:
     def start(self) -> None:
         self.proc = Proc([sys.executable, "-m", "mmd", "serve-venue", *map(str, self.recs),
                           "--port", str(self.port), "--speed", str(self.speed)],
-                         base_env(), self.work / f"venue-{self.loops}.log")
+                         base_env(), self.work / f"serve-venue-{self.loops}.log")
         deadline = time.monotonic() + 120
         while "listening on" not in self.proc.output():
             if not self.proc.alive() or time.monotonic() > deadline:
@@ -136,7 +136,7 @@ class Daemon:
         self.starts += 1
         t0 = time.monotonic()
         self.proc = Proc([sys.executable, "-m", "mmd", "run"], self.env,
-                         self.work / f"{self.name}-{self.starts}.log")
+                         self.work / f"daemon-{self.name}-{self.starts}.log")
         while True:
             if not self.proc.alive():
                 raise RuntimeError(f"{self.name} exited: {self.proc.output()[-3000:]}")
@@ -181,6 +181,8 @@ class Daemon:
             "resyncs": int(value("mmd_feed_resyncs_total")),
             "frame_errors": int(value("mmd_feed_frame_errors_total")),
             "cpu_s": round(value("process_cpu_seconds_total"), 1),
+            # the machine's 1-minute load: a starved process shows as loop lag
+            "loadavg_1m": round(os.getloadavg()[0], 2),
         }
 
     def restore_figures(self) -> dict[str, Any]:
