@@ -21,8 +21,11 @@ and bodies (the frame handler absorbs and counts input errors). Prints a progres
 JSON line: inputs by kind, rate, exceptions that escaped by type, errors the handler absorbed
 by stage, refusals counted by the decoder, RSS after warm-up, at the middle and at the end.
 Exit 1 when an undocumented exception escaped or RSS grew more than --rss-tolerance-mb.
+SIGTERM or Ctrl-C stops it early, with the report of what ran. On a busy machine, shards with
+distinct seeds run in parallel and their counts add up:
 
     nice -n 10 python tests/fuzz/long_run.py --inputs 1000000
+    for s in 1 2 3; do nice -n 10 python tests/fuzz/long_run.py --inputs 340000 --seed $s & done
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import contextlib
 import gc
 import json
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -189,6 +193,10 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def rss_mb() -> float:
     gc.collect()
     return psutil.Process().memory_info().rss / 2**20
@@ -232,6 +240,8 @@ def main() -> int:
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     bar = tqdm(total=args.inputs, unit="in", mininterval=1.0, file=sys.stderr)
+    interrupted = False
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped early: still report what ran
     try:
         daemon.handle_frame(inst, time.time_ns())
         for i in range(args.inputs):
@@ -276,6 +286,8 @@ def main() -> int:
             kinds[kind] += 1
             if i % 4096 == 4095:
                 bar.update(4096)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.update(sum(kinds.values()) - bar.n)
         bar.close()
@@ -292,7 +304,8 @@ def main() -> int:
     total = sum(kinds.values())
     growth = rss["end"] - rss.get("warm", rss["end"])
     report = {
-        "name": "fuzz_long_run", "inputs": total, "by_kind": dict(kinds),
+        "name": "fuzz_long_run", "seed": args.seed, "inputs": total, "by_kind": dict(kinds),
+        "interrupted": interrupted,
         "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
         "inputs_per_s": round(total / wall), "escaped": dict(escaped),
         "documented_refusals": dict(documented),
