@@ -175,6 +175,8 @@ class Daemon:
             "open_fds": int(value("process_open_fds")),
             "tasks": int(value("mmd_event_loop_tasks")),
             "loop_lag_p99_ms": round(1e3 * quantile(delta, 0.99), 3),
+            # samples taken (one per 100 ms of a free loop): fewer = the loop was held
+            "loop_lag_samples": int(delta.get(float("inf"), 0.0)),
             "ledger_mb": round(self.ledger_bytes() / 2**20, 3),
             "frames": int(value("mmd_feed_messages_total")),
             "fills": int(value("mmd_fills_total")),
