@@ -276,6 +276,10 @@ def main() -> int:
                         raw = gen.mutated(gen.ws)
                     if daemon.handle_frame(raw, now_ns):
                         gen.need_snapshot = True  # the feed resubscribes: a snapshot follows
+                    elif kind == "valid_book":
+                        st = daemon.hub.states.get(SYM)
+                        if st is not None and st.sync.synced and st.book.u == gen.u:
+                            kinds["valid_book_applied"] += 1
                     if i % 64 == 0:  # the quoter task's timer
                         assert daemon.scheduler is not None
                         daemon.scheduler.tick(0)
@@ -289,7 +293,7 @@ def main() -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.update(sum(kinds.values()) - bar.n)
+        bar.update(max(0, sum(kinds.values()) - kinds["valid_book_applied"] - bar.n))
         bar.close()
         rss["end"] = rss_mb()
         wall = time.perf_counter() - t0
@@ -301,7 +305,7 @@ def main() -> int:
             trader.ledger.close()
         log_file.close()
     log_text = log_path.read_text(errors="replace")
-    total = sum(kinds.values())
+    total = sum(n for k, n in kinds.items() if k != "valid_book_applied")
     growth = rss["end"] - rss.get("warm", rss["end"])
     report = {
         "name": "fuzz_long_run", "seed": args.seed, "inputs": total, "by_kind": dict(kinds),
@@ -311,8 +315,13 @@ def main() -> int:
         "documented_refusals": dict(documented),
         "decode_errors_counted": stats.decode_errors,
         "frame_errors_absorbed": dict(stats.frame_errors),
-        "book_updates": sum(st.book_updates for st in daemon.hub.states.values()),
         "resyncs": sum(stats.resyncs.values()),
+        "tick_size_at_end": {sym: st.instrument.tick_size
+                             for sym, st in daemon.hub.states.items()},
+        "last_refusal": stats.last_refusal[:120],
+        "book_at_end": {sym: {"u": st.book.u, "synced": st.sync.synced}
+                        for sym, st in daemon.hub.states.items()},
+        "generator_u": gen.u, "dropped_frames": stats.dropped_frames,
         "fills": trader.fills_by_side[1] + trader.fills_by_side[-1],
         "rss_mb": {k: round(v, 1) for k, v in rss.items()}, "rss_growth_mb": round(growth, 1),
         "traceback_in_log": "Traceback" in log_text,
