@@ -38,7 +38,7 @@ from mmd.feeds.synthetic import SyntheticMarket
 from mmd.kernels.warmup import warmup
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
-from mmd.metrics import HttpServer, Metrics
+from mmd.metrics import HttpServer, LoopMonitor, Metrics
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
 from mmd.strategy.hedge import PortfolioHedge
@@ -382,6 +382,7 @@ class Daemon:
         jobs: list[tuple[str, Awaitable[None]]] = [
             ("app.watchdog", self._watchdog()),
             ("strategy.quoter", self._quoter()),
+            ("app.loop_monitor", LoopMonitor(self.metrics).run()),
         ]
         if src == "bybit":
             jobs.append(("feed.bybit", self._bybit(session)))

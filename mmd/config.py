@@ -559,7 +559,7 @@ def _parse_env_value(raw: str) -> Any:
     """A TOML value if it parses as one (numbers, booleans, arrays), else the raw string."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # not TOML, or nested beyond the stack
         return raw
 
 
@@ -688,6 +688,8 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: invalid TOML (nested too deeply)") from None
     data = apply_env_overrides(data, os.environ if environ is None else environ)
     return config_from_mapping(apply_set_overrides(data, sets))
 

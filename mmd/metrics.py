@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -337,6 +344,11 @@ TICK_TO_QUOTE_BUCKETS = (
 )
 
 
+# 0.5 ms .. 10 s: a loop that keeps up stays in the first buckets; a stalled one shows in full
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+                    5.0, 10.0)
+
+
 class Metrics:
     """Owns the registry. Shell components get the few metrics they update directly."""
 
@@ -382,6 +394,16 @@ class Metrics:
             "mmd_model_info", "1 per learned model in use (model: adverse|spread|rl, version: "
             "its content hash)", ["model", "version"], registry=r,
         )
+        self.loop_lag = Histogram(
+            "mmd_event_loop_lag_seconds",
+            "How late the event loop woke a sleep of LoopMonitor.interval_s (lag of every "
+            "callback at that moment)", buckets=LOOP_LAG_BUCKETS, registry=r,
+        )
+        self.loop_tasks = Gauge(
+            "mmd_event_loop_tasks", "asyncio tasks alive in the event loop", registry=r
+        )
+        # process_open_fds, process_resident_memory_bytes, process_cpu_seconds_total, ...
+        ProcessCollector(registry=r)
 
     def bind_trader(self, trader: Trader) -> None:
         """Export positions, PnL, fills, the kill switch, quotes and model state."""
@@ -399,6 +421,26 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class LoopMonitor:
+    """Samples the event loop: sleeps `interval_s`, records how late it woke
+    (`mmd_event_loop_lag_seconds`) and how many tasks are alive (`mmd_event_loop_tasks`)."""
+
+    def __init__(self, metrics: Metrics, interval_s: float = 0.1) -> None:
+        self.metrics = metrics
+        self.interval_s = interval_s
+
+    async def run(self) -> None:
+        """Sample until cancelled."""
+        loop = asyncio.get_running_loop()
+        lag, tasks = self.metrics.loop_lag, self.metrics.loop_tasks
+        while True:
+            # the monotonic clock, not loop.time(): uvloop's is cached at 1 ms resolution
+            t0 = _monotonic_s()
+            await asyncio.sleep(self.interval_s)
+            lag.observe(max(0.0, _monotonic_s() - t0 - self.interval_s))
+            tasks.set(len(asyncio.all_tasks(loop)))
 
 
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
