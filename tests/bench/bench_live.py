@@ -24,11 +24,14 @@ Rows (figures printed, never asserted):
 * `live_frame_call`: the per-frame work without the socket: every frame of the BTCUSDT recording
   through the same steps as FrameHandler with an inline decision after each book (decode, hub,
   trader, quote), in this process, no ledger. Per book frame: median ns of the whole
-  (handler + decision) and of each step (`decode` = JSON and the level strings to ticks/lots,
-  `market` = the one compiled book/features/rings call and its glue, `exchange` = the paper
-  exchange seeing the book, `decision` = strategy, order diff, risk, sends), and the compiled
-  calls alone (`advance_book_frame`, `decide_symbol_quotes` timed from Python on the same
-  arguments). Medians resist the other jobs of a shared machine; the load average is in the row.
+  (handler + decision) and of each step (`decode` = JSON to a typed message, `levels` = its
+  level strings to ticks/lots, timed on a second conversion and taken out of `market`,
+  `market` = the rest of the hub: book sync and the one compiled book/features/rings call,
+  `exchange` = the paper exchange seeing the book, `decision` = strategy, order diff, risk,
+  journal-free sends), and the compiled calls alone (`advance_book_frame` on an empty delta,
+  `decide_symbol_quotes` with no open order, per call from Python, dispatch included). Every
+  figure is a median of single calls, which skips those another job preempted; the load
+  average is in the row.
 * `ws_receive`: the receive path alone, per client (websockets with one timer per recv, with a
   timer only when nothing is buffered, `async for`; aiohttp's client; picows when importable),
   against a minimal sender writing pre-framed Bybit book frames as fast as the socket takes them:
@@ -512,16 +515,15 @@ def _median(xs: list[int]) -> float:
     return float(xs[len(xs) // 2]) if xs else float("nan")
 
 
-def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
-    """`live_frame_call` (see the module docstring): one pass to warm up, one timed pass."""
+def _frame_steps(rec: Path, symbol: str, n_frames: int) -> tuple[dict[str, Any], Any, Any]:
+    """The steps of `live_frame_call`: one pass to warm up, one timed pass; returns the row,
+    the hub and the trader."""
     import msgspec
 
     from mmd import app
     from mmd.config import AppConfig
     from mmd.feeds.bybit_codec import BookMsg
     from mmd.feeds.recording import read_recording
-    from mmd.kernels.frame import advance_book_frame, decide_symbol_quotes
-    from mmd.strategy.order_diff import orders_array
 
     frames = []
     for ts, raw in read_recording(rec):
@@ -531,8 +533,8 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
     cfg = AppConfig()
     cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, symbols=[symbol]))
     pc = time.perf_counter_ns
-    parts: dict[str, list[int]] = {k: [] for k in ("total", "decode", "market", "exchange",
-                                                   "decision")}
+    parts: dict[str, list[int]] = {k: [] for k in ("total", "decode", "levels", "market",
+                                                   "exchange", "decision")}
     for timed in (False, True):
         hub = app.MarketHub([symbol], cfg.market, features_cfg=cfg.features)
         trader = app.build_trader(cfg, hub, ledger=False)
@@ -542,6 +544,12 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
             if msg is None:
                 continue
             t1 = pc()
+            st = hub.states.get(symbol)
+            if isinstance(msg, BookMsg) and st is not None:
+                # the level strings to ticks/lots, timed apart (the hub converts them again)
+                st.instrument.levels_to_arrays(msg.bids)
+                st.instrument.levels_to_arrays(msg.asks)
+            t1b = pc()
             hub.on_message(msg, ts)
             t2 = pc()
             trader.on_message(msg, ts)
@@ -551,12 +559,24 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
             trader.quote(ts, [msg.symbol])
             t4 = pc()
             if timed:
-                for key, dt in (("total", t4 - t0), ("decode", t1 - t0), ("market", t2 - t1),
-                                ("exchange", t3 - t2), ("decision", t4 - t3)):
+                lv = t1b - t1
+                for key, dt in (("total", t4 - t0 - lv), ("decode", t1 - t0), ("levels", lv),
+                                ("market", t2 - t1b - lv), ("exchange", t3 - t2),
+                                ("decision", t4 - t3)):
                     parts[key].append(dt)
     row: dict[str, Any] = {"name": "live_frame_call", "book_frames": len(parts["total"])}
     for key, xs in parts.items():
         row[f"{key}_ns"] = round(_median(xs))
+    return row, hub, trader
+
+
+def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
+    """`live_frame_call` (see the module docstring)."""
+    from mmd.kernels.frame import advance_book_frame, decide_symbol_quotes
+    from mmd.strategy.order_diff import orders_array
+
+    row, hub, trader = _frame_steps(rec, symbol, n_frames)
+    pc = time.perf_counter_ns
     # the two compiled calls alone, on the last frame's state (dispatch included)
     st = hub.states[symbol]
     strat = trader.strategies[symbol]
@@ -574,11 +594,10 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
     for key, fn, a in (("advance_book_frame", advance_book_frame, book_args),
                        ("decide_symbol_quotes", decide_symbol_quotes, dec_args)):
         runs = []
-        for _ in range(5):
+        for _ in range(10_000):  # per call: the median skips the calls another job preempted
             t0 = pc()
-            for _ in range(2000):
-                fn(*a)
-            runs.append((pc() - t0) // 2000)
+            fn(*a)
+            runs.append(pc() - t0)
         row[f"{key}_ns"] = round(_median(runs))
     row["load_avg_1m"] = round(max(os.getloadavg()[0], 0.01), 2)
     return row
