@@ -1,5 +1,8 @@
 """MarketHub: every frame goes codec -> book sync -> L2Book -> ring buffers, synchronously.
 
+A book frame's book, crossed check, features and mids ring are one compiled call
+(`mmd.kernels.frame.advance_book_frame`) on the arrays those objects own.
+
 Pure core: it never awaits, touches a socket or reads the clock (times arrive as arguments). It
 keeps its own counters as plain ints; the metrics module copies them out off the hot path. What
 the I/O shell must do (resubscribe a symbol) comes back as `Resync` values.

@@ -6,7 +6,9 @@ decides the target quotes and diffs them against the open orders the order manag
 It sends nothing: the caller passes the commands through risk to the paper exchange.
 
 Every step runs the kernels of `mmd.kernels.strategy` (ring reads and calibration, warm-up gate,
-quote decision, order diff), the same ones the backtest loop runs.
+quote decision, order diff), the same ones the backtest loop runs: as one compiled call
+(`mmd.kernels.frame.decide_symbol_quotes`) when no learned model and no risk-scaled size is
+configured, else one by one with the models' inputs computed in between.
 """
 
 from __future__ import annotations
