@@ -262,6 +262,7 @@ class SymbolStrategy:
             self.decisions += 1
             if code == 0:
                 self._target_at = (now_ns, ml)
+                quoter.reject_reason = None
             else:
                 quoter.reject(code)
                 self.target = None
