@@ -230,7 +230,7 @@ class QuoteScheduler:
         for sym in syms:
             st = states.get(sym)
             strat = strategies.get(sym)
-            if st is None or strat is None or strat.target is None:
+            if st is None or strat is None or not strat.has_target:
                 continue
             recv = st.last_book_recv_ns
             if recv == quoted.get(sym):

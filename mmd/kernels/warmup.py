@@ -284,6 +284,19 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "strategy.compute_cancel_all": lambda: (*_strategy("cmds", "orders"), 2),
     "strategy.apply_risk_checks": lambda: (
         *_strategy("cmds", "bucket", "rpf", "acct"), 2, 10**9),
+    # frame: one book frame (book side arrays, counts, feature state, mids ring + total, the
+    # frame's levels, snapshot flag, ts); one symbol's decision (dec_i, calibration tuple,
+    # rings tuple, quoter tuple, book tuple, orders, cmds, scratch, now, market ts, warm-up
+    # deadline, usable, halted, position)
+    "frame.advance_book_frame": lambda: (
+        (*_side(), *_side()), np.zeros(2, I64), (np.zeros(64), np.zeros(64, I64)),
+        _strategy("mids")[0], np.zeros(1, I64), (*_levels(), *_levels()), True, 10**9),
+    "frame.decide_symbol_quotes": lambda: (
+        np.zeros(3, I64), (*_strategy("win"), np.zeros(2, I64), *_strategy("cal")),
+        (*_strategy("mids", "trades"), np.zeros(2, I64)),
+        (*_strategy("tgt"), np.zeros(3), *_strategy("qpi", "qpf", "ml")),
+        (_side()[0], _side()[0], np.ones(2, I64)), *_strategy("orders", "cmds"),
+        (np.zeros(1, I64), np.zeros(4, I64)), 10**9, 10**9, 0, True, False, 0),
     # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
     # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
     "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),

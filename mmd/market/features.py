@@ -206,6 +206,11 @@ class FeatureEngine:
                 f"n_bids={book.n_bids} n_asks={book.n_asks}"
             )
 
+    def kernel_state(self) -> tuple[F64Array, I64Array]:
+        """(state, istate): the arrays the feature kernels update, for a caller that runs
+        them inside a larger compiled call (`kernels.frame`); kept for the engine's life."""
+        return self._state, self._istate
+
     def on_book_gap(self, ts_ns: int) -> None:
         """The book was lost at ts_ns (resync or disconnect): no feature will bridge the gap.
 

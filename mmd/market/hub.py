@@ -1,5 +1,8 @@
 """MarketHub: every frame goes codec -> book sync -> L2Book -> ring buffers, synchronously.
 
+A book frame's book, crossed check, features and mids ring are one compiled call
+(`mmd.kernels.frame.advance_book_frame`) on the arrays those objects own.
+
 Pure core: it never awaits, touches a socket or reads the clock (times arrive as arguments). It
 keeps its own counters as plain ints; the metrics module copies them out off the hot path. What
 the I/O shell must do (resubscribe a symbol) comes back as `Resync` values.
@@ -14,6 +17,7 @@ import msgspec
 import numpy as np
 
 from mmd.config import FeaturesConfig, MarketConfig
+from mmd.errors import InvariantViolation
 from mmd.feeds.book_sync import BookSync, SyncAction
 from mmd.feeds.bybit_codec import (
     BookMsg,
@@ -26,6 +30,12 @@ from mmd.feeds.bybit_codec import (
     TickerMsg,
     TradesMsg,
     decode_frame,
+)
+from mmd.kernels.frame import (
+    FRAME_BAD_FEATURES,
+    FRAME_BAD_LEVELS,
+    FRAME_CROSSED,
+    advance_book_frame,
 )
 from mmd.market.book import L2Book
 from mmd.market.features import FeatureEngine
@@ -77,6 +87,14 @@ class SymbolState:
         # (funding time, rate) settlements the ticker moved past before the trader saw them
         self.pending_funding: list[tuple[int, float]] = []
         self.mark_price: float | None = None
+        # what the per-frame kernel (kernels.frame.advance_book_frame) works on: views of the
+        # book's, the features' and the mids ring's own arrays, plus two small counters
+        self.frame_book = (self.book.bid_px, self.book.bid_qty, self.book.ask_px,
+                           self.book.ask_qty)
+        self.frame_features = self.features.kernel_state()
+        self.frame_mids = (self.mids.column("ts_ns"), self.mids.column("mid_ticks"))
+        self.frame_counts = np.zeros(2, np.int64)
+        self.mids_total = np.zeros(1, np.int64)
         self.last_book_recv_ns = 0
         self.lag_s = 0.0
         self.stale = False
@@ -254,23 +272,37 @@ class MarketHub:
             # a corrupt update cannot be applied, and skipping it would leave the book wrong
             self.stats.decode_errors += 1
             return [self._resync(st, msg.symbol, "bad_frame")]
+        # one compiled call: book, crossed check, features, mids ring
         book = st.book
-        if action == SyncAction.APPLY_SNAPSHOT:
-            book.apply_snapshot(
-                bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns
-            )
-        else:
-            book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+        counts, total = st.frame_counts, st.mids_total
+        counts[0] = book.n_bids
+        counts[1] = book.n_asks
+        total[0] = st.mids.total
+        ts = msg.ts_exch_ns
+        code = advance_book_frame(st.frame_book, counts, st.frame_features, st.frame_mids,
+                                  total, (bpx, bqty, apx, aqty),
+                                  action == SyncAction.APPLY_SNAPSHOT, ts)
+        if code == FRAME_BAD_LEVELS:
+            book.clear()
+            what = "snapshot" if action == SyncAction.APPLY_SNAPSHOT else "delta"
+            raise InvariantViolation(f"book {what} u={msg.u} rejected by kernel: negative size "
+                                     "or mismatched lengths")
+        book.n_bids = int(counts[0])
+        book.n_asks = int(counts[1])
+        book.u = msg.u
+        book.seq = msg.seq
+        book.ts_exch_ns = ts
         st.book_updates += 1
         st.last_book_recv_ns = ts_recv_ns
         st.stale = False
-        st.lag_s = (ts_recv_ns - msg.ts_exch_ns) / 1e9
-        if book.is_crossed():
+        st.lag_s = (ts_recv_ns - ts) / 1e9
+        if code == FRAME_CROSSED:
             return [self._resync(st, msg.symbol, "crossed")]
-        st.features.on_book(book, msg.ts_exch_ns)
-        mid = book.mid_ticks()
-        if mid == mid:  # not NaN: both sides present
-            st.mids.append(ts_ns=msg.ts_exch_ns, mid_ticks=mid)
+        if code == FRAME_BAD_FEATURES:
+            raise InvariantViolation(f"book features rejected by kernel: n_bids={book.n_bids} "
+                                     f"n_asks={book.n_asks}")
+        if total[0] != st.mids.total:  # a two-sided book: its mid went into the ring
+            st.mids.count_written(1)
         return []
 
     def _on_trades(self, msg: TradesMsg) -> None:

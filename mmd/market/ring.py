@@ -64,6 +64,11 @@ class RingBuffer:
         """
         return self._data[field]
 
+    def count_written(self, n: int = 1) -> None:
+        """Count n rows a kernel wrote in place through `column()`, at the slots the next n
+        appends would have used (total % capacity onwards)."""
+        self._total += n
+
     def __len__(self) -> int:
         return min(self._total, self._capacity)
 

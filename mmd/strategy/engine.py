@@ -6,12 +6,13 @@ decides the target quotes and diffs them against the open orders the order manag
 It sends nothing: the caller passes the commands through risk to the paper exchange.
 
 Every step runs the kernels of `mmd.kernels.strategy` (ring reads and calibration, warm-up gate,
-quote decision, order diff), the same ones the backtest loop runs.
+quote decision, order diff), the same ones the backtest loop runs: as one compiled call
+(`mmd.kernels.frame.decide_symbol_quotes`) when no learned model and no risk-scaled size is
+configured, else one by one with the models' inputs computed in between.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import zlib
 
@@ -22,13 +23,28 @@ from mmd.config import StrategyConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
 from mmd.kernels import risk_size as krs
-from mmd.kernels.strategy import QPI_MAX_LOTS, QPI_SESSION_NS, update_calibration_from_rings
+from mmd.kernels.frame import (
+    DI_CODE,
+    DI_GATE,
+    DI_N_CMDS,
+    DI_SIZE,
+    ERR_DECIDE_CALIBRATION,
+    NO_DECISION,
+    decide_symbol_quotes,
+)
+from mmd.kernels.strategy import (
+    CMD_CANCEL,
+    COMMAND_DTYPE,
+    QPI_MAX_LOTS,
+    QPI_SESSION_NS,
+    update_calibration_from_rings,
+)
 from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
-from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes
+from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes, orders_array
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
 
@@ -80,14 +96,26 @@ class SymbolStrategy:
         if self.models is not None and self.models.deep is not None:
             self.deep = self.models.deep.fork()
         self.deep_heads: dict[str, float] = {}
-        self.target: QuoteTarget | None = None
+        self._target: QuoteTarget | None = None
+        # (now_ns, ml) of a compiled decision whose target is still only in the quoter's arrays
+        self._target_at: tuple[int, MlInputs] | None = None
         self.decisions = 0
         self.submits = 0
         self.cancels = 0
         # rows of the mids / trades rings already read (RingBuffer.since cursors)
         self._cursor = np.zeros(2, np.int64)
-        self._ids = itertools.count(1)
+        self._oid = np.ones(1, np.int64)  # the next client id number (1, 2, ...)
         self._id_prefix = f"{instrument.symbol}-{start_ns // 1_000_000}-"
+        # one compiled call per decision (kernels.frame.decide_symbol_quotes) for a strategy
+        # the kernels cover whole; learned models and the risk-scaled size take the step by
+        # step path (their inputs are computed in Python between the kernels)
+        self.compiled = self.models is None and not cfg.risk_size
+        self._dec_i = np.zeros(DI_SIZE, np.int64)
+        self._cmds = np.zeros(8 + 2 * cfg.levels, COMMAND_DTYPE)
+        self._done = np.zeros(2 * cfg.levels, np.int64)
+        self._totals = np.zeros(2, np.int64)
+        self._book_counts = np.zeros(2, np.int64)
+        self._kernel_args: tuple[tuple[object, ...], ...] | None = None
         # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
         self._rsp = np.array([cfg.risk_size_w_vol, cfg.risk_size_w_drawdown,
                               cfg.risk_size_w_loss, cfg.risk_size_w_inventory,
@@ -97,8 +125,29 @@ class SymbolStrategy:
         self._pnl_peak = -np.inf
         self.size_mult = 1.0  # the last decision's risk-scaled size multiplier
 
+    @property
+    def target(self) -> QuoteTarget | None:
+        """The quote target of the latest decision, None when it gave none (or none yet)."""
+        at = self._target_at
+        if at is not None:
+            self._target = self.quoter.target_of(*at)
+            self._target_at = None
+        return self._target
+
+    @target.setter
+    def target(self, value: QuoteTarget | None) -> None:
+        self._target = value
+        self._target_at = None
+
+    @property
+    def has_target(self) -> bool:
+        """True when the latest decision gave a target (without building it)."""
+        return self._target_at is not None or self._target is not None
+
     def _next_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids)}"
+        n = int(self._oid[0])
+        self._oid[0] = n + 1
+        return f"{self._id_prefix}{n}"
 
     def _pull_market(self, st: SymbolState) -> None:
         """Feed the calibrator every mid and trade recorded since the last call, in time order."""
@@ -137,6 +186,9 @@ class SymbolStrategy:
             hedge_skew_ticks: the portfolio hedge's skew, added to the models' skew
                 (mmd.strategy.hedge; 0 for every symbol but the hedge instrument).
         """
+        if self.compiled:
+            return self._step_compiled(now_ns, st, open_orders, position_lots, halted,
+                                       hedge_skew_ticks)
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
         if market_ns > 0:
@@ -167,6 +219,80 @@ class SymbolStrategy:
             return self._count(self._cancel_all(open_orders))
         return self._count(diff_quotes(target, open_orders, self.cfg.requote_tolerance_ticks,
                                        self._next_id))
+
+    def _step_compiled(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
+                       position_lots: int, halted: bool, hedge_skew_ticks: float
+                       ) -> list[Command]:
+        """`step` as one compiled call: rings -> calibration -> gate -> decision -> diff."""
+        ml = self.ml
+        if hedge_skew_ticks != 0.0:
+            ml = msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + hedge_skew_ticks)
+        quoter = self.quoter
+        quoter.set_ml(ml)
+        args = self._kernel_args
+        if args is None or args[0][0] is not st.mids:
+            args = self._kernel_args = self._bind(st)
+        cal, rings, quote, book = args[1], args[2], args[3], args[4]
+        n_open = len(open_orders)
+        orders = orders_array(open_orders)
+        if self._cmds.shape[0] < n_open + self._done.shape[0]:
+            self._cmds = np.zeros(2 * n_open + self._done.shape[0], COMMAND_DTYPE)
+        cmds = self._cmds
+        totals = self._totals
+        totals[0] = st.mids.total
+        totals[1] = st.trades.total
+        counts = self._book_counts
+        b = st.book
+        counts[0] = b.n_bids
+        counts[1] = b.n_asks
+        dec_i = self._dec_i
+        usable = st.sync.synced and not st.stale
+        rc = decide_symbol_quotes(dec_i, cal, rings, quote, book, orders, cmds,
+                                  (self._oid, self._done), now_ns, b.ts_exch_ns,
+                                  self.gate.deadline_ns, usable, halted, position_lots)
+        if rc == ERR_DECIDE_CALIBRATION:
+            raise InvariantViolation(f"calibration trade rejected (code {rc})")
+        if rc < 0:
+            raise InvariantViolation(f"decision kernel refused its buffers (code {rc})")
+        self.gate.set_code(int(dec_i[DI_GATE]))
+        code = int(dec_i[DI_CODE])
+        if code == NO_DECISION:
+            self.target = None
+        else:
+            self.decisions += 1
+            if code == 0:
+                self._target_at = (now_ns, ml)
+                quoter.reject_reason = None
+            else:
+                quoter.reject(code)
+                self.target = None
+        out: list[Command] = []
+        sym = self.instrument.symbol
+        prefix = self._id_prefix
+        for kind, side, px, qty, oid, _reason in cmds[:int(dec_i[DI_N_CMDS])].tolist():
+            if kind == CMD_CANCEL:
+                out.append(CancelOrder(client_order_id=open_orders[oid].client_order_id,
+                                       symbol=sym))
+                self.cancels += 1
+            else:
+                out.append(SubmitOrder(client_order_id=f"{prefix}{oid}", symbol=sym, side=side,
+                                       px_ticks=px, qty_lots=qty))
+                self.submits += 1
+        return out
+
+    def _bind(self, st: SymbolState) -> tuple[tuple[object, ...], ...]:
+        """The kernel's argument tuples over st's and this strategy's arrays (built once per
+        market state: the arrays live as long as it)."""
+        mids, trades, cal = st.mids, st.trades, self.calibrator
+        return (
+            (mids,),
+            (cal.win, self._cursor, cal.cal_i, cal.cal_f, cal.cal_pi, cal.cal_pf),
+            ((mids.column("ts_ns"), mids.column("mid_ticks")),
+             (trades.column("ts_ns"), trades.column("px_ticks"), trades.column("qty_lots"),
+              trades.column("side")), self._totals),
+            self.quoter.kernel_arrays(),
+            (st.book.bid_px, st.book.ask_px, self._book_counts),
+        )
 
     def ml_inputs(self, now_ns: int, st: SymbolState) -> MlInputs:
         """The models' adjustments at the current market state.

@@ -232,9 +232,7 @@ class Quoter:
             invalid (`reject_reason` says which). A target may have no levels on a side
             (inventory limit): that means "cancel everything on that side".
         """
-        if ml is not self._ml_of:
-            ml_array(ml, self._ml)
-            self._ml_of = ml
+        self.set_ml(ml)
         tgt = self.tgt
         has_book = book.n_bids > 0 and book.n_asks > 0
         code = compute_quote_decision(
@@ -256,6 +254,28 @@ class Quoter:
         if code != OK:
             self.reject_reason = REJECT_REASONS.get(code, "bad_ladder_input")
             return None
+        self.reject_reason = None
+        return self.target_of(now_ns, ml)
+
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """(tgt, dec_f, qpi, qpf, ml): the decision kernel's arrays, for a caller that runs it
+        inside a larger compiled call (`kernels.frame.decide_symbol_quotes`)."""
+        return self.tgt, self.dec_f, self.qpi, self.qpf, self._ml
+
+    def set_ml(self, ml: MlInputs) -> None:
+        """Load ml into the kernel's ML array (the array the next decision reads)."""
+        if ml is not self._ml_of:
+            ml_array(ml, self._ml)
+            self._ml_of = ml
+
+    def reject(self, code: int) -> None:
+        """Record why a decision made in compiled code gave no target (its kernel code)."""
+        self.reject_reason = REJECT_REASONS.get(code, "bad_ladder_input")
+
+    def target_of(self, now_ns: int, ml: MlInputs) -> QuoteTarget:
+        """The target the last successful decision left in the kernel's arrays (tgt, dec_f),
+        as decided at now_ns with ml."""
+        tgt = self.tgt
         self.reject_reason = None
         bid_px = tgt[TG_BID_PX].tolist()
         bid_qty = tgt[TG_BID_QTY].tolist()

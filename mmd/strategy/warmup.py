@@ -58,6 +58,17 @@ class WarmupGate:
         self._state = state
         return state
 
+    def set_code(self, code: int) -> str:
+        """Take the state a compiled decision derived (`compute_gate_state`'s code)."""
+        state = _STATES.get(code, WAITING)
+        self._state = state
+        return state
+
+    @property
+    def deadline_ns(self) -> int:
+        """When the fallbacks are allowed (start_ns + warmup_s), ns."""
+        return self._deadline_ns
+
     @property
     def state(self) -> str:
         """The state the latest `update` returned ("waiting" before the first)."""

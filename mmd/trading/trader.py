@@ -134,6 +134,7 @@ class Trader:
         self._snapshot_ns = int(snapshot_interval_s * _NS)
         self._next_snapshot_ns = 0
         self._derive_latency = derive_latency
+        self._latency_set: tuple[int, int] | None = None  # what this trader last set
         self._known: dict[str, Instrument] = {}
         # orders a step change closed in the journal while the exchange still had them in
         # flight: whatever the exchange says about them later is dropped
@@ -258,8 +259,10 @@ class Trader:
             if self.latency is not self.feed:
                 self.latency.on_feed_sample(ts, ts_recv_ns)
             if self._derive_latency:
-                self.exchange.set_latency(self.latency.entry_latency_ns(),
-                                          self.latency.cancel_latency_ns())
+                lat = (self.latency.entry_latency_ns(), self.latency.cancel_latency_ns())
+                if lat != self._latency_set:  # the exchange keeps it until it changes
+                    self.exchange.set_latency(*lat)
+                    self._latency_set = lat
             events = self.exchange.on_book(msg.symbol, st.book, ts)
             self.apply_events(events)
             mid = st.book.mid_ticks()

@@ -21,6 +21,17 @@ Rows (figures printed, never asserted):
   offered rate is frames / (recorded span / pace), and the lag of the last book says how far
   behind the daemon ended. The ceiling is the highest offered rate that ended within
   `LAG_GROWTH_S`.
+* `live_frame_call`: the per-frame work without the socket: every frame of the BTCUSDT recording
+  through the same steps as FrameHandler with an inline decision after each book (decode, hub,
+  trader, quote), in this process, no ledger. Per book frame: median ns of the whole
+  (handler + decision) and of each step (`decode` = JSON to a typed message, `levels` = its
+  level strings to ticks/lots, timed on a second conversion and taken out of `market`,
+  `market` = the rest of the hub: book sync and the one compiled book/features/rings call,
+  `exchange` = the paper exchange seeing the book, `decision` = strategy, order diff, risk,
+  journal-free sends), and the compiled calls alone (`advance_book_frame` on an empty delta,
+  `decide_symbol_quotes` with no open order, per call from Python, dispatch included). Every
+  figure is a median of single calls, which skips those another job preempted; the load
+  average is in the row.
 * `ws_receive`: the receive path alone, per client (websockets with one timer per recv, with a
   timer only when nothing is buffered, `async for`; aiohttp's client; picows when importable),
   against a minimal sender writing pre-framed Bybit book frames as fast as the socket takes them:
@@ -43,6 +54,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parents[1]
@@ -494,6 +507,103 @@ def _ws_receive(recs: dict[str, Path], tmp: Path, n: int, runs: int) -> list[dic
 
 
 # ---------------------------------------------------------------------------------------------
+# the per-frame call
+
+
+def _median(xs: list[int]) -> float:
+    xs = sorted(xs)
+    return float(xs[len(xs) // 2]) if xs else float("nan")
+
+
+def _frame_steps(rec: Path, symbol: str, n_frames: int) -> tuple[dict[str, Any], Any, Any]:
+    """The steps of `live_frame_call`: one pass to warm up, one timed pass; returns the row,
+    the hub and the trader."""
+    import msgspec
+
+    from mmd import app
+    from mmd.config import AppConfig
+    from mmd.feeds.bybit_codec import BookMsg
+    from mmd.feeds.recording import read_recording
+
+    frames = []
+    for ts, raw in read_recording(rec):
+        frames.append((ts, raw))
+        if len(frames) >= n_frames:
+            break
+    cfg = AppConfig()
+    cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, symbols=[symbol]))
+    pc = time.perf_counter_ns
+    parts: dict[str, list[int]] = {k: [] for k in ("total", "decode", "levels", "market",
+                                                   "exchange", "decision")}
+    for timed in (False, True):
+        hub = app.MarketHub([symbol], cfg.market, features_cfg=cfg.features)
+        trader = app.build_trader(cfg, hub, ledger=False)
+        for ts, raw in frames:
+            t0 = pc()
+            msg, _ = hub.decode(raw)
+            if msg is None:
+                continue
+            t1 = pc()
+            st = hub.states.get(symbol)
+            if isinstance(msg, BookMsg) and st is not None:
+                # the level strings to ticks/lots, timed apart (the hub converts them again)
+                st.instrument.levels_to_arrays(msg.bids)
+                st.instrument.levels_to_arrays(msg.asks)
+            t1b = pc()
+            hub.on_message(msg, ts)
+            t2 = pc()
+            trader.on_message(msg, ts)
+            t3 = pc()
+            if not isinstance(msg, BookMsg):
+                continue
+            trader.quote(ts, [msg.symbol])
+            t4 = pc()
+            if timed:
+                lv = t1b - t1
+                for key, dt in (("total", t4 - t0 - lv), ("decode", t1 - t0), ("levels", lv),
+                                ("market", t2 - t1b - lv), ("exchange", t3 - t2),
+                                ("decision", t4 - t3)):
+                    parts[key].append(dt)
+    row: dict[str, Any] = {"name": "live_frame_call", "book_frames": len(parts["total"])}
+    for key, xs in parts.items():
+        row[f"{key}_ns"] = round(_median(xs))
+    return row, hub, trader
+
+
+def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
+    """`live_frame_call` (see the module docstring)."""
+    from mmd.kernels.frame import advance_book_frame, decide_symbol_quotes
+    from mmd.strategy.order_diff import orders_array
+
+    row, hub, trader = _frame_steps(rec, symbol, n_frames)
+    pc = time.perf_counter_ns
+    # the two compiled calls alone, on the last frame's state (dispatch included)
+    st = hub.states[symbol]
+    strat = trader.strategies[symbol]
+    lv = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # an empty delta: no level changes
+    counts = np.array([st.book.n_bids, st.book.n_asks], np.int64)
+    total = np.array([st.mids.total], np.int64)
+    book_args = (st.frame_book, counts, st.frame_features, st.frame_mids, total,
+                 (*lv, *lv), False, st.book.ts_exch_ns)
+    strat._step_compiled(0, st, [], 0, False, 0.0)  # binds its argument tuples
+    args = strat._kernel_args
+    assert args is not None
+    dec_args = (np.zeros(3, np.int64), args[1], args[2], args[3], args[4],
+                orders_array([]), strat._cmds, (np.ones(1, np.int64), strat._done),
+                st.book.ts_exch_ns, st.book.ts_exch_ns, 0, True, False, 0)
+    for key, fn, a in (("advance_book_frame", advance_book_frame, book_args),
+                       ("decide_symbol_quotes", decide_symbol_quotes, dec_args)):
+        runs = []
+        for _ in range(10_000):  # per call: the median skips the calls another job preempted
+            t0 = pc()
+            fn(*a)
+            runs.append(pc() - t0)
+        row[f"{key}_ns"] = round(_median(runs))
+    row["load_avg_1m"] = round(max(os.getloadavg()[0], 0.01), 2)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -506,6 +616,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         recs, byb = _recordings(tmp / "rec")
+        rows.append(_frame_call(recs["BTCUSDT"], "BTCUSDT", 5_000 if quick else 40_000))
         rows += _ws_receive(recs, tmp, 20_000 if quick else 100_000, 1 if quick else 3)
         bybit = sorted(byb)[:4]
         window = 5.0 if quick else 20.0  # at most this long from the first book
