@@ -759,7 +759,6 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     runs on the python engine, with one log line saying why.
     """
 
-    from mmd import __version__
     from mmd.feeds.recording import expand_paths, recording_meta
     from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
     from mmd.sim.report import summarize
@@ -822,31 +821,16 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
                 if engine == "fast" and len(symbols) == 1 else None)
         if fast is not None:
             n_frames, series, inst = fast
-            symbol = symbols[0]
             summary = summarize(
                 series.equity_ts_ns, series.equity_quote, series.position_lots, series.fills,
                 series.mids, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames)
-            summary.update(
-                symbol=symbol, category=category,
-                recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
-                config=config_table(run_cfg), mmd_version=__version__,
-                seed=run_cfg.feed.synthetic.seed,
-            )
-            if fills_csv:
-                fill_table.extend(fill_rows(series.fills, series.mids, symbol=symbol,
-                                            tick=inst.tick, lot=inst.lot,
-                                            format_px=inst.format_px,
-                                            format_qty=inst.format_qty))
-            summaries.append(summary)
-            paths[symbol] = _symbol_path(series.equity_ts_ns, series.position_lots, series.mids,
-                                         inst, summary["pnl"])
-            if report_dir:
-                write_report_files(summary, series,
-                                   Path(report_dir) if single else Path(report_dir) / symbol)
-            continue
-        for summary, series, inst in _backtest_python(
+            summary.update(symbol=symbols[0], category=category, **_provenance(run_cfg, recs))
+            results = [(summary, series, inst)]
+        else:
+            results = _backtest_python(
                 run_cfg, category, symbols, recs, models, hedge, strategy=strategy,
-                progress=progress, start_ns=start_ns, end_ns=end_ns):
+                progress=progress, start_ns=start_ns, end_ns=end_ns)
+        for summary, series, inst in results:
             symbol = summary["symbol"]
             if fills_csv:
                 fill_table.extend(fill_rows(series.fills, series.mids, symbol=symbol,
@@ -865,6 +849,16 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     return summaries
 
 
+def _provenance(run_cfg: AppConfig, recs: list[Path]) -> dict[str, Any]:
+    """What reproduces a backtest summary: the recordings with their sha256, the effective
+    config, the mmd version and the seed (the config's only one)."""
+    from mmd import __version__
+
+    return {"recordings": [{"path": str(r), "sha256": file_sha256(r)} for r in recs],
+            "config": config_table(run_cfg), "mmd_version": __version__,
+            "seed": run_cfg.feed.synthetic.seed}
+
+
 def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs: list[Path],
                      models: LoadedModels | None, hedge: PortfolioHedge | None, *,
                      strategy: str, progress: bool, start_ns: int | None,
@@ -876,7 +870,6 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
     import numpy as np
     from tqdm import tqdm
 
-    from mmd import __version__
     from mmd.sim.report import QUOTE_DTYPE, ReportSeries, fills_array, mids_array, summarize
 
     hub = MarketHub(symbols, run_cfg.market, features_cfg=run_cfg.features)
@@ -945,12 +938,7 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
         summary = summarize(series.equity_ts_ns, series.equity_quote, series.position_lots,
                             fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy,
                             events=n_frames)
-        summary.update(
-            symbol=sym, category=category,
-            recordings=[{"path": str(r), "sha256": file_sha256(r)} for r in recs],
-            config=config_table(run_cfg), mmd_version=__version__,
-            seed=run_cfg.feed.synthetic.seed,
-        )
+        summary.update(symbol=sym, category=category, **_provenance(run_cfg, recs))
         if models is not None:
             strat = trader.strategies.get(sym)
             dec = strat.decisions if strat is not None else 0
