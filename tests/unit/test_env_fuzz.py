@@ -13,6 +13,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -136,7 +137,8 @@ def build_daemon(cfg: AppConfig) -> None:
 @given(env=environments())
 def test_env_overrides_are_accepted_and_build_or_refused_naming_the_key(
         env: dict[str, str]) -> None:
-    with tempfile.TemporaryDirectory() as d:
+    # in the example's directory: a drawn relative state or record dir is created there
+    with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
         real = _in_tmp(env, d)
         try:
             cfg = load_config(None, environ=real)
