@@ -21,8 +21,10 @@ derives from them (mmd.strategy.engine.deep_inputs) and the AS quote decision it
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,10 @@ from mmd.kernels.features import N_FEATURES
 from mmd.learn.deep_data import N_SEQUENCE, SEQUENCE_FEATURES
 from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.model_file import ModelMeta
+
+# a sibling bench module (run.py loads benches by path; this folder is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import decision_arrays
 
 HIDDEN = (64, 32)
 HEAD = 16
@@ -196,20 +202,7 @@ def _quote_decision(n: int) -> dict[str, Any]:
                np.zeros(N_SEQUENCE, np.float32))
     fx = rng.normal(size=N_FEATURES)
     xm = np.zeros(km.N_MARKET)
-    ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])[:ks.ML_SIZE]
-    tgt = np.zeros((4, 1), np.int64)
-    dec_f = np.zeros(ks.DF_SIZE)
-    qpi = np.zeros(ks.QPI_SIZE, np.int64)
-    qpi[ks.QPI_SESSION_NS] = 86_400_000_000_000
-    qpi[ks.QPI_ORDER_LOTS] = 1
-    qpi[ks.QPI_MAX_LOTS] = 10
-    qpi[ks.QPI_LEVELS] = 1
-    qpi[ks.QPI_SPACING_TICKS] = 1
-    qpf = np.zeros(ks.QPF_SIZE)
-    qpf[ks.QPF_GAMMA] = 0.1
-    qpf[ks.QPF_FALLBACK_SIGMA] = 2.0
-    qpf[ks.QPF_FALLBACK_KAPPA] = 0.5
-    qpf[ks.QPF_FALLBACK_A] = 1.0
+    ml, tgt, dec_f, qpi, qpf = decision_arrays()
     clock = [1_700_000_000_000_000_000]
 
     def loop(k: int) -> float:  # each chunk goes on in time

@@ -144,16 +144,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarray,
-                   bufs: tuple, adv: tuple, spr: tuple) -> dict[str, Any]:
-    rpi, rpf = krl.make_params((5, 3, 1, 3, 3), 5_000_000_000, krl.MODE_GREEDY)
-    actions = krl.default_actions()
-    n_s = krl.n_states(rpi)
-    rng = np.random.default_rng(5)
-    q = rng.normal(size=(n_s, len(actions)))
-    visits = np.ones((n_s, len(actions)), np.int64)  # every action tried: greedy uses them all
-    rl = (q, visits, rpi, rpf, actions, krl.new_agent_state(), krl.new_rng(1))
-    obs = np.zeros(krl.OBS_SIZE)
+def decision_arrays() -> tuple[np.ndarray, ...]:
+    """The quote decision's inputs for the full-stack benches (here and bench_deep.py): neutral
+    model multipliers, one level of one lot, max 10 lots, gamma 0.1 and fallback sigma 2,
+    kappa 0.5, A 1; returns (ml, target, dec_f, qpi, qpf)."""
     ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])[:ks.ML_SIZE]
     tgt = np.zeros((4, 1), np.int64)
     dec_f = np.zeros(ks.DF_SIZE)
@@ -168,6 +162,20 @@ def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarr
     qpf[ks.QPF_FALLBACK_SIGMA] = 2.0
     qpf[ks.QPF_FALLBACK_KAPPA] = 0.5
     qpf[ks.QPF_FALLBACK_A] = 1.0
+    return ml, tgt, dec_f, qpi, qpf
+
+
+def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarray,
+                   bufs: tuple, adv: tuple, spr: tuple) -> dict[str, Any]:
+    rpi, rpf = krl.make_params((5, 3, 1, 3, 3), 5_000_000_000, krl.MODE_GREEDY)
+    actions = krl.default_actions()
+    n_s = krl.n_states(rpi)
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=(n_s, len(actions)))
+    visits = np.ones((n_s, len(actions)), np.int64)  # every action tried: greedy uses them all
+    rl = (q, visits, rpi, rpf, actions, krl.new_agent_state(), krl.new_rng(1))
+    obs = np.zeros(krl.OBS_SIZE)
+    ml, tgt, dec_f, qpi, qpf = decision_arrays()
 
     clock = [1_700_000_000_000_000_000]
 
