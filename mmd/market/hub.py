@@ -272,7 +272,14 @@ class MarketHub:
             # a corrupt update cannot be applied, and skipping it would leave the book wrong
             self.stats.decode_errors += 1
             return [self._resync(st, msg.symbol, "bad_frame")]
-        # one compiled call: book, crossed check, features, mids ring
+        return self._apply_book(st, msg, action == SyncAction.APPLY_SNAPSHOT,
+                                (bpx, bqty, apx, aqty), ts_recv_ns)
+
+    def _apply_book(self, st: SymbolState, msg: BookMsg, is_snapshot: bool,
+                    levels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                    ts_recv_ns: int) -> list[Resync]:
+        """A synced book frame's levels (ticks, lots) applied: one compiled call for the book,
+        the crossed check, the features and the mids ring; a crossed book resyncs."""
         book = st.book
         counts, total = st.frame_counts, st.mids_total
         counts[0] = book.n_bids
@@ -280,11 +287,10 @@ class MarketHub:
         total[0] = st.mids.total
         ts = msg.ts_exch_ns
         code = advance_book_frame(st.frame_book, counts, st.frame_features, st.frame_mids,
-                                  total, (bpx, bqty, apx, aqty),
-                                  action == SyncAction.APPLY_SNAPSHOT, ts)
+                                  total, levels, is_snapshot, ts)
         if code == FRAME_BAD_LEVELS:
             book.clear()
-            what = "snapshot" if action == SyncAction.APPLY_SNAPSHOT else "delta"
+            what = "snapshot" if is_snapshot else "delta"
             raise InvariantViolation(f"book {what} u={msg.u} rejected by kernel: negative size "
                                      "or mismatched lengths")
         book.n_bids = int(counts[0])

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mmd.config import FeaturesConfig, MarketConfig, StrategyConfig
-from mmd.feeds.book_sync import SyncAction
 from mmd.feeds.bybit_codec import BookMsg
 from mmd.feeds.recording import read_recording
 from mmd.kernels.features import F_MID_TICKS
@@ -25,7 +24,7 @@ from mmd.kernels.frame import (
 )
 from mmd.kernels.strategy import COMMAND_DTYPE, GATE_WAITING, ORDER_DTYPE
 from mmd.market.features import FeatureEngine
-from mmd.market.hub import MarketHub, Resync
+from mmd.market.hub import MarketHub, Resync, SymbolState
 from mmd.model.codes import OK
 from mmd.strategy.engine import SymbolStrategy
 from mmd.strategy.order_diff import CancelOrder, OpenOrder
@@ -39,26 +38,14 @@ def _arr(*xs: int) -> np.ndarray:
 
 
 class StepHub(MarketHub):
-    """The hub's book frame as separate calls (L2Book, FeatureEngine, RingBuffer), the path
-    before the one compiled call."""
+    """The hub with a synced book frame applied as separate calls (L2Book, FeatureEngine,
+    RingBuffer), the path before the one compiled call; the sync checks are the hub's own."""
 
-    def _on_book(self, msg: BookMsg, ts_recv_ns: int) -> list[Resync]:
-        st = self.states.get(msg.symbol)
-        if st is None:
-            self.stats.dropped_frames += 1
-            return []
-        if msg.is_snapshot:
-            action = st.sync.on_snapshot(msg.u, msg.seq, from_rest=msg.from_rest)
-        else:
-            action = st.sync.on_delta(msg.u, msg.seq)
-        if action == SyncAction.DROP:
-            return []
-        if action == SyncAction.RESYNC:
-            return [self._resync(st, msg.symbol, "gap")]
-        bpx, bqty = st.instrument.levels_to_arrays(msg.bids)
-        apx, aqty = st.instrument.levels_to_arrays(msg.asks)
+    def _apply_book(self, st: SymbolState, msg: BookMsg, is_snapshot: bool,
+                    levels: tuple[np.ndarray, ...], ts_recv_ns: int) -> list[Resync]:
+        bpx, bqty, apx, aqty = levels
         book = st.book
-        if action == SyncAction.APPLY_SNAPSHOT:
+        if is_snapshot:
             book.apply_snapshot(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq,
                                 ts_exch_ns=msg.ts_exch_ns)
         else:
