@@ -73,10 +73,16 @@ class FrameHandler:
     the frame's head, resyncs that frame's symbol, and the next frame is handled as usual.
     """
 
-    def __init__(self, hub: MarketHub, recorder: FrameRecorder | None = None,
-                 after_frame: Callable[[str | None], None] | None = None,
-                 trader: Trader | None = None,
-                 *, quote_inline: bool = False, trading_log: TradingLog | None = None) -> None:
+    def __init__(
+        self,
+        hub: MarketHub,
+        recorder: FrameRecorder | None = None,
+        after_frame: Callable[[str | None], None] | None = None,
+        trader: Trader | None = None,
+        *,
+        quote_inline: bool = False,
+        trading_log: TradingLog | None = None,
+    ) -> None:
         self.hub = hub
         self.trading_log = trading_log
         self.recorder = recorder
@@ -96,8 +102,13 @@ class FrameHandler:
                 if hub.stats.decode_errors != errors:
                     why = hub.stats.last_refusal
                     # kind = the rule's field (the reason's first word): one log line each
-                    self._log_once("refused", why.split(" ", 1)[0], raw,
-                                   refused[0].symbol if refused else None, reason=why[:200])
+                    self._log_once(
+                        "refused",
+                        why.split(" ", 1)[0],
+                        raw,
+                        refused[0].symbol if refused else None,
+                        reason=why[:200],
+                    )
                 return [r.symbol for r in refused]
             if self.recorder is not None:
                 stage = "record"
@@ -130,15 +141,22 @@ class FrameHandler:
             self._log_once(stage, type(exc).__name__, raw, symbol, error=str(exc)[:200])
             return [r.symbol for r in hub.resync_symbol(symbol, "frame_error")]
 
-    def _log_once(self, stage: str, kind: str, raw: bytes | str, symbol: str | None,
-                  **kw: Any) -> None:
+    def _log_once(
+        self, stage: str, kind: str, raw: bytes | str, symbol: str | None, **kw: Any
+    ) -> None:
         if (stage, kind) in self._logged:
             return
         self._logged.add((stage, kind))
         head = raw[:_FRAME_HEAD]
         text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
-        self.log.warning("frame_refused" if stage == "refused" else "frame_error", stage=stage,
-                         kind=kind, symbol=symbol, head=text, **kw)
+        self.log.warning(
+            "frame_refused" if stage == "refused" else "frame_error",
+            stage=stage,
+            kind=kind,
+            symbol=symbol,
+            head=text,
+            **kw,
+        )
 
     def _record(self, msg: Message, raw: bytes, ts_recv_ns: int) -> None:
         rec = self.recorder
@@ -168,8 +186,16 @@ class QuoteScheduler:
 
     TRIGGERS = ("inline", "backlog", "timer")
 
-    def __init__(self, trader: Trader, hub: MarketHub, clock: Clock, metrics: Metrics, *,
-                 every_frames: int, every_s: float) -> None:
+    def __init__(
+        self,
+        trader: Trader,
+        hub: MarketHub,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        every_frames: int,
+        every_s: float,
+    ) -> None:
         self.trader = trader
         self.hub = hub
         self.clock = clock
@@ -196,8 +222,10 @@ class QuoteScheduler:
             return
         if not self.backlog():
             self.decide("inline")
-        elif (self.pending >= self.every_frames
-              or self.clock.mono_ns() - self.last_mono_ns >= self.every_ns):
+        elif (
+            self.pending >= self.every_frames
+            or self.clock.mono_ns() - self.last_mono_ns >= self.every_ns
+        ):
             self.decide("backlog")
         else:
             self.wake()
@@ -247,8 +275,9 @@ class QuoteScheduler:
 class Daemon:
     """Everything `mmd run` (and `mmd record`) runs, wired from one AppConfig."""
 
-    def __init__(self, cfg: AppConfig, *, record_dir: str | None = None,
-                 serve_http: bool = True) -> None:
+    def __init__(
+        self, cfg: AppConfig, *, record_dir: str | None = None, serve_http: bool = True
+    ) -> None:
         self.cfg = cfg
         self.log = get_logger("app")
         self.clock: Clock = ManualClock() if cfg.feed.source == "replay" else LiveClock()
@@ -266,22 +295,32 @@ class Daemon:
         self.trader = None if record_dir else build_trader(cfg, self.hub, ledger=True)
         self.trading_log = TradingLog(self.trader) if self.trader is not None else None
         if self.trader is not None:
-            self.trader.models = load_quote_models(cfg, self.trader, self.clock.now_ns(),
-                                                   metrics=self.metrics)
+            self.trader.models = load_quote_models(
+                cfg, self.trader, self.clock.now_ns(), metrics=self.metrics
+            )
             if cfg.hedge.enabled:
                 self.trader.hedge = PortfolioHedge(cfg.hedge)
         replay = cfg.feed.source == "replay"
         self.scheduler = None
         if self.trader is not None and not replay:
             self.scheduler = QuoteScheduler(
-                self.trader, self.hub, self.clock, self.metrics,
+                self.trader,
+                self.hub,
+                self.clock,
+                self.metrics,
                 every_frames=cfg.strategy.backlog_quote_every_frames,
-                every_s=cfg.strategy.backlog_quote_every_s)
+                every_s=cfg.strategy.backlog_quote_every_s,
+            )
             self.scheduler.wake = self.book_updated.set
             self.scheduler.trading_log = self.trading_log
-        self.handle_frame = FrameHandler(self.hub, self.recorder, self.scheduler,
-                                         self.trader, quote_inline=replay,
-                                         trading_log=self.trading_log)
+        self.handle_frame = FrameHandler(
+            self.hub,
+            self.recorder,
+            self.scheduler,
+            self.trader,
+            quote_inline=replay,
+            trading_log=self.trading_log,
+        )
         if self.trader is not None:
             self.metrics.bind_trader(self.trader)
             if replay:
@@ -323,18 +362,27 @@ class Daemon:
         if st is None:
             return None
         out = st.book.levels(depth)
-        out.update(symbol=symbol, synced=st.sync.synced, stale=st.stale,
-                   tick_size=st.instrument.tick_size, lot_size=st.instrument.lot_size)
+        out.update(
+            symbol=symbol,
+            synced=st.sync.synced,
+            stale=st.stale,
+            tick_size=st.instrument.tick_size,
+            lot_size=st.instrument.lot_size,
+        )
         return out
 
     # -- run -------------------------------------------------------------------------------
 
     async def _start_http(self) -> None:
         mc = self.cfg.metrics
-        self._http = HttpServer(self.metrics, healthy=self.healthy, ready=self.ready,
-                                book=self.book_json if mc.debug else None,
-                                request_timeout_s=mc.request_timeout_s,
-                                max_connections=mc.max_connections)
+        self._http = HttpServer(
+            self.metrics,
+            healthy=self.healthy,
+            ready=self.ready,
+            book=self.book_json if mc.debug else None,
+            request_timeout_s=mc.request_timeout_s,
+            max_connections=mc.max_connections,
+        )
         try:
             await self._http.start(mc.host, mc.port)
         except OSError as exc:
@@ -366,8 +414,12 @@ class Daemon:
                 self.recorder.close()
             if self.trader is not None and self.trader.ledger is not None:
                 # on the clock the run's snapshots were taken on (exchange time for a replay)
-                _final_snapshot(self.trader, self.trader.last_exch_ns
-                                if self.cfg.feed.source == "replay" else self.clock.now_ns())
+                _final_snapshot(
+                    self.trader,
+                    self.trader.last_exch_ns
+                    if self.cfg.feed.source == "replay"
+                    else self.clock.now_ns(),
+                )
                 self.trader.ledger.close()
             if self._http is not None:
                 await self._http.close()
@@ -404,7 +456,11 @@ class Daemon:
     ) -> list[tuple[str, Awaitable[None]]]:
         cfg = self.cfg
         rest = BybitRest(
-            cfg.venue.rest_url, cfg.feed.category, cfg.rest, session, self.clock,
+            cfg.venue.rest_url,
+            cfg.feed.category,
+            cfg.rest,
+            session,
+            self.clock,
             on_outcome=lambda e, o: self.metrics.rest_requests.labels(e, o).inc(),
         )
         for sym in cfg.feed.symbols:
@@ -416,13 +472,13 @@ class Daemon:
                     raise ConfigError(f"feed.symbols: {sym}: {exc}") from None
                 errors = self.hub.stats.decode_errors + sum(self.hub.stats.frame_errors.values())
                 self.handle_frame(body, ts)
-                if errors == (self.hub.stats.decode_errors
-                              + sum(self.hub.stats.frame_errors.values())):
+                if errors == (
+                    self.hub.stats.decode_errors + sum(self.hub.stats.frame_errors.values())
+                ):
                     break
                 # a refused answer says nothing about the symbol: ask again, never guess steps
                 refused += 1
-                delay = min(cfg.rest.backoff_max_s,
-                            cfg.rest.backoff_base_s * 2 ** min(refused, 16))
+                delay = min(cfg.rest.backoff_max_s, cfg.rest.backoff_base_s * 2 ** min(refused, 16))
                 self.log.warning("instruments_refused", symbol=sym, retry_in_s=delay)
                 await asyncio.sleep(delay)
             if sym not in self.hub.states:
@@ -434,18 +490,44 @@ class Daemon:
         jobs: list[tuple[str, Awaitable[None]]] = []
         sink = self.handle_frame
         for sym in cfg.feed.symbols:
-            jobs.append((f"feed.rest.kline.{sym}", rest.poll(
-                "/v5/market/kline", rest.kline_params(sym), cfg.rest.kline_interval_s, sink)))
-            jobs.append((f"feed.rest.trades.{sym}", rest.poll(
-                "/v5/market/recent-trade", rest.trades_params(sym),
-                cfg.rest.trades_interval_s, sink)))
+            jobs.append(
+                (
+                    f"feed.rest.kline.{sym}",
+                    rest.poll(
+                        "/v5/market/kline", rest.kline_params(sym), cfg.rest.kline_interval_s, sink
+                    ),
+                )
+            )
+            jobs.append(
+                (
+                    f"feed.rest.trades.{sym}",
+                    rest.poll(
+                        "/v5/market/recent-trade",
+                        rest.trades_params(sym),
+                        cfg.rest.trades_interval_s,
+                        sink,
+                    ),
+                )
+            )
             if not cfg.feed.websocket:
-                jobs.append((f"feed.rest.orderbook.{sym}", rest.poll(
-                    "/v5/market/orderbook", rest.orderbook_params(sym),
-                    cfg.rest.orderbook_interval_s, sink)))
+                jobs.append(
+                    (
+                        f"feed.rest.orderbook.{sym}",
+                        rest.poll(
+                            "/v5/market/orderbook",
+                            rest.orderbook_params(sym),
+                            cfg.rest.orderbook_interval_s,
+                            sink,
+                        ),
+                    )
+                )
         if cfg.feed.websocket:
             stream = BybitStream(
-                cfg.venue.ws_url, cfg.feed.symbols, cfg.feed.book_depth, cfg.ws, self.clock,
+                cfg.venue.ws_url,
+                cfg.feed.symbols,
+                cfg.feed.book_depth,
+                cfg.ws,
+                self.clock,
                 on_frame=self.handle_frame,
                 on_disconnected=self.hub.mark_unsynced,
                 on_reconnect=self.metrics.reconnects.inc,
@@ -463,8 +545,13 @@ class Daemon:
         cfg = self.cfg
         start_ns = self.clock.now_ns()
         gens = [
-            SyntheticMarket(sym, cfg.feed.synthetic, category=cfg.feed.category,
-                            depth=cfg.feed.book_depth, start_ns=start_ns).frames()
+            SyntheticMarket(
+                sym,
+                cfg.feed.synthetic,
+                category=cfg.feed.category,
+                depth=cfg.feed.book_depth,
+                start_ns=start_ns,
+            ).frames()
             for sym in cfg.feed.symbols
         ]
         import heapq
@@ -496,18 +583,34 @@ class Daemon:
             )
         assert isinstance(self.clock, ManualClock)
         trader = self.trader
-        n = await run_replay(files, self.clock, self.handle_frame, speed=cfg.feed.replay.speed,
-                             catching_up=trader.catching_up if trader is not None else bool)
+        n = await run_replay(
+            files,
+            self.clock,
+            self.handle_frame,
+            speed=cfg.feed.replay.speed,
+            catching_up=trader.catching_up if trader is not None else bool,
+        )
         if trader is not None:
             trader.finish_replay()  # the whole journal must have been reproduced
         self.replay_done = True
         books = {}
         for sym, st in self.hub.states.items():
             bb, ba = st.book.best_bid(), st.book.best_ask()
-            books[sym] = {"seq": st.book.seq, "u": st.book.u, "best_bid": bb, "best_ask": ba,
-                          "trades": st.trades.total, "klines": st.klines.total}
-        self.log.info("replay_finished", frames=n, files=[str(f) for f in files],
-                      decode_errors=self.hub.stats.decode_errors, books=books)
+            books[sym] = {
+                "seq": st.book.seq,
+                "u": st.book.u,
+                "best_bid": bb,
+                "best_ask": ba,
+                "trades": st.trades.total,
+                "klines": st.klines.total,
+            }
+        self.log.info(
+            "replay_finished",
+            frames=n,
+            files=[str(f) for f in files],
+            decode_errors=self.hub.stats.decode_errors,
+            books=books,
+        )
         raise _Stop
 
     async def _quoter(self) -> None:
@@ -558,8 +661,12 @@ class Daemon:
             if age_ns > 2 * limit_ns or (age_ns > limit_ns and silent_ns > limit_ns):
                 stalled.append(sym)
         if stalled:
-            self.log.warning("ws_reconnect_forced", symbols=stalled, stale_after_s=stale_s,
-                             silent_s=round(silent_ns / 1e9, 3))
+            self.log.warning(
+                "ws_reconnect_forced",
+                symbols=stalled,
+                stale_after_s=stale_s,
+                silent_s=round(silent_ns / 1e9, 3),
+            )
             stream.force_reconnect()
 
 
@@ -592,13 +699,23 @@ def run_identity(cfg: AppConfig) -> RunIdentity:
     if cfg.feed.source == "replay":
         for f in select_recordings(cfg.feed.replay.paths, cfg.feed.category, cfg.feed.symbols):
             recordings.append(RecordingDigest(name=Path(f).name, sha256=file_sha256(f)))
-    return RunIdentity(source=cfg.feed.source, category=cfg.feed.category,
-                       symbols=sorted(cfg.feed.symbols), recordings=recordings)
+    return RunIdentity(
+        source=cfg.feed.source,
+        category=cfg.feed.category,
+        symbols=sorted(cfg.feed.symbols),
+        recordings=recordings,
+    )
 
 
-def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
-                      force: bool = False, metrics: Metrics | None = None,
-                      deep: bool = False) -> LoadedModels | None:
+def load_quote_models(
+    cfg: AppConfig,
+    trader: Trader | None,
+    now_ns: int,
+    *,
+    force: bool = False,
+    metrics: Metrics | None = None,
+    deep: bool = False,
+) -> LoadedModels | None:
     """Load the [models] the strategy quotes with, once (force: the adverse and spread models,
     as `--strategy ml`; deep: the deep order-flow model, as `--strategy deep`; the RL table
     only when [models] rl is on).
@@ -616,10 +733,18 @@ def load_quote_models(cfg: AppConfig, trader: Trader | None, now_ns: int, *,
         return None
     log = get_logger("models")
     models = load_models(
-        mc.dir, adverse=adverse, spread=spread, missing=mc.missing,
-        on_missing=lambda name, reason: log.warning("model_missing", model=name, reason=reason,
-                                                    fallback="neutral"),
-        rl=mc.rl, rl_options=rl_options(cfg), lstm=lstm, deep_skew_ticks=mc.deep_skew_ticks)
+        mc.dir,
+        adverse=adverse,
+        spread=spread,
+        missing=mc.missing,
+        on_missing=lambda name, reason: log.warning(
+            "model_missing", model=name, reason=reason, fallback="neutral"
+        ),
+        rl=mc.rl,
+        rl_options=rl_options(cfg),
+        lstm=lstm,
+        deep_skew_ticks=mc.deep_skew_ticks,
+    )
     ledger = trader.ledger if trader is not None else None
     before = ledger.model_versions() if ledger is not None else {}
     for name, version in models.versions().items():
@@ -638,10 +763,17 @@ def rl_options(cfg: AppConfig) -> dict[str, Any]:
     """RlPolicy options from [models]: online learning and its parameters (exploration
     seeded by feed.synthetic.seed, the config's seed)."""
     mc = cfg.models
-    return {"online": mc.rl_online, "seed": cfg.feed.synthetic.seed,
-            "learning": {"alpha": mc.rl_alpha, "discount": mc.rl_discount,
-                         "epsilon": mc.rl_epsilon, "damp": mc.rl_damp,
-                         "penalty": mc.rl_penalty_ticks}}
+    return {
+        "online": mc.rl_online,
+        "seed": cfg.feed.synthetic.seed,
+        "learning": {
+            "alpha": mc.rl_alpha,
+            "discount": mc.rl_discount,
+            "epsilon": mc.rl_epsilon,
+            "damp": mc.rl_damp,
+            "penalty": mc.rl_penalty_ticks,
+        },
+    }
 
 
 def open_ledger(cfg: AppConfig) -> Ledger:
@@ -654,11 +786,21 @@ def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
     """The paper-trading stack for a daemon (ledger=True) or a backtest (ledger=False)."""
     latency = build_latency(cfg.exchange)
     feed = latency if isinstance(latency, FeedDerivedLatency) else FeedDerivedLatency(-1, -1)
-    exchange = SimExchange(cfg.exchange, {}, entry_latency_ns=latency.entry_latency_ns(),
-                           cancel_latency_ns=latency.cancel_latency_ns())
+    exchange = SimExchange(
+        cfg.exchange,
+        {},
+        entry_latency_ns=latency.entry_latency_ns(),
+        cancel_latency_ns=latency.cancel_latency_ns(),
+    )
     return Trader(
-        hub, exchange, latency, feed, OrderManager(), Portfolio(),
-        RiskGate(cfg.risk, cfg.strategy.max_position, {}), cfg.strategy,
+        hub,
+        exchange,
+        latency,
+        feed,
+        OrderManager(),
+        Portfolio(),
+        RiskGate(cfg.risk, cfg.strategy.max_position, {}),
+        cfg.strategy,
         open_ledger(cfg) if ledger else None,
         snapshot_interval_s=cfg.state.snapshot_interval_s,
         derive_latency=isinstance(latency, FeedDerivedLatency),
@@ -729,10 +871,18 @@ def config_table(cfg: AppConfig) -> dict[str, Any]:
     return tomllib.loads(dump_config(cfg))
 
 
-def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str | None,
-             progress: bool = True, fills_csv: str | None = None,
-             start_ns: int | None = None, end_ns: int | None = None,
-             engine: str = "fast") -> list[dict[str, Any]]:
+def backtest(
+    cfg: AppConfig,
+    paths: list[str],
+    *,
+    strategy: str,
+    report_dir: str | None,
+    progress: bool = True,
+    fills_csv: str | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    engine: str = "fast",
+) -> list[dict[str, Any]]:
     """`mmd backtest`: the daemon's strategy and paper exchange over recordings, as fast as
     possible, one symbol at a time; returns one summary per symbol (and writes reports).
 
@@ -773,8 +923,8 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
         models = load_quote_models(cfg, None, 0, deep=True)
     ml_quoted = strategy in ("ml", "deep")
     cfg = msgspec.structs.replace(
-        cfg, strategy=msgspec.structs.replace(cfg.strategy,
-                                              model="as" if ml_quoted else strategy))
+        cfg, strategy=msgspec.structs.replace(cfg.strategy, model="as" if ml_quoted else strategy)
+    )
     files = expand_paths(paths)
     if not files:
         raise ConfigError("backtest: no recordings found in " + ", ".join(paths))
@@ -784,20 +934,27 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
             raise ConfigError(f"backtest: {f} does not exist")
         meta = recording_meta(f)  # from the first line, whatever the file is called
         if meta is None:
-            raise ConfigError(f"backtest: {f}: not a recording (its first line is not the "
-                              "instruments-info answer of one symbol)")
+            raise ConfigError(
+                f"backtest: {f}: not a recording (its first line is not the "
+                "instruments-info answer of one symbol)"
+            )
         by_symbol.setdefault((meta.category, meta.symbol), []).append(f)
     if engine not in ("fast", "python"):
         raise ConfigError(f"--engine {engine}: expected fast or python")
-    why_not = (f"--strategy {strategy}" if ml_quoted else
-               "a --start-ns/--end-ns window" if start_ns is not None or end_ns is not None
-               else None)
+    why_not = (
+        f"--strategy {strategy}"
+        if ml_quoted
+        else "a --start-ns/--end-ns window"
+        if start_ns is not None or end_ns is not None
+        else None
+    )
     joint = cfg.hedge.enabled and len(by_symbol) > 1  # the beta hedge needs one book
     if joint:
         why_not = why_not or "[hedge] enabled (one joint book of every symbol)"
     if engine == "fast" and why_not is not None:
-        get_logger("backtest").info("backtest_engine_python", reason=f"{why_not} is not in "
-                                    "the fast engine")
+        get_logger("backtest").info(
+            "backtest_engine_python", reason=f"{why_not} is not in the fast engine"
+        )
         engine = "python"
     summaries: list[dict[str, Any]] = []
     fill_table: list[dict[str, Any]] = []
@@ -806,43 +963,80 @@ def backtest(cfg: AppConfig, paths: list[str], *, strategy: str, report_dir: str
     if joint:  # every symbol in one book, so the beta hedge sees the whole of it
         categories = {c for c, _ in by_symbol}
         if len(categories) > 1:
-            raise ConfigError("backtest: [hedge] needs recordings of one category, got "
-                              + ", ".join(sorted(categories)))
+            raise ConfigError(
+                "backtest: [hedge] needs recordings of one category, got "
+                + ", ".join(sorted(categories))
+            )
         hedge = PortfolioHedge(cfg.hedge)
-        groups = [(categories.pop(), sorted(s for _, s in by_symbol),
-                   sorted(f for fs in by_symbol.values() for f in fs))]
+        groups = [
+            (
+                categories.pop(),
+                sorted(s for _, s in by_symbol),
+                sorted(f for fs in by_symbol.values() for f in fs),
+            )
+        ]
     else:
         groups = [(c, [s], sorted(recs)) for (c, s), recs in sorted(by_symbol.items())]
     single = len(by_symbol) == 1
     for category, symbols, recs in groups:
         run_cfg = msgspec.structs.replace(
-            cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=symbols))
-        fast = (_backtest_fast(run_cfg, recs, symbols[0])
-                if engine == "fast" and len(symbols) == 1 else None)
+            cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=symbols)
+        )
+        fast = (
+            _backtest_fast(run_cfg, recs, symbols[0])
+            if engine == "fast" and len(symbols) == 1
+            else None
+        )
         if fast is not None:
             n_frames, series, inst = fast
             summary = summarize(
-                series.equity_ts_ns, series.equity_quote, series.position_lots, series.fills,
-                series.mids, lot=inst.lot, tick=inst.tick, strategy=strategy, events=n_frames)
+                series.equity_ts_ns,
+                series.equity_quote,
+                series.position_lots,
+                series.fills,
+                series.mids,
+                lot=inst.lot,
+                tick=inst.tick,
+                strategy=strategy,
+                events=n_frames,
+            )
             summary.update(symbol=symbols[0], category=category, **_provenance(run_cfg, recs))
             results = [(summary, series, inst)]
         else:
             results = _backtest_python(
-                run_cfg, category, symbols, recs, models, hedge, strategy=strategy,
-                progress=progress, start_ns=start_ns, end_ns=end_ns)
+                run_cfg,
+                category,
+                symbols,
+                recs,
+                models,
+                hedge,
+                strategy=strategy,
+                progress=progress,
+                start_ns=start_ns,
+                end_ns=end_ns,
+            )
         for summary, series, inst in results:
             symbol = summary["symbol"]
             if fills_csv:
-                fill_table.extend(fill_rows(series.fills, series.mids, symbol=symbol,
-                                            tick=inst.tick, lot=inst.lot,
-                                            format_px=inst.format_px,
-                                            format_qty=inst.format_qty))
+                fill_table.extend(
+                    fill_rows(
+                        series.fills,
+                        series.mids,
+                        symbol=symbol,
+                        tick=inst.tick,
+                        lot=inst.lot,
+                        format_px=inst.format_px,
+                        format_qty=inst.format_qty,
+                    )
+                )
             summaries.append(summary)
-            paths[symbol] = _symbol_path(series.equity_ts_ns, series.position_lots, series.mids,
-                                         inst, summary["pnl"])
+            paths[symbol] = _symbol_path(
+                series.equity_ts_ns, series.position_lots, series.mids, inst, summary["pnl"]
+            )
             if report_dir:
-                write_report_files(summary, series,
-                                   Path(report_dir) if single else Path(report_dir) / symbol)
+                write_report_files(
+                    summary, series, Path(report_dir) if single else Path(report_dir) / symbol
+                )
     if fills_csv:
         _write_csv(Path(fills_csv), FILL_COLUMNS, sorted(fill_table, key=lambda r: r["ts"]))
     _add_book_figures(summaries, paths, hedge, report_dir)
@@ -854,15 +1048,27 @@ def _provenance(run_cfg: AppConfig, recs: list[Path]) -> dict[str, Any]:
     config, the mmd version and the seed (the config's only one)."""
     from mmd import __version__
 
-    return {"recordings": [{"path": str(r), "sha256": file_sha256(r)} for r in recs],
-            "config": config_table(run_cfg), "mmd_version": __version__,
-            "seed": run_cfg.feed.synthetic.seed}
+    return {
+        "recordings": [{"path": str(r), "sha256": file_sha256(r)} for r in recs],
+        "config": config_table(run_cfg),
+        "mmd_version": __version__,
+        "seed": run_cfg.feed.synthetic.seed,
+    }
 
 
-def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs: list[Path],
-                     models: LoadedModels | None, hedge: PortfolioHedge | None, *,
-                     strategy: str, progress: bool, start_ns: int | None,
-                     end_ns: int | None) -> list[tuple[dict[str, Any], Any, Any]]:
+def _backtest_python(
+    run_cfg: AppConfig,
+    category: str,
+    symbols: list[str],
+    recs: list[Path],
+    models: LoadedModels | None,
+    hedge: PortfolioHedge | None,
+    *,
+    strategy: str,
+    progress: bool,
+    start_ns: int | None,
+    end_ns: int | None,
+) -> list[tuple[dict[str, Any], Any, Any]]:
     """The python engine of `mmd backtest`: FrameHandler + Trader frame by frame over the
     recordings merged by receive time (the `--feed replay` order), every symbol of `symbols` in
     one MarketHub and one Trader (one symbol unless the beta hedge needs the whole book).
@@ -881,12 +1087,18 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
     market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
     per: dict[str, dict[str, list[Any]]] = {
         s: {"eq_ts": [], "eq": [], "pos": [], "mid_ts": [], "mids": [], "quotes": []}
-        for s in symbols}
+        for s in symbols
+    }
     last_q: dict[str, tuple[float, float]] = dict.fromkeys(symbols, (np.nan, np.nan))
     next_sample = dict.fromkeys(symbols, 0)
     n_frames = 0
-    for ts, raw in tqdm(merged_frames(recs), desc="backtest " + "+".join(symbols),
-                        unit="frame", disable=not progress, mininterval=0.5):
+    for ts, raw in tqdm(
+        merged_frames(recs),
+        desc="backtest " + "+".join(symbols),
+        unit="frame",
+        disable=not progress,
+        mininterval=0.5,
+    ):
         if end_ns is not None and ts >= end_ns:
             break
         if start_ns is not None and ts < start_ns:
@@ -907,16 +1119,26 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
                     d["mid_ts"].append(t)
                     d["mids"].append(m)
                 d["eq_ts"].append(t)
-                d["eq"].append(trader.portfolio.position(sym).pnl_quote
-                               if sym in trader.portfolio.symbols else 0.0)
+                d["eq"].append(
+                    trader.portfolio.position(sym).pnl_quote
+                    if sym in trader.portfolio.symbols
+                    else 0.0
+                )
                 d["pos"].append(trader.portfolio.position_lots(sym))
             strat = trader.strategies.get(sym)
             tgt = strat.target if strat is not None else None
-            q = ((float(tgt.bids[0][0]) if tgt.bids else np.nan,
-                  float(tgt.asks[0][0]) if tgt.asks else np.nan) if tgt else (np.nan, np.nan))
+            q = (
+                (
+                    float(tgt.bids[0][0]) if tgt.bids else np.nan,
+                    float(tgt.asks[0][0]) if tgt.asks else np.nan,
+                )
+                if tgt
+                else (np.nan, np.nan)
+            )
             lq = last_q[sym]
-            if q != lq and not (q[0] != q[0] and lq[0] != lq[0] and q[1] != q[1]
-                                and lq[1] != lq[1]):
+            if q != lq and not (
+                q[0] != q[0] and lq[0] != lq[0] and q[1] != q[1] and lq[1] != lq[1]
+            ):
                 d["quotes"].append((t, q[0], q[1]))
                 last_q[sym] = q
     out = []
@@ -931,13 +1153,29 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
         series = ReportSeries(
             equity_ts_ns=np.array(d["eq_ts"], np.int64),
             equity_quote=np.array(d["eq"], np.float64),
-            position_lots=np.array(d["pos"], np.int64), fills=fills, mids=mid_arr,
-            tick=inst.tick, lot=inst.lot, symbol=sym,
-            quotes=(np.array(d["quotes"], dtype=QUOTE_DTYPE) if d["quotes"]
-                    else np.empty(0, QUOTE_DTYPE)))
-        summary = summarize(series.equity_ts_ns, series.equity_quote, series.position_lots,
-                            fills, mid_arr, lot=inst.lot, tick=inst.tick, strategy=strategy,
-                            events=n_frames)
+            position_lots=np.array(d["pos"], np.int64),
+            fills=fills,
+            mids=mid_arr,
+            tick=inst.tick,
+            lot=inst.lot,
+            symbol=sym,
+            quotes=(
+                np.array(d["quotes"], dtype=QUOTE_DTYPE)
+                if d["quotes"]
+                else np.empty(0, QUOTE_DTYPE)
+            ),
+        )
+        summary = summarize(
+            series.equity_ts_ns,
+            series.equity_quote,
+            series.position_lots,
+            fills,
+            mid_arr,
+            lot=inst.lot,
+            tick=inst.tick,
+            strategy=strategy,
+            events=n_frames,
+        )
         summary.update(symbol=sym, category=category, **_provenance(run_cfg, recs))
         if models is not None:
             strat = trader.strategies.get(sym)
@@ -950,18 +1188,25 @@ def _backtest_python(run_cfg: AppConfig, category: str, symbols: list[str], recs
     return out
 
 
-def _symbol_path(pos_ts_ns: Any, position_lots: Any, mids: Any, inst: Any,
-                 pnl_quote: float) -> Any:
+def _symbol_path(pos_ts_ns: Any, position_lots: Any, mids: Any, inst: Any, pnl_quote: float) -> Any:
     """A symbol's sampled path in base units and quote (mmd.sim.net_delta.SymbolPath)."""
     from mmd.sim.net_delta import SymbolPath
 
-    return SymbolPath(position_ts_ns=pos_ts_ns, position_base=position_lots * inst.lot,
-                      mid_ts_ns=mids["ts_ns"], mid_quote=mids["mid_ticks"] * inst.tick,
-                      pnl_quote=float(pnl_quote))
+    return SymbolPath(
+        position_ts_ns=pos_ts_ns,
+        position_base=position_lots * inst.lot,
+        mid_ts_ns=mids["ts_ns"],
+        mid_quote=mids["mid_ticks"] * inst.tick,
+        pnl_quote=float(pnl_quote),
+    )
 
 
-def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
-                      hedge: PortfolioHedge | None, report_dir: str | None) -> None:
+def _add_book_figures(
+    summaries: list[dict[str, Any]],
+    paths: dict[str, Any],
+    hedge: PortfolioHedge | None,
+    report_dir: str | None,
+) -> None:
     """With more than one symbol, every summary gets `book`: the symbols' total PnL and the
     net delta of the whole book (mmd.sim.net_delta), and the hedge's betas when it ran; each
     report's summary.json (report_dir/<symbol>/) is rewritten with it."""
@@ -975,7 +1220,8 @@ def _add_book_figures(summaries: list[dict[str, Any]], paths: dict[str, Any],
     book["hedge"] = None
     if hedge is not None:
         book["hedge"] = {
-            "instrument": hedge.instrument, "skew_ticks": hedge.cfg.skew_ticks,
+            "instrument": hedge.instrument,
+            "skew_ticks": hedge.cfg.skew_ticks,
             "betas": {s: {"beta": b, "se": e} for s, (b, e) in hedge.betas().items()},
         }
     for s in summaries:
@@ -1018,9 +1264,14 @@ def _backtest_fast(cfg: AppConfig, recs: list[Path], symbol: str) -> tuple[int, 
     quotes["bid_ticks"] = r.quote_bid_ticks
     quotes["ask_ticks"] = r.quote_ask_ticks
     series = ReportSeries(
-        equity_ts_ns=r.equity_ts_ns, equity_quote=r.equity_quote,
-        position_lots=r.equity_position_lots, fills=fills,
-        mids=mids_array(r.mid_ts_ns, r.mid_ticks), tick=inst.tick, lot=inst.lot, quotes=quotes,
+        equity_ts_ns=r.equity_ts_ns,
+        equity_quote=r.equity_quote,
+        position_lots=r.equity_position_lots,
+        fills=fills,
+        mids=mids_array(r.mid_ts_ns, r.mid_ticks),
+        tick=inst.tick,
+        lot=inst.lot,
+        quotes=quotes,
         symbol=symbol,
     )
     return int(ev.meta["frames"]), series, inst

@@ -100,8 +100,7 @@ _STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 class ReplayConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     """`[feed.replay]`: recordings driven through the pipeline with a manual clock."""
 
-    paths: Annotated[list[PathStr], Meta(max_length=10_000)] = msgspec.field(
-        default_factory=list)
+    paths: Annotated[list[PathStr], Meta(max_length=10_000)] = msgspec.field(default_factory=list)
     # 0 = as fast as possible; 1 = recorded pace; 10 = ten times faster.
     speed: Annotated[float, Meta(ge=0, le=1e6)] = 0.0
 
@@ -144,8 +143,12 @@ class RegimesConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     @property
     def active(self) -> bool:
         """Whether any knob departs from the plain generator."""
-        return (self.informed_share > 0 or self.switching or self.hawkes_branching > 0
-                or self.info_rate_hz > 0)
+        return (
+            self.informed_share > 0
+            or self.switching
+            or self.hawkes_branching > 0
+            or self.info_rate_hz > 0
+        )
 
 
 class SyntheticConfig(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
@@ -659,8 +662,9 @@ def config_from_mapping(data: dict[str, Any]) -> AppConfig:
         raise ConfigError(_error_message(exc)) from None
 
 
-def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None,
-                sets: Sequence[str] = ()) -> AppConfig:
+def load_config(
+    path: str | Path | None, environ: Mapping[str, str] | None = None, sets: Sequence[str] = ()
+) -> AppConfig:
     """Read config.toml (or defaults when path is None), apply env overrides, validate.
 
     Precedence: the file < MMD_* variables < `--set` items.

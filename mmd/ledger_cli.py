@@ -52,8 +52,9 @@ def find_ledger(state: str | None, default_dir: str, source: str) -> Path:
         return found[0]
     if found:
         names = ", ".join(f.parent.name for f in found)
-        raise StateError(f"{base} holds ledgers of several feeds ({names}); pick one with "
-                         "--feed SOURCE")
+        raise StateError(
+            f"{base} holds ledgers of several feeds ({names}); pick one with --feed SOURCE"
+        )
     raise StateError(f"no ledger under {base} ({LEDGER_FILE} or <source>/{LEDGER_FILE})")
 
 
@@ -67,23 +68,34 @@ def parse_time(text: str | None, flag: str) -> int | None:
     try:
         d = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"{flag} {text!r}: not an ISO 8601 date/time (e.g. 2024-07-19 or "
-                          "2024-07-19T00:05:00Z) nor ns since the epoch") from None
+        raise ConfigError(
+            f"{flag} {text!r}: not an ISO 8601 date/time (e.g. 2024-07-19 or "
+            "2024-07-19T00:05:00Z) nor ns since the epoch"
+        ) from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=datetime.UTC)
     return int(d.timestamp()) * 1_000_000_000 + d.microsecond * 1000
 
 
-def run_ledger(what: str, path: Path, *, since: str | None, until: str | None,
-               symbol: str | None, fmt: str, out: str | None) -> int:
+def run_ledger(
+    what: str,
+    path: Path,
+    *,
+    since: str | None,
+    until: str | None,
+    symbol: str | None,
+    fmt: str,
+    out: str | None,
+) -> int:
     """`mmd ledger WHAT`: write the rows (or the summary) to out (default stdout)."""
     since_ns, until_ns = parse_time(since, "--since"), parse_time(until, "--until")
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ConfigError("--format parquet needs pyarrow: pip install 'mmd[export]' "
-                              "(or pip install pyarrow)") from None
+            raise ConfigError(
+                "--format parquet needs pyarrow: pip install 'mmd[export]' (or pip install pyarrow)"
+            ) from None
         if out is None:
             raise ConfigError("--format parquet writes a file: give --out FILE")
     with Ledger.open(path, create=False) as led:
@@ -105,8 +117,9 @@ def _emit(text: str, out: str | None) -> None:
         Path(out).write_text(text, encoding="utf-8")
 
 
-def _write_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str,
-                out: str | None) -> None:
+def _write_rows(
+    rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str, out: str | None
+) -> None:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
@@ -120,8 +133,11 @@ def _write_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str,
         import pyarrow.parquet as pq
 
         assert out is not None
-        table = pa.Table.from_pylist(rows) if rows else pa.table(
-            {c: pa.array([], pa.string()) for c in columns})
+        table = (
+            pa.Table.from_pylist(rows)
+            if rows
+            else pa.table({c: pa.array([], pa.string()) for c in columns})
+        )
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, out)
     else:
@@ -129,11 +145,15 @@ def _write_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str,
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    cells = [list(columns)] + [["" if r[c] is None else str(r[c]) for c in columns]
-                               for r in rows]
+    cells = [list(columns)] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in
-                       enumerate(zip(row, widths, strict=True))).rstrip() for row in cells]
+    lines = [
+        "  ".join(
+            v.rjust(w) if j else v.ljust(w)
+            for j, (v, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"({len(rows)} rows)")
     return "\n".join(lines) + "\n"
@@ -147,8 +167,12 @@ def _flat(prefix: str, v: Any, out: list[tuple[str, str]]) -> None:
         for i, x in enumerate(v):
             _flat(f"{prefix}[{i}]", x, out)
     else:
-        out.append((prefix, "" if v is None else
-                    (", ".join(map(str, v)) if isinstance(v, list) else str(v))))
+        out.append(
+            (
+                prefix,
+                "" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v)),
+            )
+        )
 
 
 def _write_summary(data: dict[str, Any], fmt: str, out: str | None) -> None:

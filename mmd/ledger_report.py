@@ -42,8 +42,9 @@ def _quotes(led: Ledger, symbol: str) -> np.ndarray:
             continue
         if isinstance(item, SubmitOrder):
             live[item.client_order_id] = (item.side, item.px_ticks)
-        elif (isinstance(item, OrderFilled) and item.leaves_lots <= 0) or \
-                isinstance(item, OrderCanceled | OrderRejected):
+        elif (isinstance(item, OrderFilled) and item.leaves_lots <= 0) or isinstance(
+            item, OrderCanceled | OrderRejected
+        ):
             # the paper exchange refuses a cancel only when the order is gone already
             live.pop(item.client_order_id, None)
         else:
@@ -66,14 +67,20 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
     subdirectory per symbol when it traded several); returns the written paths."""
     with Ledger.open(path, create=False) as led:
         ident = led.run_identity()
-        symbols = sorted(ident.symbols) if ident is not None else sorted(
-            {str(r[4]) for r in led.fill_rows()})
+        symbols = (
+            sorted(ident.symbols)
+            if ident is not None
+            else sorted({str(r[4]) for r in led.fill_rows()})
+        )
         # a snapshot taken before the first market time (ts 0) is not a point of the curve
         snaps = [r for r in led.snapshot_rows() if int(r[0]) > 0]  # type: ignore[call-overload]
         fill_rows = led.fill_rows()
         written: list[Path] = []
-        total = [(int(r[0]), float(r[5]) + float(r[8]) - float(r[6]) + float(r[7]))  # type: ignore[arg-type]
-                 for r in snaps if r[1] == TOTAL_SYMBOL]
+        total = [
+            (int(r[0]), float(r[5]) + float(r[8]) - float(r[6]) + float(r[7]))  # type: ignore[arg-type]
+            for r in snaps
+            if r[1] == TOTAL_SYMBOL
+        ]
         for sym in symbols:
             sym_snaps = [r for r in snaps if r[1] == sym]
             rows = [r for r in fill_rows if r[4] == sym]
@@ -81,11 +88,23 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
             if steps is None:
                 continue  # never saw the symbol's instrument: nothing to report
             tick, lot = float(steps[0]), float(steps[1])
-            fills = fills_array([OrderFilled(
-                fill_id=str(r[0]), client_order_id=str(r[3]), symbol=sym, side=int(r[5]),  # type: ignore[call-overload]
-                px_ticks=int(r[6]), qty_lots=int(r[7]), leaves_lots=int(r[8]),  # type: ignore[call-overload]
-                liquidity=int(r[9]), fee_quote=float(r[10]), ts_exch_ns=int(r[2]))  # type: ignore[call-overload, arg-type]
-                for r in rows])
+            fills = fills_array(
+                [
+                    OrderFilled(
+                        fill_id=str(r[0]),
+                        client_order_id=str(r[3]),
+                        symbol=sym,
+                        side=int(r[5]),  # type: ignore[call-overload]
+                        px_ticks=int(r[6]),
+                        qty_lots=int(r[7]),
+                        leaves_lots=int(r[8]),  # type: ignore[call-overload]
+                        liquidity=int(r[9]),
+                        fee_quote=float(r[10]),
+                        ts_exch_ns=int(r[2]),
+                    )  # type: ignore[call-overload, arg-type]
+                    for r in rows
+                ]
+            )
             if len(symbols) == 1:
                 eq_ts = np.array([t for t, _ in total], np.int64)
                 eq = np.array([v for _, v in total], np.float64)
@@ -98,27 +117,49 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
             mids = mids_array([t for t, _ in marked], [m for _, m in marked])
             interval = float(np.median(np.diff(eq_ts))) / 1e9 if len(eq_ts) > 2 else None
             # the tag every chart title carries: where its series come from
-            tag = "ledger" + (f"; mid = snapshot marks every {interval:.3g} s" if interval
-                              else "")
-            summary: dict[str, Any] = summarize(eq_ts, eq, pos, fills, mids, lot=lot, tick=tick,
-                                                strategy=tag, events=led.event_count())
+            tag = "ledger" + (f"; mid = snapshot marks every {interval:.3g} s" if interval else "")
+            summary: dict[str, Any] = summarize(
+                eq_ts,
+                eq,
+                pos,
+                fills,
+                mids,
+                lot=lot,
+                tick=tick,
+                strategy=tag,
+                events=led.event_count(),
+            )
             summary.update(
-                symbol=sym, category=ident.category if ident else None,
-                source=ident.source if ident else None, ledger=str(path),
-                recordings=[{"name": d.name, "sha256": d.sha256}
-                            for d in ident.recordings] if ident else [],
+                symbol=sym,
+                category=ident.category if ident else None,
+                source=ident.source if ident else None,
+                ledger=str(path),
+                recordings=[{"name": d.name, "sha256": d.sha256} for d in ident.recordings]
+                if ident
+                else [],
                 first_snapshot=iso_ns(int(eq_ts[0])) if len(eq_ts) else None,
                 last_snapshot=iso_ns(int(eq_ts[-1])) if len(eq_ts) else None,
                 snapshots=len(eq_ts),
                 mid_source="ledger snapshot marks",
-                note=("from the ledger: equity, position and mids are the portfolio snapshots "
-                      f"(every ~{interval:.3g} s), so markouts shorter than that are coarse; "
-                      "quotes are our resting orders rebuilt from the journal"
-                      if interval else "from the ledger: too few snapshots for a curve"),
+                note=(
+                    "from the ledger: equity, position and mids are the portfolio snapshots "
+                    f"(every ~{interval:.3g} s), so markouts shorter than that are coarse; "
+                    "quotes are our resting orders rebuilt from the journal"
+                    if interval
+                    else "from the ledger: too few snapshots for a curve"
+                ),
             )
             out = Path(out_dir) if len(symbols) == 1 else Path(out_dir) / sym
-            series = ReportSeries(equity_ts_ns=eq_ts, equity_quote=eq, position_lots=pos,
-                                  fills=fills, mids=mids, tick=tick, lot=lot,
-                                  quotes=_quotes(led, sym), symbol=sym)
+            series = ReportSeries(
+                equity_ts_ns=eq_ts,
+                equity_quote=eq,
+                position_lots=pos,
+                fills=fills,
+                mids=mids,
+                tick=tick,
+                lot=lot,
+                quotes=_quotes(led, sym),
+                symbol=sym,
+            )
             written += write_report(summary, series, out)
     return written

@@ -13,8 +13,12 @@ from typing import Any
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 # `scheme://user:password@host`: the user info of any URL (a venue URL may carry credentials)
@@ -26,8 +30,9 @@ def redact_url(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text) if "@" in text else text
 
 
-def _redact_values(_logger: Any, _name: str, event: MutableMapping[str, Any]
-                   ) -> MutableMapping[str, Any]:
+def _redact_values(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     # every string value of every log line, exception text included: no credential in a URL
     # reaches the output, whoever logs it
     for key, value in event.items():

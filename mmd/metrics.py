@@ -56,7 +56,8 @@ class _HubCollector(Collector):
             msgs.add_metric([topic], n)
         yield msgs
         yield CounterMetricFamily(
-            "mmd_feed_decode_errors", "Malformed or truncated frames counted and skipped",
+            "mmd_feed_decode_errors",
+            "Malformed or truncated frames counted and skipped",
             value=stats.decode_errors,
         )
         frame_errors = CounterMetricFamily(
@@ -74,14 +75,16 @@ class _HubCollector(Collector):
             value=stats.dropped_frames,
         )
         resyncs = CounterMetricFamily(
-            "mmd_feed_resyncs", "Book resyncs started, by symbol and reason",
+            "mmd_feed_resyncs",
+            "Book resyncs started, by symbol and reason",
             labels=["symbol", "reason"],
         )
         for (sym, reason), n in sorted(stats.resyncs.items()):
             resyncs.add_metric([sym, reason], n)
         yield resyncs
         rest_err = CounterMetricFamily(
-            "mmd_feed_rest_retcode_errors", "REST answers with a non-zero retCode",
+            "mmd_feed_rest_retcode_errors",
+            "REST answers with a non-zero retCode",
             labels=["retcode"],
         )
         for code, n in sorted(stats.rest_errors.items()):
@@ -89,14 +92,16 @@ class _HubCollector(Collector):
         yield rest_err
 
         lag = GaugeMetricFamily(
-            "mmd_feed_lag_seconds", "Receive time minus venue time of the last book frame",
+            "mmd_feed_lag_seconds",
+            "Receive time minus venue time of the last book frame",
             labels=["symbol"],
         )
         synced = GaugeMetricFamily(
             "mmd_feed_book_synced", "1 while the symbol's book is in sync", labels=["symbol"]
         )
         stale = GaugeMetricFamily(
-            "mmd_feed_book_stale", "1 while the symbol's book had no recent update",
+            "mmd_feed_book_stale",
+            "1 while the symbol's book had no recent update",
             labels=["symbol"],
         )
         updates = CounterMetricFamily(
@@ -104,14 +109,16 @@ class _HubCollector(Collector):
         )
         mid = GaugeMetricFamily("mmd_market_mid_price", "Mid price", labels=["symbol"])
         spread = GaugeMetricFamily(
-            "mmd_market_spread_bps", "Best ask minus best bid over mid, in basis points",
+            "mmd_market_spread_bps",
+            "Best ask minus best bid over mid, in basis points",
             labels=["symbol"],
         )
         levels = GaugeMetricFamily(
             "mmd_market_book_levels", "Price levels held in the book", labels=["symbol", "side"]
         )
         ring_bytes = GaugeMetricFamily(
-            "mmd_market_state_bytes", "Bytes held by the book and ring buffers (fixed)",
+            "mmd_market_state_bytes",
+            "Bytes held by the book and ring buffers (fixed)",
             labels=["symbol"],
         )
         trades = CounterMetricFamily(
@@ -154,8 +161,20 @@ class _HubCollector(Collector):
             if st.sync.synced and m == m:
                 mid.add_metric([sym], m * st.instrument.tick)
                 spread.add_metric([sym], 1e4 * st.book.spread_ticks() / m)
-        yield from (lag, synced, stale, updates, mid, spread, levels, ring_bytes, trades, feats,
-                    ready, provisional)
+        yield from (
+            lag,
+            synced,
+            stale,
+            updates,
+            mid,
+            spread,
+            levels,
+            ring_bytes,
+            trades,
+            feats,
+            ready,
+            provisional,
+        )
 
 
 _GATE_STATES = ("waiting", "fallback", "calibrated")
@@ -171,11 +190,13 @@ class _StrategyCollector(Collector):
         bid = GaugeMetricFamily("mmd_quote_bid_price", "Our best bid quote", labels=["symbol"])
         ask = GaugeMetricFamily("mmd_quote_ask_price", "Our best ask quote", labels=["symbol"])
         half = GaugeMetricFamily(
-            "mmd_quote_half_spread_bps", "Half of our quoted spread over the mid, in bps",
+            "mmd_quote_half_spread_bps",
+            "Half of our quoted spread over the mid, in bps",
             labels=["symbol"],
         )
         resv = GaugeMetricFamily(
-            "mmd_quote_reservation_price", "The model's reservation (indifference) price",
+            "mmd_quote_reservation_price",
+            "The model's reservation (indifference) price",
             labels=["symbol"],
         )
         vol = GaugeMetricFamily(
@@ -184,7 +205,8 @@ class _StrategyCollector(Collector):
             labels=["symbol"],
         )
         kappa = GaugeMetricFamily(
-            "mmd_model_kappa", "Fill-intensity decay kappa, per tick from the mid",
+            "mmd_model_kappa",
+            "Fill-intensity decay kappa, per tick from the mid",
             labels=["symbol"],
         )
         a = GaugeMetricFamily(
@@ -258,18 +280,21 @@ class _TraderCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         tr = self.trader
         pf = tr.portfolio
-        pos = GaugeMetricFamily("mmd_position_base", "Position in base units (+ long)",
-                                labels=["symbol"])
+        pos = GaugeMetricFamily(
+            "mmd_position_base", "Position in base units (+ long)", labels=["symbol"]
+        )
         pnl = GaugeMetricFamily(
             "mmd_pnl_quote",
             "PnL in quote currency: realized, unrealized (marked to mid), fees (paid, so "
             "subtracted from total; negative = rebates), funding, total",
             labels=["component"],
         )
-        sym_pnl = GaugeMetricFamily("mmd_symbol_pnl_quote", "Total PnL per symbol",
-                                    labels=["symbol"])
-        open_orders = GaugeMetricFamily("mmd_orders_open", "Our resting or in-flight orders",
-                                        labels=["symbol", "side"])
+        sym_pnl = GaugeMetricFamily(
+            "mmd_symbol_pnl_quote", "Total PnL per symbol", labels=["symbol"]
+        )
+        open_orders = GaugeMetricFamily(
+            "mmd_orders_open", "Our resting or in-flight orders", labels=["symbol", "side"]
+        )
         net_delta = 0.0  # sum of position x mid, quote currency
         for sym, st in sorted(tr.hub.states.items()):
             inst = st.instrument
@@ -290,9 +315,11 @@ class _TraderCollector(Collector):
         fills = CounterMetricFamily("mmd_fills", "Paper fills by side", labels=["side"])
         fills.add_metric(["buy"], tr.fills_by_side[1])
         fills.add_metric(["sell"], tr.fills_by_side[-1])
-        rej = CounterMetricFamily("mmd_orders_rejected",
-                                  "Commands refused by the paper exchange or the risk gate",
-                                  labels=["source", "reason"])
+        rej = CounterMetricFamily(
+            "mmd_orders_rejected",
+            "Commands refused by the paper exchange or the risk gate",
+            labels=["source", "reason"],
+        )
         # every label of the bounded sets, zeros included (a stable series set)
         for reason in (*EXCHANGE_REJECT_REASONS, "other"):
             rej.add_metric(["exchange", reason], tr.rejected_by_reason.get(reason, 0))
@@ -308,9 +335,11 @@ class _TraderCollector(Collector):
             markout.add_metric([sym, f"{h}s"], count_value=n, sum_value=total)
         halted = GaugeMetricFamily("mmd_risk_halted", "1 while the kill switch holds quotes")
         halted.add_metric([], 1.0 if tr.risk.halted else 0.0)
-        net = GaugeMetricFamily("mmd_net_delta_quote",
-                                "Net delta of the book: sum of position x mid over the symbols, "
-                                "quote currency (NaN while a held symbol has no mid)")
+        net = GaugeMetricFamily(
+            "mmd_net_delta_quote",
+            "Net delta of the book: sum of position x mid over the symbols, "
+            "quote currency (NaN while a held symbol has no mid)",
+        )
         net.add_metric([], net_delta)
         yield from (pos, pnl, sym_pnl, open_orders, fills, rej, markout, halted, net)
         if tr.hedge is not None:
@@ -319,20 +348,26 @@ class _TraderCollector(Collector):
 
 def _hedge_metrics(hedge: PortfolioHedge) -> Iterator[Metric]:
     """The beta hedge's betas, their standard errors and the hedge target ([hedge] enabled)."""
-    beta = GaugeMetricFamily("mmd_hedge_beta",
-                             "Beta of the symbol's log returns on the hedge instrument's "
-                             "(NaN until min_samples)", labels=["symbol"])
-    se = GaugeMetricFamily("mmd_hedge_beta_se", "Standard error of mmd_hedge_beta",
-                           labels=["symbol"])
+    beta = GaugeMetricFamily(
+        "mmd_hedge_beta",
+        "Beta of the symbol's log returns on the hedge instrument's (NaN until min_samples)",
+        labels=["symbol"],
+    )
+    se = GaugeMetricFamily(
+        "mmd_hedge_beta_se", "Standard error of mmd_hedge_beta", labels=["symbol"]
+    )
     for sym, (b, s) in hedge.betas().items():
         beta.add_metric([sym], b)
         se.add_metric([sym], s)
-    target = GaugeMetricFamily("mmd_hedge_target_lots",
-                               "Hedge target in the hedge instrument's lots: -sum beta_i x "
-                               "notional_i / (mid x lot) of the hedge instrument")
+    target = GaugeMetricFamily(
+        "mmd_hedge_target_lots",
+        "Hedge target in the hedge instrument's lots: -sum beta_i x "
+        "notional_i / (mid x lot) of the hedge instrument",
+    )
     target.add_metric([], hedge.target_lots)
-    skew = GaugeMetricFamily("mmd_hedge_skew_ticks",
-                             "Skew given to the hedge instrument's quotes, ticks")
+    skew = GaugeMetricFamily(
+        "mmd_hedge_skew_ticks", "Skew given to the hedge instrument's quotes, ticks"
+    )
     skew.add_metric([], hedge.skew_ticks)
     yield from (beta, se, target, skew)
 
@@ -345,8 +380,22 @@ TICK_TO_QUOTE_BUCKETS = (
 
 
 # 0.5 ms .. 10 s: a loop that keeps up stays in the first buckets; a stalled one shows in full
-LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
-                    5.0, 10.0)
+LOOP_LAG_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
 
 
 class Metrics:
@@ -356,12 +405,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.reconnects = Counter(
-            "mmd_feed_reconnects", "Websocket (re)connections after a failure or stall",
+            "mmd_feed_reconnects",
+            "Websocket (re)connections after a failure or stall",
             registry=r,
         )
         self.rest_requests = Counter(
-            "mmd_feed_rest_requests", "REST requests by endpoint and outcome",
-            ["endpoint", "outcome"], registry=r,
+            "mmd_feed_rest_requests",
+            "REST requests by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=r,
         )
         self.stale_events = Counter(
             "mmd_feed_stale", "Times a symbol's book was flagged stale", ["symbol"], registry=r
@@ -370,34 +422,43 @@ class Metrics:
             "mmd_tick_to_quote_seconds",
             "Book frame to quotes decided, from its receive stamp (stamp=recv) or its exchange "
             "stamp (stamp=exch)",
-            ["stamp"], buckets=TICK_TO_QUOTE_BUCKETS, registry=r,
+            ["stamp"],
+            buckets=TICK_TO_QUOTE_BUCKETS,
+            registry=r,
         )
         self.quote_decisions = Counter(
             "mmd_quote_decisions",
             "Quote decisions that reacted to a new book, per symbol, by trigger (inline: no "
             "newer frame waiting; backlog: coalesced under a backlog; timer: requote timer)",
-            ["trigger"], registry=r,
+            ["trigger"],
+            registry=r,
         )
-        self.up_since = Gauge(
-            "mmd_start_time_seconds", "Unix time the daemon started", registry=r
-        )
+        self.up_since = Gauge("mmd_start_time_seconds", "Unix time the daemon started", registry=r)
         self.oversized_frames = Counter(
-            "mmd_feed_oversized_frames", "Websocket messages over [ws] max_frame_bytes (each "
-            "closed its connection)", registry=r,
+            "mmd_feed_oversized_frames",
+            "Websocket messages over [ws] max_frame_bytes (each closed its connection)",
+            registry=r,
         )
         self.http_refused = Counter(
-            "mmd_http_refused", "HTTP requests or connections refused by the metrics server, by "
+            "mmd_http_refused",
+            "HTTP requests or connections refused by the metrics server, by "
             "reason (timeout, too_large, bad_request, method, not_found, evicted, "
-            "too_many_connections, slow_reader)", ["reason"], registry=r,
+            "too_many_connections, slow_reader)",
+            ["reason"],
+            registry=r,
         )
         self.model_info = Gauge(
-            "mmd_model_info", "1 per learned model in use (model: adverse|spread|rl, version: "
-            "its content hash)", ["model", "version"], registry=r,
+            "mmd_model_info",
+            "1 per learned model in use (model: adverse|spread|rl, version: its content hash)",
+            ["model", "version"],
+            registry=r,
         )
         self.loop_lag = Histogram(
             "mmd_event_loop_lag_seconds",
             "How late the event loop woke a sleep of LoopMonitor.interval_s (lag of every "
-            "callback at that moment)", buckets=LOOP_LAG_BUCKETS, registry=r,
+            "callback at that moment)",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
         )
         self.loop_tasks = Gauge(
             "mmd_event_loop_tasks", "asyncio tasks alive in the event loop", registry=r
@@ -450,8 +511,14 @@ BookFn = Callable[[str, int], dict[str, Any] | None]
 MAX_REQUEST_BYTES = 8192
 # /debug/book/{symbol}?depth=N accepts 1..MAX_BOOK_DEPTH
 MAX_BOOK_DEPTH = 10_000
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
@@ -489,10 +556,17 @@ class HttpServer:
         clock_s: monotonic seconds, for the log rate limit.
     """
 
-    def __init__(self, metrics: Metrics, *, healthy: HealthFn, ready: HealthFn,
-                 book: BookFn | None = None, request_timeout_s: float = 5.0,
-                 max_connections: int = 32,
-                 clock_s: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        healthy: HealthFn,
+        ready: HealthFn,
+        book: BookFn | None = None,
+        request_timeout_s: float = 5.0,
+        max_connections: int = 32,
+        clock_s: Callable[[], float] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready
@@ -509,8 +583,7 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> None:
         """Listen on host:port (0 = any free port; `self.port` is the bound one)."""
-        self._server = await asyncio.start_server(self._serve, host, port,
-                                                  limit=MAX_REQUEST_BYTES)
+        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_BYTES)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -553,8 +626,9 @@ class HttpServer:
                 return True
         return False
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      conn: _Conn) -> None:
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Conn
+    ) -> None:
         try:
             async with asyncio.timeout(self.timeout_s):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -574,8 +648,7 @@ class HttpServer:
     def _route(self, head: bytes, writer: asyncio.StreamWriter) -> tuple[str, int, bytes, str]:
         line = head.split(b"\r\n", 1)[0]
         parts = line.split(b" ")
-        if (len(parts) != 3 or not parts[2].startswith(b"HTTP/1.")
-                or not parts[1].startswith(b"/")):
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[1].startswith(b"/"):
             self._refuse("bad_request", writer)
             return "GET", 400, _error("malformed request line"), _JSON
         method = parts[0].decode("ascii", "replace")
@@ -596,14 +669,18 @@ class HttpServer:
         if path == "/readyz":
             return method, *_health(*self.ready()), _JSON
         if path.startswith("/debug/book/") and self.book is not None:
-            symbol = path[len("/debug/book/"):]
+            symbol = path[len("/debug/book/") :]
             raw = query.get("depth", ["50"])
             ok = len(raw) == 1 and raw[0].isascii() and raw[0].isdigit() and len(raw[0]) < 7
             depth = int(raw[0]) if ok else 0
             if not 1 <= depth <= MAX_BOOK_DEPTH:
                 self._refuse("bad_request", writer)
-                return method, 400, _error(
-                    f"depth must be an integer in 1..{MAX_BOOK_DEPTH}"), _JSON
+                return (
+                    method,
+                    400,
+                    _error(f"depth must be an integer in 1..{MAX_BOOK_DEPTH}"),
+                    _JSON,
+                )
             out = self.book(symbol, depth) if _SYMBOL_RE.match(symbol) else None
             if out is None:
                 return method, 404, _error("unknown symbol"), _JSON
@@ -611,10 +688,19 @@ class HttpServer:
         self._refuse("not_found", writer)
         return method, 404, _error("not found"), _JSON
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes, *,
-                    head_only: bool, ctype: str = "application/json") -> None:
-        head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        *,
+        head_only: bool,
+        ctype: str = "application/json",
+    ) -> None:
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         try:
             writer.write(head if head_only else head + body)
             async with asyncio.timeout(self.timeout_s):
@@ -633,9 +719,12 @@ class HttpServer:
             return
         self._last_log_s[reason] = now
         peer = writer.get_extra_info("peername")
-        self.log.warning("http_request_refused", reason=reason,
-                         peer=f"{peer[0]}:{peer[1]}" if peer else None,
-                         not_logged_before=self._unlogged.pop(reason, 0))
+        self.log.warning(
+            "http_request_refused",
+            reason=reason,
+            peer=f"{peer[0]}:{peer[1]}" if peer else None,
+            not_logged_before=self._unlogged.pop(reason, 0),
+        )
 
 
 _JSON = "application/json"

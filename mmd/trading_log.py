@@ -55,19 +55,29 @@ class TradingLog:
         seconds = time.perf_counter() - t0
         pf = tr.portfolio
         led = tr.ledger
-        positions = {s: tr.hub.states[s].instrument.lots_to_qty(pf.position_lots(s))
-                     for s in sorted(tr.hub.states) if s in pf.symbols}
+        positions = {
+            s: tr.hub.states[s].instrument.lots_to_qty(pf.position_lots(s))
+            for s in sorted(tr.hub.states)
+            if s in pf.symbols
+        }
         self.log.info(
-            "ledger_restored", symbol=None,
+            "ledger_restored",
+            symbol=None,
             path=str(led.path) if led is not None else None,
-            fills=led.fill_count() if led is not None else 0, fills_after_checkpoint=applied,
-            resuming_replay=tr.journal.resuming, positions=positions,
-            realized=pf.realized_quote, fees=pf.fees_quote, funding=pf.funding_quote,
-            total_pnl=pf.total_pnl_quote, halted=tr.risk.halted, seconds=round(seconds, 6))
+            fills=led.fill_count() if led is not None else 0,
+            fills_after_checkpoint=applied,
+            resuming_replay=tr.journal.resuming,
+            positions=positions,
+            realized=pf.realized_quote,
+            fees=pf.fees_quote,
+            funding=pf.funding_quote,
+            total_pnl=pf.total_pnl_quote,
+            halted=tr.risk.halted,
+            seconds=round(seconds, 6),
+        )
         if tr.risk.halted:
             self._halted = True
-            self.log.warning("risk_halted", symbol=None, reason=tr.risk.halt_reason,
-                             restored=True)
+            self.log.warning("risk_halted", symbol=None, reason=tr.risk.halt_reason, restored=True)
 
     # -- after every trader step ------------------------------------------------------------
 
@@ -82,20 +92,31 @@ class TradingLog:
         for sym, strat in tr.strategies.items():
             state = strat.gate.state
             if state != self._states.get(sym):
-                self.log.info("strategy_state_changed", symbol=sym,
-                              previous=self._states.get(sym), state=state,
-                              source=strat.calibrator.source,
-                              model_versions=MODEL_VERSIONS_NONE)
+                self.log.info(
+                    "strategy_state_changed",
+                    symbol=sym,
+                    previous=self._states.get(sym),
+                    state=state,
+                    source=strat.calibrator.source,
+                    model_versions=MODEL_VERSIONS_NONE,
+                )
                 self._states[sym] = state
             cal = strat.calibrator
             seen = self._fits.get(sym, (0, "none"))
             if cal.fits != seen[0]:
                 if cal.last_status != "ok" and cal.last_status != seen[1]:
-                    self.log.info("calibration_rejected", symbol=sym, why=cal.last_status,
-                                  r2=_num(cal.r2), kappa=_num(cal.raw_kappa),
-                                  a=_num(cal.raw_a), trades=cal.n_trades_window,
-                                  points=cal.n_points, window_s=cal.window_s_used,
-                                  kept=cal.source)
+                    self.log.info(
+                        "calibration_rejected",
+                        symbol=sym,
+                        why=cal.last_status,
+                        r2=_num(cal.r2),
+                        kappa=_num(cal.raw_kappa),
+                        a=_num(cal.raw_a),
+                        trades=cal.n_trades_window,
+                        points=cal.n_points,
+                        window_s=cal.window_s_used,
+                        kept=cal.source,
+                    )
                 self._fits[sym] = (cal.fits, cal.last_status)
         for sym in tr.hub.states:
             due = self._next_beat.get(sym)
@@ -113,12 +134,19 @@ class TradingLog:
         if h.kind == "filled" and isinstance(item, OrderFilled) and inst is not None:
             self._fills[h.symbol] = self._fills.get(h.symbol, 0) + 1
             self.log.info(
-                "order_filled", symbol=h.symbol, client_order_id=item.client_order_id,
-                fill_id=item.fill_id, side=_SIDES.get(item.side, str(item.side)),
-                price=inst.format_px(item.px_ticks), qty=inst.format_qty(item.qty_lots),
-                leaves=inst.format_qty(item.leaves_lots), fee=item.fee_quote,
+                "order_filled",
+                symbol=h.symbol,
+                client_order_id=item.client_order_id,
+                fill_id=item.fill_id,
+                side=_SIDES.get(item.side, str(item.side)),
+                price=inst.format_px(item.px_ticks),
+                qty=inst.format_qty(item.qty_lots),
+                leaves=inst.format_qty(item.leaves_lots),
+                fee=item.fee_quote,
                 liquidity=_LIQUIDITY.get(item.liquidity, str(item.liquidity)),
-                position=inst.format_qty(h.position_lots), ts_exch_ns=item.ts_exch_ns)
+                position=inst.format_qty(h.position_lots),
+                ts_exch_ns=item.ts_exch_ns,
+            )
         elif h.kind == "rejected":
             if h.source == "risk":
                 # the gate refuses the same thing every requote: once per (symbol, reason)
@@ -128,20 +156,32 @@ class TradingLog:
                     return
                 self._risk_logged.add((h.symbol, h.reason))
             self.log.info(
-                "order_rejected", symbol=h.symbol, source=h.source, reason=h.reason,
+                "order_rejected",
+                symbol=h.symbol,
+                source=h.source,
+                reason=h.reason,
                 detail=item.reason if isinstance(item, OrderRejected) else h.reason,
-                client_order_id=item.client_order_id if isinstance(item, OrderRejected)
-                else None)
+                client_order_id=item.client_order_id if isinstance(item, OrderRejected) else None,
+            )
         elif h.kind == "funding" and isinstance(item, FundingPaid):
             self.log.info(
-                "funding_paid", symbol=h.symbol, rate=item.rate, amount=item.amount_quote,
+                "funding_paid",
+                symbol=h.symbol,
+                rate=item.rate,
+                amount=item.amount_quote,
                 mark_px=item.mark_px,
                 position=inst.format_qty(item.position_lots) if inst else item.position_lots,
-                ts_exch_ns=item.ts_exch_ns)
+                ts_exch_ns=item.ts_exch_ns,
+            )
         elif h.kind == "halted":
             self._halted = True
-            self.log.warning("risk_halted", symbol=h.symbol or None, reason=h.reason,
-                             day_pnl=tr.day_today, total_pnl=tr.portfolio.total_pnl_quote)
+            self.log.warning(
+                "risk_halted",
+                symbol=h.symbol or None,
+                reason=h.reason,
+                day_pnl=tr.day_today,
+                total_pnl=tr.portfolio.total_pnl_quote,
+            )
 
     def _heartbeat(self, sym: str, now_ns: int) -> None:
         tr = self.trader
@@ -151,12 +191,19 @@ class TradingLog:
         fields: dict[str, Any] = {"position": inst.format_qty(pf.position_lots(sym))}
         if sym in pf.symbols:
             p = pf.position(sym)
-            fields.update(realized=p.realized_quote, unrealized=p.unrealized_quote,
-                          fees=p.fees_quote, funding=p.funding_quote, total=p.pnl_quote)
+            fields.update(
+                realized=p.realized_quote,
+                unrealized=p.unrealized_quote,
+                fees=p.fees_quote,
+                funding=p.funding_quote,
+                total=p.pnl_quote,
+            )
         strat = tr.strategies.get(sym)
         book_ns = st.last_book_recv_ns
         self.log.info(
-            "pnl_heartbeat", symbol=sym, **fields,
+            "pnl_heartbeat",
+            symbol=sym,
+            **fields,
             fills=self._fills.get(sym, 0),
             quotes=(strat.submits if strat is not None else 0),
             cancels=(strat.cancels if strat is not None else 0),
@@ -164,7 +211,8 @@ class TradingLog:
             risk_rejected=self._risk_rejects.get(sym, 0),
             state=strat.gate.state if strat is not None else "waiting",
             book_age_s=round((now_ns - book_ns) / 1e9, 3) if book_ns > 0 else None,
-            halted=tr.risk.halted)
+            halted=tr.risk.halted,
+        )
         self._risk_logged = {k for k in self._risk_logged if k[0] != sym}
 
 

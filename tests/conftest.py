@@ -24,8 +24,10 @@ def need(path: Path | list[Path]) -> None:
     """Skip the test with a clear reason when the shared data is absent."""
     paths = path if isinstance(path, list) else [path]
     if not paths or not all(p.exists() for p in paths):
-        pytest.skip(f"real data not present ({paths[0] if paths else 'binance folder'}): "
-                    "run with ../shared/data beside the repo")
+        pytest.skip(
+            f"real data not present ({paths[0] if paths else 'binance folder'}): "
+            "run with ../shared/data beside the repo"
+        )
 
 
 @pytest.fixture(scope="session")

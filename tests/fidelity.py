@@ -121,13 +121,22 @@ class EngineResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "engine": self.engine, "fills": self.fills, "buys": self.buys, "sells": self.sells,
-            "position_lots": self.position_lots, "pnl": round(self.pnl, 6),
-            "fees": round(self.fees, 6), "notional": round(self.notional, 2),
+            "engine": self.engine,
+            "fills": self.fills,
+            "buys": self.buys,
+            "sells": self.sells,
+            "position_lots": self.position_lots,
+            "pnl": round(self.pnl, 6),
+            "fees": round(self.fees, 6),
+            "notional": round(self.notional, 2),
             "filled_lots": self.filled_lots,
-            "submits": self.submits, "cancels": self.cancels, "rejects": self.rejects,
-            "steps": self.steps, "end_ns": self.end_ns,
-            "undelivered_fills": self.undelivered_fills, "events": self.events,
+            "submits": self.submits,
+            "cancels": self.cancels,
+            "rejects": self.rejects,
+            "steps": self.steps,
+            "end_ns": self.end_ns,
+            "undelivered_fills": self.undelivered_fills,
+            "events": self.events,
             "seconds": round(self.seconds, 3),
         }
 
@@ -204,8 +213,7 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
         maker_fee=p.maker_fee,
         taker_fee=p.taker_fee,
     )
-    ex = SimExchange(cfg, {symbol: inst}, entry_latency_ns=p.entry_ns,
-                     cancel_latency_ns=p.entry_ns)
+    ex = SimExchange(cfg, {symbol: inst}, entry_latency_ns=p.entry_ns, cancel_latency_ns=p.entry_ns)
     inbox: collections.deque[Any] = collections.deque()  # exchange events, exchange-time order
     cur: dict[int, _Side | None] = {BUY: None, SELL: None}
     by_oid: dict[str, int] = {}
@@ -257,15 +265,22 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
             res.steps += 1
             book = st.book
             if book.n_bids and book.n_asks:
-                for act, side, px in _decide(int(book.bid_px[0]), int(book.ask_px[0]), pos,
-                                             cur, p):
+                for act, side, px in _decide(int(book.bid_px[0]), int(book.ask_px[0]), pos, cur, p):
                     if act == "submit":
                         seq += 1
                         oid = f"f{seq}"
                         cur[side] = _Side(oid, px)
                         by_oid[oid] = side
-                        ex.send(SubmitOrder(client_order_id=oid, symbol=symbol, side=side,
-                                            px_ticks=px, qty_lots=p.qty_lots), boundary)
+                        ex.send(
+                            SubmitOrder(
+                                client_order_id=oid,
+                                symbol=symbol,
+                                side=side,
+                                px_ticks=px,
+                                qty_lots=p.qty_lots,
+                            ),
+                            boundary,
+                        )
                         res.submits += 1
                     else:
                         o = cur[side]
@@ -287,14 +302,27 @@ def run_mmd(rec: Path, symbol: str, t0_ns: int, p: FidelityParams) -> EngineResu
             n_events += len(msg.trades)
             if added == 1:
                 tr = st.trades
-                inbox.extend(ex.on_trade(symbol, tr.latest("ts_ns"), tr.latest("px_ticks"),
-                                         tr.latest("qty_lots"), tr.latest("side")))
+                inbox.extend(
+                    ex.on_trade(
+                        symbol,
+                        tr.latest("ts_ns"),
+                        tr.latest("px_ticks"),
+                        tr.latest("qty_lots"),
+                        tr.latest("side"),
+                    )
+                )
             elif added:
                 new = st.trades.last(added)
                 for j in range(added):
-                    inbox.extend(ex.on_trade(symbol, int(new["ts_ns"][j]),
-                                             int(new["px_ticks"][j]), int(new["qty_lots"][j]),
-                                             int(new["side"][j])))
+                    inbox.extend(
+                        ex.on_trade(
+                            symbol,
+                            int(new["ts_ns"][j]),
+                            int(new["px_ticks"][j]),
+                            int(new["qty_lots"][j]),
+                            int(new["side"][j]),
+                        )
+                    )
     last_ts = rows[-1][0] if rows else t0_ns
     inbox.extend(ex.advance(last_ts))
     deliver(last_ts)
@@ -336,8 +364,9 @@ def hbt_zero_feed_latency(rec: Path) -> tuple[np.ndarray, int]:
     return ex, int(ex["exch_ts"][0])
 
 
-def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams, *,
-                    response_ns: int | None = None) -> EngineResult:
+def run_hftbacktest(
+    rows: np.ndarray, tick: float, lot: float, p: FidelityParams, *, response_ns: int | None = None
+) -> EngineResult:
     """The rule through hftbacktest (public API) over rows (zero-feed-latency rows, or the
     converter's rows with the recorded feed latency); response_ns overrides p.response_ns."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
@@ -366,8 +395,11 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
         .last_trades_capacity(0)
     )
     asset = asset.partial_fill_exchange() if p.partial else asset.no_partial_fill_exchange()
-    asset = asset.risk_adverse_queue_model() if p.queue == "risk_averse" else (
-        asset.power_prob_queue_model(2.0))
+    asset = (
+        asset.risk_adverse_queue_model()
+        if p.queue == "risk_averse"
+        else (asset.power_prob_queue_model(2.0))
+    )
     if response_ns is not None:
         asset = asset.constant_order_latency(p.entry_ns, response_ns)
     bt = HashMapMarketDepthBacktest([asset])
@@ -460,9 +492,9 @@ def run_hftbacktest(rows: np.ndarray, tick: float, lot: float, p: FidelityParams
 # ---------------------------------------------------------------------------------------------
 
 
-def fills_per_step(res: EngineResult, grid0: int, step_ns: int, tail: int
-                   ) -> tuple[dict[int, collections.Counter[tuple[int, int]]],
-                              collections.Counter[tuple[int, int]]]:
+def fills_per_step(
+    res: EngineResult, grid0: int, step_ns: int, tail: int
+) -> tuple[dict[int, collections.Counter[tuple[int, int]]], collections.Counter[tuple[int, int]]]:
     """Fills as multisets of (side, px_ticks) per decision step, and the multiset of the last
     `tail` fills (those handed over when the data ran out).
 
@@ -472,10 +504,11 @@ def fills_per_step(res: EngineResult, grid0: int, step_ns: int, tail: int
     """
     body = res.fill_log[: len(res.fill_log) - tail]
     steps: dict[int, collections.Counter[tuple[int, int]]] = collections.defaultdict(
-        collections.Counter)
+        collections.Counter
+    )
     for t, side, px in body:
         steps[-(-(t - grid0) // step_ns)][(side, px)] += 1
-    end = collections.Counter((side, px) for _, side, px in res.fill_log[len(body):])
+    end = collections.Counter((side, px) for _, side, px in res.fill_log[len(body) :])
     return dict(steps), end
 
 
@@ -495,8 +528,9 @@ def hbt_with_feed_latency(rec: Path) -> tuple[np.ndarray, int, int, int]:
     return rows, shift, int(local["local_ts"][0]), feed
 
 
-def run_mmd_product(rec: Path, symbol: str, shift_ns: int, t0_local: int,
-                    p: FidelityParams) -> EngineResult:
+def run_mmd_product(
+    rec: Path, symbol: str, shift_ns: int, t0_local: int, p: FidelityParams
+) -> EngineResult:
     """The rule through the product's trading stack, built by `mmd.app.build_trader` exactly as
     `mmd backtest` builds it (no ledger), fed the recording in receive order (feed latency on).
 
@@ -572,15 +606,17 @@ def run_mmd_product(rec: Path, symbol: str, shift_ns: int, t0_local: int,
         pos = trader.portfolio.position_lots(symbol)
         for act, side, px in _decide(int(book.bid_px[0]), int(book.ask_px[0]), pos, cur, p):
             if TRACE is not None:
-                TRACE.append(("mmd", res.steps, act, side, px, int(book.bid_px[0]),
-                              int(book.ask_px[0]), pos))
+                TRACE.append(
+                    ("mmd", res.steps, act, side, px, int(book.bid_px[0]), int(book.ask_px[0]), pos)
+                )
             cmd: SubmitOrder | CancelOrder
             if act == "submit":
                 seq += 1
                 oid = f"f{seq}"
                 mine[side] = oid
-                cmd = SubmitOrder(client_order_id=oid, symbol=symbol, side=side, px_ticks=px,
-                                  qty_lots=p.qty_lots)
+                cmd = SubmitOrder(
+                    client_order_id=oid, symbol=symbol, side=side, px_ticks=px, qty_lots=p.qty_lots
+                )
                 res.submits += 1
             else:
                 o = cur[side]

@@ -86,11 +86,21 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def venue(paths: list[Path], tmp: Path, *, speed: float = 1.0, faults: str = "",
-          timeout: float = 60.0) -> Iterator[tuple[Proc, str]]:
+def venue(
+    paths: list[Path], tmp: Path, *, speed: float = 1.0, faults: str = "", timeout: float = 60.0
+) -> Iterator[tuple[Proc, str]]:
     """`mmd serve-venue` on an ephemeral port; yields (proc, http base url)."""
-    args = [sys.executable, "-m", "mmd", "serve-venue", *map(str, paths), "--port", "0",
-            "--speed", str(speed)]
+    args = [
+        sys.executable,
+        "-m",
+        "mmd",
+        "serve-venue",
+        *map(str, paths),
+        "--port",
+        "0",
+        "--speed",
+        str(speed),
+    ]
     if faults:
         args += ["--faults", faults]
     proc = Proc(args, base_env(), tmp / f"venue-{time.monotonic_ns()}.log")
@@ -113,16 +123,26 @@ def venue(paths: list[Path], tmp: Path, *, speed: float = 1.0, faults: str = "",
 
 
 @contextlib.contextmanager
-def daemon(tmp: Path, env: dict[str, str], *, ready_timeout: float | None = None,
-           args: tuple[str, ...] = ()) -> Iterator[tuple[Proc, str]]:
+def daemon(
+    tmp: Path,
+    env: dict[str, str],
+    *,
+    ready_timeout: float | None = None,
+    args: tuple[str, ...] = (),
+) -> Iterator[tuple[Proc, str]]:
     """`mmd run` with MMD_* env overrides; yields (proc, metrics base url)."""
     port = free_port()
     # /readyz waits for the strategy's warm-up too: keep it short unless a test sets it
     env = {"MMD_STRATEGY__WARMUP_S": "0.5", **env}
-    full = base_env(MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / "state"),
-                    MMD_MODELS__DIR=str(tmp / "models"), **env)
-    proc = Proc([sys.executable, "-m", "mmd", "run", *args], full,
-                tmp / f"daemon-{time.monotonic_ns()}.log")
+    full = base_env(
+        MMD_METRICS__PORT=str(port),
+        MMD_STATE__DIR=str(tmp / "state"),
+        MMD_MODELS__DIR=str(tmp / "models"),
+        **env,
+    )
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", *args], full, tmp / f"daemon-{time.monotonic_ns()}.log"
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -163,7 +183,7 @@ def metric_values(text: str, name: str) -> dict[str, float]:
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             key, _, val = line.rpartition(" ")
-            out[key[len(name):]] = float(val)
+            out[key[len(name) :]] = float(val)
     return out
 
 

@@ -20,8 +20,10 @@ def _steps(path: Path) -> tuple[Decimal, Decimal]:
             if isinstance(res, dict) and res.get("list") and "priceFilter" in res["list"][0]:
                 inst = res["list"][0]
                 lot = inst["lotSizeFilter"]
-                return (Decimal(inst["priceFilter"]["tickSize"]),
-                        Decimal(lot.get("qtyStep") or lot["basePrecision"]))
+                return (
+                    Decimal(inst["priceFilter"]["tickSize"]),
+                    Decimal(lot.get("qtyStep") or lot["basePrecision"]),
+                )
     raise ValueError(f"{path}: no instruments-info frame")
 
 

@@ -235,8 +235,9 @@ def _levels(x: Any) -> list[list[str]]:
     if type(x) is not list:
         raise DecodeError("levels are not a list")
     for lvl in x:
-        if not (type(lvl) is list and len(lvl) == 2 and type(lvl[0]) is str
-                and type(lvl[1]) is str):
+        if not (
+            type(lvl) is list and len(lvl) == 2 and type(lvl[0]) is str and type(lvl[1]) is str
+        ):
             raise DecodeError("a level is not a [price, size] pair of strings")
     return x
 
@@ -255,15 +256,20 @@ def _kline(start_ns: int, o: Any, h: Any, low: Any, c: Any, vol: Any, confirm: b
     _decimal(vol, "kline volume", positive=False)
     if not fl <= min(fo, fc) <= max(fo, fc) <= fh:
         raise DecodeError(f"kline prices out of order (o={o} h={h} l={low} c={c})")
-    return Kline(start_ns=start_ns, open=o, high=h, low=low, close=c, volume=vol,
-                 confirm=confirm)
+    return Kline(start_ns=start_ns, open=o, high=h, low=low, close=c, volume=vol, confirm=confirm)
 
 
 def _trade(ts_ns: int, px: Any, qty: Any, side: Any, trade_id: Any, block: Any) -> Trade:
     _decimal(px, "trade price")
     _decimal(qty, "trade size")
-    return Trade(ts_exch_ns=ts_ns, price=px, size=qty, side=_side(side),
-                 trade_id=_str(trade_id, "trade id"), block=_bool(block, "block flag"))
+    return Trade(
+        ts_exch_ns=ts_ns,
+        price=px,
+        size=qty,
+        side=_side(side),
+        trade_id=_str(trade_id, "trade id"),
+        block=_bool(block, "block flag"),
+    )
 
 
 def _decode_ws_book(obj: dict[str, Any], parts: list[str]) -> BookMsg:
@@ -296,8 +302,9 @@ def _decode_ws_trades(obj: dict[str, Any], parts: list[str]) -> TradesMsg:
         t = _dict(t, "trade")
         if "s" in t:
             _same_symbol(t["s"], symbol)
-        trades.append(_trade(_ts_ns(t["T"], "T"), t["p"], t["v"], t["S"], t["i"],
-                             t.get("BT", False)))
+        trades.append(
+            _trade(_ts_ns(t["T"], "T"), t["p"], t["v"], t["S"], t["i"], t.get("BT", False))
+        )
     return TradesMsg(symbol=symbol, trades=trades)
 
 
@@ -305,8 +312,17 @@ def _decode_ws_kline(obj: dict[str, Any], parts: list[str]) -> KlineMsg:
     klines = []
     for k in _list(obj["data"], "kline data"):
         k = _dict(k, "kline")
-        klines.append(_kline(_ts_ns(k["start"], "kline start"), k["open"], k["high"], k["low"],
-                             k["close"], k["volume"], _bool(k.get("confirm", False), "confirm")))
+        klines.append(
+            _kline(
+                _ts_ns(k["start"], "kline start"),
+                k["open"],
+                k["high"],
+                k["low"],
+                k["close"],
+                k["volume"],
+                _bool(k.get("confirm", False), "confirm"),
+            )
+        )
     return KlineMsg(symbol=parts[-1], interval=parts[1], klines=klines)
 
 
@@ -318,16 +334,19 @@ def _decode_ws_ticker(obj: dict[str, Any], parts: list[str]) -> TickerMsg:
     rate, nxt, mark = d.get("fundingRate"), d.get("nextFundingTime"), d.get("markPrice")
     funding_rate = None
     if rate not in (None, ""):
-        if type(rate) is not str or not _SIGNED_DECIMAL.fullmatch(rate) \
-                or abs(float(rate)) > MAX_FUNDING_RATE:
-            raise DecodeError(f"fundingRate {rate!r:.40} is not a rate within "
-                              f"+-{MAX_FUNDING_RATE}")
+        if (
+            type(rate) is not str
+            or not _SIGNED_DECIMAL.fullmatch(rate)
+            or abs(float(rate)) > MAX_FUNDING_RATE
+        ):
+            raise DecodeError(f"fundingRate {rate!r:.40} is not a rate within +-{MAX_FUNDING_RATE}")
         funding_rate = float(rate)
     return TickerMsg(
         symbol=symbol,
         funding_rate=funding_rate,
-        next_funding_ns=(_ts_text_ns(nxt, "nextFundingTime")
-                         if nxt not in (None, "", "0") else None),
+        next_funding_ns=(
+            _ts_text_ns(nxt, "nextFundingTime") if nxt not in (None, "", "0") else None
+        ),
         mark_price=_decimal(mark, "markPrice") if mark not in (None, "") else None,
     )
 
@@ -376,8 +395,7 @@ def _decode_rest_klines(res: dict[str, Any], rows: list[Any]) -> KlineMsg:
     for i, r in enumerate(rows):
         if type(r) is not list or len(r) < 6:
             raise DecodeError("a kline row is not a list of at least 6 strings")
-        klines.append(_kline(_ts_text_ns(r[0], "kline start"), r[1], r[2], r[3], r[4], r[5],
-                             i > 0))
+        klines.append(_kline(_ts_text_ns(r[0], "kline start"), r[1], r[2], r[3], r[4], r[5], i > 0))
     klines.sort(key=lambda k: k.start_ns)
     return KlineMsg(symbol=_symbol(res["symbol"]), interval="", klines=klines, from_rest=True)
 
@@ -388,8 +406,16 @@ def _decode_rest_trades(rows: list[Any]) -> TradesMsg:
     for t in rows:
         t = _dict(t, "trade")
         _same_symbol(t["symbol"], symbol)
-        trades.append(_trade(_ts_text_ns(t["time"], "trade time"), t["price"], t["size"],
-                             t["side"], t["execId"], t.get("isBlockTrade", False)))
+        trades.append(
+            _trade(
+                _ts_text_ns(t["time"], "trade time"),
+                t["price"],
+                t["size"],
+                t["side"],
+                t["execId"],
+                t.get("isBlockTrade", False),
+            )
+        )
     # order of `list` is not documented: sort by time, keep server order on ties
     trades.sort(key=lambda t: t.ts_exch_ns)
     return TradesMsg(symbol=symbol, trades=trades, from_rest=True)
@@ -495,10 +521,18 @@ def decode_frame(raw: bytes | str) -> Message | None:
             return _decode_rest(obj)
     except DecodeError as exc:
         raise DecodeError(str(exc), _book_symbol(obj)) from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
-            RecursionError) as exc:
-        raise DecodeError(f"bad field: {type(exc).__name__}: {exc!s:.80}",
-                          _book_symbol(obj)) from None
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        raise DecodeError(
+            f"bad field: {type(exc).__name__}: {exc!s:.80}", _book_symbol(obj)
+        ) from None
     raise DecodeError("unknown frame shape")
 
 

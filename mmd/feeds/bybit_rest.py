@@ -103,8 +103,10 @@ class BybitRest:
             raise TransientError(f"GET {path}: {type(exc).__name__}: {exc}") from None
         if body is None:
             self._on_outcome(endpoint, "too_large")
-            raise TransientError(f"GET {path}: body larger than {self.cfg.max_body_bytes} bytes "
-                                 "(rest.max_body_bytes)")
+            raise TransientError(
+                f"GET {path}: body larger than {self.cfg.max_body_bytes} bytes "
+                "(rest.max_body_bytes)"
+            )
         if status != 200:
             outcome = "http_5xx" if status >= 500 else f"http_{status}"
             self._on_outcome(endpoint, outcome)
@@ -174,8 +176,9 @@ class BybitRest:
             "/v5/market/instruments-info", {"category": self.category, "symbol": symbol}
         )
 
-    async def poll(self, path: str, params: dict[str, Any], interval_s: float,
-                   on_body: OnBody) -> None:
+    async def poll(
+        self, path: str, params: dict[str, Any], interval_s: float, on_body: OnBody
+    ) -> None:
         """Poll forever at interval_s; failures back off (capped, jittered) and are logged."""
         backoff = Backoff(self.cfg.backoff_base_s, self.cfg.backoff_max_s)
         while True:
@@ -184,8 +187,9 @@ class BybitRest:
             except TransientError as exc:
                 floor = self._floor(exc)
                 delay = backoff.next_delay(floor)
-                self.log.warning("rest_poll_failed", path=path, error=str(exc),
-                                 delay_s=round(delay, 3))
+                self.log.warning(
+                    "rest_poll_failed", path=path, error=str(exc), delay_s=round(delay, 3)
+                )
                 await asyncio.sleep(delay)
                 continue
             except PermanentRequestError as exc:

@@ -179,8 +179,14 @@ class BybitStream:
                     # (one timer per socket read, not one per frame)
                     raw = await recv(decode=False)
                 else:
-                    wait_ns = min(last_ping + ping_every_ns, last_msg + idle_ns,
-                                  min(self._resync_due_ns.values(), default=now + idle_ns)) - now
+                    wait_ns = (
+                        min(
+                            last_ping + ping_every_ns,
+                            last_msg + idle_ns,
+                            min(self._resync_due_ns.values(), default=now + idle_ns),
+                        )
+                        - now
+                    )
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                     # cancellation that arrives just as a frame does; shutdown would then hang
                     async with asyncio.timeout(max(wait_ns, 1) / 1e9):
@@ -227,16 +233,21 @@ class BybitStream:
                 continue
             backoff = self._resync_backoff.get(sym)
             if backoff is None:
-                backoff = self._resync_backoff[sym] = Backoff(self.cfg.backoff_base_s,
-                                                             self.cfg.backoff_max_s)
+                backoff = self._resync_backoff[sym] = Backoff(
+                    self.cfg.backoff_base_s, self.cfg.backoff_max_s
+                )
             last = self._resync_last_ns.get(sym)
             if last is None or now - last >= quiet_ns:
                 backoff.reset()
                 delay_s = 0.0
             else:
                 delay_s = backoff.next_delay()
-                self.log.info("ws_resync_delayed", symbol=sym, delay_s=round(delay_s, 3),
-                              attempt=backoff.attempt)
+                self.log.info(
+                    "ws_resync_delayed",
+                    symbol=sym,
+                    delay_s=round(delay_s, 3),
+                    attempt=backoff.attempt,
+                )
             self._resync_due_ns[sym] = now + int(delay_s * 1e9)
 
     async def _resync_due(self, ws: ClientConnection) -> None:

@@ -567,8 +567,7 @@ class BinanceUsdmConverter:
         """
         bids = sorted(self._levels(data["b"]), reverse=True)
         asks = sorted(self._levels(data["a"]))
-        return self._book_frame("delta", bids, asks, int(data["u"]), int(data["E"]),
-                                int(data["T"]))
+        return self._book_frame("delta", bids, asks, int(data["u"]), int(data["E"]), int(data["T"]))
 
     def _apply_depth(self, data: dict[str, Any]) -> list[bytes]:
         u = int(data["u"])
@@ -1010,7 +1009,10 @@ class HbtEvents:
 
 
 def _hbt_book_frame(
-    msg: BookMsg, recv_ns: int, bids: dict[float, float], asks: dict[float, float],
+    msg: BookMsg,
+    recv_ns: int,
+    bids: dict[float, float],
+    asks: dict[float, float],
     out: HbtEvents,
 ) -> None:
     exch = msg.ts_exch_ns
@@ -1119,7 +1121,10 @@ def hftbacktest_events(
     seen_trades: dict[str, None] = {}
     paths = [Path(p) for p in recordings]
     bar = tqdm(
-        total=len(paths), desc="convert hftbacktest", unit="file", leave=False,
+        total=len(paths),
+        desc="convert hftbacktest",
+        unit="file",
+        leave=False,
         disable=not (progress and sys.stderr.isatty()),
     )
     with bar:
@@ -1147,8 +1152,9 @@ def hftbacktest_events(
                             for key in list(seen_trades)[:100_000]:
                                 del seen_trades[key]
                         side = HBT_BUY if t.side == codes.BUY else HBT_SELL
-                        out.add(HBT_TRADE | side, t.ts_exch_ns, recv_ns, float(t.price),
-                                float(t.size))
+                        out.add(
+                            HBT_TRADE | side, t.ts_exch_ns, recv_ns, float(t.price), float(t.size)
+                        )
             bar.update(1)
     if not out.ev:
         raise ValueError(f"{', '.join(map(str, paths))}: no book or trade frames")

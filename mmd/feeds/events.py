@@ -138,8 +138,12 @@ class EventArrays:
     def instrument(self, row: int) -> Instrument:
         """The Instrument of one instrument row."""
         category, symbol = self.symbols[int(self.inst_sym[row])]
-        return Instrument(symbol=symbol, category=category, tick_size=self.inst_tick_size[row],
-                          lot_size=self.inst_lot_size[row])
+        return Instrument(
+            symbol=symbol,
+            category=category,
+            tick_size=self.inst_tick_size[row],
+            lot_size=self.inst_lot_size[row],
+        )
 
     def stream_table(self) -> I64:
         """int64[n_events, 3] (ev_kind, ev_sym, ev_idx): the stream for a jitted loop."""
@@ -147,15 +151,25 @@ class EventArrays:
 
     def book_table(self) -> I64:
         """int64[n_frames, 6] (flags, u, seq, row, ask_row, end) per book frame."""
-        cols = [self.book_flags, self.book_u, self.book_seq, self.book_row, self.book_ask_row,
-                self.book_end]
+        cols = [
+            self.book_flags,
+            self.book_u,
+            self.book_seq,
+            self.book_row,
+            self.book_ask_row,
+            self.book_end,
+        ]
         return np.ascontiguousarray(np.stack(cols, axis=1)).reshape(-1, 6)
 
     @property
     def rows(self) -> int:
         """Level rows plus trades plus klines plus tickers (what decoding produced)."""
-        return int(len(self.level_px_ticks) + len(self.trade_px_ticks)
-                   + len(self.kline_start_ns) + len(self.ticker_sym))
+        return int(
+            len(self.level_px_ticks)
+            + len(self.trade_px_ticks)
+            + len(self.kline_start_ns)
+            + len(self.ticker_sym)
+        )
 
 
 # the array columns, in declaration order (annotations are strings under __future__ annotations)
@@ -193,18 +207,19 @@ class EventBuilder:
         self.symbols = symbols
         self._inst: list[Instrument | None] = [None] * len(symbols)
         self._trade_ids: list[collections.deque[str]] = [
-            collections.deque(maxlen=TRADE_ID_MEMORY) for _ in symbols]
+            collections.deque(maxlen=TRADE_ID_MEMORY) for _ in symbols
+        ]
         self._trade_id_sets: list[set[str]] = [set() for _ in symbols]
         self._ev = _Columns(("kind", "sym", "idx", "frame", "recv", "exch"))
         self._book = _Columns(("sym", "flags", "u", "seq", "exch", "recv", "n_bid", "n_ask"))
         self._level_px: list[I64] = []
         self._level_qty: list[I64] = []
         self._trade = _Columns(("sym", "exch", "recv", "px", "qty", "side"))
-        self._kline = _Columns(("sym", "recv", "start", "confirm", "open", "high", "low",
-                                "close", "volume"))
+        self._kline = _Columns(
+            ("sym", "recv", "start", "confirm", "open", "high", "low", "close", "volume")
+        )
         self._ticker = _Columns(("sym", "recv", "next", "rate", "mark"))
-        self._inst_rows = _Columns(("sym", "recv", "flags", "tick", "lot", "tick_size",
-                                    "lot_size"))
+        self._inst_rows = _Columns(("sym", "recv", "flags", "tick", "lot", "tick_size", "lot_size"))
         self.frames = 0
         self.decode_errors = 0
         self.skipped = 0  # well-formed frames left out (other symbol, no instrument yet, ...)
@@ -224,9 +239,12 @@ class EventBuilder:
             self._on_instruments(sym, symbol, msg, ts_recv_ns, frame)
             return
         inst = self._inst[sym]
-        if (msg is None or inst is None
-                or not isinstance(msg, BookMsg | TradesMsg | KlineMsg | TickerMsg)
-                or msg.symbol != symbol):
+        if (
+            msg is None
+            or inst is None
+            or not isinstance(msg, BookMsg | TradesMsg | KlineMsg | TickerMsg)
+            or msg.symbol != symbol
+        ):
             self.skipped += 1  # acks, REST errors, other symbols, before the instrument
             return
         if isinstance(msg, BookMsg):
@@ -237,21 +255,29 @@ class EventBuilder:
             self._on_klines(sym, msg, ts_recv_ns, frame)
         else:
             idx = self._ticker.add(
-                sym, ts_recv_ns, -1 if msg.next_funding_ns is None else msg.next_funding_ns,
+                sym,
+                ts_recv_ns,
+                -1 if msg.next_funding_ns is None else msg.next_funding_ns,
                 np.nan if msg.funding_rate is None else msg.funding_rate,
-                np.nan if msg.mark_price is None else msg.mark_price)
+                np.nan if msg.mark_price is None else msg.mark_price,
+            )
             self._event(codes.EV_TICKER, sym, idx, frame, ts_recv_ns, -1)
 
     def _event(self, kind: int, sym: int, idx: int, frame: int, recv: int, exch: int) -> None:
         self._ev.add(kind, sym, idx, frame, recv, exch)
 
-    def _on_instruments(self, sym: int, symbol: str, msg: InstrumentsMsg, recv: int,
-                        frame: int) -> None:
+    def _on_instruments(
+        self, sym: int, symbol: str, msg: InstrumentsMsg, recv: int, frame: int
+    ) -> None:
         for info in msg.instruments:
             if info.symbol != symbol:
                 continue
-            inst = Instrument(symbol=info.symbol, category=msg.category or "linear",
-                              tick_size=info.tick_size, lot_size=info.lot_size)
+            inst = Instrument(
+                symbol=info.symbol,
+                category=msg.category or "linear",
+                tick_size=info.tick_size,
+                lot_size=info.lot_size,
+            )
             old = self._inst[sym]
             if old is None:
                 flags = codes.INST_NEW
@@ -262,13 +288,15 @@ class EventBuilder:
             else:
                 continue  # same steps: the hub keeps its state and its instrument
             self._inst[sym] = inst
-            idx = self._inst_rows.add(sym, recv, flags, inst.tick, inst.lot, inst.tick_size,
-                                      inst.lot_size)
+            idx = self._inst_rows.add(
+                sym, recv, flags, inst.tick, inst.lot, inst.tick_size, inst.lot_size
+            )
             self._event(codes.EV_INSTRUMENT, sym, idx, frame, recv, -1)
 
     def _on_book(self, sym: int, inst: Instrument, msg: BookMsg, recv: int, frame: int) -> None:
         flags = (codes.BOOK_SNAPSHOT if msg.is_snapshot else 0) | (
-            codes.BOOK_REST if msg.from_rest else 0)
+            codes.BOOK_REST if msg.from_rest else 0
+        )
         try:
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
@@ -277,8 +305,7 @@ class EventBuilder:
             bpx = bqty = apx = aqty = np.empty(0, np.int64)
         self._level_px += (bpx, apx)
         self._level_qty += (bqty, aqty)
-        idx = self._book.add(sym, flags, msg.u, msg.seq, msg.ts_exch_ns, recv, len(bpx),
-                             len(apx))
+        idx = self._book.add(sym, flags, msg.u, msg.seq, msg.ts_exch_ns, recv, len(bpx), len(apx))
         self._event(codes.EV_BOOK, sym, idx, frame, recv, msg.ts_exch_ns)
 
     def _seen_trade(self, sym: int, trade_id: str) -> bool:
@@ -292,8 +319,7 @@ class EventBuilder:
         id_set.add(trade_id)
         return False
 
-    def _on_trades(self, sym: int, inst: Instrument, msg: TradesMsg, recv: int,
-                   frame: int) -> None:
+    def _on_trades(self, sym: int, inst: Instrument, msg: TradesMsg, recv: int, frame: int) -> None:
         for t in msg.trades:
             if self._seen_trade(sym, t.trade_id):
                 continue
@@ -311,8 +337,7 @@ class EventBuilder:
     def _on_klines(self, sym: int, msg: KlineMsg, recv: int, frame: int) -> None:
         for k in msg.klines:
             try:
-                row = (float(k.open), float(k.high), float(k.low), float(k.close),
-                       float(k.volume))
+                row = (float(k.open), float(k.high), float(k.low), float(k.close), float(k.volume))
             except ValueError:
                 self.refused += 1
                 continue
@@ -345,23 +370,39 @@ class EventBuilder:
         level_flags[book_end[has] - 1] |= codes.BOOK_FRAME_END
         ins = self._inst_rows
         return EventArrays(
-            ev_kind=col(self._ev, "kind"), ev_sym=col(self._ev, "sym"),
-            ev_idx=col(self._ev, "idx"), ev_frame=col(self._ev, "frame"),
-            ev_ts_recv_ns=col(self._ev, "recv"), ev_ts_exch_ns=col(self._ev, "exch"),
-            book_sym=col(b, "sym"), book_flags=book_flags, book_u=col(b, "u"),
-            book_seq=col(b, "seq"), book_ts_exch_ns=col(b, "exch"),
-            book_ts_recv_ns=col(b, "recv"), book_row=book_row, book_ask_row=book_row + n_bid,
+            ev_kind=col(self._ev, "kind"),
+            ev_sym=col(self._ev, "sym"),
+            ev_idx=col(self._ev, "idx"),
+            ev_frame=col(self._ev, "frame"),
+            ev_ts_recv_ns=col(self._ev, "recv"),
+            ev_ts_exch_ns=col(self._ev, "exch"),
+            book_sym=col(b, "sym"),
+            book_flags=book_flags,
+            book_u=col(b, "u"),
+            book_seq=col(b, "seq"),
+            book_ts_exch_ns=col(b, "exch"),
+            book_ts_recv_ns=col(b, "recv"),
+            book_row=book_row,
+            book_ask_row=book_row + n_bid,
             book_end=book_end,
-            level_frame=level_frame, level_sym=np.repeat(col(b, "sym"), n_rows),
-            level_side=side, level_px_ticks=level_px.astype(i64),
-            level_qty_lots=level_qty.astype(i64), level_flags=level_flags,
-            level_u=np.repeat(col(b, "u"), n_rows), level_seq=np.repeat(col(b, "seq"), n_rows),
+            level_frame=level_frame,
+            level_sym=np.repeat(col(b, "sym"), n_rows),
+            level_side=side,
+            level_px_ticks=level_px.astype(i64),
+            level_qty_lots=level_qty.astype(i64),
+            level_flags=level_flags,
+            level_u=np.repeat(col(b, "u"), n_rows),
+            level_seq=np.repeat(col(b, "seq"), n_rows),
             level_ts_exch_ns=np.repeat(col(b, "exch"), n_rows),
             level_ts_recv_ns=np.repeat(col(b, "recv"), n_rows),
-            trade_sym=col(self._trade, "sym"), trade_ts_exch_ns=col(self._trade, "exch"),
-            trade_ts_recv_ns=col(self._trade, "recv"), trade_px_ticks=col(self._trade, "px"),
-            trade_qty_lots=col(self._trade, "qty"), trade_side=col(self._trade, "side"),
-            kline_sym=col(self._kline, "sym"), kline_ts_recv_ns=col(self._kline, "recv"),
+            trade_sym=col(self._trade, "sym"),
+            trade_ts_exch_ns=col(self._trade, "exch"),
+            trade_ts_recv_ns=col(self._trade, "recv"),
+            trade_px_ticks=col(self._trade, "px"),
+            trade_qty_lots=col(self._trade, "qty"),
+            trade_side=col(self._trade, "side"),
+            kline_sym=col(self._kline, "sym"),
+            kline_ts_recv_ns=col(self._kline, "recv"),
             kline_start_ns=col(self._kline, "start"),
             kline_confirm=col(self._kline, "confirm"),
             kline_open=col(self._kline, "open", np.float64),
@@ -369,17 +410,25 @@ class EventBuilder:
             kline_low=col(self._kline, "low", np.float64),
             kline_close=col(self._kline, "close", np.float64),
             kline_volume=col(self._kline, "volume", np.float64),
-            ticker_sym=col(self._ticker, "sym"), ticker_ts_recv_ns=col(self._ticker, "recv"),
+            ticker_sym=col(self._ticker, "sym"),
+            ticker_ts_recv_ns=col(self._ticker, "recv"),
             ticker_next_funding_ns=col(self._ticker, "next"),
             ticker_funding_rate=col(self._ticker, "rate", np.float64),
             ticker_mark_price=col(self._ticker, "mark", np.float64),
-            inst_sym=col(ins, "sym"), inst_ts_recv_ns=col(ins, "recv"),
-            inst_flags=col(ins, "flags"), inst_tick=col(ins, "tick", np.float64),
+            inst_sym=col(ins, "sym"),
+            inst_ts_recv_ns=col(ins, "recv"),
+            inst_flags=col(ins, "flags"),
+            inst_tick=col(ins, "tick", np.float64),
             inst_lot=col(ins, "lot", np.float64),
             symbols=list(self.symbols),
-            inst_tick_size=ins.values("tick_size"), inst_lot_size=ins.values("lot_size"),
-            meta={"frames": self.frames, "decode_errors": self.decode_errors,
-                  "skipped": self.skipped, "refused": self.refused},
+            inst_tick_size=ins.values("tick_size"),
+            inst_lot_size=ins.values("lot_size"),
+            meta={
+                "frames": self.frames,
+                "decode_errors": self.decode_errors,
+                "skipped": self.skipped,
+                "refused": self.refused,
+            },
         )
 
 
@@ -451,8 +500,9 @@ def codec_fingerprint() -> str:
 
 def cache_key(digests: list[str]) -> str:
     """The cache entry name of recordings with these sha256 digests, in this order."""
-    body = json.dumps({"format": FORMAT_VERSION, "codec": codec_fingerprint(),
-                       "recordings": digests})
+    body = json.dumps(
+        {"format": FORMAT_VERSION, "codec": codec_fingerprint(), "recordings": digests}
+    )
     return hashlib.sha256(body.encode()).hexdigest()[:40]
 
 
@@ -464,8 +514,10 @@ def _recording_symbols(files: list[Path]) -> tuple[list[tuple[str, str]], list[i
     for f in files:
         meta = recording_meta(f)
         if meta is None:
-            raise ValueError(f"{f}: not a recording (its first line is not the "
-                             "instruments-info answer of one symbol)")
+            raise ValueError(
+                f"{f}: not a recording (its first line is not the "
+                "instruments-info answer of one symbol)"
+            )
         key = (meta.category, meta.symbol)
         if key not in symbols:
             symbols.append(key)
@@ -490,17 +542,18 @@ def decode_events(files: list[Path]) -> EventArrays:
     builder = EventBuilder(symbols)
     t0 = time.perf_counter()
     # heapq.merge with the same key and file order as replay.merged_frames: the same order
-    for ts, raw, sym in heapq.merge(*(_tagged(f, s) for f, s in zip(files, file_sym,
-                                                                      strict=True)),
-                                    key=lambda x: x[0]):
+    for ts, raw, sym in heapq.merge(
+        *(_tagged(f, s) for f, s in zip(files, file_sym, strict=True)), key=lambda x: x[0]
+    ):
         builder.add_frame(sym, ts, raw)
     ev = builder.finish()
     ev.meta["decode_s"] = time.perf_counter() - t0
     return ev
 
 
-def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, *,
-                replace: bool = True) -> Path:
+def save_events(
+    ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, *, replace: bool = True
+) -> Path:
     """Write ev as a directory of uncompressed `.npy` files plus `meta.json`, atomically.
 
     Args:
@@ -524,9 +577,14 @@ def save_events(ev: EventArrays, out: Path, meta: dict[str, Any] | None = None, 
     try:
         for name in ARRAY_FIELDS:
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(ev, name)))
-        doc = {**ev.meta, **(meta or {}), "format": FORMAT_VERSION,
-               "symbols": [list(s) for s in ev.symbols], "inst_tick_size": ev.inst_tick_size,
-               "inst_lot_size": ev.inst_lot_size}
+        doc = {
+            **ev.meta,
+            **(meta or {}),
+            "format": FORMAT_VERSION,
+            "symbols": [list(s) for s in ev.symbols],
+            "inst_tick_size": ev.inst_tick_size,
+            "inst_lot_size": ev.inst_lot_size,
+        }
         (tmp / "meta.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
         if out.exists():
             if not replace:
@@ -559,16 +617,23 @@ def open_events(path: Path) -> EventArrays:
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: not an event cache ({exc})") from None
     if doc.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: event cache format {doc.get('format')}, "
-                         f"expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: event cache format {doc.get('format')}, expected {FORMAT_VERSION}"
+        )
     arrays = {name: np.load(path / f"{name}.npy", mmap_mode="c") for name in ARRAY_FIELDS}
-    return EventArrays(**arrays, symbols=[(c, s) for c, s in doc["symbols"]],
-                       inst_tick_size=list(doc["inst_tick_size"]),
-                       inst_lot_size=list(doc["inst_lot_size"]), meta=doc, path=path)
+    return EventArrays(
+        **arrays,
+        symbols=[(c, s) for c, s in doc["symbols"]],
+        inst_tick_size=list(doc["inst_tick_size"]),
+        inst_lot_size=list(doc["inst_lot_size"]),
+        meta=doc,
+        path=path,
+    )
 
 
-def load_events(paths: list[str] | list[Path], cache_dir: str | Path | None = None, *,
-                refresh: bool = False) -> EventArrays:
+def load_events(
+    paths: list[str] | list[Path], cache_dir: str | Path | None = None, *, refresh: bool = False
+) -> EventArrays:
     """The recordings' EventArrays, decoded once and memory-mapped from the cache after that.
 
     The cache entry is `<cache_dir>/<key>/`, key = sha256 of the format version, the codec
@@ -609,8 +674,7 @@ def load_events(paths: list[str] | list[Path], cache_dir: str | Path | None = No
             return ev
     ev = decode_events(files)
     recs = [{"path": str(f), "sha256": d} for f, d in zip(files, digests, strict=True)]
-    save_events(ev, entry, {"recordings": recs, "codec": codec_fingerprint()},
-                replace=refresh)
+    save_events(ev, entry, {"recordings": recs, "codec": codec_fingerprint()}, replace=refresh)
     return open_events(entry)
 
 

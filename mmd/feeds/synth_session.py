@@ -22,8 +22,9 @@ _FLUSH_EVERY_LINES = 100_000
 _TRADE_FRAME = b'{"topic":"publicTrade.'
 
 
-def write_session(cfg: AppConfig, out_dir: str | Path, duration_s: float,
-                  start_ns: int = DEFAULT_START_NS) -> list[tuple[Path, Path]]:
+def write_session(
+    cfg: AppConfig, out_dir: str | Path, duration_s: float, start_ns: int = DEFAULT_START_NS
+) -> list[tuple[Path, Path]]:
     """Write duration_s simulated seconds of `[feed.synthetic]` for every `feed.symbols`.
 
     Returns (recording, truth sidecar) per symbol. Refuses to touch existing files (a
@@ -38,8 +39,13 @@ def write_session(cfg: AppConfig, out_dir: str | Path, duration_s: float,
         for p in (rec, side):
             if p.exists():
                 raise ConfigError(f"synth: {p} already exists (choose another --out or --start)")
-        market = SyntheticMarket(symbol, cfg.feed.synthetic, category=cfg.feed.category,
-                                 depth=cfg.feed.book_depth, start_ns=start_ns)
+        market = SyntheticMarket(
+            symbol,
+            cfg.feed.synthetic,
+            category=cfg.feed.category,
+            depth=cfg.feed.book_depth,
+            start_ns=start_ns,
+        )
         truth = SyntheticTruth()
         trades = 0  # trade items written: the truth of later ones is dropped
         with RecordingWriter(rec) as w:
@@ -73,6 +79,6 @@ def _trim(truth: SyntheticTruth, trades: int, end_ns: int) -> None:
     while truth.episode_start_ns and truth.episode_start_ns[-1] >= end_ns:
         truth.episode_start_ns.pop()
         truth.episode_dir.pop()
-    del truth.episode_end_ns[len(truth.episode_start_ns):]
+    del truth.episode_end_ns[len(truth.episode_start_ns) :]
     if truth.episode_end_ns and truth.episode_end_ns[-1] >= end_ns:
         truth.episode_end_ns.pop()

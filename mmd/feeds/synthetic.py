@@ -77,10 +77,25 @@ class SyntheticTruth:
     generated, so it may run a few frames ahead of the consumer.
     """
 
-    TRADE_FIELDS = ("trade_ts_ms", "trade_id", "trade_buy", "trade_px", "trade_order",
-                     "trade_informed", "trade_mid", "trade_future_mid", "trade_episode")
-    ORDER_FIELDS = ("order_ts_ms", "order_informed", "order_buy", "order_mid", "order_future_mid",
-                    "order_episode")
+    TRADE_FIELDS = (
+        "trade_ts_ms",
+        "trade_id",
+        "trade_buy",
+        "trade_px",
+        "trade_order",
+        "trade_informed",
+        "trade_mid",
+        "trade_future_mid",
+        "trade_episode",
+    )
+    ORDER_FIELDS = (
+        "order_ts_ms",
+        "order_informed",
+        "order_buy",
+        "order_mid",
+        "order_future_mid",
+        "order_episode",
+    )
 
     def __init__(self) -> None:
         self.horizon_s = math.nan
@@ -566,8 +581,12 @@ class _Run:
         if n_info:
             info_lo_ms = max(prev_ns, self.info_start_ns) // 1_000_000
             orders += [
-                (int(rng.integers(info_lo_ms, hi_ms + 1)), self.info_dir > 0,
-                 float(rng.exponential(1.0)), True)
+                (
+                    int(rng.integers(info_lo_ms, hi_ms + 1)),
+                    self.info_dir > 0,
+                    float(rng.exponential(1.0)),
+                    True,
+                )
                 for _ in range(n_info)
             ]
         orders.sort()

@@ -141,8 +141,22 @@ def _drain(ex, events, pos, out_fills, out_fees, n_fills) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, now_ns, pos, out_fills,
-         out_fees, n_fills) -> int:
+def _due(
+    ex,
+    syms,
+    orders,
+    free,
+    cmds,
+    events,
+    sh_px,
+    sh_qty,
+    sh_n,
+    now_ns,
+    pos,
+    out_fills,
+    out_fees,
+    n_fills,
+) -> int:
     while True:
         rc = process_due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, now_ns)
         n_fills = _drain(ex, events, pos, out_fills, out_fees, n_fills)
@@ -168,13 +182,33 @@ def _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym) -> None:
 
 @njit(cache=True, nogil=True)
 def run_tape(
-    ex: np.ndarray, syms: np.ndarray, orders: np.ndarray, free: np.ndarray, cmds: np.ndarray,
-    events: np.ndarray, pos: np.ndarray, books_px: np.ndarray, books_qty: np.ndarray,
-    states: np.ndarray, sh_px: np.ndarray, sh_qty: np.ndarray, sh_n: np.ndarray,
-    seen: np.ndarray, stream: np.ndarray, frames: np.ndarray, book_ts: np.ndarray,
-    lv_px: np.ndarray, lv_qty: np.ndarray, inst_flags: np.ndarray, trade_ts: np.ndarray,
-    trade_px: np.ndarray, trade_qty: np.ndarray, trade_side: np.ndarray, tape: np.ndarray,
-    out_fills: np.ndarray, out_fees: np.ndarray,
+    ex: np.ndarray,
+    syms: np.ndarray,
+    orders: np.ndarray,
+    free: np.ndarray,
+    cmds: np.ndarray,
+    events: np.ndarray,
+    pos: np.ndarray,
+    books_px: np.ndarray,
+    books_qty: np.ndarray,
+    states: np.ndarray,
+    sh_px: np.ndarray,
+    sh_qty: np.ndarray,
+    sh_n: np.ndarray,
+    seen: np.ndarray,
+    stream: np.ndarray,
+    frames: np.ndarray,
+    book_ts: np.ndarray,
+    lv_px: np.ndarray,
+    lv_qty: np.ndarray,
+    inst_flags: np.ndarray,
+    trade_ts: np.ndarray,
+    trade_px: np.ndarray,
+    trade_qty: np.ndarray,
+    trade_side: np.ndarray,
+    tape: np.ndarray,
+    out_fills: np.ndarray,
+    out_fees: np.ndarray,
 ) -> int:
     """Walk the merged event stream once: rebuild the books, let the paper exchange see every
     synced book frame and every trade, put the tape's commands on the wire after their stream
@@ -214,14 +248,40 @@ def run_tape(
             if st[SYNC_SYNCED]:
                 ts = book_ts[idx]
                 if ex[0].cmd_tail > ex[0].cmd_head:
-                    n_fills = _due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n,
-                                   ts, pos, out_fills, out_fees, n_fills)
+                    n_fills = _due(
+                        ex,
+                        syms,
+                        orders,
+                        free,
+                        cmds,
+                        events,
+                        sh_px,
+                        sh_qty,
+                        sh_n,
+                        ts,
+                        pos,
+                        out_fills,
+                        out_fees,
+                        n_fills,
+                    )
                     if n_fills < 0:
                         return n_fills
                 seen[sym] = 1
-                rc = on_book(ex, syms, orders, free, events, sym, books_px[sym, 0],
-                             books_qty[sym, 0], st[SYNC_N_BIDS], books_px[sym, 1],
-                             books_qty[sym, 1], st[SYNC_N_ASKS], ts)
+                rc = on_book(
+                    ex,
+                    syms,
+                    orders,
+                    free,
+                    events,
+                    sym,
+                    books_px[sym, 0],
+                    books_qty[sym, 0],
+                    st[SYNC_N_BIDS],
+                    books_px[sym, 1],
+                    books_qty[sym, 1],
+                    st[SYNC_N_ASKS],
+                    ts,
+                )
                 if rc < 0:
                     return ERR_KERNEL
                 if rc:
@@ -233,12 +293,36 @@ def run_tape(
         elif kind == EV_TRADE:
             ts = trade_ts[idx]
             if ex[0].cmd_tail > ex[0].cmd_head:
-                n_fills = _due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, ts,
-                               pos, out_fills, out_fees, n_fills)
+                n_fills = _due(
+                    ex,
+                    syms,
+                    orders,
+                    free,
+                    cmds,
+                    events,
+                    sh_px,
+                    sh_qty,
+                    sh_n,
+                    ts,
+                    pos,
+                    out_fills,
+                    out_fees,
+                    n_fills,
+                )
                 if n_fills < 0:
                     return n_fills
-            rc = on_trade(ex, syms, orders, free, events, sym, ts, trade_px[idx],
-                          trade_qty[idx], trade_side[idx])
+            rc = on_trade(
+                ex,
+                syms,
+                orders,
+                free,
+                events,
+                sym,
+                ts,
+                trade_px[idx],
+                trade_qty[idx],
+                trade_side[idx],
+            )
             if rc < 0:
                 return ERR_KERNEL
             if rc:
@@ -251,8 +335,17 @@ def run_tape(
             if seen[s] and syms[s].pending == 0:
                 _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, s)
             if c[TAPE_KIND] == CMD_SUBMIT:
-                rc = submit(ex, syms, cmds, s, c[TAPE_ORDER_ID], c[TAPE_SIDE], c[TAPE_PX],
-                            c[TAPE_QTY], c[TAPE_NOW_NS])
+                rc = submit(
+                    ex,
+                    syms,
+                    cmds,
+                    s,
+                    c[TAPE_ORDER_ID],
+                    c[TAPE_SIDE],
+                    c[TAPE_PX],
+                    c[TAPE_QTY],
+                    c[TAPE_NOW_NS],
+                )
             else:
                 rc = cancel(ex, syms, cmds, s, c[TAPE_ORDER_ID], c[TAPE_NOW_NS])
             if rc < 0:
@@ -531,8 +624,23 @@ def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _send_commands(ex, syms, cmds, books_px, books_qty, states, sh_px, sh_qty, sh_n, oms, si,
-                   dcmds, n_cmds: int, s: int, exch_ns: int) -> int:
+def _send_commands(
+    ex,
+    syms,
+    cmds,
+    books_px,
+    books_qty,
+    states,
+    sh_px,
+    sh_qty,
+    sh_n,
+    oms,
+    si,
+    dcmds,
+    n_cmds: int,
+    s: int,
+    exch_ns: int,
+) -> int:
     """Trader.send for every allowed command: order manager, then the wire."""
     for k in range(n_cmds):
         c = dcmds[k]
@@ -553,8 +661,7 @@ def _send_commands(ex, syms, cmds, books_px, books_qty, states, sh_px, sh_qty, s
             oms[s, n, OM_STATUS] = OMS_PENDING_NEW
             si[s, SI_N_OMS] = n + 1
             si[s, SI_SUBMITS] += 1
-            rc = submit(ex, syms, cmds, s, oid, c["side"], c["px_ticks"], c["qty_lots"],
-                        exch_ns)
+            rc = submit(ex, syms, cmds, s, oid, c["side"], c["px_ticks"], c["qty_lots"], exch_ns)
         else:
             j = _oms_find(oms, si, s, oid)
             if j < 0 or oms[s, j, OM_STATUS] != OMS_LIVE:
@@ -572,10 +679,27 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     """Trader.quote(now_ns, [symbol]) for symbol s: SymbolStrategy.step, filter_cancels, risk,
     send. Returns OK or a negative code."""
     books_px, books_qty, states = mkt[0], mkt[1], mkt[2]
-    mids_ts, mids_px, tr_ts, tr_px, tr_qty, tr_side = mkt[3], mkt[4], mkt[5], mkt[6], mkt[7], \
-        mkt[8]
-    (si, w_depth, w_trades, w_dmid, w_si, w_sf, w_counts, cal_i, cal_f, cursor, tgt, dec_f, ml,
-     dcmds, dorders, done, next_oid, acct_row) = strat
+    mids_ts, mids_px, tr_ts, tr_px, tr_qty, tr_side = mkt[3], mkt[4], mkt[5], mkt[6], mkt[7], mkt[8]
+    (
+        si,
+        w_depth,
+        w_trades,
+        w_dmid,
+        w_si,
+        w_sf,
+        w_counts,
+        cal_i,
+        cal_f,
+        cursor,
+        tgt,
+        dec_f,
+        ml,
+        dcmds,
+        dorders,
+        done,
+        next_oid,
+        acct_row,
+    ) = strat
     pos, bucket, g, lat_sorted = acct[0], acct[1], acct[2], acct[5]
     qpi, qpf, cal_pi, cal_pf, rpf, max_lots, pi = prm[:7]
     feed_ns = max(0, _feed_latency(g, lat_sorted, pi[PI_MIN_SAMPLES]))
@@ -586,8 +710,14 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     # calibration: the rings' new rows, then the refit schedule on the book's time
     win = (w_depth[s], w_trades[s], w_dmid[s], w_si[s], w_sf[s], w_counts[s])
     rc = update_calibration_from_rings(
-        win, cursor[s], (mids_ts[s], mids_px[s]), (tr_ts[s], tr_px[s], tr_qty[s], tr_side[s]),
-        si[s, SI_MIDS_TOTAL], si[s, SI_TRADES_TOTAL], cal_pi[s, CPI_STEP_NS])
+        win,
+        cursor[s],
+        (mids_ts[s], mids_px[s]),
+        (tr_ts[s], tr_px[s], tr_qty[s], tr_side[s]),
+        si[s, SI_MIDS_TOTAL],
+        si[s, SI_TRADES_TOTAL],
+        cal_pi[s, CPI_STEP_NS],
+    )
     if rc != OK:
         return ERR_CALIBRATION
     market_ns = si[s, SI_BOOK_TS]
@@ -622,16 +752,30 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
         if rl[2][RL_MODE] != RL_MODE_OFF:
             _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s, now_ns)
         code = compute_quote_decision(
-            tgt[s], dec_f[s], qpi[s], qpf[s], ml[s], now_ns, best_bid, best_ask, n_bids, n_asks,
-            cal_f[s, CF_SIGMA], cal_f[s, CF_KAPPA], cal_f[s, CF_A], position)
+            tgt[s],
+            dec_f[s],
+            qpi[s],
+            qpf[s],
+            ml[s],
+            now_ns,
+            best_bid,
+            best_ask,
+            n_bids,
+            n_asks,
+            cal_f[s, CF_SIGMA],
+            cal_f[s, CF_KAPPA],
+            cal_f[s, CF_A],
+            position,
+        )
         si[s, SI_DECISIONS] += 1
         if code != OK:
             n_cmds = compute_cancel_all(dcmds, dorders, n_open)
         else:
             has_target = True
             next_oid[0] = si[s, SI_NEXT_OID]
-            n_cmds = compute_order_diff(dcmds, dorders, next_oid, done, tgt[s], n_open,
-                                        qpi[s, QPI_TOLERANCE_TICKS])
+            n_cmds = compute_order_diff(
+                dcmds, dorders, next_oid, done, tgt[s], n_open, qpi[s, QPI_TOLERANCE_TICKS]
+            )
             si[s, SI_NEXT_OID] = next_oid[0]
     if n_cmds < 0:
         return ERR_KERNEL
@@ -680,16 +824,30 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     acct_row[ACCT_BOOK_STALE] = 0 if usable else 1
     acct_row[ACCT_HALTED] = g[G_HALTED]
     acct_row[ACCT_MAX_LOTS] = max_lots[s]
-    apply_risk_checks(dcmds, bucket[s:s + 1], rpf[s], acct_row, n_cmds, now_ns)
+    apply_risk_checks(dcmds, bucket[s : s + 1], rpf[s], acct_row, n_cmds, now_ns)
     decided = max(si[s, SI_BOOK_TS], 0) + feed_ns
     ex, syms, cmds, sh_px, sh_qty, sh_n = exs[0], exs[1], exs[4], exs[6], exs[7], exs[8]
-    return _send_commands(ex, syms, cmds, books_px, books_qty, states, sh_px, sh_qty, sh_n,
-                          oms, si, dcmds, n_cmds, s, decided)
+    return _send_commands(
+        ex,
+        syms,
+        cmds,
+        books_px,
+        books_qty,
+        states,
+        sh_px,
+        sh_qty,
+        sh_n,
+        oms,
+        si,
+        dcmds,
+        n_cmds,
+        s,
+        decided,
+    )
 
 
 @njit(cache=True, nogil=True)
-def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int,
-             now_ns: int) -> None:
+def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int, now_ns: int) -> None:
     q, visits, rpi, rpf_rl, actions, rs, rng, obs = rl
     ob = obs[s]
     ml_max = max_lots[s]
@@ -700,9 +858,23 @@ def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int,
     session = qpi[s, QPI_SESSION_NS]
     ob[OBS_TIME_FRAC] = (now_ns % session) / session
     mid = compute_mid_ticks(books_px[s, 0], st[SYNC_N_BIDS], books_px[s, 1], st[SYNC_N_ASKS])
-    rl_decide(q, visits, rpi, rpf_rl, actions, rs[s], rng, ml[s], ob, now_ns,
-              compute_pnl_quote(pos, s), mid, pos[s].position_lots, ml_max,
-              pos[s].quote_per_tick_lot)
+    rl_decide(
+        q,
+        visits,
+        rpi,
+        rpf_rl,
+        actions,
+        rs[s],
+        rng,
+        ml[s],
+        ob,
+        now_ns,
+        compute_pnl_quote(pos, s),
+        mid,
+        pos[s].position_lots,
+        ml_max,
+        pos[s].quote_per_tick_lot,
+    )
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -714,16 +886,25 @@ def _sample(mkt, acct, si, out, prm, s: int) -> int:
     pos = acct[0]
     g = acct[2]
     pi = prm[6]
-    (o_eq_ts, o_eq, o_eq_pos, o_eq_sym, o_mid_ts, o_mid, o_q_ts, o_q_bid, o_q_ask,
-     o_q_sym) = out[2], out[3], out[4], out[5], out[6], out[7], out[8], out[9], out[10], out[11]
+    (o_eq_ts, o_eq, o_eq_pos, o_eq_sym, o_mid_ts, o_mid, o_q_ts, o_q_bid, o_q_ask, o_q_sym) = (
+        out[2],
+        out[3],
+        out[4],
+        out[5],
+        out[6],
+        out[7],
+        out[8],
+        out[9],
+        out[10],
+        out[11],
+    )
     last_q = out[12]
     tops = out[13]
     st = states[s]
     t = si[s, SI_BOOK_TS]
     if t >= si[s, SI_NEXT_SAMPLE_NS]:
         si[s, SI_NEXT_SAMPLE_NS] = t + pi[PI_SAMPLE_NS]
-        m = compute_mid_ticks(books_px[s, 0], st[SYNC_N_BIDS], books_px[s, 1],
-                              st[SYNC_N_ASKS])
+        m = compute_mid_ticks(books_px[s, 0], st[SYNC_N_BIDS], books_px[s, 1], st[SYNC_N_ASKS])
         if m == m:
             k = g[G_N_MID]
             if k >= o_mid_ts.shape[0]:
@@ -760,8 +941,9 @@ def _sample(mkt, acct, si, out, prm, s: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: int,
-                   recv: int) -> int:
+def _on_book_event(
+    data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: int, recv: int
+) -> int:
     frames, book_ts = data[3], data[4]
     lv_px, lv_qty = data[5], data[6]
     books_px, books_qty, states, mids_ts, mids_px = mkt[0], mkt[1], mkt[2], mkt[3], mkt[4]
@@ -779,7 +961,7 @@ def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: 
     if code in (SYNC_APPLY_SNAPSHOT, SYNC_APPLY_DELTA):
         m = compute_mid_ticks(books_px[s, 0], st[SYNC_N_BIDS], books_px[s, 1], st[SYNC_N_ASKS])
         if m == m:
-            append_ring_mid(mids_ts[s], mids_px[s], si[s, SI_MIDS_TOTAL:SI_MIDS_TOTAL + 1], ts, m)
+            append_ring_mid(mids_ts[s], mids_px[s], si[s, SI_MIDS_TOTAL : SI_MIDS_TOTAL + 1], ts, m)
     # Trader.on_message (book): only a synced book of this frame's time
     if st[SYNC_SYNCED] and si[s, SI_BOOK_TS] == ts:
         if ts > g[G_LAST_EXCH_NS]:
@@ -798,8 +980,21 @@ def _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: 
             if n_ev < 0:
                 return n_ev
         si[s, SI_SEEN] = 1
-        rc = on_book(ex, syms, orders, free, events, s, books_px[s, 0], books_qty[s, 0],
-                     st[SYNC_N_BIDS], books_px[s, 1], books_qty[s, 1], st[SYNC_N_ASKS], ts)
+        rc = on_book(
+            ex,
+            syms,
+            orders,
+            free,
+            events,
+            s,
+            books_px[s, 0],
+            books_qty[s, 0],
+            st[SYNC_N_BIDS],
+            books_px[s, 1],
+            books_qty[s, 1],
+            st[SYNC_N_ASKS],
+            ts,
+        )
         if rc < 0:
             return ERR_KERNEL
         if rc:
@@ -869,16 +1064,20 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
         s = stream[i, 1]
         idx = stream[i, 2]
         if kind == EV_BOOK:
-            rc = _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s, idx,
-                                ev_recv[i])
+            rc = _on_book_event(data, mkt, exs, strat, oms, acct, prm, rl, out, s, idx, ev_recv[i])
             if rc < 0:
                 g[G_ROW] = i
                 return rc
         elif kind == EV_TRADE:
             ts = trade_ts[idx]
-            append_ring_trade((tr_ts[s], tr_px[s], tr_qty[s], tr_side[s]),
-                              si[s, SI_TRADES_TOTAL:SI_TRADES_TOTAL + 1], ts, trade_px[idx],
-                              trade_qty[idx], trade_side[idx])
+            append_ring_trade(
+                (tr_ts[s], tr_px[s], tr_qty[s], tr_side[s]),
+                si[s, SI_TRADES_TOTAL : SI_TRADES_TOTAL + 1],
+                ts,
+                trade_px[idx],
+                trade_qty[idx],
+                trade_side[idx],
+            )
             si[s, SI_KNOWN] = 1
             if ts > g[G_LAST_EXCH_NS]:
                 g[G_LAST_EXCH_NS] = ts
@@ -888,8 +1087,18 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
                     g[G_ROW] = i
                     return n
                 g[G_FRAME_EVENTS] += n
-            rc = on_trade(ex, syms, orders, free, events, s, ts, trade_px[idx], trade_qty[idx],
-                          trade_side[idx])
+            rc = on_trade(
+                ex,
+                syms,
+                orders,
+                free,
+                events,
+                s,
+                ts,
+                trade_px[idx],
+                trade_qty[idx],
+                trade_side[idx],
+            )
             if rc < 0:
                 g[G_ROW] = i
                 return ERR_KERNEL
@@ -900,8 +1109,11 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
                     return n
                 g[G_FRAME_EVENTS] += n
             # the frame's last trade: Trader.apply_events checks the PnL once per frame
-            last = (i + 1 >= stream.shape[0] or stream[i + 1, 0] != EV_TRADE
-                    or ev_frame[i + 1] != ev_frame[i])
+            last = (
+                i + 1 >= stream.shape[0]
+                or stream[i + 1, 0] != EV_TRADE
+                or ev_frame[i + 1] != ev_frame[i]
+            )
             if last and g[G_FRAME_EVENTS] > 0:
                 g[G_FRAME_EVENTS] = 0
                 rc = _check_pnl(g, gf, pos, si, pf, g[G_LAST_EXCH_NS])
@@ -919,8 +1131,9 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
     return OK
 
 
-def sample_state(n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8,
-                 n_steps: int = 4, depth: int = 3) -> tuple[tuple[np.ndarray, ...], ...]:
+def sample_state(
+    n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8, n_steps: int = 4, depth: int = 3
+) -> tuple[tuple[np.ndarray, ...], ...]:
     """Small valid state tuples for `advance` (empty stream, one instrument-less symbol): the
     dtypes and shapes `mmd.sim.backtest.StrategyLoop` builds, for compiling ahead of time
     (kernels.warmup). Returns (data, mkt, exs, strat, oms, acct, prm, rl, out)."""
@@ -948,43 +1161,102 @@ def sample_state(n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8,
 
     i8, f8 = np.int64, np.float64
     e = np.zeros(0, i8)
-    data = (np.zeros((0, 3), i8), e, e, np.zeros((1, 6), i8), np.zeros(1, i8), e, e, e, e, e, e,
-            e)
-    mkt = (np.zeros((n_sym, 2, cap), i8), np.zeros((n_sym, 2, cap), i8),
-           np.zeros((n_sym, 5), i8), np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), f8),
-           np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), i8), np.zeros((n_sym, ring), i8),
-           np.zeros((n_sym, ring), i8))
+    data = (np.zeros((0, 3), i8), e, e, np.zeros((1, 6), i8), np.zeros(1, i8), e, e, e, e, e, e, e)
+    mkt = (
+        np.zeros((n_sym, 2, cap), i8),
+        np.zeros((n_sym, 2, cap), i8),
+        np.zeros((n_sym, 5), i8),
+        np.zeros((n_sym, ring), i8),
+        np.zeros((n_sym, ring), f8),
+        np.zeros((n_sym, ring), i8),
+        np.zeros((n_sym, ring), i8),
+        np.zeros((n_sym, ring), i8),
+        np.zeros((n_sym, ring), i8),
+    )
     ex, syms, orders, free, _, _ = alloc_exchange(n_sym, 8)
-    exs = (ex, syms, orders, free, np.zeros(16, CMD_DTYPE), np.zeros(16, EVENT_DTYPE),
-           np.zeros((n_sym, 2, cap), i8), np.zeros((n_sym, 2, cap), i8),
-           np.zeros((n_sym, 2), i8))
+    exs = (
+        ex,
+        syms,
+        orders,
+        free,
+        np.zeros(16, CMD_DTYPE),
+        np.zeros(16, EVENT_DTYPE),
+        np.zeros((n_sym, 2, cap), i8),
+        np.zeros((n_sym, 2, cap), i8),
+        np.zeros((n_sym, 2), i8),
+    )
     si = np.zeros((n_sym, SI_SIZE), i8)
     cal_pi = np.ones((n_sym, CPI_SIZE), i8)
     qpi = np.ones((n_sym, QPI_SIZE), i8)
-    strat = (si, np.zeros((n_sym, n_steps), i8), np.zeros((n_sym, n_steps), i8),
-             np.zeros((n_sym, n_steps), f8), np.zeros((n_sym, STATE_I_SIZE), i8),
-             np.zeros((n_sym, STATE_F_SIZE), f8), np.zeros((n_sym, depth + 1), i8),
-             np.zeros((n_sym, CI_SIZE), i8), np.zeros((n_sym, CF_SIZE), f8),
-             np.zeros((n_sym, 2), i8), np.zeros((n_sym, 4, levels), i8),
-             np.zeros((n_sym, DF_SIZE), f8), np.ones((n_sym, ML_SIZE), f8),
-             np.zeros(8 + 2 * levels, COMMAND_DTYPE), np.zeros(8, ORDER_DTYPE),
-             np.zeros(2 * levels, i8), np.zeros(1, i8), np.zeros(ACCT_SIZE, i8))
+    strat = (
+        si,
+        np.zeros((n_sym, n_steps), i8),
+        np.zeros((n_sym, n_steps), i8),
+        np.zeros((n_sym, n_steps), f8),
+        np.zeros((n_sym, STATE_I_SIZE), i8),
+        np.zeros((n_sym, STATE_F_SIZE), f8),
+        np.zeros((n_sym, depth + 1), i8),
+        np.zeros((n_sym, CI_SIZE), i8),
+        np.zeros((n_sym, CF_SIZE), f8),
+        np.zeros((n_sym, 2), i8),
+        np.zeros((n_sym, 4, levels), i8),
+        np.zeros((n_sym, DF_SIZE), f8),
+        np.ones((n_sym, ML_SIZE), f8),
+        np.zeros(8 + 2 * levels, COMMAND_DTYPE),
+        np.zeros(8, ORDER_DTYPE),
+        np.zeros(2 * levels, i8),
+        np.zeros(1, i8),
+        np.zeros(ACCT_SIZE, i8),
+    )
     g = np.zeros(G_SIZE, i8)
     g[G_DAY] = -1
-    acct = (alloc_positions(np.full(n_sym, 1e-4)), np.zeros(n_sym, RISK_BUCKET_DTYPE), g,
-            np.zeros(GF_SIZE, f8), np.zeros(4, i8), np.zeros(4, i8))
-    prm = (qpi, np.zeros((n_sym, QPF_SIZE), f8), cal_pi, np.ones((n_sym, CPF_SIZE), f8),
-           np.zeros((n_sym, RISK_RPF_SIZE), f8), np.ones(n_sym, i8), np.ones(PI_SIZE, i8),
-           np.zeros(PF_SIZE, f8))
+    acct = (
+        alloc_positions(np.full(n_sym, 1e-4)),
+        np.zeros(n_sym, RISK_BUCKET_DTYPE),
+        g,
+        np.zeros(GF_SIZE, f8),
+        np.zeros(4, i8),
+        np.zeros(4, i8),
+    )
+    prm = (
+        qpi,
+        np.zeros((n_sym, QPF_SIZE), f8),
+        cal_pi,
+        np.ones((n_sym, CPF_SIZE), f8),
+        np.zeros((n_sym, RISK_RPF_SIZE), f8),
+        np.ones(n_sym, i8),
+        np.ones(PI_SIZE, i8),
+        np.zeros(PF_SIZE, f8),
+    )
     rpi = np.ones(RPI_SIZE, i8)  # one bin each, RL off
     rpi[RL_MODE] = RL_MODE_OFF
-    rl = (np.zeros((1, 1), f8), np.zeros((1, 1), i8), rpi,
-          np.ones(RPF_SIZE, f8), np.ones((1, 2), f8), new_agent_state().reshape(1, -1),
-          np.ones(1, np.uint64), np.zeros((n_sym, OBS_SIZE), f8))
+    rl = (
+        np.zeros((1, 1), f8),
+        np.zeros((1, 1), i8),
+        rpi,
+        np.ones(RPF_SIZE, f8),
+        np.ones((1, 2), f8),
+        new_agent_state().reshape(1, -1),
+        np.ones(1, np.uint64),
+        np.zeros((n_sym, OBS_SIZE), f8),
+    )
     nan2 = np.full((n_sym, 2), np.nan)
-    out = (np.zeros((4, FILL_WIDTH), i8), np.zeros(4, f8), np.zeros(2, i8), np.zeros(2, f8),
-           np.zeros(2, i8), np.zeros(2, i8), np.zeros(2, i8), np.zeros(2, f8), np.zeros(2, i8),
-           np.zeros(2, f8), np.zeros(2, f8), np.zeros(2, i8), nan2, nan2.copy())
+    out = (
+        np.zeros((4, FILL_WIDTH), i8),
+        np.zeros(4, f8),
+        np.zeros(2, i8),
+        np.zeros(2, f8),
+        np.zeros(2, i8),
+        np.zeros(2, i8),
+        np.zeros(2, i8),
+        np.zeros(2, f8),
+        np.zeros(2, i8),
+        np.zeros(2, f8),
+        np.zeros(2, f8),
+        np.zeros(2, i8),
+        nan2,
+        nan2.copy(),
+    )
     return data, mkt, exs, strat, oms_rows(n_sym, 8), acct, prm, rl, out
 
 

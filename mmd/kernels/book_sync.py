@@ -73,8 +73,12 @@ def advance_book_sync(state: I64, flags: int, u: int, seq: int) -> int:
         SYNC_APPLY_SNAPSHOT, SYNC_APPLY_DELTA, SYNC_DROP or SYNC_RESYNC.
     """
     if flags & BOOK_SNAPSHOT:
-        if (flags & BOOK_REST) and state[SYNC_SYNCED] == 1 and seq != 0 \
-                and seq < state[SYNC_LAST_SEQ]:
+        if (
+            (flags & BOOK_REST)
+            and state[SYNC_SYNCED] == 1
+            and seq != 0
+            and seq < state[SYNC_LAST_SEQ]
+        ):
             return SYNC_DROP
         state[SYNC_SYNCED] = 1
         state[SYNC_LAST_U] = u
@@ -94,8 +98,15 @@ def advance_book_sync(state: I64, flags: int, u: int, seq: int) -> int:
 
 @njit(cache=True, nogil=True)
 def apply_book_frame(
-    book_px: I64, book_qty: I64, state: I64, flags: int, u: int, seq: int,
-    upd_px: I64, upd_qty: I64, n_bid_upd: int,
+    book_px: I64,
+    book_qty: I64,
+    state: I64,
+    flags: int,
+    u: int,
+    seq: int,
+    upd_px: I64,
+    upd_qty: I64,
+    n_bid_upd: int,
 ) -> int:
     """One book frame, as the live pipeline takes it: sync decision, apply, crossed check.
 
@@ -130,10 +141,10 @@ def apply_book_frame(
     k = upd_px.shape[0]
     n_b0 = 0 if action == SYNC_APPLY_SNAPSHOT else state[SYNC_N_BIDS]
     n_a0 = 0 if action == SYNC_APPLY_SNAPSHOT else state[SYNC_N_ASKS]
-    n_b = apply_levels(book_px[0], book_qty[0], n_b0, upd_px[:n_bid_upd],
-                       upd_qty[:n_bid_upd], True)
-    n_a = apply_levels(book_px[1], book_qty[1], n_a0, upd_px[n_bid_upd:k],
-                       upd_qty[n_bid_upd:k], False)
+    n_b = apply_levels(book_px[0], book_qty[0], n_b0, upd_px[:n_bid_upd], upd_qty[:n_bid_upd], True)
+    n_a = apply_levels(
+        book_px[1], book_qty[1], n_a0, upd_px[n_bid_upd:k], upd_qty[n_bid_upd:k], False
+    )
     if n_b < 0 or n_a < 0:
         state[SYNC_N_BIDS] = 0
         state[SYNC_N_ASKS] = 0
@@ -147,11 +158,16 @@ def apply_book_frame(
     return action
 
 
-
 @njit(cache=True, nogil=True)
 def apply_cached_frame(
-    books_px: I64, books_qty: I64, states: I64, sym: int, frames: I64, idx: int,
-    lv_px: I64, lv_qty: I64,
+    books_px: I64,
+    books_qty: I64,
+    states: I64,
+    sym: int,
+    frames: I64,
+    idx: int,
+    lv_px: I64,
+    lv_qty: I64,
 ) -> int:
     """Book frame idx of the event cache through apply_book_frame, for symbol sym.
 
@@ -168,14 +184,31 @@ def apply_cached_frame(
     """
     r0 = frames[idx, 3]
     r1 = frames[idx, 5]
-    return apply_book_frame(books_px[sym], books_qty[sym], states[sym], frames[idx, 0],
-                            frames[idx, 1], frames[idx, 2], lv_px[r0:r1], lv_qty[r0:r1],
-                            frames[idx, 4] - r0)
+    return apply_book_frame(
+        books_px[sym],
+        books_qty[sym],
+        states[sym],
+        frames[idx, 0],
+        frames[idx, 1],
+        frames[idx, 2],
+        lv_px[r0:r1],
+        lv_qty[r0:r1],
+        frames[idx, 4] - r0,
+    )
+
 
 @njit(cache=True, nogil=True)
 def replay_book_tops(
-    books_px: I64, books_qty: I64, states: I64, stream: I64, frames: I64,
-    lv_px: I64, lv_qty: I64, inst_flags: I64, out_top: I64, out_state: I64,
+    books_px: I64,
+    books_qty: I64,
+    states: I64,
+    stream: I64,
+    frames: I64,
+    lv_px: I64,
+    lv_qty: I64,
+    inst_flags: I64,
+    out_top: I64,
+    out_state: I64,
 ) -> int:
     """Walk the merged event stream, rebuild every symbol's book, record its top after each
     book frame (the reference loop: what a backtest loop does before its strategy).

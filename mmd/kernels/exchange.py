@@ -273,8 +273,15 @@ def _send(ex, syms, cmds, kind, sym, order_id, side, px, qty, now_ns) -> int:
 
 @njit(cache=True, nogil=True)
 def submit(
-    ex: np.ndarray, syms: np.ndarray, cmds: np.ndarray, sym: int, order_id: int, side: int,
-    px_ticks: int, qty_lots: int, now_ns: int,
+    ex: np.ndarray,
+    syms: np.ndarray,
+    cmds: np.ndarray,
+    sym: int,
+    order_id: int,
+    side: int,
+    px_ticks: int,
+    qty_lots: int,
+    now_ns: int,
 ) -> int:
     """Put a post-only limit order on the wire at now_ns (arrival: now_ns + entry latency, or
     right after the previous command). It is checked only on arrival (`process_due`); a sym
@@ -298,8 +305,9 @@ def cancel(
 
 
 @njit(cache=True, nogil=True)
-def _emit(ex, events, kind, reason, sym, slot, order_id, side, px, qty, leaves, fill_no, fee,
-          ts_ns) -> None:
+def _emit(
+    ex, events, kind, reason, sym, slot, order_id, side, px, qty, leaves, fill_no, fee, ts_ns
+) -> None:
     # caller checked room
     e = ex[0]
     v = events[e.n_events]
@@ -320,8 +328,15 @@ def _emit(ex, events, kind, reason, sym, slot, order_id, side, px, qty, leaves, 
 
 
 @njit(cache=True, nogil=True)
-def compute_fee_quote(rate: float, px_ticks: int, qty_lots: int, tick: float, lot: float,
-                      price_decimals: int, qty_decimals: int) -> float:
+def compute_fee_quote(
+    rate: float,
+    px_ticks: int,
+    qty_lots: int,
+    tick: float,
+    lot: float,
+    price_decimals: int,
+    qty_decimals: int,
+) -> float:
     """Fee of one fill in quote currency: rate x price x size, with the price and size rounded
     to the instrument's decimals as `Instrument.ticks_to_px` / `lots_to_qty` do. Pure."""
     px = round(float(px_ticks) * tick, price_decimals)
@@ -337,10 +352,25 @@ def _fill(ex, syms, orders, free, events, sym, i, qty, ts_ns) -> None:
     o.leaves_lots = leaves
     o.n_fills += 1
     r = syms[sym]
-    fee = compute_fee_quote(ex[0].maker_fee, o.px_ticks, qty, r.tick, r.lot, r.price_decimals,
-                            r.qty_decimals)
-    _emit(ex, events, EVT_FILLED, REJ_NONE, sym, i, o.order_id, o.side, o.px_ticks, qty, leaves,
-          o.n_fills, fee, ts_ns)
+    fee = compute_fee_quote(
+        ex[0].maker_fee, o.px_ticks, qty, r.tick, r.lot, r.price_decimals, r.qty_decimals
+    )
+    _emit(
+        ex,
+        events,
+        EVT_FILLED,
+        REJ_NONE,
+        sym,
+        i,
+        o.order_id,
+        o.side,
+        o.px_ticks,
+        qty,
+        leaves,
+        o.n_fills,
+        fee,
+        ts_ns,
+    )
     if leaves == 0:
         _release(syms, orders, free, sym, i)
 
@@ -390,8 +420,10 @@ def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> Non
         if not crosses:
             for i in range(orders.shape[1]):
                 o = orders[s, i]
-                if o.live == SLOT_LIVE and o.side == -side and (
-                    o.px_ticks <= px if side == BUY else o.px_ticks >= px
+                if (
+                    o.live == SLOT_LIVE
+                    and o.side == -side
+                    and (o.px_ticks <= px if side == BUY else o.px_ticks >= px)
                 ):
                     crosses = True
                     break
@@ -431,8 +463,15 @@ def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> Non
 
 @njit(cache=True, nogil=True)
 def process_due(
-    ex: np.ndarray, syms: np.ndarray, orders: np.ndarray, free: np.ndarray, cmds: np.ndarray,
-    events: np.ndarray, book_px: np.ndarray, book_qty: np.ndarray, book_n: np.ndarray,
+    ex: np.ndarray,
+    syms: np.ndarray,
+    orders: np.ndarray,
+    free: np.ndarray,
+    cmds: np.ndarray,
+    events: np.ndarray,
+    book_px: np.ndarray,
+    book_qty: np.ndarray,
+    book_n: np.ndarray,
     now_ns: int,
 ) -> int:
     """Handle, in arrival order, the commands that reached the exchange by now_ns.
@@ -464,8 +503,22 @@ def process_due(
         s = c.sym
         if s < 0 or s >= n_sym:
             reason = REJ_UNKNOWN_SYMBOL if c.kind == CMD_SUBMIT else REJ_UNKNOWN_ORDER
-            _emit(ex, events, EVT_REJECTED, reason, s, -1, c.order_id, c.side, c.px_ticks,
-                  c.qty_lots, 0, 0, 0.0, c.arrival_ns)
+            _emit(
+                ex,
+                events,
+                EVT_REJECTED,
+                reason,
+                s,
+                -1,
+                c.order_id,
+                c.side,
+                c.px_ticks,
+                c.qty_lots,
+                0,
+                0,
+                0.0,
+                c.arrival_ns,
+            )
             continue
         syms[s].pending -= 1
         if c.kind == CMD_SUBMIT:
@@ -473,12 +526,40 @@ def process_due(
         else:
             i = _find_live(orders, s, c.order_id)
             if i < 0:
-                _emit(ex, events, EVT_REJECTED, REJ_UNKNOWN_ORDER, s, -1, c.order_id, 0, 0, 0,
-                      0, 0, 0.0, c.arrival_ns)
+                _emit(
+                    ex,
+                    events,
+                    EVT_REJECTED,
+                    REJ_UNKNOWN_ORDER,
+                    s,
+                    -1,
+                    c.order_id,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0.0,
+                    c.arrival_ns,
+                )
             else:
                 o = orders[s, i]
-                _emit(ex, events, EVT_CANCELED, REJ_NONE, s, i, c.order_id, o.side, o.px_ticks,
-                      o.qty_lots, o.leaves_lots, o.n_fills, 0.0, c.arrival_ns)
+                _emit(
+                    ex,
+                    events,
+                    EVT_CANCELED,
+                    REJ_NONE,
+                    s,
+                    i,
+                    c.order_id,
+                    o.side,
+                    o.px_ticks,
+                    o.qty_lots,
+                    o.leaves_lots,
+                    o.n_fills,
+                    0.0,
+                    c.arrival_ns,
+                )
                 _release(syms, orders, free, s, i)
     if e.cmd_head == e.cmd_tail:
         e.cmd_head = 0
@@ -488,9 +569,19 @@ def process_due(
 
 @njit(cache=True, nogil=True)
 def on_book(
-    ex: np.ndarray, syms: np.ndarray, orders: np.ndarray, free: np.ndarray, events: np.ndarray,
-    sym: int, bid_px: np.ndarray, bid_qty: np.ndarray, n_bids: int, ask_px: np.ndarray,
-    ask_qty: np.ndarray, n_asks: int, ts_ns: int,
+    ex: np.ndarray,
+    syms: np.ndarray,
+    orders: np.ndarray,
+    free: np.ndarray,
+    events: np.ndarray,
+    sym: int,
+    bid_px: np.ndarray,
+    bid_qty: np.ndarray,
+    n_bids: int,
+    ask_px: np.ndarray,
+    ask_qty: np.ndarray,
+    n_asks: int,
+    ts_ns: int,
 ) -> int:
     """The real book of sym is now (bid_px, bid_qty, n_bids, ask_px, ask_qty, n_asks), int64
     sides best first, stamped ts_ns (exchange). Call `process_due(ts_ns)` first, with the book
@@ -582,8 +673,16 @@ def _priority(orders, sym, maker_side, idx) -> int:
 
 @njit(cache=True, nogil=True)
 def on_trade(
-    ex: np.ndarray, syms: np.ndarray, orders: np.ndarray, free: np.ndarray, events: np.ndarray,
-    sym: int, ts_ns: int, px_ticks: int, qty_lots: int, taker_side: int,
+    ex: np.ndarray,
+    syms: np.ndarray,
+    orders: np.ndarray,
+    free: np.ndarray,
+    events: np.ndarray,
+    sym: int,
+    ts_ns: int,
+    px_ticks: int,
+    qty_lots: int,
+    taker_side: int,
 ) -> int:
     """A public trade of qty_lots at px_ticks by a taker on taker_side (codes.BUY/SELL), stamped
     ts_ns (exchange). Call `process_due(ts_ns)` first.

@@ -50,8 +50,9 @@ ERR_DECIDE_BUFFER = -43  # cmds or done too small
 
 
 @njit(cache=True, nogil=True)
-def advance_book_frame(book, counts, feat, mids, mids_total, upd, is_snapshot: bool,
-                       ts_exch_ns: int) -> int:
+def advance_book_frame(
+    book, counts, feat, mids, mids_total, upd, is_snapshot: bool, ts_exch_ns: int
+) -> int:
     """Apply one book frame and everything that follows it on the market side.
 
     A snapshot replaces both sides, a delta merges its levels (`kernels.book.apply_levels`);
@@ -98,9 +99,22 @@ def advance_book_frame(book, counts, feat, mids, mids_total, upd, is_snapshot: b
 
 
 @njit(cache=True, nogil=True)
-def decide_symbol_quotes(dec_i, cal, rings, quote, book, orders, cmds, scratch, now_ns: int,
-                         market_ns: int, deadline_ns: int, usable: bool, halted: bool,
-                         position_lots: int) -> int:
+def decide_symbol_quotes(
+    dec_i,
+    cal,
+    rings,
+    quote,
+    book,
+    orders,
+    cmds,
+    scratch,
+    now_ns: int,
+    market_ns: int,
+    deadline_ns: int,
+    usable: bool,
+    halted: bool,
+    position_lots: int,
+) -> int:
     """One symbol's quote decision, from the market rings to the commands.
 
     In order (SymbolStrategy.step): feed the calibration window every mid and trade appended
@@ -143,8 +157,9 @@ def decide_symbol_quotes(dec_i, cal, rings, quote, book, orders, cmds, scratch, 
     n_open = orders.shape[0]
     dec_i[DI_CODE] = NO_DECISION
     dec_i[DI_N_CMDS] = 0
-    rc = update_calibration_from_rings(win, cursor, mids, trades, totals[0], totals[1],
-                                       cal_pi[CPI_STEP_NS])
+    rc = update_calibration_from_rings(
+        win, cursor, mids, trades, totals[0], totals[1], cal_pi[CPI_STEP_NS]
+    )
     if rc != OK:
         return ERR_DECIDE_CALIBRATION
     if market_ns > 0:
@@ -158,13 +173,26 @@ def decide_symbol_quotes(dec_i, cal, rings, quote, book, orders, cmds, scratch, 
         n_asks = counts[1]
         has_book = n_bids > 0 and n_asks > 0
         code = compute_quote_decision(
-            tgt, dec_f, qpi, qpf, ml, now_ns, bid_px[0] if has_book else 0,
-            ask_px[0] if has_book else 0, n_bids, n_asks, cal_f[CF_SIGMA], cal_f[CF_KAPPA],
-            cal_f[CF_A], position_lots)
+            tgt,
+            dec_f,
+            qpi,
+            qpf,
+            ml,
+            now_ns,
+            bid_px[0] if has_book else 0,
+            ask_px[0] if has_book else 0,
+            n_bids,
+            n_asks,
+            cal_f[CF_SIGMA],
+            cal_f[CF_KAPPA],
+            cal_f[CF_A],
+            position_lots,
+        )
         dec_i[DI_CODE] = code
         if code == OK:
-            n = compute_order_diff(cmds, orders, next_oid, done, tgt, n_open,
-                                   qpi[QPI_TOLERANCE_TICKS])
+            n = compute_order_diff(
+                cmds, orders, next_oid, done, tgt, n_open, qpi[QPI_TOLERANCE_TICKS]
+            )
         else:
             n = compute_cancel_all(cmds, orders, n_open)
     if n < 0:

@@ -136,8 +136,9 @@ def compute_hedge_beta(hf: F64, hi: I64, min_samples: int) -> tuple[float, float
 
 
 @njit(cache=True, nogil=True)
-def compute_hedge_skew(q_hedge_target_lots: float, q_hedge_lots: float, max_lots: float,
-                       skew_ticks_per_lot_frac: float) -> float:
+def compute_hedge_skew(
+    q_hedge_target_lots: float, q_hedge_lots: float, max_lots: float, skew_ticks_per_lot_frac: float
+) -> float:
     """Skew of the hedge instrument's quotes, in ticks (+ = quote higher: buy sooner).
 
     skew = skew_ticks_per_lot_frac * clip((target - position) / max_lots, -1, 1): under-hedged
@@ -145,8 +146,12 @@ def compute_hedge_skew(q_hedge_target_lots: float, q_hedge_lots: float, max_lots
     at a gap of max_lots or more the skew is skew_ticks_per_lot_frac. 0 when an input is not
     finite or max_lots <= 0.
     """
-    if not (max_lots > 0.0 and math.isfinite(q_hedge_target_lots)
-            and math.isfinite(q_hedge_lots) and math.isfinite(skew_ticks_per_lot_frac)):
+    if not (
+        max_lots > 0.0
+        and math.isfinite(q_hedge_target_lots)
+        and math.isfinite(q_hedge_lots)
+        and math.isfinite(skew_ticks_per_lot_frac)
+    ):
         return 0.0
     frac = (q_hedge_target_lots - q_hedge_lots) / max_lots
     frac = min(1.0, max(-1.0, frac))

@@ -67,9 +67,30 @@ def compute_exp(x: float) -> float:
     """exp(x) for |x| <= 40 (x is clipped there), relative error < 1e-12, no libm call."""
     y = x if x > -_EXP_CLIP else -_EXP_CLIP
     y = (y if y < _EXP_CLIP else _EXP_CLIP) * (1.0 / 256.0)
-    p = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (
-        1.0 / 120.0 + y * (1.0 / 720.0 + y * (1.0 / 5040.0 + y * (1.0 / 40320.0 + y * (
-            1.0 / 362880.0)))))))))
+    p = 1.0 + y * (
+        1.0
+        + y
+        * (
+            0.5
+            + y
+            * (
+                1.0 / 6.0
+                + y
+                * (
+                    1.0 / 24.0
+                    + y
+                    * (
+                        1.0 / 120.0
+                        + y
+                        * (
+                            1.0 / 720.0
+                            + y * (1.0 / 5040.0 + y * (1.0 / 40320.0 + y * (1.0 / 362880.0)))
+                        )
+                    )
+                )
+            )
+        )
+    )
     p = p * p
     p = p * p
     p = p * p
@@ -93,8 +114,9 @@ def compute_fast_tanh(x: float) -> float:
 
 
 @njit(cache=True)
-def apply_gates(gates: F32, x: F32, x_off: int, weights: F32, w_off: int, n_in: int,
-                n_g: int) -> None:
+def apply_gates(
+    gates: F32, x: F32, x_off: int, weights: F32, w_off: int, n_in: int, n_g: int
+) -> None:
     """gates[:n_g] += x[x_off : x_off + n_in] @ W, W the (n_in, n_g) row-major block of
     weights at w_off.
 
@@ -138,8 +160,9 @@ def apply_cell(state: F32, gates: F32, xbuf: F32, s_off: int, n_h: int) -> None:
 
 
 @njit(cache=True)
-def apply_lstm_step(state: F32, gates: F32, xbuf: F32, z: F32, weights: F32, biases: F32,
-                    sizes: I64) -> None:
+def apply_lstm_step(
+    state: F32, gates: F32, xbuf: F32, z: F32, weights: F32, biases: F32, sizes: I64
+) -> None:
     """Advance every layer by one input vector z (already standardised).
 
     For each layer, with x its input and (h, c) its state: a = W_ih x + W_hh h + b; i, f, o =
@@ -185,8 +208,17 @@ def apply_lstm_input(z: F32, v: F64, stats: F64) -> None:
 
 
 @njit(cache=True)
-def apply_lstm_update(state: F32, gates: F32, xbuf: F32, z: F32, v: F64, stats: F64,
-                      weights: F32, biases: F32, sizes: I64) -> None:
+def apply_lstm_update(
+    state: F32,
+    gates: F32,
+    xbuf: F32,
+    z: F32,
+    v: F64,
+    stats: F64,
+    weights: F32,
+    biases: F32,
+    sizes: I64,
+) -> None:
     """Standardise one raw input vector v (apply_lstm_input) and step the layers.
 
     Mutates: state, gates, xbuf, z (scratch float32[n_in]).
@@ -196,8 +228,16 @@ def apply_lstm_update(state: F32, gates: F32, xbuf: F32, z: F32, v: F64, stats: 
 
 
 @njit(cache=True)
-def compute_head(buf_a: F64, buf_b: F64, state: F32, lstm_sizes: I64, inventory: float,
-                 head_w: F64, head_b: F64, head_sizes: I64) -> float:
+def compute_head(
+    buf_a: F64,
+    buf_b: F64,
+    state: F32,
+    lstm_sizes: I64,
+    inventory: float,
+    head_w: F64,
+    head_b: F64,
+    head_sizes: I64,
+) -> float:
     """A head's linear output on the top layer's h (then the inventory, when the head has one
     input more than the top layer has units): mmd.kernels.models.apply_mlp in float64.
 
@@ -222,8 +262,17 @@ def compute_head(buf_a: F64, buf_b: F64, state: F32, lstm_sizes: I64, inventory:
 
 
 @njit(cache=True)
-def apply_lstm_window(state: F32, gates: F32, xbuf: F32, z: F32, window: F64, stats: F64,
-                      weights: F32, biases: F32, sizes: I64) -> None:
+def apply_lstm_window(
+    state: F32,
+    gates: F32,
+    xbuf: F32,
+    z: F32,
+    window: F64,
+    stats: F64,
+    weights: F32,
+    biases: F32,
+    sizes: I64,
+) -> None:
     """Run a whole window from the zero state: state <- the state after its last row.
 
     window: float64[T * n_in], T raw input vectors row-major, oldest first.
@@ -232,5 +281,6 @@ def apply_lstm_window(state: F32, gates: F32, xbuf: F32, z: F32, window: F64, st
     n_in = sizes[0]
     state[:] = 0.0
     for t in range(window.shape[0] // n_in):
-        apply_lstm_update(state, gates, xbuf, z, window[t * n_in : (t + 1) * n_in], stats,
-                          weights, biases, sizes)
+        apply_lstm_update(
+            state, gates, xbuf, z, window[t * n_in : (t + 1) * n_in], stats, weights, biases, sizes
+        )

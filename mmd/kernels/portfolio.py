@@ -50,7 +50,11 @@ def alloc_positions(quote_per_tick_lot: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def compute_fill(
-    position_lots: int, cash_ticks_lots: int, cost_ticks_lots: float, side: int, px_ticks: int,
+    position_lots: int,
+    cash_ticks_lots: int,
+    cost_ticks_lots: float,
+    side: int,
+    px_ticks: int,
     qty_lots: int,
 ) -> tuple[int, int, float]:
     """(position_lots, cash_ticks_lots, cost_ticks_lots) after one fill. Pure.
@@ -73,8 +77,9 @@ def compute_fill(
 
 
 @njit(cache=True, nogil=True)
-def apply_fill(pos: np.ndarray, sym: int, side: int, px_ticks: int, qty_lots: int,
-               fee_quote: float) -> int:
+def apply_fill(
+    pos: np.ndarray, sym: int, side: int, px_ticks: int, qty_lots: int, fee_quote: float
+) -> int:
     """Apply one fill to row sym.
 
     Mutates: pos[sym] (position, cash, cost, fees, fills, volume).
@@ -87,8 +92,9 @@ def apply_fill(pos: np.ndarray, sym: int, side: int, px_ticks: int, qty_lots: in
     if not math.isfinite(fee_quote):
         return ERR_BAD_INPUT
     p = pos[sym]
-    new, cash, cost = compute_fill(p.position_lots, p.cash_ticks_lots, p.cost_ticks_lots, side,
-                                   px_ticks, qty_lots)
+    new, cash, cost = compute_fill(
+        p.position_lots, p.cash_ticks_lots, p.cost_ticks_lots, side, px_ticks, qty_lots
+    )
     p.position_lots = new
     p.cash_ticks_lots = cash
     p.cost_ticks_lots = cost
@@ -143,5 +149,9 @@ def update_mark(pos: np.ndarray, sym: int, mid_ticks: float) -> float:
 def compute_pnl_quote(pos: np.ndarray, sym: int) -> float:
     """realized + unrealized - fees + funding of row sym, quote. Pure."""
     p = pos[sym]
-    return (compute_realized_quote(pos, sym) + compute_unrealized_quote(pos, sym)
-            - p.fees_quote + p.funding_quote)
+    return (
+        compute_realized_quote(pos, sym)
+        + compute_unrealized_quote(pos, sym)
+        - p.fees_quote
+        + p.funding_quote
+    )

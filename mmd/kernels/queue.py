@@ -220,8 +220,9 @@ def update_orders_on_book(
 
 
 @njit(cache=True, nogil=True)
-def _priority_order(o_live: I64, o_side: I64, o_px: I64, o_active: I64, maker_side: int,
-                    idx: I64) -> int:
+def _priority_order(
+    o_live: I64, o_side: I64, o_px: I64, o_active: I64, maker_side: int, idx: I64
+) -> int:
     # live slots on maker_side into idx, best price first (a buy's highest, a sell's lowest),
     # then earliest activation, then lowest slot; returns how many (insertion sort: few slots)
     n = 0

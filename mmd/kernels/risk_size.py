@@ -57,8 +57,14 @@ def apply_vol_reference(ref, sigma_ticks: float, t_s: float, halflife_s: float) 
 
 
 @njit(cache=True, nogil=True)
-def compute_risk_score(rsp, sigma_ticks: float, sigma_ref_ticks: float, drawdown_quote: float,
-                       loss_used: float, inventory_frac: float) -> float:
+def compute_risk_score(
+    rsp,
+    sigma_ticks: float,
+    sigma_ref_ticks: float,
+    drawdown_quote: float,
+    loss_used: float,
+    inventory_frac: float,
+) -> float:
     """The weighted risk score (>= 0) of the module docstring; NaN inputs add nothing.
 
     Args:
@@ -81,8 +87,18 @@ def compute_risk_score(rsp, sigma_ticks: float, sigma_ref_ticks: float, drawdown
 
 
 @njit(cache=True, nogil=True)
-def compute_size_mult(rsp, sigma_ticks: float, sigma_ref_ticks: float, drawdown_quote: float,
-                      loss_used: float, inventory_frac: float) -> float:
+def compute_size_mult(
+    rsp,
+    sigma_ticks: float,
+    sigma_ref_ticks: float,
+    drawdown_quote: float,
+    loss_used: float,
+    inventory_frac: float,
+) -> float:
     """1 / (1 + compute_risk_score(...)): the order-size multiplier, in (0, 1]."""
-    return 1.0 / (1.0 + compute_risk_score(rsp, sigma_ticks, sigma_ref_ticks, drawdown_quote,
-                                           loss_used, inventory_frac))
+    return 1.0 / (
+        1.0
+        + compute_risk_score(
+            rsp, sigma_ticks, sigma_ref_ticks, drawdown_quote, loss_used, inventory_frac
+        )
+    )

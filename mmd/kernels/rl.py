@@ -86,8 +86,13 @@ def new_agent_state() -> np.ndarray:
 
 def n_states(rpi: np.ndarray) -> int:
     """Rows of the Q table the parameters imply."""
-    return int(rpi[RPI_INV_BINS] * rpi[RPI_VOL_BINS] * rpi[RPI_OFI_BINS] * rpi[RPI_PADV_BINS]
-               * rpi[RPI_TIME_BINS])
+    return int(
+        rpi[RPI_INV_BINS]
+        * rpi[RPI_VOL_BINS]
+        * rpi[RPI_OFI_BINS]
+        * rpi[RPI_PADV_BINS]
+        * rpi[RPI_TIME_BINS]
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -112,18 +117,26 @@ def compute_rl_state(rpi, rpf, obs) -> int:
     and NaN to the middle bin (n // 2). Returns an index in [0, n_states(rpi)).
     """
     s = _bin(obs[OBS_INV_FRAC], -1.0, 1.0, rpi[RPI_INV_BINS])
-    s = s * rpi[RPI_VOL_BINS] + _bin(obs[OBS_SIGMA] / rpf[RPF_VOL_REF], 0.0, 2.0,
-                                     rpi[RPI_VOL_BINS])
-    s = s * rpi[RPI_OFI_BINS] + _bin(math.tanh(obs[OBS_OFI] / rpf[RPF_OFI_SCALE]), -1.0, 1.0,
-                                     rpi[RPI_OFI_BINS])
+    s = s * rpi[RPI_VOL_BINS] + _bin(obs[OBS_SIGMA] / rpf[RPF_VOL_REF], 0.0, 2.0, rpi[RPI_VOL_BINS])
+    s = s * rpi[RPI_OFI_BINS] + _bin(
+        math.tanh(obs[OBS_OFI] / rpf[RPF_OFI_SCALE]), -1.0, 1.0, rpi[RPI_OFI_BINS]
+    )
     s = s * rpi[RPI_PADV_BINS] + _bin(obs[OBS_P_ADVERSE], 0.0, 1.0, rpi[RPI_PADV_BINS])
     s = s * rpi[RPI_TIME_BINS] + _bin(obs[OBS_TIME_FRAC], 0.0, 1.0, rpi[RPI_TIME_BINS])
     return s
 
 
 @njit(cache=True, nogil=True)
-def fill_rl_obs(obs, position_lots: int, max_lots: int, sigma_ticks: float, ofi_trades: float,
-                p_adverse: float, now_ns: int, session_ns: int) -> None:
+def fill_rl_obs(
+    obs,
+    position_lots: int,
+    max_lots: int,
+    sigma_ticks: float,
+    ofi_trades: float,
+    p_adverse: float,
+    now_ns: int,
+    session_ns: int,
+) -> None:
     """The observation of one quote decision, the same in both drivers.
 
     sigma_ticks: the calibrated volatility the quote uses (ticks / sqrt s; NaN before a fit).
@@ -190,8 +203,9 @@ def select_action(q, s: int, epsilon: float, rng) -> int:
 
 
 @njit(cache=True, nogil=True)
-def update_q(q, visits, s: int, a: int, reward: float, s_next: int, alpha: float,
-             discount: float) -> None:
+def update_q(
+    q, visits, s: int, a: int, reward: float, s_next: int, alpha: float, discount: float
+) -> None:
     """One Q-learning step: Q(s,a) += alpha (r + discount max_a' Q(s',a') - Q(s,a))."""
     target = reward + discount * q[s_next, greedy_action(q, s_next)]
     q[s, a] += alpha * (target - q[s, a])
@@ -199,8 +213,14 @@ def update_q(q, visits, s: int, a: int, reward: float, s_next: int, alpha: float
 
 
 @njit(cache=True, nogil=True)
-def compute_reward(d_pnl: float, d_inventory_pnl: float, position_lots: float, max_lots: float,
-                   damp: float, penalty: float) -> float:
+def compute_reward(
+    d_pnl: float,
+    d_inventory_pnl: float,
+    position_lots: float,
+    max_lots: float,
+    damp: float,
+    penalty: float,
+) -> float:
     """The dampened-PnL reward of one step (see the module docstring).
 
     d_pnl, d_inventory_pnl: ticks x lots; position_lots: held over the step; penalty: ticks
@@ -213,8 +233,23 @@ def compute_reward(d_pnl: float, d_inventory_pnl: float, position_lots: float, m
 
 
 @njit(cache=True, nogil=True)
-def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_quote: float,
-              mid_ticks: float, position_lots: int, max_lots: int, qty_per_tick_lot: float) -> int:
+def rl_decide(
+    q,
+    visits,
+    rpi,
+    rpf,
+    actions,
+    rs,
+    rng,
+    ml,
+    obs,
+    now_ns: int,
+    pnl_quote: float,
+    mid_ticks: float,
+    position_lots: int,
+    max_lots: int,
+    qty_per_tick_lot: float,
+) -> int:
     """The RL call of one quote decision.
 
     At a decision time (the first call, then every RPI_STEP_NS of now_ns): reward the last
@@ -247,13 +282,15 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
         unit = qty_per_tick_lot if qty_per_tick_lot > 0 else 1.0
         d_pnl = (pnl_quote - rs[RS_PNL]) / unit
         d_inv = rs[RS_POSITION] * (mid_ticks - rs[RS_MID])
-        r = compute_reward(d_pnl, d_inv, rs[RS_POSITION], max_lots, rpf[RPF_DAMP],
-                           rpf[RPF_INV_PENALTY])
+        r = compute_reward(
+            d_pnl, d_inv, rs[RS_POSITION], max_lots, rpf[RPF_DAMP], rpf[RPF_INV_PENALTY]
+        )
         if math.isfinite(r):
             rs[RS_REWARD_SUM] += r
             if mode == MODE_LEARN:
-                update_q(q, visits, prev, int(rs[RS_ACTION]), r, s, rpf[RPF_ALPHA],
-                         rpf[RPF_DISCOUNT])
+                update_q(
+                    q, visits, prev, int(rs[RS_ACTION]), r, s, rpf[RPF_ALPHA], rpf[RPF_DISCOUNT]
+                )
     if mode == MODE_LEARN:
         a = select_action(q, s, rpf[RPF_EPSILON], rng)
     else:
@@ -266,8 +303,11 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
     rs[RS_DECISIONS] += 1
     step = rpi[RPI_STEP_NS]
     # the next grid point strictly after now (a late call does not shift the grid)
-    rs[RS_NEXT_NS] = now_ns + step if rs[RS_NEXT_NS] < 0 else rs[RS_NEXT_NS] + step * (
-        1 + (now_ns - rs[RS_NEXT_NS]) // step)
+    rs[RS_NEXT_NS] = (
+        now_ns + step
+        if rs[RS_NEXT_NS] < 0
+        else rs[RS_NEXT_NS] + step * (1 + (now_ns - rs[RS_NEXT_NS]) // step)
+    )
     ml[ML_GAMMA_MULT] = actions[a, 0]
     ml[ML_SKEW_TICKS] = actions[a, 1]
     return a
@@ -276,19 +316,33 @@ def rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, now_ns: int, pnl_q
 def default_actions() -> np.ndarray:
     """Alpha-AS's grid: 4 risk-aversion multipliers x 5 skews (ticks), the neutral action
     (1, 0) first, so a state with nothing learnt quotes the plain model."""
-    rows = [(1.0, 0.0)] + [(g, k) for g in (0.25, 0.5, 1.0, 2.0)
-                           for k in (-2.0, -1.0, 0.0, 1.0, 2.0) if (g, k) != (1.0, 0.0)]
+    rows = [(1.0, 0.0)] + [
+        (g, k)
+        for g in (0.25, 0.5, 1.0, 2.0)
+        for k in (-2.0, -1.0, 0.0, 1.0, 2.0)
+        if (g, k) != (1.0, 0.0)
+    ]
     return np.array(rows, np.float64)
 
 
-def make_params(bins: tuple[int, int, int, int, int], step_ns: int, mode: int, *,
-                alpha: float = 0.1, discount: float = 0.9, epsilon: float = 0.1,
-                damp: float = 0.5, penalty: float = 1.0, vol_ref: float = 20.0,
-                ofi_scale: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+def make_params(
+    bins: tuple[int, int, int, int, int],
+    step_ns: int,
+    mode: int,
+    *,
+    alpha: float = 0.1,
+    discount: float = 0.9,
+    epsilon: float = 0.1,
+    damp: float = 0.5,
+    penalty: float = 1.0,
+    vol_ref: float = 20.0,
+    ofi_scale: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(rpi, rpf) from plain values; bins = (inventory, volatility, ofi, adverse, time)."""
     rpi = np.zeros(RPI_SIZE, np.int64)
-    for slot, n in zip((RPI_INV_BINS, RPI_VOL_BINS, RPI_OFI_BINS, RPI_PADV_BINS, RPI_TIME_BINS),
-                       bins, strict=True):
+    for slot, n in zip(
+        (RPI_INV_BINS, RPI_VOL_BINS, RPI_OFI_BINS, RPI_PADV_BINS, RPI_TIME_BINS), bins, strict=True
+    ):
         rpi[slot] = int(n)
     rpi[RPI_STEP_NS] = int(step_ns)
     rpi[RPI_MODE] = int(mode)

@@ -217,8 +217,9 @@ def compute_ring_since(total: int, capacity: int, cursor: int) -> tuple[int, int
 
 # --- calibration -----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def update_calibration_from_rings(win, cursor, mids, trades, mid_total: int, trade_total: int,
-                                  step_ns: int) -> int:
+def update_calibration_from_rings(
+    win, cursor, mids, trades, mid_total: int, trade_total: int, step_ns: int
+) -> int:
     """Feed the calibration window every mid and trade appended since the cursors, in time order
     (a mid and a trade at the same ns: the mid first). Sets the cursors to the totals first.
 
@@ -244,12 +245,22 @@ def update_calibration_from_rings(win, cursor, mids, trades, mid_total: int, tra
         if j < nt:
             tj = (t0 + j) % t_cap
         if j >= nt or (i < nm and m_ts[mi] <= t_ts[tj]):
-            update_mid(step_depth, step_trades, step_dmid, state_i, state_f, m_ts[mi],
-                       m_mid[mi], step_ns)
+            update_mid(
+                step_depth, step_trades, step_dmid, state_i, state_f, m_ts[mi], m_mid[mi], step_ns
+            )
             i += 1
         else:
-            rc = update_trade(step_depth, step_trades, step_dmid, state_i, state_f, t_ts[tj],
-                              t_px[tj], t_side[tj], step_ns)
+            rc = update_trade(
+                step_depth,
+                step_trades,
+                step_dmid,
+                state_i,
+                state_f,
+                t_ts[tj],
+                t_px[tj],
+                t_side[tj],
+                step_ns,
+            )
             if rc == ERR_BAD_INPUT:
                 return ERR_BAD_INPUT
             j += 1
@@ -266,15 +277,19 @@ def apply_calibration_refit(win, cal_i, cal_f, cal_pi, cal_pf, now_ns: int) -> i
     """
     step_depth, step_trades, step_dmid, state_i, state_f, counts = win
     step_s = cal_pf[CPF_STEP_S]
-    advance_steps(step_depth, step_trades, step_dmid, state_i, state_f, now_ns,
-                  cal_pi[CPI_STEP_NS])
+    advance_steps(step_depth, step_trades, step_dmid, state_i, state_f, now_ns, cal_pi[CPI_STEP_NS])
     update_arrival_counts(counts, step_depth)
     n_trades = state_i[I_WIN_TRADES]
     window_s = state_i[I_N_OBS] * step_s
     if window_s > 0:
         status, kappa, a, r2, n_points = compute_intensity_fit(
-            counts, window_s, n_trades, cal_pi[CPI_MIN_TRADES], cal_pi[CPI_MIN_POINTS],
-            cal_pf[CPF_MIN_R2])
+            counts,
+            window_s,
+            n_trades,
+            cal_pi[CPI_MIN_TRADES],
+            cal_pi[CPI_MIN_POINTS],
+            cal_pf[CPF_MIN_R2],
+        )
     else:
         status, kappa, a, r2, n_points = FIT_TOO_FEW_TRADES, math.nan, math.nan, math.nan, 0
     sigma = compute_sigma(state_i, state_f, step_s)
@@ -333,9 +348,22 @@ def compute_gate_state(now_ns: int, deadline_ns: int, usable: bool, calibrated: 
 
 # --- quote decision --------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now_ns: int, best_bid: int, best_ask: int,
-                           n_bids: int, n_asks: int, sigma_ticks: float, kappa: float, a: float,
-                           position_lots: int) -> int:
+def compute_quote_decision(
+    tgt,
+    dec_f,
+    qpi,
+    qpf,
+    ml,
+    now_ns: int,
+    best_bid: int,
+    best_ask: int,
+    n_bids: int,
+    n_asks: int,
+    sigma_ticks: float,
+    kappa: float,
+    a: float,
+    position_lots: int,
+) -> int:
     """Quoter.decide: fallbacks for NaN estimates, AS or GLFT raw quotes, then the ladder.
 
     AS horizon tau = session - (now mod session) (rolling, epoch-aligned sessions).
@@ -363,23 +391,41 @@ def compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now_ns: int, best_bid: int,
             a = qpf[QPF_FALLBACK_A]
             fallback = 1.0
         raw_bid, raw_ask, reservation, half = compute_glft_quotes(
-            mid, position_lots, sigma_ticks, gamma, kappa, a, order_lots)
+            mid, position_lots, sigma_ticks, gamma, kappa, a, order_lots
+        )
     else:
         session_ns = qpi[QPI_SESSION_NS]
         tau_s = (session_ns - now_ns % session_ns) * 1e-9
         raw_bid, raw_ask, reservation, half = compute_as_quotes(
-            mid, position_lots, sigma_ticks, gamma, kappa, tau_s)
+            mid, position_lots, sigma_ticks, gamma, kappa, tau_s
+        )
     dec_f[DF_FALLBACK] = fallback
     if math.isnan(raw_bid):
         return QUOTE_BAD_MODEL
     dec_f[DF_RESERVATION] = reservation
     dec_f[DF_HALF_SPREAD] = half
     code = compute_quote_ladder(
-        tgt[TG_BID_PX], tgt[TG_BID_QTY], tgt[TG_ASK_PX], tgt[TG_ASK_QTY], raw_bid, raw_ask,
-        reservation, best_bid, best_ask, position_lots, qpi[QPI_MAX_LOTS],
-        qpf[QPF_MIN_SPREAD_FRAC] * mid, qpi[QPI_LEVELS], qpi[QPI_SPACING_TICKS], order_lots,
-        qpf[QPF_SIZE_ETA], ml[ML_BID_MULT], ml[ML_ASK_MULT], ml[ML_SKEW_TICKS],
-        ml[ML_SPREAD_OVERRIDE_TICKS])
+        tgt[TG_BID_PX],
+        tgt[TG_BID_QTY],
+        tgt[TG_ASK_PX],
+        tgt[TG_ASK_QTY],
+        raw_bid,
+        raw_ask,
+        reservation,
+        best_bid,
+        best_ask,
+        position_lots,
+        qpi[QPI_MAX_LOTS],
+        qpf[QPF_MIN_SPREAD_FRAC] * mid,
+        qpi[QPI_LEVELS],
+        qpi[QPI_SPACING_TICKS],
+        order_lots,
+        qpf[QPF_SIZE_ETA],
+        ml[ML_BID_MULT],
+        ml[ML_ASK_MULT],
+        ml[ML_SKEW_TICKS],
+        ml[ML_SPREAD_OVERRIDE_TICKS],
+    )
     if code == OK:
         return OK
     if code == ERR_CROSSED:
@@ -405,8 +451,12 @@ def _match_side(orders, n_orders: int, side: int, px_row, qty_row, done, toleran
         if qty <= 0:
             continue
         for j in range(n_orders):
-            if (orders[j]["side"] == side and orders[j]["keep"] == 0
-                    and orders[j]["px_ticks"] == px_row[i] and _sent_lots(orders, j) == qty):
+            if (
+                orders[j]["side"] == side
+                and orders[j]["keep"] == 0
+                and orders[j]["px_ticks"] == px_row[i]
+                and _sent_lots(orders, j) == qty
+            ):
                 done[i] = 1
                 orders[j]["keep"] = 1
                 break
@@ -440,8 +490,9 @@ def _put_command(cmds, k: int, kind: int, side: int, px: int, qty: int, oid: int
 
 
 @njit(cache=True, nogil=True)
-def compute_order_diff(cmds, orders, next_oid, done, tgt, n_orders: int,
-                       tolerance_ticks: int) -> int:
+def compute_order_diff(
+    cmds, orders, next_oid, done, tgt, n_orders: int, tolerance_ticks: int
+) -> int:
     """diff_quotes over arrays: the fewest commands turning the resting orders into tgt.
 
     An order is kept when on the level's side, within tolerance_ticks of its price and its size
@@ -463,19 +514,28 @@ def compute_order_diff(cmds, orders, next_oid, done, tgt, n_orders: int,
     k = 0
     for j in range(n_orders):
         if orders[j]["keep"] == 0:
-            _put_command(cmds, k, CMD_CANCEL, orders[j]["side"], orders[j]["px_ticks"],
-                         orders[j]["qty_lots"], orders[j]["oid"])
+            _put_command(
+                cmds,
+                k,
+                CMD_CANCEL,
+                orders[j]["side"],
+                orders[j]["px_ticks"],
+                orders[j]["qty_lots"],
+                orders[j]["oid"],
+            )
             k += 1
     for i in range(n_lv):
         if tgt[TG_BID_QTY, i] > 0 and done_b[i] == 0:
-            _put_command(cmds, k, CMD_SUBMIT, BUY, tgt[TG_BID_PX, i], tgt[TG_BID_QTY, i],
-                         next_oid[0])
+            _put_command(
+                cmds, k, CMD_SUBMIT, BUY, tgt[TG_BID_PX, i], tgt[TG_BID_QTY, i], next_oid[0]
+            )
             next_oid[0] += 1
             k += 1
     for i in range(n_lv):
         if tgt[TG_ASK_QTY, i] > 0 and done_a[i] == 0:
-            _put_command(cmds, k, CMD_SUBMIT, SELL, tgt[TG_ASK_PX, i], tgt[TG_ASK_QTY, i],
-                         next_oid[0])
+            _put_command(
+                cmds, k, CMD_SUBMIT, SELL, tgt[TG_ASK_PX, i], tgt[TG_ASK_QTY, i], next_oid[0]
+            )
             next_oid[0] += 1
             k += 1
     return k
@@ -488,8 +548,15 @@ def compute_cancel_all(cmds, orders, n_orders: int) -> int:
     if cmds.shape[0] < n_orders:
         return ERR_BAD_INPUT
     for j in range(n_orders):
-        _put_command(cmds, j, CMD_CANCEL, orders[j]["side"], orders[j]["px_ticks"],
-                     orders[j]["qty_lots"], orders[j]["oid"])
+        _put_command(
+            cmds,
+            j,
+            CMD_CANCEL,
+            orders[j]["side"],
+            orders[j]["px_ticks"],
+            orders[j]["qty_lots"],
+            orders[j]["oid"],
+        )
     return n_orders
 
 
@@ -540,8 +607,10 @@ def apply_risk_checks(cmds, bucket, rpf, acct, n_cmds: int, now_ns: int) -> int:
             reason = RISK_BOOK_STALE
         elif exposure > max_lots:
             reason = RISK_MAX_POSITION
-        elif max_notional > 0 and exposure * rpf[RPF_LOT] * c["px_ticks"] * rpf[RPF_TICK] > \
-                max_notional:
+        elif (
+            max_notional > 0
+            and exposure * rpf[RPF_LOT] * c["px_ticks"] * rpf[RPF_TICK] > max_notional
+        ):
             reason = RISK_MAX_NOTIONAL
         elif b["tokens"] < 1.0:
             reason = RISK_RATE_LIMIT

@@ -47,16 +47,30 @@ def _rl() -> tuple[np.ndarray, ...]:
     rpi = np.array([2, 1, 1, 1, 1, 5, 2], I64)
     rpf = np.array([0.1, 0.9, 0.1, 0.5, 1.0, 20.0, 5.0])
     rs = np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    return (np.zeros((2, 2)), np.zeros((2, 2), I64), rpi, rpf, np.ones((2, 2)), rs,
-            np.array([7], np.uint64))
+    return (
+        np.zeros((2, 2)),
+        np.zeros((2, 2), I64),
+        rpi,
+        rpf,
+        np.ones((2, 2)),
+        rs,
+        np.array([7], np.uint64),
+    )
 
 
 def _lstm() -> tuple[np.ndarray, ...]:
     # (state, gates, xbuf, z, weights, biases, sizes) of kernels.lstm: one layer, 3 inputs, 2
     # units (weights: W_ih^T 3 x 8 then W_hh^T 2 x 8)
     f4 = np.float32
-    return (np.zeros(4, f4), np.zeros(8, f4), np.zeros(8, f4), np.zeros(3, f4),
-            np.zeros(40, f4), np.zeros(8, f4), np.array([3, 2], I64))
+    return (
+        np.zeros(4, f4),
+        np.zeros(8, f4),
+        np.zeros(8, f4),
+        np.zeros(3, f4),
+        np.zeros(40, f4),
+        np.zeros(8, f4),
+        np.array([3, 2], I64),
+    )
 
 
 def _strategy_state() -> dict[str, Any]:
@@ -77,8 +91,12 @@ def _strategy_state() -> dict[str, Any]:
         "mids": (np.zeros(4, I64), np.zeros(4)),
         "trades": tuple(np.zeros(4, I64) for _ in range(4)),
         "win": win,
-        "cal": (cal_i, cal_f, np.array([10**8, 10**9, 10, 3], I64),
-                np.array([0.1, 0.5, 0.01, 10.0, 0.01, 100.0])),
+        "cal": (
+            cal_i,
+            cal_f,
+            np.array([10**8, 10**9, 10, 3], I64),
+            np.array([0.1, 0.5, 0.01, 10.0, 0.01, 100.0]),
+        ),
         "qpi": np.array([0, 3600 * 10**9, 1, 10, 2, 1, 1], I64),
         "qpf": np.array([0.05, 0.0, 0.0, 5.0, 0.5, 1.0]),
         "ml": np.array([1.0, 1.0, 1.0, 0.0, np.nan]),
@@ -119,8 +137,17 @@ def _exchange() -> tuple[np.ndarray, ...]:
     orders[0, 0]["live"], orders[0, 0]["side"] = SLOT_LIVE, 1
     orders[0, 0]["px_ticks"], orders[0, 0]["qty_lots"], orders[0, 0]["leaves_lots"] = 100, 2, 2
     cmds[0]["kind"], cmds[0]["side"], cmds[0]["px_ticks"], cmds[0]["qty_lots"] = 1, 1, 99, 1
-    return (ex, syms, orders, free, cmds, events, np.zeros((1, 2, 4), I64),
-            np.zeros((1, 2, 4), I64), np.zeros((1, 2), I64))
+    return (
+        ex,
+        syms,
+        orders,
+        free,
+        cmds,
+        events,
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 2), I64),
+    )
 
 
 def _exchange_book() -> tuple[Any, ...]:
@@ -139,10 +166,35 @@ def _backtest() -> tuple[Any, ...]:
     # positions, books/shadow of 1 symbol x 4 levels, the event-cache columns, the outputs
     ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = _exchange()
     e = np.zeros(0, I64)
-    return (ex, syms, orders, free, cmds, events, _positions(), np.zeros((1, 2, 4), I64),
-            np.zeros((1, 2, 4), I64), np.zeros((1, 5), I64), sh_px, sh_qty, sh_n,
-            np.zeros(1, I64), np.zeros((0, 3), I64), np.zeros((0, 6), I64), e, e, e, e, e, e, e,
-            e, np.zeros((0, 8), I64), np.zeros((4, 7), I64), np.zeros(4))
+    return (
+        ex,
+        syms,
+        orders,
+        free,
+        cmds,
+        events,
+        _positions(),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 5), I64),
+        sh_px,
+        sh_qty,
+        sh_n,
+        np.zeros(1, I64),
+        np.zeros((0, 3), I64),
+        np.zeros((0, 6), I64),
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        np.zeros((0, 8), I64),
+        np.zeros((4, 7), I64),
+        np.zeros(4),
+    )
 
 
 def _loop() -> tuple[Any, ...]:
@@ -173,15 +225,36 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book_sync.reset_book_sync": lambda: (np.zeros(5, I64),),
     "book_sync.advance_book_sync": lambda: (np.array([-1, -1, 0, 0, 0], I64), 1, 5, 0),
     "book_sync.apply_book_frame": lambda: (
-        np.zeros((2, 4), I64), np.zeros((2, 4), I64), np.array([-1, -1, 0, 0, 0], I64), 1, 5, 0,
-        *_levels(), 1),
+        np.zeros((2, 4), I64),
+        np.zeros((2, 4), I64),
+        np.array([-1, -1, 0, 0, 0], I64),
+        1,
+        5,
+        0,
+        *_levels(),
+        1,
+    ),
     "book_sync.apply_cached_frame": lambda: (
-        np.zeros((1, 2, 4), I64), np.zeros((1, 2, 4), I64), np.array([[-1, -1, 0, 0, 0]], I64),
-        0, np.array([[1, 5, 0, 0, 1, 2]], I64), 0, *_levels()),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 2, 4), I64),
+        np.array([[-1, -1, 0, 0, 0]], I64),
+        0,
+        np.array([[1, 5, 0, 0, 1, 2]], I64),
+        0,
+        *_levels(),
+    ),
     "book_sync.replay_book_tops": lambda: (
-        np.zeros((1, 2, 4), I64), np.zeros((1, 2, 4), I64), np.zeros((1, 5), I64),
-        np.zeros((0, 3), I64), np.zeros((0, 6), I64), np.zeros(0, I64), np.zeros(0, I64),
-        np.zeros(0, I64), np.zeros((0, 4, 2), I64), np.zeros((0, 4), I64)),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 2, 4), I64),
+        np.zeros((1, 5), I64),
+        np.zeros((0, 3), I64),
+        np.zeros((0, 6), I64),
+        np.zeros(0, I64),
+        np.zeros(0, I64),
+        np.zeros(0, I64),
+        np.zeros((0, 4, 2), I64),
+        np.zeros((0, 4), I64),
+    ),
     # features: oversized state arrays of the engine's dtypes; zeros keep every clock still, the
     # ones/NaN variants give the paths that divide a non-zero window or bucket count
     "features.compute_imbalance": lambda: (_side()[1], 1, _side()[1], 1, 5),
@@ -262,41 +335,90 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     # (tgt, dec_f, qpi, qpf, ml, now, best bid/ask, level counts, sigma, kappa, A, position),
     # the order diff (cmds, orders, next_oid, done, tgt, n, tolerance) and the risk checks
     "strategy.append_ring_mid": lambda: (*_strategy("mids")[0], np.zeros(1, I64), 10**9, 100.5),
-    "strategy.append_ring_trade": lambda: (*_strategy("trades"), np.zeros(1, I64), 10**9, 101,
-                                           2, 1),
+    "strategy.append_ring_trade": lambda: (
+        *_strategy("trades"),
+        np.zeros(1, I64),
+        10**9,
+        101,
+        2,
+        1,
+    ),
     "strategy.compute_ring_since": lambda: (5, 4, 2),
     "strategy.update_calibration_from_rings": lambda: (
-        *_strategy("win"), np.zeros(2, I64), *_strategy("mids", "trades"), 0, 0, 10**8),
+        *_strategy("win"),
+        np.zeros(2, I64),
+        *_strategy("mids", "trades"),
+        0,
+        0,
+        10**8,
+    ),
     "strategy.apply_calibration_refit": lambda: (*_strategy("win", "cal"), 10**9),
     "strategy.update_calibration_schedule": lambda: (*_strategy("win", "cal"), 10**9),
     "strategy.compute_gate_state": lambda: (10**9, 0, True, False),
     "strategy.compute_quote_decision": lambda: (
-        *_strategy("tgt"), np.zeros(3), *_strategy("qpi", "qpf", "ml"), 10**9, 100, 101, 1, 1,
-        5.0, 0.5, 1.0, 0),
+        *_strategy("tgt"),
+        np.zeros(3),
+        *_strategy("qpi", "qpf", "ml"),
+        10**9,
+        100,
+        101,
+        1,
+        1,
+        5.0,
+        0.5,
+        1.0,
+        0,
+    ),
     "strategy._sent_lots": lambda: (*_strategy("orders"), 0),
     "strategy._match_side": lambda: (
-        *_strategy("orders"), 2, 1, np.array([99, 98], I64), np.array([1, 1], I64),
-        np.zeros(2, I64), 1),
+        *_strategy("orders"),
+        2,
+        1,
+        np.array([99, 98], I64),
+        np.array([1, 1], I64),
+        np.zeros(2, I64),
+        1,
+    ),
     "strategy._put_command": lambda: (*_strategy("cmds"), 0, 1, 1, 99, 1, 0),
     "strategy.compute_order_diff": lambda: (
-        *_strategy("cmds", "orders"), np.zeros(1, I64), np.zeros(4, I64), *_strategy("tgt"), 2,
-        1),
+        *_strategy("cmds", "orders"),
+        np.zeros(1, I64),
+        np.zeros(4, I64),
+        *_strategy("tgt"),
+        2,
+        1,
+    ),
     "strategy.compute_cancel_all": lambda: (*_strategy("cmds", "orders"), 2),
-    "strategy.apply_risk_checks": lambda: (
-        *_strategy("cmds", "bucket", "rpf", "acct"), 2, 10**9),
+    "strategy.apply_risk_checks": lambda: (*_strategy("cmds", "bucket", "rpf", "acct"), 2, 10**9),
     # frame: one book frame (book side arrays, counts, feature state, mids ring + total, the
     # frame's levels, snapshot flag, ts); one symbol's decision (dec_i, calibration tuple,
     # rings tuple, quoter tuple, book tuple, orders, cmds, scratch, now, market ts, warm-up
     # deadline, usable, halted, position)
     "frame.advance_book_frame": lambda: (
-        (*_side(), *_side()), np.zeros(2, I64), (np.zeros(64), np.zeros(64, I64)),
-        _strategy("mids")[0], np.zeros(1, I64), (*_levels(), *_levels()), True, 10**9),
+        (*_side(), *_side()),
+        np.zeros(2, I64),
+        (np.zeros(64), np.zeros(64, I64)),
+        _strategy("mids")[0],
+        np.zeros(1, I64),
+        (*_levels(), *_levels()),
+        True,
+        10**9,
+    ),
     "frame.decide_symbol_quotes": lambda: (
-        np.zeros(3, I64), (*_strategy("win"), np.zeros(2, I64), *_strategy("cal")),
+        np.zeros(3, I64),
+        (*_strategy("win"), np.zeros(2, I64), *_strategy("cal")),
         (*_strategy("mids", "trades"), np.zeros(2, I64)),
         (*_strategy("tgt"), np.zeros(3), *_strategy("qpi", "qpf", "ml")),
-        (_side()[0], _side()[0], np.ones(2, I64)), *_strategy("orders", "cmds"),
-        (np.zeros(1, I64), np.zeros(4, I64)), 10**9, 10**9, 0, True, False, 0),
+        (_side()[0], _side()[0], np.ones(2, I64)),
+        *_strategy("orders", "cmds"),
+        (np.zeros(1, I64), np.zeros(4, I64)),
+        10**9,
+        10**9,
+        0,
+        True,
+        False,
+        0,
+    ),
     # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
     # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
     "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),
@@ -339,14 +461,34 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "models.apply_standardise": lambda: (np.zeros(3), np.zeros(3), np.zeros(3), np.ones(3)),
     "models.compute_sigmoid": lambda: (0.5,),
     "models.compute_logistic": lambda: (np.zeros(3), np.zeros(3), 0.0),
-    "models.apply_mlp": lambda: (*_mlp(), np.zeros(3), np.zeros(16), np.zeros(5),
-                                 np.array([3, 4, 1], I64)),
-    "models.apply_adverse_pair": lambda: (*_mlp(), np.zeros(3), np.zeros(3), np.zeros(2),
-                                          np.ones(2), np.ones(6), np.zeros(3), np.zeros(1),
-                                          np.array([3, 1], I64)),
+    "models.apply_mlp": lambda: (
+        *_mlp(),
+        np.zeros(3),
+        np.zeros(16),
+        np.zeros(5),
+        np.array([3, 4, 1], I64),
+    ),
+    "models.apply_adverse_pair": lambda: (
+        *_mlp(),
+        np.zeros(3),
+        np.zeros(3),
+        np.zeros(2),
+        np.ones(2),
+        np.ones(6),
+        np.zeros(3),
+        np.zeros(1),
+        np.array([3, 1], I64),
+    ),
     "models.compute_adverse_policy": lambda: (0.5, 0.5, 0.4, 2.0, 0.9),
-    "models.apply_spread_model": lambda: (*_mlp(), np.zeros(3), np.zeros(3), np.ones(6),
-                                          np.zeros(16), np.zeros(5), np.array([3, 4, 1], I64)),
+    "models.apply_spread_model": lambda: (
+        *_mlp(),
+        np.zeros(3),
+        np.zeros(3),
+        np.ones(6),
+        np.zeros(16),
+        np.zeros(5),
+        np.array([3, 4, 1], I64),
+    ),
     # exchange: one symbol's paper exchange state (_exchange), commands / book / trade scalars
     # (sym, order id, side, px ticks, qty lots, ns) as SimExchange passes them
     "exchange.reset_symbol": lambda: (*_exchange()[1:4], 0),
@@ -359,8 +501,7 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange._fill": lambda: (*_exchange()[:4], _exchange()[5], 0, 0, 1, 5),
     "exchange._release": lambda: (*_exchange()[1:4], 0, 0),
     "exchange._find_live": lambda: (_exchange()[2], 0, 7),
-    "exchange._accept": lambda: (
-        *(st := _exchange())[:4], st[5], *st[6:9], st[4][0]),
+    "exchange._accept": lambda: (*(st := _exchange())[:4], st[5], *st[6:9], st[4][0]),
     "exchange.process_due": lambda: (*_exchange(), 5),
     "exchange.on_book": _exchange_book,
     "exchange._priority": lambda: (_exchange()[2], 0, 1, np.zeros(4, I64)),
@@ -370,32 +511,66 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     # backtest: the whole loop over an empty stream, and its steps on the same state
     "backtest.run_tape": _backtest,
     "backtest._drain": lambda: (lambda a: (a[0], a[5], a[6], a[25], a[26], 0))(_backtest()),
-    "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26],
-                                         0))(_backtest()),
+    "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26], 0))(
+        _backtest()
+    ),
     # the whole strategy loop (kernels.backtest.advance) over its sample state, and its steps
     "backtest.advance": lambda: (*_loop(), 0),
     "backtest._on_book_event": lambda: (*_loop(), 0, 0, 5),
     "backtest._quote": lambda: (*_loop(), 0, 5),
     "backtest._sample": lambda: (lambda a: (a[1], a[5], a[3][0], a[8], a[6], 0))(_loop()),
-    "backtest._rl_step": lambda: (lambda a: (a[7], a[3][12], a[5][0], a[3][8], a[6][0],
-                                             a[6][1], a[3][0], a[6][5], a[1][0], a[1][2][0],
-                                             0, 5))(_loop()),
-    "backtest._apply_events": lambda: (lambda a: (a[2][0], a[2][5], a[5][0], a[5][2], a[4],
-                                                  a[3][0], a[8][0], a[8][1]))(_loop()),
-    "backtest._due_and_apply": lambda: (lambda a: (a[2], a[5][0], a[5][2], a[4], a[3][0],
-                                                   a[8][0], a[8][1], 5))(_loop()),
-    "backtest._send_commands": lambda: (lambda a: (a[2][0], a[2][1], a[2][4], a[1][0], a[1][1],
-                                                   a[1][2], a[2][6], a[2][7], a[2][8], a[4],
-                                                   a[3][0], a[3][13], 0, 0, 5))(_loop()),
+    "backtest._rl_step": lambda: (
+        lambda a: (
+            a[7],
+            a[3][12],
+            a[5][0],
+            a[3][8],
+            a[6][0],
+            a[6][1],
+            a[3][0],
+            a[6][5],
+            a[1][0],
+            a[1][2][0],
+            0,
+            5,
+        )
+    )(_loop()),
+    "backtest._apply_events": lambda: (
+        lambda a: (a[2][0], a[2][5], a[5][0], a[5][2], a[4], a[3][0], a[8][0], a[8][1])
+    )(_loop()),
+    "backtest._due_and_apply": lambda: (
+        lambda a: (a[2], a[5][0], a[5][2], a[4], a[3][0], a[8][0], a[8][1], 5)
+    )(_loop()),
+    "backtest._send_commands": lambda: (
+        lambda a: (
+            a[2][0],
+            a[2][1],
+            a[2][4],
+            a[1][0],
+            a[1][1],
+            a[1][2],
+            a[2][6],
+            a[2][7],
+            a[2][8],
+            a[4],
+            a[3][0],
+            a[3][13],
+            0,
+            0,
+            5,
+        )
+    )(_loop()),
     "backtest._feed_sample": lambda: (lambda a: (a[5][2], a[5][4], a[5][5], 1, 2))(_loop()),
     "backtest._feed_latency": lambda: (lambda a: (a[5][2], a[5][5], 1))(_loop()),
     "backtest._total_pnl": lambda: (_positions(),),
-    "backtest._check_pnl": lambda: (lambda a: (a[5][2], a[5][3], a[5][0], a[3][0], a[6][7],
-                                               5))(_loop()),
+    "backtest._check_pnl": lambda: (lambda a: (a[5][2], a[5][3], a[5][0], a[3][0], a[6][7], 5))(
+        _loop()
+    ),
     "backtest._oms_find": lambda: (lambda a: (a[4], a[3][0], 0, 1))(_loop()),
     "backtest._oms_remove": lambda: (lambda a: (a[4], a[3][0], 0, 0))(_loop()),
     "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
-        _backtest()),
+        _backtest()
+    ),
     "rl._bin": lambda: (0.5, -1.0, 1.0, 3),
     "rl.compute_rl_state": lambda: (*_rl()[2:4], np.zeros(5)),
     "rl.fill_rl_obs": lambda: (np.zeros(5), 1, 10, 20.0, 0.5, 0.5, 7, 300),
@@ -412,21 +587,44 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "lstm.compute_exp": lambda: (0.5,),
     "lstm.compute_fast_sigmoid": lambda: (0.5,),
     "lstm.compute_fast_tanh": lambda: (0.5,),
-    "lstm.apply_gates": lambda: (np.zeros(8, np.float32), np.zeros(3, np.float32), 0,
-                                 np.zeros(24, np.float32), 0, 3, 8),
-    "lstm.apply_cell": lambda: (np.zeros(4, np.float32), np.zeros(8, np.float32),
-                                np.zeros(8, np.float32), 0, 2),
+    "lstm.apply_gates": lambda: (
+        np.zeros(8, np.float32),
+        np.zeros(3, np.float32),
+        0,
+        np.zeros(24, np.float32),
+        0,
+        3,
+        8,
+    ),
+    "lstm.apply_cell": lambda: (
+        np.zeros(4, np.float32),
+        np.zeros(8, np.float32),
+        np.zeros(8, np.float32),
+        0,
+        2,
+    ),
     "lstm.apply_lstm_step": lambda: _lstm(),
-    "lstm.apply_lstm_input": lambda: (np.zeros(3, np.float32), np.zeros(3),
-                                      np.concatenate([np.zeros(3), np.ones(3)])),
-    "lstm.apply_lstm_update": lambda: (lambda a: (*a[:4], np.zeros(3),
-                                                  np.concatenate([np.zeros(3), np.ones(3)]),
-                                                  *a[4:]))(_lstm()),
-    "lstm.compute_head": lambda: (np.zeros(4), np.zeros(4), _lstm()[0], np.array([3, 2], I64),
-                                  0.0, np.zeros(2), np.zeros(1), np.array([2, 1], I64)),
-    "lstm.apply_lstm_window": lambda: (lambda a: (*a[:4], np.zeros(6),
-                                                  np.concatenate([np.zeros(3), np.ones(3)]),
-                                                  *a[4:]))(_lstm()),
+    "lstm.apply_lstm_input": lambda: (
+        np.zeros(3, np.float32),
+        np.zeros(3),
+        np.concatenate([np.zeros(3), np.ones(3)]),
+    ),
+    "lstm.apply_lstm_update": lambda: (
+        lambda a: (*a[:4], np.zeros(3), np.concatenate([np.zeros(3), np.ones(3)]), *a[4:])
+    )(_lstm()),
+    "lstm.compute_head": lambda: (
+        np.zeros(4),
+        np.zeros(4),
+        _lstm()[0],
+        np.array([3, 2], I64),
+        0.0,
+        np.zeros(2),
+        np.zeros(1),
+        np.array([2, 1], I64),
+    ),
+    "lstm.apply_lstm_window": lambda: (
+        lambda a: (*a[:4], np.zeros(6), np.concatenate([np.zeros(3), np.ones(3)]), *a[4:])
+    )(_lstm()),
     "portfolio.compute_fill": lambda: (2, -1300, 1300.0, -1, 651, 1),
     "portfolio.apply_fill": lambda: (_positions(), 0, 1, 651, 2, 0.01),
     "portfolio.apply_funding": lambda: (_positions(), 0, -0.5),
@@ -440,8 +638,13 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "risk_size.compute_size_mult": lambda: (np.ones(6), 25.0, 20.0, 1.0, 0.5, 0.3),
     "hedge.reset_hedge_pair": lambda: (np.zeros(12), np.zeros(3, I64), 10**9, 60.0),
     "hedge.apply_return_pair": lambda: (np.zeros(12), np.zeros(3, I64), 0.001, 0.002),
-    "hedge.update_hedge_pair": lambda: (np.zeros(12), np.array([10**9, 0, 0], I64), 5,
-                                        100.0, 200.0),
+    "hedge.update_hedge_pair": lambda: (
+        np.zeros(12),
+        np.array([10**9, 0, 0], I64),
+        5,
+        100.0,
+        200.0,
+    ),
     "hedge.compute_hedge_beta": lambda: (np.ones(12), np.array([10**9, 0, 5], I64), 3),
     "hedge.compute_hedge_skew": lambda: (2.0, 0.0, 10.0, 3.0),
 }

@@ -69,8 +69,11 @@ def parse_sets(sets: list[str]) -> tuple[LabelParams, TrainParams, list[str]]:
     labels = {k: v for k, v in values.items() if k in _LABEL_KEYS}
     train = {k: v for k, v in values.items() if k in _TRAIN_KEYS}
     try:
-        return (msgspec.convert(labels, LabelParams), msgspec.convert(train, TrainParams),
-                config_sets)
+        return (
+            msgspec.convert(labels, LabelParams),
+            msgspec.convert(train, TrainParams),
+            config_sets,
+        )
     except msgspec.ValidationError as exc:
         raise ConfigError(f"--set: {exc}") from None
 
@@ -103,14 +106,22 @@ def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Rec
             raise ConfigError(f"train: {f} does not exist")
         meta = recording_meta(f)
         if meta is None:
-            raise ConfigError(f"train: {f}: not a recording (its first line is not the "
-                              "instruments-info answer of one symbol)")
+            raise ConfigError(
+                f"train: {f}: not a recording (its first line is not the "
+                "instruments-info answer of one symbol)"
+            )
         groups.setdefault((meta.category, meta.symbol, str(f)), []).append(f)
     out = []
-    for (category, symbol, _), recs in tqdm(sorted(groups.items()), desc="datasets",
-                                            unit="rec", disable=not progress):
-        ms = extract_market(merged_frames(sorted(recs)), symbol, category,
-                            market_cfg=cfg.market, features_cfg=cfg.features)
+    for (category, symbol, _), recs in tqdm(
+        sorted(groups.items()), desc="datasets", unit="rec", disable=not progress
+    ):
+        ms = extract_market(
+            merged_frames(sorted(recs)),
+            symbol,
+            category,
+            market_cfg=cfg.market,
+            features_cfg=cfg.features,
+        )
         out.append(Recording(f"{symbol} {category} ({sorted(recs)[0].name})", sorted(recs), ms))
     return out
 
@@ -118,8 +129,16 @@ def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Rec
 def _digests(recs: list[Recording]) -> list[dict[str, str]]:
     from mmd.app import file_sha256
 
-    return [{"path": str(f), "sha256": file_sha256(f), "symbol": r.series.symbol,
-             "category": r.series.category} for r in recs for f in r.files]
+    return [
+        {
+            "path": str(f),
+            "sha256": file_sha256(f),
+            "symbol": r.series.symbol,
+            "category": r.series.category,
+        }
+        for r in recs
+        for f in r.files
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +157,9 @@ def pool(datasets: list[Dataset], starts: list[int]) -> Pooled:
     """Stack datasets; starts[i] is recording i's first state time."""
     keep = [(i, d) for i, d in enumerate(datasets) if len(d)]
     if not keep:
-        raise ConfigError("train: the recordings gave no samples (too short for the label "
-                          "horizon, or no trades)")
+        raise ConfigError(
+            "train: the recordings gave no samples (too short for the label horizon, or no trades)"
+        )
     return Pooled(
         x=np.concatenate([d.x for _, d in keep]),
         y=np.concatenate([d.y for _, d in keep]),
@@ -150,12 +170,20 @@ def pool(datasets: list[Dataset], starts: list[int]) -> Pooled:
 
 
 def _fmt(v: float, spec: str = ".3f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(
-        v, spec)
+    return (
+        "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+    )
 
 
-def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_dir: Path,
-                  mmd_version: str, progress: bool, echo: Callable[[str], None]) -> ModelMeta:
+def train_adverse(
+    recs: list[Recording],
+    lp: LabelParams,
+    tp: TrainParams,
+    out_dir: Path,
+    mmd_version: str,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> ModelMeta:
     """Walk-forward evaluation of the logistic and MLP detectors, then the kept one fitted on
     everything and written to out_dir/adverse."""
     from tqdm import tqdm
@@ -167,8 +195,9 @@ def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_d
     purge_ns = round(max(tp.purge_s, lp.horizon_s) * 1e9)
     splits = walk_forward_splits(pooled.t_rel_ns, tp.n_splits, purge_ns)
     rows: list[dict[str, Any]] = []
-    for k, (a, b) in enumerate(tqdm(splits, desc="walk-forward", unit="split",
-                                    disable=not progress), 1):
+    for k, (a, b) in enumerate(
+        tqdm(splits, desc="walk-forward", unit="split", disable=not progress), 1
+    ):
         ya, yb = pooled.y[a], pooled.y[b]
         if len(np.unique(ya)) < 2:
             continue
@@ -178,13 +207,19 @@ def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_d
         p_mlp = mlp.predict_proba(pooled.x[b])[:, 1]
         auc_lr, ll_lr = tr.auc_and_logloss(yb, p_lr)
         auc_mlp, ll_mlp = tr.auc_and_logloss(yb, p_mlp)
-        pol = tr.choose_policy(lr.predict_proba(pooled.x[a])[:, 1], ya, tp.withdraw_share,
-                               tp.max_mult)
+        pol = tr.choose_policy(
+            lr.predict_proba(pooled.x[a])[:, 1], ya, tp.withdraw_share, tp.max_mult
+        )
         row: dict[str, Any] = {
-            "split": k, "n_train": len(a), "n_test": len(b), "C": c,
+            "split": k,
+            "n_train": len(a),
+            "n_test": len(b),
+            "C": c,
             "base_rate_test": float(np.mean(yb)),
-            "auc_logistic": auc_lr, "logloss_logistic": ll_lr,
-            "auc_mlp": auc_mlp, "logloss_mlp": ll_mlp,
+            "auc_logistic": auc_lr,
+            "logloss_logistic": ll_lr,
+            "auc_mlp": auc_mlp,
+            "logloss_mlp": ll_mlp,
             "logloss_base_rate": tr.auc_and_logloss(yb, np.full(len(b), np.mean(ya)))[1],
             "policy": tr.policy_effect(p_lr, yb, pooled.aux[b], pol),
             "per_recording": {},
@@ -199,26 +234,34 @@ def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_d
                 }
         rows.append(row)
     if not rows:
-        raise ConfigError("train adverse: no walk-forward split has both classes in training "
-                          "(recordings too short or labels constant)")
+        raise ConfigError(
+            "train adverse: no walk-forward split has both classes in training "
+            "(recordings too short or labels constant)"
+        )
     diff = [r["auc_mlp"] - r["auc_logistic"] for r in rows]
     d_mean, d_se = tr.mean_se(diff)
     mlp_earns = bool(len(diff) > 1 and d_mean > 0 and d_se == d_se and d_mean > 2 * d_se)
     use_mlp = tp.model == "mlp" or (tp.model == "auto" and mlp_earns)
-    summary: dict[str, Any] = {"splits": rows, "mlp_minus_logistic_auc": [d_mean, d_se],
-                               "mlp_earns_its_place": mlp_earns}
-    for key in ("auc_logistic", "logloss_logistic", "auc_mlp", "logloss_mlp",
-                "logloss_base_rate"):
+    summary: dict[str, Any] = {
+        "splits": rows,
+        "mlp_minus_logistic_auc": [d_mean, d_se],
+        "mlp_earns_its_place": mlp_earns,
+    }
+    for key in ("auc_logistic", "logloss_logistic", "auc_mlp", "logloss_mlp", "logloss_base_rate"):
         summary[key] = list(tr.mean_se([r[key] for r in rows]))
     per_rec: dict[str, Any] = {}
     for r in recs:
-        aucs = [s["per_recording"][r.name]["auc_logistic"] for s in rows
-                if r.name in s["per_recording"]]
-        aucs_m = [s["per_recording"][r.name]["auc_mlp"] for s in rows
-                  if r.name in s["per_recording"]]
-        per_rec[r.name] = {"auc_logistic": list(tr.mean_se(aucs)),
-                           "auc_mlp": list(tr.mean_se(aucs_m)),
-                           "samples": int((pooled.group == recs.index(r)).sum())}
+        aucs = [
+            s["per_recording"][r.name]["auc_logistic"] for s in rows if r.name in s["per_recording"]
+        ]
+        aucs_m = [
+            s["per_recording"][r.name]["auc_mlp"] for s in rows if r.name in s["per_recording"]
+        ]
+        per_rec[r.name] = {
+            "auc_logistic": list(tr.mean_se(aucs)),
+            "auc_mlp": list(tr.mean_se(aucs_m)),
+            "samples": int((pooled.group == recs.index(r)).sum()),
+        }
     summary["per_recording"] = per_rec
     # the kept model, on everything
     if use_mlp:
@@ -233,14 +276,21 @@ def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_d
     summary["train_auc"], summary["train_logloss"] = auc_in, ll_in
     summary["samples"], summary["base_rate"] = len(pooled.y), float(np.mean(pooled.y))
     meta = save_model(
-        out_dir / "adverse", kind=kind, features=list(data[0].names),
-        arrays=tr.export_network(final), mmd_version=mmd_version,
+        out_dir / "adverse",
+        kind=kind,
+        features=list(data[0].names),
+        arrays=tr.export_network(final),
+        mmd_version=mmd_version,
         orient=orient_vector().tolist(),
         policy={"p0": pol.p0, "k": pol.k, "p_withdraw": pol.p_withdraw},
         training_data=_digests(recs),
-        hyper_parameters={"labels": msgspec.to_builtins(lp), "train": msgspec.to_builtins(tp),
-                          "C": c_all, "C_grid": list(tr.C_GRID),
-                          "mlp_hidden": list(tr.MLP_HIDDEN)},
+        hyper_parameters={
+            "labels": msgspec.to_builtins(lp),
+            "train": msgspec.to_builtins(tp),
+            "C": c_all,
+            "C_grid": list(tr.C_GRID),
+            "mlp_hidden": list(tr.MLP_HIDDEN),
+        },
         metrics=summary,
     )
     _print_adverse(summary, meta, echo)
@@ -248,35 +298,54 @@ def train_adverse(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_d
 
 
 def _print_adverse(s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], None]) -> None:
-    echo(f"adverse-selection detector: {s['samples']} samples, adverse base rate "
-         f"{s['base_rate']:.3f}")
-    echo(f"{'split':>5} {'train':>7} {'test':>6} {'AUC lr':>7} {'LL lr':>7} {'AUC mlp':>8} "
-         f"{'LL mlp':>7} {'LL base':>8} {'withdrawn':>9} {'adv kept':>8} {'adv off':>8}")
+    echo(
+        f"adverse-selection detector: {s['samples']} samples, adverse base rate "
+        f"{s['base_rate']:.3f}"
+    )
+    echo(
+        f"{'split':>5} {'train':>7} {'test':>6} {'AUC lr':>7} {'LL lr':>7} {'AUC mlp':>8} "
+        f"{'LL mlp':>7} {'LL base':>8} {'withdrawn':>9} {'adv kept':>8} {'adv off':>8}"
+    )
     for r in s["splits"]:
         pe = r["policy"]
-        echo(f"{r['split']:>5} {r['n_train']:>7} {r['n_test']:>6} {_fmt(r['auc_logistic']):>7} "
-             f"{_fmt(r['logloss_logistic']):>7} {_fmt(r['auc_mlp']):>8} "
-             f"{_fmt(r['logloss_mlp']):>7} {_fmt(r['logloss_base_rate']):>8} "
-             f"{_fmt(pe['withdrawn_share']):>9} {_fmt(pe['adverse_rate_kept']):>8} "
-             f"{_fmt(pe['adverse_rate_withdrawn']):>8}")
-    for key, label in (("auc_logistic", "out-of-sample AUC, logistic"),
-                       ("auc_mlp", "out-of-sample AUC, MLP"),
-                       ("logloss_logistic", "out-of-sample log-loss, logistic"),
-                       ("logloss_mlp", "out-of-sample log-loss, MLP"),
-                       ("logloss_base_rate", "log-loss of the base rate")):
+        echo(
+            f"{r['split']:>5} {r['n_train']:>7} {r['n_test']:>6} {_fmt(r['auc_logistic']):>7} "
+            f"{_fmt(r['logloss_logistic']):>7} {_fmt(r['auc_mlp']):>8} "
+            f"{_fmt(r['logloss_mlp']):>7} {_fmt(r['logloss_base_rate']):>8} "
+            f"{_fmt(pe['withdrawn_share']):>9} {_fmt(pe['adverse_rate_kept']):>8} "
+            f"{_fmt(pe['adverse_rate_withdrawn']):>8}"
+        )
+    for key, label in (
+        ("auc_logistic", "out-of-sample AUC, logistic"),
+        ("auc_mlp", "out-of-sample AUC, MLP"),
+        ("logloss_logistic", "out-of-sample log-loss, logistic"),
+        ("logloss_mlp", "out-of-sample log-loss, MLP"),
+        ("logloss_base_rate", "log-loss of the base rate"),
+    ):
         m, se = s[key]
         echo(f"  {label:<34} {_fmt(m)} ± {_fmt(se)} (SE over splits)")
     for name, v in s["per_recording"].items():
         (m, se), (mm, mse) = v["auc_logistic"], v["auc_mlp"]
-        echo(f"  {name}: AUC logistic {_fmt(m)} ± {_fmt(se)}, MLP {_fmt(mm)} ± {_fmt(mse)} "
-             f"({v['samples']} samples)")
-    echo(f"  MLP earns its place: {'yes' if s['mlp_earns_its_place'] else 'no'}; kept "
-         f"{meta.kind}, version {meta.version}; policy p0={_fmt(meta.policy['p0'])} "  # type: ignore[index]
-         f"k={_fmt(meta.policy['k'])} p_withdraw={_fmt(meta.policy['p_withdraw'])}")  # type: ignore[index]
+        echo(
+            f"  {name}: AUC logistic {_fmt(m)} ± {_fmt(se)}, MLP {_fmt(mm)} ± {_fmt(mse)} "
+            f"({v['samples']} samples)"
+        )
+    echo(
+        f"  MLP earns its place: {'yes' if s['mlp_earns_its_place'] else 'no'}; kept "
+        f"{meta.kind}, version {meta.version}; policy p0={_fmt(meta.policy['p0'])} "  # type: ignore[index]
+        f"k={_fmt(meta.policy['k'])} p_withdraw={_fmt(meta.policy['p_withdraw'])}"
+    )  # type: ignore[index]
 
 
-def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_dir: Path,
-                 mmd_version: str, progress: bool, echo: Callable[[str], None]) -> ModelMeta:
+def train_spread(
+    recs: list[Recording],
+    lp: LabelParams,
+    tp: TrainParams,
+    out_dir: Path,
+    mmd_version: str,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> ModelMeta:
     """Walk-forward evaluation of the spread network against a constant (the training median),
     then the network fitted on everything and written to out_dir/spread."""
     from tqdm import tqdm
@@ -289,21 +358,26 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
     splits = walk_forward_splits(pooled.t_rel_ns, tp.n_splits, purge_ns)
     lo, hi = math.log(min(lp.grid_ticks)), math.log(max(lp.grid_ticks))
     rows = []
-    for k, (a, b) in enumerate(tqdm(splits, desc="walk-forward", unit="split",
-                                    disable=not progress), 1):
+    for k, (a, b) in enumerate(
+        tqdm(splits, desc="walk-forward", unit="split", disable=not progress), 1
+    ):
         if len(a) < 20:
             continue
         net = tr.fit_spread(pooled.x[a], pooled.y[a], tp.spread_alpha, tp.seed)
         log_true = np.log(pooled.y[b])
         pred = np.clip(net.predict(pooled.x[b]), lo, hi)  # as SpreadPredictor clips
         base = np.median(np.log(pooled.y[a]))
-        rows.append({
-            "split": k, "n_train": len(a), "n_test": len(b),
-            "rmse_log": float(np.sqrt(np.mean((pred - log_true) ** 2))),
-            "rmse_log_constant": float(np.sqrt(np.mean((base - log_true) ** 2))),
-            "mae_ticks": float(np.mean(np.abs(np.exp(pred) - pooled.y[b]))),
-            "mae_ticks_constant": float(np.mean(np.abs(np.exp(base) - pooled.y[b]))),
-        })
+        rows.append(
+            {
+                "split": k,
+                "n_train": len(a),
+                "n_test": len(b),
+                "rmse_log": float(np.sqrt(np.mean((pred - log_true) ** 2))),
+                "rmse_log_constant": float(np.sqrt(np.mean((base - log_true) ** 2))),
+                "mae_ticks": float(np.mean(np.abs(np.exp(pred) - pooled.y[b]))),
+                "mae_ticks_constant": float(np.mean(np.abs(np.exp(base) - pooled.y[b]))),
+            }
+        )
     if not rows:
         raise ConfigError("train spread: too few samples for a walk-forward split")
     summary: dict[str, Any] = {"splits": rows}
@@ -312,35 +386,58 @@ def train_spread(recs: list[Recording], lp: LabelParams, tp: TrainParams, out_di
     final = tr.fit_spread(pooled.x, pooled.y, tp.spread_alpha, tp.seed)
     summary["samples"] = len(pooled.y)
     summary["label_quantiles_ticks"] = np.quantile(pooled.y, [0.1, 0.5, 0.9]).tolist()
-    summary["train_rmse_log"] = float(np.sqrt(np.mean(
-        (np.clip(final.predict(pooled.x), lo, hi) - np.log(pooled.y)) ** 2)))
+    summary["train_rmse_log"] = float(
+        np.sqrt(np.mean((np.clip(final.predict(pooled.x), lo, hi) - np.log(pooled.y)) ** 2))
+    )
     meta = save_model(
-        out_dir / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
-        arrays=tr.export_network(final), mmd_version=mmd_version,
+        out_dir / "spread",
+        kind="spread_mlp",
+        features=list(MARKET_FEATURES),
+        arrays=tr.export_network(final),
+        mmd_version=mmd_version,
         training_data=_digests(recs),
-        hyper_parameters={"labels": msgspec.to_builtins(lp), "train": msgspec.to_builtins(tp),
-                          "hidden": list(tr.SPREAD_HIDDEN), "target": "log half spread (ticks)",
-                          "clip_ticks": [min(lp.grid_ticks), max(lp.grid_ticks)]},
+        hyper_parameters={
+            "labels": msgspec.to_builtins(lp),
+            "train": msgspec.to_builtins(tp),
+            "hidden": list(tr.SPREAD_HIDDEN),
+            "target": "log half spread (ticks)",
+            "clip_ticks": [min(lp.grid_ticks), max(lp.grid_ticks)],
+        },
         metrics=summary,
     )
-    echo(f"spread predictor: {summary['samples']} decisions, best half spread (ticks) "
-         f"p10/p50/p90 = {', '.join(_fmt(q, '.0f') for q in summary['label_quantiles_ticks'])}")
-    echo(f"{'split':>5} {'train':>6} {'test':>5} {'RMSE log':>9} {'const':>7} {'MAE ticks':>10} "
-         f"{'const':>7}")
+    echo(
+        f"spread predictor: {summary['samples']} decisions, best half spread (ticks) "
+        f"p10/p50/p90 = {', '.join(_fmt(q, '.0f') for q in summary['label_quantiles_ticks'])}"
+    )
+    echo(
+        f"{'split':>5} {'train':>6} {'test':>5} {'RMSE log':>9} {'const':>7} {'MAE ticks':>10} "
+        f"{'const':>7}"
+    )
     for r in rows:
-        echo(f"{r['split']:>5} {r['n_train']:>6} {r['n_test']:>5} {_fmt(r['rmse_log']):>9} "
-             f"{_fmt(r['rmse_log_constant']):>7} {_fmt(r['mae_ticks'], '.2f'):>10} "
-             f"{_fmt(r['mae_ticks_constant'], '.2f'):>7}")
-    for key, label in (("rmse_log", "out-of-sample RMSE of log h, network"),
-                       ("rmse_log_constant", "the same, training median")):
+        echo(
+            f"{r['split']:>5} {r['n_train']:>6} {r['n_test']:>5} {_fmt(r['rmse_log']):>9} "
+            f"{_fmt(r['rmse_log_constant']):>7} {_fmt(r['mae_ticks'], '.2f'):>10} "
+            f"{_fmt(r['mae_ticks_constant'], '.2f'):>7}"
+        )
+    for key, label in (
+        ("rmse_log", "out-of-sample RMSE of log h, network"),
+        ("rmse_log_constant", "the same, training median"),
+    ):
         m, se = summary[key]
         echo(f"  {label:<38} {_fmt(m)} ± {_fmt(se)} (SE over splits)")
     echo(f"  written {meta.kind}, version {meta.version}")
     return meta
 
 
-def run_train(kind: str, data: list[str], out: str, sets: list[str], config_path: str | None,
-              progress: bool, echo: Callable[[str], None] = print) -> ModelMeta:
+def run_train(
+    kind: str,
+    data: list[str],
+    out: str,
+    sets: list[str],
+    config_path: str | None,
+    progress: bool,
+    echo: Callable[[str], None] = print,
+) -> ModelMeta:
     """The `mmd train` command (kind "adverse", "spread", "rl", "lstm" or "multitask")."""
     if kind in ("lstm", "multitask"):
         from mmd.learn.deep_cli import run_deep
@@ -371,17 +468,27 @@ def _headline(name: str, meta: Any) -> str:
     m = getattr(meta, "metrics", {}) or {}
     if name == "adverse" and "auc_logistic" in m:
         key = "auc_mlp" if meta.kind == "adverse_mlp" else "auc_logistic"
-        return (f"AUC {_fmt(m[key][0])} ± {_fmt(m[key][1])}, log-loss "
-                f"{_fmt(m[key.replace('auc', 'logloss')][0])} (base rate "
-                f"{_fmt(m['logloss_base_rate'][0])})")
+        return (
+            f"AUC {_fmt(m[key][0])} ± {_fmt(m[key][1])}, log-loss "
+            f"{_fmt(m[key.replace('auc', 'logloss')][0])} (base rate "
+            f"{_fmt(m['logloss_base_rate'][0])})"
+        )
     if name == "spread" and "rmse_log" in m:
-        return (f"RMSE log h {_fmt(m['rmse_log'][0])} (training median "
-                f"{_fmt(m['rmse_log_constant'][0])})")
+        return (
+            f"RMSE log h {_fmt(m['rmse_log'][0])} (training median "
+            f"{_fmt(m['rmse_log_constant'][0])})"
+        )
     return ""
 
 
-def run_train_all(data: list[str], out: str, sets: list[str], config_path: str | None,
-                  progress: bool, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def run_train_all(
+    data: list[str],
+    out: str,
+    sets: list[str],
+    config_path: str | None,
+    progress: bool,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """`mmd train all`: the recordings read once, then the adverse-selection detector, the
     spread predictor and, when `mmd.learn.rl.train_rl` exists, the RL agent, each into
     OUT/<name>; ends with one summary (kind, version, out-of-sample figures, time)."""
@@ -397,8 +504,10 @@ def run_train_all(data: list[str], out: str, sets: list[str], config_path: str |
     recs = read_recordings(cfg, data, progress)
     read_s = time.perf_counter() - t0
     out_dir = Path(out)
-    trainers: list[tuple[str, Callable[..., Any]]] = [("adverse", train_adverse),
-                                                      ("spread", train_spread)]
+    trainers: list[tuple[str, Callable[..., Any]]] = [
+        ("adverse", train_adverse),
+        ("spread", train_spread),
+    ]
     rl = rl_trainer()
     if rl is not None:
         trainers.append(("rl", rl))
@@ -411,8 +520,10 @@ def run_train_all(data: list[str], out: str, sets: list[str], config_path: str |
     total = time.perf_counter() - t0
     echo(f"summary ({len(recs)} recording(s) read in {read_s:.1f} s):")
     for name, meta in metas.items():
-        echo(f"  {name:<8} {getattr(meta, 'kind', name):<17} version "
-             f"{getattr(meta, 'version', '?')}  {secs[name]:6.1f} s  {_headline(name, meta)}")
+        echo(
+            f"  {name:<8} {getattr(meta, 'kind', name):<17} version "
+            f"{getattr(meta, 'version', '?')}  {secs[name]:6.1f} s  {_headline(name, meta)}"
+        )
     if rl is None:
         echo("  rl       not trained (no RL trainer: mmd.learn.rl.train_rl)")
     echo(f"models written to {out_dir} in {total:.1f} s")

@@ -83,8 +83,12 @@ def extract_market(
         market_cfg, features_cfg: the `[market]` and `[features]` sections (defaults if None).
         instrument: known instrument (hand-built frames carry no instruments-info answer).
     """
-    hub = MarketHub([symbol], market_cfg or MarketConfig(), [instrument] if instrument else (),
-                    features_cfg=features_cfg)
+    hub = MarketHub(
+        [symbol],
+        market_cfg or MarketConfig(),
+        [instrument] if instrument else (),
+        features_cfg=features_cfg,
+    )
     ts_rows: list[int] = []
     fx_rows: list[F64Array] = []
     book_rows: list[bool] = []
@@ -258,8 +262,9 @@ def decision_rows(ms: MarketSeries, p: LabelParams) -> tuple[I64Array, I64Array]
     return rows, times
 
 
-def best_half_spread(d_ticks: F64Array, side: F64Array, move_ticks: float,
-                     grid: F64Array, penalty: float) -> tuple[int, float, int]:
+def best_half_spread(
+    d_ticks: F64Array, side: F64Array, move_ticks: float, grid: F64Array, penalty: float
+) -> tuple[int, float, int]:
     """argmax over the grid of one window's risk-adjusted PnL (see spread_dataset).
 
     Args:
@@ -315,16 +320,20 @@ def spread_dataset(ms: MarketSeries, p: LabelParams) -> Dataset:
         lo, hi = lo_all[i], hi_all[i]
         side = ms.trade_side[lo:hi].astype(np.float64)
         d = side * (ms.trade_px_ticks[lo:hi] - m0)
-        best, pnl, fills = best_half_spread(d, side, float(mids[end_rows[i]] - m0), grid,
-                                            p.inventory_penalty_ticks)
+        best, pnl, fills = best_half_spread(
+            d, side, float(mids[end_rows[i]] - m0), grid, p.inventory_penalty_ticks
+        )
         if fills == 0:
             continue
         keep.append(i)
         ys.append(float(grid[best]))
         pnls.append(pnl)
     idx = np.array(keep, np.int64)
-    x = _clean(market_matrix(ms.fx[rows[idx]], times[idx])) if len(idx) else np.zeros(
-        (0, len(MARKET_FEATURES)))
+    x = (
+        _clean(market_matrix(ms.fx[rows[idx]], times[idx]))
+        if len(idx)
+        else np.zeros((0, len(MARKET_FEATURES)))
+    )
     return Dataset(
         x=x,
         y=np.array(ys, np.float64),

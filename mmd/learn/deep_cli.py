@@ -76,8 +76,9 @@ def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(f1s))
 
 
-def _inner_split(t_rel_ns: np.ndarray, train: np.ndarray, share: float,
-                 purge_ns: int) -> tuple[np.ndarray, np.ndarray]:
+def _inner_split(
+    t_rel_ns: np.ndarray, train: np.ndarray, share: float, purge_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The latest `share` of train (by time) for validation, purged by purge_ns."""
     t = t_rel_ns[train]
     cut = float(np.quantile(t, 1.0 - share))
@@ -88,9 +89,15 @@ def _inner_split(t_rel_ns: np.ndarray, train: np.ndarray, share: float,
     return fit, valid
 
 
-def fit_split(pooled: PooledSequences, train: np.ndarray, heads: tuple[str, ...],
-              dp: DeepParams, purge_ns: int, progress: bool, desc: str) -> tuple[Any, np.ndarray,
-                                                                                np.ndarray]:
+def fit_split(
+    pooled: PooledSequences,
+    train: np.ndarray,
+    heads: tuple[str, ...],
+    dp: DeepParams,
+    purge_ns: int,
+    progress: bool,
+    desc: str,
+) -> tuple[Any, np.ndarray, np.ndarray]:
     """Standardisation from the training samples' vectors, an inner validation split, and the
     network fitted with early stopping. Returns (Fit, stats, z: the standardised rows)."""
     from mmd.learn import deep_train as dtr
@@ -98,14 +105,26 @@ def fit_split(pooled: PooledSequences, train: np.ndarray, heads: tuple[str, ...]
     fit_idx, valid_idx = _inner_split(pooled.t_rel_ns, train, dp.valid_share, purge_ns)
     stats = fit_stats(pooled.x[pooled.ends[fit_idx]])
     z = standardise(pooled.x, stats)
-    fit = dtr.fit_network(dtr.make_batches(z, pooled, fit_idx, dp),
-                          dtr.make_batches(z, pooled, valid_idx, dp), dp, heads, N_SEQUENCE,
-                          progress=progress, desc=desc)
+    fit = dtr.fit_network(
+        dtr.make_batches(z, pooled, fit_idx, dp),
+        dtr.make_batches(z, pooled, valid_idx, dp),
+        dp,
+        heads,
+        N_SEQUENCE,
+        progress=progress,
+        desc=desc,
+    )
     return fit, stats, z
 
 
-def _baselines(z: np.ndarray, pooled: PooledSequences, a: np.ndarray, b: np.ndarray,
-               dp: DeepParams, purge_ns: int) -> dict[str, float]:
+def _baselines(
+    z: np.ndarray,
+    pooled: PooledSequences,
+    a: np.ndarray,
+    b: np.ndarray,
+    dp: DeepParams,
+    purge_ns: int,
+) -> dict[str, float]:
     """Logistic regressions (mmd.learn.train.make_logistic: imputer, scaler, clip, L2) on the
     flattened standardised window and on its last vector. C is chosen from C_GRID by log-loss
     on the LSTM's own validation split (the latest share of a), then the model is refitted on
@@ -115,13 +134,15 @@ def _baselines(z: np.ndarray, pooled: PooledSequences, a: np.ndarray, b: np.ndar
     def labelled(idx: np.ndarray) -> np.ndarray:
         return idx[np.isfinite(pooled.y_dir[idx])]
 
-    fit_idx, valid_idx = (labelled(i) for i in _inner_split(pooled.t_rel_ns, a,
-                                                              dp.valid_share, purge_ns))
+    fit_idx, valid_idx = (
+        labelled(i) for i in _inner_split(pooled.t_rel_ns, a, dp.valid_share, purge_ns)
+    )
     la, lb = labelled(a), labelled(b)
     out: dict[str, float] = {}
     if len(np.unique(pooled.y_dir[fit_idx])) < 2 or len(np.unique(pooled.y_dir[la])) < 2:
         return out
     for name, flat in (("logistic_window", True), ("logistic_last", False)):
+
         def feats(idx: np.ndarray, flat: bool = flat) -> np.ndarray:
             w = gather_windows(z, pooled.ends[idx], dp.window if flat else 1)
             return w.reshape(len(idx), -1).astype(np.float64)
@@ -132,9 +153,15 @@ def _baselines(z: np.ndarray, pooled: PooledSequences, a: np.ndarray, b: np.ndar
         c_best = 1.0
         if len(valid_idx):
             with tr._quiet():
-                scores = {c: tr.auc_and_logloss(y(valid_idx), tr.make_logistic(c).fit(
-                    feats(fit_idx), y(fit_idx)).predict_proba(feats(valid_idx))[:, 1])[1]
-                    for c in tr.C_GRID}
+                scores = {
+                    c: tr.auc_and_logloss(
+                        y(valid_idx),
+                        tr.make_logistic(c)
+                        .fit(feats(fit_idx), y(fit_idx))
+                        .predict_proba(feats(valid_idx))[:, 1],
+                    )[1]
+                    for c in tr.C_GRID
+                }
             c_best = min(scores, key=lambda c: scores[c])
         with tr._quiet():
             model = tr.make_logistic(c_best).fit(feats(la), y(la))
@@ -145,9 +172,16 @@ def _baselines(z: np.ndarray, pooled: PooledSequences, a: np.ndarray, b: np.ndar
     return out
 
 
-def _split_row(k: int, pooled: PooledSequences, a: np.ndarray, b: np.ndarray,
-               heads: tuple[str, ...], dp: DeepParams, purge_ns: int,
-               progress: bool) -> dict[str, Any]:
+def _split_row(
+    k: int,
+    pooled: PooledSequences,
+    a: np.ndarray,
+    b: np.ndarray,
+    heads: tuple[str, ...],
+    dp: DeepParams,
+    purge_ns: int,
+    progress: bool,
+) -> dict[str, Any]:
     from mmd.learn import deep_train as dtr
 
     fit, _, z = fit_split(pooled, a, heads, dp, purge_ns, progress, f"split {k}")
@@ -159,11 +193,16 @@ def _split_row(k: int, pooled: PooledSequences, a: np.ndarray, b: np.ndarray,
     ya = pooled.y_dir[a]
     majority = 1.0 if np.nanmean(ya) >= 0.5 else 0.0
     row: dict[str, Any] = {
-        "split": k, "n_train": len(a), "n_test": len(b), "n_test_labelled": int(lab.sum()),
+        "split": k,
+        "n_train": len(a),
+        "n_test": len(b),
+        "n_test_labelled": int(lab.sum()),
         "up_rate_test": float(np.mean(yb[lab])) if lab.any() else math.nan,
-        "auc_lstm": auc, "acc_lstm": acc,
+        "auc_lstm": auc,
+        "acc_lstm": acc,
         "acc_majority": float(np.mean(yb[lab] == majority)) if lab.any() else math.nan,
-        "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
     }
     if dp.baselines:
         row.update(_baselines(z, pooled, a, b, dp, purge_ns))
@@ -174,8 +213,12 @@ def _split_row(k: int, pooled: PooledSequences, a: np.ndarray, b: np.ndarray,
         row["rmse_log_spread"] = float(np.sqrt(np.mean((np.log(pred["spread"][m]) - ys[m]) ** 2)))
         row["rmse_log_spread_constant"] = float(np.sqrt(np.mean((base - ys[m]) ** 2)))
     if "position" in pred:
-        yp = position_label(pooled.move_ticks[b], pooled.half_spread_ticks[b],
-                            pooled.inventory[b], dp.position_penalty_ticks)
+        yp = position_label(
+            pooled.move_ticks[b],
+            pooled.half_spread_ticks[b],
+            pooled.inventory[b],
+            dp.position_penalty_ticks,
+        )
         row["mse_position"] = float(np.mean((pred["position"] - yp) ** 2))
         # the best constant target given the inventory: keep it (no trade)
         row["mse_position_hold"] = float(np.mean((pooled.inventory[b] - yp) ** 2))
@@ -183,13 +226,22 @@ def _split_row(k: int, pooled: PooledSequences, a: np.ndarray, b: np.ndarray,
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(
-        v, spec)
+    return (
+        "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+    )
 
 
-def train_deep(kind: str, recs: list[Any], dp: DeepParams, out_dir: Path, mmd_version: str,
-               progress: bool, echo: Callable[[str], None], *,
-               walk_forward: bool = True) -> ModelMeta:
+def train_deep(
+    kind: str,
+    recs: list[Any],
+    dp: DeepParams,
+    out_dir: Path,
+    mmd_version: str,
+    progress: bool,
+    echo: Callable[[str], None],
+    *,
+    walk_forward: bool = True,
+) -> ModelMeta:
     """Walk-forward evaluation, then the network fitted on everything (its validation split
     the latest samples) and written to out_dir/<kind> with its loss curves. walk_forward
     False skips the evaluation (the caller scores the model on data of its own, as `mmd
@@ -201,79 +253,112 @@ def train_deep(kind: str, recs: list[Any], dp: DeepParams, out_dir: Path, mmd_ve
     heads = dtr.HEADS_LSTM if kind == "lstm" else dtr.HEADS_MULTITASK
     data = [sequence_dataset(r.series, dp) for r in recs]
     if sum(len(d) for d in data) == 0:
-        raise ConfigError(f"train {kind}: the recordings gave no samples (shorter than the "
-                          f"window of {dp.window} book updates plus the label horizon)")
+        raise ConfigError(
+            f"train {kind}: the recordings gave no samples (shorter than the "
+            f"window of {dp.window} book updates plus the label horizon)"
+        )
     starts = [int(r.series.ts_ns[0]) if len(r.series.ts_ns) else 0 for r in recs]
     pooled = pool_sequences(data, starts, dp.seed)
-    purge_ns = round(max(dp.purge_s, dp.horizon_s, dp.window_s if kind == "multitask" else 0.0)
-                     * 1e9)
+    purge_ns = round(
+        max(dp.purge_s, dp.horizon_s, dp.window_s if kind == "multitask" else 0.0) * 1e9
+    )
     from mmd.learn.dataset import walk_forward_splits
 
     splits = walk_forward_splits(pooled.t_rel_ns, dp.n_splits, purge_ns)
-    rows = [_split_row(k, pooled, a, b, heads, dp, purge_ns, progress)
-            for k, (a, b) in enumerate(splits, 1) if len(a) >= 10] if walk_forward else []
+    rows = (
+        [
+            _split_row(k, pooled, a, b, heads, dp, purge_ns, progress)
+            for k, (a, b) in enumerate(splits, 1)
+            if len(a) >= 10
+        ]
+        if walk_forward
+        else []
+    )
     if walk_forward and not rows:
         raise ConfigError(f"train {kind}: too few samples for a walk-forward split")
-    summary: dict[str, Any] = {"splits": rows, "samples": len(pooled),
-                               "labelled": int(np.isfinite(pooled.y_dir).sum()),
-                               "up_rate": float(np.nanmean(pooled.y_dir))}
-    keys = [k for k in rows[0] if k.startswith(("auc_", "acc_", "rmse_", "mse_"))] if rows \
-        else []
+    summary: dict[str, Any] = {
+        "splits": rows,
+        "samples": len(pooled),
+        "labelled": int(np.isfinite(pooled.y_dir).sum()),
+        "up_rate": float(np.nanmean(pooled.y_dir)),
+    }
+    keys = [k for k in rows[0] if k.startswith(("auc_", "acc_", "rmse_", "mse_"))] if rows else []
     for key in keys:
         summary[key] = list(tr.mean_se([r.get(key, math.nan) for r in rows]))
-    fit, stats, _ = fit_split(pooled, np.arange(len(pooled)), heads, dp, purge_ns, progress,
-                              "final")
+    fit, stats, _ = fit_split(
+        pooled, np.arange(len(pooled)), heads, dp, purge_ns, progress, "final"
+    )
     summary["final_best_epoch"], summary["final_epochs_run"] = fit.best_epoch, fit.epochs_run
     summary["history"] = fit.history
     model_dir = out_dir / kind
     meta = save_model(
-        model_dir, kind=KIND_OF[kind], features=list(SEQUENCE_FEATURES),
-        arrays=dtr.export_arrays(fit.net, stats), mmd_version=mmd_version,
+        model_dir,
+        kind=KIND_OF[kind],
+        features=list(SEQUENCE_FEATURES),
+        arrays=dtr.export_arrays(fit.net, stats),
+        mmd_version=mmd_version,
         training_data=_digests(recs),
-        hyper_parameters={**msgspec.to_builtins(dp), "heads": list(heads),
-                          "head_inputs": ["lstm_top"] + (["inventory"] if kind == "multitask"
-                                                         else [])},
+        hyper_parameters={
+            **msgspec.to_builtins(dp),
+            "heads": list(heads),
+            "head_inputs": ["lstm_top"] + (["inventory"] if kind == "multitask" else []),
+        },
         metrics=summary,
     )
-    dtr.plot_losses(fit.history, fit.best_epoch, model_dir / "loss.png",
-                    f"{kind}: loss by epoch (final fit, {len(pooled)} samples)")
+    dtr.plot_losses(
+        fit.history,
+        fit.best_epoch,
+        model_dir / "loss.png",
+        f"{kind}: loss by epoch (final fit, {len(pooled)} samples)",
+    )
     _print(kind, summary, meta, echo)
     return meta
 
 
 def _print(kind: str, s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], None]) -> None:
-    echo(f"{kind}: {s['samples']} windows, {s['labelled']} with a mid move, up rate "
-         f"{_fmt(s['up_rate'])}")
-    echo(f"{'split':>5} {'train':>6} {'test':>5} {'AUC lstm':>9} {'AUC lr-win':>10} "
-         f"{'AUC lr-last':>11} {'acc lstm':>9} {'acc lr-win':>10} {'acc lr-last':>11} "
-         f"{'acc major':>9} {'epoch':>5}")
+    echo(
+        f"{kind}: {s['samples']} windows, {s['labelled']} with a mid move, up rate "
+        f"{_fmt(s['up_rate'])}"
+    )
+    echo(
+        f"{'split':>5} {'train':>6} {'test':>5} {'AUC lstm':>9} {'AUC lr-win':>10} "
+        f"{'AUC lr-last':>11} {'acc lstm':>9} {'acc lr-win':>10} {'acc lr-last':>11} "
+        f"{'acc major':>9} {'epoch':>5}"
+    )
     for r in s["splits"]:
-        echo(f"{r['split']:>5} {r['n_train']:>6} {r['n_test']:>5} {_fmt(r['auc_lstm']):>9} "
-             f"{_fmt(r.get('auc_logistic_window')):>10} {_fmt(r.get('auc_logistic_last')):>11} "
-             f"{_fmt(r['acc_lstm']):>9} {_fmt(r.get('acc_logistic_window')):>10} "
-             f"{_fmt(r.get('acc_logistic_last')):>11} {_fmt(r['acc_majority']):>9} "
-             f"{r['best_epoch']:>5}")
-    labels = {"auc_lstm": "out-of-sample AUC, LSTM direction head",
-              "auc_logistic_window": "the same, logistic on the flattened window",
-              "auc_logistic_last": "the same, logistic on the last vector",
-              "acc_lstm": "out-of-sample accuracy, LSTM",
-              "acc_logistic_window": "accuracy, logistic on the window",
-              "acc_logistic_last": "accuracy, logistic on the last vector",
-              "acc_majority": "accuracy, the training majority class",
-              "rmse_log_spread": "RMSE of log half spread, spread head",
-              "rmse_log_spread_constant": "the same, training median",
-              "mse_position": "MSE of the position head",
-              "mse_position_hold": "the same, holding the inventory"}
+        echo(
+            f"{r['split']:>5} {r['n_train']:>6} {r['n_test']:>5} {_fmt(r['auc_lstm']):>9} "
+            f"{_fmt(r.get('auc_logistic_window')):>10} {_fmt(r.get('auc_logistic_last')):>11} "
+            f"{_fmt(r['acc_lstm']):>9} {_fmt(r.get('acc_logistic_window')):>10} "
+            f"{_fmt(r.get('acc_logistic_last')):>11} {_fmt(r['acc_majority']):>9} "
+            f"{r['best_epoch']:>5}"
+        )
+    labels = {
+        "auc_lstm": "out-of-sample AUC, LSTM direction head",
+        "auc_logistic_window": "the same, logistic on the flattened window",
+        "auc_logistic_last": "the same, logistic on the last vector",
+        "acc_lstm": "out-of-sample accuracy, LSTM",
+        "acc_logistic_window": "accuracy, logistic on the window",
+        "acc_logistic_last": "accuracy, logistic on the last vector",
+        "acc_majority": "accuracy, the training majority class",
+        "rmse_log_spread": "RMSE of log half spread, spread head",
+        "rmse_log_spread_constant": "the same, training median",
+        "mse_position": "MSE of the position head",
+        "mse_position_hold": "the same, holding the inventory",
+    }
     for key, label in labels.items():
         if key in s:
             m, se = s[key]
             echo(f"  {label:<44} {_fmt(m)} ± {_fmt(se)} (SE over splits)")
-    echo(f"  written {meta.kind}, version {meta.version} (best epoch "
-         f"{s['final_best_epoch']} of {s['final_epochs_run']})")
+    echo(
+        f"  written {meta.kind}, version {meta.version} (best epoch "
+        f"{s['final_best_epoch']} of {s['final_epochs_run']})"
+    )
 
 
-def direction_report(train: list[Any], test: list[Any], dp: DeepParams,
-                     model_dirs: dict[str, Path]) -> dict[str, dict[str, float]]:
+def direction_report(
+    train: list[Any], test: list[Any], dp: DeepParams, model_dirs: dict[str, Path]
+) -> dict[str, dict[str, float]]:
     """Out-of-sample direction figures on the test series (mmd.learn.dataset.MarketSeries,
     e.g. the test windows of `mmd evaluate`), per model: n (labelled test windows), accuracy,
     macro-F1 and AUC of P(up).
@@ -310,8 +395,9 @@ def direction_report(train: list[Any], test: list[Any], dp: DeepParams,
         model = DeepOrderFlowModel.from_dir(d)
         stats = model.stats if stats is None else stats
         win = gather_windows(pooled.x, pooled.ends[b[lab]], model.window or dp.window)
-        pred = model.predict_windows(np.ascontiguousarray(win, np.float64),
-                                     pooled.inventory[b[lab]])
+        pred = model.predict_windows(
+            np.ascontiguousarray(win, np.float64), pooled.inventory[b[lab]]
+        )
         out[name] = scores(pred["price"])
     majority = 1.0 if np.nanmean(pooled.y_dir[a]) >= 0.5 else 0.0
     out["majority"] = scores(np.full(len(y), majority))
@@ -321,19 +407,31 @@ def direction_report(train: list[Any], test: list[Any], dp: DeepParams,
         base = _baselines(z, pooled, a, b, dp, purge_ns)
         for key in ("logistic_window", "logistic_last"):
             if f"auc_{key}" in base:
-                out[key] = {"n": len(y), "accuracy": base[f"acc_{key}"],
-                            "macro_f1": base[f"f1_{key}"], "auc": base[f"auc_{key}"]}
+                out[key] = {
+                    "n": len(y),
+                    "accuracy": base[f"acc_{key}"],
+                    "macro_f1": base[f"f1_{key}"],
+                    "auc": base[f"auc_{key}"],
+                }
     return out
 
 
-def run_deep(kind: str, data: list[str], out: str, sets: list[str], config_path: str | None,
-             progress: bool, echo: Callable[[str], None] = print) -> ModelMeta:
+def run_deep(
+    kind: str,
+    data: list[str],
+    out: str,
+    sets: list[str],
+    config_path: str | None,
+    progress: bool,
+    echo: Callable[[str], None] = print,
+) -> ModelMeta:
     """The `mmd train lstm|multitask` command."""
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise ConfigError(f"train {kind}: PyTorch is not installed (pip install "
-                          "'.[deep]')") from None
+        raise ConfigError(
+            f"train {kind}: PyTorch is not installed (pip install '.[deep]')"
+        ) from None
     from mmd import __version__
     from mmd.config import load_config
     from mmd.learn.cli import read_recordings

@@ -116,8 +116,9 @@ class SequenceData:
         return int(self.ends.shape[0])
 
 
-def position_label(move_ticks: F64Array, half_spread_ticks: F64Array, inventory: F64Array,
-                   penalty_ticks: float) -> F64Array:
+def position_label(
+    move_ticks: F64Array, half_spread_ticks: F64Array, inventory: F64Array, penalty_ticks: float
+) -> F64Array:
     """The ex-post best inventory in [-1, 1], holding `inventory` at t.
 
     q maximises q * move - lambda * q^2 - kappa * |q - inventory| (the move earned on the held
@@ -170,13 +171,21 @@ def sequence_dataset(ms: MarketSeries, dp: DeepParams) -> SequenceData:
             continue
         side = ms.trade_side[lo:hi].astype(np.float64)
         d = side * (ms.trade_px_ticks[lo:hi] - m0[i])
-        best, _, fills = best_half_spread(d, side, float(mids[end_rows[i]] - m0[i]), grid,
-                                          dp.inventory_penalty_ticks)
+        best, _, fills = best_half_spread(
+            d, side, float(mids[end_rows[i]] - m0[i]), grid, dp.inventory_penalty_ticks
+        )
         if fills:
             y_spread[i] = math.log(grid[best])
-    return SequenceData(x=x, ends=ends, t_ns=t.astype(np.int64), y_dir=y_dir, move_ticks=move,
-                        half_spread_ticks=half, y_spread=y_spread,
-                        label_end_ns=(t + max(h_ns, w_ns)).astype(np.int64))
+    return SequenceData(
+        x=x,
+        ends=ends,
+        t_ns=t.astype(np.int64),
+        y_dir=y_dir,
+        move_ticks=move,
+        half_spread_ticks=half,
+        y_spread=y_spread,
+        label_end_ns=(t + max(h_ns, w_ns)).astype(np.int64),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +217,7 @@ def pool_sequences(data: list[SequenceData], starts: list[int], seed: int) -> Po
     return PooledSequences(
         x=np.concatenate([d.x for d in data]) if data else np.zeros((0, N_SEQUENCE)),
         ends=np.concatenate([d.ends + offsets[i] for i, d in enumerate(data)]).astype(np.int64),
-        t_rel_ns=np.concatenate([d.t_ns - starts[i] for i, d in enumerate(data)]).astype(
-            np.int64),
+        t_rel_ns=np.concatenate([d.t_ns - starts[i] for i, d in enumerate(data)]).astype(np.int64),
         group=np.concatenate([np.full(len(d), i, np.int64) for i, d in enumerate(data)]),
         y_dir=np.concatenate([d.y_dir for d in data]),
         move_ticks=np.concatenate([d.move_ticks for d in data]),

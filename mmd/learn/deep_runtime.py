@@ -41,9 +41,13 @@ class DeepOrderFlowModel:
         self.weights = np.ascontiguousarray(arrays["lstm_weights"], np.float32)
         self.biases = np.ascontiguousarray(arrays["lstm_biases"], np.float32)
         self.head_arrays = {
-            h: (np.ascontiguousarray(arrays[f"{h}_weights"], np.float64),
+            h: (
+                np.ascontiguousarray(arrays[f"{h}_weights"], np.float64),
                 np.ascontiguousarray(arrays[f"{h}_biases"], np.float64),
-                np.ascontiguousarray(arrays[f"{h}_sizes"], np.int64)) for h in self.heads}
+                np.ascontiguousarray(arrays[f"{h}_sizes"], np.int64),
+            )
+            for h in self.heads
+        }
         self.window = int(meta.hyper_parameters.get("window", 0))
         width = int(self.sizes[1:].max())
         self.state = np.zeros(kl.compute_state_size(self.sizes), np.float32)
@@ -69,8 +73,12 @@ class DeepOrderFlowModel:
     def fork(self) -> DeepOrderFlowModel:
         """A runner sharing this model's weights with its own zero state and scratch (one per
         symbol: each carries its own recurrent state)."""
-        arrays = {"stats": self.stats, "lstm_sizes": self.sizes, "lstm_weights": self.weights,
-                  "lstm_biases": self.biases}
+        arrays = {
+            "stats": self.stats,
+            "lstm_sizes": self.sizes,
+            "lstm_weights": self.weights,
+            "lstm_biases": self.biases,
+        }
         for h, (w, b, sz) in self.head_arrays.items():
             arrays.update({f"{h}_weights": w, f"{h}_biases": b, f"{h}_sizes": sz})
         return DeepOrderFlowModel(self.meta, arrays)
@@ -82,8 +90,17 @@ class DeepOrderFlowModel:
 
     def update(self, v: F64Array) -> None:
         """One book update's raw input vector (float64[N_SEQUENCE], SEQUENCE_FEATURES)."""
-        kl.apply_lstm_update(self.state, self._gates, self._xbuf, self._z, v, self.stats,
-                             self.weights, self.biases, self.sizes)
+        kl.apply_lstm_update(
+            self.state,
+            self._gates,
+            self._xbuf,
+            self._z,
+            v,
+            self.stats,
+            self.weights,
+            self.biases,
+            self.sizes,
+        )
         self.updates += 1
 
     def update_engine(self, fx: F64Array, ts_ns: int) -> None:
@@ -96,24 +113,32 @@ class DeepOrderFlowModel:
         position in [-1, 1]; inventory (in [-1, 1], position / max position) for the
         multi-task heads."""
         w, b, s = self.head_arrays[name]
-        out = kl.compute_head(self._buf_a, self._buf_b, self.state, self.sizes, inventory, w, b,
-                              s)
+        out = kl.compute_head(self._buf_a, self._buf_b, self.state, self.sizes, inventory, w, b, s)
         if name == "price":
             return km.compute_sigmoid(out)
         if name == "spread":
             return math.exp(out)
         return math.tanh(out)
 
-    def predict_windows(self, windows: F64Array, inventory: F64Array | None = None) -> dict[
-            str, F64Array]:
+    def predict_windows(
+        self, windows: F64Array, inventory: F64Array | None = None
+    ) -> dict[str, F64Array]:
         """Each head on each window (float64[n, T, N_SEQUENCE] raw vectors), every window
         run from the zero state (what the trainer computes); the state is left reset."""
         out = {h: np.empty(windows.shape[0]) for h in self.heads}
         for i in range(windows.shape[0]):
             self.reset()
-            kl.apply_lstm_window(self.state, self._gates, self._xbuf, self._z,
-                                 np.ascontiguousarray(windows[i]).ravel(), self.stats,
-                                 self.weights, self.biases, self.sizes)
+            kl.apply_lstm_window(
+                self.state,
+                self._gates,
+                self._xbuf,
+                self._z,
+                np.ascontiguousarray(windows[i]).ravel(),
+                self.stats,
+                self.weights,
+                self.biases,
+                self.sizes,
+            )
             inv = 0.0 if inventory is None else float(inventory[i])
             for h in self.heads:
                 out[h][i] = self.head(h, inv)

@@ -58,17 +58,22 @@ class OrderFlowNet(nn.Module):  # type: ignore[misc]
         inventory: the heads also read the inventory (multi-task).
     """
 
-    def __init__(self, n_in: int, hidden: tuple[int, ...], head: int, heads: tuple[str, ...],
-                 inventory: bool) -> None:
+    def __init__(
+        self, n_in: int, hidden: tuple[int, ...], head: int, heads: tuple[str, ...], inventory: bool
+    ) -> None:
         super().__init__()
         sizes = (n_in, *hidden)
         self.lstms = nn.ModuleList(
-            nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(len(hidden)))
+            nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(len(hidden))
+        )
         self.inventory = inventory
         n_head_in = hidden[-1] + (1 if inventory else 0)
-        self.heads = nn.ModuleDict({
-            name: nn.Sequential(nn.Linear(n_head_in, head), nn.ReLU(), nn.Linear(head, 1))
-            for name in heads})
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(nn.Linear(n_head_in, head), nn.ReLU(), nn.Linear(head, 1))
+                for name in heads
+            }
+        )
 
     def forward(self, x: torch.Tensor, inv: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Each head's linear output, float32[batch], for windows x float32[batch, T, n_in]."""
@@ -107,29 +112,43 @@ class Batches:
         return int(self.ends.shape[0])
 
 
-def make_batches(z: F32Array, pooled: PooledSequences, idx: I64Array,
-                 dp: DeepParams) -> Batches:
+def make_batches(z: F32Array, pooled: PooledSequences, idx: I64Array, dp: DeepParams) -> Batches:
     """The samples idx of pooled, over the standardised rows z."""
     return Batches(
-        z=z, ends=pooled.ends[idx], y_dir=pooled.y_dir[idx], y_spread=pooled.y_spread[idx],
-        y_position=position_label(pooled.move_ticks[idx], pooled.half_spread_ticks[idx],
-                                  pooled.inventory[idx], dp.position_penalty_ticks),
-        inventory=pooled.inventory[idx])
+        z=z,
+        ends=pooled.ends[idx],
+        y_dir=pooled.y_dir[idx],
+        y_spread=pooled.y_spread[idx],
+        y_position=position_label(
+            pooled.move_ticks[idx],
+            pooled.half_spread_ticks[idx],
+            pooled.inventory[idx],
+            dp.position_penalty_ticks,
+        ),
+        inventory=pooled.inventory[idx],
+    )
 
 
-def _losses(out: dict[str, torch.Tensor], b: Batches, sel: I64Array,
-            dp: DeepParams) -> dict[str, torch.Tensor]:
+def _losses(
+    out: dict[str, torch.Tensor], b: Batches, sel: I64Array, dp: DeepParams
+) -> dict[str, torch.Tensor]:
     """Per-head mean losses on the samples sel of b (a head with no labelled sample gives 0)."""
     losses: dict[str, torch.Tensor] = {}
     y = torch.from_numpy(b.y_dir[sel])
     m = torch.isfinite(y)
-    losses["price"] = (nn.functional.binary_cross_entropy_with_logits(
-        out["price"][m], y[m].float()) if bool(m.any()) else out["price"].sum() * 0.0)
+    losses["price"] = (
+        nn.functional.binary_cross_entropy_with_logits(out["price"][m], y[m].float())
+        if bool(m.any())
+        else out["price"].sum() * 0.0
+    )
     if "spread" in out:
         ys = torch.from_numpy(b.y_spread[sel])
         ms = torch.isfinite(ys)
-        losses["spread"] = (((out["spread"][ms] - ys[ms].float()) ** 2).mean()
-                            if bool(ms.any()) else out["spread"].sum() * 0.0)
+        losses["spread"] = (
+            ((out["spread"][ms] - ys[ms].float()) ** 2).mean()
+            if bool(ms.any())
+            else out["spread"].sum() * 0.0
+        )
     if "position" in out:
         yp = torch.from_numpy(b.y_position[sel]).float()
         losses["position"] = ((torch.tanh(out["position"]) - yp) ** 2).mean()
@@ -141,8 +160,7 @@ def _total(losses: dict[str, torch.Tensor], dp: DeepParams) -> torch.Tensor:
     return sum((w[k] * v for k, v in losses.items()), torch.zeros(()))
 
 
-def _forward(net: OrderFlowNet, b: Batches, sel: I64Array, window: int) -> dict[str,
-                                                                               torch.Tensor]:
+def _forward(net: OrderFlowNet, b: Batches, sel: I64Array, window: int) -> dict[str, torch.Tensor]:
     x = torch.from_numpy(gather_windows(b.z, b.ends[sel], window))
     inv = torch.from_numpy(b.inventory[sel].astype(np.float32)) if net.inventory else None
     return net(x, inv)
@@ -163,9 +181,16 @@ def evaluate_loss(net: OrderFlowNet, b: Batches, dp: DeepParams) -> dict[str, fl
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def fit_network(train: Batches, valid: Batches, dp: DeepParams, heads: tuple[str, ...],
-                n_in: int, progress: bool = False, desc: str = "epochs",
-                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Fit:
+def fit_network(
+    train: Batches,
+    valid: Batches,
+    dp: DeepParams,
+    heads: tuple[str, ...],
+    n_in: int,
+    progress: bool = False,
+    desc: str = "epochs",
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> Fit:
     """Adam on minibatches of train; early stopping on valid's weighted loss (the weights of
     the best epoch are kept; training stops after `patience` epochs without improvement)."""
     from tqdm import tqdm
@@ -178,13 +203,12 @@ def fit_network(train: Batches, valid: Batches, dp: DeepParams, heads: tuple[str
     best = math.inf
     best_state: dict[str, torch.Tensor] = {}
     stale = 0
-    bar = tqdm(range(1, dp.epochs + 1), desc=desc, unit="epoch", disable=not progress,
-               leave=False)
+    bar = tqdm(range(1, dp.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         net.train()
         order = rng.permutation(len(train))
         for lo in range(0, len(order), dp.batch):
-            sel = order[lo:lo + dp.batch]
+            sel = order[lo : lo + dp.batch]
             opt.zero_grad()
             loss = _total(_losses(_forward(net, train, sel, dp.window), train, sel, dp), dp)
             loss.backward()
@@ -215,8 +239,7 @@ def fit_network(train: Batches, valid: Batches, dp: DeepParams, heads: tuple[str
     return fit
 
 
-def predict(net: OrderFlowNet, b: Batches, window: int, batch: int = 1024) -> dict[str,
-                                                                                   F64Array]:
+def predict(net: OrderFlowNet, b: Batches, window: int, batch: int = 1024) -> dict[str, F64Array]:
     """Each head's output on b: price P(up), spread exp(.) half spread ticks, position
     tanh(.)."""
     outs: dict[str, list[F64Array]] = {}
@@ -260,15 +283,18 @@ def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[A
     for name, head in net.heads.items():
         lin = [m for m in head if isinstance(m, nn.Linear)]
         out[f"{name}_weights"] = np.concatenate(
-            [np.ascontiguousarray(m.weight.detach().double().numpy().T).ravel() for m in lin])
+            [np.ascontiguousarray(m.weight.detach().double().numpy().T).ravel() for m in lin]
+        )
         out[f"{name}_biases"] = np.concatenate([m.bias.detach().double().numpy() for m in lin])
-        out[f"{name}_sizes"] = np.array([lin[0].in_features, *(m.out_features for m in lin)],
-                                        np.int64)
+        out[f"{name}_sizes"] = np.array(
+            [lin[0].in_features, *(m.out_features for m in lin)], np.int64
+        )
     return out
 
 
-def plot_losses(history: dict[str, list[float]], best_epoch: int, path: str | Path,
-                title: str) -> Path:
+def plot_losses(
+    history: dict[str, list[float]], best_epoch: int, path: str | Path, title: str
+) -> Path:
     """Loss curves (training and validation per head and total, by epoch) as a PNG."""
     import matplotlib
 

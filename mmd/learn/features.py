@@ -39,16 +39,18 @@ MARKET_FEATURES: tuple[str, ...] = (
 assert len(MARKET_FEATURES) == km.N_MARKET
 
 # signed bid-minus-ask / buy-minus-sell quantities: the adverse model sees them times the side
-ORIENTED: frozenset[str] = frozenset({
-    "imbalance_touch",
-    "imbalance_k",
-    "depth_ratio",
-    "microprice_offset_ticks",
-    "queue_pressure",
-    "ofi",
-    "cum_delta_lots",
-    "delta_ew_lots",
-})
+ORIENTED: frozenset[str] = frozenset(
+    {
+        "imbalance_touch",
+        "imbalance_k",
+        "depth_ratio",
+        "microprice_offset_ticks",
+        "queue_pressure",
+        "ofi",
+        "cum_delta_lots",
+        "delta_ew_lots",
+    }
+)
 
 # the adverse model's inputs: the market vector oriented by the aggressor's side, then the side
 ADVERSE_FEATURES: tuple[str, ...] = (*MARKET_FEATURES, "side")
@@ -59,8 +61,9 @@ def orient_vector() -> F64Array:
     return np.array([1.0 if n in ORIENTED else 0.0 for n in MARKET_FEATURES])
 
 
-def market_matrix(fx: F64Array, ts_ns: npt.NDArray[np.int64],
-                  inventory_lots: float = 0.0) -> F64Array:
+def market_matrix(
+    fx: F64Array, ts_ns: npt.NDArray[np.int64], inventory_lots: float = 0.0
+) -> F64Array:
     """Market vectors (rows) from FeatureEngine `x` rows at their times.
 
     Market datasets hold no strategy state, so inventory_lots is a constant (0 by default): the

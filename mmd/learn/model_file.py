@@ -24,8 +24,7 @@ WEIGHTS_FILE = "weights.npz"
 META_FILE = "model.json"
 # arrays every network model file holds (mmd.kernels.models layout)
 NETWORK_ARRAYS = ("stats", "weights", "biases", "sizes")
-KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "deep_lstm", "deep_multitask",
-         "rl_q")
+KINDS = ("adverse_logistic", "adverse_mlp", "spread_mlp", "deep_lstm", "deep_multitask", "rl_q")
 # the deep order-flow models (mmd.kernels.lstm layout) and the heads each kind holds
 DEEP_HEADS = {"deep_lstm": ("price",), "deep_multitask": ("price", "spread", "position")}
 # arrays of a Q-learning table (mmd.kernels.rl layout)
@@ -67,8 +66,13 @@ class ModelMeta(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     created_utc: str = ""
 
 
-def content_version(kind: str, features: list[str], arrays: dict[str, npt.NDArray[Any]],
-                    orient: list[float] | None, policy: dict[str, float] | None) -> str:
+def content_version(
+    kind: str,
+    features: list[str],
+    arrays: dict[str, npt.NDArray[Any]],
+    orient: list[float] | None,
+    policy: dict[str, float] | None,
+) -> str:
     """16 hex digits of sha256 over what the model computes (not when or how it was made)."""
     h = hashlib.sha256()
     h.update(kind.encode())
@@ -81,13 +85,20 @@ def content_version(kind: str, features: list[str], arrays: dict[str, npt.NDArra
     return h.hexdigest()[:16]
 
 
-def save_model(out_dir: str | Path, *, kind: str, features: list[str],
-               arrays: dict[str, npt.NDArray[Any]], mmd_version: str,
-               orient: list[float] | None = None, policy: dict[str, float] | None = None,
-               training_data: list[dict[str, str]] | None = None,
-               hyper_parameters: dict[str, Any] | None = None,
-               metrics: dict[str, Any] | None = None,
-               now: dt.datetime | None = None) -> ModelMeta:
+def save_model(
+    out_dir: str | Path,
+    *,
+    kind: str,
+    features: list[str],
+    arrays: dict[str, npt.NDArray[Any]],
+    mmd_version: str,
+    orient: list[float] | None = None,
+    policy: dict[str, float] | None = None,
+    training_data: list[dict[str, str]] | None = None,
+    hyper_parameters: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> ModelMeta:
     """Write weights.npz and model.json into out_dir (created); returns the metadata."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}")
@@ -113,8 +124,9 @@ def save_model(out_dir: str | Path, *, kind: str, features: list[str],
     return meta
 
 
-def load_model(model_dir: str | Path, kinds: tuple[str, ...],
-               features: tuple[str, ...] | list[str]) -> tuple[ModelMeta, dict[str, Any]]:
+def load_model(
+    model_dir: str | Path, kinds: tuple[str, ...], features: tuple[str, ...] | list[str]
+) -> tuple[ModelMeta, dict[str, Any]]:
     """Read and validate one model directory.
 
     Args:
@@ -142,17 +154,23 @@ def load_model(model_dir: str | Path, kinds: tuple[str, ...],
     except msgspec.DecodeError as exc:
         raise IncompatibleModel(f"{where}: bad {META_FILE} ({exc})") from None
     if meta.format_version != FORMAT_VERSION:
-        raise IncompatibleModel(f"{where}: format version {meta.format_version}, this mmd "
-                                f"reads {FORMAT_VERSION}")
+        raise IncompatibleModel(
+            f"{where}: format version {meta.format_version}, this mmd reads {FORMAT_VERSION}"
+        )
     if meta.kind not in kinds:
         raise IncompatibleModel(f"{where}: kind {meta.kind!r}, expected one of {list(kinds)}")
     if list(meta.features) != list(features):
         extra = [f for f in meta.features if f not in features]
         missing = [f for f in features if f not in meta.features]
-        detail = (f"the model lacks {missing}, this mmd does not compute {extra}"
-                  if extra or missing else "the same names in another order")
-        raise IncompatibleModel(f"{where}: trained on other inputs than this mmd computes "
-                                f"({detail}); retrain with `mmd train`")
+        detail = (
+            f"the model lacks {missing}, this mmd does not compute {extra}"
+            if extra or missing
+            else "the same names in another order"
+        )
+        raise IncompatibleModel(
+            f"{where}: trained on other inputs than this mmd computes "
+            f"({detail}); retrain with `mmd train`"
+        )
     try:
         with np.load(io.BytesIO(raw_npz), allow_pickle=False) as z:
             arrays = {k: np.ascontiguousarray(z[k]) for k in z.files}
@@ -161,16 +179,23 @@ def load_model(model_dir: str | Path, kinds: tuple[str, ...],
     if meta.kind == "rl_q":
         _check_rl_table(where, arrays, len(features))
     elif meta.kind in DEEP_HEADS:
-        _check_deep(where, arrays, len(features), DEEP_HEADS[meta.kind],
-                    inventory=meta.kind == "deep_multitask")
+        _check_deep(
+            where,
+            arrays,
+            len(features),
+            DEEP_HEADS[meta.kind],
+            inventory=meta.kind == "deep_multitask",
+        )
     else:
         _check_network(where, arrays, len(features))
     if meta.orient is not None and len(meta.orient) != len(features) - 1:
-        raise IncompatibleModel(f"{where}: orient has {len(meta.orient)} entries, expected "
-                                f"{len(features) - 1}")
+        raise IncompatibleModel(
+            f"{where}: orient has {len(meta.orient)} entries, expected {len(features) - 1}"
+        )
     if content_version(meta.kind, meta.features, arrays, meta.orient, meta.policy) != meta.version:
-        raise IncompatibleModel(f"{where}: weights do not match version {meta.version} "
-                                "(edited or corrupt files)")
+        raise IncompatibleModel(
+            f"{where}: weights do not match version {meta.version} (edited or corrupt files)"
+        )
     return meta, arrays
 
 
@@ -179,16 +204,23 @@ def _check_network(where: str, arrays: dict[str, Any], n_in: int) -> None:
     if missing:
         raise IncompatibleModel(f"{where}: {WEIGHTS_FILE} lacks {missing}")
     sizes = arrays["sizes"]
-    if sizes.dtype != np.int64 or sizes.ndim != 1 or len(sizes) < 2 or sizes[-1] != 1 \
-            or sizes[0] != n_in or (sizes < 1).any():
+    if (
+        sizes.dtype != np.int64
+        or sizes.ndim != 1
+        or len(sizes) < 2
+        or sizes[-1] != 1
+        or sizes[0] != n_in
+        or (sizes < 1).any()
+    ):
         raise IncompatibleModel(f"{where}: bad layer sizes {sizes.tolist()} for {n_in} inputs")
     n_w = int(sum(int(sizes[i]) * int(sizes[i + 1]) for i in range(len(sizes) - 1)))
     n_b = int(sizes[1:].sum())
     for name, n in (("stats", 2 * n_in), ("weights", n_w), ("biases", n_b)):
         a = arrays[name]
         if a.dtype != np.float64 or a.shape != (n,):
-            raise IncompatibleModel(f"{where}: {name} has shape {a.shape} {a.dtype}, "
-                                    f"expected ({n},) float64")
+            raise IncompatibleModel(
+                f"{where}: {name} has shape {a.shape} {a.dtype}, expected ({n},) float64"
+            )
 
 
 def _check_rl_table(where: str, arrays: dict[str, Any], n_obs: int) -> None:
@@ -200,31 +232,69 @@ def _check_rl_table(where: str, arrays: dict[str, Any], n_obs: int) -> None:
     rpi, rpf, q, visits, actions = (arrays[k] for k in ("rpi", "rpf", "q", "visits", "actions"))
     if n_obs != rl.OBS_SIZE:
         raise IncompatibleModel(f"{where}: {n_obs} observations, this mmd bins {rl.OBS_SIZE}")
-    if rpi.dtype != np.int64 or rpi.shape != (rl.RPI_SIZE,) or rpf.dtype != np.float64 \
-            or rpf.shape != (rl.RPF_SIZE,):
-        raise IncompatibleModel(f"{where}: parameter arrays rpi {rpi.shape} {rpi.dtype}, rpf "
-                                f"{rpf.shape} {rpf.dtype}; expected ({rl.RPI_SIZE},) int64, "
-                                f"({rl.RPF_SIZE},) float64")
-    bins = [int(rpi[k]) for k in (rl.RPI_INV_BINS, rl.RPI_VOL_BINS, rl.RPI_OFI_BINS,
-                                  rl.RPI_PADV_BINS, rl.RPI_TIME_BINS)]
-    if min(bins) < 1 or max(bins) > 10 or rpi[rl.RPI_STEP_NS] <= 0 \
-            or not np.isfinite(rpf).all() or rpf[rl.RPF_VOL_REF] <= 0 \
-            or rpf[rl.RPF_OFI_SCALE] <= 0:
-        raise IncompatibleModel(f"{where}: bad parameters bins {bins}, step "
-                                f"{int(rpi[rl.RPI_STEP_NS])} ns, {rpf.tolist()}")
-    if actions.dtype != np.float64 or actions.ndim != 2 or actions.shape[1] != 2 \
-            or len(actions) < 1 or not np.isfinite(actions).all() or (actions[:, 0] <= 0).any():
-        raise IncompatibleModel(f"{where}: bad action grid {actions.shape} {actions.dtype} "
-                                "(rows of gamma multiplier > 0, skew ticks)")
+    if (
+        rpi.dtype != np.int64
+        or rpi.shape != (rl.RPI_SIZE,)
+        or rpf.dtype != np.float64
+        or rpf.shape != (rl.RPF_SIZE,)
+    ):
+        raise IncompatibleModel(
+            f"{where}: parameter arrays rpi {rpi.shape} {rpi.dtype}, rpf "
+            f"{rpf.shape} {rpf.dtype}; expected ({rl.RPI_SIZE},) int64, "
+            f"({rl.RPF_SIZE},) float64"
+        )
+    bins = [
+        int(rpi[k])
+        for k in (
+            rl.RPI_INV_BINS,
+            rl.RPI_VOL_BINS,
+            rl.RPI_OFI_BINS,
+            rl.RPI_PADV_BINS,
+            rl.RPI_TIME_BINS,
+        )
+    ]
+    if (
+        min(bins) < 1
+        or max(bins) > 10
+        or rpi[rl.RPI_STEP_NS] <= 0
+        or not np.isfinite(rpf).all()
+        or rpf[rl.RPF_VOL_REF] <= 0
+        or rpf[rl.RPF_OFI_SCALE] <= 0
+    ):
+        raise IncompatibleModel(
+            f"{where}: bad parameters bins {bins}, step "
+            f"{int(rpi[rl.RPI_STEP_NS])} ns, {rpf.tolist()}"
+        )
+    if (
+        actions.dtype != np.float64
+        or actions.ndim != 2
+        or actions.shape[1] != 2
+        or len(actions) < 1
+        or not np.isfinite(actions).all()
+        or (actions[:, 0] <= 0).any()
+    ):
+        raise IncompatibleModel(
+            f"{where}: bad action grid {actions.shape} {actions.dtype} "
+            "(rows of gamma multiplier > 0, skew ticks)"
+        )
     shape = (rl.n_states(rpi), len(actions))
-    if q.dtype != np.float64 or q.shape != shape or not np.isfinite(q).all() \
-            or visits.dtype != np.int64 or visits.shape != shape or (visits < 0).any():
-        raise IncompatibleModel(f"{where}: q {q.shape} {q.dtype} / visits {visits.shape} "
-                                f"{visits.dtype}, expected {shape} finite float64 / int64 >= 0")
+    if (
+        q.dtype != np.float64
+        or q.shape != shape
+        or not np.isfinite(q).all()
+        or visits.dtype != np.int64
+        or visits.shape != shape
+        or (visits < 0).any()
+    ):
+        raise IncompatibleModel(
+            f"{where}: q {q.shape} {q.dtype} / visits {visits.shape} "
+            f"{visits.dtype}, expected {shape} finite float64 / int64 >= 0"
+        )
 
 
-def _check_deep(where: str, arrays: dict[str, Any], n_in: int, heads: tuple[str, ...],
-                inventory: bool) -> None:
+def _check_deep(
+    where: str, arrays: dict[str, Any], n_in: int, heads: tuple[str, ...], inventory: bool
+) -> None:
     """An LSTM stack and its heads (mmd.kernels.lstm layout) with consistent shapes."""
     names = ["stats", "lstm_sizes", "lstm_weights", "lstm_biases"]
     names += [f"{h}_{a}" for h in heads for a in ("weights", "biases", "sizes")]
@@ -232,20 +302,36 @@ def _check_deep(where: str, arrays: dict[str, Any], n_in: int, heads: tuple[str,
     if missing:
         raise IncompatibleModel(f"{where}: {WEIGHTS_FILE} lacks {missing}")
     sizes = arrays["lstm_sizes"]
-    if sizes.dtype != np.int64 or sizes.ndim != 1 or len(sizes) < 2 or sizes[0] != n_in \
-            or (sizes < 1).any():
+    if (
+        sizes.dtype != np.int64
+        or sizes.ndim != 1
+        or len(sizes) < 2
+        or sizes[0] != n_in
+        or (sizes < 1).any()
+    ):
         raise IncompatibleModel(f"{where}: bad LSTM sizes {sizes.tolist()} for {n_in} inputs")
-    n_w = sum(4 * int(sizes[i]) * (int(sizes[i - 1]) + int(sizes[i]))
-              for i in range(1, len(sizes)))
+    n_w = sum(4 * int(sizes[i]) * (int(sizes[i - 1]) + int(sizes[i])) for i in range(1, len(sizes)))
     n_b = 4 * int(sizes[1:].sum())
-    for name, n, dtype in (("stats", 2 * n_in, np.float64), ("lstm_weights", n_w, np.float32),
-                           ("lstm_biases", n_b, np.float32)):
+    for name, n, dtype in (
+        ("stats", 2 * n_in, np.float64),
+        ("lstm_weights", n_w, np.float32),
+        ("lstm_biases", n_b, np.float32),
+    ):
         a = arrays[name]
         if a.dtype != dtype or a.shape != (n,):
-            raise IncompatibleModel(f"{where}: {name} has shape {a.shape} {a.dtype}, "
-                                    f"expected ({n},) {np.dtype(dtype).name}")
+            raise IncompatibleModel(
+                f"{where}: {name} has shape {a.shape} {a.dtype}, "
+                f"expected ({n},) {np.dtype(dtype).name}"
+            )
     n_top = int(sizes[-1]) + (1 if inventory else 0)
     for h in heads:
-        _check_network(where, {"stats": np.zeros(2 * n_top), "weights": arrays[f"{h}_weights"],
-                               "biases": arrays[f"{h}_biases"], "sizes": arrays[f"{h}_sizes"]},
-                       n_top)
+        _check_network(
+            where,
+            {
+                "stats": np.zeros(2 * n_top),
+                "weights": arrays[f"{h}_weights"],
+                "biases": arrays[f"{h}_biases"],
+                "sizes": arrays[f"{h}_sizes"],
+            },
+            n_top,
+        )

@@ -76,8 +76,10 @@ def parse_rl_sets(sets: list[str]) -> tuple[RlTrainParams, list[str]]:
         ConfigError: no `=`, an unknown key, or a bad value.
     """
     train, config_sets = split_sets(
-        sets, set(RlTrainParams.__struct_fields__),
-        "; RL hyper-parameters are config keys: --set models.rl_alpha=0.2")
+        sets,
+        set(RlTrainParams.__struct_fields__),
+        "; RL hyper-parameters are config keys: --set models.rl_alpha=0.2",
+    )
     try:
         return msgspec.convert(train, RlTrainParams), config_sets
     except (msgspec.ValidationError, ValueError) as exc:
@@ -88,10 +90,23 @@ def rl_arrays(cfg: AppConfig, mode: int) -> tuple[np.ndarray, ...]:
     """Fresh (q, visits, rpi, rpf, actions) from the [models] rl_* keys."""
     mc = cfg.models
     rpi, rpf = krl.make_params(
-        (mc.rl_inventory_bins, mc.rl_volatility_bins, mc.rl_ofi_bins, mc.rl_adverse_bins,
-         mc.rl_time_bins), round(mc.rl_step_s * 1e9), mode, alpha=mc.rl_alpha,
-        discount=mc.rl_discount, epsilon=mc.rl_epsilon, damp=mc.rl_damp,
-        penalty=mc.rl_penalty_ticks, vol_ref=mc.rl_vol_ref_ticks, ofi_scale=mc.rl_ofi_scale)
+        (
+            mc.rl_inventory_bins,
+            mc.rl_volatility_bins,
+            mc.rl_ofi_bins,
+            mc.rl_adverse_bins,
+            mc.rl_time_bins,
+        ),
+        round(mc.rl_step_s * 1e9),
+        mode,
+        alpha=mc.rl_alpha,
+        discount=mc.rl_discount,
+        epsilon=mc.rl_epsilon,
+        damp=mc.rl_damp,
+        penalty=mc.rl_penalty_ticks,
+        vol_ref=mc.rl_vol_ref_ticks,
+        ofi_scale=mc.rl_ofi_scale,
+    )
     actions = krl.default_actions()
     q = np.zeros((krl.n_states(rpi), len(actions)))
     visits = np.zeros(q.shape, np.int64)
@@ -121,14 +136,31 @@ class EpisodeRunner(Protocol):
     (q, visits in MODE_LEARN; rs, rng always). Returns at least pnl (quote), fills and
     reward_sum (tick-lots)."""
 
-    def __call__(self, events: Window, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
-                 rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
-                 rng: np.ndarray) -> dict[str, Any]: ...
+    def __call__(
+        self,
+        events: Window,
+        cfg: AppConfig,
+        q: np.ndarray,
+        visits: np.ndarray,
+        rpi: np.ndarray,
+        rpf: np.ndarray,
+        actions: np.ndarray,
+        rs: np.ndarray,
+        rng: np.ndarray,
+    ) -> dict[str, Any]: ...
 
 
-def run_episode_python(events: Window, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
-                       rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
-                       rng: np.ndarray) -> dict[str, Any]:
+def run_episode_python(
+    events: Window,
+    cfg: AppConfig,
+    q: np.ndarray,
+    visits: np.ndarray,
+    rpi: np.ndarray,
+    rpf: np.ndarray,
+    actions: np.ndarray,
+    rs: np.ndarray,
+    rng: np.ndarray,
+) -> dict[str, Any]:
     """An episode through the daemon's own Python path: MarketHub, Trader and SymbolStrategy
     (rl_decide at each decision, before the quote kernel, with these very arrays), the
     paper exchange and the portfolio, frame by frame as `mmd backtest` does."""
@@ -140,8 +172,9 @@ def run_episode_python(events: Window, cfg: AppConfig, q: np.ndarray, visits: np
         from mmd.feeds.replay import merged_frames
 
         w.frames = list(merged_frames(sorted(w.files)))
-    run_cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(
-        cfg.feed, category=w.category, symbols=[w.symbol]))
+    run_cfg = msgspec.structs.replace(
+        cfg, feed=msgspec.structs.replace(cfg.feed, category=w.category, symbols=[w.symbol])
+    )
     hub = MarketHub([w.symbol], run_cfg.market, features_cfg=run_cfg.features)
     trader = build_trader(run_cfg, hub, ledger=False)
     base = w.models or LoadedModels()
@@ -159,13 +192,20 @@ def run_episode_python(events: Window, cfg: AppConfig, q: np.ndarray, visits: np
         handler(raw, ts)
         frames += 1
     strat = trader.strategies.get(w.symbol)
-    counts = strat.rl.counts if strat is not None and strat.rl is not None else \
-        np.zeros(len(actions), np.int64)
-    return {"pnl": float(trader.portfolio.total_pnl_quote), "fills": len(trader.fills),
-            "reward_sum": float(rs[krl.RS_REWARD_SUM]),
-            "decisions": int(rs[krl.RS_DECISIONS]), "frames": frames,
-            "position_lots": trader.portfolio.position_lots(w.symbol),
-            "action_counts": counts.tolist()}
+    counts = (
+        strat.rl.counts
+        if strat is not None and strat.rl is not None
+        else np.zeros(len(actions), np.int64)
+    )
+    return {
+        "pnl": float(trader.portfolio.total_pnl_quote),
+        "fills": len(trader.fills),
+        "reward_sum": float(rs[krl.RS_REWARD_SUM]),
+        "decisions": int(rs[krl.RS_DECISIONS]),
+        "frames": frames,
+        "position_lots": trader.portfolio.position_lots(w.symbol),
+        "action_counts": counts.tolist(),
+    }
 
 
 def fast_episode() -> Callable[..., Any] | None:
@@ -221,25 +261,42 @@ def _first_ts(w: Window) -> int:
     return int(w.events.ev_ts_recv_ns[0]) if w.events is not None else w.start_ns
 
 
-def run_episode_fast(events: Window, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
-                     rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
-                     rng: np.ndarray) -> dict[str, Any]:
+def run_episode_fast(
+    events: Window,
+    cfg: AppConfig,
+    q: np.ndarray,
+    visits: np.ndarray,
+    rpi: np.ndarray,
+    rpf: np.ndarray,
+    actions: np.ndarray,
+    rs: np.ndarray,
+    rng: np.ndarray,
+) -> dict[str, Any]:
     """An episode in the jitted loop over the window's own event cache (a training window
     starts at the recording's start: the loop needs no earlier market state)."""
     fn = fast_episode()
     assert fn is not None
     w = events
-    run_cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(
-        cfg.feed, category=w.category, symbols=[w.symbol]))
+    run_cfg = msgspec.structs.replace(
+        cfg, feed=msgspec.structs.replace(cfg.feed, category=w.category, symbols=[w.symbol])
+    )
     res = fn(_part_events(w), run_cfg, q, visits, rpi, rpf, actions, rs, rng)
-    return {"pnl": float(res.total_pnl_quote), "fills": len(res.fills),
-            "reward_sum": float(rs[krl.RS_REWARD_SUM]),
-            "decisions": int(rs[krl.RS_DECISIONS])}
+    return {
+        "pnl": float(res.total_pnl_quote),
+        "fills": len(res.fills),
+        "reward_sum": float(rs[krl.RS_REWARD_SUM]),
+        "decisions": int(rs[krl.RS_DECISIONS]),
+    }
 
 
-def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
-                  progress: bool, end_ns: list[int] | None = None
-                  ) -> tuple[list[Window], list[Window], list[dict[str, str]]]:
+def split_windows(
+    cfg: AppConfig,
+    data: list[str],
+    n_splits: int,
+    purge_ns: int,
+    progress: bool,
+    end_ns: list[int] | None = None,
+) -> tuple[list[Window], list[Window], list[dict[str, str]]]:
     """(training windows, held-out windows, training data digests), one of each per
     recording: its event-cache receive times (before end_ns[i], when given) cut by
     walk_forward_splits' last split."""
@@ -258,8 +315,10 @@ def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
             raise ConfigError(f"train rl: {f} does not exist")
         meta = recording_meta(f)
         if meta is None:
-            raise ConfigError(f"train rl: {f}: not a recording (its first line is not the "
-                              "instruments-info answer of one symbol)")
+            raise ConfigError(
+                f"train rl: {f}: not a recording (its first line is not the "
+                "instruments-info answer of one symbol)"
+            )
         try:
             ev = load_events([f])
         except ValueError as exc:
@@ -272,13 +331,17 @@ def split_windows(cfg: AppConfig, data: list[str], n_splits: int, purge_ns: int,
             raise ConfigError(f"train rl: {f}: too short to split ({len(t)} events)")
         a, b = splits[-1]
         name = f"{meta.symbol} {meta.category} ({f.name})"
-        common = {"symbol": meta.symbol, "category": meta.category, "files": [f],
-                  "events": ev}
+        common = {"symbol": meta.symbol, "category": meta.category, "files": [f], "events": ev}
         train.append(Window(name=name, start_ns=int(t[0]), end_ns=int(t[a[-1]]) + 1, **common))
-        held.append(Window(name=name, start_ns=int(t[b[0]]), end_ns=int(t[b[-1]]) + 1,
-                           **common))
-        digests.append({"path": str(f), "sha256": file_sha256(f), "symbol": meta.symbol,
-                        "category": meta.category})
+        held.append(Window(name=name, start_ns=int(t[b[0]]), end_ns=int(t[b[-1]]) + 1, **common))
+        digests.append(
+            {
+                "path": str(f),
+                "sha256": file_sha256(f),
+                "symbol": meta.symbol,
+                "category": meta.category,
+            }
+        )
     return train, held, digests
 
 
@@ -296,10 +359,16 @@ class TrainResult:
     holdout: list[dict[str, Any]]
 
 
-def learn_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrainParams, *,
-             runner: EpisodeRunner = run_episode_python,
-             eval_runner: EpisodeRunner = run_episode_python,
-             progress: bool = False) -> TrainResult:
+def learn_rl(
+    cfg: AppConfig,
+    train: list[Window],
+    held: list[Window],
+    tp: RlTrainParams,
+    *,
+    runner: EpisodeRunner = run_episode_python,
+    eval_runner: EpisodeRunner = run_episode_python,
+    progress: bool = False,
+) -> TrainResult:
     """Episodes of Q-learning over the training windows (runner), then the held-out
     comparison (eval_runner: the held-out part needs the market state before it, which the
     per-frame driver builds).
@@ -313,8 +382,14 @@ def learn_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrai
     q, visits, rpi, rpf, actions = rl_arrays(cfg, krl.MODE_LEARN)
     rng = krl.new_rng(tp.seed)
     eps0 = float(rpf[krl.RPF_EPSILON])
-    curves: dict[str, list[float]] = {"reward": [], "pnl": [], "fills": [], "epsilon": [],
-                                      "decisions": [], "states_visited": []}
+    curves: dict[str, list[float]] = {
+        "reward": [],
+        "pnl": [],
+        "fills": [],
+        "epsilon": [],
+        "decisions": [],
+        "states_visited": [],
+    }
     bar = tqdm(range(tp.episodes), desc="episodes", unit="ep", disable=not progress)
     for e in bar:
         if tp.epsilon_end is not None and tp.episodes > 1:
@@ -342,14 +417,26 @@ def learn_rl(cfg: AppConfig, train: list[Window], held: list[Window], tp: RlTrai
         for label, mode in (("greedy", krl.MODE_GREEDY), ("off", krl.MODE_OFF)):
             r = rpi.copy()
             r[krl.RPI_MODE] = mode
-            out = eval_runner(w, cfg, q.copy(), visits.copy(), r, rpf.copy(), actions,
-                              krl.new_agent_state(), krl.new_rng(tp.seed))
-            row[label] = {k: out[k] for k in ("pnl", "fills", "reward_sum", "decisions")
-                          if k in out}
+            out = eval_runner(
+                w,
+                cfg,
+                q.copy(),
+                visits.copy(),
+                r,
+                rpf.copy(),
+                actions,
+                krl.new_agent_state(),
+                krl.new_rng(tp.seed),
+            )
+            row[label] = {
+                k: out[k] for k in ("pnl", "fills", "reward_sum", "decisions") if k in out
+            }
             if label == "greedy" and "action_counts" in out:
                 row["greedy"]["actions"] = {
-                    action_label(g, k): n for (g, k), n in zip(
-                        actions.tolist(), out["action_counts"], strict=True) if n}
+                    action_label(g, k): n
+                    for (g, k), n in zip(actions.tolist(), out["action_counts"], strict=True)
+                    if n
+                }
         holdout.append(row)
     return TrainResult(q, visits, rpi, rpf, actions, curves, holdout)
 
@@ -379,22 +466,45 @@ def plot_convergence(curves: dict[str, list[float]], out: Path) -> Path:
     return out
 
 
-def save_rl_model(out_dir: Path, res: TrainResult, *, mmd_version: str,
-                  training_data: list[dict[str, str]], hyper_parameters: dict[str, Any],
-                  metrics: dict[str, Any]) -> ModelMeta:
+def save_rl_model(
+    out_dir: Path,
+    res: TrainResult,
+    *,
+    mmd_version: str,
+    training_data: list[dict[str, str]],
+    hyper_parameters: dict[str, Any],
+    metrics: dict[str, Any],
+) -> ModelMeta:
     """The table as model file kind rl_q (rpi in MODE_GREEDY)."""
     rpi = res.rpi.copy()
     rpi[krl.RPI_MODE] = krl.MODE_GREEDY
-    return save_model(out_dir, kind="rl_q", features=list(RL_OBSERVATIONS),
-                      arrays={"q": res.q, "visits": res.visits, "rpi": rpi, "rpf": res.rpf,
-                              "actions": res.actions},
-                      mmd_version=mmd_version, training_data=training_data,
-                      hyper_parameters=hyper_parameters, metrics=metrics)
+    return save_model(
+        out_dir,
+        kind="rl_q",
+        features=list(RL_OBSERVATIONS),
+        arrays={
+            "q": res.q,
+            "visits": res.visits,
+            "rpi": rpi,
+            "rpf": res.rpf,
+            "actions": res.actions,
+        },
+        mmd_version=mmd_version,
+        training_data=training_data,
+        hyper_parameters=hyper_parameters,
+        metrics=metrics,
+    )
 
 
-def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | None,
-                 progress: bool, echo: Callable[[str], None] = print,
-                 runner: EpisodeRunner | None = None) -> ModelMeta:
+def run_train_rl(
+    data: list[str],
+    out: str,
+    sets: list[str],
+    config_path: str | None,
+    progress: bool,
+    echo: Callable[[str], None] = print,
+    runner: EpisodeRunner | None = None,
+) -> ModelMeta:
     """The `mmd train rl` command: split, episodes, held-out comparison, model + plot.
 
     runner: the training episodes' runner (None: by the `engine` setting)."""
@@ -406,25 +516,43 @@ def run_train_rl(data: list[str], out: str, sets: list[str], config_path: str | 
     return fit_rl(cfg, data, tp, Path(out), __version__, progress, echo, runner=runner)
 
 
-def train_rl(recs: list[Any], lp: Any, tp: Any, out_dir: Path, mmd_version: str,
-             progress: bool, echo: Callable[[str], None], cfg: AppConfig | None = None
-             ) -> ModelMeta:
+def train_rl(
+    recs: list[Any],
+    lp: Any,
+    tp: Any,
+    out_dir: Path,
+    mmd_version: str,
+    progress: bool,
+    echo: Callable[[str], None],
+    cfg: AppConfig | None = None,
+) -> ModelMeta:
     """The RL table as `mmd train all` and `mmd evaluate` train every model: from their
     recordings (mmd.learn.cli.Recording: files, and the market series that ends where the
     caller's training part ends), seeded by their `seed`, written to out_dir/rl. lp is not
     used (the RL reward needs no labels); cfg: the [models] rl_* and strategy keys (default:
     the built-in config)."""
     files = [str(f) for r in recs for f in r.files]
-    ends = [int(r.series.ts_ns[-1]) + 1 if len(r.series.ts_ns) else 0
-            for r in recs for _ in r.files]
+    ends = [
+        int(r.series.ts_ns[-1]) + 1 if len(r.series.ts_ns) else 0 for r in recs for _ in r.files
+    ]
     rtp = RlTrainParams(seed=int(getattr(tp, "seed", 7)))
-    return fit_rl(cfg or AppConfig(), files, rtp, Path(out_dir), mmd_version, progress, echo,
-                  end_ns=ends)
+    return fit_rl(
+        cfg or AppConfig(), files, rtp, Path(out_dir), mmd_version, progress, echo, end_ns=ends
+    )
 
 
-def fit_rl(cfg: AppConfig, data: list[str], tp: RlTrainParams, out: Path, mmd_version: str,
-           progress: bool, echo: Callable[[str], None], *, runner: EpisodeRunner | None = None,
-           end_ns: list[int] | None = None) -> ModelMeta:
+def fit_rl(
+    cfg: AppConfig,
+    data: list[str],
+    tp: RlTrainParams,
+    out: Path,
+    mmd_version: str,
+    progress: bool,
+    echo: Callable[[str], None],
+    *,
+    runner: EpisodeRunner | None = None,
+    end_ns: list[int] | None = None,
+) -> ModelMeta:
     """Split, episodes, held-out comparison, model + plot into out/rl (see the module
     docstring); end_ns: each file's data stops there (a caller's training part)."""
     t0 = dt.datetime.now(dt.UTC)
@@ -447,26 +575,45 @@ def fit_rl(cfg: AppConfig, data: list[str], tp: RlTrainParams, out: Path, mmd_ve
     finally:  # the training parts the fast runner wrote (their event caches stay cached)
         shutil.rmtree(out_dir / "train_part", ignore_errors=True)
     curves = res.curves
-    last = curves["reward"][-min(5, len(curves["reward"])):]
+    last = curves["reward"][-min(5, len(curves["reward"])) :]
     metrics = {
-        "episodes": tp.episodes, "curves": curves, "holdout": res.holdout,
+        "episodes": tp.episodes,
+        "curves": curves,
+        "holdout": res.holdout,
         "reward_last_episodes_mean": float(np.mean(last)),
         "states_visited": int((res.visits.sum(axis=1) > 0).sum()),
-        "states": int(res.q.shape[0]), "cells_visited": int((res.visits > 0).sum()),
+        "states": int(res.q.shape[0]),
+        "cells_visited": int((res.visits > 0).sum()),
         "updates": int(res.visits.sum()),
     }
-    keys = {k: getattr(mc, k) for k in mc.__struct_fields__ if k.startswith("rl_")
-            and k != "rl_online"}
-    hyper = {"train": msgspec.to_builtins(tp), "config": keys, "engine": engine,
-             "strategy_model": cfg.strategy.model,
-             "models_alongside": models.versions() if models is not None else {},
-             "windows": [{"recording": w.name, "train_ns": [tw.start_ns, tw.end_ns],
-                          "holdout_ns": [w.start_ns, w.end_ns]}
-                         for tw, w in zip(train, held, strict=True)],
-             "actions": res.actions.tolist(), "reward": "dPnL - damp max(0, q dmid) - "
-             "penalty q^2 / max_lots (tick x lot)"}
-    meta = save_rl_model(out_dir, res, mmd_version=mmd_version, training_data=digests,
-                         hyper_parameters=hyper, metrics=metrics)
+    keys = {
+        k: getattr(mc, k) for k in mc.__struct_fields__ if k.startswith("rl_") and k != "rl_online"
+    }
+    hyper = {
+        "train": msgspec.to_builtins(tp),
+        "config": keys,
+        "engine": engine,
+        "strategy_model": cfg.strategy.model,
+        "models_alongside": models.versions() if models is not None else {},
+        "windows": [
+            {
+                "recording": w.name,
+                "train_ns": [tw.start_ns, tw.end_ns],
+                "holdout_ns": [w.start_ns, w.end_ns],
+            }
+            for tw, w in zip(train, held, strict=True)
+        ],
+        "actions": res.actions.tolist(),
+        "reward": "dPnL - damp max(0, q dmid) - penalty q^2 / max_lots (tick x lot)",
+    }
+    meta = save_rl_model(
+        out_dir,
+        res,
+        mmd_version=mmd_version,
+        training_data=digests,
+        hyper_parameters=hyper,
+        metrics=metrics,
+    )
     plot = plot_convergence(curves, out_dir / "convergence.png")
     _print_summary(res, metrics, meta, echo)
     secs = (dt.datetime.now(dt.UTC) - t0).total_seconds()
@@ -476,8 +623,9 @@ def fit_rl(cfg: AppConfig, data: list[str], tp: RlTrainParams, out: Path, mmd_ve
     return meta
 
 
-def _choose_runner(cfg: AppConfig, train: list[Window], engine: str, out_dir: Path,
-                   echo: Callable[[str], None]) -> tuple[EpisodeRunner, str]:
+def _choose_runner(
+    cfg: AppConfig, train: list[Window], engine: str, out_dir: Path, echo: Callable[[str], None]
+) -> tuple[EpisodeRunner, str]:
     """(runner, "fast" | "python") for the engine setting; auto prints why it is not fast."""
     if engine == "python":
         return run_episode_python, "python"
@@ -492,23 +640,29 @@ def _choose_runner(cfg: AppConfig, train: list[Window], engine: str, out_dir: Pa
     return run_episode_python, "python"
 
 
-def _print_summary(res: TrainResult, m: dict[str, Any], meta: ModelMeta,
-                   echo: Callable[[str], None]) -> None:
+def _print_summary(
+    res: TrainResult, m: dict[str, Any], meta: ModelMeta, echo: Callable[[str], None]
+) -> None:
     c = res.curves
     n = len(c["reward"])
     first = c["reward"][: min(5, n)]
-    echo(f"Q-learning: {n} episodes, {int(sum(c['decisions']))} decisions, {m['updates']} "
-         f"updates; {m['states_visited']} of {m['states']} states visited "
-         f"({m['cells_visited']} state-action cells)")
-    echo(f"  reward per episode (tick x lot): first {len(first)} mean "
-         f"{float(np.mean(first)):.2f}, last {min(5, n)} mean "
-         f"{m['reward_last_episodes_mean']:.2f}")
-    echo(f"  {'held out':<40} {'PnL greedy':>12} {'PnL off':>12} {'fills':>11} "
-         f"{'reward':>9}")
+    echo(
+        f"Q-learning: {n} episodes, {int(sum(c['decisions']))} decisions, {m['updates']} "
+        f"updates; {m['states_visited']} of {m['states']} states visited "
+        f"({m['cells_visited']} state-action cells)"
+    )
+    echo(
+        f"  reward per episode (tick x lot): first {len(first)} mean "
+        f"{float(np.mean(first)):.2f}, last {min(5, n)} mean "
+        f"{m['reward_last_episodes_mean']:.2f}"
+    )
+    echo(f"  {'held out':<40} {'PnL greedy':>12} {'PnL off':>12} {'fills':>11} {'reward':>9}")
     for row in res.holdout:
         g, o = row["greedy"], row["off"]
-        echo(f"  {row['recording'][:40]:<40} {g['pnl']:>12.4g} {o['pnl']:>12.4g} "
-             f"{g['fills']:>5}/{o['fills']:<5} {g.get('reward_sum', math.nan):>9.2f}")
+        echo(
+            f"  {row['recording'][:40]:<40} {g['pnl']:>12.4g} {o['pnl']:>12.4g} "
+            f"{g['fills']:>5}/{o['fills']:<5} {g.get('reward_sum', math.nan):>9.2f}"
+        )
         acts = g.get("actions") or {}
         if acts:
             top = sorted(acts.items(), key=lambda kv: -kv[1])[:5]

@@ -28,8 +28,13 @@ ADVERSE_KINDS = ("adverse_logistic", "adverse_mlp")
 SPREAD_KINDS = ("spread_mlp",)
 RL_KINDS = ("rl_q",)
 # what an RL state is binned from, in mmd.kernels.rl OBS_* order
-RL_OBSERVATIONS = ("inventory_fraction", "volatility_ticks_per_sqrt_s", "ofi_trades",
-                   "p_adverse", "session_fraction")
+RL_OBSERVATIONS = (
+    "inventory_fraction",
+    "volatility_ticks_per_sqrt_s",
+    "ofi_trades",
+    "p_adverse",
+    "session_fraction",
+)
 
 
 class AdverseAdjustment(msgspec.Struct, frozen=True):
@@ -69,8 +74,15 @@ class AdverseSelectionDetector:
         p0, k, p_withdraw: override the policy stored in the model file (None: keep it).
     """
 
-    def __init__(self, meta: ModelMeta, arrays: dict[str, Any], *, p0: float | None = None,
-                 k: float | None = None, p_withdraw: float | None = None) -> None:
+    def __init__(
+        self,
+        meta: ModelMeta,
+        arrays: dict[str, Any],
+        *,
+        p0: float | None = None,
+        k: float | None = None,
+        p_withdraw: float | None = None,
+    ) -> None:
         self.meta = meta
         self._net = _Network(arrays)
         self._orient = np.asarray(meta.orient, np.float64)
@@ -92,14 +104,14 @@ class AdverseSelectionDetector:
     def probabilities(self, xm: F64Array) -> tuple[float, float]:
         """(p_buy, p_sell) at the market vector xm (float64[N_MARKET], features.market_matrix)."""
         n = self._net
-        return km.apply_adverse_pair(n.buf_a, n.buf_b, n.v, n.z, xm, self._orient, n.stats,
-                                     n.weights, n.biases, n.sizes)
+        return km.apply_adverse_pair(
+            n.buf_a, n.buf_b, n.v, n.z, xm, self._orient, n.stats, n.weights, n.biases, n.sizes
+        )
 
     def adjust(self, xm: F64Array) -> AdverseAdjustment:
         """The probabilities and what the policy makes of them."""
         p_buy, p_sell = self.probabilities(xm)
-        bm, am, qb, qa = km.compute_adverse_policy(p_buy, p_sell, self.p0, self.k,
-                                                    self.p_withdraw)
+        bm, am, qb, qa = km.compute_adverse_policy(p_buy, p_sell, self.p0, self.k, self.p_withdraw)
         return AdverseAdjustment(p_buy, p_sell, bm, am, qb, qa)
 
     def predict_rows(self, x: F64Array) -> F64Array:
@@ -107,14 +119,15 @@ class AdverseSelectionDetector:
         the trainer saw them (tests, evaluation)."""
         n = self._net
         out = np.empty(x.shape[0])
-        mean, scale = n.stats[: n.sizes[0]], n.stats[n.sizes[0]:]
+        mean, scale = n.stats[: n.sizes[0]], n.stats[n.sizes[0] :]
         for i in range(x.shape[0]):
             km.apply_standardise(n.z, np.ascontiguousarray(x[i]), mean, scale)
             if len(n.sizes) == 2:
                 out[i] = km.compute_logistic(n.z, n.weights, n.biases[0])
             else:
-                out[i] = km.compute_sigmoid(km.apply_mlp(n.buf_a, n.buf_b, n.z, n.weights,
-                                                         n.biases, n.sizes))
+                out[i] = km.compute_sigmoid(
+                    km.apply_mlp(n.buf_a, n.buf_b, n.z, n.weights, n.biases, n.sizes)
+                )
         return out
 
 
@@ -142,8 +155,7 @@ class SpreadPredictor:
         spread, ticks. For the quoter's spread_override_ticks (a total spread), pass twice
         this."""
         n = self._net
-        h = km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases,
-                                  n.sizes)
+        h = km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases, n.sizes)
         return min(max(h, self.min_ticks), self.max_ticks)
 
     def predict_rows(self, x: F64Array) -> F64Array:
@@ -172,10 +184,19 @@ class RlPolicy:
             (training: one symbol per run, the caller's arrays).
     """
 
-    def __init__(self, meta: ModelMeta | None, q: F64Array, visits: npt.NDArray[np.int64],
-                 rpi: npt.NDArray[np.int64], rpf: F64Array, actions: F64Array, *,
-                 seed: int = 1, rs: F64Array | None = None,
-                 rng: npt.NDArray[np.uint64] | None = None) -> None:
+    def __init__(
+        self,
+        meta: ModelMeta | None,
+        q: F64Array,
+        visits: npt.NDArray[np.int64],
+        rpi: npt.NDArray[np.int64],
+        rpf: F64Array,
+        actions: F64Array,
+        *,
+        seed: int = 1,
+        rs: F64Array | None = None,
+        rng: npt.NDArray[np.uint64] | None = None,
+    ) -> None:
         self.meta = meta
         self.q, self.visits, self.rpi, self.rpf, self.actions = q, visits, rpi, rpf, actions
         self.seed = seed
@@ -183,8 +204,14 @@ class RlPolicy:
         self.labels = [action_label(g, k) for g, k in actions.tolist()]
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, *, online: bool = False,
-                 learning: dict[str, float] | None = None, seed: int = 1) -> RlPolicy:
+    def from_dir(
+        cls,
+        model_dir: str | Path,
+        *,
+        online: bool = False,
+        learning: dict[str, float] | None = None,
+        seed: int = 1,
+    ) -> RlPolicy:
         """Load and validate a model directory (raises IncompatibleModel, exit 2).
 
         online: MODE_LEARN with `learning` ({"alpha", "discount", "epsilon", "damp",
@@ -194,13 +221,24 @@ class RlPolicy:
         rpi = arrays["rpi"].astype(np.int64)  # copies: online updates stay in memory
         rpf = arrays["rpf"].astype(np.float64)
         rpi[krl.RPI_MODE] = krl.MODE_LEARN if online else krl.MODE_GREEDY
-        slots = {"alpha": krl.RPF_ALPHA, "discount": krl.RPF_DISCOUNT,
-                 "epsilon": krl.RPF_EPSILON, "damp": krl.RPF_DAMP,
-                 "penalty": krl.RPF_INV_PENALTY}
+        slots = {
+            "alpha": krl.RPF_ALPHA,
+            "discount": krl.RPF_DISCOUNT,
+            "epsilon": krl.RPF_EPSILON,
+            "damp": krl.RPF_DAMP,
+            "penalty": krl.RPF_INV_PENALTY,
+        }
         for key, value in (learning or {}).items() if online else ():
             rpf[slots[key]] = float(value)
-        return cls(meta, arrays["q"].astype(np.float64), arrays["visits"].astype(np.int64),
-                   rpi, rpf, np.ascontiguousarray(arrays["actions"], np.float64), seed=seed)
+        return cls(
+            meta,
+            arrays["q"].astype(np.float64),
+            arrays["visits"].astype(np.int64),
+            rpi,
+            rpf,
+            np.ascontiguousarray(arrays["actions"], np.float64),
+            seed=seed,
+        )
 
     @property
     def version(self) -> str:
@@ -238,9 +276,19 @@ class RlAgent:
         self._held = (1.0, 0.0)
         self.counts = np.zeros(len(policy.actions), np.int64)
 
-    def decide(self, now_ns: int, fx: F64Array, position_lots: int, max_lots: int,
-               sigma_ticks: float, p_adverse: float, session_ns: int, pnl_quote: float,
-               mid_ticks: float, qty_per_tick_lot: float) -> tuple[float, float]:
+    def decide(
+        self,
+        now_ns: int,
+        fx: F64Array,
+        position_lots: int,
+        max_lots: int,
+        sigma_ticks: float,
+        p_adverse: float,
+        session_ns: int,
+        pnl_quote: float,
+        mid_ticks: float,
+        qty_per_tick_lot: float,
+    ) -> tuple[float, float]:
         """rl_decide at one quote decision (fx: the FeatureEngine vector, for the OFI; sigma:
         the calibrated one); returns the (gamma multiplier, skew ticks) in force."""
         p = self.policy
@@ -249,12 +297,34 @@ class RlAgent:
             # between decisions: the held action, as rl_decide would return it (without the
             # two kernel dispatches, most of this call's cost)
             return self._held
-        krl.fill_rl_obs(self.obs, position_lots, max_lots, sigma_ticks,
-                        krl.compute_ofi_trades(fx), p_adverse, now_ns, session_ns)
+        krl.fill_rl_obs(
+            self.obs,
+            position_lots,
+            max_lots,
+            sigma_ticks,
+            krl.compute_ofi_trades(fx),
+            p_adverse,
+            now_ns,
+            session_ns,
+        )
         before = self.rs[krl.RS_DECISIONS]
-        a = krl.rl_decide(p.q, p.visits, p.rpi, p.rpf, p.actions, self.rs, self.rng, self.ml,
-                          self.obs, now_ns, pnl_quote, mid_ticks, position_lots, max_lots,
-                          qty_per_tick_lot)
+        a = krl.rl_decide(
+            p.q,
+            p.visits,
+            p.rpi,
+            p.rpf,
+            p.actions,
+            self.rs,
+            self.rng,
+            self.ml,
+            self.obs,
+            now_ns,
+            pnl_quote,
+            mid_ticks,
+            position_lots,
+            max_lots,
+            qty_per_tick_lot,
+        )
         if self.rs[krl.RS_DECISIONS] != before:
             self.counts[a] += 1
         self.action = a
@@ -265,9 +335,14 @@ class RlAgent:
 class LoadedModels:
     """The models quoting uses, loaded once at start (None = not used)."""
 
-    def __init__(self, adverse: AdverseSelectionDetector | None = None,
-                 spread: SpreadPredictor | None = None, rl: RlPolicy | None = None,
-                 deep: Any = None, deep_skew_ticks: float = 0.0) -> None:
+    def __init__(
+        self,
+        adverse: AdverseSelectionDetector | None = None,
+        spread: SpreadPredictor | None = None,
+        rl: RlPolicy | None = None,
+        deep: Any = None,
+        deep_skew_ticks: float = 0.0,
+    ) -> None:
         self.adverse = adverse
         self.spread = spread
         self.rl = rl
@@ -277,8 +352,12 @@ class LoadedModels:
 
     @property
     def active(self) -> bool:
-        return (self.adverse is not None or self.spread is not None or self.rl is not None
-                or self.deep is not None)
+        return (
+            self.adverse is not None
+            or self.spread is not None
+            or self.rl is not None
+            or self.deep is not None
+        )
 
     def versions(self) -> dict[str, str]:
         """{"adverse": version, "spread": version, "rl": version} of the loaded models."""
@@ -294,10 +373,18 @@ class LoadedModels:
         return out
 
 
-def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: str,
-                on_missing: Any = None, rl: bool = False,
-                rl_options: dict[str, Any] | None = None, lstm: bool = False,
-                deep_skew_ticks: float = 0.0) -> LoadedModels:
+def load_models(
+    model_dir: str | Path,
+    *,
+    adverse: bool,
+    spread: bool,
+    missing: str,
+    on_missing: Any = None,
+    rl: bool = False,
+    rl_options: dict[str, Any] | None = None,
+    lstm: bool = False,
+    deep_skew_ticks: float = 0.0,
+) -> LoadedModels:
     """Load the enabled models from model_dir/adverse, model_dir/spread, model_dir/rl and
     model_dir/lstm (the deep order-flow model, kind deep_lstm or deep_multitask).
 
@@ -310,10 +397,11 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
     root = Path(model_dir)
     loaded: dict[str, Any] = {}
     for name, wanted, load in (
-            ("adverse", adverse, AdverseSelectionDetector.from_dir),
-            ("spread", spread, SpreadPredictor.from_dir),
-            ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {}))),
-            ("lstm", lstm, DeepOrderFlowModel.from_dir)):
+        ("adverse", adverse, AdverseSelectionDetector.from_dir),
+        ("spread", spread, SpreadPredictor.from_dir),
+        ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {}))),
+        ("lstm", lstm, DeepOrderFlowModel.from_dir),
+    ):
         if not wanted:
             continue
         try:
@@ -323,5 +411,10 @@ def load_models(model_dir: str | Path, *, adverse: bool, spread: bool, missing: 
                 raise IncompatibleModel(f"models.{name}: {exc}") from None
             if on_missing is not None:
                 on_missing(name, str(exc))
-    return LoadedModels(loaded.get("adverse"), loaded.get("spread"), loaded.get("rl"),
-                        loaded.get("lstm"), deep_skew_ticks)
+    return LoadedModels(
+        loaded.get("adverse"),
+        loaded.get("spread"),
+        loaded.get("rl"),
+        loaded.get("lstm"),
+        deep_skew_ticks,
+    )

@@ -10,8 +10,9 @@ import msgspec
 from mmd.errors import ConfigError
 
 
-def split_sets(sets: list[str], known: set[str], hint: str = "") -> tuple[dict[str, Any],
-                                                                          list[str]]:
+def split_sets(
+    sets: list[str], known: set[str], hint: str = ""
+) -> tuple[dict[str, Any], list[str]]:
     """Training keys (value as JSON, else the text) and the config overrides, as given.
 
     Args:
@@ -33,8 +34,9 @@ def split_sets(sets: list[str], known: set[str], hint: str = "") -> tuple[dict[s
             config_sets.append(item)
             continue
         if key not in known:
-            raise ConfigError(f"--set {key}: unknown training key (known: "
-                              f"{', '.join(sorted(known))}{hint})")
+            raise ConfigError(
+                f"--set {key}: unknown training key (known: {', '.join(sorted(known))}{hint})"
+            )
         try:
             values[key] = msgspec.json.decode(text)
         except msgspec.DecodeError:

@@ -44,12 +44,14 @@ def _pipeline(model: Any) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    return Pipeline([
-        ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
-        ("scale", StandardScaler()),
-        ("clip", FunctionTransformer(clip_z)),
-        ("model", model),
-    ])
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("clip", FunctionTransformer(clip_z)),
+            ("model", model),
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -74,18 +76,36 @@ def make_mlp(alpha: float, seed: int) -> Any:
     """StandardScaler + the 128-64-32 ReLU classifier, L2 alpha, early stopping."""
     from sklearn.neural_network import MLPClassifier
 
-    return _pipeline(MLPClassifier(
-        hidden_layer_sizes=MLP_HIDDEN, activation="relu", alpha=alpha, early_stopping=True,
-        validation_fraction=0.15, n_iter_no_change=10, max_iter=300, random_state=seed))
+    return _pipeline(
+        MLPClassifier(
+            hidden_layer_sizes=MLP_HIDDEN,
+            activation="relu",
+            alpha=alpha,
+            early_stopping=True,
+            validation_fraction=0.15,
+            n_iter_no_change=10,
+            max_iter=300,
+            random_state=seed,
+        )
+    )
 
 
 def make_spread(alpha: float, seed: int) -> Any:
     """StandardScaler + a 2-hidden-layer ReLU regressor (identity output, log target)."""
     from sklearn.neural_network import MLPRegressor
 
-    return _pipeline(MLPRegressor(
-        hidden_layer_sizes=SPREAD_HIDDEN, activation="relu", alpha=alpha, early_stopping=True,
-        validation_fraction=0.15, n_iter_no_change=10, max_iter=500, random_state=seed))
+    return _pipeline(
+        MLPRegressor(
+            hidden_layer_sizes=SPREAD_HIDDEN,
+            activation="relu",
+            alpha=alpha,
+            early_stopping=True,
+            validation_fraction=0.15,
+            n_iter_no_change=10,
+            max_iter=500,
+            random_state=seed,
+        )
+    )
 
 
 def auc_and_logloss(y: I64Array, p: F64Array) -> tuple[float, float]:
@@ -97,16 +117,18 @@ def auc_and_logloss(y: I64Array, p: F64Array) -> tuple[float, float]:
     return auc, ll
 
 
-def choose_c(x: F64Array, y: I64Array, t_ns: I64Array, purge_ns: int,
-             n_inner: int = 3) -> tuple[float, dict[str, float]]:
+def choose_c(
+    x: F64Array, y: I64Array, t_ns: I64Array, purge_ns: int, n_inner: int = 3
+) -> tuple[float, dict[str, float]]:
     """The L2 strength with the lowest mean log-loss over walk-forward splits of (x, y) only.
 
     Called with the training part of an outer split, so the test block plays no part.
     Returns (C, {str(C): mean log-loss}); C = 1 when no inner split has both classes.
     """
     scores: dict[str, float] = {}
-    inner = [(a, b) for a, b in walk_forward_splits(t_ns, n_inner, purge_ns)
-             if len(np.unique(y[a])) == 2]
+    inner = [
+        (a, b) for a, b in walk_forward_splits(t_ns, n_inner, purge_ns) if len(np.unique(y[a])) == 2
+    ]
     if not inner:
         return 1.0, scores
     for c in C_GRID:
@@ -159,8 +181,12 @@ def export_network(pipe: Any) -> dict[str, npt.NDArray[Any]]:
         weights = model.coef_[0].astype(np.float64).copy()
         biases = np.array([model.intercept_[0]], np.float64)
         sizes = np.array([n_in, 1], np.int64)
-    return {"stats": stats, "weights": np.ascontiguousarray(weights),
-            "biases": biases, "sizes": sizes}
+    return {
+        "stats": stats,
+        "weights": np.ascontiguousarray(weights),
+        "biases": biases,
+        "sizes": sizes,
+    }
 
 
 # -- the widening / withdraw policy -------------------------------------------------------------
@@ -175,8 +201,9 @@ class PolicyParams:
     p_withdraw: float
 
 
-def choose_policy(p_train: F64Array, y_train: I64Array, withdraw_share: float,
-                  max_mult: float) -> PolicyParams:
+def choose_policy(
+    p_train: F64Array, y_train: I64Array, withdraw_share: float, max_mult: float
+) -> PolicyParams:
     """Policy defaults from training predictions and labels only.
 
     p0 = the training base rate of adverse fills (widen only when a fill looks more toxic than
@@ -191,8 +218,9 @@ def choose_policy(p_train: F64Array, y_train: I64Array, withdraw_share: float,
     return PolicyParams(p0=p0, k=float(k), p_withdraw=pw if withdraw_share > 0 else 2.0)
 
 
-def policy_effect(p: F64Array, y: I64Array, against: F64Array, pol: PolicyParams) -> dict[str,
-                                                                                       float]:
+def policy_effect(
+    p: F64Array, y: I64Array, against: F64Array, pol: PolicyParams
+) -> dict[str, float]:
     """What the policy would have done to these fills: withdrawn share, adverse rate and mean
     move against us (ticks) of the withdrawn and of the kept fills."""
     off = p >= pol.p_withdraw

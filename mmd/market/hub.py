@@ -56,12 +56,14 @@ class Resync(msgspec.Struct, frozen=True):
 class SymbolState:
     """One symbol's market state: instrument, book, continuity and fixed-size rings."""
 
-    def __init__(self, instrument: Instrument, cfg: MarketConfig,
-                 features_cfg: FeaturesConfig | None = None) -> None:
+    def __init__(
+        self, instrument: Instrument, cfg: MarketConfig, features_cfg: FeaturesConfig | None = None
+    ) -> None:
         self.instrument = instrument
         self.book = L2Book(cfg.book_levels)
-        self.features = FeatureEngine(features_cfg or FeaturesConfig(), instrument.tick,
-                                      instrument.lot)
+        self.features = FeatureEngine(
+            features_cfg or FeaturesConfig(), instrument.tick, instrument.lot
+        )
         self.sync = BookSync()
         self.mids = RingBuffer(cfg.mid_capacity, {"ts_ns": np.int64, "mid_ticks": np.float64})
         self.trades = RingBuffer(
@@ -89,8 +91,7 @@ class SymbolState:
         self.mark_price: float | None = None
         # what the per-frame kernel (kernels.frame.advance_book_frame) works on: views of the
         # book's, the features' and the mids ring's own arrays, plus two small counters
-        self.frame_book = (self.book.bid_px, self.book.bid_qty, self.book.ask_px,
-                           self.book.ask_qty)
+        self.frame_book = (self.book.bid_px, self.book.bid_qty, self.book.ask_px, self.book.ask_qty)
         self.frame_features = self.features.kernel_state()
         self.frame_mids = (self.mids.column("ts_ns"), self.mids.column("mid_ticks"))
         self.frame_counts = np.zeros(2, np.int64)
@@ -113,8 +114,13 @@ class SymbolState:
     @property
     def nbytes(self) -> int:
         """Bytes held by the book and the rings (fixed for the life of the process)."""
-        return (self.book.nbytes + self.mids.nbytes + self.trades.nbytes + self.klines.nbytes
-                + self.features.nbytes)
+        return (
+            self.book.nbytes
+            + self.mids.nbytes
+            + self.trades.nbytes
+            + self.klines.nbytes
+            + self.features.nbytes
+        )
 
 
 class HubStats:
@@ -211,8 +217,13 @@ class MarketHub:
             st = self.states.get(msg.symbol)
             if st is not None:  # deltas carry only what changed
                 due, rate = st.next_funding_ns, st.funding_rate
-                if (msg.next_funding_ns is not None and due is not None and rate is not None
-                        and msg.next_funding_ns > due and len(st.pending_funding) < 8):
+                if (
+                    msg.next_funding_ns is not None
+                    and due is not None
+                    and rate is not None
+                    and msg.next_funding_ns > due
+                    and len(st.pending_funding) < 8
+                ):
                     # the settlement at `due` used the rate shown before it: keep it for the
                     # trader, which may not have seen a book or trade stamped after `due` yet
                     st.pending_funding.append((due, rate))
@@ -272,12 +283,18 @@ class MarketHub:
             # a corrupt update cannot be applied, and skipping it would leave the book wrong
             self.stats.decode_errors += 1
             return [self._resync(st, msg.symbol, "bad_frame")]
-        return self._apply_book(st, msg, action == SyncAction.APPLY_SNAPSHOT,
-                                (bpx, bqty, apx, aqty), ts_recv_ns)
+        return self._apply_book(
+            st, msg, action == SyncAction.APPLY_SNAPSHOT, (bpx, bqty, apx, aqty), ts_recv_ns
+        )
 
-    def _apply_book(self, st: SymbolState, msg: BookMsg, is_snapshot: bool,
-                    levels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                    ts_recv_ns: int) -> list[Resync]:
+    def _apply_book(
+        self,
+        st: SymbolState,
+        msg: BookMsg,
+        is_snapshot: bool,
+        levels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        ts_recv_ns: int,
+    ) -> list[Resync]:
         """A synced book frame's levels (ticks, lots) applied: one compiled call for the book,
         the crossed check, the features and the mids ring; a crossed book resyncs."""
         book = st.book
@@ -286,13 +303,15 @@ class MarketHub:
         counts[1] = book.n_asks
         total[0] = st.mids.total
         ts = msg.ts_exch_ns
-        code = advance_book_frame(st.frame_book, counts, st.frame_features, st.frame_mids,
-                                  total, levels, is_snapshot, ts)
+        code = advance_book_frame(
+            st.frame_book, counts, st.frame_features, st.frame_mids, total, levels, is_snapshot, ts
+        )
         if code == FRAME_BAD_LEVELS:
             book.clear()
             what = "snapshot" if is_snapshot else "delta"
-            raise InvariantViolation(f"book {what} u={msg.u} rejected by kernel: negative size "
-                                     "or mismatched lengths")
+            raise InvariantViolation(
+                f"book {what} u={msg.u} rejected by kernel: negative size or mismatched lengths"
+            )
         book.n_bids = int(counts[0])
         book.n_asks = int(counts[1])
         book.u = msg.u
@@ -305,8 +324,9 @@ class MarketHub:
         if code == FRAME_CROSSED:
             return [self._resync(st, msg.symbol, "crossed")]
         if code == FRAME_BAD_FEATURES:
-            raise InvariantViolation(f"book features rejected by kernel: n_bids={book.n_bids} "
-                                     f"n_asks={book.n_asks}")
+            raise InvariantViolation(
+                f"book features rejected by kernel: n_bids={book.n_bids} n_asks={book.n_asks}"
+            )
         if total[0] != st.mids.total:  # a two-sided book: its mid went into the ring
             st.mids.count_written(1)
         return []
@@ -348,8 +368,15 @@ class MarketHub:
                 "close": float(k.close),
                 "volume": float(k.volume),
             }
-            st.features.on_kline(k.start_ns, row["open"], row["high"], row["low"], row["close"],
-                                 row["volume"], k.confirm)
+            st.features.on_kline(
+                k.start_ns,
+                row["open"],
+                row["high"],
+                row["low"],
+                row["close"],
+                row["volume"],
+                k.confirm,
+            )
             if len(ring) and ring.latest("start_ns") == k.start_ns:
                 ring.replace_last(**row)  # the same candle again: upsert by start
             elif not len(ring) or ring.latest("start_ns") < k.start_ns:

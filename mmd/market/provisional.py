@@ -25,8 +25,9 @@ NS = 1_000_000_000
 MIN_OPEN_KLINE_S = 1.0
 
 
-def open_kline_gk_log_per_s(start_ns: int, open_: float, high: float, low: float, close: float,
-                            now_ns: int) -> float:
+def open_kline_gk_log_per_s(
+    start_ns: int, open_: float, high: float, low: float, close: float, now_ns: int
+) -> float:
     """Garman-Klass volatility of an unfinished candle, per sqrt(second).
 
     sqrt(compute_gk_variance(O, H, L, C) / elapsed_s) with elapsed_s = (now_ns - start_ns) / 1e9
@@ -68,8 +69,14 @@ def provisional_values(st: SymbolState) -> dict[str, float]:
     out: dict[str, float] = {}
     if math.isnan(values["gk_log_per_s"]) and len(st.klines) and st.book.ts_exch_ns > 0:
         k = st.klines.last(1)
-        v = open_kline_gk_log_per_s(int(k["start_ns"][0]), k["open"][0], k["high"][0],
-                                    k["low"][0], k["close"][0], st.book.ts_exch_ns)
+        v = open_kline_gk_log_per_s(
+            int(k["start_ns"][0]),
+            k["open"][0],
+            k["high"][0],
+            k["low"][0],
+            k["close"][0],
+            st.book.ts_exch_ns,
+        )
         if v == v:
             out["gk_log_per_s"] = v
     if math.isnan(values["vpin"]) and len(st.trades):

@@ -42,9 +42,17 @@ def _instruments(ev: EventArrays) -> dict[int, int]:
     return first
 
 
-def run_tape_fast(ev: EventArrays, cfg: ExchangeConfig, tape: np.ndarray, *,
-                  entry_latency_ns: int, cancel_latency_ns: int, book_capacity: int,
-                  order_capacity: int = 64, max_fills: int | None = None) -> TapeResult:
+def run_tape_fast(
+    ev: EventArrays,
+    cfg: ExchangeConfig,
+    tape: np.ndarray,
+    *,
+    entry_latency_ns: int,
+    cancel_latency_ns: int,
+    book_capacity: int,
+    order_capacity: int = 64,
+    max_fills: int | None = None,
+) -> TapeResult:
     """Replay `tape` (int64[n, kb.TAPE_WIDTH]) over the event cache in one jitted call.
 
     Symbols must keep their tick and lot over the run (the exchange rows are built from each
@@ -56,8 +64,13 @@ def run_tape_fast(ev: EventArrays, cfg: ExchangeConfig, tape: np.ndarray, *,
     first = _instruments(ev)
     n_sym = len(ev.symbols)
     insts = {ev.symbols[s][1]: ev.instrument(first[s]) for s in range(n_sym) if s in first}
-    sim = SimExchange(cfg, insts, entry_latency_ns=entry_latency_ns,
-                      cancel_latency_ns=cancel_latency_ns, capacity=order_capacity)
+    sim = SimExchange(
+        cfg,
+        insts,
+        entry_latency_ns=entry_latency_ns,
+        cancel_latency_ns=cancel_latency_ns,
+        capacity=order_capacity,
+    )
     # SimExchange numbers symbols in instrument order; the loop uses the event cache's ids
     order = [ev.symbols[s][1] for s in range(n_sym)]
     idx = [sim._symbols[name].index for name in order]
@@ -81,15 +94,35 @@ def run_tape_fast(ev: EventArrays, cfg: ExchangeConfig, tape: np.ndarray, *,
     out_fills = np.zeros((max_fills, kb.FILL_WIDTH), np.int64)
     out_fees = np.zeros(max_fills, np.float64)
     tape = np.ascontiguousarray(tape, np.int64).reshape(-1, kb.TAPE_WIDTH)
-    n = kb.run_tape(ex, syms, orders, free, cmds, events, pos, books_px, books_qty, states,
-                    sh_px, sh_qty, sh_n, seen, ev.stream_table(), ev.book_table(),
-                    np.ascontiguousarray(ev.book_ts_exch_ns),
-                    np.ascontiguousarray(ev.level_px_ticks),
-                    np.ascontiguousarray(ev.level_qty_lots), np.ascontiguousarray(ev.inst_flags),
-                    np.ascontiguousarray(ev.trade_ts_exch_ns),
-                    np.ascontiguousarray(ev.trade_px_ticks),
-                    np.ascontiguousarray(ev.trade_qty_lots),
-                    np.ascontiguousarray(ev.trade_side), tape, out_fills, out_fees)
+    n = kb.run_tape(
+        ex,
+        syms,
+        orders,
+        free,
+        cmds,
+        events,
+        pos,
+        books_px,
+        books_qty,
+        states,
+        sh_px,
+        sh_qty,
+        sh_n,
+        seen,
+        ev.stream_table(),
+        ev.book_table(),
+        np.ascontiguousarray(ev.book_ts_exch_ns),
+        np.ascontiguousarray(ev.level_px_ticks),
+        np.ascontiguousarray(ev.level_qty_lots),
+        np.ascontiguousarray(ev.inst_flags),
+        np.ascontiguousarray(ev.trade_ts_exch_ns),
+        np.ascontiguousarray(ev.trade_px_ticks),
+        np.ascontiguousarray(ev.trade_qty_lots),
+        np.ascontiguousarray(ev.trade_side),
+        tape,
+        out_fills,
+        out_fees,
+    )
     if n < 0:
         raise InvariantViolation(f"backtest.run_tape returned {n}")
     return TapeResult(out_fills[:n].copy(), out_fees[:n].copy(), pos)
@@ -171,9 +204,15 @@ class StrategyLoop:
         ml: float64[n_sym, ML_SIZE] ML inputs the decisions read (default neutral).
     """
 
-    def __init__(self, ev: EventArrays, cfg: AppConfig, *,
-                 rl: tuple[np.ndarray, ...] | None = None, ml: np.ndarray | None = None,
-                 fills_capacity: int | None = None) -> None:
+    def __init__(
+        self,
+        ev: EventArrays,
+        cfg: AppConfig,
+        *,
+        rl: tuple[np.ndarray, ...] | None = None,
+        ml: np.ndarray | None = None,
+        fills_capacity: int | None = None,
+    ) -> None:
         from mmd.kernels import rl as krl
         from mmd.kernels.strategy import (
             ACCT_SIZE,
@@ -204,22 +243,37 @@ class StrategyLoop:
         self.instruments = insts
         latency = build_latency(cfg.exchange)
         feed = latency if isinstance(latency, FeedDerivedLatency) else FeedDerivedLatency(-1, -1)
-        sim = SimExchange(cfg.exchange, {i.symbol: i for i in insts},
-                          entry_latency_ns=latency.entry_latency_ns(),
-                          cancel_latency_ns=latency.cancel_latency_ns())
+        sim = SimExchange(
+            cfg.exchange,
+            {i.symbol: i for i in insts},
+            entry_latency_ns=latency.entry_latency_ns(),
+            cancel_latency_ns=latency.cancel_latency_ns(),
+        )
         idx = [sim._symbols[name].index for name in self.names]
         cap = cfg.market.book_levels
-        exs = (sim._ex.copy(), np.ascontiguousarray(sim._syms[idx]),
-               np.ascontiguousarray(sim._orders[idx]), np.ascontiguousarray(sim._free[idx]),
-               np.zeros(4096, CMD_DTYPE), np.zeros(1024, EVENT_DTYPE),
-               np.zeros((n_sym, 2, cap), np.int64), np.zeros((n_sym, 2, cap), np.int64),
-               np.zeros((n_sym, 2), np.int64))
+        exs = (
+            sim._ex.copy(),
+            np.ascontiguousarray(sim._syms[idx]),
+            np.ascontiguousarray(sim._orders[idx]),
+            np.ascontiguousarray(sim._free[idx]),
+            np.zeros(4096, CMD_DTYPE),
+            np.zeros(1024, EVENT_DTYPE),
+            np.zeros((n_sym, 2, cap), np.int64),
+            np.zeros((n_sym, 2, cap), np.int64),
+            np.zeros((n_sym, 2), np.int64),
+        )
         m_cap, t_cap = cfg.market.mid_capacity, cfg.market.trade_capacity
-        mkt = (np.zeros((n_sym, 2, cap), np.int64), np.zeros((n_sym, 2, cap), np.int64),
-               np.zeros((n_sym, SYNC_WIDTH), np.int64), np.zeros((n_sym, m_cap), np.int64),
-               np.zeros((n_sym, m_cap), np.float64), np.zeros((n_sym, t_cap), np.int64),
-               np.zeros((n_sym, t_cap), np.int64), np.zeros((n_sym, t_cap), np.int64),
-               np.zeros((n_sym, t_cap), np.int64))
+        mkt = (
+            np.zeros((n_sym, 2, cap), np.int64),
+            np.zeros((n_sym, 2, cap), np.int64),
+            np.zeros((n_sym, SYNC_WIDTH), np.int64),
+            np.zeros((n_sym, m_cap), np.int64),
+            np.zeros((n_sym, m_cap), np.float64),
+            np.zeros((n_sym, t_cap), np.int64),
+            np.zeros((n_sym, t_cap), np.int64),
+            np.zeros((n_sym, t_cap), np.int64),
+            np.zeros((n_sym, t_cap), np.int64),
+        )
         quoters = [Quoter(scfg, inst) for inst in insts]
         cals = [IntensityCalibrator(scfg.calibration) for _ in insts]
         levels = quoters[0].tgt.shape[1]
@@ -232,20 +286,33 @@ class StrategyLoop:
             self.ml[:] = ml
         wins = [np.stack([c.win[k] for c in cals]) for k in range(6)]
         strat = (
-            si, *wins, np.stack([c.cal_i for c in cals]), np.stack([c.cal_f for c in cals]),
-            np.zeros((n_sym, 2), np.int64), np.zeros((n_sym, 4, levels), np.int64),
-            np.zeros((n_sym, DF_SIZE), np.float64), self.ml,
+            si,
+            *wins,
+            np.stack([c.cal_i for c in cals]),
+            np.stack([c.cal_f for c in cals]),
+            np.zeros((n_sym, 2), np.int64),
+            np.zeros((n_sym, 4, levels), np.int64),
+            np.zeros((n_sym, DF_SIZE), np.float64),
+            self.ml,
             np.zeros(OMS_CAPACITY + 2 * levels, COMMAND_DTYPE),
-            np.zeros(OMS_CAPACITY, ORDER_DTYPE), np.zeros(2 * levels, np.int64),
-            np.zeros(1, np.int64), np.zeros(ACCT_SIZE, np.int64))
+            np.zeros(OMS_CAPACITY, ORDER_DTYPE),
+            np.zeros(2 * levels, np.int64),
+            np.zeros(1, np.int64),
+            np.zeros(ACCT_SIZE, np.int64),
+        )
         assert strat[7].shape[1] == CI_SIZE
         oms = np.zeros((n_sym, OMS_CAPACITY, kb.OM_WIDTH), np.int64)
         window = feed._recent.maxlen or 1
         g = np.zeros(kb.G_SIZE, np.int64)
         g[kb.G_DAY] = -1
-        acct = (alloc_positions(np.array([i.tick * i.lot for i in insts], np.float64)),
-                np.zeros(n_sym, RISK_BUCKET_DTYPE), g, np.zeros(kb.GF_SIZE, np.float64),
-                np.zeros(window, np.int64), np.zeros(window, np.int64))
+        acct = (
+            alloc_positions(np.array([i.tick * i.lot for i in insts], np.float64)),
+            np.zeros(n_sym, RISK_BUCKET_DTYPE),
+            g,
+            np.zeros(kb.GF_SIZE, np.float64),
+            np.zeros(window, np.int64),
+            np.zeros(window, np.int64),
+        )
         rcfg = cfg.risk
         rpf = np.zeros((n_sym, RPF_SIZE), np.float64)
         rpf[:, RPF_MAX_NOTIONAL] = rcfg.max_notional
@@ -253,8 +320,13 @@ class StrategyLoop:
         rpf[:, RPF_TICK] = [i.tick for i in insts]
         rpf[:, RPF_RATE_PER_NS] = rcfg.max_orders_per_s / 1e9
         rpf[:, RPF_BURST] = max(1.0, rcfg.max_orders_per_s)
-        max_lots = np.array([max(max(1, i.qty_to_lots(scfg.order_size)),
-                                 i.limit_lots(scfg.max_position)) for i in insts], np.int64)
+        max_lots = np.array(
+            [
+                max(max(1, i.qty_to_lots(scfg.order_size)), i.limit_lots(scfg.max_position))
+                for i in insts
+            ],
+            np.int64,
+        )
         pi = np.zeros(kb.PI_SIZE, np.int64)
         derive = isinstance(latency, FeedDerivedLatency)
         pi[kb.PI_ENTRY_NS] = latency._entry_cfg if derive else latency.entry_latency_ns()
@@ -267,50 +339,98 @@ class StrategyLoop:
         pf = np.zeros(kb.PF_SIZE, np.float64)
         pf[kb.PF_MAX_LOSS] = rcfg.max_loss_per_day
         pf[kb.PF_LAT_SCALE] = feed._scale
-        prm = (np.stack([q.qpi for q in quoters]), np.stack([q.qpf for q in quoters]),
-               np.stack([c.cal_pi for c in cals]), np.stack([c.cal_pf for c in cals]), rpf,
-               max_lots, pi, pf)
+        prm = (
+            np.stack([q.qpi for q in quoters]),
+            np.stack([q.qpf for q in quoters]),
+            np.stack([c.cal_pi for c in cals]),
+            np.stack([c.cal_pf for c in cals]),
+            rpf,
+            max_lots,
+            pi,
+            pf,
+        )
         if rl is None:
             q = np.zeros((1, 1), np.float64)
             rpi = np.zeros(krl.RPI_SIZE, np.int64)
             rpi[krl.RPI_MODE] = krl.MODE_OFF
-            rl = (q, np.zeros((1, 1), np.int64), rpi, np.zeros(krl.RPF_SIZE, np.float64),
-                  np.ones((1, 2), np.float64), krl.new_agent_state(),
-                  np.ones(1, np.uint64))
+            rl = (
+                q,
+                np.zeros((1, 1), np.int64),
+                rpi,
+                np.zeros(krl.RPF_SIZE, np.float64),
+                np.ones((1, 2), np.float64),
+                krl.new_agent_state(),
+                np.ones(1, np.uint64),
+            )
         q, visits, rpi, rpf_rl, actions, rs, rng = rl
         if rs.ndim == 1:  # one agent state per symbol (views of the caller's for one symbol)
             rs = rs.reshape(1, -1) if n_sym == 1 else np.tile(rs, (n_sym, 1))
-        self.rl = (q, visits, rpi, rpf_rl, actions, rs, rng,
-                   np.zeros((n_sym, krl.OBS_SIZE), np.float64))
-        self.data = (ev.stream_table(), np.ascontiguousarray(ev.ev_ts_recv_ns),
-                     np.ascontiguousarray(ev.ev_frame), ev.book_table(),
-                     np.ascontiguousarray(ev.book_ts_exch_ns),
-                     np.ascontiguousarray(ev.level_px_ticks),
-                     np.ascontiguousarray(ev.level_qty_lots),
-                     np.ascontiguousarray(ev.inst_flags),
-                     np.ascontiguousarray(ev.trade_ts_exch_ns),
-                     np.ascontiguousarray(ev.trade_px_ticks),
-                     np.ascontiguousarray(ev.trade_qty_lots),
-                     np.ascontiguousarray(ev.trade_side))
+        self.rl = (
+            q,
+            visits,
+            rpi,
+            rpf_rl,
+            actions,
+            rs,
+            rng,
+            np.zeros((n_sym, krl.OBS_SIZE), np.float64),
+        )
+        self.data = (
+            ev.stream_table(),
+            np.ascontiguousarray(ev.ev_ts_recv_ns),
+            np.ascontiguousarray(ev.ev_frame),
+            ev.book_table(),
+            np.ascontiguousarray(ev.book_ts_exch_ns),
+            np.ascontiguousarray(ev.level_px_ticks),
+            np.ascontiguousarray(ev.level_qty_lots),
+            np.ascontiguousarray(ev.inst_flags),
+            np.ascontiguousarray(ev.trade_ts_exch_ns),
+            np.ascontiguousarray(ev.trade_px_ticks),
+            np.ascontiguousarray(ev.trade_qty_lots),
+            np.ascontiguousarray(ev.trade_side),
+        )
         n_books = len(ev.book_flags) + 1
         if fills_capacity is None:
             fills_capacity = len(ev.trade_px_ticks) + n_books + 1024
         nan2 = np.full((n_sym, 2), np.nan)
-        self.out = (np.zeros((fills_capacity, kb.FILL_WIDTH), np.int64),
-                    np.zeros(fills_capacity, np.float64),
-                    np.zeros(n_books, np.int64), np.zeros(n_books, np.float64),
-                    np.zeros(n_books, np.int64), np.zeros(n_books, np.int64),
-                    np.zeros(n_books, np.int64), np.zeros(n_books, np.float64),
-                    np.zeros(n_books, np.int64), np.zeros(n_books, np.float64),
-                    np.zeros(n_books, np.float64), np.zeros(n_books, np.int64),
-                    nan2, nan2.copy())
+        self.out = (
+            np.zeros((fills_capacity, kb.FILL_WIDTH), np.int64),
+            np.zeros(fills_capacity, np.float64),
+            np.zeros(n_books, np.int64),
+            np.zeros(n_books, np.float64),
+            np.zeros(n_books, np.int64),
+            np.zeros(n_books, np.int64),
+            np.zeros(n_books, np.int64),
+            np.zeros(n_books, np.float64),
+            np.zeros(n_books, np.int64),
+            np.zeros(n_books, np.float64),
+            np.zeros(n_books, np.float64),
+            np.zeros(n_books, np.int64),
+            nan2,
+            nan2.copy(),
+        )
         self.mkt, self.exs, self.strat, self.oms, self.acct, self.prm = (
-            mkt, exs, strat, oms, acct, prm)
+            mkt,
+            exs,
+            strat,
+            oms,
+            acct,
+            prm,
+        )
 
     def state(self) -> tuple[tuple[Any, ...], ...]:
         """(data, mkt, exs, strat, oms, acct, prm, rl, out): advance()'s arguments."""
-        return (self.data, self.mkt, self.exs, self.strat, self.oms, self.acct, self.prm,
-                self.rl, self.out)
+        return (
+            self.data,
+            self.mkt,
+            self.exs,
+            self.strat,
+            self.oms,
+            self.acct,
+            self.prm,
+            self.rl,
+            self.out,
+        )
 
     def advance(self, stop_row: int | None = None) -> int:
         """Run the loop up to stream row stop_row (default: the end). Returns advance()'s code."""
@@ -323,24 +443,39 @@ class StrategyLoop:
         si = self.strat[0]
         pos = self.acct[0]
         o = self.out
-        n_f, n_eq, n_mid, n_q = (int(g[kb.G_N_FILLS]), int(g[kb.G_N_EQ]), int(g[kb.G_N_MID]),
-                                 int(g[kb.G_N_QUOTE]))
+        n_f, n_eq, n_mid, n_q = (
+            int(g[kb.G_N_FILLS]),
+            int(g[kb.G_N_EQ]),
+            int(g[kb.G_N_MID]),
+            int(g[kb.G_N_QUOTE]),
+        )
         fills = o[0][:n_f].copy()
-        prefix = [f"{self.names[s]}-{int(si[s, kb.SI_START_NS]) // 1_000_000}-"
-                  for s in range(self.n_sym)]
-        ids = [prefix[int(r[kb.FILL_SYM])] + str(int(r[kb.FILL_ORDER_ID]))
-               for r in fills]
+        prefix = [
+            f"{self.names[s]}-{int(si[s, kb.SI_START_NS]) // 1_000_000}-" for s in range(self.n_sym)
+        ]
+        ids = [prefix[int(r[kb.FILL_SYM])] + str(int(r[kb.FILL_ORDER_ID])) for r in fills]
         total = sum(_pnl(pos, s) for s in range(self.n_sym))
         return LoopResult(
-            fills=fills, fees=o[1][:n_f].copy(), client_ids=ids, positions=pos.copy(),
-            total_pnl_quote=total, equity_ts_ns=o[2][:n_eq].copy(),
-            equity_quote=o[3][:n_eq].copy(), equity_position_lots=o[4][:n_eq].copy(),
-            equity_sym=o[5][:n_eq].copy(), mid_ts_ns=o[6][:n_mid].copy(),
-            mid_ticks=o[7][:n_mid].copy(), quote_ts_ns=o[8][:n_q].copy(),
-            quote_bid_ticks=o[9][:n_q].copy(), quote_ask_ticks=o[10][:n_q].copy(),
-            quote_sym=o[11][:n_q].copy(), decisions=si[:, kb.SI_DECISIONS].copy(),
-            submits=si[:, kb.SI_SUBMITS].copy(), cancels=si[:, kb.SI_CANCELS].copy(),
-            halted=bool(g[kb.G_HALTED]))
+            fills=fills,
+            fees=o[1][:n_f].copy(),
+            client_ids=ids,
+            positions=pos.copy(),
+            total_pnl_quote=total,
+            equity_ts_ns=o[2][:n_eq].copy(),
+            equity_quote=o[3][:n_eq].copy(),
+            equity_position_lots=o[4][:n_eq].copy(),
+            equity_sym=o[5][:n_eq].copy(),
+            mid_ts_ns=o[6][:n_mid].copy(),
+            mid_ticks=o[7][:n_mid].copy(),
+            quote_ts_ns=o[8][:n_q].copy(),
+            quote_bid_ticks=o[9][:n_q].copy(),
+            quote_ask_ticks=o[10][:n_q].copy(),
+            quote_sym=o[11][:n_q].copy(),
+            decisions=si[:, kb.SI_DECISIONS].copy(),
+            submits=si[:, kb.SI_SUBMITS].copy(),
+            cancels=si[:, kb.SI_CANCELS].copy(),
+            halted=bool(g[kb.G_HALTED]),
+        )
 
 
 def _pnl(pos: np.ndarray, s: int) -> float:
@@ -349,9 +484,13 @@ def _pnl(pos: np.ndarray, s: int) -> float:
     return float(compute_pnl_quote(pos, s))
 
 
-def run_backtest_fast(ev: EventArrays, cfg: AppConfig, *,
-                      rl: tuple[np.ndarray, ...] | None = None,
-                      ml: np.ndarray | None = None) -> LoopResult:
+def run_backtest_fast(
+    ev: EventArrays,
+    cfg: AppConfig,
+    *,
+    rl: tuple[np.ndarray, ...] | None = None,
+    ml: np.ndarray | None = None,
+) -> LoopResult:
     """The whole backtest (strategy, risk, paper exchange, portfolio) over the event cache in
     one jitted call; the same fills, positions and PnL as `mmd backtest --engine python`.
 
@@ -370,14 +509,23 @@ def run_backtest_fast(ev: EventArrays, cfg: AppConfig, *,
                 a[...] = k
             continue
         if rc != 0:
-            raise InvariantViolation(f"backtest.advance returned {rc} at stream row "
-                                     f"{int(loop.acct[2][kb.G_ROW])}")
+            raise InvariantViolation(
+                f"backtest.advance returned {rc} at stream row {int(loop.acct[2][kb.G_ROW])}"
+            )
         return loop.result()
 
 
-def run_episode(ev: EventArrays, cfg: AppConfig, q: np.ndarray, visits: np.ndarray,
-                rpi: np.ndarray, rpf: np.ndarray, actions: np.ndarray, rs: np.ndarray,
-                rng: np.ndarray) -> LoopResult:
+def run_episode(
+    ev: EventArrays,
+    cfg: AppConfig,
+    q: np.ndarray,
+    visits: np.ndarray,
+    rpi: np.ndarray,
+    rpf: np.ndarray,
+    actions: np.ndarray,
+    rs: np.ndarray,
+    rng: np.ndarray,
+) -> LoopResult:
     """One reinforcement-learning episode: the whole backtest over the event cache with the
     RL layer of `mmd.kernels.rl` making its call (`rl_decide`) at every quote decision, before
     the quote decision itself, exactly where the live strategy makes it.

@@ -210,8 +210,17 @@ class SimExchange:
         oid = self._ref(coid)
         while True:
             if type(cmd) is SubmitOrder:
-                rc = kx.submit(self._ex, self._syms, self._cmds, sym, oid, cmd.side,
-                               cmd.px_ticks, cmd.qty_lots, now_ns)
+                rc = kx.submit(
+                    self._ex,
+                    self._syms,
+                    self._cmds,
+                    sym,
+                    oid,
+                    cmd.side,
+                    cmd.px_ticks,
+                    cmd.qty_lots,
+                    now_ns,
+                )
             else:
                 rc = kx.cancel(self._ex, self._syms, self._cmds, sym, oid, now_ns)
             if rc != ERR_FULL:
@@ -230,9 +239,21 @@ class SimExchange:
         st = self._symbols[symbol]
         events = self._process_due(ts_exch_ns) if self._wire else []
         st.last_book = book
-        n = kx.on_book(self._ex, self._syms, self._orders, self._free, self._events, st.index,
-                       book.bid_px, book.bid_qty, book.n_bids, book.ask_px, book.ask_qty,
-                       book.n_asks, ts_exch_ns)
+        n = kx.on_book(
+            self._ex,
+            self._syms,
+            self._orders,
+            self._free,
+            self._events,
+            st.index,
+            book.bid_px,
+            book.bid_qty,
+            book.n_bids,
+            book.ask_px,
+            book.ask_qty,
+            book.n_asks,
+            ts_exch_ns,
+        )
         if n < 0:
             raise InvariantViolation(f"exchange.on_book returned {n}")
         if n:
@@ -256,8 +277,18 @@ class SimExchange:
             raise ValueError(f"bad trade: qty_lots={qty_lots} side={side}")
         st = self._symbols[symbol]
         events = self._process_due(ts_exch_ns) if self._wire else []
-        n = kx.on_trade(self._ex, self._syms, self._orders, self._free, self._events, st.index,
-                        ts_exch_ns, px_ticks, qty_lots, side)
+        n = kx.on_trade(
+            self._ex,
+            self._syms,
+            self._orders,
+            self._free,
+            self._events,
+            st.index,
+            ts_exch_ns,
+            px_ticks,
+            qty_lots,
+            side,
+        )
         if n < 0:
             raise InvariantViolation(f"exchange.on_trade returned {n}")
         if n:
@@ -355,8 +386,18 @@ class SimExchange:
     def _process_due(self, now_ns: int) -> list[OrderEvent]:
         events: list[OrderEvent] = []
         while True:
-            n = kx.process_due(self._ex, self._syms, self._orders, self._free, self._cmds,
-                               self._events, self._book_px, self._book_qty, self._book_n, now_ns)
+            n = kx.process_due(
+                self._ex,
+                self._syms,
+                self._orders,
+                self._free,
+                self._cmds,
+                self._events,
+                self._book_px,
+                self._book_qty,
+                self._book_n,
+                now_ns,
+            )
             self._drain(events)
             if n != ERR_FULL:
                 break
@@ -402,8 +443,14 @@ class SimExchange:
                 st.coid[slot] = coid
                 st.slot_of[coid] = slot
                 events.append(
-                    OrderAccepted(client_order_id=coid, symbol=symbol, side=side, px_ticks=px,
-                                  qty_lots=qty, ts_exch_ns=ts)
+                    OrderAccepted(
+                        client_order_id=coid,
+                        symbol=symbol,
+                        side=side,
+                        px_ticks=px,
+                        qty_lots=qty,
+                        ts_exch_ns=ts,
+                    )
                 )
                 continue  # the command's reference passes to the resting order
             if kind == _EVT_CANCELED:
@@ -414,7 +461,8 @@ class SimExchange:
                 events.append(OrderCanceled(client_order_id=coid, symbol=symbol, ts_exch_ns=ts))
             else:
                 events.append(
-                    OrderRejected(client_order_id=coid, symbol=symbol, reason=_REASONS[reason],
-                                  ts_exch_ns=ts)
+                    OrderRejected(
+                        client_order_id=coid, symbol=symbol, reason=_REASONS[reason], ts_exch_ns=ts
+                    )
                 )
             self._unref(coid)  # the command's

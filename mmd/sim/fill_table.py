@@ -16,7 +16,13 @@ import numpy.typing as npt
 from mmd.sim.report import MARKOUT_HORIZONS_S, NS
 
 FILL_COLUMNS = (
-    "ts", "symbol", "side", "price", "qty", "fee", "liquidity",
+    "ts",
+    "symbol",
+    "side",
+    "price",
+    "qty",
+    "fee",
+    "liquidity",
     *(f"markout_{h}s_{unit}" for h in MARKOUT_HORIZONS_S for unit in ("ticks", "quote")),
 )
 _SIDES = {1: "buy", -1: "sell"}

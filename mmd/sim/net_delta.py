@@ -64,13 +64,13 @@ def net_delta_path(paths: dict[str, SymbolPath], step_ns: int) -> tuple[I64Array
     grid = np.arange(start, end + 1, step_ns, dtype=np.int64)
     net = np.zeros(len(grid))
     for p in paths.values():
-        net += (_in_force(p.position_ts_ns, p.position_base, grid)
-                * _in_force(p.mid_ts_ns, p.mid_quote, grid))
+        net += _in_force(p.position_ts_ns, p.position_base, grid) * _in_force(
+            p.mid_ts_ns, p.mid_quote, grid
+        )
     return grid, net
 
 
-def net_delta_figures(paths: dict[str, SymbolPath], step_ns: int = 1_000_000_000
-                      ) -> dict[str, Any]:
+def net_delta_figures(paths: dict[str, SymbolPath], step_ns: int = 1_000_000_000) -> dict[str, Any]:
     """The book's figures over the run: total PnL (the symbols' sum), the net delta's mean of
     absolute values, its root mean square and largest absolute value (quote), and each
     symbol's mean |position x mid| (quote), on a clock of step_ns (default 1 s)."""
@@ -79,10 +79,12 @@ def net_delta_figures(paths: dict[str, SymbolPath], step_ns: int = 1_000_000_000
     per = {}
     for sym, p in paths.items():
         if len(grid):
-            leg = (_in_force(p.position_ts_ns, p.position_base, grid)
-                   * _in_force(p.mid_ts_ns, p.mid_quote, grid))
-            per[sym] = float(np.mean(np.abs(leg[np.isfinite(leg)]))) if np.isfinite(
-                leg).any() else None
+            leg = _in_force(p.position_ts_ns, p.position_base, grid) * _in_force(
+                p.mid_ts_ns, p.mid_quote, grid
+            )
+            per[sym] = (
+                float(np.mean(np.abs(leg[np.isfinite(leg)]))) if np.isfinite(leg).any() else None
+            )
         else:
             per[sym] = None
     return {

@@ -77,14 +77,13 @@ REQUIRED_KEYS = (
 def fills_array(fills: Iterable[Any]) -> npt.NDArray[np.void]:
     """FILL_DTYPE array from objects with ts_exch_ns, side, px_ticks, qty_lots, fee_quote and
     liquidity attributes (mmd.model.events.OrderFilled)."""
-    rows = [
-        (f.ts_exch_ns, f.side, f.px_ticks, f.qty_lots, f.fee_quote, f.liquidity) for f in fills
-    ]
+    rows = [(f.ts_exch_ns, f.side, f.px_ticks, f.qty_lots, f.fee_quote, f.liquidity) for f in fills]
     return np.array(rows, FILL_DTYPE) if rows else np.empty(0, FILL_DTYPE)
 
 
-def mids_array(ts_ns: Sequence[int] | npt.NDArray[Any],
-               mid_ticks: Sequence[float] | npt.NDArray[Any]) -> npt.NDArray[np.void]:
+def mids_array(
+    ts_ns: Sequence[int] | npt.NDArray[Any], mid_ticks: Sequence[float] | npt.NDArray[Any]
+) -> npt.NDArray[np.void]:
     """MID_DTYPE array from two parallel sequences."""
     out = np.empty(len(ts_ns), MID_DTYPE)
     out["ts_ns"] = ts_ns
@@ -92,8 +91,9 @@ def mids_array(ts_ns: Sequence[int] | npt.NDArray[Any],
     return out
 
 
-def _step_at(ts: npt.NDArray[np.int64], values: npt.NDArray[Any],
-             query: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+def _step_at(
+    ts: npt.NDArray[np.int64], values: npt.NDArray[Any], query: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
     """values of a step function (value i holds from ts[i] on) at query times; NaN before ts[0]."""
     out = np.full(len(query), np.nan)
     if len(ts) == 0:
@@ -109,8 +109,9 @@ def _nanmean(x: npt.NDArray[np.float64]) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
-def sampled_returns(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray[np.float64],
-                    sample_s: float) -> npt.NDArray[np.float64]:
+def sampled_returns(
+    equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray[np.float64], sample_s: float
+) -> npt.NDArray[np.float64]:
     """PnL differences on the grid t0, t0 + sample_s, ... <= t_last (the equity step function
     read at each grid time; a last partial interval is dropped)."""
     ts = np.asarray(equity_ts_ns, np.int64)
@@ -146,8 +147,9 @@ def sharpe_basis(period_s: float) -> str:
     """The basis of the Sharpe and Sortino figures in words, for the summary and the charts,
     e.g. "hourly PnL changes, annualised x sqrt(8760)"."""
     per_year = SECONDS_PER_YEAR / period_s
-    name = {3600.0: "hourly", 86_400.0: "daily", 60.0: "minutely"}.get(float(period_s),
-                                                                      f"{period_s:g} s")
+    name = {3600.0: "hourly", 86_400.0: "daily", 60.0: "minutely"}.get(
+        float(period_s), f"{period_s:g} s"
+    )
     return f"{name} PnL changes, annualised x sqrt({per_year:g})"
 
 
@@ -157,9 +159,13 @@ def _period_words(period_s: float) -> str:
     return f"{period_s:g} s"
 
 
-def risk_adjusted(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray[np.float64],
-                  *, period_s: float = SHARPE_PERIOD_S,
-                  min_samples: int = SHARPE_MIN_SAMPLES) -> dict[str, Any]:
+def risk_adjusted(
+    equity_ts_ns: npt.NDArray[np.int64],
+    equity_quote: npt.NDArray[np.float64],
+    *,
+    period_s: float = SHARPE_PERIOD_S,
+    min_samples: int = SHARPE_MIN_SAMPLES,
+) -> dict[str, Any]:
     """Sharpe and Sortino of the equity read every period_s seconds, with their basis.
 
     The figures are computed only when the run holds at least min_samples PnL changes
@@ -178,8 +184,10 @@ def risk_adjusted(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray
     sharpe = sortino = math.nan
     if n < min_samples:
         need_h = min_samples * period_s / 3600
-        note = (f"needs >= {min_samples} PnL changes of {_period_words(period_s)} "
-                f"({need_h:g} h of data), run spans {span_h:.2f} h")
+        note = (
+            f"needs >= {min_samples} PnL changes of {_period_words(period_s)} "
+            f"({need_h:g} h of data), run spans {span_h:.2f} h"
+        )
     else:
         sharpe, sortino = sharpe_sortino(returns, period_s)
         if not math.isfinite(sharpe):
@@ -197,10 +205,13 @@ def risk_adjusted(equity_ts_ns: npt.NDArray[np.int64], equity_quote: npt.NDArray
     }
 
 
-def markout_curve(fills: npt.NDArray[np.void], mids: npt.NDArray[np.void],
-                  horizons_s: Sequence[float], *, side: int = 0
-                  ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
-                             npt.NDArray[np.int64]]:
+def markout_curve(
+    fills: npt.NDArray[np.void],
+    mids: npt.NDArray[np.void],
+    horizons_s: Sequence[float],
+    *,
+    side: int = 0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Mean markout of fills at each horizon: side * (mid(t + h) - fill px), ticks.
 
     The mid is the step function's value at t + h (a mid change at exactly t + h counts);
@@ -245,8 +256,9 @@ def max_drawdown(equity_quote: npt.NDArray[np.float64]) -> float:
     return float(np.max(np.maximum.accumulate(eq) - eq)) if eq.size else 0.0
 
 
-def fifo_round_trips(fills: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.int64],
-                                                           npt.NDArray[np.float64]]:
+def fifo_round_trips(
+    fills: npt.NDArray[np.void],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Match fills FIFO into round trips: (lots, gross PnL in ticks per lot) per matched piece.
 
     Fills are taken in time order (stable). A fill against the open inventory closes the oldest
@@ -460,8 +472,9 @@ def _fmt(v: Any, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def _busiest_window(fill_ts: npt.NDArray[np.int64], t0: int, t1: int,
-                    width_ns: int) -> tuple[int, int]:
+def _busiest_window(
+    fill_ts: npt.NDArray[np.int64], t0: int, t1: int, width_ns: int
+) -> tuple[int, int]:
     if t1 - t0 <= width_ns:
         return t0, t1
     if fill_ts.size == 0:
@@ -489,8 +502,10 @@ def risk_text(summary: dict[str, Any]) -> str:
     if sharpe is None:
         note = summary.get("sharpe_note") or "undefined"
         return f"Sharpe/Sortino n/a ({note}; basis: {basis})"
-    return (f"Sharpe {_fmt(sharpe, '.2f')}, Sortino {_fmt(summary.get('sortino'), '.2f')} "
-            f"({basis}, {n} samples)")
+    return (
+        f"Sharpe {_fmt(sharpe, '.2f')}, Sortino {_fmt(summary.get('sortino'), '.2f')} "
+        f"({basis}, {n} samples)"
+    )
 
 
 def render_charts(summary: dict[str, Any], series: ReportSeries) -> dict[str, bytes]:
@@ -521,27 +536,39 @@ def render_charts(summary: dict[str, Any], series: ReportSeries) -> dict[str, by
     t = _times(ts)
     sl = _thin(ts.size)
     lw = 0.8  # thin lines
-    text = (f"PnL {_fmt(summary.get('pnl'), '.2f')} {s.quote_ccy} "
-            f"({_fmt(summary.get('pnl_per_notional_bps'), '.2f')} bps of notional), "
-            f"fees {_fmt(summary.get('fees'), '.2f')}, "
-            f"max DD {_fmt(summary.get('max_drawdown'), '.2f')}, "
-            f"fills {summary.get('fills', 0)}, win rate {_fmt(summary.get('win_rate'), '.1%')}"
-            f"\n{risk_text(summary)}")
+    text = (
+        f"PnL {_fmt(summary.get('pnl'), '.2f')} {s.quote_ccy} "
+        f"({_fmt(summary.get('pnl_per_notional_bps'), '.2f')} bps of notional), "
+        f"fees {_fmt(summary.get('fees'), '.2f')}, "
+        f"max DD {_fmt(summary.get('max_drawdown'), '.2f')}, "
+        f"fills {summary.get('fills', 0)}, win rate {_fmt(summary.get('win_rate'), '.1%')}"
+        f"\n{risk_text(summary)}"
+    )
     plt.rcParams.update({"font.size": 9})
 
     # equity + drawdown
-    fig, (ax, ax_dd) = plt.subplots(2, 1, figsize=(10, 5.8), dpi=120, sharex=True,
-                                    gridspec_kw={"height_ratios": [3, 1]})
-    ax.step(t[sl], eq[sl], where="post", color="tab:blue", label="equity (net of fees)",
-            linewidth=lw)
+    fig, (ax, ax_dd) = plt.subplots(
+        2, 1, figsize=(10, 5.8), dpi=120, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.step(
+        t[sl], eq[sl], where="post", color="tab:blue", label="equity (net of fees)", linewidth=lw
+    )
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_ylabel(f"PnL ({s.quote_ccy})")
     ax.set_title(f"{name}equity and drawdown{tag}\n" + text, fontsize=9)
     ax.grid(True, alpha=0.3, linewidth=0.5)
     ax.legend(loc="upper left", fontsize=8)
     dd = eq - np.maximum.accumulate(eq)
-    ax_dd.fill_between(t[sl], dd[sl], 0.0, step="post", color="tab:red", alpha=0.4,
-                       linewidth=0, label="drawdown from the running peak")
+    ax_dd.fill_between(
+        t[sl],
+        dd[sl],
+        0.0,
+        step="post",
+        color="tab:red",
+        alpha=0.4,
+        linewidth=0,
+        label="drawdown from the running peak",
+    )
     ax_dd.set_ylabel(f"drawdown ({s.quote_ccy})")
     ax_dd.legend(loc="lower left", fontsize=8)
     _time_axis(ax_dd)
@@ -553,9 +580,11 @@ def render_charts(summary: dict[str, Any], series: ReportSeries) -> dict[str, by
     ax.step(t[sl], pos[sl], where="post", color="tab:purple", label="position", linewidth=lw)
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_ylabel(f"position ({s.base_ccy})")
-    ax.set_title(f"{name}inventory{tag}: mean |position| "
-                 f"{_fmt(summary.get('mean_abs_position'), '.4g')} {s.base_ccy}, "
-                 f"PnL / mean |position| {_fmt(summary.get('pnl_to_map'), '.4g')}")
+    ax.set_title(
+        f"{name}inventory{tag}: mean |position| "
+        f"{_fmt(summary.get('mean_abs_position'), '.4g')} {s.base_ccy}, "
+        f"PnL / mean |position| {_fmt(summary.get('pnl_to_map'), '.4g')}"
+    )
     ax.legend(loc="upper left", fontsize=8)
     _time_axis(ax)
     fig.tight_layout()
@@ -566,8 +595,9 @@ def render_charts(summary: dict[str, Any], series: ReportSeries) -> dict[str, by
     return out
 
 
-def _quotes_figure(plt: Any, s: ReportSeries, name: str, tag: str,
-                   ts: npt.NDArray[np.int64], lw: float) -> Any:
+def _quotes_figure(
+    plt: Any, s: ReportSeries, name: str, tag: str, ts: npt.NDArray[np.int64], lw: float
+) -> Any:
     # quotes vs mid, fills marked, in the busiest window
     fills = np.asarray(s.fills)
     mids = np.asarray(s.mids)
@@ -588,28 +618,57 @@ def _quotes_figure(plt: Any, s: ReportSeries, name: str, tag: str,
     mw = window(mids)
     if mw.size:
         m_sl = _thin(mw.size)
-        ax.step(_times(np.maximum(mw["ts_ns"][m_sl], w0)), mw["mid_ticks"][m_sl] * s.tick,
-                where="post", color="black", label="mid", linewidth=0.7)
+        ax.step(
+            _times(np.maximum(mw["ts_ns"][m_sl], w0)),
+            mw["mid_ticks"][m_sl] * s.tick,
+            where="post",
+            color="black",
+            label="mid",
+            linewidth=0.7,
+        )
     qw = window(quotes)
     if qw.size:
         q_sl = _thin(qw.size)
         qt = _times(np.maximum(qw["ts_ns"][q_sl], w0))
-        ax.step(qt, qw["bid_ticks"][q_sl] * s.tick, where="post", color="tab:green",
-                label="our bid", linewidth=lw)
-        ax.step(qt, qw["ask_ticks"][q_sl] * s.tick, where="post", color="tab:red",
-                label="our ask", linewidth=lw)
+        ax.step(
+            qt,
+            qw["bid_ticks"][q_sl] * s.tick,
+            where="post",
+            color="tab:green",
+            label="our bid",
+            linewidth=lw,
+        )
+        ax.step(
+            qt,
+            qw["ask_ticks"][q_sl] * s.tick,
+            where="post",
+            color="tab:red",
+            label="our ask",
+            linewidth=lw,
+        )
     in_w = (fills["ts_ns"] >= w0) & (fills["ts_ns"] <= w1)
-    for sd, marker, color, label in ((1, "^", "tab:green", "we bought"),
-                                     (-1, "v", "tab:red", "we sold")):
+    for sd, marker, color, label in (
+        (1, "^", "tab:green", "we bought"),
+        (-1, "v", "tab:red", "we sold"),
+    ):
         sel = in_w & (fills["side"] == sd)
         if np.any(sel):
-            ax.scatter(_times(fills["ts_ns"][sel]), fills["px_ticks"][sel] * s.tick,
-                       marker=marker, s=36, color=color, edgecolors="black", linewidths=0.5,
-                       zorder=3, label=f"{label} ({int(sel.sum())})")
+            ax.scatter(
+                _times(fills["ts_ns"][sel]),
+                fills["px_ticks"][sel] * s.tick,
+                marker=marker,
+                s=36,
+                color=color,
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=3,
+                label=f"{label} ({int(sel.sum())})",
+            )
     ax.set_ylabel(f"price ({s.quote_ccy})")
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    ax.set_title(f"{name}our quotes vs mid{tag}, {(w1 - w0) / NS / 60:.1f} min window "
-                 f"with the most fills")
+    ax.set_title(
+        f"{name}our quotes vs mid{tag}, {(w1 - w0) / NS / 60:.1f} min window with the most fills"
+    )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=8, ncol=3)
     _time_axis(ax)
@@ -618,38 +677,59 @@ def _quotes_figure(plt: Any, s: ReportSeries, name: str, tag: str,
     return fig
 
 
-def _markouts_figure(plt: Any, summary: dict[str, Any], s: ReportSeries, name: str,
-                     tag: str) -> Any:
+def _markouts_figure(
+    plt: Any, summary: dict[str, Any], s: ReportSeries, name: str, tag: str
+) -> Any:
     # mean markout per horizon, all fills and each side, +-1 standard error
     fills = np.asarray(s.fills)
     mids = np.asarray(s.mids)
     h = np.asarray(MARKOUT_CURVE_S, np.float64)
     fig, ax = plt.subplots(figsize=(10, 4.2), dpi=120)
-    for sd, color, label, dx in ((0, "black", "all fills", 0.0), (1, "tab:green", "our buys",
-                                                                  -0.08),
-                                 (-1, "tab:red", "our sells", 0.08)):
+    for sd, color, label, dx in (
+        (0, "black", "all fills", 0.0),
+        (1, "tab:green", "our buys", -0.08),
+        (-1, "tab:red", "our sells", 0.08),
+    ):
         mean, sem, n = markout_curve(fills, mids, MARKOUT_CURVE_S, side=sd)
         if not np.any(n):
             continue
         x = np.arange(h.size) + dx
-        ax.errorbar(x, mean, yerr=np.nan_to_num(sem), marker="o", markersize=4, capsize=3,
-                    color=color, linewidth=1.2 if sd == 0 else 0.8,
-                    label=f"{label} ({int(n[0])} fills)")
+        ax.errorbar(
+            x,
+            mean,
+            yerr=np.nan_to_num(sem),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            color=color,
+            linewidth=1.2 if sd == 0 else 0.8,
+            label=f"{label} ({int(n[0])} fills)",
+        )
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.set_xticks(np.arange(h.size), [f"{v:g} s" for v in h])
     ax.set_xlabel("horizon after the fill (0 s = mid at the fill: spread captured)")
     ax.set_ylabel("side x (mid - fill price), ticks")
-    ax.set_title(f"{name}markouts by horizon{tag}: mean, +-1 standard error "
-                 f"(negative = adverse selection); 1/5/30 s: "
-                 f"{_fmt(summary.get('markout_1s'), '.2f')} / "
-                 f"{_fmt(summary.get('markout_5s'), '.2f')} / "
-                 f"{_fmt(summary.get('markout_30s'), '.2f')} ticks", fontsize=9)
+    ax.set_title(
+        f"{name}markouts by horizon{tag}: mean, +-1 standard error "
+        f"(negative = adverse selection); 1/5/30 s: "
+        f"{_fmt(summary.get('markout_1s'), '.2f')} / "
+        f"{_fmt(summary.get('markout_5s'), '.2f')} / "
+        f"{_fmt(summary.get('markout_30s'), '.2f')} ticks",
+        fontsize=9,
+    )
     ax.grid(True, alpha=0.3, linewidth=0.5)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no fills: no markouts", transform=ax.transAxes, ha="center",
-                va="center", color="grey")
+        ax.text(
+            0.5,
+            0.5,
+            "no fills: no markouts",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="grey",
+        )
     fig.tight_layout()
     return fig
 

@@ -82,8 +82,12 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def render_html(summary: Mapping[str, Any], charts: Sequence[tuple[str, str, bytes]], *,
-                title: str | None = None) -> str:
+def render_html(
+    summary: Mapping[str, Any],
+    charts: Sequence[tuple[str, str, bytes]],
+    *,
+    title: str | None = None,
+) -> str:
     """The report page for one run.
 
     Args:
@@ -105,12 +109,15 @@ def render_html(summary: Mapping[str, Any], charts: Sequence[tuple[str, str, byt
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        'img-src data:; style-src \'unsafe-inline\'">',
+        "img-src data:; style-src 'unsafe-inline'\">",
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
     ]
-    meta = [f"{k} {format_value(summary[k])}" for k in ("category", "symbol", "strategy")
-            if summary.get(k)]
+    meta = [
+        f"{k} {format_value(summary[k])}"
+        for k in ("category", "symbol", "strategy")
+        if summary.get(k)
+    ]
     dur = _finite(summary.get("duration_s"))
     if dur is not None:
         meta.append(f"{dur / 3600:.2f} h of data")
@@ -124,24 +131,32 @@ def render_html(summary: Mapping[str, Any], charts: Sequence[tuple[str, str, byt
     for key, label, spec, unit in KEY_FIGURES:
         if key not in summary:
             continue
-        out.append(f"<tr><th>{esc(label)}</th><td class=\"num\">"
-                   f"{esc(format_value(summary[key], spec))}</td><td>{esc(unit)}</td></tr>")
+        out.append(
+            f'<tr><th>{esc(label)}</th><td class="num">'
+            f"{esc(format_value(summary[key], spec))}</td><td>{esc(unit)}</td></tr>"
+        )
     basis = summary.get("sharpe_basis")
     if basis:
         n = summary.get("sharpe_samples")
-        out.append(f"<tr><th>Sharpe / Sortino basis</th><td colspan=\"2\">{esc(str(basis))}"
-                   f", {esc(format_value(n))} samples</td></tr>")
+        out.append(
+            f'<tr><th>Sharpe / Sortino basis</th><td colspan="2">{esc(str(basis))}'
+            f", {esc(format_value(n))} samples</td></tr>"
+        )
     note = summary.get("sharpe_note")
     if note:
-        out.append(f"<tr><th>Sharpe / Sortino note</th><td class=\"note\" colspan=\"2\">"
-                   f"{esc(str(note))}</td></tr>")
+        out.append(
+            f'<tr><th>Sharpe / Sortino note</th><td class="note" colspan="2">'
+            f"{esc(str(note))}</td></tr>"
+        )
     out.append("</table></section>")
 
     for chart_title, file_name, png in charts:
         anchor = file_name.rsplit(".", 1)[0]
-        out.append(f'<section class="chart" id="{esc(anchor)}"><h2>{esc(chart_title)}</h2>'
-                   f'<img src="{_data_uri(png)}" alt="{esc(chart_title)}" '
-                   f'title="{esc(file_name)}"></section>')
+        out.append(
+            f'<section class="chart" id="{esc(anchor)}"><h2>{esc(chart_title)}</h2>'
+            f'<img src="{_data_uri(png)}" alt="{esc(chart_title)}" '
+            f'title="{esc(file_name)}"></section>'
+        )
 
     out.append('<section id="all-fields"><h2>All summary fields</h2><table>')
     nested: list[tuple[str, Any]] = []
@@ -152,7 +167,9 @@ def render_html(summary: Mapping[str, Any], charts: Sequence[tuple[str, str, byt
         out.append(f"<tr><th>{esc(str(key))}</th><td>{esc(format_value(v))}</td></tr>")
     out.append("</table>")
     for key, v in nested:
-        out.append(f"<details><summary>{esc(str(key))}</summary>"
-                   f"<pre>{esc(format_value(v))}</pre></details>")
+        out.append(
+            f"<details><summary>{esc(str(key))}</summary>"
+            f"<pre>{esc(format_value(v))}</pre></details>"
+        )
     out.append("</section></body></html>")
     return "\n".join(out) + "\n"

@@ -145,8 +145,14 @@ class IntensityCalibrator:
         self._reset_arrays()
 
         # the kernels' state: window tuple, results (CI_* / CF_*) and parameters (CPI_* / CPF_*)
-        self.win = (self.step_depth, self.step_trades, self.step_dmid, self.state_i,
-                    self.state_f, self.counts)
+        self.win = (
+            self.step_depth,
+            self.step_trades,
+            self.step_dmid,
+            self.state_i,
+            self.state_f,
+            self.counts,
+        )
         self.cal_i = np.zeros(CI_SIZE, np.int64)
         self.cal_i[CI_STATUS] = CAL_STATUS_NONE
         self.cal_i[CI_LAST_REFIT_NS] = -1
@@ -310,8 +316,11 @@ class IntensityCalibrator:
         Returns:
             True when a refit ran (whatever its status), False otherwise.
         """
-        return bool(update_calibration_schedule(self.win, self.cal_i, self.cal_f, self.cal_pi,
-                                                self.cal_pf, now_ns))
+        return bool(
+            update_calibration_schedule(
+                self.win, self.cal_i, self.cal_f, self.cal_pi, self.cal_pf, now_ns
+            )
+        )
 
     def refit(self, now_ns: int) -> int:
         """Close the steps up to now_ns and fit the window now (maybe_refit's worker).
@@ -322,8 +331,11 @@ class IntensityCalibrator:
         Returns:
             The kernel status code (FIT_OK, FIT_TOO_FEW_TRADES, ...).
         """
-        return int(apply_calibration_refit(self.win, self.cal_i, self.cal_f, self.cal_pi,
-                                           self.cal_pf, now_ns))
+        return int(
+            apply_calibration_refit(
+                self.win, self.cal_i, self.cal_f, self.cal_pi, self.cal_pf, now_ns
+            )
+        )
 
     def window_s_observed(self) -> float:
         """Seconds of observed completed steps in the window (grows to window_s in warm-up)."""

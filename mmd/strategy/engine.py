@@ -74,8 +74,13 @@ class SymbolStrategy:
         models: the learned models to quote with (None = neutral ML inputs).
     """
 
-    def __init__(self, cfg: StrategyConfig, instrument: Instrument, start_ns: int,
-                 models: LoadedModels | None = None) -> None:
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        instrument: Instrument,
+        start_ns: int,
+        models: LoadedModels | None = None,
+    ) -> None:
         self.cfg = cfg
         self.instrument = instrument
         self.quoter = Quoter(cfg, instrument)
@@ -117,10 +122,17 @@ class SymbolStrategy:
         self._book_counts = np.zeros(2, np.int64)
         self._kernel_args: tuple[tuple[object, ...], ...] | None = None
         # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
-        self._rsp = np.array([cfg.risk_size_w_vol, cfg.risk_size_w_drawdown,
-                              cfg.risk_size_w_loss, cfg.risk_size_w_inventory,
-                              cfg.risk_size_drawdown_quote, cfg.risk_size_vol_halflife_s],
-                             np.float64)
+        self._rsp = np.array(
+            [
+                cfg.risk_size_w_vol,
+                cfg.risk_size_w_drawdown,
+                cfg.risk_size_w_loss,
+                cfg.risk_size_w_inventory,
+                cfg.risk_size_drawdown_quote,
+                cfg.risk_size_vol_halflife_s,
+            ],
+            np.float64,
+        )
         self._vol_ref = np.full(2, np.nan)
         self._pnl_peak = -np.inf
         self.size_mult = 1.0  # the last decision's risk-scaled size multiplier
@@ -157,8 +169,12 @@ class SymbolStrategy:
             cal.win,
             self._cursor,
             (mids.column("ts_ns"), mids.column("mid_ticks")),
-            (trades.column("ts_ns"), trades.column("px_ticks"), trades.column("qty_lots"),
-             trades.column("side")),
+            (
+                trades.column("ts_ns"),
+                trades.column("px_ticks"),
+                trades.column("qty_lots"),
+                trades.column("side"),
+            ),
             mids.total,
             trades.total,
             cal.step_ns,
@@ -166,11 +182,18 @@ class SymbolStrategy:
         if rc != 0:
             raise InvariantViolation(f"calibration trade rejected (code {rc})")
 
-    def step(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
-             position_lots: int, *, halted: bool = False,
-             pnl_quote: float = math.nan,
-             account: AccountRisk | None = None,
-             hedge_skew_ticks: float = 0.0) -> list[Command]:
+    def step(
+        self,
+        now_ns: int,
+        st: SymbolState,
+        open_orders: list[OpenOrder],
+        position_lots: int,
+        *,
+        halted: bool = False,
+        pnl_quote: float = math.nan,
+        account: AccountRisk | None = None,
+        hedge_skew_ticks: float = 0.0,
+    ) -> list[Command]:
         """Recalibrate if due, then decide quotes; returns the order commands to send.
 
         Args:
@@ -187,8 +210,9 @@ class SymbolStrategy:
                 (mmd.strategy.hedge; 0 for every symbol but the hedge instrument).
         """
         if self.compiled:
-            return self._step_compiled(now_ns, st, open_orders, position_lots, halted,
-                                       hedge_skew_ticks)
+            return self._step_compiled(
+                now_ns, st, open_orders, position_lots, halted, hedge_skew_ticks
+            )
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
         if market_ns > 0:
@@ -211,18 +235,24 @@ class SymbolStrategy:
         ml = self.ml
         if hedge_skew_ticks != 0.0:
             ml = msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + hedge_skew_ticks)
-        target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a,
-                                    position_lots, ml)
+        target = self.quoter.decide(now_ns, st.book, cal.sigma, cal.kappa, cal.a, position_lots, ml)
         self.decisions += 1
         self.target = target
         if target is None:
             return self._count(self._cancel_all(open_orders))
-        return self._count(diff_quotes(target, open_orders, self.cfg.requote_tolerance_ticks,
-                                       self._next_id))
+        return self._count(
+            diff_quotes(target, open_orders, self.cfg.requote_tolerance_ticks, self._next_id)
+        )
 
-    def _step_compiled(self, now_ns: int, st: SymbolState, open_orders: list[OpenOrder],
-                       position_lots: int, halted: bool, hedge_skew_ticks: float
-                       ) -> list[Command]:
+    def _step_compiled(
+        self,
+        now_ns: int,
+        st: SymbolState,
+        open_orders: list[OpenOrder],
+        position_lots: int,
+        halted: bool,
+        hedge_skew_ticks: float,
+    ) -> list[Command]:
         """`step` as one compiled call: rings -> calibration -> gate -> decision -> diff."""
         ml = self.ml
         if hedge_skew_ticks != 0.0:
@@ -247,9 +277,22 @@ class SymbolStrategy:
         counts[1] = b.n_asks
         dec_i = self._dec_i
         usable = st.sync.synced and not st.stale
-        rc = decide_symbol_quotes(dec_i, cal, rings, quote, book, orders, cmds,
-                                  (self._oid, self._done), now_ns, b.ts_exch_ns,
-                                  self.gate.deadline_ns, usable, halted, position_lots)
+        rc = decide_symbol_quotes(
+            dec_i,
+            cal,
+            rings,
+            quote,
+            book,
+            orders,
+            cmds,
+            (self._oid, self._done),
+            now_ns,
+            b.ts_exch_ns,
+            self.gate.deadline_ns,
+            usable,
+            halted,
+            position_lots,
+        )
         if rc == ERR_DECIDE_CALIBRATION:
             raise InvariantViolation(f"calibration trade rejected (code {rc})")
         if rc < 0:
@@ -269,14 +312,22 @@ class SymbolStrategy:
         out: list[Command] = []
         sym = self.instrument.symbol
         prefix = self._id_prefix
-        for kind, side, px, qty, oid, _reason in cmds[:int(dec_i[DI_N_CMDS])].tolist():
+        for kind, side, px, qty, oid, _reason in cmds[: int(dec_i[DI_N_CMDS])].tolist():
             if kind == CMD_CANCEL:
-                out.append(CancelOrder(client_order_id=open_orders[oid].client_order_id,
-                                       symbol=sym))
+                out.append(
+                    CancelOrder(client_order_id=open_orders[oid].client_order_id, symbol=sym)
+                )
                 self.cancels += 1
             else:
-                out.append(SubmitOrder(client_order_id=f"{prefix}{oid}", symbol=sym, side=side,
-                                       px_ticks=px, qty_lots=qty))
+                out.append(
+                    SubmitOrder(
+                        client_order_id=f"{prefix}{oid}",
+                        symbol=sym,
+                        side=side,
+                        px_ticks=px,
+                        qty_lots=qty,
+                    )
+                )
                 self.submits += 1
         return out
 
@@ -287,9 +338,16 @@ class SymbolStrategy:
         return (
             (mids,),
             (cal.win, self._cursor, cal.cal_i, cal.cal_f, cal.cal_pi, cal.cal_pf),
-            ((mids.column("ts_ns"), mids.column("mid_ticks")),
-             (trades.column("ts_ns"), trades.column("px_ticks"), trades.column("qty_lots"),
-              trades.column("side")), self._totals),
+            (
+                (mids.column("ts_ns"), mids.column("mid_ticks")),
+                (
+                    trades.column("ts_ns"),
+                    trades.column("px_ticks"),
+                    trades.column("qty_lots"),
+                    trades.column("side"),
+                ),
+                self._totals,
+            ),
             self.quoter.kernel_arrays(),
             (st.book.bid_px, st.book.ask_px, self._book_counts),
         )
@@ -310,10 +368,13 @@ class SymbolStrategy:
         if m.adverse is not None:
             adj = m.adverse.adjust(self.xm)
             self.p_adverse = (adj.p_buy, adj.p_sell)
-            ml = MlInputs(bid_mult=adj.bid_mult, ask_mult=adj.ask_mult,
-                          quote_bid=adj.quote_bid, quote_ask=adj.quote_ask)
-            if adj.bid_mult > 1.0 or adj.ask_mult > 1.0 or not (adj.quote_bid
-                                                                 and adj.quote_ask):
+            ml = MlInputs(
+                bid_mult=adj.bid_mult,
+                ask_mult=adj.ask_mult,
+                quote_bid=adj.quote_bid,
+                quote_ask=adj.quote_ask,
+            )
+            if adj.bid_mult > 1.0 or adj.ask_mult > 1.0 or not (adj.quote_bid and adj.quote_ask):
                 self.widened += 1
         if m.spread is not None:
             h = m.spread.half_spread_ticks(self.xm)
@@ -355,11 +416,13 @@ class SymbolStrategy:
         self.deep_heads = heads
         if skew != skew:
             return ml
-        return msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + skew,
-                                       spread_override_ticks=override)
+        return msgspec.structs.replace(
+            ml, skew_ticks=ml.skew_ticks + skew, spread_override_ticks=override
+        )
 
-    def rl_inputs(self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int,
-                  pnl_quote: float) -> MlInputs:
+    def rl_inputs(
+        self, ml: MlInputs, now_ns: int, st: SymbolState, position_lots: int, pnl_quote: float
+    ) -> MlInputs:
         """ml with the RL action in force (rl_decide: a new action every step_s of now_ns,
         held in between): its gamma multiplier and skew. The observation is the position
         against the limit, the calibrated sigma (as the jitted loop sees it), the
@@ -370,34 +433,60 @@ class SymbolStrategy:
         agent = self.rl
         assert agent is not None
         qpi = self.quoter.qpi
-        p_adv = max(self.p_adverse) if self.models is not None and \
-            self.models.adverse is not None else math.nan
+        p_adv = (
+            max(self.p_adverse)
+            if self.models is not None and self.models.adverse is not None
+            else math.nan
+        )
         inst = self.instrument
-        g, k = agent.decide(now_ns, st.features.x, position_lots, int(qpi[QPI_MAX_LOTS]),
-                            self.calibrator.sigma, p_adv, int(qpi[QPI_SESSION_NS]), pnl_quote,
-                            st.book.mid_ticks(), inst.tick * inst.lot)
+        g, k = agent.decide(
+            now_ns,
+            st.features.x,
+            position_lots,
+            int(qpi[QPI_MAX_LOTS]),
+            self.calibrator.sigma,
+            p_adv,
+            int(qpi[QPI_SESSION_NS]),
+            pnl_quote,
+            st.book.mid_ticks(),
+            inst.tick * inst.lot,
+        )
         if g == 1.0 and k == 0.0:
             return ml
         return msgspec.structs.replace(ml, gamma_mult=g, skew_ticks=k)
 
-    def risk_size_mult(self, market_ns: int, sigma_ticks: float, position_lots: int,
-                       account: AccountRisk | None) -> float:
+    def risk_size_mult(
+        self, market_ns: int, sigma_ticks: float, position_lots: int, account: AccountRisk | None
+    ) -> float:
         """The order-size multiplier of `mmd.kernels.risk_size` at this decision: the
         calibrated sigma against its exponential average, the drawdown of the account's total
         PnL from the highest value this strategy has seen, the daily loss budget used, and
         |position| / the position limit."""
-        vol_ref = krs.apply_vol_reference(self._vol_ref, float(sigma_ticks), market_ns * 1e-9,
-                                          float(self._rsp[krs.RSP_HALFLIFE_S]))
+        vol_ref = krs.apply_vol_reference(
+            self._vol_ref,
+            float(sigma_ticks),
+            market_ns * 1e-9,
+            float(self._rsp[krs.RSP_HALFLIFE_S]),
+        )
         acct = account if account is not None else AccountRisk()
         self._pnl_peak = max(self._pnl_peak, acct.total_pnl_quote)
         max_lots = int(self.quoter.qpi[QPI_MAX_LOTS])
-        return float(krs.compute_size_mult(
-            self._rsp, float(sigma_ticks), vol_ref, self._pnl_peak - acct.total_pnl_quote,
-            acct.loss_used, position_lots / max_lots if max_lots > 0 else 0.0))
+        return float(
+            krs.compute_size_mult(
+                self._rsp,
+                float(sigma_ticks),
+                vol_ref,
+                self._pnl_peak - acct.total_pnl_quote,
+                acct.loss_used,
+                position_lots / max_lots if max_lots > 0 else 0.0,
+            )
+        )
 
     def _cancel_all(self, open_orders: list[OpenOrder]) -> list[Command]:
-        return [CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)
-                for o in open_orders]
+        return [
+            CancelOrder(client_order_id=o.client_order_id, symbol=self.instrument.symbol)
+            for o in open_orders
+        ]
 
     def _count(self, cmds: list[Command]) -> list[Command]:
         for c in cmds:

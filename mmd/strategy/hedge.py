@@ -72,8 +72,9 @@ class PortfolioHedge:
         pair = self._pairs.get(symbol)
         return 0 if pair is None else int(pair[1][kh.HI_SAMPLES])
 
-    def compute_target(self, positions: dict[str, int],
-                       instruments: dict[str, Instrument]) -> float:
+    def compute_target(
+        self, positions: dict[str, int], instruments: dict[str, Instrument]
+    ) -> float:
         """The hedge target in the hedge instrument's lots (NaN without its mid and lot)."""
         inst_h = instruments.get(self.instrument)
         mid_h = self.mids.get(self.instrument, math.nan)
@@ -94,6 +95,9 @@ class PortfolioHedge:
 
     def compute_skew(self, hedge_position_lots: int, max_lots: int) -> float:
         """Skew of the hedge instrument's quotes (ticks) toward the last target."""
-        self.skew_ticks = float(kh.compute_hedge_skew(
-            self.target_lots, float(hedge_position_lots), float(max_lots), self.cfg.skew_ticks))
+        self.skew_ticks = float(
+            kh.compute_hedge_skew(
+                self.target_lots, float(hedge_position_lots), float(max_lots), self.cfg.skew_ticks
+            )
+        )
         return self.skew_ticks

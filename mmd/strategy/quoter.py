@@ -286,9 +286,11 @@ class Quoter:
             symbol=self.symbol,
             ts_ns=now_ns,
             bids=[(p, q) for p, q in zip(bid_px, bid_qty, strict=True) if q > 0]
-            if ml.quote_bid else [],
+            if ml.quote_bid
+            else [],
             asks=[(p, q) for p, q in zip(ask_px, ask_qty, strict=True) if q > 0]
-            if ml.quote_ask else [],
+            if ml.quote_ask
+            else [],
             reservation_ticks=float(dec_f[DF_RESERVATION]),
             half_spread_ticks=float(dec_f[DF_HALF_SPREAD]),
             model=self.model,

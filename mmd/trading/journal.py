@@ -62,7 +62,8 @@ class JournalWriter:
                 raise StateError(
                     f"replay diverged from ledger {self.ledger.path} at item {self._pos + 1}: "
                     f"{body[:100]!r} != {self._catchup[self._pos][:100]!r}; "
-                    f"{self.ledger.recovery_hint()}")
+                    f"{self.ledger.recovery_hint()}"
+                )
             self._pos += 1
             return True
         return self.ledger.journal(item, ts_ns)
@@ -77,7 +78,8 @@ class JournalWriter:
             raise StateError(
                 f"replay ended after reproducing {self._pos} of the {len(self._catchup)} items "
                 f"in ledger {self.ledger.path} (it holds a longer or another run); "
-                f"{self.ledger.recovery_hint()}")
+                f"{self.ledger.recovery_hint()}"
+            )
 
     def note_instrument(self, inst: Instrument) -> None:
         """Record instrument steps (the steps every later fill is stored with)."""

@@ -161,6 +161,7 @@ class RestoredFill(msgspec.Struct, frozen=True, kw_only=True):
     tick_size: str
     lot_size: str
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -368,8 +369,7 @@ def check_item(item: Journaled) -> None:
 class Ledger:
     """An open ledger file. Build it with `Ledger.open`; one writer process per file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *,
-                 write_delay_s: float = 0.0) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, write_delay_s: float = 0.0) -> None:
         self._conn = conn
         self.path = path
         # the test hook's slow commit, or the plain one (decided here, not per write)
@@ -381,17 +381,26 @@ class Ledger:
         self._steps: dict[str, tuple[str, str]] = {
             str(sym): (str(t), str(lot))
             for sym, t, lot in conn.execute(
-                "SELECT symbol, tick_size, lot_size FROM instruments ORDER BY rowid")
+                "SELECT symbol, tick_size, lot_size FROM instruments ORDER BY rowid"
+            )
         }
 
     def recovery_hint(self) -> str:
         """How an operator gets past a ledger this run cannot use."""
-        return (f"move {self.path.parent} aside or point [state] dir (MMD_STATE__DIR) at "
-                "another directory")
+        return (
+            f"move {self.path.parent} aside or point [state] dir (MMD_STATE__DIR) at "
+            "another directory"
+        )
 
     @classmethod
-    def open(cls, path: str | Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-             identity: RunIdentity | None = None, create: bool = True) -> Ledger:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        identity: RunIdentity | None = None,
+        create: bool = True,
+    ) -> Ledger:
         """Open (creating if needed) a ledger file in WAL mode.
 
         Args:
@@ -434,16 +443,21 @@ class Ledger:
                 (SCHEMA_VERSION,),
             )
             version = conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()[0]
         except sqlite3.Error as exc:
             conn.close()
-            raise StateError(f"ledger {p} is unreadable ({exc}); move {p.parent} aside or "
-                             "point [state] dir (MMD_STATE__DIR) at another directory") from None
+            raise StateError(
+                f"ledger {p} is unreadable ({exc}); move {p.parent} aside or "
+                "point [state] dir (MMD_STATE__DIR) at another directory"
+            ) from None
         led = cls(conn, p, write_delay_s=write_delay_s)
         if version != SCHEMA_VERSION:
             conn.close()
-            raise StateError(f"ledger {p} has schema version {version}, this mmd writes "
-                             f"{SCHEMA_VERSION}; {led.recovery_hint()}")
+            raise StateError(
+                f"ledger {p} has schema version {version}, this mmd writes "
+                f"{SCHEMA_VERSION}; {led.recovery_hint()}"
+            )
         if identity is not None:
             led._check_identity(identity)
         return led
@@ -453,18 +467,22 @@ class Ledger:
         if row is None:
             if self._conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
                 self.close()
-                raise StateError(f"ledger {self.path} has a journal but no run identity; "
-                                 f"{self.recovery_hint()}")
+                raise StateError(
+                    f"ledger {self.path} has a journal but no run identity; {self.recovery_hint()}"
+                )
             with self._tx() as conn:
-                conn.execute("INSERT INTO run(id, body) VALUES (1, ?)",
-                             (self._encoder.encode(identity).decode(),))
+                conn.execute(
+                    "INSERT INTO run(id, body) VALUES (1, ?)",
+                    (self._encoder.encode(identity).decode(),),
+                )
             return
         try:
             stored = msgspec.json.decode(row[0], type=RunIdentity)
         except msgspec.MsgspecError as exc:
             self.close()
-            raise StateError(f"ledger {self.path}: run row is invalid ({exc}); "
-                             f"{self.recovery_hint()}") from None
+            raise StateError(
+                f"ledger {self.path}: run row is invalid ({exc}); {self.recovery_hint()}"
+            ) from None
         for field in ("source", "category", "symbols", "recordings"):
             old, new = getattr(stored, field), getattr(identity, field)
             if old != new:
@@ -475,7 +493,8 @@ class Ledger:
                 self.close()
                 raise StateError(
                     f"ledger {self.path} belongs to another run: {field} is {old} there, "
-                    f"{new} now; {self.recovery_hint()}")
+                    f"{new} now; {self.recovery_hint()}"
+                )
 
     def identity(self) -> RunIdentity | None:
         """The run identity stored in the ledger, or None."""
@@ -493,8 +512,10 @@ class Ledger:
             return False
         with self._tx() as conn:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            conn.execute("INSERT INTO instruments VALUES (?,?,?,?)",
-                         (seq, inst.symbol, inst.tick_size, inst.lot_size))
+            conn.execute(
+                "INSERT INTO instruments VALUES (?,?,?,?)",
+                (seq, inst.symbol, inst.tick_size, inst.lot_size),
+            )
         self._steps[inst.symbol] = steps
         return True
 
@@ -570,7 +591,8 @@ class Ledger:
                 steps = self._steps.get(item.symbol)
                 if steps is None:
                     raise InvariantViolation(
-                        f"ledger: fill of {item.symbol} before its instrument steps were noted")
+                        f"ledger: fill of {item.symbol} before its instrument steps were noted"
+                    )
                 if conn.execute(
                     "SELECT 1 FROM fills WHERE fill_id = ?", (item.fill_id,)
                 ).fetchone():
@@ -624,11 +646,12 @@ class Ledger:
         with self._tx() as conn:
             seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
             body = self._encoder.encode(msgspec.structs.replace(cp, seq=seq))
-            conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
-                         (seq, cp.ts_ns, body))
+            conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", (seq, cp.ts_ns, body))
             conn.execute(
                 "DELETE FROM checkpoints WHERE seq NOT IN "
-                "(SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT ?)", (_KEEP_CHECKPOINTS,))
+                "(SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT ?)",
+                (_KEEP_CHECKPOINTS,),
+            )
         return seq
 
     @staticmethod
@@ -727,13 +750,21 @@ class Ledger:
             after = cp.seq
             for o in cp.orders:
                 orders[o.client_order_id] = Order(
-                    o.client_order_id, o.symbol, o.side, o.px_ticks, o.qty_lots, o.leaves_lots,
-                    OrderStatus(o.status), o.ts_exch_ns)
+                    o.client_order_id,
+                    o.symbol,
+                    o.side,
+                    o.px_ticks,
+                    o.qty_lots,
+                    o.leaves_lots,
+                    OrderStatus(o.status),
+                    o.ts_exch_ns,
+                )
         last_seq = after
         tail = 0
         for seq, body, tick, lot in self._conn.execute(
             "SELECT e.seq, e.body, f.tick_size, f.lot_size FROM events e "
-            "LEFT JOIN fills f ON f.seq = e.seq WHERE e.seq > ? ORDER BY e.seq", (after,)
+            "LEFT JOIN fills f ON f.seq = e.seq WHERE e.seq > ? ORDER BY e.seq",
+            (after,),
         ):
             last_seq = seq
             tail += 1
@@ -788,14 +819,17 @@ class Ledger:
 
     def _last_checkpoint(self) -> Checkpoint | None:
         row = self._conn.execute(
-            "SELECT seq, body FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+            "SELECT seq, body FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
         try:
             cp = msgspec.json.decode(row[1], type=Checkpoint)
         except msgspec.MsgspecError as exc:
-            raise StateError(f"ledger checkpoint at row {row[0]} in {self.path} is invalid: "
-                             f"{exc}; {self.recovery_hint()}") from None
+            raise StateError(
+                f"ledger checkpoint at row {row[0]} in {self.path} is invalid: "
+                f"{exc}; {self.recovery_hint()}"
+            ) from None
         return cp
 
     def restore_snapshot(self) -> PortfolioSnapshot | None:
@@ -866,13 +900,15 @@ class Ledger:
         position_lots, mark_px, amount_quote)."""
         return self._conn.execute(
             "SELECT funding_id, seq, ts_exch_ns, symbol, rate, position_lots, mark_px,"
-            " amount_quote FROM funding ORDER BY seq").fetchall()
+            " amount_quote FROM funding ORDER BY seq"
+        ).fetchall()
 
     def journal_items(self) -> Iterator[tuple[int, int, Journaled]]:
         """(seq, ts_ns, item) of every journaled row, in order (undecodable rows raise
         StateError)."""
         for seq, ts_ns, body in self._conn.execute(
-                "SELECT seq, ts_ns, body FROM events ORDER BY seq"):
+            "SELECT seq, ts_ns, body FROM events ORDER BY seq"
+        ):
             try:
                 item = self._decoder.decode(body)
             except msgspec.MsgspecError as exc:
@@ -884,23 +920,34 @@ class Ledger:
         mark_ticks, realized, fees, funding, unrealized, equity); symbol '*' = totals."""
         return self._conn.execute(
             "SELECT ts_ns, symbol, position_lots, avg_entry_ticks, mark_ticks, realized, fees,"
-            " funding, unrealized, equity FROM snapshots ORDER BY ts_ns, symbol").fetchall()
+            " funding, unrealized, equity FROM snapshots ORDER BY ts_ns, symbol"
+        ).fetchall()
 
     def checkpoint_rows(self) -> list[tuple[int, int]]:
         """(seq, ts_ns) of the checkpoints kept, oldest first."""
-        return [(int(a), int(b)) for a, b in self._conn.execute(
-            "SELECT seq, ts_ns FROM checkpoints ORDER BY seq")]
+        return [
+            (int(a), int(b))
+            for a, b in self._conn.execute("SELECT seq, ts_ns FROM checkpoints ORDER BY seq")
+        ]
 
     def instrument_steps(self) -> list[tuple[int, str, str, str]]:
         """(seq, symbol, tick_size, lot_size) of every step change noted, oldest first."""
-        return [(int(a), str(b), str(c), str(d)) for a, b, c, d in self._conn.execute(
-            "SELECT seq, symbol, tick_size, lot_size FROM instruments ORDER BY rowid")]
+        return [
+            (int(a), str(b), str(c), str(d))
+            for a, b, c, d in self._conn.execute(
+                "SELECT seq, symbol, tick_size, lot_size FROM instruments ORDER BY rowid"
+            )
+        ]
 
     def event_bodies(self) -> list[bytes]:
         """Every journaled item's encoded body, in journal order (replay catch-up checks);
         operator kill-switch resets are not part of what a replay reproduces."""
-        return [bytes(r[0]) for r in self._conn.execute(
-            "SELECT body FROM events WHERE kind != 'RiskReset' ORDER BY seq")]
+        return [
+            bytes(r[0])
+            for r in self._conn.execute(
+                "SELECT body FROM events WHERE kind != 'RiskReset' ORDER BY seq"
+            )
+        ]
 
     def event_count(self) -> int:
         """Rows in the journal."""

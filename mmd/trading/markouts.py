@@ -25,7 +25,8 @@ class Markouts:
         """Start waiting for this fill's horizons."""
         for h in MARKOUT_HORIZONS_S:
             self._wait.setdefault((fill.symbol, h), collections.deque()).append(
-                (fill.ts_exch_ns + h * _NS, fill.side, fill.px_ticks))
+                (fill.ts_exch_ns + h * _NS, fill.side, fill.px_ticks)
+            )
 
     def on_mid(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
         """Fills whose horizon has passed get their markout at the first mid after it."""

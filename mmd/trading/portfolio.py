@@ -140,8 +140,10 @@ class Position:
     @property
     def realized_quote(self) -> float:
         """Realized PnL (before fees and funding) at average cost."""
-        return (self.realized_carry_quote
-                + (self.cash_ticks_lots + self.cost_ticks_lots) * self.quote_per_tick_lot)
+        return (
+            self.realized_carry_quote
+            + (self.cash_ticks_lots + self.cost_ticks_lots) * self.quote_per_tick_lot
+        )
 
     @property
     def unrealized_quote(self) -> float:
@@ -160,8 +162,9 @@ class Position:
     def apply(self, side: int, px_ticks: int, qty_lots: int, fee_quote: float) -> None:
         """Apply one fill (validated by the caller)."""
         # the arithmetic is the portfolio kernel's (a jitted backtest applies the same)
-        new, cash, cost = compute_fill(self.position_lots, self.cash_ticks_lots,
-                                       self.cost_ticks_lots, side, px_ticks, qty_lots)
+        new, cash, cost = compute_fill(
+            self.position_lots, self.cash_ticks_lots, self.cost_ticks_lots, side, px_ticks, qty_lots
+        )
         self.cash_ticks_lots = cash
         self.cost_ticks_lots = cost
         self.position_lots = new
@@ -207,8 +210,12 @@ class Portfolio:
     def _register(self, inst: Instrument) -> Position:
         pos = self._positions.get(inst.symbol)
         if pos is None:
-            pos = Position(symbol=inst.symbol, quote_per_tick_lot=inst.tick * inst.lot,
-                           tick_size=inst.tick_size, lot_size=inst.lot_size)
+            pos = Position(
+                symbol=inst.symbol,
+                quote_per_tick_lot=inst.tick * inst.lot,
+                tick_size=inst.tick_size,
+                lot_size=inst.lot_size,
+            )
             self._positions[inst.symbol] = pos
         return pos
 
@@ -240,7 +247,8 @@ class Portfolio:
         if abs(exact - new_lots) > 1e-6:
             raise InvariantViolation(
                 f"{inst.symbol}: position {pos.position_lots * old_lot:.12g} is not a whole "
-                f"number of lots of {inst.lot_size}")
+                f"number of lots of {inst.lot_size}"
+            )
         realized = pos.realized_quote
         # cost basis in quote, then in the new tick*lot unit
         cost_quote = pos.cost_ticks_lots * old_tick * old_lot
@@ -261,11 +269,19 @@ class Portfolio:
         """Every position's exact accounting, for a ledger checkpoint."""
         return [
             PositionState(
-                symbol=p.symbol, tick_size=p.tick_size, lot_size=p.lot_size,
-                position_lots=p.position_lots, cash_ticks_lots=p.cash_ticks_lots,
-                cost_ticks_lots=p.cost_ticks_lots, realized_carry_quote=p.realized_carry_quote,
-                fees_quote=p.fees_quote, funding_quote=p.funding_quote, mark_ticks=p.mark_ticks,
-                fills=p.fills, volume_lots=p.volume_lots)
+                symbol=p.symbol,
+                tick_size=p.tick_size,
+                lot_size=p.lot_size,
+                position_lots=p.position_lots,
+                cash_ticks_lots=p.cash_ticks_lots,
+                cost_ticks_lots=p.cost_ticks_lots,
+                realized_carry_quote=p.realized_carry_quote,
+                fees_quote=p.fees_quote,
+                funding_quote=p.funding_quote,
+                mark_ticks=p.mark_ticks,
+                fills=p.fills,
+                volume_lots=p.volume_lots,
+            )
             for _, p in sorted(self._positions.items())
         ]
 
@@ -281,12 +297,20 @@ class Portfolio:
                 raise InvariantViolation(f"checkpoint position {s!r} is not finite")
             tick, lot = float(s.tick_size), float(s.lot_size)
             self._positions[s.symbol] = Position(
-                symbol=s.symbol, quote_per_tick_lot=tick * lot, position_lots=s.position_lots,
-                cash_ticks_lots=s.cash_ticks_lots, cost_ticks_lots=s.cost_ticks_lots,
-                fees_quote=s.fees_quote, funding_quote=s.funding_quote, mark_ticks=s.mark_ticks,
-                fills=s.fills, volume_lots=s.volume_lots,
-                realized_carry_quote=s.realized_carry_quote, tick_size=s.tick_size,
-                lot_size=s.lot_size)
+                symbol=s.symbol,
+                quote_per_tick_lot=tick * lot,
+                position_lots=s.position_lots,
+                cash_ticks_lots=s.cash_ticks_lots,
+                cost_ticks_lots=s.cost_ticks_lots,
+                fees_quote=s.fees_quote,
+                funding_quote=s.funding_quote,
+                mark_ticks=s.mark_ticks,
+                fills=s.fills,
+                volume_lots=s.volume_lots,
+                realized_carry_quote=s.realized_carry_quote,
+                tick_size=s.tick_size,
+                lot_size=s.lot_size,
+            )
 
     def position(self, symbol: str) -> Position:
         """The accounting of one symbol.

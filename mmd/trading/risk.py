@@ -309,8 +309,9 @@ def kill_switch_status(ledger: Ledger, now_ns: int) -> KillSwitchStatus:
         state = msgspec.json.decode(base, type=DayPnlState)
         if state.day == today and utc_day(snap.ts_ns) == today:
             day_pnl = snap.total_pnl_quote - state.baseline_quote
-    return KillSwitchStatus(halted=halted, reason=halt.reason if halted and halt else "",
-                            day_pnl_quote=day_pnl)
+    return KillSwitchStatus(
+        halted=halted, reason=halt.reason if halted and halt else "", day_pnl_quote=day_pnl
+    )
 
 
 def reset_kill_switch(ledger: Ledger, now_ns: int) -> bool:

@@ -52,8 +52,14 @@ REASON_STEP_CHANGE = "instrument_changed"
 # every reason an OrderRejected of the paper exchange (or of a step change) can carry; anything
 # else is counted as "other" (a bounded metric label set)
 EXCHANGE_REJECT_REASONS = (
-    "post_only_would_cross", "unknown_symbol", "unknown_order", "invalid_order",
-    "duplicate_client_order_id", "no_market_data", "too_many_orders", REASON_STEP_CHANGE,
+    "post_only_would_cross",
+    "unknown_symbol",
+    "unknown_order",
+    "invalid_order",
+    "duplicate_client_order_id",
+    "no_market_data",
+    "too_many_orders",
+    REASON_STEP_CHANGE,
 )
 __all__ = ["EXCHANGE_REJECT_REASONS", "MARKOUT_HORIZONS_S", "Happened", "SubmitOrder", "Trader"]
 
@@ -202,21 +208,24 @@ class Trader:
             self.portfolio.load_states(r.checkpoint.positions)
             self.settler.funded.update(r.checkpoint.funded)
         for f, (tick, lot) in zip(r.fills, r.fill_steps, strict=True):
-            inst = Instrument(symbol=f.symbol, category=self._category(f.symbol),
-                              tick_size=tick, lot_size=lot)
+            inst = Instrument(
+                symbol=f.symbol, category=self._category(f.symbol), tick_size=tick, lot_size=lot
+            )
             self.portfolio.apply_fill(f, inst)
         for ev in r.funding:
             self.portfolio.apply_funding(ev)
-            self.settler.funded[ev.symbol] = max(self.settler.funded.get(ev.symbol, -1),
-                                                 ev.ts_exch_ns)
+            self.settler.funded[ev.symbol] = max(
+                self.settler.funded.get(ev.symbol, -1), ev.ts_exch_ns
+            )
         # counted in the journaled steps; today's instruments may have other steps
         for st in self.hub.states.values():
             self._rebase(st.instrument, now_ns)
         # never re-sent: the new paper exchange has no such orders; close them in the journal
         syms = {o.client_order_id: o.symbol for o in r.open_orders}
         for coid in list(syms) + list(r.in_flight_ids):
-            self.ledger.journal(OrderCanceled(client_order_id=coid, symbol=syms.get(coid, ""),
-                                              ts_exch_ns=now_ns))
+            self.ledger.journal(
+                OrderCanceled(client_order_id=coid, symbol=syms.get(coid, ""), ts_exch_ns=now_ns)
+            )
         return len(r.fills)
 
     def _category(self, symbol: str) -> str:
@@ -267,7 +276,9 @@ class Trader:
             self.apply_events(events)
             mid = st.book.mid_ticks()
             if mid == mid and self.portfolio.steps(msg.symbol) == (
-                    st.instrument.tick_size, st.instrument.lot_size):
+                st.instrument.tick_size,
+                st.instrument.lot_size,
+            ):
                 self.portfolio.mark(msg.symbol, mid)
                 self.markout.on_mid(msg.symbol, ts, mid)
                 # the kill switch sees every mark: a loss on an open position trips it too
@@ -285,8 +296,9 @@ class Trader:
             for k in range(len(t["ts_ns"])):
                 ts = int(t["ts_ns"][k])
                 self.last_exch_ns = max(self.last_exch_ns, ts)
-                events += self.exchange.on_trade(msg.symbol, ts, int(t["px_ticks"][k]),
-                                                 int(t["qty_lots"][k]), int(t["side"][k]))
+                events += self.exchange.on_trade(
+                    msg.symbol, ts, int(t["px_ticks"][k]), int(t["qty_lots"][k]), int(t["side"][k])
+                )
             self.apply_events(events)
         else:
             if self.funding:
@@ -302,21 +314,30 @@ class Trader:
         for sym, st in self.hub.states.items():
             if sym not in self._known:
                 continue
-            for ev in self.settler.due(sym, st, self.last_exch_ns,
-                                       self.portfolio.position_lots(sym)):
+            for ev in self.settler.due(
+                sym, st, self.last_exch_ns, self.portfolio.position_lots(sym)
+            ):
                 if self.journal.write(ev, ev.ts_exch_ns):
                     self.portfolio.apply_funding(ev)
                     self.funding_payments += 1
-                    self._note(Happened(kind="funding", symbol=sym, item=ev,
-                                        position_lots=self.portfolio.position_lots(sym)))
+                    self._note(
+                        Happened(
+                            kind="funding",
+                            symbol=sym,
+                            item=ev,
+                            position_lots=self.portfolio.position_lots(sym),
+                        )
+                    )
 
     def _ensure_symbol(self, st: SymbolState) -> None:
         inst = st.instrument
         known = self._known.get(inst.symbol)
         if known is inst:
             return
-        if known is not None and (known.tick_size, known.lot_size) != (inst.tick_size,
-                                                                      inst.lot_size):
+        if known is not None and (known.tick_size, known.lot_size) != (
+            inst.tick_size,
+            inst.lot_size,
+        ):
             self._step_change(inst)
         self._known[inst.symbol] = inst
         self.journal.note_instrument(inst)
@@ -338,8 +359,9 @@ class Trader:
             if o.status is OrderStatus.PENDING_NEW:
                 # still travelling: the exchange will accept it in the new units; cancel it
                 # there as soon as it is sent on (its events are dropped)
-                ev: OrderEvent = OrderRejected(client_order_id=coid, symbol=sym,
-                                               reason=REASON_STEP_CHANGE, ts_exch_ns=ts)
+                ev: OrderEvent = OrderRejected(
+                    client_order_id=coid, symbol=sym, reason=REASON_STEP_CHANGE, ts_exch_ns=ts
+                )
                 self._journal(ev, ts)
                 self.oms.on_event(ev)
                 self._count_reject(ev)
@@ -369,16 +391,19 @@ class Trader:
             self.risk.halt(ts_ns, f"{REASON_STEP_CHANGE}: {exc}")
             self._persist_halt()
             if self.risk.halted and not was:
-                self._note(Happened(kind="halted", symbol=inst.symbol,
-                                    reason=self.risk.halt_reason))
+                self._note(
+                    Happened(kind="halted", symbol=inst.symbol, reason=self.risk.halt_reason)
+                )
 
     def apply_events(self, events: list[OrderEvent]) -> None:
         """Journal, then apply: OMS first, then the portfolio for fills."""
         for ev in events:
             if ev.client_order_id in self._void:
                 if isinstance(ev, OrderAccepted):  # a voided submit landed: take it back
-                    self.exchange.send(CancelOrder(client_order_id=ev.client_order_id,
-                                                   symbol=ev.symbol), ev.ts_exch_ns)
+                    self.exchange.send(
+                        CancelOrder(client_order_id=ev.client_order_id, symbol=ev.symbol),
+                        ev.ts_exch_ns,
+                    )
                 continue
             if not self._journal(ev, ev.ts_exch_ns):
                 continue  # a fill already journaled before a restart: never count it twice
@@ -390,8 +415,11 @@ class Trader:
                 self.markout.on_fill(ev)
                 if self.keep_fills:
                     self.fills.append(ev)
-                self._note(Happened(kind="filled", symbol=ev.symbol, item=ev,
-                                    position_lots=pos.position_lots))
+                self._note(
+                    Happened(
+                        kind="filled", symbol=ev.symbol, item=ev, position_lots=pos.position_lots
+                    )
+                )
             elif isinstance(ev, OrderRejected):
                 self._count_reject(ev)
         if events:
@@ -400,9 +428,16 @@ class Trader:
     def _count_reject(self, ev: OrderRejected) -> None:
         reason = ev.reason if ev.reason in EXCHANGE_REJECT_REASONS else "other"
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        self._note(Happened(kind="rejected", symbol=ev.symbol, item=ev, source="exchange",
-                            reason=reason,
-                            position_lots=self.portfolio.position_lots(ev.symbol)))
+        self._note(
+            Happened(
+                kind="rejected",
+                symbol=ev.symbol,
+                item=ev,
+                source="exchange",
+                reason=reason,
+                position_lots=self.portfolio.position_lots(ev.symbol),
+            )
+        )
 
     def _settle_markouts(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
         self.markout.on_mid(symbol, ts_ns, mid_ticks)
@@ -426,19 +461,26 @@ class Trader:
     def _persist_halt(self) -> None:
         # a restart the same UTC day stays halted
         if self.risk.halt_state is not None:
-            self.journal.set_meta("halt_state",
-                                  self._encoder.encode(self.risk.halt_state).decode())
+            self.journal.set_meta("halt_state", self._encoder.encode(self.risk.halt_state).decode())
 
     def checkpoint_state(self, ts_ns: int) -> Checkpoint:
         """What the journal folds to now (positions, open orders, funding times)."""
         return Checkpoint(
             ts_ns=ts_ns,
             positions=self.portfolio.states(),
-            orders=[OrderState(client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
-                               px_ticks=o.px_ticks, qty_lots=o.qty_lots,
-                               leaves_lots=o.leaves_lots, status=int(o.status),
-                               ts_exch_ns=o.ts_exch_ns)
-                    for o in self.oms.orders()],
+            orders=[
+                OrderState(
+                    client_order_id=o.client_order_id,
+                    symbol=o.symbol,
+                    side=o.side,
+                    px_ticks=o.px_ticks,
+                    qty_lots=o.qty_lots,
+                    leaves_lots=o.leaves_lots,
+                    status=int(o.status),
+                    ts_exch_ns=o.ts_exch_ns,
+                )
+                for o in self.oms.orders()
+            ],
             funded=dict(self.settler.funded),
         )
 
@@ -448,8 +490,9 @@ class Trader:
         """The symbol's strategy (new when the instrument appears or changes)."""
         strat = self.strategies.get(symbol)
         if strat is None or strat.instrument != st.instrument:
-            strat = self.strategies[symbol] = SymbolStrategy(self.strategy_cfg, st.instrument,
-                                                             now_ns, self.models)
+            strat = self.strategies[symbol] = SymbolStrategy(
+                self.strategy_cfg, st.instrument, now_ns, self.models
+            )
         return strat
 
     def quote(self, now_ns: int, symbols: list[str] | None = None) -> list[Command]:
@@ -469,7 +512,8 @@ class Trader:
         if hedge is not None:
             hedge.compute_target(
                 {s: self.portfolio.position_lots(s) for s in self.hub.states},
-                {s: st.instrument for s, st in self.hub.states.items()})
+                {s: st.instrument for s, st in self.hub.states.items()},
+            )
         for sym in symbols if symbols is not None else list(self.hub.states):
             st = self.hub.states.get(sym)
             if st is None:
@@ -482,17 +526,29 @@ class Trader:
             skew = 0.0
             if hedge is not None and sym == hedge.instrument:
                 skew = hedge.compute_skew(position, int(strat.quoter.qpi[QPI_MAX_LOTS]))
-            cmds = strat.step(now_ns, st, self.oms.open_orders(sym), position,
-                              halted=self.risk.halted, pnl_quote=pnl, account=AccountRisk(
-                                  total_pnl_quote=self.portfolio.total_pnl_quote,
-                                  loss_used=self.risk.loss_budget_used(self.day_today))
-                              if self.strategy_cfg.risk_size else None,
-                              hedge_skew_ticks=skew)
+            cmds = strat.step(
+                now_ns,
+                st,
+                self.oms.open_orders(sym),
+                position,
+                halted=self.risk.halted,
+                pnl_quote=pnl,
+                account=AccountRisk(
+                    total_pnl_quote=self.portfolio.total_pnl_quote,
+                    loss_used=self.risk.loss_budget_used(self.day_today),
+                )
+                if self.strategy_cfg.risk_size
+                else None,
+                hedge_skew_ticks=skew,
+            )
             if not cmds:
                 continue
             cmds = self.oms.filter_cancels(cmds)
             allowed, rejected = self.risk.check(
-                sym, cmds, now_ns=now_ns, position_lots=position,
+                sym,
+                cmds,
+                now_ns=now_ns,
+                position_lots=position,
                 open_buy_lots=self.oms.open_lots(sym, BUY),
                 open_sell_lots=self.oms.open_lots(sym, SELL),
                 book_stale=st.stale or not st.sync.synced,
@@ -502,8 +558,15 @@ class Trader:
             decided_exch_ns = max(st.book.ts_exch_ns, 0) + feed_ns
             if rejected and self.happened is not None:
                 for rj in rejected:
-                    self._note(Happened(kind="rejected", symbol=sym, source="risk",
-                                        reason=rj.reason, position_lots=position))
+                    self._note(
+                        Happened(
+                            kind="rejected",
+                            symbol=sym,
+                            source="risk",
+                            reason=rj.reason,
+                            position_lots=position,
+                        )
+                    )
             for cmd in allowed:
                 self.send(cmd, decided_exch_ns)
                 sent.append(cmd)
@@ -520,8 +583,11 @@ class Trader:
         out = []
         for sym in list(self.hub.states):
             cmds = self.oms.filter_cancels(
-                [CancelOrder(client_order_id=o.client_order_id, symbol=sym)
-                 for o in self.oms.open_orders(sym)])
+                [
+                    CancelOrder(client_order_id=o.client_order_id, symbol=sym)
+                    for o in self.oms.open_orders(sym)
+                ]
+            )
             for cmd in cmds:
                 if isinstance(cmd, CancelOrder):
                     self.send(cmd, now_exch_ns)
@@ -544,4 +610,3 @@ class Trader:
     def submits_in_flight(self) -> int:
         """Commands sent but not yet answered by the paper exchange."""
         return int(self.exchange.in_flight)
-

@@ -15,16 +15,24 @@ from typing import Any
 from mmd.tune.objective import fold_score, key_figures
 
 
-def backtest_window(config: dict[str, Any], recordings: list[str], start_ns: int,
-                    end_ns: int) -> list[dict[str, Any]]:
+def backtest_window(
+    config: dict[str, Any], recordings: list[str], start_ns: int, end_ns: int
+) -> list[dict[str, Any]]:
     """`mmd backtest -c CONFIG --start-ns S --end-ns E RECORDINGS`, in process: one summary
     per symbol (mmd.sim.report.summarize keys plus symbol, recordings, window_ns)."""
     from mmd.app import backtest
     from mmd.config import config_from_mapping
 
     cfg = config_from_mapping(config)
-    return backtest(cfg, recordings, strategy=cfg.strategy.model, report_dir=None,
-                    progress=False, start_ns=start_ns, end_ns=end_ns)
+    return backtest(
+        cfg,
+        recordings,
+        strategy=cfg.strategy.model,
+        report_dir=None,
+        progress=False,
+        start_ns=start_ns,
+        end_ns=end_ns,
+    )
 
 
 def overlapping(recordings: list[tuple[str, int, int]], start_ns: int, end_ns: int) -> list[str]:
@@ -42,8 +50,14 @@ def run_folds(task: dict[str, Any]) -> dict[str, Any]:
     error (the traceback text of a failed trial, else None; score is then None).
     """
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"number": task["number"], "score": None, "fold_scores": [],
-                           "figures": {}, "summaries": [], "error": None}
+    out: dict[str, Any] = {
+        "number": task["number"],
+        "score": None,
+        "fold_scores": [],
+        "figures": {},
+        "summaries": [],
+        "error": None,
+    }
     try:
         every: list[dict[str, Any]] = []
         for fold in task["folds"]:
@@ -52,8 +66,7 @@ def run_folds(task: dict[str, Any]) -> dict[str, Any]:
                 recs = overlapping([tuple(r) for r in task["recordings"]], start, end)
                 if recs:
                     fold_sums += backtest_window(task["config"], recs, start, end)
-            out["fold_scores"].append(fold_score(fold_sums, task["objective"],
-                                                 task["dd_lambda"]))
+            out["fold_scores"].append(fold_score(fold_sums, task["objective"], task["dd_lambda"]))
             every += fold_sums
         out["score"] = sum(out["fold_scores"]) / len(out["fold_scores"])
         out["figures"] = key_figures(every)

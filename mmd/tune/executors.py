@@ -46,9 +46,12 @@ def open_executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executo
         yield ex, f"local pool ({workers} worker{'s' if workers > 1 else ''})"
 
 
-def run_batch(executor: Executor, fn: Callable[[dict[str, Any]], dict[str, Any]],
-              tasks: list[dict[str, Any]],
-              on_done: Callable[[dict[str, Any]], None] = lambda r: None) -> list[dict[str, Any]]:
+def run_batch(
+    executor: Executor,
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    tasks: list[dict[str, Any]],
+    on_done: Callable[[dict[str, Any]], None] = lambda r: None,
+) -> list[dict[str, Any]]:
     """fn over tasks on executor; on_done(result) as each completes; results in task order."""
     futures = [executor.submit(fn, t) for t in tasks]
     index = {f: i for i, f in enumerate(futures)}

@@ -22,8 +22,18 @@ from typing import Any
 OBJECTIVES = ("pnl_to_map", "pnl_dd", "sharpe")
 NO_FILL_SCORE = -1e6
 # the figures every results row keeps from a summary (summed or averaged over windows)
-KEY_FIGURES = ("pnl", "fees", "max_drawdown", "fills", "volume", "mean_abs_position",
-               "pnl_to_map", "sharpe", "markout_5s", "events")
+KEY_FIGURES = (
+    "pnl",
+    "fees",
+    "max_drawdown",
+    "fills",
+    "volume",
+    "mean_abs_position",
+    "pnl_to_map",
+    "sharpe",
+    "markout_5s",
+    "events",
+)
 
 
 def summary_score(summary: dict[str, Any], objective: str, dd_lambda: float = 1.0) -> float:

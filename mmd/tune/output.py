@@ -24,9 +24,12 @@ def _finite(v: Any) -> Any:
 
 def result_row(r: dict[str, Any]) -> dict[str, Any]:
     """One trial as a flat row (results.csv; results.json keeps it nested)."""
-    row: dict[str, Any] = {"number": r["number"], "state": "fail" if r["score"] is None
-                           else "complete", "score": r["score"],
-                           "duration_s": round(r["duration_s"], 4)}
+    row: dict[str, Any] = {
+        "number": r["number"],
+        "state": "fail" if r["score"] is None else "complete",
+        "score": r["score"],
+        "duration_s": round(r["duration_s"], 4),
+    }
     for i, s in enumerate(r["fold_scores"]):
         row[f"train_fold_{i}"] = s
     for k, v in r["params"].items():
@@ -47,12 +50,21 @@ def write_results(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    trials = [{"number": r["number"], "params": r["params"], "score": r["score"],
-               "fold_scores": r["fold_scores"], "figures": r["figures"],
-               "duration_s": r["duration_s"], "error": r["error"]} for r in results]
+    trials = [
+        {
+            "number": r["number"],
+            "params": r["params"],
+            "score": r["score"],
+            "fold_scores": r["fold_scores"],
+            "figures": r["figures"],
+            "duration_s": r["duration_s"],
+            "error": r["error"],
+        }
+        for r in results
+    ]
     (out / "results.json").write_text(
-        json.dumps({**meta, "trials": trials}, indent=1, default=_finite) + "\n",
-        encoding="utf-8")
+        json.dumps({**meta, "trials": trials}, indent=1, default=_finite) + "\n", encoding="utf-8"
+    )
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -102,8 +114,11 @@ def spearman_importance(results: list[dict[str, Any]]) -> dict[str, float]:
             continue
         x = _ranks(np.array(vals, float))
         sx, ss = x.std(), score.std()
-        out[name] = abs(float(((x - x.mean()) * (score - score.mean())).mean() / (sx * ss))) \
-            if sx > 0 and ss > 0 else 0.0
+        out[name] = (
+            abs(float(((x - x.mean()) * (score - score.mean())).mean() / (sx * ss)))
+            if sx > 0 and ss > 0
+            else 0.0
+        )
     total = sum(out.values())
     return {k: v / total if total > 0 else 0.0 for k, v in out.items()}
 
@@ -118,8 +133,14 @@ def _ranks(a: Any) -> Any:
     return (np.bincount(inv, weights=r) / np.bincount(inv))[inv]
 
 
-def write_plots(out: Path, results: list[dict[str, Any]], imp: dict[str, float], method: str,
-                oos_rows: list[dict[str, Any]], objective: str) -> list[Path]:
+def write_plots(
+    out: Path,
+    results: list[dict[str, Any]],
+    imp: dict[str, float],
+    method: str,
+    oos_rows: list[dict[str, Any]],
+    objective: str,
+) -> list[Path]:
     """history.png, importance.png, oos.png; returns the paths written."""
     import matplotlib
 
@@ -128,8 +149,11 @@ def write_plots(out: Path, results: list[dict[str, Any]], imp: dict[str, float],
 
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=90)
-    pts = [(r["number"], r["score"]) for r in results
-           if r["score"] is not None and r["score"] > NO_FILL_SCORE]
+    pts = [
+        (r["number"], r["score"])
+        for r in results
+        if r["score"] is not None and r["score"] > NO_FILL_SCORE
+    ]
     pen = sum(1 for r in results if r["score"] is not None and r["score"] <= NO_FILL_SCORE)
     if pts:
         ax.plot(*zip(*pts, strict=True), "o", ms=4, alpha=0.7, label="trial (training score)")
@@ -160,9 +184,13 @@ def write_plots(out: Path, results: list[dict[str, Any]], imp: dict[str, float],
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.0, 4.0), dpi=90)
-    xy = [(r["train_score"], r["oos_score"], r["number"]) for r in oos_rows
-          if r["oos_score"] is not None and r["train_score"] > NO_FILL_SCORE
-          and r["oos_score"] > NO_FILL_SCORE]
+    xy = [
+        (r["train_score"], r["oos_score"], r["number"])
+        for r in oos_rows
+        if r["oos_score"] is not None
+        and r["train_score"] > NO_FILL_SCORE
+        and r["oos_score"] > NO_FILL_SCORE
+    ]
     if xy:
         xs, ys, _ = zip(*xy, strict=True)
         ax.plot(xs, ys, "o", color="C2")

@@ -86,8 +86,9 @@ def run_search(
     return results
 
 
-def grid_for(sampler: str, space: list[Param], points: int,
-             seed: int) -> list[dict[str, Any]] | None:
+def grid_for(
+    sampler: str, space: list[Param], points: int, seed: int
+) -> list[dict[str, Any]] | None:
     """The grid points when sampler is "grid", else None."""
     return grid_params(space, points, seed) if sampler == "grid" else None
 

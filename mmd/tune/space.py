@@ -44,8 +44,9 @@ class Param:
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log,
-                                     step=int(self.step or 1))
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
 
     def grid(self, points: int) -> list[Any]:
@@ -104,7 +105,7 @@ def parse_space(table: dict[str, Any], source: str) -> list[Param]:
     """
     body = table.get("space")
     if not isinstance(body, dict) or not body or set(table) - {"space"}:
-        raise ConfigError(f"{source}: expected one [space] table of \"section.key\" = {{...}}")
+        raise ConfigError(f'{source}: expected one [space] table of "section.key" = {{...}}')
     params = []
     for name, spec in body.items():
         where = f"{source}: {name}"
@@ -137,8 +138,16 @@ def parse_space(table: dict[str, Any], source: str) -> list[Param]:
             raise ConfigError(f"{where}: step must be > 0")
         if step is not None and log:
             raise ConfigError(f"{where}: step and log do not combine")
-        params.append(Param(name, kind, float(low), float(high), log=log,  # type: ignore[arg-type]
-                            step=None if step is None else float(step)))
+        params.append(
+            Param(
+                name,
+                kind,
+                float(low),
+                float(high),
+                log=log,  # type: ignore[arg-type]
+                step=None if step is None else float(step),
+            )
+        )
     return params
 
 
@@ -171,8 +180,7 @@ def with_params(table: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def check_space(space: list[Param], table: dict[str, Any],
-                validate: Any) -> None:
+def check_space(space: list[Param], table: dict[str, Any], validate: Any) -> None:
     """Every key exists in the config, and the bounds (or every choice) give a valid config.
 
     Args:
@@ -186,8 +194,14 @@ def check_space(space: list[Param], table: dict[str, Any],
         raise ConfigError(f"tune: {', '.join(sorted(dupes))}: given twice")
     for p in space:
         lookup(table, p.name)
-        values = list(p.choices) if p.kind == "categorical" else [
-            int(p.low) if p.kind == "int" else p.low, int(p.high) if p.kind == "int" else p.high]
+        values = (
+            list(p.choices)
+            if p.kind == "categorical"
+            else [
+                int(p.low) if p.kind == "int" else p.low,
+                int(p.high) if p.kind == "int" else p.high,
+            ]
+        )
         for v in values:
             try:
                 validate(with_params(table, {p.name: v}))
@@ -198,12 +212,15 @@ def check_space(space: list[Param], table: dict[str, Any],
 def grid_params(space: list[Param], points: int, seed: int) -> list[dict[str, Any]]:
     """Every combination of the parameters' grid values, in an order shuffled by seed."""
     axes = [p.grid(points) for p in space]
-    combos = [dict(zip([p.name for p in space], vals, strict=True))
-              for vals in itertools.product(*axes)]
+    combos = [
+        dict(zip([p.name for p in space], vals, strict=True)) for vals in itertools.product(*axes)
+    ]
     random.Random(seed).shuffle(combos)
     return combos
 
 
 def _deep_copy(table: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v)
-            for k, v in table.items()}
+    return {
+        k: _deep_copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v)
+        for k, v in table.items()
+    }

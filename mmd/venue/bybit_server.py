@@ -153,8 +153,18 @@ from mmd.model.instrument import Instrument, infer_step
 CATEGORIES = ("linear", "spot", "inverse")
 BOOK_DEPTHS = (1, 50, 200, 1000)
 KLINE_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
-WS_FAULT_KINDS = ("disconnect", "stall", "gap", "restart", "garbage", "truncate", "duplicate",
-                  "reorder", "types", "oversized")
+WS_FAULT_KINDS = (
+    "disconnect",
+    "stall",
+    "gap",
+    "restart",
+    "garbage",
+    "truncate",
+    "duplicate",
+    "reorder",
+    "types",
+    "oversized",
+)
 REST_FAULT_KINDS = ("http5xx", "http429", "http403", "retcode", "slow")
 VENUE_FAULT_KINDS = ("outage",)
 FAULT_KINDS = WS_FAULT_KINDS + REST_FAULT_KINDS + VENUE_FAULT_KINDS
@@ -333,8 +343,16 @@ def _scan_file(path: Path, index: int) -> _FileScan:
         category = env_category if env_category in CATEGORIES else "linear"
         if not symbols and len(rows) == 1:
             symbols[next(iter(rows))] = _SymbolScan()
-    return _FileScan(path=path, index=index, category=category, first_ts_ns=first_ts,
-                     skip_first=skip_first, events=events, rows=rows, symbols=symbols)
+    return _FileScan(
+        path=path,
+        index=index,
+        category=category,
+        first_ts_ns=first_ts,
+        skip_first=skip_first,
+        events=events,
+        rows=rows,
+        symbols=symbols,
+    )
 
 
 def _infer_instrument(paths: list[Path], category: str, symbol: str) -> Instrument:
@@ -381,15 +399,21 @@ def _infer_instrument(paths: list[Path], category: str, symbol: str) -> Instrume
 
 def _synth_row(inst: Instrument) -> dict[str, Any]:
     """An instruments-info row for an instrument the recording did not describe."""
-    lot: dict[str, Any] = {"maxOrderQty": "1000000", "minOrderQty": inst.lot_size,
-                           "qtyStep": inst.lot_size}
+    lot: dict[str, Any] = {
+        "maxOrderQty": "1000000",
+        "minOrderQty": inst.lot_size,
+        "qtyStep": inst.lot_size,
+    }
     if inst.category == "spot":
         lot["basePrecision"] = inst.lot_size
     return {
         "symbol": inst.symbol,
         "status": "Trading",
-        "priceFilter": {"minPrice": inst.tick_size, "maxPrice": "10000000",
-                        "tickSize": inst.tick_size},
+        "priceFilter": {
+            "minPrice": inst.tick_size,
+            "maxPrice": "10000000",
+            "tickSize": inst.tick_size,
+        },
         "lotSizeFilter": lot,
     }
 
@@ -474,8 +498,9 @@ class _TradeCandle:
 class _Market:
     """Everything the venue serves for one (category, symbol)."""
 
-    def __init__(self, category: str, symbol: str, inst: Instrument, row: dict[str, Any],
-                 scan: _SymbolScan) -> None:
+    def __init__(
+        self, category: str, symbol: str, inst: Instrument, row: dict[str, Any], scan: _SymbolScan
+    ) -> None:
         self.category = category
         self.symbol = symbol
         self.instrument = inst
@@ -549,9 +574,16 @@ class _Market:
     def candle_row(self, c: _TradeCandle) -> list[str]:
         """A trade-built candle as a REST kline row (7 strings)."""
         inst = self.instrument
-        turnover = (Decimal(c.turnover) * Decimal(inst.tick_size) * Decimal(inst.lot_size))
-        return [str(c.start_ms), self.px(c.open), self.px(c.high), self.px(c.low),
-                self.px(c.close), inst.format_qty(c.volume), format(turnover.normalize(), "f")]
+        turnover = Decimal(c.turnover) * Decimal(inst.tick_size) * Decimal(inst.lot_size)
+        return [
+            str(c.start_ms),
+            self.px(c.open),
+            self.px(c.high),
+            self.px(c.low),
+            self.px(c.close),
+            inst.format_qty(c.volume),
+            format(turnover.normalize(), "f"),
+        ]
 
     def add_candle_trade(self, t_ms: int, px: int, lots: int) -> list[_TradeCandle]:
         """Fold one trade into its 1-minute candle; returns the candles it closed (confirmed)."""
@@ -679,11 +711,26 @@ _Item = str | _Pong | _Close | _Stall | _Abort
 class _Connection:
     """One websocket client: its subscriptions, its send queue and its fault state."""
 
-    __slots__ = ("category", "closing", "conn_id", "frames_sent", "held", "queue", "stalled",
-                 "topics", "transport", "ws")
+    __slots__ = (
+        "category",
+        "closing",
+        "conn_id",
+        "frames_sent",
+        "held",
+        "queue",
+        "stalled",
+        "topics",
+        "transport",
+        "ws",
+    )
 
-    def __init__(self, conn_id: str, category: str, ws: web.WebSocketResponse,
-                 transport: asyncio.Transport | None) -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        category: str,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+    ) -> None:
         self.conn_id = conn_id
         self.category = category
         self.ws = ws
@@ -787,8 +834,10 @@ class VenueServer:
             if kind not in FAULT_KINDS or n <= 0:
                 raise ConfigError(f"serve-venue: bad fault {kind}:{n}")
         if oversized_frame_bytes < 1024 or not slow_response_s > 0 or not outage_s > 0:
-            raise ConfigError("serve-venue: oversized_frame_bytes must be >= 1024, "
-                              "slow_response_s and outage_s > 0")
+            raise ConfigError(
+                "serve-venue: oversized_frame_bytes must be >= 1024, "
+                "slow_response_s and outage_s > 0"
+            )
         self._oversized_bytes = oversized_frame_bytes
         self._slow_s = float(slow_response_s)
         self._outage_s = float(outage_s)
@@ -875,8 +924,9 @@ class VenueServer:
                 raise ConfigError(f"serve-venue: no such recording: {p}")
         if not files:
             raise ConfigError(f"serve-venue: no recordings in {', '.join(map(str, self._paths))}")
-        self._files = await asyncio.to_thread(lambda: [_scan_file(p, i) for i, p in
-                                                       enumerate(files)])
+        self._files = await asyncio.to_thread(
+            lambda: [_scan_file(p, i) for i, p in enumerate(files)]
+        )
         await asyncio.to_thread(self._build_markets)
         if not self._markets:
             raise ConfigError("serve-venue: the recordings hold no symbol to serve")
@@ -919,8 +969,11 @@ class VenueServer:
         for c in conns:
             c.closing = True
         await asyncio.gather(
-            *(asyncio.wait_for(c.ws.close(code=1001, message=b"venue stopping"), 2.0)
-              for c in conns if not c.ws.closed),
+            *(
+                asyncio.wait_for(c.ws.close(code=1001, message=b"venue stopping"), 2.0)
+                for c in conns
+                if not c.ws.closed
+            ),
             return_exceptions=True,
         )
         if self._runner is not None:
@@ -960,13 +1013,19 @@ class VenueServer:
                 "best_ask": best_ask,
                 "bid_levels": len(m.book.bids),
                 "ask_levels": len(m.book.asks),
-                "book_source": (None if m.book_source is None else
-                                ("rest" if m.book_source == 0 else f"orderbook.{m.book_source}")),
+                "book_source": (
+                    None
+                    if m.book_source is None
+                    else ("rest" if m.book_source == 0 else f"orderbook.{m.book_source}")
+                ),
                 "skipped_deltas": m.skipped_deltas,
                 "trades": m.trades_total,
                 "views": {
-                    v.topic: {"u": v.u, "deltas": v.deltas,
-                              "subscribers": len(self._subs.get((cat, v.topic), {}))}
+                    v.topic: {
+                        "u": v.u,
+                        "deltas": v.deltas,
+                        "subscribers": len(self._subs.get((cat, v.topic), {})),
+                    }
                     for v in m.views.values()
                 },
             }
@@ -1045,7 +1104,8 @@ class VenueServer:
             if row is not None:
                 lot = row.get("lotSizeFilter") or {}
                 inst = Instrument(
-                    symbol=sym, category=cat,
+                    symbol=sym,
+                    category=cat,
                     tick_size=str(row["priceFilter"]["tickSize"]),
                     lot_size=str(lot.get("qtyStep") or lot.get("basePrecision") or "0.001"),
                 )
@@ -1096,8 +1156,9 @@ class VenueServer:
                 for topic in list(c.held):
                     self._send(c, c.held.pop(topic))
             self._finished = True
-            log.info("venue_replay_finished", events=self._events_applied,
-                     bad_frames=self._bad_frames)
+            log.info(
+                "venue_replay_finished", events=self._events_applied, bad_frames=self._bad_frames
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -1140,8 +1201,14 @@ class VenueServer:
             with _frame_fields():
                 data = obj["data"]
                 ts_ms = int(obj["ts"])
-                args = (obj["type"] == "snapshot", data["b"], data["a"],
-                        int(data.get("seq") or 0), ts_ms, int(obj.get("cts") or ts_ms))
+                args = (
+                    obj["type"] == "snapshot",
+                    data["b"],
+                    data["a"],
+                    int(data.get("seq") or 0),
+                    ts_ms,
+                    int(obj.get("cts") or ts_ms),
+                )
             self._apply_book(m, *args)
         elif head == "publicTrade" and m.trade_source == "ws":
             with _frame_fields():
@@ -1176,17 +1243,30 @@ class VenueServer:
         if isinstance(msg, BookMsg) and m.book_source == 0:
             with _frame_fields():
                 ts_ms = int(res.get("ts") or time_ms)
-                args = (True, res["b"], res["a"], int(res.get("seq") or 0), ts_ms,
-                        int(res.get("cts") or ts_ms))
+                args = (
+                    True,
+                    res["b"],
+                    res["a"],
+                    int(res.get("seq") or 0),
+                    ts_ms,
+                    int(res.get("cts") or ts_ms),
+                )
             self._apply_book(m, *args)
         elif isinstance(msg, TradesMsg) and m.trade_source == "rest":
             with _frame_fields():
                 rows = sorted(res["list"], key=lambda r: int(r["time"]))
                 items = [
-                    {"T": int(r["time"]), "s": m.symbol, "S": r["side"], "v": r["size"],
-                     "p": r["price"], "i": str(r["execId"]),
-                     "BT": bool(r.get("isBlockTrade", False)),
-                     "RPI": bool(r.get("isRPITrade", False)), "seq": int(r.get("seq") or 0)}
+                    {
+                        "T": int(r["time"]),
+                        "s": m.symbol,
+                        "S": r["side"],
+                        "v": r["size"],
+                        "p": r["price"],
+                        "i": str(r["execId"]),
+                        "BT": bool(r.get("isBlockTrade", False)),
+                        "RPI": bool(r.get("isRPITrade", False)),
+                        "seq": int(r.get("seq") or 0),
+                    }
                     for r in rows
                 ]
             self._apply_trades(m, items, time_ms or items[-1]["T"])
@@ -1201,8 +1281,16 @@ class VenueServer:
 
     # ---- book and views --------------------------------------------------------------------
 
-    def _apply_book(self, m: _Market, is_snapshot: bool, bids: list[Any], asks: list[Any],
-                    seq: int, ts_ms: int, cts_ms: int) -> None:
+    def _apply_book(
+        self,
+        m: _Market,
+        is_snapshot: bool,
+        bids: list[Any],
+        asks: list[Any],
+        seq: int,
+        ts_ms: int,
+        cts_ms: int,
+    ) -> None:
         if not is_snapshot and not m.initialized:
             m.skipped_deltas += 1
             return
@@ -1225,20 +1313,38 @@ class VenueServer:
         m.shift_ms = self._shift(ts_ms)
         self._update_views(m)
         self._source_books += 1
-        if (self._outage_n and self._source_books % self._outage_n == 0
-                and not self._down and self._site is not None):
+        if (
+            self._outage_n
+            and self._source_books % self._outage_n == 0
+            and not self._down
+            and self._site is not None
+        ):
             self._begin_outage()
 
-    def _book_frame(self, m: _Market, view: _View, typ: str, bids: Iterable[tuple[int, int]],
-                    asks: Iterable[tuple[int, int]], ts_ms: int) -> str:
-        return orjson.dumps({
-            "topic": view.topic,
-            "type": typ,
-            "ts": ts_ms,
-            "data": {"s": m.symbol, "b": m.levels(bids), "a": m.levels(asks), "u": view.u,
-                     "seq": m.seq},
-            "cts": m.cts_ms + m.shift_ms,
-        }).decode()
+    def _book_frame(
+        self,
+        m: _Market,
+        view: _View,
+        typ: str,
+        bids: Iterable[tuple[int, int]],
+        asks: Iterable[tuple[int, int]],
+        ts_ms: int,
+    ) -> str:
+        return orjson.dumps(
+            {
+                "topic": view.topic,
+                "type": typ,
+                "ts": ts_ms,
+                "data": {
+                    "s": m.symbol,
+                    "b": m.levels(bids),
+                    "a": m.levels(asks),
+                    "u": view.u,
+                    "seq": m.seq,
+                },
+                "cts": m.cts_ms + m.shift_ms,
+            }
+        ).decode()
 
     def _snapshot_frame(self, m: _Market, view: _View, *, now: bool) -> str:
         ts = (m.ts_ms if self._keep else self._now_ms()) if now else m.ts_ms + m.shift_ms
@@ -1270,8 +1376,14 @@ class VenueServer:
             view.bids, view.asks = new_b, new_a
             self._emit_update(m, view, db, da, list(subs))
 
-    def _emit_update(self, m: _Market, view: _View, db: list[tuple[int, int]],
-                     da: list[tuple[int, int]], subs: list[_Connection]) -> None:
+    def _emit_update(
+        self,
+        m: _Market,
+        view: _View,
+        db: list[tuple[int, int]],
+        da: list[tuple[int, int]],
+        subs: list[_Connection],
+    ) -> None:
         """Broadcast one view update, applying the faults due at this update count."""
         view.deltas += 1
         k = view.deltas
@@ -1377,19 +1489,26 @@ class VenueServer:
     def _apply_trades(self, m: _Market, items: list[dict[str, Any]], frame_ts_ms: int) -> None:
         inst = m.instrument
         with _frame_fields():
-            parsed = [(int(t["T"]), inst.px_to_ticks(t["p"]), inst.qty_to_lots(t["v"]),
-                       str(t["i"]), t) for t in items]
+            parsed = [
+                (int(t["T"]), inst.px_to_ticks(t["p"]), inst.qty_to_lots(t["v"]), str(t["i"]), t)
+                for t in items
+            ]
         shift = self._shift(frame_ts_ms)
-        fresh = [(t_ms, px, lots, t) for t_ms, px, lots, tid, t in parsed
-                 if m.add_trade(tid, t, shift)]
+        fresh = [
+            (t_ms, px, lots, t) for t_ms, px, lots, tid, t in parsed if m.add_trade(tid, t, shift)
+        ]
         if not fresh:
             return
         topic = f"publicTrade.{m.symbol}"
         if self._subs.get((m.category, topic)):
             data = [t if shift == 0 else {**t, "T": t_ms + shift} for t_ms, _, _, t in fresh]
-            self._broadcast(m.category, topic, orjson.dumps(
-                {"topic": topic, "type": "snapshot", "ts": frame_ts_ms + shift, "data": data}
-            ).decode())
+            self._broadcast(
+                m.category,
+                topic,
+                orjson.dumps(
+                    {"topic": topic, "type": "snapshot", "ts": frame_ts_ms + shift, "data": data}
+                ).decode(),
+            )
         if m.kline_source != "trades":
             return
         touched: dict[int, _TradeCandle] = {}
@@ -1404,27 +1523,60 @@ class VenueServer:
             data = []
             for c in sorted(touched.values(), key=lambda c: c.start_ms):
                 row = m.candle_row(c)
-                data.append({"start": c.start_ms, "end": c.start_ms + _MINUTE_MS - 1,
-                             "interval": "1", "open": row[1], "close": row[4], "high": row[2],
-                             "low": row[3], "volume": row[5], "turnover": row[6],
-                             "confirm": c.start_ms < m.last_candle_ms, "timestamp": ts})
-            self._broadcast(m.category, ktopic, orjson.dumps(
-                {"topic": ktopic, "type": "snapshot", "ts": ts, "data": data}).decode())
+                data.append(
+                    {
+                        "start": c.start_ms,
+                        "end": c.start_ms + _MINUTE_MS - 1,
+                        "interval": "1",
+                        "open": row[1],
+                        "close": row[4],
+                        "high": row[2],
+                        "low": row[3],
+                        "volume": row[5],
+                        "turnover": row[6],
+                        "confirm": c.start_ms < m.last_candle_ms,
+                        "timestamp": ts,
+                    }
+                )
+            self._broadcast(
+                m.category,
+                ktopic,
+                orjson.dumps(
+                    {"topic": ktopic, "type": "snapshot", "ts": ts, "data": data}
+                ).decode(),
+            )
 
     def _apply_ws_kline(self, m: _Market, topic: str, interval: str, obj: dict[str, Any]) -> None:
         with _frame_fields():
             items = obj["data"]
             if not isinstance(items, list):
                 raise TypeError("kline data is not a list")
-            rows = [(int(k["start"]), [str(k["start"]), str(k["open"]), str(k["high"]),
-                                       str(k["low"]), str(k["close"]), str(k["volume"]),
-                                       str(k.get("turnover", "0"))]) for k in items]
+            rows = [
+                (
+                    int(k["start"]),
+                    [
+                        str(k["start"]),
+                        str(k["open"]),
+                        str(k["high"]),
+                        str(k["low"]),
+                        str(k["close"]),
+                        str(k["volume"]),
+                        str(k.get("turnover", "0")),
+                    ],
+                )
+                for k in items
+            ]
             ts_ms = int(obj["ts"])
             shift = self._shift(ts_ms)
             if shift:
-                obj = {**obj, "ts": ts_ms + shift, "data": [
-                    {**k, "timestamp": int(k["timestamp"]) + shift} if "timestamp" in k else k
-                    for k in items]}
+                obj = {
+                    **obj,
+                    "ts": ts_ms + shift,
+                    "data": [
+                        {**k, "timestamp": int(k["timestamp"]) + shift} if "timestamp" in k else k
+                        for k in items
+                    ],
+                }
         for start, row in rows:
             m.upsert_kline(interval, start, row)
         if self._subs.get((m.category, topic)):
@@ -1499,8 +1651,9 @@ class VenueServer:
         category = request.match_info["category"]
         if category not in CATEGORIES:
             raise web.HTTPNotFound(text=f"this venue serves /v5/public/{{{','.join(CATEGORIES)}}}")
-        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 16,
-                                   timeout=5.0)
+        ws = web.WebSocketResponse(
+            autoping=False, compress=False, max_msg_size=1 << 16, timeout=5.0
+        )
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="expected a websocket upgrade")
         if self._down:  # accepted just before the listening socket closed: cut it
@@ -1509,8 +1662,9 @@ class VenueServer:
             return web.Response(status=503)
         await ws.prepare(request)
         self._conn_seq += 1
-        conn = _Connection(f"{secrets.token_hex(8)}-{self._conn_seq}", category, ws,
-                           request.transport)
+        conn = _Connection(
+            f"{secrets.token_hex(8)}-{self._conn_seq}", category, ws, request.transport
+        )
         self._conns[conn] = None
         self._conns_total += 1
         log.debug("venue_connection_opened", conn_id=conn.conn_id, category=category)
@@ -1526,7 +1680,8 @@ class VenueServer:
                 await asyncio.wait([writer], timeout=2.0)
             writer.cancel()
             outcomes: list[BaseException | None] = await asyncio.gather(
-                writer, return_exceptions=True)
+                writer, return_exceptions=True
+            )
             outcome = outcomes[0]
             if isinstance(outcome, Exception):
                 log.error("venue_writer_failed", conn_id=conn.conn_id, exc_info=outcome)
@@ -1590,24 +1745,31 @@ class VenueServer:
         head = parts[0]
         if head == "orderbook" and len(parts) == 3:
             if not parts[1].isdigit() or int(parts[1]) not in BOOK_DEPTHS:
-                return (f"invalid topic {topic}: orderbook depth must be one of "
-                        f"{', '.join(map(str, BOOK_DEPTHS))}")
+                return (
+                    f"invalid topic {topic}: orderbook depth must be one of "
+                    f"{', '.join(map(str, BOOK_DEPTHS))}"
+                )
             depth = int(parts[1])
         elif head in ("publicTrade", "tickers") and len(parts) == 2:
             depth = 0
         elif head == "kline" and len(parts) == 3:
             if parts[1] not in KLINE_INTERVALS:
                 return f"invalid topic {topic}: kline interval must be one of " + " ".join(
-                    KLINE_INTERVALS)
+                    KLINE_INTERVALS
+                )
             depth = 0
         else:
-            return (f"error:handler not found,topic:{topic} (served: orderbook.N.SYM, "
-                    "publicTrade.SYM, kline.I.SYM, tickers.SYM)")
+            return (
+                f"error:handler not found,topic:{topic} (served: orderbook.N.SYM, "
+                "publicTrade.SYM, kline.I.SYM, tickers.SYM)"
+            )
         m = self._markets.get((category, parts[-1]))
         if m is None:
             served = sorted(s for cat, s in self._markets if cat == category)
-            return (f"invalid topic {topic}: unknown symbol {parts[-1]} on {category} "
-                    f"(served: {', '.join(served) or 'none'})")
+            return (
+                f"invalid topic {topic}: unknown symbol {parts[-1]} on {category} "
+                f"(served: {', '.join(served) or 'none'})"
+            )
         return m, depth
 
     def _on_subscription(self, c: _Connection, op: str, args: Any, req_id: Any) -> None:
@@ -1627,8 +1789,11 @@ class VenueServer:
             else:
                 resolved.append((topic, *r))
         if op == "unsubscribe":
-            errors += [f"not subscribed: {t}" for t in topics if t not in c.topics and
-                       not any(t in e for e in errors)]
+            errors += [
+                f"not subscribed: {t}"
+                for t in topics
+                if t not in c.topics and not any(t in e for e in errors)
+            ]
         if errors:
             self._reply(c, op, False, "; ".join(errors), req_id)
             return
@@ -1667,10 +1832,16 @@ class VenueServer:
 
     # ---- REST ------------------------------------------------------------------------------
 
-    def _envelope(self, result: dict[str, Any], ret_code: int = 0, ret_msg: str = "OK"
-                  ) -> web.Response:
-        body = {"retCode": ret_code, "retMsg": ret_msg, "result": result, "retExtInfo": {},
-                "time": self._server_ms()}
+    def _envelope(
+        self, result: dict[str, Any], ret_code: int = 0, ret_msg: str = "OK"
+    ) -> web.Response:
+        body = {
+            "retCode": ret_code,
+            "retMsg": ret_msg,
+            "result": result,
+            "retExtInfo": {},
+            "time": self._server_ms(),
+        }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def _rest(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -1710,12 +1881,12 @@ class VenueServer:
         if not cat:
             raise _ParamError("params error: category is required")
         if cat not in CATEGORIES:
-            raise _ParamError(f"params error: category {cat!r} is not served "
-                              f"(one of {', '.join(CATEGORIES)})")
+            raise _ParamError(
+                f"params error: category {cat!r} is not served (one of {', '.join(CATEGORIES)})"
+            )
         return cat
 
-    def _market_param(self, request: web.Request, default_category: str | None = None
-                      ) -> _Market:
+    def _market_param(self, request: web.Request, default_category: str | None = None) -> _Market:
         cat = self._category_param(request, default_category)
         sym = request.query.get("symbol", "").upper()
         if not sym:
@@ -1754,15 +1925,17 @@ class VenueServer:
         m = self._market_param(request)
         limit = self._int_param(request, "limit", 1 if m.category == "spot" else 25, 1, 1000)
         bids, asks = m.book.top(limit)
-        return self._envelope({
-            "s": m.symbol,
-            "b": m.levels(bids.items()),
-            "a": m.levels(asks.items()),
-            "ts": m.ts_ms if self._keep else self._now_ms(),
-            "u": m.book_u,
-            "seq": m.seq,
-            "cts": m.cts_ms + m.shift_ms,
-        })
+        return self._envelope(
+            {
+                "s": m.symbol,
+                "b": m.levels(bids.items()),
+                "a": m.levels(asks.items()),
+                "ts": m.ts_ms if self._keep else self._now_ms(),
+                "u": m.book_u,
+                "seq": m.seq,
+                "cts": m.cts_ms + m.shift_ms,
+            }
+        )
 
     def _rest_kline(self, request: web.Request) -> web.Response:
         m = self._market_param(request, default_category="linear")
@@ -1773,8 +1946,9 @@ class VenueServer:
         start = self._int_param(request, "start", 0, 0, 1 << 62)
         end = self._int_param(request, "end", 1 << 62, 0, 1 << 62)
         rows = [r for r in m.kline_rows(interval) if start <= int(r[0]) <= end]
-        return self._envelope({"category": m.category, "symbol": m.symbol,
-                               "list": rows[-limit:][::-1]})
+        return self._envelope(
+            {"category": m.category, "symbol": m.symbol, "list": rows[-limit:][::-1]}
+        )
 
     def _rest_recent_trade(self, request: web.Request) -> web.Response:
         m = self._market_param(request)
@@ -1782,17 +1956,19 @@ class VenueServer:
         limit = self._int_param(request, "limit", 60 if spot else 500, 1, 60 if spot else 1000)
         out = []
         for tid, t, shift in list(m.trades)[-limit:][::-1]:
-            out.append({
-                "execId": tid,
-                "symbol": m.symbol,
-                "price": t["p"],
-                "size": t["v"],
-                "side": t["S"],
-                "time": str(int(t["T"]) + shift),
-                "isBlockTrade": bool(t.get("BT", False)),
-                "isRPITrade": bool(t.get("RPI", False)),
-                "seq": str(t.get("seq") or 0),
-            })
+            out.append(
+                {
+                    "execId": tid,
+                    "symbol": m.symbol,
+                    "price": t["p"],
+                    "size": t["v"],
+                    "side": t["S"],
+                    "time": str(int(t["T"]) + shift),
+                    "isBlockTrade": bool(t.get("BT", False)),
+                    "isRPITrade": bool(t.get("RPI", False)),
+                    "seq": str(t.get("seq") or 0),
+                }
+            )
         return self._envelope({"category": m.category, "list": out})
 
     def _rest_time(self, request: web.Request) -> web.Response:
@@ -1836,8 +2012,14 @@ async def serve(
         ConfigError: bad arguments (unknown fault, speed <= 0, missing recordings).
         RuntimeError: the replay failed.
     """
-    server = VenueServer(paths, host=host, port=port, speed=speed,
-                         faults=parse_faults(faults_spec), keep_timestamps=keep_timestamps)
+    server = VenueServer(
+        paths,
+        host=host,
+        port=port,
+        speed=speed,
+        faults=parse_faults(faults_spec),
+        keep_timestamps=keep_timestamps,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -1851,14 +2033,20 @@ async def serve(
     done_wait: asyncio.Task[None] | None = None
     try:
         await server.start()
-        sys.stdout.write(f"mmd venue listening on {server.url} "
-                         f"({server.symbols} symbols, {server.events_total} events)\n")
+        sys.stdout.write(
+            f"mmd venue listening on {server.url} "
+            f"({server.symbols} symbols, {server.events_total} events)\n"
+        )
         sys.stdout.flush()
-        log.info("venue_started", url=server.url, symbols=server.symbols,
-                 events=server.events_total, speed=speed)
+        log.info(
+            "venue_started",
+            url=server.url,
+            symbols=server.symbols,
+            events=server.events_total,
+            speed=speed,
+        )
         done_wait = asyncio.create_task(server.wait_finished(), name="venue.serve.replay")
-        done, _ = await asyncio.wait({stop_wait, done_wait},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({stop_wait, done_wait}, return_when=asyncio.FIRST_COMPLETED)
         if done_wait in done:
             done_wait.result()  # raises when the replay failed
             await stop_wait

@@ -50,8 +50,7 @@ def _measure(name: str, files: list[Path], cache: Path, limit: int, reps: int) -
     drv = _driver_module()
     ev = load_events(files, cache)
     n = min(len(ev.ev_kind), limit)
-    ev = dataclasses.replace(ev, ev_kind=ev.ev_kind[:n], ev_sym=ev.ev_sym[:n],
-                             ev_idx=ev.ev_idx[:n])
+    ev = dataclasses.replace(ev, ev_kind=ev.ev_kind[:n], ev_sym=ev.ev_sym[:n], ev_idx=ev.ev_idx[:n])
     cfg = ExchangeConfig(partial_fills=True)
     drv._python_driver(ev, cfg, min(n, 500))  # load the kernels the wrapper calls: not timed
     t0 = time.perf_counter()
@@ -59,8 +58,14 @@ def _measure(name: str, files: list[Path], cache: Path, limit: int, reps: int) -
     py_s = time.perf_counter() - t0
 
     def fast() -> Any:
-        return run_tape_fast(ev, cfg, tape, entry_latency_ns=drv.ENTRY_NS,
-                             cancel_latency_ns=drv.CANCEL_NS, book_capacity=drv.CAP)
+        return run_tape_fast(
+            ev,
+            cfg,
+            tape,
+            entry_latency_ns=drv.ENTRY_NS,
+            cancel_latency_ns=drv.CANCEL_NS,
+            book_capacity=drv.CAP,
+        )
 
     t0 = time.perf_counter()
     got = fast()  # compile or load the cached kernels
@@ -80,9 +85,11 @@ def _measure(name: str, files: list[Path], cache: Path, limit: int, reps: int) -
             peer = {}
     extra: dict[str, Any] = {}
     if peer:
-        extra = {"peer_events_per_s": round(peer["peer_rows"] / peer["peer_s"]),
-                 "peer_rows": peer["peer_rows"],
-                 "ratio": round((rows / fast_s) / (peer["peer_rows"] / peer["peer_s"]), 3)}
+        extra = {
+            "peer_events_per_s": round(peer["peer_rows"] / peer["peer_s"]),
+            "peer_rows": peer["peer_rows"],
+            "ratio": round((rows / fast_s) / (peer["peer_rows"] / peer["peer_s"]), 3),
+        }
     return {
         "name": f"backtest_tape.{name}",
         "events": n,
@@ -116,8 +123,7 @@ def _run_tape(quick: bool) -> list[dict[str, Any]]:
             d = Path(tmp) / "btc"
             d.mkdir()
             ins = sorted((DATA / "binance_usdm_btcusdt_2024-07-18_19").glob("*.gz"))
-            sets.append(("binance_usdm_btcusdt_2024", list(convert_binance_usdm(ins, d)),
-                         300_000))
+            sets.append(("binance_usdm_btcusdt_2024", list(convert_binance_usdm(ins, d)), 300_000))
         for name, files, limit in sets:
             out.append(_measure(name, files, Path(tmp) / "cache", limit, reps))
     return out
@@ -154,8 +160,9 @@ def _hbt_loop_fn():
     return loop
 
 
-def _peer(files: list[Path], ev: Any, n_commands: int, entry_ns: int,
-          cfg: ExchangeConfig, reps: int) -> dict[str, Any]:
+def _peer(
+    files: list[Path], ev: Any, n_commands: int, entry_ns: int, cfg: ExchangeConfig, reps: int
+) -> dict[str, Any]:
     """hftbacktest 2.4.4 over the same recording (`mmd convert hftbacktest` rows), same queue
     model (power 2), partial fills, fees, latency and a time grid with as many decisions as
     the tape."""
@@ -171,11 +178,18 @@ def _peer(files: list[Path], ev: Any, n_commands: int, entry_ns: int,
     loop = _hbt_loop_fn()
 
     def once() -> float:
-        asset = (BacktestAsset().data(rows).linear_asset(1.0)
-                 .constant_order_latency(entry_ns, entry_ns)
-                 .trading_value_fee_model(cfg.maker_fee, cfg.taker_fee)
-                 .tick_size(tick).lot_size(lot)
-                 .last_trades_capacity(0).partial_fill_exchange().power_prob_queue_model(2.0))
+        asset = (
+            BacktestAsset()
+            .data(rows)
+            .linear_asset(1.0)
+            .constant_order_latency(entry_ns, entry_ns)
+            .trading_value_fee_model(cfg.maker_fee, cfg.taker_fee)
+            .tick_size(tick)
+            .lot_size(lot)
+            .last_trades_capacity(0)
+            .partial_fill_exchange()
+            .power_prob_queue_model(2.0)
+        )
         hbt = HashMapMarketDepthBacktest([asset])
         t0 = time.perf_counter()
         loop(hbt, step_ns, 5 * lot, tick)
@@ -204,11 +218,18 @@ def _glft_cfg() -> Any:
 
     cfg = AppConfig()
     return msgspec.structs.replace(
-        cfg, strategy=msgspec.structs.replace(cfg.strategy, model="glft"),
-        exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=LATENCY_MS,
-                                         cancel_latency_ms=LATENCY_MS, partial_fills=True,
-                                         queue_model="prob_power", queue_power=2.0,
-                                         funding=False))
+        cfg,
+        strategy=msgspec.structs.replace(cfg.strategy, model="glft"),
+        exchange=msgspec.structs.replace(
+            cfg.exchange,
+            entry_latency_ms=LATENCY_MS,
+            cancel_latency_ms=LATENCY_MS,
+            partial_fills=True,
+            queue_model="prob_power",
+            queue_power=2.0,
+            funding=False,
+        ),
+    )
 
 
 def _hbt_glft_fn():
@@ -226,8 +247,21 @@ def _hbt_glft_fn():
     from numba import njit
 
     @njit
-    def loop(hbt, step_ns, window, refit, lot, tick, gamma, order_lots, max_lots,
-             fb_sigma, fb_kappa, fb_a, max_depth):  # type: ignore[no-untyped-def]
+    def loop(
+        hbt,
+        step_ns,
+        window,
+        refit,
+        lot,
+        tick,
+        gamma,
+        order_lots,
+        max_lots,
+        fb_sigma,
+        fb_kappa,
+        fb_a,
+        max_depth,
+    ):  # type: ignore[no-untyped-def]
         step_s = step_ns * 1e-9
         arrival = np.full(window, -1.0)
         dmid = np.zeros(window)
@@ -296,8 +330,9 @@ def _hbt_glft_fn():
             # GLFT (xi = gamma, delta = one order)
             xd = gamma * order_lots
             c1 = math.log(1.0 + xd / kappa) / xd
-            c2 = math.sqrt(gamma / (2.0 * a * order_lots * kappa)
-                           * (1.0 + xd / kappa) ** (kappa / xd + 1.0))
+            c2 = math.sqrt(
+                gamma / (2.0 * a * order_lots * kappa) * (1.0 + xd / kappa) ** (kappa / xd + 1.0)
+            )
             half = c1 + 0.5 * order_lots * c2 * sigma
             q = round(hbt.position(0) / lot)
             res = mid - c2 * sigma * q
@@ -352,25 +387,42 @@ def _peer_glft(files: list[Path], ev: Any, decisions: int, reps: int) -> dict[st
     loop = _hbt_glft_fn()
 
     def once() -> tuple[float, int]:
-        asset = (BacktestAsset().data(rows).linear_asset(1.0)
-                 .constant_order_latency(lat_ns, lat_ns)
-                 .trading_value_fee_model(cfg.exchange.maker_fee, cfg.exchange.taker_fee)
-                 .tick_size(inst.tick).lot_size(inst.lot)
-                 .last_trades_capacity(10_000).partial_fill_exchange()
-                 .power_prob_queue_model(2.0))
+        asset = (
+            BacktestAsset()
+            .data(rows)
+            .linear_asset(1.0)
+            .constant_order_latency(lat_ns, lat_ns)
+            .trading_value_fee_model(cfg.exchange.maker_fee, cfg.exchange.taker_fee)
+            .tick_size(inst.tick)
+            .lot_size(inst.lot)
+            .last_trades_capacity(10_000)
+            .partial_fill_exchange()
+            .power_prob_queue_model(2.0)
+        )
         hbt = HashMapMarketDepthBacktest([asset])
         t0 = time.process_time()
-        n = loop(hbt, step_ns, window, refit, inst.lot, inst.tick, scfg.gamma, order_lots,
-                 max_lots, cal.fallback_sigma, cal.fallback_kappa, cal.fallback_a,
-                 cal.max_depth_ticks)
+        n = loop(
+            hbt,
+            step_ns,
+            window,
+            refit,
+            inst.lot,
+            inst.tick,
+            scfg.gamma,
+            order_lots,
+            max_lots,
+            cal.fallback_sigma,
+            cal.fallback_kappa,
+            cal.fallback_a,
+            cal.max_depth_ticks,
+        )
         dt = time.process_time() - t0
         hbt.close()
         return dt, int(n)
 
     once()  # compile: not timed
     runs = [once() for _ in range(reps)]
-    return {"peer_rows": len(rows), "peer_s": min(r[0] for r in runs),
-            "peer_decisions": runs[0][1]}
+    return {"peer_rows": len(rows), "peer_s": min(r[0] for r in runs), "peer_decisions": runs[0][1]}
 
 
 def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[str, Any]:
@@ -392,11 +444,15 @@ def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[st
     rows = len(ev.level_px_ticks) + len(ev.trade_px_ticks)
     decisions = int(res.decisions.sum())
     out: dict[str, Any] = {
-        "name": f"backtest_throughput.{name}", "stream_rows": len(ev.ev_kind),
-        "rows": rows, "decisions": decisions, "fills": len(res.fills),
-        "mmd_events_per_s": round(rows / best), "mmd_stream_rows_per_s": round(len(ev.ev_kind)
-                                                                               / best),
-        "mmd_s": round(best, 4), "first_call_s": round(first_s, 3),
+        "name": f"backtest_throughput.{name}",
+        "stream_rows": len(ev.ev_kind),
+        "rows": rows,
+        "decisions": decisions,
+        "fills": len(res.fills),
+        "mmd_events_per_s": round(rows / best),
+        "mmd_stream_rows_per_s": round(len(ev.ev_kind) / best),
+        "mmd_s": round(best, 4),
+        "first_call_s": round(first_s, 3),
     }
     if not out["fills"]:
         del out["fills"]  # the 44 s capture makes none with this config; figures are positive
@@ -405,9 +461,13 @@ def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[st
     except ImportError:
         return out  # hftbacktest not installed: no peer figures
     peer_rate = peer["peer_rows"] / peer["peer_s"]
-    out.update(peer_events_per_s=round(peer_rate), peer_rows=peer["peer_rows"],
-               peer_decisions=peer["peer_decisions"], peer_s=round(peer["peer_s"], 4),
-               ratio=round((rows / best) / peer_rate, 3))
+    out.update(
+        peer_events_per_s=round(peer_rate),
+        peer_rows=peer["peer_rows"],
+        peer_decisions=peer["peer_decisions"],
+        peer_s=round(peer["peer_s"], 4),
+        ratio=round((rows / best) / peer_rate, 3),
+    )
     return out
 
 
@@ -419,17 +479,29 @@ def _cli_wall(rec: Path, tmp: Path) -> dict[str, Any]:
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMD_")}
-    env.update(NUMBA_CACHE_DIR=str(tmp / "numba"), MMD_EVENT_CACHE=str(tmp / "events"),
-               PYTHONPATH=str(ROOT))
+    env.update(
+        NUMBA_CACHE_DIR=str(tmp / "numba"),
+        MMD_EVENT_CACHE=str(tmp / "events"),
+        PYTHONPATH=str(ROOT),
+    )
     walls = []
     for _ in range(3):
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(rec), "--no-progress"],
-                           env=env, capture_output=True, text=True, timeout=1200, cwd=tmp)
+        r = subprocess.run(
+            [sys.executable, "-m", "mmd", "backtest", str(rec), "--no-progress"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=tmp,
+        )
         walls.append(time.perf_counter() - t0)
         assert r.returncode == 0, r.stderr[-2000:]
-    return {"name": f"backtest_cli_wall.{rec.stem}", "cold_s": round(walls[0], 2),
-            "warm_s": round(min(walls[1:]), 2)}
+    return {
+        "name": f"backtest_cli_wall.{rec.stem}",
+        "cold_s": round(walls[0], 2),
+        "warm_s": round(min(walls[1:]), 2),
+    }
 
 
 def run_throughput(quick: bool, cli: bool = True) -> list[dict[str, Any]]:
@@ -443,8 +515,10 @@ def run_throughput(quick: bool, cli: bool = True) -> list[dict[str, Any]]:
         btc = [f for f in convert_cryptofeed(cf, Path(tmp) / "cf") if "linear_BTCUSDT" in f.name]
         sets: list[tuple[str, list[Path]]] = [("bybit_cryptofeed_btcusdt", btc)]
         if not quick:
-            for sym, folder in (("btcusdt_2024", "binance_usdm_btcusdt_2024-07-18_19"),
-                                ("ethusdt_2024", "binance_usdm_ethusdt_2024-07-18_19")):
+            for sym, folder in (
+                ("btcusdt_2024", "binance_usdm_btcusdt_2024-07-18_19"),
+                ("ethusdt_2024", "binance_usdm_ethusdt_2024-07-18_19"),
+            ):
                 d = Path(tmp) / sym
                 d.mkdir()
                 ins = sorted((DATA / folder).glob("*.gz"))

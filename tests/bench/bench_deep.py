@@ -79,16 +79,25 @@ def per_call_ns(fn: Callable[[], Any], n: int) -> dict[str, float]:
 
 
 @njit(cache=False)  # run.py loads this file under a private, non-importable module name
-def _loop(n: int, rows: np.ndarray, state: np.ndarray, gates: np.ndarray, xbuf: np.ndarray,
-          z: np.ndarray, stats: np.ndarray, w: np.ndarray, b: np.ndarray, sizes: np.ndarray,
-          head: tuple) -> float:
+def _loop(
+    n: int,
+    rows: np.ndarray,
+    state: np.ndarray,
+    gates: np.ndarray,
+    xbuf: np.ndarray,
+    z: np.ndarray,
+    stats: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    sizes: np.ndarray,
+    head: tuple,
+) -> float:
     acc = 0.0
     bufs = np.zeros(64), np.zeros(64)
     for i in range(n):
         kl.apply_lstm_update(state, gates, xbuf, z, rows[i % rows.shape[0]], stats, w, b, sizes)
         if head[2].shape[0] > 1:
-            acc += kl.compute_head(bufs[0], bufs[1], state, sizes, 0.0, head[0], head[1],
-                                   head[2])
+            acc += kl.compute_head(bufs[0], bufs[1], state, sizes, 0.0, head[0], head[1], head[2])
     return acc
 
 
@@ -111,8 +120,9 @@ def _torch_row(rows: np.ndarray, n: int) -> dict[str, Any] | None:
     torch.manual_seed(0)
     l1 = torch.nn.LSTM(N_SEQUENCE, HIDDEN[0], batch_first=True)
     l2 = torch.nn.LSTM(HIDDEN[0], HIDDEN[1], batch_first=True)
-    head = torch.nn.Sequential(torch.nn.Linear(HIDDEN[1], HEAD), torch.nn.ReLU(),
-                               torch.nn.Linear(HEAD, 1))
+    head = torch.nn.Sequential(
+        torch.nn.Linear(HIDDEN[1], HEAD), torch.nn.ReLU(), torch.nn.Linear(HEAD, 1)
+    )
     xs = [torch.from_numpy(r.astype(np.float32)).view(1, 1, -1) for r in rows[:64]]
     st: dict[str, Any] = {"s1": None, "s2": None, "i": 0}
 
@@ -123,15 +133,21 @@ def _torch_row(rows: np.ndarray, n: int) -> dict[str, Any] | None:
             torch.sigmoid(head(h2[:, -1, :]))
         st["i"] += 1
 
-    return {"name": "deep.torch_step", **per_call_ns(step, n), "threads": 1,
-            "hidden_1": HIDDEN[0], "hidden_2": HIDDEN[1]}
+    return {
+        "name": "deep.torch_step",
+        **per_call_ns(step, n),
+        "threads": 1,
+        "hidden_1": HIDDEN[0],
+        "hidden_2": HIDDEN[1],
+    }
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
     n = 3_000 if quick else 100_000
     arrays = _arrays(1)
-    meta = ModelMeta(kind="deep_lstm", format_version=1, version="bench",
-                     features=list(SEQUENCE_FEATURES))
+    meta = ModelMeta(
+        kind="deep_lstm", format_version=1, version="bench", features=list(SEQUENCE_FEATURES)
+    )
     model = DeepOrderFlowModel(meta, arrays)
     rng = np.random.default_rng(2)
     rows = rng.normal(size=(256, N_SEQUENCE)) * 2.0
@@ -140,15 +156,32 @@ def run(quick: bool) -> list[dict[str, Any]]:
     def update() -> None:
         model.update(rows[next(it) % 256])
 
-    out = [{"name": "deep.lstm_step", **per_call_ns(update, n), "hidden_1": HIDDEN[0],
-            "hidden_2": HIDDEN[1], "target_ns": 5000}]
+    out = [
+        {
+            "name": "deep.lstm_step",
+            **per_call_ns(update, n),
+            "hidden_1": HIDDEN[0],
+            "hidden_2": HIDDEN[1],
+            "target_ns": 5000,
+        }
+    ]
     out.append({"name": "deep.price_head", **per_call_ns(lambda: model.head("price"), n)})
     head = (arrays["price_weights"], arrays["price_biases"], arrays["price_sizes"])
     no_head = (head[0], head[1], np.zeros(1, np.int64))
-    args = (rows, model.state, model._gates, model._xbuf, model._z, model.stats, model.weights,
-            model.biases, model.sizes)
-    out.append({"name": "deep.lstm_step[in_njit]", **_timed_loop(n, *args, no_head),
-                "target_ns": 5000})
+    args = (
+        rows,
+        model.state,
+        model._gates,
+        model._xbuf,
+        model._z,
+        model.stats,
+        model.weights,
+        model.biases,
+        model.sizes,
+    )
+    out.append(
+        {"name": "deep.lstm_step[in_njit]", **_timed_loop(n, *args, no_head), "target_ns": 5000}
+    )
     out.append({"name": "deep.lstm_step_and_head[in_njit]", **_timed_loop(n, *args, head)})
     out.append(_quote_decision(n))
     torch_row = _torch_row(rows, max(n // 10, CHUNK))  # ~100x the kernel's cost per call
@@ -158,28 +191,44 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 @njit(cache=False)
-def _loop_decision(n: int, fx: np.ndarray, xm: np.ndarray, state: np.ndarray, gates: np.ndarray,
-                   xbuf: np.ndarray, z: np.ndarray, lstm: tuple, heads: tuple, ml: np.ndarray,
-                   tgt: np.ndarray, dec_f: np.ndarray, qpi: np.ndarray, qpf: np.ndarray,
-                   t0: int, skew_k: float) -> float:
+def _loop_decision(
+    n: int,
+    fx: np.ndarray,
+    xm: np.ndarray,
+    state: np.ndarray,
+    gates: np.ndarray,
+    xbuf: np.ndarray,
+    z: np.ndarray,
+    lstm: tuple,
+    heads: tuple,
+    ml: np.ndarray,
+    tgt: np.ndarray,
+    dec_f: np.ndarray,
+    qpi: np.ndarray,
+    qpf: np.ndarray,
+    t0: int,
+    skew_k: float,
+) -> float:
     acc = 0.0
     ba, bb = np.zeros(64), np.zeros(64)
     for i in range(n):
         now = t0 + i * 100_000_000  # a book update every 100 ms
         km.apply_market_features(xm, fx, now, 0.0)
-        kl.apply_lstm_update(state, gates, xbuf, z, xm[:N_SEQUENCE], lstm[0], lstm[1], lstm[2],
-                             lstm[3])
+        kl.apply_lstm_update(
+            state, gates, xbuf, z, xm[:N_SEQUENCE], lstm[0], lstm[1], lstm[2], lstm[3]
+        )
         pos = i % 7 - 3
         q = pos / qpi[ks.QPI_MAX_LOTS]
-        p_up = km.compute_sigmoid(kl.compute_head(ba, bb, state, lstm[3], q, heads[0],
-                                                  heads[1], heads[2]))
+        p_up = km.compute_sigmoid(
+            kl.compute_head(ba, bb, state, lstm[3], q, heads[0], heads[1], heads[2])
+        )
         h = np.exp(kl.compute_head(ba, bb, state, lstm[3], q, heads[3], heads[4], heads[5]))
-        q_star = np.tanh(kl.compute_head(ba, bb, state, lstm[3], q, heads[6], heads[7],
-                                         heads[8]))
+        q_star = np.tanh(kl.compute_head(ba, bb, state, lstm[3], q, heads[6], heads[7], heads[8]))
         ml[ks.ML_SKEW_TICKS] = ((2.0 * p_up - 1.0) + min(max(q_star - q, -1.0), 1.0)) * skew_k
         ml[ks.ML_SPREAD_OVERRIDE_TICKS] = 2.0 * h if h > dec_f[ks.DF_HALF_SPREAD] else np.nan
-        code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now, 600_000, 600_001, 20, 20,
-                                         2.0, 0.5, 1.0, pos)
+        code = ks.compute_quote_decision(
+            tgt, dec_f, qpi, qpf, ml, now, 600_000, 600_001, 20, 20, 2.0, 0.5, 1.0, pos
+        )
         if code != ks.OK:  # every decision must quote (the bench times the full path)
             return -1.0
         acc += tgt[ks.TG_BID_PX, 0]
@@ -194,12 +243,18 @@ def _quote_decision(n: int) -> dict[str, Any]:
     heads: tuple = ()
     for _ in ("price", "spread", "position"):  # multi-task heads read the inventory too
         w = rng.normal(scale=0.1, size=(HIDDEN[-1] + 1) * HEAD + HEAD)
-        heads += (w, rng.normal(scale=0.1, size=HEAD + 1),
-                  np.array([HIDDEN[-1] + 1, HEAD, 1], np.int64))
+        heads += (
+            w,
+            rng.normal(scale=0.1, size=HEAD + 1),
+            np.array([HIDDEN[-1] + 1, HEAD, 1], np.int64),
+        )
     state = np.zeros(kl.compute_state_size(a["lstm_sizes"]), np.float32)
     width = max(HIDDEN)
-    scratch = (np.zeros(4 * width, np.float32), np.zeros(width, np.float32),
-               np.zeros(N_SEQUENCE, np.float32))
+    scratch = (
+        np.zeros(4 * width, np.float32),
+        np.zeros(width, np.float32),
+        np.zeros(N_SEQUENCE, np.float32),
+    )
     fx = rng.normal(size=N_FEATURES)
     xm = np.zeros(km.N_MARKET)
     ml, tgt, dec_f, qpi, qpf = decision_arrays()
@@ -208,8 +263,9 @@ def _quote_decision(n: int) -> dict[str, Any]:
     def loop(k: int) -> float:  # each chunk goes on in time
         t0 = clock[0]
         clock[0] += k * 100_000_000
-        return _loop_decision(k, fx, xm, state, *scratch, lstm, heads, ml, tgt, dec_f, qpi, qpf,
-                              t0, 2.0)
+        return _loop_decision(
+            k, fx, xm, state, *scratch, lstm, heads, ml, tgt, dec_f, qpi, qpf, t0, 2.0
+        )
 
     if loop(10) < 0:
         raise RuntimeError("deep quote_decision: a decision did not quote")
@@ -218,5 +274,8 @@ def _quote_decision(n: int) -> dict[str, Any]:
         t0 = time.perf_counter_ns()
         loop(CHUNK)
         out.append((time.perf_counter_ns() - t0) / CHUNK)
-    return {"name": "deep.quote_decision[multitask][in_njit]",
-            "ns_per_call": statistics.median(out), "ns_per_call_min": min(out)}
+    return {
+        "name": "deep.quote_decision[multitask][in_njit]",
+        "ns_per_call": statistics.median(out),
+        "ns_per_call_min": min(out),
+    }

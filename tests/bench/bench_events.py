@@ -91,8 +91,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         sets = [("bybit_cryptofeed_6sym", sorted(convert_cryptofeed(cf, Path(tmp) / "cf")))]
         if not quick:
-            for pair, day in (("btcusdt", "2024-07-18_19"), ("ethusdt", "2024-07-18_19"),
-                              ("btcusdt", "2023-04-04_05")):
+            for pair, day in (
+                ("btcusdt", "2024-07-18_19"),
+                ("ethusdt", "2024-07-18_19"),
+                ("btcusdt", "2023-04-04_05"),
+            ):
                 name = f"binance_usdm_{pair}_{day[:4]}"
                 d = Path(tmp) / name
                 d.mkdir()

@@ -55,44 +55,51 @@ def run(quick: bool) -> list[dict[str, Any]]:
         rows, t0 = hbt_zero_feed_latency(rec)
         run_hftbacktest(rows, 0.1, 0.001, p)  # warm-up: numba / library load
         passes = 1 if quick else 3
-        hbt = min((run_hftbacktest(rows, 0.1, 0.001, p) for _ in range(passes)),
-                  key=lambda r: r.seconds)
-        ours = min((run_mmd(rec, "BTCUSDT", t0, p) for _ in range(passes)),
-                   key=lambda r: r.seconds)
+        hbt = min(
+            (run_hftbacktest(rows, 0.1, 0.001, p) for _ in range(passes)), key=lambda r: r.seconds
+        )
+        ours = min((run_mmd(rec, "BTCUSDT", t0, p) for _ in range(passes)), key=lambda r: r.seconds)
         # the product path (build_trader's SimExchange + OMS + Portfolio, frames in receive
         # order with their feed latency, 2-lot orders): see the fidelity test
         frows, shift, _, feed_ns = hbt_with_feed_latency(rec)
         pp = FidelityParams(qty_lots=2)
-        hbt_p = min((run_hftbacktest(frows, 0.1, 0.001, pp, response_ns=feed_ns)
-                     for _ in range(passes)), key=lambda r: r.seconds)
-        ours_p = min((run_mmd_product(rec, "BTCUSDT", shift, hbt_p.start_ns, pp)
-                      for _ in range(passes)), key=lambda r: r.seconds)
+        hbt_p = min(
+            (run_hftbacktest(frows, 0.1, 0.001, pp, response_ns=feed_ns) for _ in range(passes)),
+            key=lambda r: r.seconds,
+        )
+        ours_p = min(
+            (run_mmd_product(rec, "BTCUSDT", shift, hbt_p.start_ns, pp) for _ in range(passes)),
+            key=lambda r: r.seconds,
+        )
     events = len(rows)
     mmd_eps = events / ours.seconds
     hbt_eps = events / hbt.seconds
-    return [{
-        "name": "fidelity_hbt",
-        "events": events,
-        "frames": ours.events,
-        "steps": ours.steps,
-        "mmd_seconds": round(ours.seconds, 4),
-        "hbt_seconds": round(hbt.seconds, 4),
-        "mmd_events_per_s": round(mmd_eps, 1),
-        "hbt_events_per_s": round(hbt_eps, 1),
-        "ratio": round(mmd_eps / hbt_eps, 3),
-        "mmd_fills": ours.fills,
-        "hbt_fills": hbt.fills,
-    }, {
-        "name": "fidelity_hbt_product",
-        "events": len(frows),
-        "frames": ours_p.events,
-        "steps": ours_p.steps,
-        "mmd_seconds": round(ours_p.seconds, 4),
-        "hbt_seconds": round(hbt_p.seconds, 4),
-        "mmd_events_per_s": round(len(frows) / ours_p.seconds, 1),
-        "hbt_events_per_s": round(len(frows) / hbt_p.seconds, 1),
-        "mmd_fills": ours_p.fills,
-        "hbt_fills": hbt_p.fills,
-        "mmd_filled_lots": ours_p.filled_lots,
-        "hbt_filled_lots": hbt_p.filled_lots,
-    }]
+    return [
+        {
+            "name": "fidelity_hbt",
+            "events": events,
+            "frames": ours.events,
+            "steps": ours.steps,
+            "mmd_seconds": round(ours.seconds, 4),
+            "hbt_seconds": round(hbt.seconds, 4),
+            "mmd_events_per_s": round(mmd_eps, 1),
+            "hbt_events_per_s": round(hbt_eps, 1),
+            "ratio": round(mmd_eps / hbt_eps, 3),
+            "mmd_fills": ours.fills,
+            "hbt_fills": hbt.fills,
+        },
+        {
+            "name": "fidelity_hbt_product",
+            "events": len(frows),
+            "frames": ours_p.events,
+            "steps": ours_p.steps,
+            "mmd_seconds": round(ours_p.seconds, 4),
+            "hbt_seconds": round(hbt_p.seconds, 4),
+            "mmd_events_per_s": round(len(frows) / ours_p.seconds, 1),
+            "hbt_events_per_s": round(len(frows) / hbt_p.seconds, 1),
+            "mmd_fills": ours_p.fills,
+            "hbt_fills": hbt_p.fills,
+            "mmd_filled_lots": ours_p.filled_lots,
+            "hbt_filled_lots": hbt_p.filled_lots,
+        },
+    ]

@@ -31,13 +31,27 @@ def _order_rows(i: int) -> tuple[SubmitOrder, OrderAccepted, OrderFilled]:
     px = 650_000 + (i % 7) * side
     coid = f"o{i}"
     return (
-        SubmitOrder(client_order_id=coid, symbol=BTC.symbol, side=side, px_ticks=px,
-                    qty_lots=2),
-        OrderAccepted(client_order_id=coid, symbol=BTC.symbol, side=side, px_ticks=px,
-                      qty_lots=2, ts_exch_ns=i * 1_000),
-        OrderFilled(fill_id=f"{coid}#1", client_order_id=coid, symbol=BTC.symbol, side=side,
-                    px_ticks=px, qty_lots=2, leaves_lots=0, liquidity=MAKER,
-                    fee_quote=0.0002 * 130.0, ts_exch_ns=i * 1_000 + 500),
+        SubmitOrder(client_order_id=coid, symbol=BTC.symbol, side=side, px_ticks=px, qty_lots=2),
+        OrderAccepted(
+            client_order_id=coid,
+            symbol=BTC.symbol,
+            side=side,
+            px_ticks=px,
+            qty_lots=2,
+            ts_exch_ns=i * 1_000,
+        ),
+        OrderFilled(
+            fill_id=f"{coid}#1",
+            client_order_id=coid,
+            symbol=BTC.symbol,
+            side=side,
+            px_ticks=px,
+            qty_lots=2,
+            leaves_lots=0,
+            liquidity=MAKER,
+            fee_quote=0.0002 * 130.0,
+            ts_exch_ns=i * 1_000 + 500,
+        ),
     )
 
 
@@ -83,6 +97,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
             full_restore_s = time.perf_counter() - t0
         if _portfolio(part).states() != _portfolio(full).states() or part.tail_rows != TAIL:
             raise AssertionError("checkpointed restore disagrees with the full restore")
-    return [{"name": "ledger_restore", "rows": orders * 3, "tail_rows": part.tail_rows,
-             "restore_s": round(restore_s, 6), "full_restore_s": round(full_restore_s, 3),
-             "write_s": round(write_s, 3)}]
+    return [
+        {
+            "name": "ledger_restore",
+            "rows": orders * 3,
+            "tail_rows": part.tail_rows,
+            "restore_s": round(restore_s, 6),
+            "full_restore_s": round(full_restore_s, 3),
+            "write_s": round(write_s, 3),
+        }
+    ]

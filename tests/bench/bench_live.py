@@ -60,8 +60,10 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parents[1]
 DATA = REPO.parent / "shared" / "data" / "market"
-BINANCE = {"BTCUSDT": DATA / "binance_usdm_btcusdt_2024-07-18_19",
-           "ETHUSDT": DATA / "binance_usdm_ethusdt_2024-07-18_19"}
+BINANCE = {
+    "BTCUSDT": DATA / "binance_usdm_btcusdt_2024-07-18_19",
+    "ETHUSDT": DATA / "binance_usdm_ethusdt_2024-07-18_19",
+}
 CRYPTOFEED = DATA / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl"
 LAG_GROWTH_S = 0.5
 sys.path.insert(0, str(BENCH.parent))  # tests/procs.py
@@ -139,17 +141,24 @@ def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def _sum(text: str, name: str, **match: str) -> float:
-    return sum(v for n, lab, v in _samples(text)
-               if n == name and all(lab.get(k) == w for k, w in match.items()))
+    return sum(
+        v
+        for n, lab, v in _samples(text)
+        if n == name and all(lab.get(k) == w for k, w in match.items())
+    )
 
 
 def _buckets(text: str, stamp: str) -> list[tuple[float, float]]:
-    return sorted((float(lab["le"]), v) for n, lab, v in _samples(text)
-                  if n == "mmd_tick_to_quote_seconds_bucket" and lab.get("stamp") == stamp)
+    return sorted(
+        (float(lab["le"]), v)
+        for n, lab, v in _samples(text)
+        if n == "mmd_tick_to_quote_seconds_bucket" and lab.get("stamp") == stamp
+    )
 
 
-def quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
-             ) -> float:
+def quantile(
+    q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> float:
     """Quantile q of the observations between two scrapes of a cumulative histogram, linear
     inside the bucket (the lower edge of the first bucket is 0)."""
     counts = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
@@ -210,9 +219,17 @@ def _env(vurl: str, symbols: list[str]) -> dict[str, str]:
     }
 
 
-def _live(recs: list[Path], symbols: list[str], speed: float, tmp: Path, *, warm_s: float,
-          window_s: float | None, profile: Path | None = None, max_s: float = 300.0
-          ) -> tuple[str, str, float]:
+def _live(
+    recs: list[Path],
+    symbols: list[str],
+    speed: float,
+    tmp: Path,
+    *,
+    warm_s: float,
+    window_s: float | None,
+    profile: Path | None = None,
+    max_s: float = 300.0,
+) -> tuple[str, str, float]:
     """The daemon first (retrying the unreachable venue every 0.05 s), then the venue, whose
     replay clock starts when it does. With window_s: two scrapes window_s apart once quoting;
     without: the first scrape with frames and the last once the venue's replay has ended."""
@@ -220,11 +237,16 @@ def _live(recs: list[Path], symbols: list[str], speed: float, tmp: Path, *, warm
 
     port, vport = free_port(), free_port()
     vurl = f"http://127.0.0.1:{vport}"
-    env = base_env(MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / f"st{time.time_ns()}"),
-                   MMD_MODELS__DIR=str(tmp / "models"), **_env(vurl, symbols))
+    env = base_env(
+        MMD_METRICS__PORT=str(port),
+        MMD_STATE__DIR=str(tmp / f"st{time.time_ns()}"),
+        MMD_MODELS__DIR=str(tmp / "models"),
+        **_env(vurl, symbols),
+    )
     pre = ["-m", "cProfile", "-o", str(profile)] if profile else []
-    proc = Proc([sys.executable, *pre, "-m", "mmd", "run"], env,
-                tmp / f"daemon-{time.monotonic_ns()}.log")
+    proc = Proc(
+        [sys.executable, *pre, "-m", "mmd", "run"], env, tmp / f"daemon-{time.monotonic_ns()}.log"
+    )
     url = f"http://127.0.0.1:{port}"
     ven = None
     try:
@@ -237,9 +259,21 @@ def _live(recs: list[Path], symbols: list[str], speed: float, tmp: Path, *, warm
                 if not proc.alive():
                     raise RuntimeError("daemon exited: " + proc.output()[-2000:]) from None
                 time.sleep(0.2)
-        ven = Proc([sys.executable, "-m", "mmd", "serve-venue", *map(str, recs), "--port",
-                    str(vport), "--speed", str(speed)], base_env(),
-                   tmp / f"venue-{time.monotonic_ns()}.log")
+        ven = Proc(
+            [
+                sys.executable,
+                "-m",
+                "mmd",
+                "serve-venue",
+                *map(str, recs),
+                "--port",
+                str(vport),
+                "--speed",
+                str(speed),
+            ],
+            base_env(),
+            tmp / f"venue-{time.monotonic_ns()}.log",
+        )
         if window_s is not None:
             return _window(url, warm_s, window_s)
         first = ""
@@ -264,16 +298,21 @@ def _live(recs: list[Path], symbols: list[str], speed: float, tmp: Path, *, warm
 
 
 def _tick_row(a: str, b: str, dt: float, speed: float, symbols: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": "live_tick_to_quote", "pace": speed, "symbols": len(symbols),
-                           "window_s": round(dt, 2),
-                           "frames_per_s": round((_frames(b) - _frames(a)) / dt, 1)}
+    row: dict[str, Any] = {
+        "name": "live_tick_to_quote",
+        "pace": speed,
+        "symbols": len(symbols),
+        "window_s": round(dt, 2),
+        "frames_per_s": round((_frames(b) - _frames(a)) / dt, 1),
+    }
     for stamp in ("recv", "exch"):
         ba, bb = _buckets(a, stamp), _buckets(b, stamp)
         for q, key in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99_9")):
             row[f"{stamp}_{key}_us"] = round(quantile(q, ba, bb) * 1e6, 1)
     for trig in ("inline", "backlog", "timer"):
-        d = (_sum(b, "mmd_quote_decisions_total", trigger=trig)
-             - _sum(a, "mmd_quote_decisions_total", trigger=trig))
+        d = _sum(b, "mmd_quote_decisions_total", trigger=trig) - _sum(
+            a, "mmd_quote_decisions_total", trigger=trig
+        )
         if d > 0:  # a trigger that never fired is left out of the row
             row[f"decisions_{trig}_per_s"] = round(d / dt, 1)
     return {k: v for k, v in row.items() if v == v}  # no NaN: a stamp without observations
@@ -300,8 +339,17 @@ def stage_of(filename: str, func: str) -> str:
 
 
 _IDLE = ("run_until_complete", "run_forever", "select", "poll", "epoll", "sleep")
-_STARTUP = ("kernels/warmup", "importlib", "numba/", "llvmlite/", "<frozen", "__main__.py",
-            "mmd/config.py", "tomllib", "logs.py")
+_STARTUP = (
+    "kernels/warmup",
+    "importlib",
+    "numba/",
+    "llvmlite/",
+    "<frozen",
+    "__main__.py",
+    "mmd/config.py",
+    "tomllib",
+    "logs.py",
+)
 
 
 def _stage_share(profile: Path) -> dict[str, float]:
@@ -346,8 +394,11 @@ def _stage_share(profile: Path) -> dict[str, float]:
     by.pop("startup", None)
     by.pop("idle", None)
     total = sum(by.values()) or 1.0
-    return {k: round(v / total, 3) for k, v in sorted(by.items(), key=lambda kv: -kv[1])
-            if v / total >= 0.0005}
+    return {
+        k: round(v / total, 3)
+        for k, v in sorted(by.items(), key=lambda kv: -kv[1])
+        if v / total >= 0.0005
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,10 +442,11 @@ def _sender(port_file: str, frames_file: str) -> None:
     while b"\r\n\r\n" not in req:
         req += conn.recv(4096)
     key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", req).group(1)  # type: ignore[union-attr]
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                              .digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
     conn.sendall(blob)
     conn.sendall(b"\x88\x02\x03\xe8")
     time.sleep(1.0)
@@ -466,14 +518,19 @@ def _client_main(kind: str, url: str, n: int) -> None:
 def _ws_receive(recs: dict[str, Path], tmp: Path, n: int, runs: int) -> list[dict[str, Any]]:
     blob = tmp / "frames.bin"
     blob.write_bytes(b"".join(_frame_bytes(f) for f in _ws_frames(recs, n)))
-    kinds = ["websockets_timer_per_recv", "websockets_timer_per_batch",
-             "websockets_async_for", "aiohttp"]
+    kinds = [
+        "websockets_timer_per_recv",
+        "websockets_timer_per_batch",
+        "websockets_async_for",
+        "aiohttp",
+    ]
     env = dict(os.environ)
     extra = os.environ.get("MMD_BENCH_PICOWS_PATH")  # e.g. a `pip install --target` dir
     if extra:
         env["PYTHONPATH"] = env.get("PYTHONPATH", "") + os.pathsep + extra
-    probe = subprocess.run([sys.executable, "-c", "import picows"], env=env,
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import picows"], env=env, capture_output=True, check=False
+    )
     if probe.returncode == 0:
         kinds.append("picows")
     rows = []
@@ -481,8 +538,9 @@ def _ws_receive(recs: dict[str, Path], tmp: Path, n: int, runs: int) -> list[dic
         best: dict[str, float] | None = None
         for r in range(runs):
             port_file = tmp / f"port-{kind}-{r}"
-            snd = subprocess.Popen([sys.executable, __file__, "--sender", str(port_file),
-                                    str(blob)], env=env)
+            snd = subprocess.Popen(
+                [sys.executable, __file__, "--sender", str(port_file), str(blob)], env=env
+            )
             try:
                 deadline = time.monotonic() + 20
                 while not port_file.exists() or not port_file.read_text():
@@ -490,9 +548,14 @@ def _ws_receive(recs: dict[str, Path], tmp: Path, n: int, runs: int) -> list[dic
                         raise RuntimeError("sender did not start")
                     time.sleep(0.02)
                 url = f"ws://127.0.0.1:{port_file.read_text()}/"
-                out = subprocess.run([sys.executable, __file__, "--client", kind, url, str(n)],
-                                     env=env, capture_output=True, text=True, timeout=300,
-                                     check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--client", kind, url, str(n)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=True,
+                )
                 res = json.loads(out.stdout.strip().splitlines()[-1])
             finally:
                 snd.kill()
@@ -500,9 +563,14 @@ def _ws_receive(recs: dict[str, Path], tmp: Path, n: int, runs: int) -> list[dic
             if best is None or res["cpu_s"] < best["cpu_s"]:
                 best = res
         assert best is not None
-        rows.append({"name": f"ws_receive_{kind}", "frames": n,
-                     "frames_per_s": round(n / best["wall_s"]),
-                     "cpu_us_per_frame": round(best["cpu_s"] / n * 1e6, 2)})
+        rows.append(
+            {
+                "name": f"ws_receive_{kind}",
+                "frames": n,
+                "frames_per_s": round(n / best["wall_s"]),
+                "cpu_us_per_frame": round(best["cpu_s"] / n * 1e6, 2),
+            }
+        )
     return rows
 
 
@@ -533,8 +601,9 @@ def _frame_steps(rec: Path, symbol: str, n_frames: int) -> tuple[dict[str, Any],
     cfg = AppConfig()
     cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, symbols=[symbol]))
     pc = time.perf_counter_ns
-    parts: dict[str, list[int]] = {k: [] for k in ("total", "decode", "levels", "market",
-                                                   "exchange", "decision")}
+    parts: dict[str, list[int]] = {
+        k: [] for k in ("total", "decode", "levels", "market", "exchange", "decision")
+    }
     for timed in (False, True):
         hub = app.MarketHub([symbol], cfg.market, features_cfg=cfg.features)
         trader = app.build_trader(cfg, hub, ledger=False)
@@ -560,9 +629,14 @@ def _frame_steps(rec: Path, symbol: str, n_frames: int) -> tuple[dict[str, Any],
             t4 = pc()
             if timed:
                 lv = t1b - t1
-                for key, dt in (("total", t4 - t0 - lv), ("decode", t1 - t0), ("levels", lv),
-                                ("market", t2 - t1b - lv), ("exchange", t3 - t2),
-                                ("decision", t4 - t3)):
+                for key, dt in (
+                    ("total", t4 - t0 - lv),
+                    ("decode", t1 - t0),
+                    ("levels", lv),
+                    ("market", t2 - t1b - lv),
+                    ("exchange", t3 - t2),
+                    ("decision", t4 - t3),
+                ):
                     parts[key].append(dt)
     row: dict[str, Any] = {"name": "live_frame_call", "book_frames": len(parts["total"])}
     for key, xs in parts.items():
@@ -583,16 +657,39 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
     lv = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # an empty delta: no level changes
     counts = np.array([st.book.n_bids, st.book.n_asks], np.int64)
     total = np.array([st.mids.total], np.int64)
-    book_args = (st.frame_book, counts, st.frame_features, st.frame_mids, total,
-                 (*lv, *lv), False, st.book.ts_exch_ns)
+    book_args = (
+        st.frame_book,
+        counts,
+        st.frame_features,
+        st.frame_mids,
+        total,
+        (*lv, *lv),
+        False,
+        st.book.ts_exch_ns,
+    )
     strat._step_compiled(0, st, [], 0, False, 0.0)  # binds its argument tuples
     args = strat._kernel_args
     assert args is not None
-    dec_args = (np.zeros(3, np.int64), args[1], args[2], args[3], args[4],
-                orders_array([]), strat._cmds, (np.ones(1, np.int64), strat._done),
-                st.book.ts_exch_ns, st.book.ts_exch_ns, 0, True, False, 0)
-    for key, fn, a in (("advance_book_frame", advance_book_frame, book_args),
-                       ("decide_symbol_quotes", decide_symbol_quotes, dec_args)):
+    dec_args = (
+        np.zeros(3, np.int64),
+        args[1],
+        args[2],
+        args[3],
+        args[4],
+        orders_array([]),
+        strat._cmds,
+        (np.ones(1, np.int64), strat._done),
+        st.book.ts_exch_ns,
+        st.book.ts_exch_ns,
+        0,
+        True,
+        False,
+        0,
+    )
+    for key, fn, a in (
+        ("advance_book_frame", advance_book_frame, book_args),
+        ("decide_symbol_quotes", decide_symbol_quotes, dec_args),
+    ):
         runs = []
         for _ in range(10_000):  # per call: the median skips the calls another job preempted
             t0 = pc()
@@ -621,19 +718,34 @@ def run(quick: bool) -> list[dict[str, Any]]:
         bybit = sorted(byb)[:4]
         window = 5.0 if quick else 20.0  # at most this long from the first book
         if quick:  # bounded: one daemon, one pace
-            a, b, dt = _live([recs["BTCUSDT"]], ["BTCUSDT"], 100.0, tmp, warm_s=0.0,
-                             window_s=None, max_s=window)
+            a, b, dt = _live(
+                [recs["BTCUSDT"]], ["BTCUSDT"], 100.0, tmp, warm_s=0.0, window_s=None, max_s=window
+            )
             return [*rows, _tick_row(a, b, dt, 100.0, ["BTCUSDT"])]
         for symbols, src in ((["BTCUSDT"], recs), (bybit, byb)):
             for speed in (10.0, 100.0):
-                a, b, dt = _live([src[s] for s in symbols], symbols, speed, tmp,
-                                 warm_s=0.0, window_s=None, max_s=window)
+                a, b, dt = _live(
+                    [src[s] for s in symbols],
+                    symbols,
+                    speed,
+                    tmp,
+                    warm_s=0.0,
+                    window_s=None,
+                    max_s=window,
+                )
                 rows.append(_tick_row(a, b, dt, speed, symbols))
         prof = tmp / "daemon.prof"
-        _live([recs["BTCUSDT"]], ["BTCUSDT"], 100.0, tmp, warm_s=0.0, window_s=None,
-              max_s=window, profile=prof)
-        rows.append({"name": "live_stage_share", "pace": 100.0, "symbols": 1,
-                     **_stage_share(prof)})
+        _live(
+            [recs["BTCUSDT"]],
+            ["BTCUSDT"],
+            100.0,
+            tmp,
+            warm_s=0.0,
+            window_s=None,
+            max_s=window,
+            profile=prof,
+        )
+        rows.append({"name": "live_stage_share", "pace": 100.0, "symbols": 1, **_stage_share(prof)})
         # 10 symbols from one capture (the venue's clock starts at the earliest file): the Bybit
         # linear symbols, duplicated under other names
         ten = list(bybit)
@@ -649,19 +761,32 @@ def run(quick: bool) -> list[dict[str, Any]]:
             symbols, src_recs = (["BTCUSDT"], recs) if n_sym == 1 else (ten, byb)
             ok = []
             for speed in speeds:
-                a, b, _dt = _live([src_recs[s] for s in symbols], symbols, speed, tmp,
-                                  warm_s=0.0, window_s=None)
+                a, b, _dt = _live(
+                    [src_recs[s] for s in symbols], symbols, speed, tmp, warm_s=0.0, window_s=None
+                )
                 frames = _frames(b) - _frames(a)
                 span = _span(src_recs, symbols) / speed  # seconds the venue takes to send them
                 offered = frames / span
                 lag = _lag(b)  # the last book's lag: how far behind the daemon ended
-                rows.append({"name": "live_ingest_step", "symbols": n_sym, "pace": speed,
-                             "frames": frames, "offered_frames_per_s": round(offered),
-                             "final_lag_s": round(max(lag, 1e-4), 4)})
+                rows.append(
+                    {
+                        "name": "live_ingest_step",
+                        "symbols": n_sym,
+                        "pace": speed,
+                        "frames": frames,
+                        "offered_frames_per_s": round(offered),
+                        "final_lag_s": round(max(lag, 1e-4), 4),
+                    }
+                )
                 if lag <= LAG_GROWTH_S:
                     ok.append(round(offered))
-            rows.append({"name": "live_ingest_ceiling", "symbols": n_sym,
-                         "ceiling_frames_per_s": max(ok) if ok else 1})
+            rows.append(
+                {
+                    "name": "live_ingest_ceiling",
+                    "symbols": n_sym,
+                    "ceiling_frames_per_s": max(ok) if ok else 1,
+                }
+            )
     return rows
 
 

@@ -35,15 +35,23 @@ from mmd.learn.runtime import AdverseSelectionDetector, SpreadPredictor
 def _arrays(sizes: list[int], seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_w = sum(a * b for a, b in itertools.pairwise(sizes))
-    return {"stats": np.r_[rng.normal(size=sizes[0]), rng.uniform(0.5, 2, sizes[0])],
-            "weights": rng.normal(scale=0.1, size=n_w), "biases": rng.normal(size=sum(sizes[1:])),
-            "sizes": np.array(sizes, np.int64)}
+    return {
+        "stats": np.r_[rng.normal(size=sizes[0]), rng.uniform(0.5, 2, sizes[0])],
+        "weights": rng.normal(scale=0.1, size=n_w),
+        "biases": rng.normal(size=sum(sizes[1:])),
+        "sizes": np.array(sizes, np.int64),
+    }
 
 
 def _meta(kind: str, features: tuple[str, ...]) -> ModelMeta:
-    return ModelMeta(kind=kind, format_version=1, version="bench", features=list(features),
-                     orient=orient_vector().tolist() if kind != "spread_mlp" else None,
-                     policy={"p0": 0.5, "k": 4.0, "p_withdraw": 0.9})
+    return ModelMeta(
+        kind=kind,
+        format_version=1,
+        version="bench",
+        features=list(features),
+        orient=orient_vector().tolist() if kind != "spread_mlp" else None,
+        policy={"p0": 0.5, "k": 4.0, "p_withdraw": 0.9},
+    )
 
 
 def per_call_ns(fn: Callable[[], Any], n: int, passes: int) -> float:
@@ -59,13 +67,24 @@ def per_call_ns(fn: Callable[[], Any], n: int, passes: int) -> float:
 
 
 @njit(cache=False)  # run.py loads this file under a private, non-importable module name
-def _loop_stack(n: int, fx: np.ndarray, xm: np.ndarray, buf_a: np.ndarray, buf_b: np.ndarray,
-                v: np.ndarray, z: np.ndarray, orient: np.ndarray, adv: tuple, spr: tuple) -> float:
+def _loop_stack(
+    n: int,
+    fx: np.ndarray,
+    xm: np.ndarray,
+    buf_a: np.ndarray,
+    buf_b: np.ndarray,
+    v: np.ndarray,
+    z: np.ndarray,
+    orient: np.ndarray,
+    adv: tuple,
+    spr: tuple,
+) -> float:
     acc = 0.0
     for i in range(n):
         km.apply_market_features(xm, fx, 1_700_000_000_000_000_000 + i, 0.0)
-        p_buy, p_sell = km.apply_adverse_pair(buf_a, buf_b, v, z, xm, orient, adv[0], adv[1],
-                                              adv[2], adv[3])
+        p_buy, p_sell = km.apply_adverse_pair(
+            buf_a, buf_b, v, z, xm, orient, adv[0], adv[1], adv[2], adv[3]
+        )
         bm, am, _, _ = km.compute_adverse_policy(p_buy, p_sell, 0.5, 4.0, 0.9)
         h = km.apply_spread_model(buf_a, buf_b, z, xm, spr[0], spr[1], spr[2], spr[3])
         acc += bm + am + h
@@ -73,26 +92,59 @@ def _loop_stack(n: int, fx: np.ndarray, xm: np.ndarray, buf_a: np.ndarray, buf_b
 
 
 @njit(cache=False)
-def _loop_decision(n: int, fx: np.ndarray, xm: np.ndarray, buf_a: np.ndarray, buf_b: np.ndarray,
-                   v: np.ndarray, z: np.ndarray, orient: np.ndarray, adv: tuple, spr: tuple,
-                   rl: tuple, obs: np.ndarray, ml: np.ndarray, tgt: np.ndarray,
-                   dec_f: np.ndarray, qpi: np.ndarray, qpf: np.ndarray, t0: int) -> float:
+def _loop_decision(
+    n: int,
+    fx: np.ndarray,
+    xm: np.ndarray,
+    buf_a: np.ndarray,
+    buf_b: np.ndarray,
+    v: np.ndarray,
+    z: np.ndarray,
+    orient: np.ndarray,
+    adv: tuple,
+    spr: tuple,
+    rl: tuple,
+    obs: np.ndarray,
+    ml: np.ndarray,
+    tgt: np.ndarray,
+    dec_f: np.ndarray,
+    qpi: np.ndarray,
+    qpf: np.ndarray,
+    t0: int,
+) -> float:
     acc = 0.0
     for i in range(n):
         now = t0 + i * 100_000_000  # a book update every 100 ms: an RL step every 50
         km.apply_market_features(xm, fx, now, 0.0)
-        p_buy, p_sell = km.apply_adverse_pair(buf_a, buf_b, v, z, xm, orient, adv[0], adv[1],
-                                              adv[2], adv[3])
+        p_buy, p_sell = km.apply_adverse_pair(
+            buf_a, buf_b, v, z, xm, orient, adv[0], adv[1], adv[2], adv[3]
+        )
         bm, am, _, _ = km.compute_adverse_policy(p_buy, p_sell, 0.5, 4.0, 0.9)
         h = km.apply_spread_model(buf_a, buf_b, z, xm, spr[0], spr[1], spr[2], spr[3])
         ml[ks.ML_BID_MULT] = bm
         ml[ks.ML_ASK_MULT] = am
         pos = i % 7 - 3
         krl.fill_rl_obs(obs, pos, 10, 2.0, 0.5, max(p_buy, p_sell), now, qpi[ks.QPI_SESSION_NS])
-        krl.rl_decide(rl[0], rl[1], rl[2], rl[3], rl[4], rl[5], rl[6], ml, obs, now, 0.0,
-                      600_000.5, pos, 10, 0.01)
-        code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now, 600_000, 600_001, 20, 20,
-                                         2.0, 0.5, 1.0, pos)
+        krl.rl_decide(
+            rl[0],
+            rl[1],
+            rl[2],
+            rl[3],
+            rl[4],
+            rl[5],
+            rl[6],
+            ml,
+            obs,
+            now,
+            0.0,
+            600_000.5,
+            pos,
+            10,
+            0.01,
+        )
+        code = ks.compute_quote_decision(
+            tgt, dec_f, qpi, qpf, ml, now, 600_000, 600_001, 20, 20, 2.0, 0.5, 1.0, pos
+        )
         if code != ks.OK:  # every decision must quote (the bench times the full path)
             return -1.0
         acc += h + tgt[ks.TG_BID_PX, 0]
@@ -106,27 +158,39 @@ def run(quick: bool) -> list[dict[str, Any]]:
     xm = np.zeros(km.N_MARKET)
     km.apply_market_features(xm, fx, 1_700_000_000_000_000_000, 0.0)
     n_in = len(ADVERSE_FEATURES)
-    logistic = AdverseSelectionDetector(_meta("adverse_logistic", ADVERSE_FEATURES),
-                                        _arrays([n_in, 1], 2))
-    mlp = AdverseSelectionDetector(_meta("adverse_mlp", ADVERSE_FEATURES),
-                                   _arrays([n_in, 128, 64, 32, 1], 3))
+    logistic = AdverseSelectionDetector(
+        _meta("adverse_logistic", ADVERSE_FEATURES), _arrays([n_in, 1], 2)
+    )
+    mlp = AdverseSelectionDetector(
+        _meta("adverse_mlp", ADVERSE_FEATURES), _arrays([n_in, 128, 64, 32, 1], 3)
+    )
     spread_arrays = _arrays([km.N_MARKET, 64, 32, 1], 4)
     spread = SpreadPredictor(_meta("spread_mlp", MARKET_FEATURES), spread_arrays)
     rows: list[dict[str, Any]] = [
-        {"name": "models.adverse_pair[logistic]",
-         "ns_per_call": per_call_ns(lambda: logistic.probabilities(xm), n, passes)},
-        {"name": "models.adverse_pair[mlp]",
-         "ns_per_call": per_call_ns(lambda: mlp.probabilities(xm), n // 4, passes)},
-        {"name": "models.adverse_adjust[logistic]",
-         "ns_per_call": per_call_ns(lambda: logistic.adjust(xm), n, passes)},
-        {"name": "models.spread",
-         "ns_per_call": per_call_ns(lambda: spread.half_spread_ticks(xm), n, passes)},
+        {
+            "name": "models.adverse_pair[logistic]",
+            "ns_per_call": per_call_ns(lambda: logistic.probabilities(xm), n, passes),
+        },
+        {
+            "name": "models.adverse_pair[mlp]",
+            "ns_per_call": per_call_ns(lambda: mlp.probabilities(xm), n // 4, passes),
+        },
+        {
+            "name": "models.adverse_adjust[logistic]",
+            "ns_per_call": per_call_ns(lambda: logistic.adjust(xm), n, passes),
+        },
+        {
+            "name": "models.spread",
+            "ns_per_call": per_call_ns(lambda: spread.half_spread_ticks(xm), n, passes),
+        },
     ]
     width = 128
     bufs = (np.zeros(width), np.zeros(width), np.zeros(n_in), np.zeros(n_in))
     spr = tuple(spread_arrays[k] for k in ("stats", "weights", "biases", "sizes"))
-    for label, det_arrays in (("logistic", _arrays([n_in, 1], 2)),
-                              ("mlp", _arrays([n_in, 128, 64, 32, 1], 3))):
+    for label, det_arrays in (
+        ("logistic", _arrays([n_in, 1], 2)),
+        ("mlp", _arrays([n_in, 128, 64, 32, 1], 3)),
+    ):
         adv = tuple(det_arrays[k] for k in ("stats", "weights", "biases", "sizes"))
 
         def loop(k: int, adv: tuple = adv) -> float:
@@ -138,8 +202,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
             t0 = time.perf_counter_ns()
             loop(n)
             samples.append((time.perf_counter_ns() - t0) / n)
-        rows.append({"name": f"models.ml_stack[{label}][in_njit]",
-                     "ns_per_call": statistics.median(samples)})
+        rows.append(
+            {
+                "name": f"models.ml_stack[{label}][in_njit]",
+                "ns_per_call": statistics.median(samples),
+            }
+        )
         rows.append(_full_decision(label, n, passes, fx, xm, bufs, adv, spr))
     return rows
 
@@ -148,7 +216,7 @@ def decision_arrays() -> tuple[np.ndarray, ...]:
     """The quote decision's inputs for the full-stack benches (here and bench_deep.py): neutral
     model multipliers, one level of one lot, max 10 lots, gamma 0.1 and fallback sigma 2,
     kappa 0.5, A 1; returns (ml, target, dec_f, qpi, qpf)."""
-    ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])[:ks.ML_SIZE]
+    ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan, 1.0])[: ks.ML_SIZE]
     tgt = np.zeros((4, 1), np.int64)
     dec_f = np.zeros(ks.DF_SIZE)
     qpi = np.zeros(ks.QPI_SIZE, np.int64)
@@ -165,8 +233,16 @@ def decision_arrays() -> tuple[np.ndarray, ...]:
     return ml, tgt, dec_f, qpi, qpf
 
 
-def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarray,
-                   bufs: tuple, adv: tuple, spr: tuple) -> dict[str, Any]:
+def _full_decision(
+    label: str,
+    n: int,
+    passes: int,
+    fx: np.ndarray,
+    xm: np.ndarray,
+    bufs: tuple,
+    adv: tuple,
+    spr: tuple,
+) -> dict[str, Any]:
     rpi, rpf = krl.make_params((5, 3, 1, 3, 3), 5_000_000_000, krl.MODE_GREEDY)
     actions = krl.default_actions()
     n_s = krl.n_states(rpi)
@@ -182,8 +258,9 @@ def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarr
     def loop(k: int) -> float:  # each pass goes on in time, so RL steps keep coming
         t0 = clock[0]
         clock[0] += k * 100_000_000
-        return _loop_decision(k, fx, xm, *bufs, orient_vector(), adv, spr, rl, obs, ml, tgt,
-                              dec_f, qpi, qpf, t0)
+        return _loop_decision(
+            k, fx, xm, *bufs, orient_vector(), adv, spr, rl, obs, ml, tgt, dec_f, qpi, qpf, t0
+        )
 
     if loop(n) < 0:
         raise RuntimeError("full_decision: a quote decision did not quote")
@@ -192,5 +269,7 @@ def _full_decision(label: str, n: int, passes: int, fx: np.ndarray, xm: np.ndarr
         t0 = time.perf_counter_ns()
         loop(n)
         samples.append((time.perf_counter_ns() - t0) / n)
-    return {"name": f"models.full_decision[{label}][in_njit]",
-            "ns_per_call": statistics.median(samples)}
+    return {
+        "name": f"models.full_decision[{label}][in_njit]",
+        "ns_per_call": statistics.median(samples),
+    }

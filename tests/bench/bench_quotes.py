@@ -122,19 +122,31 @@ def _loop_as_ladder(
 
 
 @njit(cache=False)
-def _loop_decision(n: int, tgt: np.ndarray, dec_f: np.ndarray, qpi: np.ndarray, qpf: np.ndarray,
-                   ml: np.ndarray, orders: np.ndarray, cmds: np.ndarray, next_oid: np.ndarray,
-                   done: np.ndarray, with_diff: bool) -> int:
+def _loop_decision(
+    n: int,
+    tgt: np.ndarray,
+    dec_f: np.ndarray,
+    qpi: np.ndarray,
+    qpf: np.ndarray,
+    ml: np.ndarray,
+    orders: np.ndarray,
+    cmds: np.ndarray,
+    next_oid: np.ndarray,
+    done: np.ndarray,
+    with_diff: bool,
+) -> int:
     # n decisions (and diffs) from a jitted loop, the position moving over -3..3 lots
     acc = 0
     for i in range(n):
         q = (i % 7) - 3
-        code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, NOW_NS + i, BEST_BID,
-                                         BEST_ASK, 50, 50, SIGMA, KAPPA, A, q)
+        code = ks.compute_quote_decision(
+            tgt, dec_f, qpi, qpf, ml, NOW_NS + i, BEST_BID, BEST_ASK, 50, 50, SIGMA, KAPPA, A, q
+        )
         acc += code + tgt[0, 0]
         if with_diff:
-            acc += ks.compute_order_diff(cmds, orders, next_oid, done, tgt, orders.shape[0],
-                                         qpi[ks.QPI_TOLERANCE_TICKS])
+            acc += ks.compute_order_diff(
+                cmds, orders, next_oid, done, tgt, orders.shape[0], qpi[ks.QPI_TOLERANCE_TICKS]
+            )
     return acc
 
 
@@ -390,13 +402,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
         done = np.zeros(2 * levels, np.int64)
 
         def decision(st: tuple = st) -> int:
-            return int(ks.compute_quote_decision(*st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA,
-                                                 KAPPA, A, POSITION))
+            return int(
+                ks.compute_quote_decision(
+                    *st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA, KAPPA, A, POSITION
+                )
+            )
 
-        def decision_diff(st: tuple = st, orders: np.ndarray = orders, cmds: np.ndarray = cmds,
-                          next_oid: np.ndarray = next_oid, done: np.ndarray = done) -> int:
-            ks.compute_quote_decision(*st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA, KAPPA, A,
-                                      POSITION)
+        def decision_diff(
+            st: tuple = st,
+            orders: np.ndarray = orders,
+            cmds: np.ndarray = cmds,
+            next_oid: np.ndarray = next_oid,
+            done: np.ndarray = done,
+        ) -> int:
+            ks.compute_quote_decision(
+                *st, NOW_NS, BEST_BID, BEST_ASK, 50, 50, SIGMA, KAPPA, A, POSITION
+            )
             return int(ks.compute_order_diff(cmds, orders, next_oid, done, st[0], 2, 1))
 
         for with_diff, fn in ((False, decision), (True, decision_diff)):
@@ -413,8 +434,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 {
                     "name": f"strategy.{what}[{model},levels={levels},in_njit]",
                     "ns_per_call": per_call_jit_ns(
-                        lambda n, st=st, o=orders, c=cmds, i=next_oid, d=done, w=with_diff:
-                        _loop_decision(n, *st, o, c, i, d, w),
+                        lambda n, st=st, o=orders, c=cmds, i=next_oid, d=done, w=with_diff: (
+                            _loop_decision(n, *st, o, c, i, d, w)
+                        ),
                         jit_n,
                         passes,
                     ),

@@ -90,8 +90,10 @@ def _mmd(frames: list[tuple[int, bytes]], symbols: list[str]) -> float:
 def _mmd_quoting(frames: list[tuple[int, bytes]], symbols: list[str]) -> tuple[float, int]:
     """Seconds for the whole paper-trading pipeline (hub, features, paper exchange, a quote
     decision after every book frame, risk, order manager, portfolio); quote decisions made."""
-    cfg = AppConfig(feed=FeedConfig(symbols=symbols),
-                    strategy=msgspec.structs.replace(StrategyConfig(), warmup_s=1e-9))
+    cfg = AppConfig(
+        feed=FeedConfig(symbols=symbols),
+        strategy=msgspec.structs.replace(StrategyConfig(), warmup_s=1e-9),
+    )
     hub = MarketHub(symbols, cfg.market)
     trader = build_trader(cfg, hub, ledger=False)
     handler = FrameHandler(hub, None, None, trader, quote_inline=True)
@@ -113,12 +115,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         recs: list[tuple[str, list[Path]]] = []
         cf_files = convert_cryptofeed(cf, Path(tmp) / "cf")
-        recs.append(("bybit_cryptofeed_linear_4sym",
-                     [p for p in cf_files if "_linear_" in p.name]))
+        recs.append(("bybit_cryptofeed_linear_4sym", [p for p in cf_files if "_linear_" in p.name]))
         sets = [("binance_usdm_btcusdt_2024", "binance_usdm_btcusdt_2024-07-18_19")]
         if not quick:
-            sets += [("binance_usdm_ethusdt_2024", "binance_usdm_ethusdt_2024-07-18_19"),
-                     ("binance_usdm_btcusdt_2023", "binance_usdm_btcusdt_2023-04-04_05")]
+            sets += [
+                ("binance_usdm_ethusdt_2024", "binance_usdm_ethusdt_2024-07-18_19"),
+                ("binance_usdm_btcusdt_2023", "binance_usdm_btcusdt_2023-04-04_05"),
+            ]
         for name, folder in sets:
             ins = sorted((DATA / folder).glob("*.gz"))
             out_dir = Path(tmp) / name
@@ -133,25 +136,29 @@ def run(quick: bool) -> list[dict[str, Any]]:
             _mmd(frames[:200], symbols)  # compile/cache warm-up, not timed
             mmd_s = min(_mmd(frames, symbols) for _ in range(reps))
             peer_s = min(_peer(frames) for _ in range(reps))
-            out.append({
-                "name": f"replay_throughput.{name}",
-                "frames": len(frames),
-                "events": events,
-                "mmd_frames_per_s": round(len(frames) / mmd_s),
-                "mmd_events_per_s": round(events / mmd_s),
-                "mmd_ns_per_frame": round(mmd_s / len(frames) * 1e9),
-                "peer_frames_per_s": round(len(frames) / peer_s),
-                "peer_events_per_s": round(events / peer_s),
-                "ratio": round(peer_s / mmd_s, 2),
-            })
+            out.append(
+                {
+                    "name": f"replay_throughput.{name}",
+                    "frames": len(frames),
+                    "events": events,
+                    "mmd_frames_per_s": round(len(frames) / mmd_s),
+                    "mmd_events_per_s": round(events / mmd_s),
+                    "mmd_ns_per_frame": round(mmd_s / len(frames) * 1e9),
+                    "peer_frames_per_s": round(len(frames) / peer_s),
+                    "peer_events_per_s": round(events / peer_s),
+                    "ratio": round(peer_s / mmd_s, 2),
+                }
+            )
             _mmd_quoting(frames[:200], symbols)
             q_s, decisions = min(_mmd_quoting(frames, symbols) for _ in range(reps))
-            out.append({
-                "name": f"pipeline_with_trading.{name}",
-                "frames": len(frames),
-                "quote_decisions": decisions,
-                "mmd_frames_per_s": round(len(frames) / q_s),
-                "mmd_ns_per_frame": round(q_s / len(frames) * 1e9),
-                "trading_ns_per_decision": round((q_s - mmd_s) / max(decisions, 1) * 1e9),
-            })
+            out.append(
+                {
+                    "name": f"pipeline_with_trading.{name}",
+                    "frames": len(frames),
+                    "quote_decisions": decisions,
+                    "mmd_frames_per_s": round(len(frames) / q_s),
+                    "mmd_ns_per_frame": round(q_s / len(frames) * 1e9),
+                    "trading_ns_per_decision": round((q_s - mmd_s) / max(decisions, 1) * 1e9),
+                }
+            )
     return out

@@ -35,8 +35,7 @@ BINS = (5, 3, 3, 3, 2)
 
 
 @njit(cache=False)  # run.py loads this file under a private, non-importable module name
-def _loop_decide(n: int, q, visits, rpi, rpf, actions, rs, rng, ml, obs, t0: int,
-                 dt: int) -> float:
+def _loop_decide(n: int, q, visits, rpi, rpf, actions, rs, rng, ml, obs, t0: int, dt: int) -> float:
     acc = 0.0
     for i in range(n):
         # a wandering observation, so the states (and Q rows) change
@@ -45,8 +44,23 @@ def _loop_decide(n: int, q, visits, rpi, rpf, actions, rs, rng, ml, obs, t0: int
         obs[krl.OBS_OFI] = ((i * 5) % 17) - 8.0
         obs[krl.OBS_P_ADVERSE] = (i % 11) / 10.0
         obs[krl.OBS_TIME_FRAC] = (i % 101) / 100.0
-        acc += krl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, obs, t0 + i * dt,
-                             0.01 * (i % 37), 60_000.0 + (i % 9), (i % 21) - 10, 10, 1e-4)
+        acc += krl.rl_decide(
+            q,
+            visits,
+            rpi,
+            rpf,
+            actions,
+            rs,
+            rng,
+            ml,
+            obs,
+            t0 + i * dt,
+            0.01 * (i % 37),
+            60_000.0 + (i % 9),
+            (i % 21) - 10,
+            10,
+            1e-4,
+        )
     return acc
 
 
@@ -81,18 +95,27 @@ def run(quick: bool) -> list[dict[str, Any]]:
     actions = krl.default_actions()
     t0 = 1_767_225_600_000_000_000
     rows = []
-    for label, mode, step_ns, dt in (("learn, every call decides", krl.MODE_LEARN, 1, 1),
-                                     ("greedy, held", krl.MODE_GREEDY, 5_000_000_000,
-                                      50_000_000)):
+    for label, mode, step_ns, dt in (
+        ("learn, every call decides", krl.MODE_LEARN, 1, 1),
+        ("greedy, held", krl.MODE_GREEDY, 5_000_000_000, 50_000_000),
+    ):
         rpi, rpf = krl.make_params(BINS, step_ns, mode)
         q = np.zeros((krl.n_states(rpi), len(actions)))
         visits = np.ones(q.shape, np.int64)
         rs, rng = krl.new_agent_state(), krl.new_rng(1)
         ml, obs = np.ones(ML_SIZE), np.zeros(krl.OBS_SIZE)
 
-        def call(rpi: np.ndarray = rpi, rpf: np.ndarray = rpf, q: np.ndarray = q,
-                 visits: np.ndarray = visits, rs: np.ndarray = rs, rng: np.ndarray = rng,
-                 ml: np.ndarray = ml, obs: np.ndarray = obs, dt: int = dt) -> float:
+        def call(
+            rpi: np.ndarray = rpi,
+            rpf: np.ndarray = rpf,
+            q: np.ndarray = q,
+            visits: np.ndarray = visits,
+            rs: np.ndarray = rs,
+            rng: np.ndarray = rng,
+            ml: np.ndarray = ml,
+            obs: np.ndarray = obs,
+            dt: int = dt,
+        ) -> float:
             rs[:] = krl.new_agent_state()
             return _loop_decide(n, q, visits, rpi, rpf, actions, rs, rng, ml, obs, t0, dt)
 
@@ -106,28 +129,36 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rewards = rng_np.normal(size=m)
     q = np.zeros((n_states, len(actions)))
     visits = np.zeros(q.shape, np.int64)
-    rows.append(_row("rl.update_q[in_njit]", _timed(
-        lambda: _loop_update(n, q, visits, states, acts, rewards, nexts), n, passes)))
+    rows.append(
+        _row(
+            "rl.update_q[in_njit]",
+            _timed(lambda: _loop_update(n, q, visits, states, acts, rewards, nexts), n, passes),
+        )
+    )
     # the daemon's path: one RlAgent.decide per quote decision, from Python
     n_py = 2_000 if quick else 200_000
-    for label, dt in (("python, every call decides", 5_000_000_000),
-                      ("python, a call every 50 ms", 50_000_000)):
+    for label, dt in (
+        ("python, every call decides", 5_000_000_000),
+        ("python, a call every 50 ms", 50_000_000),
+    ):
         rpi, rpf = krl.make_params(BINS, 5_000_000_000, krl.MODE_GREEDY)
-        meta = ModelMeta(kind="rl_q", format_version=1, version="bench",
-                         features=list(RL_OBSERVATIONS))
+        meta = ModelMeta(
+            kind="rl_q", format_version=1, version="bench", features=list(RL_OBSERVATIONS)
+        )
         shape = (krl.n_states(rpi), len(actions))
-        agent = RlPolicy(meta, np.zeros(shape), np.ones(shape, np.int64), rpi, rpf,
-                         actions).new_agent()
+        agent = RlPolicy(
+            meta, np.zeros(shape), np.ones(shape, np.int64), rpi, rpf, actions
+        ).new_agent()
         fx = np.full(N_FEATURES, np.nan)
         fx[F_OFI], fx[F_AVG_TRADE_LOTS] = -12.0, 3.0
         clock = [t0]
 
-        def py_calls(agent: Any = agent, fx: np.ndarray = fx, clock: list[int] = clock,
-                     dt: int = dt) -> None:
+        def py_calls(
+            agent: Any = agent, fx: np.ndarray = fx, clock: list[int] = clock, dt: int = dt
+        ) -> None:
             for _ in range(n_py):
                 clock[0] += dt
-                agent.decide(clock[0], fx, 3, 10, 18.0, 0.4, 300_000_000_000, 0.5, 60_000.5,
-                             1e-4)
+                agent.decide(clock[0], fx, 3, 10, 18.0, 0.4, 300_000_000_000, 0.5, 60_000.5, 1e-4)
 
         rows.append(_row(f"rl.agent_decide[{label}]", _timed(py_calls, n_py, passes)))
     return rows

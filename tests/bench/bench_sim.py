@@ -171,8 +171,21 @@ def build(
 def _jit_books(ex, syms, orders, free, events, bid_px, bid_qty, n_bids, ask_px, ask_qty, n_asks):
     n = 0
     for j in range(bid_px.shape[0]):
-        n += kx.on_book(ex, syms, orders, free, events, 0, bid_px[j], bid_qty[j], n_bids[j],
-                        ask_px[j], ask_qty[j], n_asks[j], 1)
+        n += kx.on_book(
+            ex,
+            syms,
+            orders,
+            free,
+            events,
+            0,
+            bid_px[j],
+            bid_qty[j],
+            n_bids[j],
+            ask_px[j],
+            ask_qty[j],
+            n_asks[j],
+            1,
+        )
     return n
 
 
@@ -180,8 +193,9 @@ def _jit_books(ex, syms, orders, free, events, bid_px, bid_qty, n_bids, ask_px, 
 def _jit_trades(ex, syms, orders, free, events, trades):
     n = 0
     for j in range(trades.shape[0]):
-        n += kx.on_trade(ex, syms, orders, free, events, 0, 1, trades[j, 0], trades[j, 1],
-                         trades[j, 2])
+        n += kx.on_trade(
+            ex, syms, orders, free, events, 0, 1, trades[j, 0], trades[j, 1], trades[j, 2]
+        )
     return n
 
 
@@ -222,8 +236,7 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
             raise AssertionError("the bench stream must not fill")
 
     def kernel_book(bk: L2Book) -> None:
-        kx.on_book(*state, 0, bk.bid_px, bk.bid_qty, bk.n_bids, bk.ask_px, bk.ask_qty,
-                   bk.n_asks, 1)
+        kx.on_book(*state, 0, bk.bid_px, bk.bid_qty, bk.n_bids, bk.ask_px, bk.ask_qty, bk.n_asks, 1)
 
     def jit_books() -> float:
         t0 = time.perf_counter_ns()

@@ -43,7 +43,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
     plain = AppConfig()
     syn = plain.feed.synthetic
     regimes = msgspec.structs.replace(
-        plain, feed=msgspec.structs.replace(plain.feed, synthetic=msgspec.structs.replace(
-            syn, regimes=RegimesConfig(informed_share=0.3, switching=True,
-                                       hawkes_branching=0.5))))
+        plain,
+        feed=msgspec.structs.replace(
+            plain.feed,
+            synthetic=msgspec.structs.replace(
+                syn, regimes=RegimesConfig(informed_share=0.3, switching=True, hawkes_branching=0.5)
+            ),
+        ),
+    )
     return [_row("synth.plain", plain, duration), _row("synth.regimes", regimes, duration)]

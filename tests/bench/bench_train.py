@@ -53,10 +53,20 @@ def run(quick: bool) -> list[dict[str, Any]]:
             return [{"name": "train_all", "skipped": 1}]
         rec, span_s = got
         sets = ["n_splits=2"] if quick else []
-        res = run_train_all([str(rec)], str(Path(tmp) / "models"), sets, None,
-                            progress=False, echo=lambda line: None)
-    row: dict[str, Any] = {"name": "train_all", "wall_s": res["total_s"],
-                           "read_s": res["read_s"], "recording_s": span_s}
+        res = run_train_all(
+            [str(rec)],
+            str(Path(tmp) / "models"),
+            sets,
+            None,
+            progress=False,
+            echo=lambda line: None,
+        )
+    row: dict[str, Any] = {
+        "name": "train_all",
+        "wall_s": res["total_s"],
+        "read_s": res["read_s"],
+        "recording_s": span_s,
+    }
     for name, secs in res["seconds"].items():
         row[f"{name}_s"] = secs
     return [row]

@@ -53,15 +53,26 @@ def _trials_per_s(rec: Path, workers: int, n_trials: int, splits: int) -> float:
     space = default_space("as")
 
     def task(n: int, params: dict[str, Any]) -> dict[str, Any]:
-        return {"number": n, "config": with_params(table, params), "folds": folds,
-                "recordings": [list(r) for r in recs], "objective": "pnl_to_map",
-                "dd_lambda": 1.0}
+        return {
+            "number": n,
+            "config": with_params(table, params),
+            "folds": folds,
+            "recordings": [list(r) for r in recs],
+            "objective": "pnl_to_map",
+            "dd_lambda": 1.0,
+        }
 
     with open_executor(workers, None) as (ex, _):
         run_batch(ex, run_folds, [task(-1 - i, {}) for i in range(workers)])  # warm, not timed
         t0 = time.perf_counter()
-        results = run_search(make_study("random", 0), space, n_trials, 4, task,
-                             lambda tasks: run_batch(ex, run_folds, tasks))
+        results = run_search(
+            make_study("random", 0),
+            space,
+            n_trials,
+            4,
+            task,
+            lambda tasks: run_batch(ex, run_folds, tasks),
+        )
         elapsed = time.perf_counter() - t0
     failed = [r["error"] for r in results if r["error"]]
     if failed:
@@ -73,10 +84,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         rec = _recording(Path(tmp), quick)
         if rec is None:
-            return [{"name": "tune_throughput", "skipped": 1,
-                     "reason": "../shared/data/market not present"}]
+            return [
+                {
+                    "name": "tune_throughput",
+                    "skipped": 1,
+                    "reason": "../shared/data/market not present",
+                }
+            ]
         n_trials, splits = (8, 1) if quick else (16, 2)
         one = _trials_per_s(rec, 1, n_trials, splits)
         two = _trials_per_s(rec, 2, n_trials, splits)
-    return [{"name": "tune_throughput", "trials": n_trials, "trials_per_s_1_worker": one,
-             "trials_per_s_2_workers": two, "speedup": two / one}]
+    return [
+        {
+            "name": "tune_throughput",
+            "trials": n_trials,
+            "trials_per_s_1_worker": one,
+            "trials_per_s_2_workers": two,
+            "speedup": two / one,
+        }
+    ]

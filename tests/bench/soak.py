@@ -89,9 +89,21 @@ class Venue:
         self.proc: Proc | None = None
 
     def start(self) -> None:
-        self.proc = Proc([sys.executable, "-m", "mmd", "serve-venue", *map(str, self.recs),
-                          "--port", str(self.port), "--speed", str(self.speed)],
-                         base_env(), self.work / f"serve-venue-{self.loops}.log")
+        self.proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "mmd",
+                "serve-venue",
+                *map(str, self.recs),
+                "--port",
+                str(self.port),
+                "--speed",
+                str(self.speed),
+            ],
+            base_env(),
+            self.work / f"serve-venue-{self.loops}.log",
+        )
         deadline = time.monotonic() + 120
         while "listening on" not in self.proc.output():
             if not self.proc.alive() or time.monotonic() > deadline:
@@ -123,9 +135,13 @@ class Daemon:
         self.state = work / name / "state"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = base_env(MMD_METRICS__PORT=str(self.port), MMD_STATE__DIR=str(self.state),
-                            MMD_MODELS__DIR=str(work / name / "models"),
-                            MMD_RECORD__ENABLED="false", **env)
+        self.env = base_env(
+            MMD_METRICS__PORT=str(self.port),
+            MMD_STATE__DIR=str(self.state),
+            MMD_MODELS__DIR=str(work / name / "models"),
+            MMD_RECORD__ENABLED="false",
+            **env,
+        )
         self.work = work
         self.starts = 0
         self.proc: Proc | None = None
@@ -135,8 +151,11 @@ class Daemon:
         """Start and wait for /healthz; returns the seconds it took."""
         self.starts += 1
         t0 = time.monotonic()
-        self.proc = Proc([sys.executable, "-m", "mmd", "run"], self.env,
-                         self.work / f"daemon-{self.name}-{self.starts}.log")
+        self.proc = Proc(
+            [sys.executable, "-m", "mmd", "run"],
+            self.env,
+            self.work / f"daemon-{self.name}-{self.starts}.log",
+        )
         while True:
             if not self.proc.alive():
                 raise RuntimeError(f"{self.name} exited: {self.proc.output()[-3000:]}")
@@ -231,11 +250,19 @@ def slope_per_h(xs: list[float], ys: list[float]) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--interval-s", type=float, default=60.0,
-                    help="seconds between samples (default one a minute)")
+    ap.add_argument(
+        "--interval-s",
+        type=float,
+        default=60.0,
+        help="seconds between samples (default one a minute)",
+    )
     ap.add_argument("--speed", type=float, default=10.0, help="venue replay speed")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="keep recordings, state and logs here (default: a temporary dir)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep recordings, state and logs here (default: a temporary dir)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also append the lines to this file")
     args = ap.parse_args()
     os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
@@ -251,19 +278,29 @@ def main() -> int:
     venue = Venue(recs, work, args.speed)
     venue.start()
     daemons = [
-        Daemon("venue", work, {"MMD_FEED__SOURCE": "bybit",
-                               "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]',
-                               "MMD_VENUE__REST_URL": venue.url,
-                               "MMD_VENUE__WS_URL": f"ws://127.0.0.1:{venue.port}"
-                                                    "/v5/public/linear"}),
-        Daemon("synthetic", work, {"MMD_FEED__SOURCE": "synthetic",
-                                   "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]'}),
+        Daemon(
+            "venue",
+            work,
+            {
+                "MMD_FEED__SOURCE": "bybit",
+                "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]',
+                "MMD_VENUE__REST_URL": venue.url,
+                "MMD_VENUE__WS_URL": f"ws://127.0.0.1:{venue.port}/v5/public/linear",
+            },
+        ),
+        Daemon(
+            "synthetic",
+            work,
+            {"MMD_FEED__SOURCE": "synthetic", "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]'},
+        ),
     ]
     rows: dict[str, list[dict[str, Any]]] = {d.name: [] for d in daemons}
     try:
         for d in daemons:
-            emit({"name": "soak_start", "daemon": d.name, "healthy_after_s": round(d.start(), 2)},
-                 out)
+            emit(
+                {"name": "soak_start", "daemon": d.name, "healthy_after_s": round(d.start(), 2)},
+                out,
+            )
         t0 = time.monotonic()
         n = max(1, round(args.minutes * 60 / args.interval_s))
         for i in range(1, n + 1):
@@ -290,22 +327,35 @@ def main() -> int:
             rc2 = d.stop()
             series = rows[d.name][1:] if len(rows[d.name]) > 2 else rows[d.name]
             xs = [r["minute"] for r in series]
-            lags = [r["loop_lag_p99_ms"] for r in rows[d.name] if r["loop_lag_p99_ms"] == r[
-                "loop_lag_p99_ms"]]
-            emit({"name": "soak_slopes", "daemon": d.name, "minutes": xs[-1] if xs else 0,
-                  "samples": len(series),
-                  "rss_mb_per_h": slope_per_h(xs, [r["rss_mb"] for r in series]),
-                  "open_fds_per_h": slope_per_h(xs, [r["open_fds"] for r in series]),
-                  "tasks_per_h": slope_per_h(xs, [r["tasks"] for r in series]),
-                  "ledger_mb_per_h": slope_per_h(xs, [r["ledger_mb"] for r in series]),
-                  "loop_lag_p99_ms_per_h": slope_per_h(xs, [r["loop_lag_p99_ms"]
-                                                            for r in series]),
-                  "loop_lag_p99_ms_max": max(lags) if lags else None,
-                  "rss_mb_first": series[0]["rss_mb"] if series else None,
-                  "rss_mb_last": series[-1]["rss_mb"] if series else None,
-                  "exit_code": rc, "traceback": "Traceback" in log,
-                  "restart_healthy_s": round(healthy_s, 2), **restore,
-                  "restart_exit_code": rc2}, out)
+            lags = [
+                r["loop_lag_p99_ms"]
+                for r in rows[d.name]
+                if r["loop_lag_p99_ms"] == r["loop_lag_p99_ms"]
+            ]
+            emit(
+                {
+                    "name": "soak_slopes",
+                    "daemon": d.name,
+                    "minutes": xs[-1] if xs else 0,
+                    "samples": len(series),
+                    "rss_mb_per_h": slope_per_h(xs, [r["rss_mb"] for r in series]),
+                    "open_fds_per_h": slope_per_h(xs, [r["open_fds"] for r in series]),
+                    "tasks_per_h": slope_per_h(xs, [r["tasks"] for r in series]),
+                    "ledger_mb_per_h": slope_per_h(xs, [r["ledger_mb"] for r in series]),
+                    "loop_lag_p99_ms_per_h": slope_per_h(
+                        xs, [r["loop_lag_p99_ms"] for r in series]
+                    ),
+                    "loop_lag_p99_ms_max": max(lags) if lags else None,
+                    "rss_mb_first": series[0]["rss_mb"] if series else None,
+                    "rss_mb_last": series[-1]["rss_mb"] if series else None,
+                    "exit_code": rc,
+                    "traceback": "Traceback" in log,
+                    "restart_healthy_s": round(healthy_s, 2),
+                    **restore,
+                    "restart_exit_code": rc2,
+                },
+                out,
+            )
     finally:
         for d in daemons:
             if d.proc is not None:

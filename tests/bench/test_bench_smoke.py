@@ -46,18 +46,26 @@ def test_bench_runner_quick_prints_named_json_lines_with_positive_figures(tmp_pa
     assert any(n.startswith("book.apply_levels") for n in names)
 
 
-@pytest.mark.parametrize("body", [
-    "def run(quick):\n    return [{'name': 'x', 'a': 0.0}]\n",            # not positive
-    "def run(quick):\n    return [{'name': 'x', 'a': True}]\n",           # a bool
-    "def run(quick):\n    return [{'name': 'x', 'a': 'fast'}]\n",         # not a number
-    "def run(quick):\n    return [{'name': 'x'}]\n",                      # no figure
-    "def run(quick):\n    return [{'name': 'x', 'a': 1}, {'name': 'x', 'a': 2}]\n",  # repeated
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def run(quick):\n    return [{'name': 'x', 'a': 0.0}]\n",  # not positive
+        "def run(quick):\n    return [{'name': 'x', 'a': True}]\n",  # a bool
+        "def run(quick):\n    return [{'name': 'x', 'a': 'fast'}]\n",  # not a number
+        "def run(quick):\n    return [{'name': 'x'}]\n",  # no figure
+        "def run(quick):\n    return [{'name': 'x', 'a': 1}, {'name': 'x', 'a': 2}]\n",  # repeated
+    ],
+)
 def test_bench_runner_refuses_a_bad_row(tmp_path: Path, body: str) -> None:
     (tmp_path / "run.py").write_text(RUN.read_text())
     (tmp_path / "bench_bad.py").write_text(body)
-    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), "--quick"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout
 
 

@@ -71,13 +71,64 @@ from mmd.errors import ConfigError  # noqa: E402
 # the hostile values a field may get (the integration test draws the same kinds with hypothesis)
 VALUES: list[Any] = [
     *(Raw(str(n)) for n in INTS),
-    Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e999"), Raw("-1e999"), Raw("1e30"),
-    Raw("-1e30"), Raw("1.5"), Raw("5e-324"), _deep(3000), _deep(40),
-    "NaN", "nan", "inf", "-inf", "Infinity", "1e30", "1E5", " 100.0", "100.0 ", "-1", "-100.0",
-    "0", "0.0", "0x10", "1_000", "", "+1", "100.05", "0.0005", "100.00000000000000000001",
-    "9" * 25, "1" * 400, "\u0661\u0662", "true", "null", "Buy", "Sell", "BTCUSDT", "ETHUSDT",
-    "btc.usdt", "snapshot", "delta", True, False, None, [], {}, [1, 2], {"a": 1}, 0.0, -0.0,
-    1e308, -1e308, 3.14, [["100.0", "1.000"]], [["1e30", "1"]], [["100.0"]],
+    Raw("NaN"),
+    Raw("Infinity"),
+    Raw("-Infinity"),
+    Raw("1e999"),
+    Raw("-1e999"),
+    Raw("1e30"),
+    Raw("-1e30"),
+    Raw("1.5"),
+    Raw("5e-324"),
+    _deep(3000),
+    _deep(40),
+    "NaN",
+    "nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1e30",
+    "1E5",
+    " 100.0",
+    "100.0 ",
+    "-1",
+    "-100.0",
+    "0",
+    "0.0",
+    "0x10",
+    "1_000",
+    "",
+    "+1",
+    "100.05",
+    "0.0005",
+    "100.00000000000000000001",
+    "9" * 25,
+    "1" * 400,
+    "\u0661\u0662",
+    "true",
+    "null",
+    "Buy",
+    "Sell",
+    "BTCUSDT",
+    "ETHUSDT",
+    "btc.usdt",
+    "snapshot",
+    "delta",
+    True,
+    False,
+    None,
+    [],
+    {},
+    [1, 2],
+    {"a": 1},
+    0.0,
+    -0.0,
+    1e308,
+    -1e308,
+    3.14,
+    [["100.0", "1.000"]],
+    [["1e30", "1"]],
+    [["100.0"]],
 ]
 OPS = [
     {"success": True, "ret_msg": "pong", "conn_id": "c-1", "req_id": "1", "op": "ping"},
@@ -206,10 +257,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--inputs", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--rss-tolerance-mb", type=float, default=32.0,
-                    help="RSS growth from the warm-up mark to the end that fails the run")
-    ap.add_argument("--log", type=Path, default=None,
-                    help="the daemon's JSON log (default: in the temporary directory)")
+    ap.add_argument(
+        "--rss-tolerance-mb",
+        type=float,
+        default=32.0,
+        help="RSS growth from the warm-up mark to the end that fails the run",
+    )
+    ap.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="the daemon's JSON log (default: in the temporary directory)",
+    )
     args = ap.parse_args()
 
     from mmd.app import Daemon
@@ -220,12 +279,14 @@ def main() -> int:
     log_file = open(log_path, "w")  # noqa: SIM115 - closed below
     with contextlib.redirect_stdout(log_file):
         configure_logs("info", "json", cache=False)
-    cfg = config_from_mapping({
-        "feed": {"symbols": [SYM], "source": "synthetic", "stale_after_s": 3600.0},
-        "strategy": {"warmup_s": 0.1},
-        "state": {"dir": f"{tmp.name}/state"},
-        "models": {"dir": f"{tmp.name}/models"},
-    })
+    cfg = config_from_mapping(
+        {
+            "feed": {"symbols": [SYM], "source": "synthetic", "stale_after_s": 3600.0},
+            "strategy": {"warmup_s": 0.1},
+            "state": {"dir": f"{tmp.name}/state"},
+            "models": {"dir": f"{tmp.name}/models"},
+        }
+    )
     daemon = Daemon(cfg, serve_http=False)
     trader = daemon.trader
     assert trader is not None
@@ -308,22 +369,29 @@ def main() -> int:
     total = sum(n for k, n in kinds.items() if k != "valid_book_applied")
     growth = rss["end"] - rss.get("warm", rss["end"])
     report = {
-        "name": "fuzz_long_run", "seed": args.seed, "inputs": total, "by_kind": dict(kinds),
+        "name": "fuzz_long_run",
+        "seed": args.seed,
+        "inputs": total,
+        "by_kind": dict(kinds),
         "interrupted": interrupted,
-        "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-        "inputs_per_s": round(total / wall), "escaped": dict(escaped),
+        "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "inputs_per_s": round(total / wall),
+        "escaped": dict(escaped),
         "documented_refusals": dict(documented),
         "decode_errors_counted": stats.decode_errors,
         "frame_errors_absorbed": dict(stats.frame_errors),
         "resyncs": sum(stats.resyncs.values()),
-        "tick_size_at_end": {sym: st.instrument.tick_size
-                             for sym, st in daemon.hub.states.items()},
+        "tick_size_at_end": {sym: st.instrument.tick_size for sym, st in daemon.hub.states.items()},
         "last_refusal": stats.last_refusal[:120],
-        "book_at_end": {sym: {"u": st.book.u, "synced": st.sync.synced}
-                        for sym, st in daemon.hub.states.items()},
-        "generator_u": gen.u, "dropped_frames": stats.dropped_frames,
+        "book_at_end": {
+            sym: {"u": st.book.u, "synced": st.sync.synced} for sym, st in daemon.hub.states.items()
+        },
+        "generator_u": gen.u,
+        "dropped_frames": stats.dropped_frames,
         "fills": trader.fills_by_side[1] + trader.fills_by_side[-1],
-        "rss_mb": {k: round(v, 1) for k, v in rss.items()}, "rss_growth_mb": round(growth, 1),
+        "rss_mb": {k: round(v, 1) for k, v in rss.items()},
+        "rss_growth_mb": round(growth, 1),
         "traceback_in_log": "Traceback" in log_text,
     }
     print(json.dumps(report), flush=True)

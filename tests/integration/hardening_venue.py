@@ -21,29 +21,51 @@ def envelope(result: dict[str, Any]) -> bytes:
     return orjson.dumps({"retCode": 0, "retMsg": "OK", "result": result, "time": T0})
 
 
-INSTRUMENTS = envelope({"category": "linear", "list": [
-    {"symbol": SYM, "status": "Trading", "priceFilter": {"tickSize": "0.1"},
-     "lotSizeFilter": {"qtyStep": "0.001"}}]})
-KLINE = envelope({"category": "linear", "symbol": SYM, "list": [
-    [str(T0 // 60_000 * 60_000), "100.0", "100.4", "99.9", "100.2", "3.5", "350"]]})
+INSTRUMENTS = envelope(
+    {
+        "category": "linear",
+        "list": [
+            {
+                "symbol": SYM,
+                "status": "Trading",
+                "priceFilter": {"tickSize": "0.1"},
+                "lotSizeFilter": {"qtyStep": "0.001"},
+            }
+        ],
+    }
+)
+KLINE = envelope(
+    {
+        "category": "linear",
+        "symbol": SYM,
+        "list": [[str(T0 // 60_000 * 60_000), "100.0", "100.4", "99.9", "100.2", "3.5", "350"]],
+    }
+)
 TRADES = envelope({"category": "linear", "list": []})
 
 
 def book_frame(typ: str, u: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": T0 + u,
-                         "cts": T0 + u - 1,
-                         "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": 1000 + u}})
+    return orjson.dumps(
+        {
+            "topic": f"orderbook.50.{SYM}",
+            "type": typ,
+            "ts": T0 + u,
+            "cts": T0 + u - 1,
+            "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": 1000 + u},
+        }
+    )
 
 
 class MisbehavingVenue:
     """Args:
-        off_tick_snapshots: every book snapshot holds a price off the 0.1 tick (always refused).
-        ws_junk_bytes: after a good snapshot, one text frame of this many bytes (0 = none).
-        rest_body_bytes: /v5/market/kline answers a body of this many bytes (0 = a valid one).
+    off_tick_snapshots: every book snapshot holds a price off the 0.1 tick (always refused).
+    ws_junk_bytes: after a good snapshot, one text frame of this many bytes (0 = none).
+    rest_body_bytes: /v5/market/kline answers a body of this many bytes (0 = a valid one).
     """
 
-    def __init__(self, *, off_tick_snapshots: bool = False, ws_junk_bytes: int = 0,
-                 rest_body_bytes: int = 0) -> None:
+    def __init__(
+        self, *, off_tick_snapshots: bool = False, ws_junk_bytes: int = 0, rest_body_bytes: int = 0
+    ) -> None:
         self.off_tick = off_tick_snapshots
         self.ws_junk_bytes = ws_junk_bytes
         self.rest_body_bytes = rest_body_bytes
@@ -115,16 +137,24 @@ class MisbehavingVenue:
         async for msg in ws:
             req = orjson.loads(msg.data)
             op = req.get("op")
-            await ws.send_str(orjson.dumps({"success": True, "ret_msg": "pong" if op == "ping"
-                                            else "", "op": op,
-                                            "req_id": req.get("req_id", "")}).decode())
+            await ws.send_str(
+                orjson.dumps(
+                    {
+                        "success": True,
+                        "ret_msg": "pong" if op == "ping" else "",
+                        "op": op,
+                        "req_id": req.get("req_id", ""),
+                    }
+                ).decode()
+            )
             if op != "subscribe" or not any(a.startswith("orderbook.") for a in req["args"]):
                 continue
             self.book_subscribes += 1
             u += 1
             price = "100.05" if self.off_tick else "100.0"
-            await ws.send_str(book_frame("snapshot", u, [[price, "1.000"]],
-                                         [["100.5", "2.000"]]).decode())
+            await ws.send_str(
+                book_frame("snapshot", u, [[price, "1.000"]], [["100.5", "2.000"]]).decode()
+            )
             if self.ws_junk_bytes:
                 await ws.send_str("x" * self.ws_junk_bytes)
         return ws

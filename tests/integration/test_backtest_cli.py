@@ -12,24 +12,56 @@ from procs import base_env
 
 pytestmark = pytest.mark.slow
 
-REQUIRED = {"pnl", "fees", "sharpe", "sortino", "max_drawdown", "fills", "volume", "win_rate",
-            "avg_spread_captured", "markout_1s", "markout_5s", "markout_30s",
-            "mean_abs_position", "pnl_to_map", "strategy", "events"}
+REQUIRED = {
+    "pnl",
+    "fees",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "fills",
+    "volume",
+    "win_rate",
+    "avg_spread_captured",
+    "markout_1s",
+    "markout_5s",
+    "markout_30s",
+    "mean_abs_position",
+    "pnl_to_map",
+    "strategy",
+    "events",
+}
 
 
 @pytest.mark.parametrize("which", ["cryptofeed", "btc", "eth", "btc_2023"])
 def test_backtest_real_recording_prints_summary_and_writes_report(
     which: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    fixture = {"cryptofeed": "cryptofeed_dir", "btc": "binance_btc_rec",
-               "eth": "binance_eth_rec", "btc_2023": "binance_btc_2023_rec"}[which]
+    fixture = {
+        "cryptofeed": "cryptofeed_dir",
+        "btc": "binance_btc_rec",
+        "eth": "binance_eth_rec",
+        "btc_2023": "binance_btc_2023_rec",
+    }[which]
     data: Path = request.getfixturevalue(fixture)
     if which == "cryptofeed":  # the linear BTCUSDT book of the real Bybit capture
         data = next(data.glob("bybit_linear_BTCUSDT_*.rec.gz"))
     report = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(data), "--report",
-                        str(report), "--no-progress"], env=base_env(), capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "backtest",
+            str(data),
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "PnL (quote)" in r.stdout and "markout 5 s (ticks)" in r.stdout
     summary = json.loads((report / "summary.json").read_text())
@@ -44,18 +76,31 @@ def test_backtest_real_recording_prints_summary_and_writes_report(
 
 
 def test_backtest_bad_arguments_exit_2(tmp_path: Path) -> None:
-    for args in (["backtest", str(tmp_path / "missing.rec.gz")],
-                 ["backtest", str(tmp_path), "--strategy", "ml"]):
-        r = subprocess.run([sys.executable, "-m", "mmd", *args], env=base_env(),
-                           capture_output=True, text=True, timeout=60)
+    for args in (
+        ["backtest", str(tmp_path / "missing.rec.gz")],
+        ["backtest", str(tmp_path), "--strategy", "ml"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "mmd", *args],
+            env=base_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
 
 
 def _backtest(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     # cwd: a directory without config.toml, so the built-in defaults are the file layer
-    return subprocess.run([sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
-                          env=base_env(), capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def test_backtest_set_fills_and_repeat_from_summary(binance_btc_rec: Path, tmp_path: Path) -> None:
@@ -76,9 +121,21 @@ def test_backtest_set_fills_and_repeat_from_summary(binance_btc_rec: Path, tmp_p
     # the fills CSV: one row per fill, figures consistent with the summary
     with open(tmp_path / "a.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["ts", "symbol", "side", "price", "qty", "fee", "liquidity",
-                             "markout_1s_ticks", "markout_1s_quote", "markout_5s_ticks",
-                             "markout_5s_quote", "markout_30s_ticks", "markout_30s_quote"]
+    assert list(rows[0]) == [
+        "ts",
+        "symbol",
+        "side",
+        "price",
+        "qty",
+        "fee",
+        "liquidity",
+        "markout_1s_ticks",
+        "markout_1s_quote",
+        "markout_5s_ticks",
+        "markout_5s_quote",
+        "markout_30s_ticks",
+        "markout_30s_quote",
+    ]
     assert len(rows) == a["fills"] > 0
     assert sum(row["side"] == "buy" for row in rows) == a["buy_fills"]
     assert sum(float(row["fee"]) for row in rows) == pytest.approx(a["fees"], rel=1e-9)
@@ -98,25 +155,27 @@ def test_backtest_set_fills_and_repeat_from_summary(binance_btc_rec: Path, tmp_p
         assert sum(marks) / len(marks) == pytest.approx(a[f"markout_{h}s"], rel=1e-9)
 
     # --set changes the result and the summary shows the value
-    r = _backtest([str(binance_btc_rec), "--report", "b", "--set", "strategy.gamma=0.001"],
-                  tmp_path)
+    r = _backtest(
+        [str(binance_btc_rec), "--report", "b", "--set", "strategy.gamma=0.001"], tmp_path
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert b["config"]["strategy"]["gamma"] == 0.001
     assert (b["fills"], b["pnl"]) != (a["fills"], a["pnl"])  # measured: 83 vs 54 fills
     assert {k: v for k, v in b["config"].items() if k != "strategy"} == {
-        k: v for k, v in a["config"].items() if k != "strategy"}
+        k: v for k, v in a["config"].items() if k != "strategy"
+    }
 
     # repeated from the recorded config (recordings from the summary too): identical summary,
     # run from another directory, with a config.toml there that --config-from ignores
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "config.toml").write_text("[strategy]\ngamma = 0.5\n")
-    r = _backtest(["--config-from", str(tmp_path / "b" / "summary.json"), "--report", "c"],
-                  other)
+    r = _backtest(["--config-from", str(tmp_path / "b" / "summary.json"), "--report", "c"], other)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (other / "c" / "summary.json").read_text() == (tmp_path / "b" / "summary.json"
-                                                          ).read_text()
+    assert (other / "c" / "summary.json").read_text() == (
+        tmp_path / "b" / "summary.json"
+    ).read_text()
 
 
 def test_backtest_config_from_refuses_a_changed_recording(tmp_path: Path) -> None:
@@ -124,9 +183,11 @@ def test_backtest_config_from_refuses_a_changed_recording(tmp_path: Path) -> Non
     rec.write_bytes(b"not the recorded bytes")
     summary = {"config": {}, "recordings": [{"path": str(rec), "sha256": "0" * 64}]}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
-    for args in (["--config-from", "summary.json"],
-                 ["--config-from", "summary.json", "-c", "config.toml", str(rec)],
-                 ["--config-from", "missing.json", str(rec)]):
+    for args in (
+        ["--config-from", "summary.json"],
+        ["--config-from", "summary.json", "-c", "config.toml", str(rec)],
+        ["--config-from", "missing.json", str(rec)],
+    ):
         r = _backtest(args, tmp_path)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -52,9 +52,18 @@ def _python_driver(ev, cfg: ExchangeConfig, max_events: int):
     px = np.zeros((n_sym, 2, CAP), np.int64)
     qty = np.zeros_like(px)
     states = np.zeros((n_sym, SYNC_WIDTH), np.int64)
-    books = [SimpleNamespace(bid_px=px[s, 0], bid_qty=qty[s, 0], ask_px=px[s, 1],
-                             ask_qty=qty[s, 1], n_bids=0, n_asks=0, capacity=CAP)
-             for s in range(n_sym)]
+    books = [
+        SimpleNamespace(
+            bid_px=px[s, 0],
+            bid_qty=qty[s, 0],
+            ask_px=px[s, 1],
+            ask_qty=qty[s, 1],
+            n_bids=0,
+            n_asks=0,
+            capacity=CAP,
+        )
+        for s in range(n_sym)
+    ]
     frames = ev.book_table()
     fills: list[tuple] = []
     tape: list[list[int]] = []
@@ -72,8 +81,17 @@ def _python_driver(ev, cfg: ExchangeConfig, max_events: int):
         elif kind == EV_BOOK:
             f = frames[idx]
             r0, ra, r1 = int(f[3]), int(f[4]), int(f[5])
-            apply_book_frame(px[s], qty[s], states[s], f[0], f[1], f[2],
-                             ev.level_px_ticks[r0:r1], ev.level_qty_lots[r0:r1], ra - r0)
+            apply_book_frame(
+                px[s],
+                qty[s],
+                states[s],
+                f[0],
+                f[1],
+                f[2],
+                ev.level_px_ticks[r0:r1],
+                ev.level_qty_lots[r0:r1],
+                ra - r0,
+            )
             if not states[s, SYNC_SYNCED]:
                 continue
             b = books[s]
@@ -91,25 +109,49 @@ def _python_driver(ev, cfg: ExchangeConfig, max_events: int):
                     ids["n"] += 1
                     oid = ids["n"]
                     tape.append([i, CMD_SUBMIT, s, oid, side, p, QTY, ts])
-                    sim.send(SubmitOrder(client_order_id=str(oid), symbol=name, side=side,
-                                         px_ticks=p, qty_lots=QTY), ts)
+                    sim.send(
+                        SubmitOrder(
+                            client_order_id=str(oid),
+                            symbol=name,
+                            side=side,
+                            px_ticks=p,
+                            qty_lots=QTY,
+                        ),
+                        ts,
+                    )
                     live[s].append(oid)
         elif kind == EV_TRADE:
-            out = sim.on_trade(name, int(ev.trade_ts_exch_ns[idx]), int(ev.trade_px_ticks[idx]),
-                               int(ev.trade_qty_lots[idx]), int(ev.trade_side[idx]))
+            out = sim.on_trade(
+                name,
+                int(ev.trade_ts_exch_ns[idx]),
+                int(ev.trade_px_ticks[idx]),
+                int(ev.trade_qty_lots[idx]),
+                int(ev.trade_side[idx]),
+            )
         for e in out:
             if isinstance(e, OrderFilled):
-                fills.append((e.ts_exch_ns, s, int(e.client_order_id.split("#")[0]), e.side,
-                              e.px_ticks, e.qty_lots, e.leaves_lots, e.fee_quote))
+                fills.append(
+                    (
+                        e.ts_exch_ns,
+                        s,
+                        int(e.client_order_id.split("#")[0]),
+                        e.side,
+                        e.px_ticks,
+                        e.qty_lots,
+                        e.leaves_lots,
+                        e.fee_quote,
+                    )
+                )
     return fills, np.array(tape, np.int64).reshape(-1, kb.TAPE_WIDTH)
 
 
 @pytest.mark.parametrize("partial", [True, False])
-@pytest.mark.parametrize("fixture", ["binance_btc_rec", "binance_eth_rec",
-                                     "binance_btc_2023_rec", "cryptofeed_dir"])
-def test_tape_replay_matches_python_driver(fixture: str, partial: bool,
-                                           request: pytest.FixtureRequest,
-                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "fixture", ["binance_btc_rec", "binance_eth_rec", "binance_btc_2023_rec", "cryptofeed_dir"]
+)
+def test_tape_replay_matches_python_driver(
+    fixture: str, partial: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     rec: Path = request.getfixturevalue(fixture)
     files = sorted(rec.glob("*")) if rec.is_dir() else [rec]
     if fixture == "cryptofeed_dir":
@@ -123,12 +165,13 @@ def test_tape_replay_matches_python_driver(fixture: str, partial: bool,
     assert len(tape) > 20  # the driver did quote
     assert len(want) > 0, "no fills: the comparison would be empty"
     print(f"{fixture}: {len(tape)} commands, {len(want)} fills")
-    sub = dataclasses.replace(ev, ev_kind=ev.ev_kind[:n], ev_sym=ev.ev_sym[:n],
-                              ev_idx=ev.ev_idx[:n])
-    got = run_tape_fast(sub, cfg, tape, entry_latency_ns=ENTRY_NS, cancel_latency_ns=CANCEL_NS,
-                        book_capacity=CAP)
-    rows = [(*(int(x) for x in r), float(f))
-            for r, f in zip(got.fills, got.fees, strict=True)]
+    sub = dataclasses.replace(
+        ev, ev_kind=ev.ev_kind[:n], ev_sym=ev.ev_sym[:n], ev_idx=ev.ev_idx[:n]
+    )
+    got = run_tape_fast(
+        sub, cfg, tape, entry_latency_ns=ENTRY_NS, cancel_latency_ns=CANCEL_NS, book_capacity=CAP
+    )
+    rows = [(*(int(x) for x in r), float(f)) for r, f in zip(got.fills, got.fees, strict=True)]
     assert rows == want
     if partial and fixture != "cryptofeed_dir":  # the 44 s capture has too few trades
         assert any(w[6] > 0 for w in want), "no partial fill: that path went untested"
@@ -137,11 +180,13 @@ def test_tape_replay_matches_python_driver(fixture: str, partial: bool,
         cash = -sum(w[3] * w[5] * w[4] for w in want if w[1] == s)
         assert int(got.positions[s]["position_lots"]) == signed
         assert int(got.positions[s]["cash_ticks_lots"]) == cash
-        assert got.positions[s]["fees_quote"] == pytest.approx(sum(w[7] for w in want
-                                                                  if w[1] == s), abs=0)
+        assert got.positions[s]["fees_quote"] == pytest.approx(
+            sum(w[7] for w in want if w[1] == s), abs=0
+        )
 
 
 # --- the whole loop (strategy inside) against `mmd backtest --engine python` -----------------
+
 
 def _trader_run(cfg, files: list[Path], symbol: str, category: str):
     """What `mmd backtest --engine python` runs for one symbol: FrameHandler + MarketHub +
@@ -151,7 +196,8 @@ def _trader_run(cfg, files: list[Path], symbol: str, category: str):
     from mmd import app
 
     run_cfg = msgspec.structs.replace(
-        cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol]))
+        cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol])
+    )
     hub = app.MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
     trader = app.build_trader(run_cfg, hub, ledger=False)
     handler = app.FrameHandler(hub, None, None, trader, quote_inline=True)
@@ -167,8 +213,10 @@ def _loop_cfg(model: str, partial: bool, **strategy):
 
     cfg = AppConfig()
     return msgspec.structs.replace(
-        cfg, strategy=msgspec.structs.replace(cfg.strategy, model=model, **strategy),
-        exchange=msgspec.structs.replace(cfg.exchange, partial_fills=partial, funding=False))
+        cfg,
+        strategy=msgspec.structs.replace(cfg.strategy, model=model, **strategy),
+        exchange=msgspec.structs.replace(cfg.exchange, partial_fills=partial, funding=False),
+    )
 
 
 def _compare_loop(files: list[Path], cfg, cache: Path):
@@ -184,15 +232,38 @@ def _compare_loop(files: list[Path], cfg, cache: Path):
     category, symbol = ev.symbols[0]
     if cfg.exchange.partial_fills:  # 5-lot quotes: trades smaller than them fill part
         lot = ev.instrument(0).lot
-        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(
-            cfg.strategy, order_size=5 * lot, max_position=50 * lot))
+        cfg = msgspec.structs.replace(
+            cfg,
+            strategy=msgspec.structs.replace(
+                cfg.strategy, order_size=5 * lot, max_position=50 * lot
+            ),
+        )
     trader = _trader_run(cfg, files, symbol, category)
     got = run_backtest_fast(ev, cfg)
-    want = [(f.ts_exch_ns, f.client_order_id, f.side, f.px_ticks, f.qty_lots, f.leaves_lots,
-             f.fee_quote) for f in trader.fills]
-    rows = [(int(r[kb.FILL_TS_NS]), cid, int(r[kb.FILL_SIDE]), int(r[kb.FILL_PX]),
-             int(r[kb.FILL_QTY]), int(r[kb.FILL_LEAVES]), float(fee))
-            for r, cid, fee in zip(got.fills, got.client_ids, got.fees, strict=True)]
+    want = [
+        (
+            f.ts_exch_ns,
+            f.client_order_id,
+            f.side,
+            f.px_ticks,
+            f.qty_lots,
+            f.leaves_lots,
+            f.fee_quote,
+        )
+        for f in trader.fills
+    ]
+    rows = [
+        (
+            int(r[kb.FILL_TS_NS]),
+            cid,
+            int(r[kb.FILL_SIDE]),
+            int(r[kb.FILL_PX]),
+            int(r[kb.FILL_QTY]),
+            int(r[kb.FILL_LEAVES]),
+            float(fee),
+        )
+        for r, cid, fee in zip(got.fills, got.client_ids, got.fees, strict=True)
+    ]
     assert rows == want
     pos = trader.portfolio.position(symbol)
     p = got.positions[0]
@@ -205,18 +276,21 @@ def _compare_loop(files: list[Path], cfg, cache: Path):
     c = trader.oms.counters
     assert (int(got.submits[0]), int(got.cancels[0])) == (c.submitted, c.cancel_requests)
     assert got.halted == trader.risk.halted
-    print(f"{symbol} {cfg.strategy.model} partial={cfg.exchange.partial_fills}: "
-          f"{len(want)} fills, {strat.decisions} decisions, pnl {got.total_pnl_quote:.6g}")
+    print(
+        f"{symbol} {cfg.strategy.model} partial={cfg.exchange.partial_fills}: "
+        f"{len(want)} fills, {strat.decisions} decisions, pnl {got.total_pnl_quote:.6g}"
+    )
     return len(want), sum(1 for w in want if w[5] > 0), trader
 
 
 @pytest.mark.parametrize("partial", [True, False])
 @pytest.mark.parametrize("model", ["as", "glft"])
-@pytest.mark.parametrize("fixture", ["binance_btc_rec", "binance_eth_rec",
-                                     "binance_btc_2023_rec", "cryptofeed_dir"])
-def test_strategy_loop_matches_python_engine(fixture: str, model: str, partial: bool,
-                                             request: pytest.FixtureRequest,
-                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "fixture", ["binance_btc_rec", "binance_eth_rec", "binance_btc_2023_rec", "cryptofeed_dir"]
+)
+def test_strategy_loop_matches_python_engine(
+    fixture: str, model: str, partial: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     rec: Path = request.getfixturevalue(fixture)
     if fixture == "cryptofeed_dir":
         groups = [[f] for f in sorted(rec.glob("*linear*"))]
@@ -231,8 +305,9 @@ def test_strategy_loop_matches_python_engine(fixture: str, model: str, partial: 
 
         cal = CalibrationConfig(fallback_kappa=10.0, fallback_sigma=0.5)
         cfg = _loop_cfg(model, partial, warmup_s=2.0)
-        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy,
-                                                                            calibration=cal))
+        cfg = msgspec.structs.replace(
+            cfg, strategy=msgspec.structs.replace(cfg.strategy, calibration=cal)
+        )
     else:
         groups = [[rec]]
         cfg = _loop_cfg(model, partial)
@@ -247,17 +322,19 @@ def test_strategy_loop_matches_python_engine(fixture: str, model: str, partial: 
             assert n_partial > 0, "no partial fill: that path went untested"
 
 
-def test_strategy_loop_kill_switch_ladder_constant_latency(binance_btc_rec: Path,
-                                                             tmp_path: Path) -> None:
+def test_strategy_loop_kill_switch_ladder_constant_latency(
+    binance_btc_rec: Path, tmp_path: Path
+) -> None:
     """The paths the default config leaves quiet: a 2-level ladder, constant latencies, a
     rate limit that refuses orders and a kill switch that trips."""
     import msgspec
 
     cfg = _loop_cfg("as", True, levels=2, level_spacing_ticks=2)
     cfg = msgspec.structs.replace(
-        cfg, exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=3.0,
-                                              cancel_latency_ms=1.0),
-        risk=msgspec.structs.replace(cfg.risk, max_loss_per_day=0.5, max_orders_per_s=2.0))
+        cfg,
+        exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=3.0, cancel_latency_ms=1.0),
+        risk=msgspec.structs.replace(cfg.risk, max_loss_per_day=0.5, max_orders_per_s=2.0),
+    )
     _, _, trader = _compare_loop([binance_btc_rec], cfg, tmp_path / "cache")
     assert trader.risk.halted, "the kill switch did not trip: that path went untested"
     assert trader.risk.rejections["rate_limit"] > 0, "no order refused by the rate limit"
@@ -270,26 +347,48 @@ def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     from procs import base_env
 
     env = {**base_env(), "MMD_EVENT_CACHE": str(tmp_path / "events")}
-    return subprocess.run([sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
-                          env=env, capture_output=True, text=True, timeout=600,
-                          cwd=os.fspath(tmp_path))
+    return subprocess.run(
+        [sys.executable, "-m", "mmd", "backtest", *args, "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.fspath(tmp_path),
+    )
 
 
 @pytest.mark.parametrize("model", ["as", "glft"])
-def test_backtest_cli_fast_engine_equals_python_engine(model: str, binance_eth_rec: Path,
-                                                       tmp_path: Path) -> None:
+def test_backtest_cli_fast_engine_equals_python_engine(
+    model: str, binance_eth_rec: Path, tmp_path: Path
+) -> None:
     """`mmd backtest` prints the same summary and writes the same summary.json, report files
     and --fills CSV with either engine."""
     out = {}
     for engine in ("fast", "python"):
         d = tmp_path / engine
-        r = _cli([str(binance_eth_rec), "--strategy", model, "--engine", engine, "--report",
-                  str(d), "--fills", str(tmp_path / f"{engine}.csv")], tmp_path)
+        r = _cli(
+            [
+                str(binance_eth_rec),
+                "--strategy",
+                model,
+                "--engine",
+                engine,
+                "--report",
+                str(d),
+                "--fills",
+                str(tmp_path / f"{engine}.csv"),
+            ],
+            tmp_path,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert "backtest_engine_python" not in r.stdout + r.stderr
         table = r.stdout.split("report written")[0]
-        out[engine] = (table, json.loads((d / "summary.json").read_text()),
-                       (tmp_path / f"{engine}.csv").read_text(), d)
+        out[engine] = (
+            table,
+            json.loads((d / "summary.json").read_text()),
+            (tmp_path / f"{engine}.csv").read_text(),
+            d,
+        )
     fast, slow = out["fast"], out["python"]
     assert fast[0] == slow[0]
     assert fast[1] == slow[1]

@@ -19,23 +19,42 @@ from mmd.sim.backtest import StrategyLoop, run_backtest_fast, run_episode
 def _cfg() -> AppConfig:
     cfg = AppConfig()
     return msgspec.structs.replace(
-        cfg, strategy=msgspec.structs.replace(cfg.strategy, model="glft"),
-        exchange=msgspec.structs.replace(cfg.exchange, funding=False))
+        cfg,
+        strategy=msgspec.structs.replace(cfg.strategy, model="glft"),
+        exchange=msgspec.structs.replace(cfg.exchange, funding=False),
+    )
 
 
 def _agent(mode: int, seed: int = 7):
     rpi = np.zeros(krl.RPI_SIZE, np.int64)
-    rpi[[krl.RPI_INV_BINS, krl.RPI_VOL_BINS, krl.RPI_OFI_BINS, krl.RPI_PADV_BINS,
-         krl.RPI_TIME_BINS]] = (5, 3, 1, 1, 4)
+    rpi[
+        [krl.RPI_INV_BINS, krl.RPI_VOL_BINS, krl.RPI_OFI_BINS, krl.RPI_PADV_BINS, krl.RPI_TIME_BINS]
+    ] = (5, 3, 1, 1, 4)
     rpi[krl.RPI_STEP_NS] = 5_000_000_000  # one RL decision per 5 s of exchange time
     rpi[krl.RPI_MODE] = mode
     rpf = np.zeros(krl.RPF_SIZE, np.float64)
-    rpf[[krl.RPF_ALPHA, krl.RPF_DISCOUNT, krl.RPF_EPSILON, krl.RPF_DAMP, krl.RPF_INV_PENALTY,
-         krl.RPF_VOL_REF, krl.RPF_OFI_SCALE]] = (0.2, 0.9, 0.3, 0.5, 0.01, 20.0, 1.0)
+    rpf[
+        [
+            krl.RPF_ALPHA,
+            krl.RPF_DISCOUNT,
+            krl.RPF_EPSILON,
+            krl.RPF_DAMP,
+            krl.RPF_INV_PENALTY,
+            krl.RPF_VOL_REF,
+            krl.RPF_OFI_SCALE,
+        ]
+    ] = (0.2, 0.9, 0.3, 0.5, 0.01, 20.0, 1.0)
     actions = krl.default_actions()
     q = np.zeros((krl.n_states(rpi), len(actions)), np.float64)
-    return (q, np.zeros(q.shape, np.int64), rpi, rpf, actions, krl.new_agent_state(),
-            np.array([seed], np.uint64))
+    return (
+        q,
+        np.zeros(q.shape, np.int64),
+        rpi,
+        rpf,
+        actions,
+        krl.new_agent_state(),
+        np.array([seed], np.uint64),
+    )
 
 
 def _rows(res) -> list[tuple]:

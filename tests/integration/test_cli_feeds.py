@@ -19,11 +19,19 @@ pytestmark = pytest.mark.slow
 
 
 def _replay(paths: list[Path], tmp: Path, symbols: str) -> dict:
-    env = base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(p) for p in paths]),
-                   MMD_FEED__SYMBOLS=symbols, MMD_METRICS__PORT="0",
-                   MMD_STATE__DIR=str(tmp / "state"))
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "replay"], env=env,
-                       capture_output=True, text=True, timeout=180)
+    env = base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(p) for p in paths]),
+        MMD_FEED__SYMBOLS=symbols,
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(tmp / "state"),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "replay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     (done,) = [e for e in events if e["event"] == "replay_finished"]
@@ -57,13 +65,18 @@ def test_record_from_venue_writes_replayable_recordings(
     recs = sorted(cryptofeed_dir.glob("bybit_linear_*USDT_*.rec.gz"))[:2]
     out = tmp_path / "rec"
     with venue(recs, tmp_path, speed=4.0) as (_, vurl):
-        env = base_env(MMD_VENUE__REST_URL=vurl,
-                       MMD_VENUE__WS_URL=vurl.replace("http", "ws") + "/v5/public/linear",
-                       MMD_FEED__SYMBOLS=json.dumps(
-                           [parse_recording_name(p).symbol for p in recs]))  # type: ignore[union-attr]
-        r = subprocess.run([sys.executable, "-m", "mmd", "record", "--out", str(out),
-                            "--duration", "4"], env=env, capture_output=True, text=True,
-                           timeout=120)
+        env = base_env(
+            MMD_VENUE__REST_URL=vurl,
+            MMD_VENUE__WS_URL=vurl.replace("http", "ws") + "/v5/public/linear",
+            MMD_FEED__SYMBOLS=json.dumps([parse_recording_name(p).symbol for p in recs]),
+        )  # type: ignore[union-attr]
+        r = subprocess.run(
+            [sys.executable, "-m", "mmd", "record", "--out", str(out), "--duration", "4"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     files = sorted(out.glob("*.rec.gz"))
     assert len(files) == 2

@@ -48,8 +48,11 @@ def _follow_books(
 
 
 def test_e2e_cryptofeed_capture_books_equal_reference(cryptofeed_dir: Path, tmp_path: Path) -> None:
-    linear = [p for p in sorted(cryptofeed_dir.iterdir())
-              if (m := parse_recording_name(p)) and m.category == "linear"]
+    linear = [
+        p
+        for p in sorted(cryptofeed_dir.iterdir())
+        if (m := parse_recording_name(p)) and m.category == "linear"
+    ]
     refs = {parse_recording_name(p).symbol: ReferenceBooks(p) for p in linear}  # type: ignore[union-attr]
     assert set(refs) == {"BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"}
     with venue([cryptofeed_dir], tmp_path, speed=2.0) as (_, vurl):

@@ -24,27 +24,72 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 pytest.importorskip("optuna", reason="optuna (the `train` extra) is not installed")
 
-KEYS = ["as", "glft", "as_tuned", "as_adverse", "as_adverse_rl", "as_adverse_spread", "full",
-        "as_lstm", "as_multitask", "full_deep", "as_hedge"]
+KEYS = [
+    "as",
+    "glft",
+    "as_tuned",
+    "as_adverse",
+    "as_adverse_rl",
+    "as_adverse_spread",
+    "full",
+    "as_lstm",
+    "as_multitask",
+    "full_deep",
+    "as_hedge",
+]
 # tiny deep models (a few seconds each): the rows' plumbing, not the models' worth
-DEEP_FAST = ["deep.window=8", "deep.stride=8", "deep.hidden=[8]", "deep.head=4", "deep.epochs=2",
-             "deep.patience=1", "deep.horizon_s=2"]
-FAST = ["--trials", "2", "--batch", "2", "--set", "n_splits=1", "--set", "horizon_s=2",
-        *[x for s in DEEP_FAST for x in ("--set", s)], "--no-progress"]
+DEEP_FAST = [
+    "deep.window=8",
+    "deep.stride=8",
+    "deep.hidden=[8]",
+    "deep.head=4",
+    "deep.epochs=2",
+    "deep.patience=1",
+    "deep.horizon_s=2",
+]
+FAST = [
+    "--trials",
+    "2",
+    "--batch",
+    "2",
+    "--set",
+    "n_splits=1",
+    "--set",
+    "horizon_s=2",
+    *[x for s in DEEP_FAST for x in ("--set", s)],
+    "--no-progress",
+]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _mmd(*args: str, cwd: Path, timeout: float = 800) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "mmd", *args], capture_output=True, text=True,
-                       timeout=timeout, check=False, cwd=cwd)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
 
-def _evaluate(data: Path, tmp: Path, splits: int) -> tuple[dict[str, Any], list[dict[str, str]],
-                                                           str]:
-    r = _mmd("evaluate", str(data), "--models", str(tmp / "models"), "--out", str(tmp / "out"),
-             "--splits", str(splits), *FAST, cwd=tmp)
+def _evaluate(
+    data: Path, tmp: Path, splits: int
+) -> tuple[dict[str, Any], list[dict[str, str]], str]:
+    r = _mmd(
+        "evaluate",
+        str(data),
+        "--models",
+        str(tmp / "models"),
+        "--out",
+        str(tmp / "out"),
+        "--splits",
+        str(splits),
+        *FAST,
+        cwd=tmp,
+    )
     print(r.stdout)
     result = json.loads((tmp / "out" / "evaluation.json").read_text())
     with open(tmp / "out" / "evaluation.csv", newline="") as fh:
@@ -52,14 +97,25 @@ def _evaluate(data: Path, tmp: Path, splits: int) -> tuple[dict[str, Any], list[
     return result, rows, r.stdout
 
 
-def _check_table(result: dict[str, Any], rows: list[dict[str, str]], stdout: str,
-                 splits: int, tmp: Path) -> None:
+def _check_table(
+    result: dict[str, Any], rows: list[dict[str, str]], stdout: str, splits: int, tmp: Path
+) -> None:
     want = {(k, str(s)) for k in KEYS for s in [*range(1, splits + 1), "all"]}
     assert {(r["strategy"], r["split"]) for r in rows} == want
     assert len(rows) == len(want)
-    for label in ("AS", "GLFT", "tuned AS", "AS + adverse", "AS + adverse + RL",
-                  "AS + adverse + spread", "full stack", "AS + LSTM", "AS + multitask",
-                  "deep full stack", "AS + hedge"):
+    for label in (
+        "AS",
+        "GLFT",
+        "tuned AS",
+        "AS + adverse",
+        "AS + adverse + RL",
+        "AS + adverse + spread",
+        "full stack",
+        "AS + LSTM",
+        "AS + multitask",
+        "deep full stack",
+        "AS + hedge",
+    ):
         assert f"\n{label} " in "\n" + stdout
     ran = {r["strategy"] for r in rows if r["available"] == "True"}
     assert {"as", "glft", "as_tuned", "full"} <= ran
@@ -106,17 +162,37 @@ def _check_tuning_windows(result: dict[str, Any]) -> None:
             assert any(ta <= a and b <= tb for ta, tb in train), (a, b, train)
 
 
-def _check_against_backtest(rec: Path, tmp: Path, row: dict[str, str], window: list[int],
-                            extra: list[str]) -> None:
+def _check_against_backtest(
+    rec: Path, tmp: Path, row: dict[str, str], window: list[int], extra: list[str]
+) -> None:
     """The row's figures equal `mmd backtest` over its window (one window, one symbol)."""
     rep = tmp / f"bt_{row['strategy']}_{row['split']}"
-    _mmd("backtest", str(rec), "--start-ns", str(window[0]), "--end-ns", str(window[1]),
-         "--report", str(rep), "--no-progress", *extra, cwd=tmp)
+    _mmd(
+        "backtest",
+        str(rec),
+        "--start-ns",
+        str(window[0]),
+        "--end-ns",
+        str(window[1]),
+        "--report",
+        str(rep),
+        "--no-progress",
+        *extra,
+        cwd=tmp,
+    )
     s = json.loads((rep / "summary.json").read_text())
-    pairs = {"pnl": "pnl", "pnl_bps": "pnl_per_notional_bps", "max_drawdown": "max_drawdown",
-             "mean_abs_position": "mean_abs_position", "pnl_to_map": "pnl_to_map",
-             "markout_1s": "markout_1s", "markout_5s": "markout_5s",
-             "markout_30s": "markout_30s", "volume_quote": "volume_quote", "fees": "fees"}
+    pairs = {
+        "pnl": "pnl",
+        "pnl_bps": "pnl_per_notional_bps",
+        "max_drawdown": "max_drawdown",
+        "mean_abs_position": "mean_abs_position",
+        "pnl_to_map": "pnl_to_map",
+        "markout_1s": "markout_1s",
+        "markout_5s": "markout_5s",
+        "markout_30s": "markout_30s",
+        "volume_quote": "volume_quote",
+        "fees": "fees",
+    }
     assert int(row["fills"]) == s["fills"]
     for mine, theirs in pairs.items():
         v = s[theirs]
@@ -130,16 +206,37 @@ def _check_against_backtest(rec: Path, tmp: Path, row: dict[str, str], window: l
 def synth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """150 simulated seconds with 30 % informed flow (seed 7)."""
     tmp = tmp_path_factory.mktemp("eval_synth")
-    _mmd("synth", "--duration", "150", "--seed", "7", "--out", str(tmp / "synth"),
-         "--set", "feed.synthetic.regimes.informed_share=0.3", cwd=tmp)
+    _mmd(
+        "synth",
+        "--duration",
+        "150",
+        "--seed",
+        "7",
+        "--out",
+        str(tmp / "synth"),
+        "--set",
+        "feed.synthetic.regimes.informed_share=0.3",
+        cwd=tmp,
+    )
     (rec,) = sorted((tmp / "synth").glob("*.rec.gz"))
     return rec
 
 
 def test_train_all_writes_every_model_with_one_summary(synth_rec: Path, tmp_path: Path) -> None:
-    r = _mmd("train", "all", str(synth_rec), "--out", str(tmp_path / "m"), "--no-progress",
-             "--set", "n_splits=1", "--set", "horizon_s=2", cwd=tmp_path)
-    summary = r.stdout[r.stdout.index("summary ("):]
+    r = _mmd(
+        "train",
+        "all",
+        str(synth_rec),
+        "--out",
+        str(tmp_path / "m"),
+        "--no-progress",
+        "--set",
+        "n_splits=1",
+        "--set",
+        "horizon_s=2",
+        cwd=tmp_path,
+    )
+    summary = r.stdout[r.stdout.index("summary (") :]
     for name in ("adverse", "spread"):
         version = json.loads((tmp_path / "m" / name / "model.json").read_text())["version"]
         assert f"  {name} " in summary and f"version {version}" in summary
@@ -155,14 +252,17 @@ def test_evaluate_on_a_synthetic_session(synth_rec: Path, tmp_path: Path) -> Non
     _check_tuning_windows(result)
     # the models were trained on the training part only: every split has its own directory
     for sp in result["splits"]:
-        assert {"adverse", "spread"} <= set(sp["models"]) <= {"adverse", "spread", "rl",
-                                                              "lstm", "multitask"}, \
-            sp["model_errors"]
+        assert (
+            {"adverse", "spread"}
+            <= set(sp["models"])
+            <= {"adverse", "spread", "rl", "lstm", "multitask"}
+        ), sp["model_errors"]
         assert Path(sp["models_dir"], "adverse", "model.json").exists()
         assert sp["detector"]["n"] > 0 and 0.0 <= sp["detector"]["auc"] <= 1.0
     row = next(r for r in rows if r["strategy"] == "as" and r["split"] == "2")
-    _check_against_backtest(rec, tmp_path, row, result["splits"][1]["test_windows"][0],
-                            ["--strategy", "as"])
+    _check_against_backtest(
+        rec, tmp_path, row, result["splits"][1]["test_windows"][0], ["--strategy", "as"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,21 +293,44 @@ def test_evaluate_on_a_real_recording(short_btc: Path, tmp_path: Path) -> None:
     assert best is not None
     sets = [x for k, v in best["params"].items() for x in ("--set", f"{k}={v}")]
     row = next(r for r in rows if r["strategy"] == "as_tuned" and r["split"] == "1")
-    _check_against_backtest(short_btc, tmp_path, row, result["splits"][0]["test_windows"][0],
-                            ["--strategy", "as", *sets])
+    _check_against_backtest(
+        short_btc,
+        tmp_path,
+        row,
+        result["splits"][0]["test_windows"][0],
+        ["--strategy", "as", *sets],
+    )
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["nowhere/"], "evaluate: nowhere does not exist"),
-    (["{rec}", "--splits", "0"], "--splits must be >= 1"),
-    (["{rec}", "--space", "missing.toml"], "--space missing.toml"),
-])
-def test_evaluate_errors_are_one_line(synth_rec: Path, tmp_path: Path, args: list[str],
-                                      needle: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["nowhere/"], "evaluate: nowhere does not exist"),
+        (["{rec}", "--splits", "0"], "--splits must be >= 1"),
+        (["{rec}", "--space", "missing.toml"], "--space missing.toml"),
+    ],
+)
+def test_evaluate_errors_are_one_line(
+    synth_rec: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
     argv = [a.replace("{rec}", str(synth_rec)) for a in args]
-    r = subprocess.run([sys.executable, "-m", "mmd", "evaluate", *argv, "--models",
-                        str(tmp_path / "m"), "--no-progress"], capture_output=True, text=True,
-                       timeout=120, check=False, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "evaluate",
+            *argv,
+            "--models",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr

@@ -32,10 +32,18 @@ def _tops(ev: EventArrays, capacity: int) -> tuple[np.ndarray, np.ndarray]:
     states[:, SYNC_LAST_U] = states[:, SYNC_LAST_SEQ] = -1
     top = np.zeros((n_fr, 4, N_TOP), np.int64)
     state = np.zeros((n_fr, 4), np.int64)
-    walked = replay_book_tops(books_px, books_qty, states, ev.stream_table(), ev.book_table(),
-                              np.ascontiguousarray(ev.level_px_ticks),
-                              np.ascontiguousarray(ev.level_qty_lots),
-                              np.ascontiguousarray(ev.inst_flags), top, state)
+    walked = replay_book_tops(
+        books_px,
+        books_qty,
+        states,
+        ev.stream_table(),
+        ev.book_table(),
+        np.ascontiguousarray(ev.level_px_ticks),
+        np.ascontiguousarray(ev.level_qty_lots),
+        np.ascontiguousarray(ev.inst_flags),
+        top,
+        state,
+    )
     assert walked == n_fr
     return top, state
 
@@ -47,8 +55,11 @@ def _check_recording(files: list[Path], cache: Path) -> dict[str, int]:
     assert ev.symbols == [(meta.category, meta.symbol)]
     cfg = MarketConfig()
     top, state = _tops(ev, cfg.book_levels)
-    book_at = {int(f): int(i) for f, k, i in zip(ev.ev_frame, ev.ev_kind, ev.ev_idx, strict=True)
-               if k == codes.EV_BOOK}
+    book_at = {
+        int(f): int(i)
+        for f, k, i in zip(ev.ev_frame, ev.ev_kind, ev.ev_idx, strict=True)
+        if k == codes.EV_BOOK
+    }
     hub = MarketHub([meta.symbol], cfg)
     cur = -1
     compared = applied = 0
@@ -71,8 +82,7 @@ def _check_recording(files: list[Path], cache: Path) -> dict[str, int]:
         assert top[cur, 3, :na].tolist() == aqty.tolist(), i
         assert bool(state[cur, 1]) == st.sync.synced, i
         compared += 1
-    applied = int(np.isin(state[:, 0], (codes.SYNC_APPLY_SNAPSHOT,
-                                         codes.SYNC_APPLY_DELTA)).sum())
+    applied = int(np.isin(state[:, 0], (codes.SYNC_APPLY_SNAPSHOT, codes.SYNC_APPLY_DELTA)).sum())
     assert applied == st.book_updates
     trades = st.trades
     assert len(trades) == len(ev.trade_px_ticks) < trades.capacity
@@ -83,25 +93,40 @@ def _check_recording(files: list[Path], cache: Path) -> dict[str, int]:
     # klines: the hub's upsert by start (the same candle again replaces the last one)
     ring: list[tuple[int, float, float, float, float, float]] = []
     for j in range(len(ev.kline_start_ns)):
-        row = (int(ev.kline_start_ns[j]), float(ev.kline_open[j]), float(ev.kline_high[j]),
-               float(ev.kline_low[j]), float(ev.kline_close[j]), float(ev.kline_volume[j]))
+        row = (
+            int(ev.kline_start_ns[j]),
+            float(ev.kline_open[j]),
+            float(ev.kline_high[j]),
+            float(ev.kline_low[j]),
+            float(ev.kline_close[j]),
+            float(ev.kline_volume[j]),
+        )
         if ring and ring[-1][0] == row[0]:
             ring[-1] = row
         elif not ring or ring[-1][0] < row[0]:
             ring.append(row)
     assert len(ring) == len(st.klines) > 0
-    got = list(zip(*(st.klines.array(k).tolist() for k in
-                     ("start_ns", "open", "high", "low", "close", "volume")), strict=True))
+    got = list(
+        zip(
+            *(
+                st.klines.array(k).tolist()
+                for k in ("start_ns", "open", "high", "low", "close", "volume")
+            ),
+            strict=True,
+        )
+    )
     assert got == ring
-    print(f"{meta.category}/{meta.symbol}: {compared} frames compared, {applied} book frames "
-          f"applied, {len(ev.trade_px_ticks)} trades, {len(ev.level_px_ticks)} level rows")
+    print(
+        f"{meta.category}/{meta.symbol}: {compared} frames compared, {applied} book frames "
+        f"applied, {len(ev.trade_px_ticks)} trades, {len(ev.level_px_ticks)} level rows"
+    )
     return {"compared": compared, "applied": applied}
 
 
-@pytest.mark.parametrize("fixture", ["binance_btc_rec", "binance_eth_rec",
-                                     "binance_btc_2023_rec"])
-def test_event_cache_equals_hub_on_binance(fixture: str, request: pytest.FixtureRequest,
-                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("fixture", ["binance_btc_rec", "binance_eth_rec", "binance_btc_2023_rec"])
+def test_event_cache_equals_hub_on_binance(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     rec: Path = request.getfixturevalue(fixture)
     got = _check_recording([rec], tmp_path / "cache")
     assert got["applied"] > 1000  # hours of a 200-level book, not an empty walk
@@ -123,5 +148,6 @@ def test_event_cache_equals_hub_on_bybit_capture(cryptofeed_dir: Path, tmp_path:
         assert merged.level_px_ticks[mine].tolist() == alone.level_px_ticks.tolist()
         assert merged.level_qty_lots[mine].tolist() == alone.level_qty_lots.tolist()
         assert merged.book_u[merged.book_sym == sym].tolist() == alone.book_u.tolist()
-        assert (merged.trade_px_ticks[merged.trade_sym == sym].tolist()
-                == alone.trade_px_ticks.tolist())
+        assert (
+            merged.trade_px_ticks[merged.trade_sym == sym].tolist() == alone.trade_px_ticks.tolist()
+        )

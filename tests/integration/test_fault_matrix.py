@@ -92,45 +92,151 @@ def _rest(outcome: str) -> tuple[str, str]:
 
 
 CASES = [
-    Case("ws", "disconnect", 120, RECONNECTS, ">=1", "disconnect", False,
-         "reconnect with backoff, resubscribe, snapshot"),
-    Case("ws", "stall", 120, RECONNECTS, ">=1", "disconnect", False,
-         "silent: stale after stale_after_s, socket recycled, resubscribe", cfg=STALE_1S),
-    Case("ws", "gap", 40, ("mmd_feed_resyncs_total", 'reason="gap"'), "gap", "gap", False,
-         "that symbol resynced (resubscribe, snapshot)"),
-    Case("ws", "restart", 40, ("mmd_feed_resyncs_total", 'reason="restart"'), "=", "restart",
-         False, "`u == 1` snapshot resets the book"),
+    Case(
+        "ws",
+        "disconnect",
+        120,
+        RECONNECTS,
+        ">=1",
+        "disconnect",
+        False,
+        "reconnect with backoff, resubscribe, snapshot",
+    ),
+    Case(
+        "ws",
+        "stall",
+        120,
+        RECONNECTS,
+        ">=1",
+        "disconnect",
+        False,
+        "silent: stale after stale_after_s, socket recycled, resubscribe",
+        cfg=STALE_1S,
+    ),
+    Case(
+        "ws",
+        "gap",
+        40,
+        ("mmd_feed_resyncs_total", 'reason="gap"'),
+        "gap",
+        "gap",
+        False,
+        "that symbol resynced (resubscribe, snapshot)",
+    ),
+    Case(
+        "ws",
+        "restart",
+        40,
+        ("mmd_feed_resyncs_total", 'reason="restart"'),
+        "=",
+        "restart",
+        False,
+        "`u == 1` snapshot resets the book",
+    ),
     Case("ws", "garbage", 25, DECODE, "=", None, False, "counted and skipped"),
     Case("ws", "truncate", 25, DECODE, "=", None, False, "counted and skipped"),
-    Case("ws", "types", 40, DECODE, "=", "bad_frame", False,
-         "refused, that symbol resynced"),
-    Case("ws", "oversized", 120, ("mmd_feed_oversized_frames_total", ""), "=", "disconnect",
-         False, "connection closed unread, reconnect, resubscribe",
-         cfg={"ws": {"max_frame_bytes": MAX_FRAME}},
-         venue={"oversized_frame_bytes": 2 * MAX_FRAME}),
-    Case("ws", "duplicate", 25, ("mmd_feed_dropped_frames_total", ""), ">=", None, False,
-         "dropped (u already applied)"),
-    Case("ws", "reorder", 40, ("mmd_feed_resyncs_total", 'reason="gap"'), "gap", "gap", False,
-         "seen as a gap: that symbol resynced"),
-    Case("ws", "outage", 500, RECONNECTS, ">=1", "disconnect", True,
-         "refused mid-run: quotes pulled, reconnect with backoff until it listens again",
-         cfg=STALE_1S, venue={"outage_s": OUTAGE_S}),
-    Case("ws", "refused_start", 0, _rest("error"), ">=1", None, False,
-         "up before the venue: not ready, retried with backoff"),
+    Case("ws", "types", 40, DECODE, "=", "bad_frame", False, "refused, that symbol resynced"),
+    Case(
+        "ws",
+        "oversized",
+        120,
+        ("mmd_feed_oversized_frames_total", ""),
+        "=",
+        "disconnect",
+        False,
+        "connection closed unread, reconnect, resubscribe",
+        cfg={"ws": {"max_frame_bytes": MAX_FRAME}},
+        venue={"oversized_frame_bytes": 2 * MAX_FRAME},
+    ),
+    Case(
+        "ws",
+        "duplicate",
+        25,
+        ("mmd_feed_dropped_frames_total", ""),
+        ">=",
+        None,
+        False,
+        "dropped (u already applied)",
+    ),
+    Case(
+        "ws",
+        "reorder",
+        40,
+        ("mmd_feed_resyncs_total", 'reason="gap"'),
+        "gap",
+        "gap",
+        False,
+        "seen as a gap: that symbol resynced",
+    ),
+    Case(
+        "ws",
+        "outage",
+        500,
+        RECONNECTS,
+        ">=1",
+        "disconnect",
+        True,
+        "refused mid-run: quotes pulled, reconnect with backoff until it listens again",
+        cfg=STALE_1S,
+        venue={"outage_s": OUTAGE_S},
+    ),
+    Case(
+        "ws",
+        "refused_start",
+        0,
+        _rest("error"),
+        ">=1",
+        None,
+        False,
+        "up before the venue: not ready, retried with backoff",
+    ),
     Case("rest", "http5xx", 7, _rest("http_5xx"), "=", None, False, "retried with backoff"),
     Case("rest", "http429", 7, _rest("http_429"), "=", None, False, "retried with backoff"),
-    Case("rest", "http403", 7, _rest("http_403"), "=", None, False,
-         "waits forbidden_backoff_s, retried"),
+    Case(
+        "rest",
+        "http403",
+        7,
+        _rest("http_403"),
+        "=",
+        None,
+        False,
+        "waits forbidden_backoff_s, retried",
+    ),
     Case("rest", "retcode", 7, _rest("retcode"), "=", None, False, "retried with backoff"),
-    Case("rest", "slow", 9, _rest("error"), "=", None, False,
-         "timed out after [rest] timeout_s, retried",
-         cfg={"rest": {"timeout_s": REST_TIMEOUT_S}},
-         venue={"slow_response_s": 2 * REST_TIMEOUT_S}),
-    Case("rest", "outage", 500, _rest("error"), ">=1", None, True,
-         "refused mid-run: book stale, quotes pulled, polls retried", cfg=STALE_1S,
-         venue={"outage_s": OUTAGE_S}),
-    Case("rest", "refused_start", 0, _rest("error"), ">=1", None, False,
-         "up before the venue: not ready, retried with backoff"),
+    Case(
+        "rest",
+        "slow",
+        9,
+        _rest("error"),
+        "=",
+        None,
+        False,
+        "timed out after [rest] timeout_s, retried",
+        cfg={"rest": {"timeout_s": REST_TIMEOUT_S}},
+        venue={"slow_response_s": 2 * REST_TIMEOUT_S},
+    ),
+    Case(
+        "rest",
+        "outage",
+        500,
+        _rest("error"),
+        ">=1",
+        None,
+        True,
+        "refused mid-run: book stale, quotes pulled, polls retried",
+        cfg=STALE_1S,
+        venue={"outage_s": OUTAGE_S},
+    ),
+    Case(
+        "rest",
+        "refused_start",
+        0,
+        _rest("error"),
+        ">=1",
+        None,
+        False,
+        "up before the venue: not ready, retried with backoff",
+    ),
 ]
 
 
@@ -139,22 +245,33 @@ def _ledger_fills(state_dir: Path) -> list[tuple[Any, ...]]:
     (db,) = state_dir.glob("*/ledger.sqlite")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT fill_id, client_order_id, side, px_ticks, qty_lots, "
-                           "fee_quote, ts_exch_ns FROM fills ORDER BY seq").fetchall()
+        return con.execute(
+            "SELECT fill_id, client_order_id, side, px_ticks, qty_lots, "
+            "fee_quote, ts_exch_ns FROM fills ORDER BY seq"
+        ).fetchall()
     finally:
         con.close()
 
 
-def _config(case: Case, rest_url: str, ws_url: str, metrics_port: int, tmp: Path
-            ) -> dict[str, Any]:
+def _config(case: Case, rest_url: str, ws_url: str, metrics_port: int, tmp: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "feed": {"symbols": SYMBOLS, "websocket": case.mode == "ws", "stale_after_s": 5.0},
         "venue": {"rest_url": rest_url, "ws_url": ws_url},
-        "rest": {"orderbook_interval_s": 0.1, "backoff_base_s": 0.05,
-                 "backoff_max_s": BACKOFF_MAX_S, "forbidden_backoff_s": FORBIDDEN_S,
-                 "max_requests_per_s": 100.0, "trades_interval_s": 0.5, "kline_interval_s": 1.0},
-        "ws": {"idle_timeout_s": 60.0, "ping_interval_s": 20.0, "backoff_base_s": 0.05,
-               "backoff_max_s": BACKOFF_MAX_S},
+        "rest": {
+            "orderbook_interval_s": 0.1,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": BACKOFF_MAX_S,
+            "forbidden_backoff_s": FORBIDDEN_S,
+            "max_requests_per_s": 100.0,
+            "trades_interval_s": 0.5,
+            "kline_interval_s": 1.0,
+        },
+        "ws": {
+            "idle_timeout_s": 60.0,
+            "ping_interval_s": 20.0,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": BACKOFF_MAX_S,
+        },
         "metrics": {"port": metrics_port},
         "strategy": {"warmup_s": 0.5, "requote_interval_s": REQUOTE_S},
         "state": {"dir": str(tmp / "state")},
@@ -243,8 +360,10 @@ async def _run_case(case: Case, recs: list[Path], tmp: Path) -> dict[str, Any]:
                 watch.sample()
                 if server.finished and all(_at_final(daemon, refs[s]) for s in SYMBOLS):
                     break
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
             text = await r.text()
         stats = server.stats()
         assert not task.done()  # the daemon kept running through every fault
@@ -268,19 +387,30 @@ async def _run_case(case: Case, recs: list[Path], tmp: Path) -> dict[str, Any]:
     fills = _ledger_fills(tmp / "state")
     # no fill lost or doubled: the ledger holds each fill the portfolio applied, once
     assert len({f[0] for f in fills}) == len(fills) == sum(trader.fills_by_side.values())
-    resyncs = {r: sum(_resyncs(text, r).values())
-               for r in ("gap", "restart", "bad_frame", "disconnect", "stale", "frame_error")}
+    resyncs = {
+        r: sum(_resyncs(text, r).values())
+        for r in ("gap", "restart", "bad_frame", "disconnect", "stale", "frame_error")
+    }
     return {
-        "mode": case.mode, "kind": case.kind, "n": case.n, "reaction": case.reaction,
+        "mode": case.mode,
+        "kind": case.kind,
+        "n": case.n,
+        "reaction": case.reaction,
         "injected": injected,
-        "counter": f"{name}{{{label}}}" if label else name, "counted": counted,
+        "counter": f"{name}{{{label}}}" if label else name,
+        "counted": counted,
         "resyncs": {r: v for r, v in resyncs.items() if v},
         "reconnects": sum(metric_values(text, "mmd_feed_reconnects_total").values()),
-        "max_recovery_s": round(recovery, 3), "recoveries": len(watch.recoveries),
-        "checked": dict(tap.checked), "submits": watch.submits, "fills": len(fills),
+        "max_recovery_s": round(recovery, 3),
+        "recoveries": len(watch.recoveries),
+        "checked": dict(tap.checked),
+        "submits": watch.submits,
+        "fills": len(fills),
         "submits_while_bad": len(watch.submits_while_bad),
-        "pull_checks": len(watch.pull_checks), "open_when_pulled": sum(watch.pull_checks),
-        "crashed": task.done() and not task.cancelled(), "wall_s": round(time.monotonic() - t0, 1),
+        "pull_checks": len(watch.pull_checks),
+        "open_when_pulled": sum(watch.pull_checks),
+        "crashed": task.done() and not task.cancelled(),
+        "wall_s": round(time.monotonic() - t0, 1),
     }
 
 
@@ -291,8 +421,10 @@ async def test_fault_matrix_reaction(cryptofeed_dir: Path, tmp_path: Path, case:
     # every failed poll waited before its retry: capped, and at least the 403 floor after a 403
     retries = [(e["error"], e["delay_s"]) for e in logs if e["event"] == "rest_poll_failed"]
     row["rest_retries"] = len(retries)
-    row["rest_retry_delay_s"] = [min((d for _, d in retries), default=0.0),
-                                 max((d for _, d in retries), default=0.0)]
+    row["rest_retry_delay_s"] = [
+        min((d for _, d in retries), default=0.0),
+        max((d for _, d in retries), default=0.0),
+    ]
     print("\nfault_matrix " + json.dumps(row))
     injected, counted = row["injected"], row["counted"]
     if case.kind == "refused_start":
@@ -362,11 +494,19 @@ def _place_faults(rec: Path, out: Path, kind: str | None, n: int) -> tuple[int, 
                     extra = {
                         "garbage": [GARBAGE_FRAME],
                         "truncate": [frame[: len(frame) // 2]],
-                        "duplicate": [], "oversized": [],
-                        "retcode": [orjson.dumps({"retCode": 10016,
-                                                  "retMsg": "service restarting",
-                                                  "result": {}, "retExtInfo": {},
-                                                  "time": ts // 1_000_000}).decode()],
+                        "duplicate": [],
+                        "oversized": [],
+                        "retcode": [
+                            orjson.dumps(
+                                {
+                                    "retCode": 10016,
+                                    "retMsg": "service restarting",
+                                    "result": {},
+                                    "retExtInfo": {},
+                                    "time": ts // 1_000_000,
+                                }
+                            ).decode()
+                        ],
                     }[kind]
                     if kind == "duplicate":
                         fh.write(f"{ts} {frame}\n")
@@ -379,13 +519,18 @@ def _place_faults(rec: Path, out: Path, kind: str | None, n: int) -> tuple[int, 
 
 
 async def _replay(paths: list[Path], tmp: Path) -> dict[str, Any]:
-    cfg = config_from_mapping({
-        "feed": {"source": "replay", "symbols": ["BTCUSDT"],
-                 "replay": {"paths": [str(p) for p in paths]}},
-        "metrics": {"port": free_port()},
-        "strategy": {"warmup_s": 5.0},
-        "state": {"dir": str(tmp / "state")},
-    })
+    cfg = config_from_mapping(
+        {
+            "feed": {
+                "source": "replay",
+                "symbols": ["BTCUSDT"],
+                "replay": {"paths": [str(p) for p in paths]},
+            },
+            "metrics": {"port": free_port()},
+            "strategy": {"warmup_s": 5.0},
+            "state": {"dir": str(tmp / "state")},
+        }
+    )
     daemon = Daemon(cfg)
     async with asyncio.timeout(120):
         await daemon.run()
@@ -404,8 +549,9 @@ async def _replay(paths: list[Path], tmp: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fault_free_replay(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
-                      ) -> dict[str, Any]:
+def fault_free_replay(
+    binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("clean")
     _place_faults(binance_btc_rec, tmp / binance_btc_rec.name, None, REPLAY_N)
     return asyncio.run(_replay([tmp / binance_btc_rec.name], tmp))
@@ -420,9 +566,16 @@ async def test_fault_matrix_replay_keeps_position_and_pnl(
     got = await _replay([out], tmp_path)
     ref = fault_free_replay
     for run, row in ((kind, got), ("none", ref)):
-        print("\nfault_matrix_replay " + json.dumps(
-            {"kind": run, "placed": placed if run == kind else 0,
-             **{k: v for k, v in row.items() if k != "ledger_fills"}}))
+        print(
+            "\nfault_matrix_replay "
+            + json.dumps(
+                {
+                    "kind": run,
+                    "placed": placed if run == kind else 0,
+                    **{k: v for k, v in row.items() if k != "ledger_fills"},
+                }
+            )
+        )
     assert placed == deltas // REPLAY_N and placed >= 50
     # the fault-free run trades and ends with a position: the comparison means something
     assert ref["fills"] >= 20 and ref["position_lots"] != 0

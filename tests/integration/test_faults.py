@@ -70,26 +70,43 @@ class Tap:
 
 
 async def _run(
-    recs: list[Path], faults: dict[str, int], tmp: Path, *, websocket: bool = True,
-    deadline_s: float = 60.0, idle_timeout_s: float = 60.0,
+    recs: list[Path],
+    faults: dict[str, int],
+    tmp: Path,
+    *,
+    websocket: bool = True,
+    deadline_s: float = 60.0,
+    idle_timeout_s: float = 60.0,
 ) -> tuple[Tap, dict[str, Any], str, list[bool]]:
     refs = {ReferenceBooks(p).symbol: ReferenceBooks(p) for p in recs}
     server = VenueServer(recs, speed=SPEED, faults=faults)
     await server.start()
     port = free_port()
-    cfg = config_from_mapping({
-        "feed": {"symbols": SYMBOLS, "websocket": websocket, "stale_after_s": 5.0},
-        "venue": {"rest_url": server.url, "ws_url": server.ws_url("linear")},
-        "rest": {"orderbook_interval_s": 0.1, "backoff_base_s": 0.05, "backoff_max_s": 0.4,
-                 "forbidden_backoff_s": 0.2, "max_requests_per_s": 100.0,
-                 "trades_interval_s": 0.5, "kline_interval_s": 1.0},
-        "ws": {"idle_timeout_s": idle_timeout_s, "ping_interval_s": min(20.0, idle_timeout_s / 2),
-               "backoff_base_s": 0.05, "backoff_max_s": 0.4},
-        "metrics": {"port": port},
-        # /readyz also waits for the strategy's warm-up: keep it short of the 7 s replay
-        "strategy": {"warmup_s": 0.5},
-        "state": {"dir": str(tmp / "state")},
-    })
+    cfg = config_from_mapping(
+        {
+            "feed": {"symbols": SYMBOLS, "websocket": websocket, "stale_after_s": 5.0},
+            "venue": {"rest_url": server.url, "ws_url": server.ws_url("linear")},
+            "rest": {
+                "orderbook_interval_s": 0.1,
+                "backoff_base_s": 0.05,
+                "backoff_max_s": 0.4,
+                "forbidden_backoff_s": 0.2,
+                "max_requests_per_s": 100.0,
+                "trades_interval_s": 0.5,
+                "kline_interval_s": 1.0,
+            },
+            "ws": {
+                "idle_timeout_s": idle_timeout_s,
+                "ping_interval_s": min(20.0, idle_timeout_s / 2),
+                "backoff_base_s": 0.05,
+                "backoff_max_s": 0.4,
+            },
+            "metrics": {"port": port},
+            # /readyz also waits for the strategy's warm-up: keep it short of the 7 s replay
+            "strategy": {"warmup_s": 0.5},
+            "state": {"dir": str(tmp / "state")},
+        }
+    )
     daemon = Daemon(cfg)
     tap = Tap(daemon, refs)
     daemon.handle_frame = tap  # type: ignore[assignment]
@@ -123,8 +140,16 @@ async def _run(
     assert not tap.mismatches, tap.mismatches[:5]
     # every websocket delta is a state; REST mode sees one state per poll (~0.1 s)
     assert all(tap.checked[s] > (50 if websocket else 20) for s in SYMBOLS), tap.checked
-    print(json.dumps({"faults": faults, "injected": stats["faults"]["injected"],
-                      "checked": dict(tap.checked), "snapshots": dict(tap.snapshots)}))
+    print(
+        json.dumps(
+            {
+                "faults": faults,
+                "injected": stats["faults"]["injected"],
+                "checked": dict(tap.checked),
+                "snapshots": dict(tap.snapshots),
+            }
+        )
+    )
     return tap, stats, metrics_text, ready_samples
 
 
@@ -171,8 +196,10 @@ async def test_faults_lost_delta_resyncs_that_symbol_only(
     # stale book is resubscribed and the silent socket recycled, one more snapshot each (of
     # every symbol, for a reconnect)
     reconnects = metric_values(text, "mmd_feed_reconnects_total")[""]
-    stale = {k.split('symbol="')[1].split('"')[0]: v
-             for k, v in metric_values(text, "mmd_feed_stale_total").items()}
+    stale = {
+        k.split('symbol="')[1].split('"')[0]: v
+        for k, v in metric_values(text, "mmd_feed_stale_total").items()
+    }
     for s in SYMBOLS:
         assert tap.snapshots[s] == 1 + gaps.get(s, 0) + stale.get(s, 0) + reconnects, s
 
@@ -210,8 +237,9 @@ async def test_faults_lost_connection_reconnects_and_resubscribes(
     cryptofeed_dir: Path, tmp_path: Path, kind: str
 ) -> None:
     # a stalled socket is noticed by silence: no frame and no pong for idle_timeout_s
-    tap, stats, text, ready = await _run(_recs(cryptofeed_dir), {kind: 120}, tmp_path,
-                                         idle_timeout_s=1.0)
+    tap, stats, text, ready = await _run(
+        _recs(cryptofeed_dir), {kind: 120}, tmp_path, idle_timeout_s=1.0
+    )
     injected = stats["faults"]["injected"][kind]
     reconnects = metric_values(text, "mmd_feed_reconnects_total")[""]
     assert injected >= 1 and reconnects >= 1
@@ -225,13 +253,19 @@ async def test_faults_lost_connection_reconnects_and_resubscribes(
 async def test_faults_rest_errors_retried_in_rest_only_mode(
     cryptofeed_dir: Path, tmp_path: Path, kind: str
 ) -> None:
-    _tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 7}, tmp_path,
-                                     websocket=False)
+    _tap, stats, text, _ = await _run(_recs(cryptofeed_dir), {kind: 7}, tmp_path, websocket=False)
     injected = stats["faults"]["injected"][kind]
-    outcome = {"http5xx": "http_5xx", "http429": "http_429", "http403": "http_403",
-               "retcode": "retcode"}[kind]
-    counted = sum(v for k, v in metric_values(text, "mmd_feed_rest_requests_total").items()
-                  if f'outcome="{outcome}"' in k)
+    outcome = {
+        "http5xx": "http_5xx",
+        "http429": "http_429",
+        "http403": "http_403",
+        "retcode": "retcode",
+    }[kind]
+    counted = sum(
+        v
+        for k, v in metric_values(text, "mmd_feed_rest_requests_total").items()
+        if f'outcome="{outcome}"' in k
+    )
     # every injected error is counted, but for one whose answer may still be on its way when
     # the run stops (the venue counts it when sent, the daemon when received)
     assert injected >= 5 and injected - 1 <= counted <= injected

@@ -40,8 +40,8 @@ from fidelity import (
 )
 
 pytest.importorskip(
-    "hftbacktest", reason="hftbacktest (dev comparison peer) not installed: "
-    "pip install hftbacktest==2.4.4"
+    "hftbacktest",
+    reason="hftbacktest (dev comparison peer) not installed: pip install hftbacktest==2.4.4",
 )
 
 TICK = 0.1
@@ -92,15 +92,20 @@ def feed_rows(binance_btc_rec: Path):  # type: ignore[no-untyped-def]
 def _compare(hbt, ours, tag: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     d_fills = (ours.filled_lots - hbt.filled_lots) / hbt.filled_lots
     d_pnl = (ours.pnl - hbt.pnl) / abs(hbt.pnl)
-    print(f"\n[{tag}] hftbacktest: {hbt.summary()}\n[{tag}] mmd:         {ours.summary()}"
-          f"\n[{tag}] filled lots {d_fills:+.2%}, fill events {ours.fills - hbt.fills:+d}, "
-          f"PnL {d_pnl:+.2%}")
+    print(
+        f"\n[{tag}] hftbacktest: {hbt.summary()}\n[{tag}] mmd:         {ours.summary()}"
+        f"\n[{tag}] filled lots {d_fills:+.2%}, fill events {ours.fills - hbt.fills:+d}, "
+        f"PnL {d_pnl:+.2%}"
+    )
     return d_fills, d_pnl
 
 
 @pytest.mark.parametrize("queue", ["risk_averse", "power2"])
-def test_product_path_with_feed_latency_same_fills(binance_btc_rec: Path, feed_rows,  # type: ignore[no-untyped-def]
-                                                   queue: str) -> None:
+def test_product_path_with_feed_latency_same_fills(
+    binance_btc_rec: Path,
+    feed_rows,  # type: ignore[no-untyped-def]
+    queue: str,
+) -> None:
     rows, shift, start, feed_ns = feed_rows
     # the mmd strategy learns of an exchange event when the frame that caused it arrives, about
     # one feed latency later: hftbacktest's response latency is set to the median feed latency
@@ -125,11 +130,14 @@ def test_product_path_partial_fills(binance_btc_rec: Path, feed_rows, queue: str
     except RuntimeError as exc:
         # hftbacktest 2.4.4: partial_fill_exchange ends with InvalidOrderStatus (14)
         assert "returned 14" in str(exc), exc
-        print(f"\n[product {queue} partial] hftbacktest partial_fill_exchange: {exc}: no "
-              "like-for-like figure; beside its all-or-nothing exchange (a 2-lot order that "
-              "one lot of a print reaches fills 1 lot with partial fills, 2 without):")
-        aon = run_hftbacktest(rows, TICK, LOT, dataclasses.replace(p, partial=False),
-                              response_ns=feed_ns)
+        print(
+            f"\n[product {queue} partial] hftbacktest partial_fill_exchange: {exc}: no "
+            "like-for-like figure; beside its all-or-nothing exchange (a 2-lot order that "
+            "one lot of a print reaches fills 1 lot with partial fills, 2 without):"
+        )
+        aon = run_hftbacktest(
+            rows, TICK, LOT, dataclasses.replace(p, partial=False), response_ns=feed_ns
+        )
         d_fills, d_pnl = _compare(aon, ours, f"product {queue} partial vs all-or-nothing")
         # partial fills only split or shrink what all-or-nothing fills: never more volume
         assert ours.filled_lots <= aon.filled_lots * 1.01

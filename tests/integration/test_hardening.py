@@ -80,8 +80,13 @@ def test_state_dir_and_ledger_are_private(tmp_path: Path) -> None:
 def test_blank_state_dir_exits_2_naming_it(tmp_path: Path, value: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "mmd", "run", "--feed", "synthetic"],
-        env=base_env(MMD_STATE__DIR=value, MMD_METRICS__PORT="0"), cwd=tmp_path,
-        capture_output=True, text=True, timeout=120, check=False)
+        env=base_env(MMD_STATE__DIR=value, MMD_METRICS__PORT="0"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("mmd: config error: state.dir: "), lines
@@ -90,13 +95,20 @@ def test_blank_state_dir_exits_2_naming_it(tmp_path: Path, value: str) -> None:
 
 # -- the HTTP server -------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
-def _daemon_with_fd_limit(tmp: Path, env: dict[str, str],
-                          nofile: int) -> Iterator[tuple[Proc, str]]:
+def _daemon_with_fd_limit(
+    tmp: Path, env: dict[str, str], nofile: int
+) -> Iterator[tuple[Proc, str]]:
     """`mmd run` (synthetic feed) under `ulimit -n nofile`, healthy; yields (proc, base url)."""
     port = free_port()
-    full = base_env(MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / "state"),
-                    MMD_FEED__SOURCE="synthetic", MMD_STRATEGY__WARMUP_S="0.5", **env)
+    full = base_env(
+        MMD_METRICS__PORT=str(port),
+        MMD_STATE__DIR=str(tmp / "state"),
+        MMD_FEED__SOURCE="synthetic",
+        MMD_STRATEGY__WARMUP_S="0.5",
+        **env,
+    )
     # exec: the pid signalled by Proc.stop is the daemon's own
     argv = ["sh", "-c", f'ulimit -n {nofile} && exec "$0" -m mmd run', sys.executable]
     proc = Proc(argv, full, tmp / f"daemon-{time.monotonic_ns()}.log")
@@ -167,8 +179,10 @@ def test_http_server_survives_held_connections_and_bad_requests(tmp_path: Path) 
     assert "Traceback" not in out, out[-3000:]
     refused = [r for r in _json_lines(out) if r.get("event") == "http_request_refused"]
     assert refused and all(len(json.dumps(r)) < 400 for r in refused), refused[:3]
-    assert 'mmd_http_refused_total{reason="timeout"}' in metrics or \
-        'mmd_http_refused_total{reason="evicted"}' in metrics
+    assert (
+        'mmd_http_refused_total{reason="timeout"}' in metrics
+        or 'mmd_http_refused_total{reason="evicted"}' in metrics
+    )
 
 
 def test_debug_endpoint_is_off_by_default(tmp_path: Path) -> None:
@@ -179,16 +193,24 @@ def test_debug_endpoint_is_off_by_default(tmp_path: Path) -> None:
 
 # -- the feed --------------------------------------------------------------------------------
 
+
 def _venue_env(v: MisbehavingVenue, **extra: str) -> dict[str, str]:
-    return {"MMD_VENUE__REST_URL": v.rest_url, "MMD_VENUE__WS_URL": v.ws_url,
-            "MMD_FEED__SYMBOLS": '["BTCUSDT"]', **extra}
+    return {
+        "MMD_VENUE__REST_URL": v.rest_url,
+        "MMD_VENUE__WS_URL": v.ws_url,
+        "MMD_FEED__SYMBOLS": '["BTCUSDT"]',
+        **extra,
+    }
 
 
 def test_a_book_that_always_fails_is_resubscribed_with_backoff(tmp_path: Path) -> None:
     # every snapshot has an off-tick price: refused, so the book is resynced again and again
-    with MisbehavingVenue(off_tick_snapshots=True).running() as v, \
-            daemon(tmp_path, _venue_env(v, MMD_WS__BACKOFF_BASE_S="0.5",
-                                        MMD_WS__BACKOFF_MAX_S="30")) as (proc, url):
+    with (
+        MisbehavingVenue(off_tick_snapshots=True).running() as v,
+        daemon(
+            tmp_path, _venue_env(v, MMD_WS__BACKOFF_BASE_S="0.5", MMD_WS__BACKOFF_MAX_S="30")
+        ) as (proc, url),
+    ):
         t0 = time.monotonic()
         while v.book_subscribes == 0 and time.monotonic() - t0 < 30:
             time.sleep(0.05)
@@ -206,15 +228,19 @@ def test_a_book_that_always_fails_is_resubscribed_with_backoff(tmp_path: Path) -
 def test_oversized_frames_and_bodies_are_refused_and_counted(tmp_path: Path) -> None:
     # defaults: [ws] max_frame_bytes 4 MiB, [rest] max_body_bytes 8 MiB
     big_body = 30 << 20
-    with MisbehavingVenue(ws_junk_bytes=5 << 20, rest_body_bytes=big_body).running() as v, \
-            daemon(tmp_path, _venue_env(v, MMD_REST__KLINE_INTERVAL_S="0.5",
-                                        MMD_WS__BACKOFF_BASE_S="0.2")) as (proc, url):
+    with (
+        MisbehavingVenue(ws_junk_bytes=5 << 20, rest_body_bytes=big_body).running() as v,
+        daemon(
+            tmp_path, _venue_env(v, MMD_REST__KLINE_INTERVAL_S="0.5", MMD_WS__BACKOFF_BASE_S="0.2")
+        ) as (proc, url),
+    ):
         deadline = time.monotonic() + 30
         while True:
             text = http_text(url + "/metrics")
             ws_n = metric_values(text, "mmd_feed_oversized_frames_total").get("", 0.0)
             rest_n = metric_values(text, "mmd_feed_rest_requests_total").get(
-                '{endpoint="kline",outcome="too_large"}', 0.0)
+                '{endpoint="kline",outcome="too_large"}', 0.0
+            )
             if ws_n >= 2 and rest_n >= 2:
                 break
             assert time.monotonic() < deadline, (ws_n, rest_n, proc.output()[-2000:])
@@ -253,16 +279,19 @@ def test_a_stalled_socket_is_reconnected_after_stale_after_s(
             # stale after 2 s on a silent socket, checked every 0.5 s: reconnected well within
             # 2 s + 4 s of margin for a loaded machine (without the watchdog: after 60 s)
             while time.monotonic() - t_stall < stale_s + 4:
-                reconnects = metric_values(http_text(url + "/metrics"),
-                                           "mmd_feed_reconnects_total").get("", 0.0)
+                reconnects = metric_values(
+                    http_text(url + "/metrics"), "mmd_feed_reconnects_total"
+                ).get("", 0.0)
                 if reconnects >= 1:
                     break
                 time.sleep(0.1)
             assert reconnects >= 1, proc.output()[-3000:]
             t_reconnect = time.monotonic() - t_stall
             wait_ready(url, 15, proc)
-            print(f"stall -> reconnect {t_reconnect:.2f} s, -> ready again "
-                  f"{time.monotonic() - t_stall:.2f} s (stale_after_s {stale_s})")
+            print(
+                f"stall -> reconnect {t_reconnect:.2f} s, -> ready again "
+                f"{time.monotonic() - t_stall:.2f} s (stale_after_s {stale_s})"
+            )
             assert proc.alive()
     assert "ws_reconnect_forced" in proc.output()
 
@@ -287,9 +316,19 @@ def test_an_overloaded_synthetic_feed_still_answers_and_stops_on_sigterm(tmp_pat
     port = free_port()
     state = tmp_path / "state"
     # 200 symbols x 20 Hz = 4,000 frames/s of 200-level books, 40x the admitted rate
-    argv = [sys.executable, "-c", _OVERLOADED, "200", "20", "feed.source=synthetic",
-            f"metrics.port={port}", f"state.dir={state}", "state.snapshot_interval_s=3600",
-            "strategy.warmup_s=0.5", "feed.synthetic.sigma_ticks=200"]
+    argv = [
+        sys.executable,
+        "-c",
+        _OVERLOADED,
+        "200",
+        "20",
+        "feed.source=synthetic",
+        f"metrics.port={port}",
+        f"state.dir={state}",
+        "state.snapshot_interval_s=3600",
+        "strategy.warmup_s=0.5",
+        "feed.synthetic.sigma_ticks=200",
+    ]
     proc = Proc(argv, base_env(), tmp_path / "overloaded.log")
     url = f"http://127.0.0.1:{port}"
     try:

@@ -21,12 +21,14 @@ from mmd.sim.net_delta import SymbolPath, net_delta_figures, net_delta_path
 S = 10**9
 
 
-def _path(pos: list[tuple[int, float]], mids: list[tuple[int, float]], pnl: float
-          ) -> SymbolPath:
-    return SymbolPath(position_ts_ns=np.array([t * S for t, _ in pos], np.int64),
-                      position_base=np.array([q for _, q in pos], np.float64),
-                      mid_ts_ns=np.array([t * S for t, _ in mids], np.int64),
-                      mid_quote=np.array([m for _, m in mids], np.float64), pnl_quote=pnl)
+def _path(pos: list[tuple[int, float]], mids: list[tuple[int, float]], pnl: float) -> SymbolPath:
+    return SymbolPath(
+        position_ts_ns=np.array([t * S for t, _ in pos], np.int64),
+        position_base=np.array([q for _, q in pos], np.float64),
+        mid_ts_ns=np.array([t * S for t, _ in mids], np.int64),
+        mid_quote=np.array([m for _, m in mids], np.float64),
+        pnl_quote=pnl,
+    )
 
 
 def test_net_delta_by_hand() -> None:
@@ -53,19 +55,37 @@ def test_net_delta_by_hand() -> None:
     assert f["leg_mean_abs_quote"] == pytest.approx({"A": 241.0 / 3, "B": 300.0})
 
 
-def _backtest(recs: list[Path], tmp: Path, name: str, *sets: str
-              ) -> tuple[dict[str, float], str, dict]:
+def _backtest(
+    recs: list[Path], tmp: Path, name: str, *sets: str
+) -> tuple[dict[str, float], str, dict]:
     rep = tmp / name
     r = subprocess.run(
-        [sys.executable, "-m", "mmd", "backtest", *map(str, recs), "--no-progress",
-         "--report", str(rep), *[x for s in sets for x in ("--set", s)]],
-        capture_output=True, text=True, timeout=1500, check=False, cwd=tmp)
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "backtest",
+            *map(str, recs),
+            "--no-progress",
+            "--report",
+            str(rep),
+            *[x for s in sets for x in ("--set", s)],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+        cwd=tmp,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)
-    book = r.stdout[r.stdout.index("\nbook ("):]
+    book = r.stdout[r.stdout.index("\nbook (") :]
     figures = {}
-    for key, label in (("pnl", "PnL (quote)"), ("mean_abs", "net delta mean |.| (quote)"),
-                       ("rms", "net delta RMS (quote)")):
+    for key, label in (
+        ("pnl", "PnL (quote)"),
+        ("mean_abs", "net delta mean |.| (quote)"),
+        ("rms", "net delta RMS (quote)"),
+    ):
         m = re.search(rf"^  {re.escape(label)}\s+(-?[0-9.]+)$", book, re.M)
         assert m, (label, book)
         figures[key] = float(m.group(1))
@@ -75,16 +95,23 @@ def _backtest(recs: list[Path], tmp: Path, name: str, *sets: str
 
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
-def test_hedge_on_shrinks_the_books_net_delta(binance_btc_rec: Path, binance_eth_rec: Path,
-                                              tmp_path: Path) -> None:
+def test_hedge_on_shrinks_the_books_net_delta(
+    binance_btc_rec: Path, binance_eth_rec: Path, tmp_path: Path
+) -> None:
     need(BINANCE_BTC + BINANCE_ETH)
     recs = [binance_btc_rec, binance_eth_rec]
     off, out_off, s_off = _backtest(recs, tmp_path, "off", "hedge.enabled=false")
     # skew 50 ticks at a full gap of max_position: with one order size in base units for
     # both symbols ETH's notional is ~1/20 of BTC's, the hedge target stays under one BTC lot,
     # and the default 5 ticks hardly moves BTC's quotes (AS quotes ~25 ticks apart here)
-    on, out_on, s_on = _backtest(recs, tmp_path, "on", "hedge.enabled=true",
-                                 "hedge.instrument=BTCUSDT", "hedge.skew_ticks=50")
+    on, out_on, s_on = _backtest(
+        recs,
+        tmp_path,
+        "on",
+        "hedge.enabled=true",
+        "hedge.instrument=BTCUSDT",
+        "hedge.skew_ticks=50",
+    )
     # with the hedge on both symbols share one book: the python engine, said once
     assert out_on.count("backtest_engine_python") == 1 and "[hedge]" in out_on
     assert "hedge: on, through BTCUSDT, skew 50 ticks" in out_on and "hedge: off" in out_off
@@ -95,7 +122,9 @@ def test_hedge_on_shrinks_the_books_net_delta(binance_btc_rec: Path, binance_eth
     # the hedge beta of ETH on BTC came out positive (they co-move)
     beta = s_on["ETHUSDT"]["book"]["hedge"]["betas"]["ETHUSDT"]["beta"]
     assert beta > 0.0
-    print(f"mean |net delta| off {off['mean_abs']:.4f} on {on['mean_abs']:.4f} quote; "
-          f"PnL off {off['pnl']:.4f} on {on['pnl']:.4f}; cost {off['pnl'] - on['pnl']:.4f}; "
-          f"beta {beta:.3f}")
+    print(
+        f"mean |net delta| off {off['mean_abs']:.4f} on {on['mean_abs']:.4f} quote; "
+        f"PnL off {off['pnl']:.4f} on {on['pnl']:.4f}; cost {off['pnl'] - on['pnl']:.4f}; "
+        f"beta {beta:.3f}"
+    )
     assert on["mean_abs"] < off["mean_abs"]

@@ -70,8 +70,9 @@ def _target_matches(text: str) -> bool:
     return target == pytest.approx(expect, rel=1e-2, abs=1e-6)
 
 
-def test_replay_btc_eth_hedge_beta_and_target(binance_btc_rec: Path, binance_eth_rec: Path,
-                                              tmp_path: Path) -> None:
+def test_replay_btc_eth_hedge_beta_and_target(
+    binance_btc_rec: Path, binance_eth_rec: Path, tmp_path: Path
+) -> None:
     need(BINANCE_BTC + BINANCE_ETH)
     ref_beta, ref_se = _numpy_beta()
     assert ref_beta > 0.0  # the two co-move
@@ -117,9 +118,12 @@ def test_replay_btc_eth_hedge_beta_and_target(binance_btc_rec: Path, binance_eth
     eth_base = pos['{symbol="ETHUSDT"}']
     target = metric_values(last, "mmd_hedge_target_lots")[""]
     net = metric_values(last, "mmd_net_delta_quote")[""]
-    expect_net = sum(pos[f'{{symbol="{s}"}}'] * mids[f'{{symbol="{s}"}}']
-                     for s in ("BTCUSDT", "ETHUSDT"))
+    expect_net = sum(
+        pos[f'{{symbol="{s}"}}'] * mids[f'{{symbol="{s}"}}'] for s in ("BTCUSDT", "ETHUSDT")
+    )
     assert net == pytest.approx(expect_net, rel=1e-9, abs=1e-9)
-    print(f"beta={beta:.4f} se={se:.4f} ref_beta={ref_beta:.4f} ref_se={ref_se:.4f} "
-          f"eth_pos={eth_base} target={target:.4f} net={net:.2f} "
-          f"consistent={sum(consistent)}/{len(consistent)}")
+    print(
+        f"beta={beta:.4f} se={se:.4f} ref_beta={ref_beta:.4f} ref_se={ref_se:.4f} "
+        f"eth_pos={eth_base} target={target:.4f} net={net:.2f} "
+        f"consistent={sum(consistent)}/{len(consistent)}"
+    )

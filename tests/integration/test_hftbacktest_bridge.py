@@ -35,8 +35,8 @@ from mmd.feeds.convert import (
 from mmd.feeds.recording import read_recording
 
 hbt = pytest.importorskip(
-    "hftbacktest", reason="hftbacktest (dev comparison peer) not installed: "
-    "pip install hftbacktest==2.4.4"
+    "hftbacktest",
+    reason="hftbacktest (dev comparison peer) not installed: pip install hftbacktest==2.4.4",
 )
 
 from hftbacktest.order import BUY, FILLED, GTX, LIMIT, NEW, NONE  # noqa: E402
@@ -98,10 +98,16 @@ def test_event_dtype_matches_hftbacktest() -> None:
     assert event_dtype == HBT_EVENT_DTYPE
     assert HBT_EVENT_DTYPE.itemsize == 64
     assert (HBT_DEPTH, HBT_TRADE, HBT_DEPTH_CLEAR, HBT_DEPTH_SNAPSHOT) == (
-        hbt.DEPTH_EVENT, hbt.TRADE_EVENT, hbt.DEPTH_CLEAR_EVENT, hbt.DEPTH_SNAPSHOT_EVENT
+        hbt.DEPTH_EVENT,
+        hbt.TRADE_EVENT,
+        hbt.DEPTH_CLEAR_EVENT,
+        hbt.DEPTH_SNAPSHOT_EVENT,
     )
     assert (HBT_EXCH, HBT_LOCAL, HBT_BUY, HBT_SELL) == (
-        hbt.EXCH_EVENT, hbt.LOCAL_EVENT, hbt.BUY_EVENT, hbt.SELL_EVENT
+        hbt.EXCH_EVENT,
+        hbt.LOCAL_EVENT,
+        hbt.BUY_EVENT,
+        hbt.SELL_EVENT,
     )
 
 
@@ -130,8 +136,12 @@ def test_npz_layout_and_validation(binance_btc_rec: Path, hbt_npz: Path) -> None
     assert np.all(ev & (HBT_EXCH | HBT_LOCAL))
     assert both.mean() > 0.95
     kind = ev & 0xFF
-    assert set(np.unique(kind).tolist()) <= {HBT_DEPTH, HBT_TRADE, HBT_DEPTH_CLEAR,
-                                              HBT_DEPTH_SNAPSHOT}
+    assert set(np.unique(kind).tolist()) <= {
+        HBT_DEPTH,
+        HBT_TRADE,
+        HBT_DEPTH_CLEAR,
+        HBT_DEPTH_SNAPSHOT,
+    }
     # every depth/trade row has exactly one side flag
     sides = (ev & HBT_BUY).astype(bool).astype(int) + (ev & HBT_SELL).astype(bool).astype(int)
     assert np.all(sides == 1)
@@ -335,11 +345,16 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fixture", "sources", "tick", "lot"), CASES,
-                         ids=["btc_2024", "eth_2024", "btc_2023"])
+@pytest.mark.parametrize(
+    ("fixture", "sources", "tick", "lot"), CASES, ids=["btc_2024", "eth_2024", "btc_2023"]
+)
 def test_same_fills_as_on_hftbacktests_own_conversion(
-    fixture: str, sources: list[Path], tick: float, lot: float,
-    request: pytest.FixtureRequest, tmp_path: Path,
+    fixture: str,
+    sources: list[Path],
+    tick: float,
+    lot: float,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     from hftbacktest.data.utils.binancefutures import convert as their_convert
 
@@ -355,8 +370,10 @@ def test_same_fills_as_on_hftbacktests_own_conversion(
     assert first_depth[0]["exch_ts"] == first_depth[1]["exch_ts"]
     assert first_depth[0]["local_ts"] == first_depth[1]["local_ts"]
     total = sum(t_fills.values())
-    print(f"{fixture}: {total} fills on their file, {sum(o_fills.values())} on ours; "
-          f"{len(theirs)} vs {len(ours)} rows")
+    print(
+        f"{fixture}: {total} fills on their file, {sum(o_fills.values())} on ours; "
+        f"{len(theirs)} vs {len(ours)} rows"
+    )
     assert total > 100  # a strategy that trades: 179 fills on BTC 2024 (measured)
     assert o_fills == t_fills, (
         f"only theirs: {sorted((t_fills - o_fills).elements())[:5]}, "

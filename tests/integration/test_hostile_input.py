@@ -71,25 +71,70 @@ def dumps(obj: Any) -> bytes:
 
 # -- valid templates: what the venue sends, field by field ----------------------------------
 
+
 def ws_book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]]) -> dict[str, Any]:
-    return {"topic": f"orderbook.50.{SYM}", "type": typ, "ts": T0 + u, "cts": T0 + u - 1,
-            "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": 1000 + u}}
+    return {
+        "topic": f"orderbook.50.{SYM}",
+        "type": typ,
+        "ts": T0 + u,
+        "cts": T0 + u - 1,
+        "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": 1000 + u},
+    }
 
 
 def ws_templates() -> list[dict[str, Any]]:
     return [
         ws_book("delta", 7, [["100.0", "1.000"]], [["100.5", "0"]]),
         ws_book("snapshot", 7, [["100.0", "1.000"]], [["100.5", "2.000"]]),
-        {"topic": f"publicTrade.{SYM}", "type": "snapshot", "ts": T0, "data": [
-            {"T": T0, "s": SYM, "S": "Buy", "v": "0.002", "p": "100.1", "L": "PlusTick",
-             "i": "t-1", "BT": False, "seq": 1}]},
-        {"topic": f"kline.1.{SYM}", "type": "snapshot", "ts": T0, "data": [
-            {"start": T0 // 60_000 * 60_000, "end": T0 // 60_000 * 60_000 + 59_999,
-             "interval": "1", "open": "100.0", "close": "100.2", "high": "100.4", "low": "99.9",
-             "volume": "3.5", "turnover": "350", "confirm": True, "timestamp": T0}]},
-        {"topic": f"tickers.{SYM}", "type": "snapshot", "ts": T0, "data": {
-            "symbol": SYM, "markPrice": "100.1", "fundingRate": "0.0001",
-            "nextFundingTime": str(T0 + 3_600_000)}},
+        {
+            "topic": f"publicTrade.{SYM}",
+            "type": "snapshot",
+            "ts": T0,
+            "data": [
+                {
+                    "T": T0,
+                    "s": SYM,
+                    "S": "Buy",
+                    "v": "0.002",
+                    "p": "100.1",
+                    "L": "PlusTick",
+                    "i": "t-1",
+                    "BT": False,
+                    "seq": 1,
+                }
+            ],
+        },
+        {
+            "topic": f"kline.1.{SYM}",
+            "type": "snapshot",
+            "ts": T0,
+            "data": [
+                {
+                    "start": T0 // 60_000 * 60_000,
+                    "end": T0 // 60_000 * 60_000 + 59_999,
+                    "interval": "1",
+                    "open": "100.0",
+                    "close": "100.2",
+                    "high": "100.4",
+                    "low": "99.9",
+                    "volume": "3.5",
+                    "turnover": "350",
+                    "confirm": True,
+                    "timestamp": T0,
+                }
+            ],
+        },
+        {
+            "topic": f"tickers.{SYM}",
+            "type": "snapshot",
+            "ts": T0,
+            "data": {
+                "symbol": SYM,
+                "markPrice": "100.1",
+                "fundingRate": "0.0001",
+                "nextFundingTime": str(T0 + 3_600_000),
+            },
+        },
     ]
 
 
@@ -98,31 +143,67 @@ def rest_env(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def rest_book(u: int, bids: list[list[str]], asks: list[list[str]]) -> dict[str, Any]:
-    return rest_env({"s": SYM, "b": bids, "a": asks, "ts": T0 + u, "u": u, "seq": 1000 + u,
-                     "cts": T0 + u - 1})
+    return rest_env(
+        {"s": SYM, "b": bids, "a": asks, "ts": T0 + u, "u": u, "seq": 1000 + u, "cts": T0 + u - 1}
+    )
 
 
 def rest_instruments(tick: Any = TICK, lot: Any = LOT) -> dict[str, Any]:
-    return rest_env({"category": "linear", "list": [
-        {"symbol": SYM, "status": "Trading", "priceFilter": {"tickSize": tick},
-         "lotSizeFilter": {"qtyStep": lot}}]})
+    return rest_env(
+        {
+            "category": "linear",
+            "list": [
+                {
+                    "symbol": SYM,
+                    "status": "Trading",
+                    "priceFilter": {"tickSize": tick},
+                    "lotSizeFilter": {"qtyStep": lot},
+                }
+            ],
+        }
+    )
 
 
 def rest_templates() -> dict[str, list[dict[str, Any]]]:
     start = T0 // 60_000 * 60_000
     return {
         "orderbook": [rest_book(7, [["100.0", "1.000"]], [["100.5", "2.000"]])],
-        "recent-trade": [rest_env({"category": "linear", "list": [
-            {"execId": "r-1", "symbol": SYM, "price": "100.1", "size": "0.003", "side": "Sell",
-             "time": str(T0), "isBlockTrade": False}]})],
-        "kline": [rest_env({"category": "linear", "symbol": SYM, "list": [
-            [str(start), "100.0", "100.4", "99.9", "100.2", "3.5", "350"],
-            [str(start - 60_000), "99.8", "100.1", "99.7", "100.0", "2.0", "200"]]})],
+        "recent-trade": [
+            rest_env(
+                {
+                    "category": "linear",
+                    "list": [
+                        {
+                            "execId": "r-1",
+                            "symbol": SYM,
+                            "price": "100.1",
+                            "size": "0.003",
+                            "side": "Sell",
+                            "time": str(T0),
+                            "isBlockTrade": False,
+                        }
+                    ],
+                }
+            )
+        ],
+        "kline": [
+            rest_env(
+                {
+                    "category": "linear",
+                    "symbol": SYM,
+                    "list": [
+                        [str(start), "100.0", "100.4", "99.9", "100.2", "3.5", "350"],
+                        [str(start - 60_000), "99.8", "100.1", "99.7", "100.0", "2.0", "200"],
+                    ],
+                }
+            )
+        ],
         "instruments-info": [rest_instruments()],
     }
 
 
 # -- hostile values ------------------------------------------------------------------------
+
 
 def _with(template: dict[str, Any], path: tuple[Any, ...], value: Any) -> bytes:
     obj = copy.deepcopy(template)
@@ -149,23 +230,78 @@ def fixed_hostile() -> list[bytes]:
         _with(ticker, ("data", "symbol"), {"a": 1}),
     ]
 
+
 def _deep(n: int) -> Raw:
     return Raw("[" * n + "]" * n)
 
 
-INTS = [2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63) - 1, -(2**63), -1, 0, 1, 10**30,
-        2**53, 2**53 + 1]
+INTS = [
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    2**70,
+    -(2**63) - 1,
+    -(2**63),
+    -1,
+    0,
+    1,
+    10**30,
+    2**53,
+    2**53 + 1,
+]
 HOSTILE = st.one_of(
     st.sampled_from(INTS).map(lambda n: Raw(str(n))),
     st.integers(-(2**80), 2**80).map(lambda n: Raw(str(n))),
-    st.sampled_from([Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e999"),
-                     Raw("-1e999"), Raw("1e30"), Raw("-1e30"), Raw("1.5"), Raw("5e-324"),
-                     _deep(3000), _deep(40)]),
+    st.sampled_from(
+        [
+            Raw("NaN"),
+            Raw("Infinity"),
+            Raw("-Infinity"),
+            Raw("1e999"),
+            Raw("-1e999"),
+            Raw("1e30"),
+            Raw("-1e30"),
+            Raw("1.5"),
+            Raw("5e-324"),
+            _deep(3000),
+            _deep(40),
+        ]
+    ),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["NaN", "nan", "inf", "-inf", "Infinity", "1e30", "1E5", " 100.0",
-                     "100.0 ", "-1", "-100.0", "0", "0.0", "0x10", "1_000", "", "+1",
-                     "100.05", "0.0005", "100.00000000000000000001", "9" * 25, "1" * 400,
-                     "\u0661\u0662", "true", "null", "Buy", "BTCUSDT", "ETHUSDT", "btc.usdt"]),
+    st.sampled_from(
+        [
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "Infinity",
+            "1e30",
+            "1E5",
+            " 100.0",
+            "100.0 ",
+            "-1",
+            "-100.0",
+            "0",
+            "0.0",
+            "0x10",
+            "1_000",
+            "",
+            "+1",
+            "100.05",
+            "0.0005",
+            "100.00000000000000000001",
+            "9" * 25,
+            "1" * 400,
+            "\u0661\u0662",
+            "true",
+            "null",
+            "Buy",
+            "BTCUSDT",
+            "ETHUSDT",
+            "btc.usdt",
+        ]
+    ),
     st.text(max_size=12),
     st.booleans(),
     st.none(),
@@ -218,8 +354,13 @@ def draw_batches(strategy: st.SearchStrategy[list[bytes]], n: int) -> list[list[
     """n batches drawn by hypothesis (generation only: the daemon runs outside hypothesis)."""
     out: list[list[bytes]] = []
 
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(batch: list[bytes]) -> None:
         out.append(batch)
@@ -229,6 +370,7 @@ def draw_batches(strategy: st.SearchStrategy[list[bytes]], n: int) -> list[list[
 
 
 # -- the reference book and valid traffic ---------------------------------------------------
+
 
 class DictBook:
     """A plain-dict book: ticks -> lots per side, from Bybit level strings."""
@@ -256,10 +398,14 @@ class DictBook:
 def valid_book(rng: random.Random) -> tuple[list[list[str]], list[list[str]]]:
     """A random uncrossed book around 100.0 (best bid < best ask)."""
     mid = rng.randint(900, 1100)
-    bids = [[f"{(mid - 1 - i) / 10:.1f}", f"{rng.randint(1, 5000) / 1000:.3f}"]
-            for i in range(rng.randint(1, 8))]
-    asks = [[f"{(mid + 1 + i) / 10:.1f}", f"{rng.randint(1, 5000) / 1000:.3f}"]
-            for i in range(rng.randint(1, 8))]
+    bids = [
+        [f"{(mid - 1 - i) / 10:.1f}", f"{rng.randint(1, 5000) / 1000:.3f}"]
+        for i in range(rng.randint(1, 8))
+    ]
+    asks = [
+        [f"{(mid + 1 + i) / 10:.1f}", f"{rng.randint(1, 5000) / 1000:.3f}"]
+        for i in range(rng.randint(1, 8))
+    ]
     return bids, asks
 
 
@@ -283,6 +429,7 @@ def refused_offline(raw: bytes) -> bool:
 
 
 # -- the venue ------------------------------------------------------------------------------
+
 
 class HostileVenue:
     """REST endpoints that answer from per-endpoint queues (a valid body when empty) and one
@@ -325,11 +472,22 @@ class HostileVenue:
         async for msg in ws:
             req = orjson.loads(msg.data)
             if req.get("op") == "ping":
-                await ws.send_bytes(orjson.dumps({"success": True, "ret_msg": "pong",
-                                                  "op": "ping", "req_id": req["req_id"]}))
+                await ws.send_bytes(
+                    orjson.dumps(
+                        {"success": True, "ret_msg": "pong", "op": "ping", "req_id": req["req_id"]}
+                    )
+                )
             else:
-                await ws.send_str(orjson.dumps({"success": True, "ret_msg": "", "op": req["op"],
-                                                "req_id": req.get("req_id", "")}).decode())
+                await ws.send_str(
+                    orjson.dumps(
+                        {
+                            "success": True,
+                            "ret_msg": "",
+                            "op": req["op"],
+                            "req_id": req.get("req_id", ""),
+                        }
+                    ).decode()
+                )
                 if req.get("op") == "subscribe":
                     self.subscribed.set()
         return ws
@@ -344,20 +502,35 @@ class HostileVenue:
 
 # -- the daemon -----------------------------------------------------------------------------
 
+
 def daemon_config(venue: HostileVenue, tmp: Path, *, websocket: bool) -> Any:
-    return config_from_mapping({
-        "feed": {"symbols": [SYM], "websocket": websocket, "stale_after_s": 30.0},
-        "venue": {"rest_url": f"http://127.0.0.1:{venue.port}",
-                  "ws_url": f"ws://127.0.0.1:{venue.port}/v5/public/linear"},
-        "rest": {"orderbook_interval_s": 0.03, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
-                 "forbidden_backoff_s": 0.05, "max_requests_per_s": 100.0,
-                 "trades_interval_s": 0.05, "kline_interval_s": 0.05},
-        "ws": {"idle_timeout_s": 60.0, "ping_interval_s": 20.0,
-               "backoff_base_s": 0.05, "backoff_max_s": 0.2},
-        "metrics": {"port": free_port()},
-        "strategy": {"warmup_s": 0.5},
-        "state": {"dir": str(tmp / "state")},
-    })
+    return config_from_mapping(
+        {
+            "feed": {"symbols": [SYM], "websocket": websocket, "stale_after_s": 30.0},
+            "venue": {
+                "rest_url": f"http://127.0.0.1:{venue.port}",
+                "ws_url": f"ws://127.0.0.1:{venue.port}/v5/public/linear",
+            },
+            "rest": {
+                "orderbook_interval_s": 0.03,
+                "backoff_base_s": 0.01,
+                "backoff_max_s": 0.05,
+                "forbidden_backoff_s": 0.05,
+                "max_requests_per_s": 100.0,
+                "trades_interval_s": 0.05,
+                "kline_interval_s": 0.05,
+            },
+            "ws": {
+                "idle_timeout_s": 60.0,
+                "ping_interval_s": 20.0,
+                "backoff_base_s": 0.05,
+                "backoff_max_s": 0.2,
+            },
+            "metrics": {"port": free_port()},
+            "strategy": {"warmup_s": 0.5},
+            "state": {"dir": str(tmp / "state")},
+        }
+    )
 
 
 def counted(daemon: Daemon) -> int:
@@ -365,8 +538,9 @@ def counted(daemon: Daemon) -> int:
     return stats.decode_errors + sum(stats.frame_errors.values())
 
 
-async def wait_book(daemon: Daemon, task: asyncio.Task[None], ref: DictBook, u: int,
-                    what: str) -> None:
+async def wait_book(
+    daemon: Daemon, task: asyncio.Task[None], ref: DictBook, u: int, what: str
+) -> None:
     """Until the daemon's book is synced at update id u and equals the reference."""
     want = [[list(lvl) for lvl in side] for side in ref.top(50)]
     try:
@@ -382,13 +556,16 @@ async def wait_book(daemon: Daemon, task: asyncio.Task[None], ref: DictBook, u: 
                 await asyncio.sleep(0.005)
     except TimeoutError:
         st_ = daemon.hub.states.get(SYM)
-        raise AssertionError(f"book never reached u={u} ({what}); holds "
-                             f"u={st_.book.u if st_ else None}") from None
+        raise AssertionError(
+            f"book never reached u={u} ({what}); holds u={st_.book.u if st_ else None}"
+        ) from None
 
 
 async def scrape(daemon: Daemon) -> str:
-    async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{daemon.cfg.metrics.port}/metrics") as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{daemon.cfg.metrics.port}/metrics") as r,
+    ):
         return await r.text()
 
 
@@ -438,16 +615,20 @@ async def test_hostile_ws_frames_never_end_the_daemon_and_books_recover(tmp_path
     decode = metric_values(text, "mmd_feed_decode_errors_total")
     assert sum(decode.values()) >= refused_total > WS_CASES // 2
     assert "mmd_feed_frame_errors_total" in text or "# TYPE mmd_feed_frame_errors" in text
-    print(f"ws: {len(batches)} batches, {sum(map(len, batches))} hostile frames, "
-          f"{refused_total} refused by the codec, decode_errors={daemon.hub.stats.decode_errors} "
-          f"frame_errors={dict(daemon.hub.stats.frame_errors)}")
+    print(
+        f"ws: {len(batches)} batches, {sum(map(len, batches))} hostile frames, "
+        f"{refused_total} refused by the codec, decode_errors={daemon.hub.stats.decode_errors} "
+        f"frame_errors={dict(daemon.hub.stats.frame_errors)}"
+    )
 
 
 REST_KINDS = ["orderbook", "recent-trade", "kline"]
 REST_BATCHES = st.lists(
     st.sampled_from(REST_KINDS).flatmap(
-        lambda k: mutated(rest_templates()[k]).map(lambda raw: (k, raw))),
-    min_size=1, max_size=6,
+        lambda k: mutated(rest_templates()[k]).map(lambda raw: (k, raw))
+    ),
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -457,8 +638,11 @@ async def test_hostile_rest_bodies_in_rest_only_mode(tmp_path: Path) -> None:
     # the first instruments answers are refused (tick 0, NaN lot, negative tick): the daemon
     # asks again instead of exiting or guessing steps
     venue.queues["instruments-info"] += [
-        dumps(rest_instruments(tick="0")), dumps(rest_instruments(lot=Raw("NaN"))),
-        dumps(rest_instruments(tick="-0.1")), dumps(rest_instruments(tick="1e-1"))]
+        dumps(rest_instruments(tick="0")),
+        dumps(rest_instruments(lot=Raw("NaN"))),
+        dumps(rest_instruments(tick="-0.1")),
+        dumps(rest_instruments(tick="1e-1")),
+    ]
     await venue.start()
     daemon = Daemon(daemon_config(venue, tmp_path, websocket=False))
     task = asyncio.create_task(daemon.run())
@@ -500,7 +684,8 @@ REPLAY_CASES = scaled(40, 120)
 
 
 async def test_hostile_frames_in_a_replayed_recording_never_end_the_run(
-        cryptofeed_dir: Path, tmp_path: Path) -> None:
+    cryptofeed_dir: Path, tmp_path: Path
+) -> None:
     """`--feed replay` goes through the same frame handler: a recording with hostile frames
     spliced in (one after every 4th real frame) replays to its end, every frame the codec
     refuses is counted, the book ends equal to a clean replay's, and no real trade is lost."""
@@ -522,11 +707,13 @@ async def test_hostile_frames_in_a_replayed_recording_never_end_the_run(
                 extra = hostile.pop()
                 refused += refused_offline(extra)
                 w.write(ts, extra)
-    cfg = config_from_mapping({
-        "feed": {"source": "replay", "symbols": [SYM], "replay": {"paths": [str(out)]}},
-        "metrics": {"port": free_port()},
-        "state": {"dir": str(tmp_path / "state")},
-    })
+    cfg = config_from_mapping(
+        {
+            "feed": {"source": "replay", "symbols": [SYM], "replay": {"paths": [str(out)]}},
+            "metrics": {"port": free_port()},
+            "state": {"dir": str(tmp_path / "state")},
+        }
+    )
     clean = Daemon(msgspec_replace_paths(cfg, src, tmp_path / "clean_state"))
     await clean.run()
     daemon = Daemon(cfg)
@@ -544,7 +731,8 @@ def msgspec_replace_paths(cfg: Any, path: Path, state_dir: Path) -> Any:
     import msgspec
 
     feed = msgspec.structs.replace(
-        cfg.feed, replay=msgspec.structs.replace(cfg.feed.replay, paths=[str(path)]))
+        cfg.feed, replay=msgspec.structs.replace(cfg.feed.replay, paths=[str(path)])
+    )
     state = msgspec.structs.replace(cfg.state, dir=str(state_dir))
     metrics = msgspec.structs.replace(cfg.metrics, port=free_port())
     return msgspec.structs.replace(cfg, feed=feed, state=state, metrics=metrics)

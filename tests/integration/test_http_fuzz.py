@@ -38,9 +38,12 @@ KNOWN = ("/metrics", "/healthz", "/readyz")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, str, int]]:
     tmp = tmp_path_factory.mktemp("http_fuzz")
-    env = {"MMD_FEED__SOURCE": "synthetic", "MMD_METRICS__DEBUG": "true",
-           "MMD_METRICS__REQUEST_TIMEOUT_S": str(TIMEOUT_S),
-           "MMD_METRICS__MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    env = {
+        "MMD_FEED__SOURCE": "synthetic",
+        "MMD_METRICS__DEBUG": "true",
+        "MMD_METRICS__REQUEST_TIMEOUT_S": str(TIMEOUT_S),
+        "MMD_METRICS__MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    }
     with daemon(tmp, env) as (proc, url):
         yield proc, url, int(url.rsplit(":", 1)[1])
 
@@ -67,29 +70,82 @@ def status_of(answer: bytes) -> int:
     return int(line[1])
 
 
-TOKEN = st.text(st.characters(min_codepoint=33, max_codepoint=126,
-                              exclude_characters=":"), min_size=1, max_size=20)
-METHODS = st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
-                           "CONNECT", "TRACE", "PATCH", "get", "G ET", ""]) | TOKEN
+TOKEN = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"),
+    min_size=1,
+    max_size=20,
+)
+METHODS = (
+    st.sampled_from(
+        [
+            "GET",
+            "GET",
+            "GET",
+            "HEAD",
+            "POST",
+            "PUT",
+            "DELETE",
+            "OPTIONS",
+            "CONNECT",
+            "TRACE",
+            "PATCH",
+            "get",
+            "G ET",
+            "",
+        ]
+    )
+    | TOKEN
+)
 PATHS = st.one_of(
-    st.sampled_from([*KNOWN, "/", "//", "/metrics/", "/healthz?x", "/readyz#f", "*",
-                     "/debug/book/BTCUSDT", "/debug/book/", "/debug/book/../../etc/passwd",
-                     "/debug/book/%00", "/debug/book/" + "A" * 41, "/%ff%fe", "/\x00",
-                     "http://h/metrics", "/" + "x" * 9000, "/metrics\x7f", "/\u00e9"]),
+    st.sampled_from(
+        [
+            *KNOWN,
+            "/",
+            "//",
+            "/metrics/",
+            "/healthz?x",
+            "/readyz#f",
+            "*",
+            "/debug/book/BTCUSDT",
+            "/debug/book/",
+            "/debug/book/../../etc/passwd",
+            "/debug/book/%00",
+            "/debug/book/" + "A" * 41,
+            "/%ff%fe",
+            "/\x00",
+            "http://h/metrics",
+            "/" + "x" * 9000,
+            "/metrics\x7f",
+            "/\u00e9",
+        ]
+    ),
     st.builds(lambda p: "/" + p, st.text(max_size=40)),
     st.builds(lambda p: "/debug/book/" + p, st.text(max_size=12)),
 )
 QUERIES = st.one_of(
     st.just(""),
-    st.sampled_from(["?depth=5", "?depth=0", "?depth=-1", "?depth=10001", "?depth=1e3",
-                     "?depth=5&depth=6", "?" + "&".join(f"k{i}=v" for i in range(50)),
-                     "?%zz", "?depth=\u0661"]),
+    st.sampled_from(
+        [
+            "?depth=5",
+            "?depth=0",
+            "?depth=-1",
+            "?depth=10001",
+            "?depth=1e3",
+            "?depth=5&depth=6",
+            "?" + "&".join(f"k{i}=v" for i in range(50)),
+            "?%zz",
+            "?depth=\u0661",
+        ]
+    ),
     st.builds(lambda q: "?" + q, st.text(max_size=30)),
 )
 VERSIONS = st.sampled_from(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2", "HTTP/9.9", "", "x"])
-HEADERS = st.lists(st.tuples(TOKEN, st.one_of(st.text(max_size=30),
-                                              st.integers(0, 12_000).map(lambda n: "v" * n))),
-                   max_size=300)
+HEADERS = st.lists(
+    st.tuples(
+        TOKEN, st.one_of(st.text(max_size=30), st.integers(0, 12_000).map(lambda n: "v" * n))
+    ),
+    max_size=300,
+)
 
 
 @st.composite
@@ -97,14 +153,18 @@ def requests(draw: st.DrawFn) -> bytes:
     method, path, query, version = draw(METHODS), draw(PATHS), draw(QUERIES), draw(VERSIONS)
     headers = draw(HEADERS)
     line = f"{method} {path}{query} {version}".encode("utf-8", "surrogatepass")
-    return line + b"\r\n" + b"".join(f"{k}: {v}\r\n".encode("utf-8", "surrogatepass")
-                                     for k, v in headers) + b"\r\n"
+    return (
+        line
+        + b"\r\n"
+        + b"".join(f"{k}: {v}\r\n".encode("utf-8", "surrogatepass") for k, v in headers)
+        + b"\r\n"
+    )
 
 
 def server_head(data: bytes) -> bytes | None:
     """The head the server reads: up to the first blank line (None: there is none)."""
     end = data.find(b"\r\n\r\n")
-    return None if end < 0 else data[:end + 4]
+    return None if end < 0 else data[: end + 4]
 
 
 def expected(head: bytes) -> int | None:
@@ -133,14 +193,14 @@ def expected(head: bytes) -> int | None:
     return None
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(data=requests(), cut=st.none() | st.floats(0, 1, exclude_max=True))
-def test_http_fuzz_every_answer_is_a_documented_status(server: tuple[Proc, str, int],
-                                                       data: bytes, cut: float | None) -> None:
+def test_http_fuzz_every_answer_is_a_documented_status(
+    server: tuple[Proc, str, int], data: bytes, cut: float | None
+) -> None:
     proc, _url, port = server
     if cut is not None:
-        data = data[:int(cut * len(data))]
+        data = data[: int(cut * len(data))]
     head = server_head(data)
     answer = exchange(port, data, half_close=cut is not None)
     if head is None:
@@ -157,13 +217,21 @@ def test_http_fuzz_every_answer_is_a_documented_status(server: tuple[Proc, str, 
     if want is not None:
         assert status == want, (head[:200], answer[:300])
     sep = answer.index(b"\r\n\r\n")
-    declared = [int(h.split(b":", 1)[1]) for h in answer[:sep].split(b"\r\n")
-                if h.lower().startswith(b"content-length:")]
+    declared = [
+        int(h.split(b":", 1)[1])
+        for h in answer[:sep].split(b"\r\n")
+        if h.lower().startswith(b"content-length:")
+    ]
     assert len(declared) == 1, answer[:300]
-    body = answer[sep + 4:]
+    body = answer[sep + 4 :]
     parts = head.split(b"\r\n", 1)[0].split(b" ")
-    routed_head = (status != 431 and len(parts) == 3 and parts[0] == b"HEAD"
-                   and parts[1].startswith(b"/") and parts[2].startswith(b"HTTP/1."))
+    routed_head = (
+        status != 431
+        and len(parts) == 3
+        and parts[0] == b"HEAD"
+        and parts[1].startswith(b"/")
+        and parts[2].startswith(b"HTTP/1.")
+    )
     # HEAD of a routed request: the headers alone; every other answer: its whole body, JSON
     # except the metrics text
     assert len(body) == (0 if routed_head else declared[0]), answer[:300]
@@ -186,8 +254,11 @@ def test_http_fuzz_many_connections_then_still_healthy(server: tuple[Proc, str, 
     # with 503 when every slot is answering; a connection evicted while still sending gets
     # closed without an answer
     with ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(
-            lambda _: exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), range(200)))
+        answers = list(
+            pool.map(
+                lambda _: exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), range(200)
+            )
+        )
     statuses = [status_of(a) if a else None for a in answers]
     assert set(statuses) <= {200, 503, None}, set(statuses)
     assert statuses.count(200) >= 20, statuses  # most of the burst is served

@@ -51,6 +51,7 @@ TAPE_WINDOW_NS = 2_000_000_000
 
 # -- the venue's tape, read from the recording file -----------------------------------------
 
+
 @dataclass
 class Tape:
     """The recording's trades: receive time (ns) and price in the tape's own ticks."""
@@ -104,6 +105,7 @@ def _venue_clock(vurl: str) -> VenueClock:
 
 # -- the ledger, read-only ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Fill:
     fill_id: str
@@ -130,27 +132,35 @@ def _ledger_fills(db: Path) -> list[Fill]:
     try:
         rows = con.execute(
             "SELECT fill_id, client_order_id, side, px_ticks, qty_lots, liquidity, fee_quote,"
-            " ts_exch_ns, tick_size, lot_size FROM fills ORDER BY seq").fetchall()
+            " ts_exch_ns, tick_size, lot_size FROM fills ORDER BY seq"
+        ).fetchall()
         bodies = con.execute("SELECT body FROM events WHERE kind = 'OrderFilled'").fetchall()
     finally:
         con.close()
     journaled = [json.loads(b[0])["fill_id"] for b in bodies]
     assert len(set(journaled)) == len(journaled), "a fill journaled twice"
     assert sorted(journaled) == sorted(r[0] for r in rows), "fills table != journal"
-    return [Fill(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Decimal(r[8]), Decimal(r[9]))
-            for r in rows]
+    return [
+        Fill(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], Decimal(r[8]), Decimal(r[9]))
+        for r in rows
+    ]
 
 
 def _order_times(db: Path) -> dict[str, int]:
     con = _connect(db)
     try:
-        return {str(c): int(t) for c, t in con.execute(
-            "SELECT client_order_id, ts_ns FROM events WHERE kind = 'SubmitOrder'")}
+        return {
+            str(c): int(t)
+            for c, t in con.execute(
+                "SELECT client_order_id, ts_ns FROM events WHERE kind = 'SubmitOrder'"
+            )
+        }
     finally:
         con.close()
 
 
 # -- the recomputation, by hand ----------------------------------------------------------------
+
 
 @dataclass
 class Book:
@@ -204,6 +214,7 @@ def _close(a: float, b: Fraction | float, what: str) -> None:
 
 
 # -- the daemon --------------------------------------------------------------------------------
+
 
 def _log_lines(text: str) -> list[dict]:
     out = []
@@ -260,8 +271,9 @@ def _need_syscall_view() -> None:
     """Skip unless this is Linux on x86_64 with /proc/<pid>/syscall readable (how the test
     sees a process inside the hook's sleep)."""
     if platform.machine() != "x86_64" or sys.platform != "linux":
-        pytest.skip(f"needs Linux x86_64 (syscall numbers), not {sys.platform} "
-                    f"{platform.machine()}")
+        pytest.skip(
+            f"needs Linux x86_64 (syscall numbers), not {sys.platform} {platform.machine()}"
+        )
     try:
         Path("/proc/self/syscall").read_text()
     except OSError as exc:
@@ -281,16 +293,21 @@ def _kill_in_write(proc: Proc, timeout: float = 60.0) -> None:
 def _start(tmp: Path, venue_url: str, tag: str, *, write_delay: bool) -> tuple[Proc, str]:
     port = free_port()
     env = base_env(
-        MMD_METRICS__PORT=str(port), MMD_STATE__DIR=str(tmp / "state"),
-        MMD_MODELS__DIR=str(tmp / "models"), MMD_STRATEGY__WARMUP_S="0.5",
+        MMD_METRICS__PORT=str(port),
+        MMD_STATE__DIR=str(tmp / "state"),
+        MMD_MODELS__DIR=str(tmp / "models"),
+        MMD_STRATEGY__WARMUP_S="0.5",
         MMD_VENUE__REST_URL=venue_url,
         MMD_VENUE__WS_URL=venue_url.replace("http", "ws") + "/v5/public/linear",
-        MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_EXCHANGE__MAKER_FEE=MAKER_FEE_TEXT,
-        MMD_EXCHANGE__TAKER_FEE=TAKER_FEE_TEXT)
+        MMD_FEED__SYMBOLS='["BTCUSDT"]',
+        MMD_EXCHANGE__MAKER_FEE=MAKER_FEE_TEXT,
+        MMD_EXCHANGE__TAKER_FEE=TAKER_FEE_TEXT,
+    )
     if write_delay:
         env["MMD_TEST_LEDGER_WRITE_DELAY_S"] = WRITE_DELAY_S
-    proc = Proc([sys.executable, "-m", "mmd", "run", "--feed", "bybit"], env,
-                tmp / f"daemon-{tag}.log")
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", "--feed", "bybit"], env, tmp / f"daemon-{tag}.log"
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -326,8 +343,9 @@ def _check_metrics_against_ledger(url: str, db: Path, restored_n: int) -> tuple[
     raise AssertionError("metrics never matched a quiet ledger")
 
 
-def _check_tape(fills: list[Fill], orders: dict[str, int], tape: Tape,
-                clocks: list[tuple[int, VenueClock]]) -> list[float]:
+def _check_tape(
+    fills: list[Fill], orders: dict[str, int], tape: Tape, clocks: list[tuple[int, VenueClock]]
+) -> list[float]:
     """Each fill: on the tape's tick grid, and the tape shows, within TAPE_WINDOW_NS of the
     fill's mapped time and not before its order was sent, a trade at a price that could fill
     it (a buy: a print at or below its price; a sell: at or above) inside the traded range.
@@ -360,6 +378,7 @@ def _check_tape(fills: list[Fill], orders: dict[str, int], tape: Tape,
 
 
 # -- the test ----------------------------------------------------------------------------------
+
 
 # ~25 s a cycle on a busy machine, the recording's compile and conversion on top
 @pytest.mark.timeout(scaled(600, 2400))
@@ -396,8 +415,9 @@ def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
             else:
                 mode = rng.choice(["fills", "time"])
             # the slow disk (the hook) for the in-write kills and under the final SIGTERM
-            proc, url = _start(tmp_path, vurl, str(cycle),
-                               write_delay=mode.startswith("write") or last)
+            proc, url = _start(
+                tmp_path, vurl, str(cycle), write_delay=mode.startswith("write") or last
+            )
             t_start = time.monotonic()
             restored_n = len(reported.logged_fill_ids)
             try:
@@ -467,7 +487,7 @@ def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
             logged = [r["fill_id"] for r in _events(proc, "order_filled")]
             fills = _ledger_fills(db)
             ids = [f.fill_id for f in fills]
-            assert ids[restored_n: restored_n + len(logged)] == logged, (cycle, mode)
+            assert ids[restored_n : restored_n + len(logged)] == logged, (cycle, mode)
             reported.logged_fill_ids = ids[: restored_n + len(logged)]
             # what /metrics said before the kill is the recomputation of that many fills
             assert len(fills) >= reported.applied
@@ -485,10 +505,14 @@ def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         snap_ns = con.execute("SELECT MAX(ts_ns) FROM snapshots").fetchone()[0]
-        total = con.execute("SELECT realized, fees, equity - unrealized FROM snapshots "
-                            "WHERE ts_ns = ? AND symbol = '*'", (snap_ns,)).fetchone()
-        pos = con.execute("SELECT position_lots FROM snapshots WHERE ts_ns = ? AND "
-                          "symbol = 'BTCUSDT'", (snap_ns,)).fetchone()
+        total = con.execute(
+            "SELECT realized, fees, equity - unrealized FROM snapshots "
+            "WHERE ts_ns = ? AND symbol = '*'",
+            (snap_ns,),
+        ).fetchone()
+        pos = con.execute(
+            "SELECT position_lots FROM snapshots WHERE ts_ns = ? AND symbol = 'BTCUSDT'", (snap_ns,)
+        ).fetchone()
     finally:
         con.close()
     book = _fold(final)
@@ -499,22 +523,29 @@ def test_live_kill9_cycles_lose_no_reported_fill_and_match_the_tape(
     _close(total[2], book.cash, "snapshot cash")
     assert Fraction(pos[0]) * Fraction(final[-1].lot) == book.position
     kills = len(figures) - 1
-    print(f"\nlive kill -9: {kills} cycles ({in_write} inside a ledger write), venue restarts "
-          f"{venue_restarts}; fills reported before -> in the ledger at the restart, per cycle: "
-          + " ".join(f"{a}->{b if b >= 0 else 'x'}" for a, b, _ in figures)
-          + " (x: killed in a ledger write during its start)")
-    print(f"restore: max {max(restore_s):.2f} s from process start to ledger_restored "
-          f"(median {np.median(restore_s):.2f}); its own seconds max {max(restore_log_s):.4f}")
-    print(f"final: {len(final)} fills on the tape's grid and range (nearest same-price print "
-          f"median {np.median(gaps) if gaps else float('nan'):.3f} s from the mapped time); "
-          f"position {float(book.position)}, cash {float(book.cash):.6f}, realized "
-          f"{float(book.realized):.6f}, fees {float(book.fees):.6f}; SIGTERM -> exit {rc} in "
-          f"{stop_s:.2f} s, final snapshot {(snap_ns - stop_ns) / 1e6:.0f} ms after the signal")
+    print(
+        f"\nlive kill -9: {kills} cycles ({in_write} inside a ledger write), venue restarts "
+        f"{venue_restarts}; fills reported before -> in the ledger at the restart, per cycle: "
+        + " ".join(f"{a}->{b if b >= 0 else 'x'}" for a, b, _ in figures)
+        + " (x: killed in a ledger write during its start)"
+    )
+    print(
+        f"restore: max {max(restore_s):.2f} s from process start to ledger_restored "
+        f"(median {np.median(restore_s):.2f}); its own seconds max {max(restore_log_s):.4f}"
+    )
+    print(
+        f"final: {len(final)} fills on the tape's grid and range (nearest same-price print "
+        f"median {np.median(gaps) if gaps else float('nan'):.3f} s from the mapped time); "
+        f"position {float(book.position)}, cash {float(book.cash):.6f}, realized "
+        f"{float(book.realized):.6f}, fees {float(book.fees):.6f}; SIGTERM -> exit {rc} in "
+        f"{stop_s:.2f} s, final snapshot {(snap_ns - stop_ns) / 1e6:.0f} ms after the signal"
+    )
     assert kills == KILLS and in_write >= KILLS // 8
     assert figures[-1][1] > 0, "no fill in the whole run"
 
 
 # -- the ledger's test hook ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
 def test_write_delay_hook_refuses_a_bad_value_naming_it(
@@ -542,8 +573,11 @@ def test_write_delay_hook_holds_the_transaction_open_until_killed(tmp_path: Path
     _need_syscall_view()
     path = tmp_path / "ledger.sqlite"
     Ledger.open(path).close()
-    proc = Proc([sys.executable, "-c", _WRITE_ONE, str(path)],
-                base_env(MMD_TEST_LEDGER_WRITE_DELAY_S="60"), tmp_path / "writer.log")
+    proc = Proc(
+        [sys.executable, "-c", _WRITE_ONE, str(path)],
+        base_env(MMD_TEST_LEDGER_WRITE_DELAY_S="60"),
+        tmp_path / "writer.log",
+    )
     con = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         deadline = time.monotonic() + 60

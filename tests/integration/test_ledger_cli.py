@@ -24,15 +24,25 @@ FILL_KEYS = ("ts", "symbol", "side", "price", "qty", "fee", "liquidity")
 
 
 def _env(rec: Path, state: Path, **extra: str) -> dict[str, str]:
-    return base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]),
-                    MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_METRICS__PORT="0",
-                    MMD_STATE__DIR=str(state), MMD_STRATEGY__WARMUP_S="5",
-                    MMD_FEED__REPLAY__SPEED="1000", **extra)
+    return base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]),
+        MMD_FEED__SYMBOLS='["BTCUSDT"]',
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(state),
+        MMD_STRATEGY__WARMUP_S="5",
+        MMD_FEED__REPLAY__SPEED="1000",
+        **extra,
+    )
 
 
 def _mmd(env: dict[str, str], *args: str, timeout: float = 600) -> str:
-    r = subprocess.run([sys.executable, "-m", "mmd", *args], env=env, capture_output=True,
-                       text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, (args, r.stderr[-3000:])
     return r.stdout
 
@@ -49,8 +59,9 @@ def _of(logs: list[dict], name: str) -> list[dict]:
     return [e for e in logs if e["event"] == name]
 
 
-def test_replay_ledger_matches_backtest_fills_pnl_and_logs(binance_btc_rec: Path,
-                                                           tmp_path: Path) -> None:
+def test_replay_ledger_matches_backtest_fills_pnl_and_logs(
+    binance_btc_rec: Path, tmp_path: Path
+) -> None:
     state = tmp_path / "state"
     env = _env(binance_btc_rec, state)
     logs = _log(_mmd(env, "run", "--feed", "replay"))
@@ -58,8 +69,9 @@ def test_replay_ledger_matches_backtest_fills_pnl_and_logs(binance_btc_rec: Path
     # Acceptance 1: the same fills as the backtest of the same recording and config
     bt_csv = tmp_path / "bt.csv"
     _mmd(env, "backtest", str(binance_btc_rec), "--fills", str(bt_csv), "--no-progress")
-    backtest = [tuple(r[k] for k in FILL_KEYS) for r in csv.DictReader(
-        io.StringIO(bt_csv.read_text()))]
+    backtest = [
+        tuple(r[k] for k in FILL_KEYS) for r in csv.DictReader(io.StringIO(bt_csv.read_text()))
+    ]
     out = _mmd(env, "ledger", "fills", "--state", str(state), "--format", "csv")
     ledger = [tuple(r[k] for k in FILL_KEYS) for r in csv.DictReader(io.StringIO(out))]
     print(f"fills: ledger {len(ledger)}, backtest {len(backtest)}")
@@ -67,8 +79,7 @@ def test_replay_ledger_matches_backtest_fills_pnl_and_logs(binance_btc_rec: Path
     assert all("." in row[3] for row in ledger)  # prices in quote units, not ticks
 
     days = json.loads(_mmd(env, "ledger", "pnl", "--state", str(state), "--format", "json"))
-    summary = json.loads(_mmd(env, "ledger", "summary", "--state", str(state),
-                              "--format", "json"))
+    summary = json.loads(_mmd(env, "ledger", "summary", "--state", str(state), "--format", "json"))
     snap = summary["last_snapshot"]
     assert sum(d["fills"] for d in days) == summary["fills"] == len(ledger)
     for key in ("realized", "fees", "funding"):
@@ -83,28 +94,57 @@ def test_replay_ledger_matches_backtest_fills_pnl_and_logs(binance_btc_rec: Path
     filled = _of(logs, "order_filled")
     assert len(filled) == len(ledger)
     assert [(e["side"], e["price"], e["qty"]) for e in filled] == [r[2:5] for r in ledger]
-    assert all(e["symbol"] == "BTCUSDT" and e["component"] == "trading" and "position" in e
-               and e["liquidity"] == "maker" and e["fee"] > 0 for e in filled)
+    assert all(
+        e["symbol"] == "BTCUSDT"
+        and e["component"] == "trading"
+        and "position" in e
+        and e["liquidity"] == "maker"
+        and e["fee"] > 0
+        for e in filled
+    )
     (restored,) = _of(logs, "ledger_restored")
     assert restored["fills"] == 0 and restored["seconds"] >= 0
     states = [e["state"] for e in _of(logs, "strategy_state_changed")]
     assert states[0] == "waiting" and "calibrated" in states
     assert all(e["model_versions"] == "none" for e in _of(logs, "strategy_state_changed"))
     assert {e["why"] for e in _of(logs, "calibration_rejected")} <= {
-        "too_few_trades", "too_few_points", "non_positive_slope", "poor_fit"}
+        "too_few_trades",
+        "too_few_points",
+        "non_positive_slope",
+        "poor_fit",
+    }
     assert _of(logs, "calibration_rejected")
     beats = _of(logs, "pnl_heartbeat")
     # 8 minutes of recording, one a minute of recorded time after the first
     assert 6 <= len(beats) <= 8, len(beats)
-    assert all({"position", "realized", "unrealized", "fees", "funding", "total", "fills",
-                "quotes", "book_age_s"} <= set(e) for e in beats)
+    assert all(
+        {
+            "position",
+            "realized",
+            "unrealized",
+            "fees",
+            "funding",
+            "total",
+            "fills",
+            "quotes",
+            "book_age_s",
+        }
+        <= set(e)
+        for e in beats
+    )
     rejected = _of(logs, "order_rejected")
     assert all(e["source"] in ("exchange", "risk") and e["reason"] for e in rejected)
 
     # the kill switch: a second run with a 0.5 daily loss limit trips, a reset is logged
     state2 = tmp_path / "state2"
-    logs2 = _log(_mmd(_env(binance_btc_rec, state2, MMD_RISK__MAX_LOSS_PER_DAY="0.5"),
-                      "run", "--feed", "replay"))
+    logs2 = _log(
+        _mmd(
+            _env(binance_btc_rec, state2, MMD_RISK__MAX_LOSS_PER_DAY="0.5"),
+            "run",
+            "--feed",
+            "replay",
+        )
+    )
     (halted,) = _of(logs2, "risk_halted")
     assert halted["reason"].startswith("max_loss_per_day") and halted["total_pnl"] <= -0.5
     out = _mmd(base_env(), "risk", "reset", "--state", str(state2 / "replay"))
@@ -127,23 +167,29 @@ def _fills_in(db: Path) -> int:
 
 
 def test_restart_logs_the_restored_figures(tmp_path: Path) -> None:
-    env = base_env(MMD_STATE__DIR=str(tmp_path / "state"), MMD_METRICS__PORT="0",
-                   MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_STRATEGY__WARMUP_S="1")
+    env = base_env(
+        MMD_STATE__DIR=str(tmp_path / "state"),
+        MMD_METRICS__PORT="0",
+        MMD_FEED__SYMBOLS='["BTCUSDT"]',
+        MMD_STRATEGY__WARMUP_S="1",
+    )
     db = tmp_path / "state" / "synthetic" / "ledger.sqlite"
-    proc = Proc([sys.executable, "-m", "mmd", "run", "--feed", "synthetic"], env,
-                tmp_path / "run1.log")
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", "--feed", "synthetic"], env, tmp_path / "run1.log"
+    )
     deadline = time.monotonic() + 120
     while proc.alive() and time.monotonic() < deadline and _fills_in(db) < 3:
         time.sleep(0.2)
     assert proc.stop(signal.SIGTERM) == 0, proc.output()[-2000:]
-    summary = json.loads(_mmd(env, "ledger", "summary", "--state", str(tmp_path / "state"),
-                              "--format", "json"))
+    summary = json.loads(
+        _mmd(env, "ledger", "summary", "--state", str(tmp_path / "state"), "--format", "json")
+    )
     assert summary["fills"] >= 3
-    proc = Proc([sys.executable, "-m", "mmd", "run", "--feed", "synthetic"], env,
-                tmp_path / "run2.log")
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", "--feed", "synthetic"], env, tmp_path / "run2.log"
+    )
     deadline = time.monotonic() + 60
-    while proc.alive() and time.monotonic() < deadline and \
-            "ledger_restored" not in proc.output():
+    while proc.alive() and time.monotonic() < deadline and "ledger_restored" not in proc.output():
         time.sleep(0.2)
     proc.stop(signal.SIGTERM)
     (ev,) = _of(_log(proc.output()), "ledger_restored")

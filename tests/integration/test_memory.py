@@ -22,7 +22,9 @@ RSS_TOLERANCE_MB = 8.0
 
 
 def test_memory_replay_all_recordings_twice_rss_flat_rings_fixed(
-    cryptofeed_dir: Path, binance_btc_rec: Path, binance_eth_rec: Path,
+    cryptofeed_dir: Path,
+    binance_btc_rec: Path,
+    binance_eth_rec: Path,
     binance_btc_2023_rec: Path,
 ) -> None:
     cfg = MarketConfig(mid_capacity=4096, trade_capacity=4096, kline_capacity=256)
@@ -30,8 +32,12 @@ def test_memory_replay_all_recordings_twice_rss_flat_rings_fixed(
         "linear": MarketHub(["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"], cfg),
         "spot": MarketHub(["BTCUSDT", "ETHUSDT"], cfg),
     }
-    recs = [*sorted(cryptofeed_dir.iterdir()), binance_btc_rec, binance_eth_rec,
-            binance_btc_2023_rec]
+    recs = [
+        *sorted(cryptofeed_dir.iterdir()),
+        binance_btc_rec,
+        binance_eth_rec,
+        binance_btc_2023_rec,
+    ]
     proc = psutil.Process()
 
     def replay_all() -> int:
@@ -56,9 +62,11 @@ def test_memory_replay_all_recordings_twice_rss_flat_rings_fixed(
     rss2 = proc.memory_info().rss
     bytes2 = state_bytes()
     growth_mb = (rss2 - rss1) / 2**20
-    print(f"frames per pass {frames1}; state bytes {bytes1} -> {bytes2}; "
-          f"RSS after pass 1 {rss1 / 2**20:.1f} MB, after pass 2 {rss2 / 2**20:.1f} MB "
-          f"(growth {growth_mb:+.2f} MB)")
+    print(
+        f"frames per pass {frames1}; state bytes {bytes1} -> {bytes2}; "
+        f"RSS after pass 1 {rss1 / 2**20:.1f} MB, after pass 2 {rss2 / 2**20:.1f} MB "
+        f"(growth {growth_mb:+.2f} MB)"
+    )
     assert frames1 == frames2 > 50_000
     assert bytes1 == bytes2 > 0
     # the rings wrapped many times: memory is bounded by capacity, not by run length

@@ -29,8 +29,17 @@ def _daemon_then_venue(rec: Path, tmp: Path, speed: float) -> Iterator[tuple[Pro
     vport = free_port()
     vurl = f"http://127.0.0.1:{vport}"
     with daemon(tmp, _env(vurl)) as (proc, url):
-        args = [sys.executable, "-m", "mmd", "serve-venue", str(rec), "--port", str(vport),
-                "--speed", str(speed)]
+        args = [
+            sys.executable,
+            "-m",
+            "mmd",
+            "serve-venue",
+            str(rec),
+            "--port",
+            str(vport),
+            "--speed",
+            str(speed),
+        ]
         ven = Proc(args, base_env(), tmp / f"venue-{time.monotonic_ns()}.log")
         try:
             yield proc, url

@@ -37,8 +37,11 @@ def test_recording_meta_reads_the_first_line(renamed: Path, cryptofeed_dir: Path
     for f in cryptofeed_dir.glob("*.rec.gz"):
         named, read = parse_recording_name(f), recording_meta(f)
         assert named is not None and read is not None
-        assert (read.category, read.symbol, read.venue) == (named.category, named.symbol,
-                                                            named.venue)
+        assert (read.category, read.symbol, read.venue) == (
+            named.category,
+            named.symbol,
+            named.venue,
+        )
 
 
 def test_recording_meta_of_a_non_recording_is_none(tmp_path: Path) -> None:
@@ -49,9 +52,23 @@ def test_recording_meta_of_a_non_recording_is_none(tmp_path: Path) -> None:
 
 def test_backtest_accepts_any_recording_name(renamed: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(renamed), "--report",
-                        str(report), "--no-progress"], env=base_env(), capture_output=True,
-                       text=True, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "backtest",
+            str(renamed),
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.startswith("ETHUSDT (linear, strategy as)")
     summary = json.loads((report / "summary.json").read_text())
@@ -63,8 +80,14 @@ def test_backtest_accepts_any_recording_name(renamed: Path, tmp_path: Path) -> N
 def test_backtest_refuses_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello\n")
-    r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(junk), "--no-progress"],
-                       env=base_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "backtest", str(junk), "--no-progress"],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2
     assert "not a recording" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -77,11 +100,20 @@ def test_replay_feed_accepts_any_recording_name(
     (spot_src,) = cryptofeed_dir.glob("bybit_spot_ETHUSDT_*.rec.gz")
     spot = tmp_path / "other.jsonl.gz"
     shutil.copyfile(spot_src, spot)
-    env = base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(spot), str(renamed)]),
-                   MMD_FEED__SYMBOLS='["ETHUSDT"]', MMD_METRICS__PORT="0",
-                   MMD_STATE__DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "replay"], env=env,
-                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    env = base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(spot), str(renamed)]),
+        MMD_FEED__SYMBOLS='["ETHUSDT"]',
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(tmp_path / "state"),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "replay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     (done,) = [e for e in events if e["event"] == "replay_finished"]

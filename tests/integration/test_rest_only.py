@@ -32,8 +32,9 @@ def test_rest_only_book_tracks_venue_within_one_poll(cryptofeed_dir: Path, tmp_p
             finished_at = None
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
-                _, vbook = http_json(vurl + "/v5/market/orderbook?category=linear"
-                                     "&symbol=BTCUSDT&limit=50")
+                _, vbook = http_json(
+                    vurl + "/v5/market/orderbook?category=linear&symbol=BTCUSDT&limit=50"
+                )
                 _, book = http_json(url + "/debug/book/BTCUSDT?depth=50")
                 _, stats = http_json(vurl + "/venue/stats")
                 seq = book["seq"]
@@ -54,8 +55,10 @@ def test_rest_only_book_tracks_venue_within_one_poll(cryptofeed_dir: Path, tmp_p
     lags.sort()
     median = lags[len(lags) // 2]
     p95 = lags[int(0.95 * (len(lags) - 1))]
-    print(f"checks {checks}; lag behind venue median {median:.3f} s, p95 {p95:.3f} s, "
-          f"max {lags[-1]:.3f} s (poll interval {POLL_S} s)")
+    print(
+        f"checks {checks}; lag behind venue median {median:.3f} s, p95 {p95:.3f} s, "
+        f"max {lags[-1]:.3f} s (poll interval {POLL_S} s)"
+    )
     assert checks >= 50
     # Polling every POLL_S, the daemon is on average half an interval behind; the venue answer
     # and the daemon's book are read a few ms apart, and the venue applies recorded frames in

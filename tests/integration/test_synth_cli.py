@@ -23,8 +23,14 @@ REC = "synthetic_linear_BTCUSDT_20260101T000000Z.rec.gz"  # the default --start
 
 def _mmd(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     # cwd: a directory without config.toml, so the built-in defaults are the file layer
-    return subprocess.run([sys.executable, "-m", "mmd", *args], env=base_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mmd", *args],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def _synth(out: Path, duration: float, *sets: str, seed: int = 7) -> Path:
@@ -41,9 +47,13 @@ def _synth(out: Path, duration: float, *sets: str, seed: int = 7) -> Path:
 def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_frames(
     tmp_path: Path,
 ) -> None:
-    sets = ("feed.synthetic.regimes.informed_share=0.3", "feed.synthetic.regimes.switching=true",
-            "feed.synthetic.regimes.hawkes_branching=0.5",
-            "feed.synthetic.regimes.info_rate_hz=0.1", "feed.synthetic.regimes.info_jump_ticks=10")
+    sets = (
+        "feed.synthetic.regimes.informed_share=0.3",
+        "feed.synthetic.regimes.switching=true",
+        "feed.synthetic.regimes.hawkes_branching=0.5",
+        "feed.synthetic.regimes.info_rate_hz=0.1",
+        "feed.synthetic.regimes.info_jump_ticks=10",
+    )
     rec = _synth(tmp_path / "a", 60, *sets)
     again = _synth(tmp_path / "b", 60, *sets)
     lines = list(read_recording(rec))
@@ -53,8 +63,12 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
     start_ns = 1_767_225_600_000_000_000
     assert lines[0][0] >= start_ns and start_ns + 59e9 < lines[-1][0] < start_ns + 60e9
     # one truth row per recorded trade, same ids in the same order
-    ids = [i["i"] for _, f in lines if f.startswith(b'{"topic":"publicTrade.')
-           for i in json.loads(f)["data"]]
+    ids = [
+        i["i"]
+        for _, f in lines
+        if f.startswith(b'{"topic":"publicTrade.')
+        for i in json.loads(f)["data"]
+    ]
     truth = load_truth(truth_path(rec))
     assert len(ids) > 100 and list(truth["trade_id"]) == ids
     assert float(truth["horizon_s"]) == 5.0
@@ -77,10 +91,12 @@ def test_synth_writes_a_recording_and_its_truth_and_the_same_command_the_same_fr
 
 
 def test_synth_bad_arguments_exit_2(tmp_path: Path) -> None:
-    for args in (["--duration", "0"], ["--duration", "5", "--set",
-                                       "feed.synthetic.regimes.informed_share=1.5"],
-                 ["--duration", "5", "--start", "yesterday"],
-                 ["--duration", "5", "--start", "9999-01-01T00:00:00Z"]):
+    for args in (
+        ["--duration", "0"],
+        ["--duration", "5", "--set", "feed.synthetic.regimes.informed_share=1.5"],
+        ["--duration", "5", "--start", "yesterday"],
+        ["--duration", "5", "--start", "9999-01-01T00:00:00Z"],
+    ):
         r = _mmd(["synth", *args, "--out", str(tmp_path / "x")], tmp_path, timeout=60)
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -93,25 +109,34 @@ def test_backtest_fills_are_marked_out_worse_with_informed_flow(tmp_path: Path) 
     base = ("feed.synthetic.sigma_ticks=2",)
     markout = {}
     for share in (0.0, 0.3):
-        rec = _synth(tmp_path / f"s{share}", 600, *base,
-                     f"feed.synthetic.regimes.informed_share={share}")
+        rec = _synth(
+            tmp_path / f"s{share}", 600, *base, f"feed.synthetic.regimes.informed_share={share}"
+        )
         report = tmp_path / f"report{share}"
         r = _mmd(["backtest", str(rec), "--report", str(report), "--no-progress"], tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         summary = json.loads((report / "summary.json").read_text())
         assert summary["fills"] > 100
         markout[share] = summary["markout_5s"]
-    print(f"markout 5 s (ticks): informed_share 0 -> {markout[0.0]:.3f}, "
-          f"0.3 -> {markout[0.3]:.3f}")
+    print(f"markout 5 s (ticks): informed_share 0 -> {markout[0.0]:.3f}, 0.3 -> {markout[0.3]:.3f}")
     assert markout[0.3] < markout[0.0]
 
 
 def test_synthetic_session_replays_and_is_served(tmp_path: Path) -> None:
     rec = _synth(tmp_path / "s", 30, "feed.synthetic.regimes.informed_share=0.2")
-    env = base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]), MMD_METRICS__PORT="0",
-                   MMD_STATE__DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "replay"], env=env,
-                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    env = base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]),
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(tmp_path / "state"),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "replay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     (done,) = [e for e in events if e["event"] == "replay_finished"]

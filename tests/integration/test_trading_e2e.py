@@ -40,7 +40,8 @@ def _ledger_fills(state_dir: Path) -> list[tuple]:
     try:
         return con.execute(
             "SELECT fill_id, client_order_id, side, px_ticks, qty_lots, leaves_lots, fee_quote,"
-            " ts_exch_ns FROM fills ORDER BY seq").fetchall()
+            " ts_exch_ns FROM fills ORDER BY seq"
+        ).fetchall()
     finally:
         con.close()
 
@@ -49,9 +50,21 @@ def _portfolio(fills: list[tuple]) -> tuple[int, float, float]:
     """(position lots, realized, fees) recomputed from fill rows."""
     pf = Portfolio([BTC])
     for fid, coid, side, px, qty, leaves, fee, ts in fills:
-        pf.apply_fill(OrderFilled(fill_id=fid, client_order_id=coid, symbol="BTCUSDT", side=side,
-                                  px_ticks=px, qty_lots=qty, leaves_lots=leaves, liquidity=1,
-                                  fee_quote=fee, ts_exch_ns=ts), BTC)
+        pf.apply_fill(
+            OrderFilled(
+                fill_id=fid,
+                client_order_id=coid,
+                symbol="BTCUSDT",
+                side=side,
+                px_ticks=px,
+                qty_lots=qty,
+                leaves_lots=leaves,
+                liquidity=1,
+                fee_quote=fee,
+                ts_exch_ns=ts,
+            ),
+            BTC,
+        )
     return pf.position_lots("BTCUSDT"), round(pf.realized_quote, 9), round(pf.fees_quote, 9)
 
 
@@ -75,8 +88,10 @@ def test_trading_live_against_venue_fills_in_metrics_and_ledger(
                 time.sleep(0.5)
             assert fills >= 10, proc.output()[-2000:]
             pnl = metric_values(text, "mmd_pnl_quote")
-            assert set(pnl) == {f'{{component="{c}"}}' for c in
-                                ("realized", "unrealized", "fees", "funding", "total")}
+            assert set(pnl) == {
+                f'{{component="{c}"}}'
+                for c in ("realized", "unrealized", "fees", "funding", "total")
+            }
             assert pnl['{component="fees"}'] > 0  # Bybit linear maker fee 0.02 %
             assert '{symbol="BTCUSDT"}' in metric_values(text, "mmd_position_base")
     rows = _ledger_fills(tmp_path / "state")
@@ -134,11 +149,15 @@ def test_trading_kill_switch_trips_and_daemon_keeps_reporting(
 
 
 def _replay_env(rec: Path, state: Path) -> dict[str, str]:
-    return base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]),
-                    MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_METRICS__PORT="0",
-                    MMD_STATE__DIR=str(state), MMD_STRATEGY__WARMUP_S="5",
-                    # 480 s of recording in 8 s: slow enough for every kill to land mid-run
-                    MMD_FEED__REPLAY__SPEED="60")
+    return base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(rec)]),
+        MMD_FEED__SYMBOLS='["BTCUSDT"]',
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(state),
+        MMD_STRATEGY__WARMUP_S="5",
+        # 480 s of recording in 8 s: slow enough for every kill to land mid-run
+        MMD_FEED__REPLAY__SPEED="60",
+    )
 
 
 def _fill_count(state: Path) -> int:
@@ -152,8 +171,9 @@ def _run_replay(rec: Path, state: Path, log: Path, kill: tuple[int, float] | Non
     """Run the replay; with kill=(fills, delay_s), SIGKILL it delay_s after the ledger holds at
     least that many fills (or when it is about to finish): a random moment that is sure to land
     while it is trading, however fast or loaded the machine is."""
-    proc = Proc([sys.executable, "-m", "mmd", "run", "--feed", "replay"],
-                _replay_env(rec, state), log)
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", "--feed", "replay"], _replay_env(rec, state), log
+    )
     if kill is None:
         rc = proc.p.wait(300)
         proc.stop()
@@ -182,8 +202,9 @@ def test_trading_kill9_random_moments_loses_no_fill(binance_btc_rec: Path, tmp_p
     while kills < KILLS:
         # the next kill lands 0-40 ms after the ledger passes a random point ahead of it
         target = min(len(ref) - 1, len(_ledger_fills(state)) + rng.randint(1, 5))
-        _run_replay(binance_btc_rec, state, tmp_path / f"kill{kills}.log",
-                    (target, rng.uniform(0.0, 0.04)))
+        _run_replay(
+            binance_btc_rec, state, tmp_path / f"kill{kills}.log", (target, rng.uniform(0.0, 0.04))
+        )
         kills += 1
         got = _ledger_fills(state)
         # no fill counted twice, and what is there is exactly the uninterrupted run's first fills
@@ -201,8 +222,10 @@ def test_trading_kill9_random_moments_loses_no_fill(binance_btc_rec: Path, tmp_p
     con = sqlite3.connect(state / "replay" / "ledger.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
-    print(f"{kills} kills; fills in the ledger after each: {checked_prefixes}; final {len(final)} "
-          f"= reference {len(ref)}; position/realized/fees {_portfolio(final)}")
+    print(
+        f"{kills} kills; fills in the ledger after each: {checked_prefixes}; final {len(final)} "
+        f"= reference {len(ref)}; position/realized/fees {_portfolio(final)}"
+    )
     # kills landed at many different points of the run, all before its end
     assert len(set(checked_prefixes)) >= KILLS // 2 and max(checked_prefixes) < len(ref)
 
@@ -239,9 +262,14 @@ def test_trading_restart_restores_position_and_pnl(binance_btc_rec: Path, tmp_pa
 
 
 def _risk_cli(state: Path, action: str, limit: float) -> str:
-    proc = subprocess.run([sys.executable, "-m", "mmd", "risk", action, "--state", str(state)],
-                          env=base_env(MMD_RISK__MAX_LOSS_PER_DAY=str(limit)),
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmd", "risk", action, "--state", str(state)],
+        env=base_env(MMD_RISK__MAX_LOSS_PER_DAY=str(limit)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -261,8 +289,10 @@ def test_kill_switch_day_loss_survives_kill9_and_mmd_risk_reset_clears_it(
     }
     ledger_dir = tmp_path / "state" / "bybit"
     with venue([binance_btc_rec], tmp_path, speed=4.0) as (_, vurl):
-        env.update(MMD_VENUE__REST_URL=vurl,
-                   MMD_VENUE__WS_URL=vurl.replace("http", "ws") + "/v5/public/linear")
+        env.update(
+            MMD_VENUE__REST_URL=vurl,
+            MMD_VENUE__WS_URL=vurl.replace("http", "ws") + "/v5/public/linear",
+        )
         with daemon(tmp_path, env) as (proc, url):
             deadline = time.monotonic() + 120
             total, halted = 0.0, 0.0
@@ -302,5 +332,7 @@ def test_kill_switch_day_loss_survives_kill9_and_mmd_risk_reset_clears_it(
             text = http_text(url3 + "/metrics")
             assert metric_values(text, "mmd_risk_halted")[""] == 0.0
             total3 = metric_values(text, "mmd_pnl_quote")['{component="total"}']
-    print(f"L={limit}: killed at {killed_at:.3f}, halted after the restart at {halted_at:.3f}, "
-          f"after reset and restart: not halted at total {total3:.3f}")
+    print(
+        f"L={limit}: killed at {killed_at:.3f}, halted after the restart at {halted_at:.3f}, "
+        f"after reset and restart: not halted at total {total3:.3f}"
+    )

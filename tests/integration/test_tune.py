@@ -30,8 +30,23 @@ SPACE = """
 "strategy.requote_tolerance_ticks" = {low = 0, high = 4}
 "strategy.levels" = {choices = [1, 2]}
 """
-TUNE_ARGS = ["--trials", "6", "--batch", "3", "--sampler", "tpe", "--seed", "7",
-             "--splits", "1", "--purge", "2", "--top", "2", "--no-progress"]
+TUNE_ARGS = [
+    "--trials",
+    "6",
+    "--batch",
+    "3",
+    "--sampler",
+    "tpe",
+    "--seed",
+    "7",
+    "--splits",
+    "1",
+    "--purge",
+    "2",
+    "--top",
+    "2",
+    "--no-progress",
+]
 
 CLUSTER = """
 import sys
@@ -47,8 +62,13 @@ if __name__ == "__main__":
 
 
 def _mmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmd", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mmd", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +97,55 @@ def space_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pool_run(short_rec: Path, space_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tune_pool")
-    r = _mmd("tune", str(short_rec), "--space", str(space_file), *TUNE_ARGS,
-             "--workers", "2", "--out", str(out))
+    r = _mmd(
+        "tune",
+        str(short_rec),
+        "--space",
+        str(space_file),
+        *TUNE_ARGS,
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
 
 def _trials(out: Path) -> list[dict[str, Any]]:
-    return [{k: t[k] for k in ("number", "params", "score", "fold_scores")}
-            for t in json.loads((out / "results.json").read_text())["trials"]]
+    return [
+        {k: t[k] for k in ("number", "params", "score", "fold_scores")}
+        for t in json.loads((out / "results.json").read_text())["trials"]
+    ]
 
 
 def test_local_pool_and_dask_cluster_give_the_same_best_trial(
-        pool_run: Path, short_rec: Path, space_file: Path, tmp_path: Path) -> None:
-    cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env=os.environ.copy())
+    pool_run: Path, short_rec: Path, space_file: Path, tmp_path: Path
+) -> None:
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=os.environ.copy(),
+    )
     try:
         assert cluster.stdout is not None
         address = cluster.stdout.readline().strip()
         assert address.startswith("tcp://127.0.0.1:"), address
         out = tmp_path / "dask"
-        r = _mmd("tune", str(short_rec), "--space", str(space_file), *TUNE_ARGS,
-                 "--scheduler", address, "--out", str(out))
+        r = _mmd(
+            "tune",
+            str(short_rec),
+            "--space",
+            str(space_file),
+            *TUNE_ARGS,
+            "--scheduler",
+            address,
+            "--out",
+            str(out),
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert "dask tcp://127.0.0.1" in r.stderr and "(2 workers)" in r.stderr
     finally:
@@ -125,16 +171,28 @@ def test_local_pool_and_dask_cluster_give_the_same_best_trial(
     assert (pool_run / "best.toml").read_text() == (out / "best.toml").read_text()
 
 
-def test_best_toml_reproduces_the_out_of_sample_score(pool_run: Path, short_rec: Path,
-                                                      tmp_path: Path) -> None:
+def test_best_toml_reproduces_the_out_of_sample_score(
+    pool_run: Path, short_rec: Path, tmp_path: Path
+) -> None:
     oos = json.loads((pool_run / "oos.json").read_text())
     ((start, end),) = oos["test_windows"]  # one recording: one out-of-sample window
     best = oos["best"]
     assert best["oos_score"] is not None
     for name in ("results.csv", "history.png", "importance.png", "oos.png"):
         assert (pool_run / name).stat().st_size > 0, name
-    r = _mmd("backtest", "-c", str(pool_run / "best.toml"), str(short_rec), "--start-ns",
-             str(start), "--end-ns", str(end), "--report", str(tmp_path / "rep"), "--no-progress")
+    r = _mmd(
+        "backtest",
+        "-c",
+        str(pool_run / "best.toml"),
+        str(short_rec),
+        "--start-ns",
+        str(start),
+        "--end-ns",
+        str(end),
+        "--report",
+        str(tmp_path / "rep"),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["window_ns"] == [start, end]
@@ -147,15 +205,13 @@ def test_best_toml_reproduces_the_out_of_sample_score(pool_run: Path, short_rec:
 def test_bad_space_key_exits_2_naming_it(short_rec: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[space]\n"strategy.gama" = {low = 1e-5, high = 1e-2, log = true}\n')
-    r = _mmd("tune", str(short_rec), "--space", str(bad), "--out", str(tmp_path / "o"),
-             timeout=60)
+    r = _mmd("tune", str(short_rec), "--space", str(bad), "--out", str(tmp_path / "o"), timeout=60)
     assert r.returncode == 2, r.stderr
     assert "strategy.gama" in r.stderr and "unknown config key" in r.stderr
     assert "Traceback" not in r.stderr
     # a known key whose bound the config rejects names it too (levels is 1..20)
     bad.write_text('[space]\n"strategy.levels" = {low = 1, high = 50}\n')
-    r = _mmd("tune", str(short_rec), "--space", str(bad), "--out", str(tmp_path / "o"),
-             timeout=60)
+    r = _mmd("tune", str(short_rec), "--space", str(bad), "--out", str(tmp_path / "o"), timeout=60)
     assert r.returncode == 2 and "strategy.levels" in r.stderr, r.stderr
 
 
@@ -170,8 +226,7 @@ def test_walk_forward_cuts_covered_time_by_hand() -> None:
 
 
 def test_objective_by_hand() -> None:
-    s = {"fills": 4, "pnl": 2.0, "max_drawdown": 0.5, "pnl_to_map": 40.0,
-         "sharpe": float("nan")}
+    s = {"fills": 4, "pnl": 2.0, "max_drawdown": 0.5, "pnl_to_map": 40.0, "sharpe": float("nan")}
     assert summary_score(s, "pnl_dd", dd_lambda=2.0) == 1.0  # 2 - 2 * 0.5
     assert summary_score(s, "pnl_to_map") == 40.0
     assert summary_score(s, "sharpe") == NO_FILL_SCORE  # NaN (short data) -> the penalty
@@ -199,8 +254,12 @@ def test_tune_deploy_files_validate() -> None:
     if kv is None and dc is None:
         pytest.skip("neither kubernetes-validate nor docker-compose is installed")
     if kv is not None:
-        r = subprocess.run([kv, "--strict", "-k", "1.30.0", *map(str, manifests)],
-                           capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [kv, "--strict", "-k", "1.30.0", *map(str, manifests)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         out = r.stdout + r.stderr
         assert r.returncode == 0, out
         assert out.count(" passed ") == 5, out  # service + 2 deployments + pvc + job
@@ -208,7 +267,12 @@ def test_tune_deploy_files_validate() -> None:
         compose = ROOT / "deploy" / "docker-compose.yml"
         # the compose file requires Grafana's admin password (no default)
         env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only-pw"}
-        r = subprocess.run([dc, "-f", str(compose), "--profile", "tune", "config", "--services"],
-                           capture_output=True, text=True, check=False, env=env)
+        r = subprocess.run(
+            [dc, "-f", str(compose), "--profile", "tune", "config", "--services"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
         assert r.returncode == 0, r.stderr
         assert {"tune-scheduler", "tune-worker", "tune"} <= set(r.stdout.split())

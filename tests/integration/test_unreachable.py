@@ -28,8 +28,7 @@ def test_unreachable_venue_retried_daemon_alive_not_ready(tmp_path: Path) -> Non
         assert status == 503 and body["not_ready"] == {"BTCUSDT": "no_instrument"}
         errors = metric_values(http_text(url + "/metrics"), "mmd_feed_rest_requests_total")
         attempts = sum(v for k, v in errors.items() if 'outcome="error"' in k)
-    retries = [json.loads(line) for line in proc.output().splitlines()
-               if '"rest_retried"' in line]
+    retries = [json.loads(line) for line in proc.output().splitlines() if '"rest_retried"' in line]
     delays = [r["delay_s"] for r in retries]
     print(f"attempts in 3 s: {attempts:.0f}; delays {delays}")
     # capped: never above backoff_max_s; exponential: a handful of tries, not a hot loop

@@ -93,8 +93,9 @@ def make_ops(
 
 
 @njit(cache=True)
-def _drive(ops, books_px, books_qty, books_n, ex, syms, orders, free, cmds, events, sh_px, sh_qty,
-           sh_n):
+def _drive(
+    ops, books_px, books_qty, books_n, ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n
+):
     # applies ops to the exchange state; the book of the last market event of each symbol is
     # kept in sh_* for the commands (what SimExchange keeps while commands are in flight)
     for j in range(ops.shape[0]):
@@ -109,20 +110,34 @@ def _drive(ops, books_px, books_qty, books_n, ex, syms, orders, free, cmds, even
             kx.process_due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, ts)
             if k == OP_BOOK:
                 b = ops[j, 3]
-                kx.on_book(ex, syms, orders, free, events, s, books_px[b, 0], books_qty[b, 0],
-                           books_n[b, 0], books_px[b, 1], books_qty[b, 1], books_n[b, 1], ts)
+                kx.on_book(
+                    ex,
+                    syms,
+                    orders,
+                    free,
+                    events,
+                    s,
+                    books_px[b, 0],
+                    books_qty[b, 0],
+                    books_n[b, 0],
+                    books_px[b, 1],
+                    books_qty[b, 1],
+                    books_n[b, 1],
+                    ts,
+                )
                 sh_px[s] = books_px[b]
                 sh_qty[s] = books_qty[b]
                 sh_n[s] = books_n[b]
             elif k == OP_TRADE:
-                kx.on_trade(ex, syms, orders, free, events, s, ts, ops[j, 3], ops[j, 4],
-                            ops[j, 5])
+                kx.on_trade(ex, syms, orders, free, events, s, ts, ops[j, 3], ops[j, 4], ops[j, 5])
 
 
-def _state(model: int, partial: bool, n_sym: int, n_ops: int, entry_ns: int,
-           cancel_ns: int) -> list[np.ndarray]:
-    ex, syms, orders, free, cmds, events = kx.alloc_exchange(n_sym, 6, n_cmd=n_ops + 1,
-                                                             n_events=8 * n_ops + 8)
+def _state(
+    model: int, partial: bool, n_sym: int, n_ops: int, entry_ns: int, cancel_ns: int
+) -> list[np.ndarray]:
+    ex, syms, orders, free, cmds, events = kx.alloc_exchange(
+        n_sym, 6, n_cmd=n_ops + 1, n_events=8 * n_ops + 8
+    )
     ex[0]["model"] = model
     ex[0]["power"] = 2.0
     ex[0]["partial"] = int(partial)
@@ -130,14 +145,22 @@ def _state(model: int, partial: bool, n_sym: int, n_ops: int, entry_ns: int,
     assert kx.set_latency(ex, entry_ns, cancel_ns) == OK
     syms["tick"], syms["lot"] = 0.1, 0.001
     syms["price_decimals"], syms["qty_decimals"] = 1, 3
-    sh = [np.zeros((n_sym, 2, LEVELS), np.int64), np.zeros((n_sym, 2, LEVELS), np.int64),
-          np.zeros((n_sym, 2), np.int64)]
+    sh = [
+        np.zeros((n_sym, 2, LEVELS), np.int64),
+        np.zeros((n_sym, 2, LEVELS), np.int64),
+        np.zeros((n_sym, 2), np.int64),
+    ]
     return [ex, syms, orders, free, cmds, events, *sh]
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), model=st.integers(0, 2), partial=st.booleans(),
-       entry_ns=st.integers(0, 6), cancel_ns=st.integers(0, 6))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    model=st.integers(0, 2),
+    partial=st.booleans(),
+    entry_ns=st.integers(0, 6),
+    cancel_ns=st.integers(0, 6),
+)
 def test_python_calls_and_njit_loop_give_identical_events(
     seed: int, model: int, partial: bool, entry_ns: int, cancel_ns: int
 ) -> None:
@@ -154,22 +177,36 @@ def test_python_calls_and_njit_loop_give_identical_events(
         assert a.tobytes() == b.tobytes()
 
 
-def _run_exchange(exch: SimExchange | ReferenceExchange, ops: np.ndarray, bpx: np.ndarray,
-                  bqty: np.ndarray, bn: np.ndarray, books: list[L2Book]) -> list[object]:
+def _run_exchange(
+    exch: SimExchange | ReferenceExchange,
+    ops: np.ndarray,
+    bpx: np.ndarray,
+    bqty: np.ndarray,
+    bn: np.ndarray,
+    books: list[L2Book],
+) -> list[object]:
     symbols = list(INSTRUMENTS)
     out: list[object] = []
     for k, s, ts, a, b, c, d in ops.tolist():
         sym = symbols[s]
         if k == OP_SUBMIT:
-            exch.send(SubmitOrder(client_order_id=f"o{a}", symbol=sym, side=b, px_ticks=c,
-                                  qty_lots=d), ts)
+            exch.send(
+                SubmitOrder(client_order_id=f"o{a}", symbol=sym, side=b, px_ticks=c, qty_lots=d), ts
+            )
         elif k == OP_CANCEL:
             exch.send(CancelOrder(client_order_id=f"o{a}", symbol=sym), ts)
         elif k == OP_BOOK:
             book = books[s]
             nb, na = int(bn[a, 0]), int(bn[a, 1])
-            book.apply_snapshot(bpx[a, 0, :nb], bqty[a, 0, :nb], bpx[a, 1, :na], bqty[a, 1, :na],
-                                u=1, seq=1, ts_exch_ns=ts)
+            book.apply_snapshot(
+                bpx[a, 0, :nb],
+                bqty[a, 0, :nb],
+                bpx[a, 1, :na],
+                bqty[a, 1, :na],
+                u=1,
+                seq=1,
+                ts_exch_ns=ts,
+            )
             out.extend(exch.on_book(sym, book, ts))
         elif k == OP_TRADE:
             out.extend(exch.on_trade(sym, ts, a, b, c))
@@ -183,18 +220,33 @@ def _run_exchange(exch: SimExchange | ReferenceExchange, ops: np.ndarray, bpx: n
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), model=st.sampled_from(MODELS), partial=st.booleans(),
-       entry_ns=st.integers(0, 6), cancel_ns=st.integers(0, 6), capacity=st.integers(1, 6))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    model=st.sampled_from(MODELS),
+    partial=st.booleans(),
+    entry_ns=st.integers(0, 6),
+    cancel_ns=st.integers(0, 6),
+    capacity=st.integers(1, 6),
+)
 def test_sim_exchange_matches_the_previous_driver(
     seed: int, model: str, partial: bool, entry_ns: int, cancel_ns: int, capacity: int
 ) -> None:
     ops, bpx, bqty, bn = make_ops(seed, 300, 2)
-    cfg = ExchangeConfig(queue_model=model, queue_power=2.0, partial_fills=partial,  # type: ignore[arg-type]
-                         maker_fee=0.0002)
+    cfg = ExchangeConfig(
+        queue_model=model,
+        queue_power=2.0,
+        partial_fills=partial,  # type: ignore[arg-type]
+        maker_fee=0.0002,
+    )
     runs = []
     for cls in (SimExchange, ReferenceExchange):
-        exch = cls(cfg, INSTRUMENTS, entry_latency_ns=entry_ns, cancel_latency_ns=cancel_ns,
-                   capacity=capacity)
+        exch = cls(
+            cfg,
+            INSTRUMENTS,
+            entry_latency_ns=entry_ns,
+            cancel_latency_ns=cancel_ns,
+            capacity=capacity,
+        )
         runs.append(_run_exchange(exch, ops, bpx, bqty, bn, [L2Book(LEVELS), L2Book(LEVELS)]))
     new, old = runs
     assert len(new) == len(old)
@@ -208,11 +260,13 @@ def test_fee_kernel_is_the_instrument_arithmetic(tick_size: str, lot_size: str) 
     inst = Instrument(symbol="X", tick_size=tick_size, lot_size=lot_size)
     fees = FeeSchedule(0.0002, 0.00055)
     rng = np.random.default_rng(7)
-    for px, qty in zip(rng.integers(1, 10**8, 200).tolist(), rng.integers(1, 10**5, 200).tolist(),
-                       strict=True):
+    for px, qty in zip(
+        rng.integers(1, 10**8, 200).tolist(), rng.integers(1, 10**5, 200).tolist(), strict=True
+    ):
         want = fees.fee_quote(inst, MAKER, px, qty)
-        got = kx.compute_fee_quote(0.0002, px, qty, inst.tick, inst.lot, inst.price_decimals,
-                                   inst.qty_decimals)
+        got = kx.compute_fee_quote(
+            0.0002, px, qty, inst.tick, inst.lot, inst.price_decimals, inst.qty_decimals
+        )
         assert got == want
 
 
@@ -220,7 +274,8 @@ def test_fee_by_hand() -> None:
     # 651142 ticks x 0.1 = 65114.2 USDT, 3 lots x 0.001 = 0.003 BTC: notional 195.3426,
     # x 2 bp = 0.03906852 USDT
     assert kx.compute_fee_quote(0.0002, 651142, 3, 0.1, 0.001, 1, 3) == pytest.approx(
-        0.03906852, rel=1e-12)
+        0.03906852, rel=1e-12
+    )
 
 
 def test_return_codes() -> None:
@@ -234,18 +289,24 @@ def test_return_codes() -> None:
     assert kx.on_trade(ex, syms, orders, free, events, 0, 5, 100, 0, SELL) == ERR_BAD_INPUT
     assert kx.on_trade(ex, syms, orders, free, events, 0, 5, 100, 1, 0) == ERR_BAD_INPUT
     assert kx.on_book(ex, syms, orders, free, events, 1, side, side, 0, side, side, 0, 5) == (
-        ERR_BAD_INPUT)
+        ERR_BAD_INPUT
+    )
     # events room for 4, two commands due: both handled, a no_market_data reject and an
     # unknown_order reject (the submit was never accepted)
     bpx = np.zeros((1, 2, 2), np.int64)
-    assert kx.process_due(ex, syms, orders, free, cmds, events, bpx, bpx, np.zeros((1, 2),
-                          np.int64), 0) == 2
+    assert (
+        kx.process_due(
+            ex, syms, orders, free, cmds, events, bpx, bpx, np.zeros((1, 2), np.int64), 0
+        )
+        == 2
+    )
     assert events["kind"][:2].tolist() == [kx.EVT_REJECTED, kx.EVT_REJECTED]
     assert events["reason"][:2].tolist() == [kx.REJ_NO_MARKET_DATA, kx.REJ_UNKNOWN_ORDER]
     # on_book needs room for a fill of every slot (2): with 2 events buffered it refuses
     ex[0]["n_events"] = 3
     assert kx.on_book(ex, syms, orders, free, events, 0, side, side, 0, side, side, 0, 5) == (
-        ERR_FULL)
+        ERR_FULL
+    )
 
 
 # -- portfolio kernels -------------------------------------------------------------------------
@@ -296,22 +357,43 @@ def _apply_fills_jit(pos, fills, fees):
 def test_portfolio_kernels_match_the_portfolio_class(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = 200
-    fills = np.stack([rng.choice([BUY, SELL], n), rng.integers(900, 1100, n),
-                      rng.integers(1, 6, n), rng.integers(900, 1100, n)], axis=1).astype(np.int64)
+    fills = np.stack(
+        [
+            rng.choice([BUY, SELL], n),
+            rng.integers(900, 1100, n),
+            rng.integers(1, 6, n),
+            rng.integers(900, 1100, n),
+        ],
+        axis=1,
+    ).astype(np.int64)
     fees = rng.normal(0.0, 0.01, n)
     inst = INSTRUMENTS["BTCUSDT"]
     pf = Portfolio([inst])
     for j, (side, px, qty, mid) in enumerate(fills.tolist()):
-        pf.apply_fill(OrderFilled(fill_id=f"f{j}", client_order_id="o", symbol=inst.symbol,
-                                  side=side, px_ticks=px, qty_lots=qty, leaves_lots=0,
-                                  liquidity=MAKER, fee_quote=float(fees[j]), ts_exch_ns=j), inst)
+        pf.apply_fill(
+            OrderFilled(
+                fill_id=f"f{j}",
+                client_order_id="o",
+                symbol=inst.symbol,
+                side=side,
+                px_ticks=px,
+                qty_lots=qty,
+                leaves_lots=0,
+                liquidity=MAKER,
+                fee_quote=float(fees[j]),
+                ts_exch_ns=j,
+            ),
+            inst,
+        )
         pf.mark(inst.symbol, float(mid))
     pos = kp.alloc_positions(np.array([inst.tick * inst.lot]))
     _apply_fills_jit(pos, fills, fees)
     p = pf.position(inst.symbol)
     row = pos[0]
     assert (int(row["position_lots"]), int(row["cash_ticks_lots"])) == (
-        p.position_lots, p.cash_ticks_lots)
+        p.position_lots,
+        p.cash_ticks_lots,
+    )
     assert float(row["cost_ticks_lots"]) == p.cost_ticks_lots
     assert float(row["fees_quote"]) == p.fees_quote
     assert kp.compute_realized_quote(pos, 0) == p.realized_quote

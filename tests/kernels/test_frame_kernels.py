@@ -41,16 +41,22 @@ class StepHub(MarketHub):
     """The hub with a synced book frame applied as separate calls (L2Book, FeatureEngine,
     RingBuffer), the path before the one compiled call; the sync checks are the hub's own."""
 
-    def _apply_book(self, st: SymbolState, msg: BookMsg, is_snapshot: bool,
-                    levels: tuple[np.ndarray, ...], ts_recv_ns: int) -> list[Resync]:
+    def _apply_book(
+        self,
+        st: SymbolState,
+        msg: BookMsg,
+        is_snapshot: bool,
+        levels: tuple[np.ndarray, ...],
+        ts_recv_ns: int,
+    ) -> list[Resync]:
         bpx, bqty, apx, aqty = levels
         book = st.book
         if is_snapshot:
-            book.apply_snapshot(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq,
-                                ts_exch_ns=msg.ts_exch_ns)
+            book.apply_snapshot(
+                bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns
+            )
         else:
-            book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq,
-                             ts_exch_ns=msg.ts_exch_ns)
+            book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
         st.last_book_recv_ns = ts_recv_ns
         if book.is_crossed():
             return [self._resync(st, msg.symbol, "crossed")]
@@ -80,14 +86,17 @@ def test_book_frame_matches_the_step_by_step_hub_on_a_real_recording(binance_btc
         results = []
         for hub in (fast, step):
             msg, refused = hub.decode(raw)
-            results.append([r.symbol for r in refused] if msg is None
-                           else hub.on_message(msg, ts))
+            results.append([r.symbol for r in refused] if msg is None else hub.on_message(msg, ts))
         assert results[0] == results[1]
         if "BTCUSDT" not in fast.states:
             continue
         a, b = fast.states["BTCUSDT"], step.states["BTCUSDT"]
         assert (a.book.n_bids, a.book.n_asks, a.book.u, a.book.ts_exch_ns) == (
-            b.book.n_bids, b.book.n_asks, b.book.u, b.book.ts_exch_ns)
+            b.book.n_bids,
+            b.book.n_asks,
+            b.book.u,
+            b.book.ts_exch_ns,
+        )
         nb, na = a.book.n_bids, a.book.n_asks
         assert _same(a.book.bid_px[:nb], b.book.bid_px[:nb])
         assert _same(a.book.ask_qty[:na], b.book.ask_qty[:na])
@@ -114,27 +123,38 @@ def test_book_frame_hand_cases() -> None:
     total = np.zeros(1, I64)
     # snapshot: bids 100 x 5, 99 x 3; asks 102 x 4, 101 x 2 (any order) -> best bid 100, best
     # ask 101, mid (100 + 101) / 2 = 100.5 appended at slot 0
-    rc = advance_book_frame(book, counts, feat, mids, total,
-                            (_arr(99, 100), _arr(3, 5), _arr(102, 101), _arr(4, 2)), True, 7)
+    rc = advance_book_frame(
+        book,
+        counts,
+        feat,
+        mids,
+        total,
+        (_arr(99, 100), _arr(3, 5), _arr(102, 101), _arr(4, 2)),
+        True,
+        7,
+    )
     assert rc == OK
     assert counts.tolist() == [2, 2]
     assert bid_px[:2].tolist() == [100, 99] and ask_px[:2].tolist() == [101, 102]
     assert total[0] == 1 and mids[0][0] == 7 and mids[1][0] == 100.5
     assert feat[0][F_MID_TICKS] == 100.5
     # delta: the 101 ask deleted, a bid at 101 x 1 -> bids 101, 100, 99; asks 102; mid 101.5
-    rc = advance_book_frame(book, counts, feat, mids, total,
-                            (_arr(101), _arr(1), _arr(101), _arr(0)), False, 8)
+    rc = advance_book_frame(
+        book, counts, feat, mids, total, (_arr(101), _arr(1), _arr(101), _arr(0)), False, 8
+    )
     assert rc == OK and counts.tolist() == [3, 1] and total[0] == 2 and mids[1][1] == 101.5
     # delta: an ask at 100 -> crossed (best bid 101 >= best ask 100): applied, but neither the
     # features nor the mids ring move
     x_before = feat[0].copy()
-    rc = advance_book_frame(book, counts, feat, mids, total,
-                            (_arr(), _arr(), _arr(100), _arr(1)), False, 9)
+    rc = advance_book_frame(
+        book, counts, feat, mids, total, (_arr(), _arr(), _arr(100), _arr(1)), False, 9
+    )
     assert rc == FRAME_CROSSED and counts.tolist() == [3, 2] and total[0] == 2
     assert _same(feat[0], x_before)
     # a negative size: refused, counts untouched
-    rc = advance_book_frame(book, counts, feat, mids, total,
-                            (_arr(98), _arr(-1), _arr(), _arr()), False, 10)
+    rc = advance_book_frame(
+        book, counts, feat, mids, total, (_arr(98), _arr(-1), _arr(), _arr()), False, 10
+    )
     assert rc == FRAME_BAD_LEVELS and counts.tolist() == [3, 2]
 
 
@@ -143,15 +163,22 @@ def _apply(open_orders: list[OpenOrder], cmds) -> None:
         if isinstance(c, CancelOrder):
             open_orders[:] = [o for o in open_orders if o.client_order_id != c.client_order_id]
         else:
-            open_orders.append(OpenOrder(c.client_order_id, c.side, c.px_ticks, c.qty_lots,
-                                         c.qty_lots))
+            open_orders.append(
+                OpenOrder(c.client_order_id, c.side, c.px_ticks, c.qty_lots, c.qty_lots)
+            )
 
 
 @pytest.mark.parametrize("model", ["as", "glft"])
 def test_decision_matches_the_step_by_step_strategy_on_a_real_recording(
-        binance_btc_rec, model: str) -> None:
-    cfg = StrategyConfig(model=model, warmup_s=5.0,  # type: ignore[arg-type]
-                         levels=2, order_size=0.002, max_position=0.01)
+    binance_btc_rec, model: str
+) -> None:
+    cfg = StrategyConfig(
+        model=model,
+        warmup_s=5.0,  # type: ignore[arg-type]
+        levels=2,
+        order_size=0.002,
+        max_position=0.01,
+    )
     hub = MarketHub(["BTCUSDT"], MarketConfig())
     strats: list[SymbolStrategy] = []
     orders: list[list[OpenOrder]] = [[], []]
@@ -172,8 +199,10 @@ def test_decision_matches_the_step_by_step_strategy_on_a_real_recording(
         # a position that moves, so the inventory terms are exercised too
         position = (position + 1) % 5 - 2 if ts % 7 == 0 else position
         halted = ts % 97 == 0
-        out = [s.step(ts, st, list(o), position, halted=halted)
-               for s, o in zip(strats, orders, strict=True)]
+        out = [
+            s.step(ts, st, list(o), position, halted=halted)
+            for s, o in zip(strats, orders, strict=True)
+        ]
         assert out[0] == out[1]
         a, b = strats
         assert a.gate.state == b.gate.state

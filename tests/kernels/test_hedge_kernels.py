@@ -125,7 +125,7 @@ def test_clock_recovers_beta_of_mid_paths() -> None:
         update_hedge_pair(hf, hi, t0 + k * SEC + 3 * SEC // 4, float(py[k]), float(px[k]))
     beta, se = compute_hedge_beta(hf, hi, 10)
     # the pairs folded are the one-second log returns of the paths: rx[k], ry[k] for k >= 1
-    ref_beta, ref_se = numpy_wls(rx[1:n - 1], ry[1:n - 1], np.ones(n - 2))
+    ref_beta, ref_se = numpy_wls(rx[1 : n - 1], ry[1 : n - 1], np.ones(n - 2))
     assert hi[HI_SAMPLES] == n - 2
     assert beta == pytest.approx(ref_beta, rel=1e-6)
     assert se == pytest.approx(ref_se, rel=1e-5)

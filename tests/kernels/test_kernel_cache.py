@@ -11,14 +11,18 @@ from numba.core import config
 import mmd.kernels as mk
 
 
-def test_cached_kernels_dropped_when_the_sources_differ(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_kernels_dropped_when_the_sources_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
     d = mk._cache_dir()
     assert d.parent == tmp_path and d.name.startswith("kernels_")
     d.mkdir()
-    entry, data, other = d / "rl.rl_decide-216.py311.nbi", d / "rl.rl_decide-216.py311.1.nbc", \
-        d / "keep.txt"
+    entry, data, other = (
+        d / "rl.rl_decide-216.py311.nbi",
+        d / "rl.rl_decide-216.py311.1.nbc",
+        d / "keep.txt",
+    )
     for f in (entry, data, other):
         f.write_text("x")
     # no stamp yet: an old cache of unknown sources is dropped, the stamp written

@@ -13,8 +13,12 @@ from mmd.kernels import models as km
 
 def _scratch(sizes: np.ndarray) -> tuple[np.ndarray, ...]:
     width = int(sizes[1:].max())
-    return (np.zeros(kl.compute_state_size(sizes), np.float32), np.zeros(4 * width, np.float32),
-            np.zeros(width, np.float32), np.zeros(int(sizes[0]), np.float32))
+    return (
+        np.zeros(kl.compute_state_size(sizes), np.float32),
+        np.zeros(4 * width, np.float32),
+        np.zeros(width, np.float32),
+        np.zeros(int(sizes[0]), np.float32),
+    )
 
 
 def test_cell_step_by_hand() -> None:
@@ -49,11 +53,15 @@ def test_head_reads_the_top_layer_and_the_inventory() -> None:
     assert state.shape == (10,) and kl.compute_top_offset(sizes) == 4
     state[4:7] = [0.5, -0.25, 0.125]
     hw, hb = np.array([1.0, 2.0, 3.0, 10.0]), np.array([0.5])
-    out = kl.compute_head(np.zeros(5), np.zeros(5), state, sizes, -0.5, hw, hb,
-                          np.array([4, 1], np.int64))
+    out = kl.compute_head(
+        np.zeros(5), np.zeros(5), state, sizes, -0.5, hw, hb, np.array([4, 1], np.int64)
+    )
     assert out == pytest.approx(0.5 - 0.5 + 0.375 - 5.0 + 0.5)
-    assert math.isnan(kl.compute_head(np.zeros(5), np.zeros(5), state, sizes, 0.0, hw, hb,
-                                      np.array([5, 1], np.int64)))
+    assert math.isnan(
+        kl.compute_head(
+            np.zeros(5), np.zeros(5), state, sizes, 0.0, hw, hb, np.array([5, 1], np.int64)
+        )
+    )
 
 
 def test_fast_activations_match_libm() -> None:
@@ -78,8 +86,9 @@ from mmd.learn.deep_runtime import DeepOrderFlowModel  # noqa: E402
 from mmd.learn.model_file import ModelMeta  # noqa: E402
 
 
-def _model(kind: str, heads: tuple[str, ...], seed: int) -> tuple[dt.OrderFlowNet, np.ndarray,
-                                                                   DeepOrderFlowModel]:
+def _model(
+    kind: str, heads: tuple[str, ...], seed: int
+) -> tuple[dt.OrderFlowNet, np.ndarray, DeepOrderFlowModel]:
     dt.seed_everything(seed, 1)
     n_in = 5
     net = dt.OrderFlowNet(n_in, (16, 8), 4, heads, inventory=len(heads) > 1)
@@ -97,8 +106,9 @@ def _model(kind: str, heads: tuple[str, ...], seed: int) -> tuple[dt.OrderFlowNe
     return net, rows, DeepOrderFlowModel(meta, dt.export_arrays(net, stats))
 
 
-@pytest.mark.parametrize("kind,heads", [("deep_lstm", dt.HEADS_LSTM),
-                                        ("deep_multitask", dt.HEADS_MULTITASK)])
+@pytest.mark.parametrize(
+    "kind,heads", [("deep_lstm", dt.HEADS_LSTM), ("deep_multitask", dt.HEADS_MULTITASK)]
+)
 def test_kernel_matches_torch_on_windows_to_1e_5(kind: str, heads: tuple[str, ...]) -> None:
     net, rows, model = _model(kind, heads, 3)
     window = 32
@@ -106,8 +116,14 @@ def test_kernel_matches_torch_on_windows_to_1e_5(kind: str, heads: tuple[str, ..
     z = standardise(rows, model.stats)
     inv = np.linspace(-1.0, 1.0, len(ends))
     dp = DeepParams(window=window)
-    b = dt.Batches(z=z, ends=ends, y_dir=np.zeros(len(ends)), y_spread=np.zeros(len(ends)),
-                   y_position=np.zeros(len(ends)), inventory=inv)
+    b = dt.Batches(
+        z=z,
+        ends=ends,
+        y_dir=np.zeros(len(ends)),
+        y_spread=np.zeros(len(ends)),
+        y_position=np.zeros(len(ends)),
+        inventory=inv,
+    )
     ref = dt.predict(net, b, dp.window)
     raw = rows[ends[:, None] + np.arange(1 - window, 1)[None, :]]
     got = model.predict_windows(raw, inv)

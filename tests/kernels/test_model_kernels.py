@@ -58,14 +58,18 @@ def test_mlp_forward_by_hand() -> None:
     sizes = np.array([2, 2, 1], np.int64)
     out = km.apply_mlp(np.zeros(2), np.zeros(2), np.array([1.0, 2.0]), w, b, sizes)
     assert out == -5.5
-    assert math.isnan(km.apply_mlp(np.zeros(2), np.zeros(2), np.array([1.0, 2.0]), w, b,
-                                   np.array([2, 2, 2], np.int64)))
+    assert math.isnan(
+        km.apply_mlp(
+            np.zeros(2), np.zeros(2), np.array([1.0, 2.0]), w, b, np.array([2, 2, 2], np.int64)
+        )
+    )
 
 
 def test_standardise_treats_missing_as_mean() -> None:
     out = np.zeros(3)
-    km.apply_standardise(out, np.array([3.0, np.nan, np.inf]), np.array([1.0, 5.0, 0.0]),
-                         np.array([2.0, 1.0, 1.0]))
+    km.apply_standardise(
+        out, np.array([3.0, np.nan, np.inf]), np.array([1.0, 5.0, 0.0]), np.array([2.0, 1.0, 1.0])
+    )
     assert out.tolist() == [1.0, 0.0, 0.0]  # (3 - 1) / 2; missing -> 0
 
 
@@ -108,8 +112,9 @@ def _kernel_proba(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         if len(sizes) == 2:
             out[i] = km.compute_logistic(z, arrays["weights"], arrays["biases"][0])
         else:
-            out[i] = km.compute_sigmoid(km.apply_mlp(*bufs, z, arrays["weights"],
-                                                     arrays["biases"], sizes))
+            out[i] = km.compute_sigmoid(
+                km.apply_mlp(*bufs, z, arrays["weights"], arrays["biases"], sizes)
+            )
     return out
 
 
@@ -136,9 +141,18 @@ def test_adverse_pair_equals_sklearn_on_both_oriented_rows() -> None:
     km.apply_side_input(rows[1], xm, orient, -1.0)
     want = pipe.predict_proba(rows)[:, 1]
     n = km.N_MARKET + 1
-    got = km.apply_adverse_pair(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), xm, orient,
-                                arrays["stats"], arrays["weights"], arrays["biases"],
-                                arrays["sizes"])
+    got = km.apply_adverse_pair(
+        np.zeros(n),
+        np.zeros(n),
+        np.zeros(n),
+        np.zeros(n),
+        xm,
+        orient,
+        arrays["stats"],
+        arrays["weights"],
+        arrays["biases"],
+        arrays["sizes"],
+    )
     assert abs(got[0] - want[0]) < 1e-9 and abs(got[1] - want[1]) < 1e-9
     assert got[0] != got[1]  # the side matters
 
@@ -152,7 +166,19 @@ def test_spread_kernel_matches_sklearn_predict() -> None:
     assert a["sizes"].tolist() == [km.N_MARKET, *tr.SPREAD_HIDDEN, 1]
     want = np.exp(pipe.predict(x[500:]))
     w = int(a["sizes"].max())
-    got = np.array([km.apply_spread_model(np.zeros(w), np.zeros(w), np.zeros(km.N_MARKET),
-                                          np.ascontiguousarray(r), a["stats"], a["weights"],
-                                          a["biases"], a["sizes"]) for r in x[500:]])
+    got = np.array(
+        [
+            km.apply_spread_model(
+                np.zeros(w),
+                np.zeros(w),
+                np.zeros(km.N_MARKET),
+                np.ascontiguousarray(r),
+                a["stats"],
+                a["weights"],
+                a["biases"],
+                a["sizes"],
+            )
+            for r in x[500:]
+        ]
+    )
     assert np.max(np.abs(got - want) / want) < 1e-9

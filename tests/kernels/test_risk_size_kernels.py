@@ -34,12 +34,17 @@ BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 NOW_NS = 1_700_000_004_000_000_000
 
 
-def rsp(w_vol: float = 1.0, w_dd: float = 2.0, w_loss: float = 0.5, w_inv: float = 1.0,
-        dd_scale: float = 10.0, halflife_s: float = 300.0) -> np.ndarray:
+def rsp(
+    w_vol: float = 1.0,
+    w_dd: float = 2.0,
+    w_loss: float = 0.5,
+    w_inv: float = 1.0,
+    dd_scale: float = 10.0,
+    halflife_s: float = 300.0,
+) -> np.ndarray:
     out = np.zeros(RSP_SIZE)
     out[RSP_W_VOL], out[RSP_W_DRAWDOWN], out[RSP_W_LOSS] = w_vol, w_dd, w_loss
-    out[RSP_W_INVENTORY], out[RSP_DRAWDOWN_SCALE], out[RSP_HALFLIFE_S] = w_inv, dd_scale, \
-        halflife_s
+    out[RSP_W_INVENTORY], out[RSP_DRAWDOWN_SCALE], out[RSP_HALFLIFE_S] = w_inv, dd_scale, halflife_s
     return out
 
 
@@ -82,27 +87,40 @@ def test_vol_reference_by_hand() -> None:
 
 def book() -> L2Book:
     b = L2Book(4)
-    b.apply_snapshot(np.array([1000, 999], np.int64), np.array([5, 5], np.int64),
-                     np.array([1001, 1002], np.int64), np.array([5, 5], np.int64),
-                     u=1, seq=1, ts_exch_ns=1)
+    b.apply_snapshot(
+        np.array([1000, 999], np.int64),
+        np.array([5, 5], np.int64),
+        np.array([1001, 1002], np.int64),
+        np.array([5, 5], np.int64),
+        u=1,
+        seq=1,
+        ts_exch_ns=1,
+    )
     return b
 
 
 def cfg(**overrides: Any) -> StrategyConfig:
-    base: dict[str, Any] = {"gamma": 0.05, "session_s": 10.0, "order_size": 0.005,
-                            "max_position": 0.02}
+    base: dict[str, Any] = {
+        "gamma": 0.05,
+        "session_s": 10.0,
+        "order_size": 0.005,
+        "max_position": 0.02,
+    }
     return StrategyConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize(("mult", "lots"), [
-    (1.0, 5),  # neutral
-    (0.5, 2),  # 2.5 lots, rounded down
-    (0.39, 1),  # 1.95 -> 1
-    (0.1, 1),  # 0.5 lot: floored at one lot
-    (1e-9, 1),
-    (1.7, 5),  # above 1 never grows the order
-    (math.nan, 5),  # NaN: neutral
-])
+@pytest.mark.parametrize(
+    ("mult", "lots"),
+    [
+        (1.0, 5),  # neutral
+        (0.5, 2),  # 2.5 lots, rounded down
+        (0.39, 1),  # 1.95 -> 1
+        (0.1, 1),  # 0.5 lot: floored at one lot
+        (1e-9, 1),
+        (1.7, 5),  # above 1 never grows the order
+        (math.nan, 5),  # NaN: neutral
+    ],
+)
 def test_quote_size_scaled_floored_and_capped(mult: float, lots: int) -> None:
     t = Quoter(cfg(), BTC).decide(NOW_NS, book(), 1.0, 0.5, 1.0, 0, MlInputs(size_mult=mult))
     assert t is not None
@@ -110,8 +128,9 @@ def test_quote_size_scaled_floored_and_capped(mult: float, lots: int) -> None:
 
 
 def test_glft_uses_the_scaled_size_too() -> None:
-    t = Quoter(cfg(model="glft"), BTC).decide(NOW_NS, book(), 1.0, 0.5, 1.0, 0,
-                                              MlInputs(size_mult=0.5))
+    t = Quoter(cfg(model="glft"), BTC).decide(
+        NOW_NS, book(), 1.0, 0.5, 1.0, 0, MlInputs(size_mult=0.5)
+    )
     assert t is not None and t.bids[0][1] == 2
 
 
@@ -123,9 +142,11 @@ def test_strategy_multiplier_from_the_account() -> None:
     assert s.risk_size_mult(NOW_NS, 20.0, 0, AccountRisk(total_pnl_quote=3.0)) == 1.0
     # PnL 3 -> -2: drawdown 5 -> 0.5; a quarter of the budget lost -> 0.25;
     # 10 of 20 lots -> 0.5 * 0.5 = 0.25; sigma 20 again: risk 1.0, multiplier 0.5
-    m = s.risk_size_mult(NOW_NS + 10**9, 20.0, 10, AccountRisk(total_pnl_quote=-2.0,
-                                                                 loss_used=0.25))
+    m = s.risk_size_mult(
+        NOW_NS + 10**9, 20.0, 10, AccountRisk(total_pnl_quote=-2.0, loss_used=0.25)
+    )
     assert m == pytest.approx(0.5)
     # no account given: no drawdown beyond the peak seen, no loss
     assert s.risk_size_mult(NOW_NS + 2 * 10**9, 20.0, 0, None) == pytest.approx(
-        1 / (1 + 3.0 / 10.0))  # PnL 0 against the peak 3: drawdown 3
+        1 / (1 + 3.0 / 10.0)
+    )  # PnL 0 against the peak 3: drawdown 3

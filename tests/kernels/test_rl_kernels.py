@@ -17,22 +17,37 @@ S = 1_000_000_000
 T0 = 1_700_000_000 * S  # a multiple of 512 ns: exact as float64 (rs holds times as floats)
 
 
-def _obs(inv: float = 0.0, sigma: float = math.nan, ofi: float = math.nan,
-         p: float = math.nan, t: float = math.nan) -> np.ndarray:
+def _obs(
+    inv: float = 0.0,
+    sigma: float = math.nan,
+    ofi: float = math.nan,
+    p: float = math.nan,
+    t: float = math.nan,
+) -> np.ndarray:
     o = np.empty(rl.OBS_SIZE)
     o[rl.OBS_INV_FRAC], o[rl.OBS_SIGMA], o[rl.OBS_OFI] = inv, sigma, ofi
     o[rl.OBS_P_ADVERSE], o[rl.OBS_TIME_FRAC] = p, t
     return o
 
 
-@pytest.mark.parametrize(("inv", "expected"), [
-    (-1.0, 0), (-5.0, 0), (-math.inf, 0),  # at or below the range: first bin
-    (-0.51, 0),  # (-0.51 + 1) / 2 * 4 = 0.98 -> 0
-    (-0.5, 1),  # (-0.5 + 1) / 2 * 4 = 1.0 -> 1
-    (0.0, 2), (0.49, 2),  # 1.49 * 2 = 2.98 -> 2
-    (0.5, 3), (0.99, 3), (1.0, 3), (7.0, 3), (math.inf, 3),
-    (math.nan, 2),  # missing: the middle bin, 4 // 2
-])
+@pytest.mark.parametrize(
+    ("inv", "expected"),
+    [
+        (-1.0, 0),
+        (-5.0, 0),
+        (-math.inf, 0),  # at or below the range: first bin
+        (-0.51, 0),  # (-0.51 + 1) / 2 * 4 = 0.98 -> 0
+        (-0.5, 1),  # (-0.5 + 1) / 2 * 4 = 1.0 -> 1
+        (0.0, 2),
+        (0.49, 2),  # 1.49 * 2 = 2.98 -> 2
+        (0.5, 3),
+        (0.99, 3),
+        (1.0, 3),
+        (7.0, 3),
+        (math.inf, 3),
+        (math.nan, 2),  # missing: the middle bin, 4 // 2
+    ],
+)
 def test_inventory_bins_by_hand(inv: float, expected: int) -> None:
     rpi, rpf = rl.make_params((4, 1, 1, 1, 1), 5 * S, rl.MODE_GREEDY)
     assert rl.compute_rl_state(rpi, rpf, _obs(inv=inv)) == expected
@@ -40,8 +55,7 @@ def test_inventory_bins_by_hand(inv: float, expected: int) -> None:
 
 def test_state_index_is_mixed_radix_inventory_slowest() -> None:
     # bins (inv 3, vol 2, ofi 2, adverse 3, time 2): 72 states
-    rpi, rpf = rl.make_params((3, 2, 2, 3, 2), 5 * S, rl.MODE_GREEDY, vol_ref=10.0,
-                              ofi_scale=2.0)
+    rpi, rpf = rl.make_params((3, 2, 2, 3, 2), 5 * S, rl.MODE_GREEDY, vol_ref=10.0, ofi_scale=2.0)
     assert rl.n_states(rpi) == 72
     # inv 0.9 -> (1.9 / 2) * 3 = 2.85 -> 2; sigma 25 / 10 = 2.5 >= 2 -> 1;
     # ofi -4 / 2 -> tanh(-2) = -0.964 -> (0.036 / 2) * 2 = 0.036 -> 0; p 0.4 -> 1.2 -> 1;
@@ -143,9 +157,9 @@ def test_tiny_mdp_learns_its_known_optimal_policy_and_values() -> None:
     v2 = 1.0 / (1.0 - g**3)  # 3.6900
     v1 = g * v2  # 3.3210
     v0 = g * v1  # 2.9889
-    q_star = np.array([[0.1 + g * v0, g * v1],
-                       [0.1 + g * v1, g * v2],
-                       [0.1 + g * v2, 1.0 + g * v0]])
+    q_star = np.array(
+        [[0.1 + g * v0, g * v1], [0.1 + g * v1, g * v2], [0.1 + g * v2, 1.0 + g * v0]]
+    )
     # Q*(0, advance) = g V(1), Q*(1, advance) = g V(2), Q*(2, advance) = 1 + g V(0)
     assert q_star[0, 1] == pytest.approx(v0) and q_star[1, 1] == pytest.approx(v1)
     assert q_star[2, 1] == pytest.approx(v2)
@@ -211,8 +225,12 @@ def test_greedy_mode_acts_only_on_actions_tried_in_training() -> None:
     ml = np.ones(ML_SIZE)
     # nothing tried in state 1: the neutral action 0 (gamma x1, no skew), whatever q says
     q[1, 5] = 9.0
-    assert rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0, 0.0, 1000.0,
-                        0, 10, 0.01) == 0
+    assert (
+        rl.rl_decide(
+            q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0, 0.0, 1000.0, 0, 10, 0.01
+        )
+        == 0
+    )
     assert (ml[ML_GAMMA_MULT], ml[ML_SKEW_TICKS]) == (1.0, 0.0)
     # two tried, both losing: the lesser loss, not the untried zeros (nor the untried 9)
     visits[1, 7], q[1, 7] = 3, -2.0
@@ -221,8 +239,9 @@ def test_greedy_mode_acts_only_on_actions_tried_in_training() -> None:
     # greedy mode still scores its steps (RS_REWARD_SUM) without touching the table:
     # PnL 0 -> 0.05 quote at 0.01 per tick-lot = 5 tick-lots, flat, no penalty
     before, seen = q.copy(), visits.copy()
-    rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 5 * S, 0.05, 1001.0,
-                 0, 10, 0.01)
+    rl.rl_decide(
+        q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 5 * S, 0.05, 1001.0, 0, 10, 0.01
+    )
     assert rs[rl.RS_REWARD_SUM] == pytest.approx(5.0)
     assert np.array_equal(q, before) and np.array_equal(visits, seen)
 
@@ -230,37 +249,60 @@ def test_greedy_mode_acts_only_on_actions_tried_in_training() -> None:
 def test_rl_decide_off_leaves_ml_alone() -> None:
     q, visits, rpi, rpf, actions, rs, rng = _agent(rl.MODE_OFF)
     ml = np.array([1.0, 1.0, 1.0, 0.0, np.nan])
-    assert rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(), T0, 0.0, 1000.0, 0,
-                        10, 0.01) == -1
+    assert (
+        rl.rl_decide(
+            q, visits, rpi, rpf, actions, rs, rng, ml, _obs(), T0, 0.0, 1000.0, 0, 10, 0.01
+        )
+        == -1
+    )
     assert ml[ML_GAMMA_MULT] == 1.0 and ml[ML_SKEW_TICKS] == 0.0 and rs[rl.RS_DECISIONS] == 0
 
 
 def test_rl_decide_learns_the_hand_computed_reward() -> None:
     # alpha 1, discount 0: the Q value of the last step's (state, action) becomes its reward
-    q, visits, rpi, rpf, actions, rs, rng = _agent(rl.MODE_LEARN, alpha=1.0, discount=0.0,
-                                                   epsilon=0.0, damp=0.5, penalty=0.25)
+    q, visits, rpi, rpf, actions, rs, rng = _agent(
+        rl.MODE_LEARN, alpha=1.0, discount=0.0, epsilon=0.0, damp=0.5, penalty=0.25
+    )
     ml = np.ones(ML_SIZE)
     unit = 0.5  # quote per tick-lot
-    a0 = rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.5), T0, 10.0, 100.0, 2,
-                      4, unit)
+    a0 = rl.rl_decide(
+        q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.5), T0, 10.0, 100.0, 2, 4, unit
+    )
     assert a0 == 0 and visits.sum() == 0  # the first decision has no step behind it
     s0 = int(rs[rl.RS_STATE])
     assert s0 == 2  # inventory 0.5 of 3 bins: 1.5 / 2 * 3 = 2.25 -> 2
     # 5 s later: PnL 10 -> 12 quote = 4 tick-lots; the 2 lots held saw the mid 100 -> 101:
     # 2 tick-lots of inventory gain, half dampened; penalty 0.25 * 2^2 / 4 = 0.25
     # r = 4 - 0.5 * 2 - 0.25 = 2.75
-    rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 5 * S, 12.0, 101.0,
-                 0, 4, unit)
+    rl.rl_decide(
+        q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 5 * S, 12.0, 101.0, 0, 4, unit
+    )
     assert q[s0, a0] == 2.75 and visits[s0, a0] == 1 and rs[rl.RS_REWARD_SUM] == 2.75
     # the next step: flat, PnL 12 -> 11 (fees): r = -2 tick-lots, no inventory term
     s1, a1 = int(rs[rl.RS_STATE]), int(rs[rl.RS_ACTION])
-    rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 10 * S, 11.0,
-                 90.0, 0, 4, unit)
+    rl.rl_decide(
+        q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 10 * S, 11.0, 90.0, 0, 4, unit
+    )
     assert q[s1, a1] == -2.0 and rs[rl.RS_REWARD_SUM] == 0.75
     # a NaN PnL (no mark yet) skips the update instead of poisoning the table
     before = q.copy()
-    rl.rl_decide(q, visits, rpi, rpf, actions, rs, rng, ml, _obs(0.0), T0 + 15 * S, math.nan,
-                 90.0, 0, 4, unit)
+    rl.rl_decide(
+        q,
+        visits,
+        rpi,
+        rpf,
+        actions,
+        rs,
+        rng,
+        ml,
+        _obs(0.0),
+        T0 + 15 * S,
+        math.nan,
+        90.0,
+        0,
+        4,
+        unit,
+    )
     assert np.array_equal(q, before) and visits.sum() == 2
     assert rs[rl.RS_DECISIONS] == 4
 

@@ -80,14 +80,18 @@ class RefCalibrator:
         cfg = self.cfg
         if window_s > 0:
             status, kappa, a, r2, _n = compute_intensity_fit(
-                counts, window_s, n_trades, int(cfg.min_trades), self.min_points,
-                float(cfg.min_r2))
+                counts, window_s, n_trades, int(cfg.min_trades), self.min_points, float(cfg.min_r2)
+            )
         else:
             status, kappa, a, r2 = FIT_TOO_FEW_TRADES, math.nan, math.nan, math.nan
         sigma = float(compute_sigma(state_i, state_f, self.step_s))
         self.fits += 1
-        self.raw_kappa, self.raw_a, self.r2, self.raw_sigma = (float(kappa), float(a), float(r2),
-                                                               sigma)
+        self.raw_kappa, self.raw_a, self.r2, self.raw_sigma = (
+            float(kappa),
+            float(a),
+            float(r2),
+            sigma,
+        )
         self.status = int(status)
         if status == FIT_OK:
             self.kappa = min(max(float(kappa), cfg.kappa_min), cfg.kappa_max)
@@ -100,8 +104,16 @@ class RefCalibrator:
             self.poor_fits += 1
 
 
-def ref_decide(strat: SymbolStrategy, now_ns: int, book, sigma: float, kappa: float, a: float,
-               q: int, ml: MlInputs):
+def ref_decide(
+    strat: SymbolStrategy,
+    now_ns: int,
+    book,
+    sigma: float,
+    kappa: float,
+    a: float,
+    q: int,
+    ml: MlInputs,
+):
     """Quoter.decide as Python: returns (bids, asks, reservation, half, source) or a reason."""
     qt = strat.quoter
     if book.n_bids == 0 or book.n_asks == 0:
@@ -124,10 +136,28 @@ def ref_decide(strat: SymbolStrategy, now_ns: int, book, sigma: float, kappa: fl
         return "bad_model_input"
     n = qt._levels
     bp, bq, ap, aq = (np.zeros(n, np.int64) for _ in range(4))
-    code = compute_quote_ladder(bp, bq, ap, aq, raw[0], raw[1], raw[2], best_bid, best_ask, q,
-                                qt._max_lots, qt._min_spread_frac * mid, n, qt._spacing_ticks,
-                                qt._order_lots, qt._size_eta, ml.bid_mult, ml.ask_mult,
-                                ml.skew_ticks, ml.spread_override_ticks)
+    code = compute_quote_ladder(
+        bp,
+        bq,
+        ap,
+        aq,
+        raw[0],
+        raw[1],
+        raw[2],
+        best_bid,
+        best_ask,
+        q,
+        qt._max_lots,
+        qt._min_spread_frac * mid,
+        n,
+        qt._spacing_ticks,
+        qt._order_lots,
+        qt._size_eta,
+        ml.bid_mult,
+        ml.ask_mult,
+        ml.skew_ticks,
+        ml.spread_override_ticks,
+    )
     if code != OK:
         return "crossed_book" if code == ERR_CROSSED else "bad_ladder_input"
     bids = [(int(p), int(x)) for p, x in zip(bp, bq, strict=True) if x > 0]
@@ -167,8 +197,9 @@ def ref_diff(bids, asks, orders: list[OpenOrder], tol: int) -> list[tuple]:
     a_done, a_kept = match(asks, a_orders)
     kept = {o.client_order_id for o, k in zip(b_orders, b_kept, strict=True) if k}
     kept |= {o.client_order_id for o, k in zip(a_orders, a_kept, strict=True) if k}
-    out: list[tuple] = [("cancel", o.client_order_id) for o in orders
-                        if o.client_order_id not in kept]
+    out: list[tuple] = [
+        ("cancel", o.client_order_id) for o in orders if o.client_order_id not in kept
+    ]
     for side, levels, done in ((BUY, bids, b_done), (SELL, asks, a_done)):
         out += [("submit", side, p, x) for (p, x), d in zip(levels, done, strict=True) if not d]
     return out
@@ -180,8 +211,17 @@ class RefBucket:
     last_ns: int
 
 
-def ref_check(gate: RiskGate, buckets: dict, symbol: str, cmds, now_ns: int, pos: int,
-              open_buy: int, open_sell: int, stale: bool) -> list[tuple[str, str]]:
+def ref_check(
+    gate: RiskGate,
+    buckets: dict,
+    symbol: str,
+    cmds,
+    now_ns: int,
+    pos: int,
+    open_buy: int,
+    open_sell: int,
+    stale: bool,
+) -> list[tuple[str, str]]:
     """RiskGate.check's loop as Python: (client_order_id, reason or "") per command."""
     inst = gate._instruments[symbol]
     b = buckets.get(symbol)
@@ -205,8 +245,10 @@ def ref_check(gate: RiskGate, buckets: dict, symbol: str, cmds, now_ns: int, pos
             reason = "book_stale"
         elif exp > gate._max_lots[symbol]:
             reason = "max_position"
-        elif (gate._cfg.max_notional > 0
-              and exp * inst.lot * c.px_ticks * inst.tick > gate._cfg.max_notional):
+        elif (
+            gate._cfg.max_notional > 0
+            and exp * inst.lot * c.px_ticks * inst.tick > gate._cfg.max_notional
+        ):
             reason = "max_notional"
         elif b.tokens < 1.0:
             reason = "rate_limit"
@@ -225,24 +267,56 @@ def ref_check(gate: RiskGate, buckets: dict, symbol: str, cmds, now_ns: int, pos
 
 
 @njit
-def _decide_in_njit(win, cursor, mids, trades, mid_total, trade_total, cal, quote, orders,
-                    n_orders, cmds, next_oid, done, now_ns, market_ns, book, q):
+def _decide_in_njit(
+    win,
+    cursor,
+    mids,
+    trades,
+    mid_total,
+    trade_total,
+    cal,
+    quote,
+    orders,
+    n_orders,
+    cmds,
+    next_oid,
+    done,
+    now_ns,
+    market_ns,
+    book,
+    q,
+):
     cal_i, cal_f, cal_pi, cal_pf = cal
     tgt, dec_f, qpi, qpf, ml = quote
     best_bid, best_ask, n_bids, n_asks = book
-    rc = ks.update_calibration_from_rings(win, cursor, mids, trades, mid_total, trade_total,
-                                          cal_pi[ks.CPI_STEP_NS])
+    rc = ks.update_calibration_from_rings(
+        win, cursor, mids, trades, mid_total, trade_total, cal_pi[ks.CPI_STEP_NS]
+    )
     if rc != 0:
         return rc, -1
     if market_ns > 0:
         ks.update_calibration_schedule(win, cal_i, cal_f, cal_pi, cal_pf, market_ns)
-    code = ks.compute_quote_decision(tgt, dec_f, qpi, qpf, ml, now_ns, best_bid, best_ask,
-                                     n_bids, n_asks, cal_f[ks.CF_SIGMA], cal_f[ks.CF_KAPPA],
-                                     cal_f[ks.CF_A], q)
+    code = ks.compute_quote_decision(
+        tgt,
+        dec_f,
+        qpi,
+        qpf,
+        ml,
+        now_ns,
+        best_bid,
+        best_ask,
+        n_bids,
+        n_asks,
+        cal_f[ks.CF_SIGMA],
+        cal_f[ks.CF_KAPPA],
+        cal_f[ks.CF_A],
+        q,
+    )
     if code != 0:
         return code, -1
-    n = ks.compute_order_diff(cmds, orders, next_oid, done, tgt, n_orders,
-                              qpi[ks.QPI_TOLERANCE_TICKS])
+    n = ks.compute_order_diff(
+        cmds, orders, next_oid, done, tgt, n_orders, qpi[ks.QPI_TOLERANCE_TICKS]
+    )
     return code, n
 
 
@@ -250,13 +324,28 @@ def _cfgs() -> list[tuple[str, StrategyConfig, MlInputs]]:
     base = StrategyConfig()
     return [
         ("as_default", base, MlInputs()),
-        ("glft_ladder", msgspec.structs.replace(
-            base, model="glft", order_size=0.004, levels=3, level_spacing_ticks=2,
-            requote_tolerance_ticks=2, size_eta=0.5, max_position=0.02, min_spread_bps=0.5),
-         MlInputs(bid_mult=1.2, ask_mult=0.9, gamma_mult=2.0, skew_ticks=0.5)),
-        ("as_tight", msgspec.structs.replace(base, session_s=60.0, requote_tolerance_ticks=0,
-                                             order_size=0.002, gamma=1e-3),
-         MlInputs(spread_override_ticks=3.0)),
+        (
+            "glft_ladder",
+            msgspec.structs.replace(
+                base,
+                model="glft",
+                order_size=0.004,
+                levels=3,
+                level_spacing_ticks=2,
+                requote_tolerance_ticks=2,
+                size_eta=0.5,
+                max_position=0.02,
+                min_spread_bps=0.5,
+            ),
+            MlInputs(bid_mult=1.2, ask_mult=0.9, gamma_mult=2.0, skew_ticks=0.5),
+        ),
+        (
+            "as_tight",
+            msgspec.structs.replace(
+                base, session_s=60.0, requote_tolerance_ticks=0, order_size=0.002, gamma=1e-3
+            ),
+            MlInputs(spread_override_ticks=3.0),
+        ),
     ]
 
 
@@ -307,9 +396,14 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
             ks.append_ring_mid(*mids_k, tot_m, int(m_new["ts_ns"][k]), float(m_new["mid_ticks"][k]))
         t_new = st.trades.since(int(tot_t[0]))
         for k in range(len(t_new["ts_ns"])):
-            ks.append_ring_trade(trades_k, tot_t, int(t_new["ts_ns"][k]),
-                                 int(t_new["px_ticks"][k]), int(t_new["qty_lots"][k]),
-                                 int(t_new["side"][k]))
+            ks.append_ring_trade(
+                trades_k,
+                tot_t,
+                int(t_new["ts_ns"][k]),
+                int(t_new["px_ticks"][k]),
+                int(t_new["qty_lots"][k]),
+                int(t_new["side"][k]),
+            )
         assert tot_m[0] == st.mids.total and tot_t[0] == st.trades.total
         assert np.array_equal(mids_k[0], st.mids.column("ts_ns"))
         assert np.array_equal(mids_k[1], st.mids.column("mid_ticks"), equal_nan=True)
@@ -322,34 +416,59 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         step_ns = strat.calibrator.step_ns
         a_i = b_j = 0
         while a_i < len(m["ts_ns"]) or b_j < len(t["ts_ns"]):
-            if b_j >= len(t["ts_ns"]) or (a_i < len(m["ts_ns"])
-                                          and m["ts_ns"][a_i] <= t["ts_ns"][b_j]):
-                update_mid(*ref_cal.win[:5], int(m["ts_ns"][a_i]), float(m["mid_ticks"][a_i]),
-                           step_ns)
+            if b_j >= len(t["ts_ns"]) or (
+                a_i < len(m["ts_ns"]) and m["ts_ns"][a_i] <= t["ts_ns"][b_j]
+            ):
+                update_mid(
+                    *ref_cal.win[:5], int(m["ts_ns"][a_i]), float(m["mid_ticks"][a_i]), step_ns
+                )
                 a_i += 1
             else:
-                update_trade(*ref_cal.win[:5], int(t["ts_ns"][b_j]), int(t["px_ticks"][b_j]),
-                             int(t["side"][b_j]), step_ns)
+                update_trade(
+                    *ref_cal.win[:5],
+                    int(t["ts_ns"][b_j]),
+                    int(t["px_ticks"][b_j]),
+                    int(t["side"][b_j]),
+                    step_ns,
+                )
                 b_j += 1
         if st.book.ts_exch_ns > 0:
             ref_cal.maybe_refit(st.book.ts_exch_ns)
 
         now = st.book.ts_exch_ns if st.book.ts_exch_ns > 0 else ts
         halted = 3000 <= i < 3200
-        ref_orders = [OpenOrder(o.client_order_id, o.side, o.px_ticks, o.qty_lots, o.orig_lots)
-                      for o in orders]
+        ref_orders = [
+            OpenOrder(o.client_order_id, o.side, o.px_ticks, o.qty_lots, o.orig_lots)
+            for o in orders
+        ]
         cmds = strat.step(now, st, orders, pos, halted=halted)
 
         # calibration: identical window, fit and parameters
         cal = strat.calibrator
         for x, y in zip(cal.win, ref_cal.win, strict=True):
             assert np.array_equal(x, y, equal_nan=True), i
-        assert (cal.kappa, cal.a, cal.sigma, cal.source, cal.fits, cal.good_fits,
-                cal.poor_fits) == (ref_cal.kappa, ref_cal.a, ref_cal.sigma, ref_cal.source,
-                                   ref_cal.fits, ref_cal.good_fits, ref_cal.poor_fits), i
-        assert np.array_equal([cal.r2, cal.raw_kappa, cal.raw_a, cal.raw_sigma],
-                              [ref_cal.r2, ref_cal.raw_kappa, ref_cal.raw_a, ref_cal.raw_sigma],
-                              equal_nan=True), i
+        assert (
+            cal.kappa,
+            cal.a,
+            cal.sigma,
+            cal.source,
+            cal.fits,
+            cal.good_fits,
+            cal.poor_fits,
+        ) == (
+            ref_cal.kappa,
+            ref_cal.a,
+            ref_cal.sigma,
+            ref_cal.source,
+            ref_cal.fits,
+            ref_cal.good_fits,
+            ref_cal.poor_fits,
+        ), i
+        assert np.array_equal(
+            [cal.r2, cal.raw_kappa, cal.raw_a, cal.raw_sigma],
+            [ref_cal.r2, ref_cal.raw_kappa, ref_cal.raw_a, ref_cal.raw_sigma],
+            equal_nan=True,
+        ), i
         n_fits = cal.fits
         sources.add(cal.source)
 
@@ -369,11 +488,20 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
             else:
                 n_dec += 1
                 tg = strat.target
-                assert (tg.bids, tg.asks, tg.reservation_ticks, tg.half_spread_ticks,
-                        tg.params_source) == ref, i
+                assert (
+                    tg.bids,
+                    tg.asks,
+                    tg.reservation_ticks,
+                    tg.half_spread_ticks,
+                    tg.params_source,
+                ) == ref, i
                 want = ref_diff(ref[0], ref[1], ref_orders, cfg.requote_tolerance_ticks)
-        got = [("cancel", c.client_order_id) if isinstance(c, CancelOrder)
-               else ("submit", c.side, c.px_ticks, c.qty_lots) for c in cmds]
+        got = [
+            ("cancel", c.client_order_id)
+            if isinstance(c, CancelOrder)
+            else ("submit", c.side, c.px_ticks, c.qty_lots)
+            for c in cmds
+        ]
         assert got == want, i
         n_cmds += len(cmds)
 
@@ -381,11 +509,18 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         open_buy = sum(o.qty_lots for o in orders if o.side == BUY)
         open_sell = sum(o.qty_lots for o in orders if o.side == SELL)
         gate.halted = ref_gate.halted = 5000 <= i < 5100
-        allowed, rejected = gate.check("BTCUSDT", cmds, now_ns=now, position_lots=pos,
-                                       open_buy_lots=open_buy, open_sell_lots=open_sell,
-                                       book_stale=st.stale)
-        verdict = ref_check(ref_gate, ref_buckets, "BTCUSDT", cmds, now, pos, open_buy,
-                            open_sell, st.stale)
+        allowed, rejected = gate.check(
+            "BTCUSDT",
+            cmds,
+            now_ns=now,
+            position_lots=pos,
+            open_buy_lots=open_buy,
+            open_sell_lots=open_sell,
+            book_stale=st.stale,
+        )
+        verdict = ref_check(
+            ref_gate, ref_buckets, "BTCUSDT", cmds, now, pos, open_buy, open_sell, st.stale
+        )
         rej = {r.command.client_order_id: r.reason for r in rejected}
         assert [(c.client_order_id, rej.get(c.client_order_id, "")) for c in cmds] == verdict
         assert all(isinstance(r, Rejection) and r.reason in REASONS for r in rejected)
@@ -398,13 +533,15 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
             if isinstance(c, CancelOrder):
                 orders = [o for o in orders if o.client_order_id != c.client_order_id]
             elif isinstance(c, SubmitOrder):
-                orders.append(OpenOrder(c.client_order_id, c.side, c.px_ticks, c.qty_lots,
-                                        c.qty_lots))
+                orders.append(
+                    OpenOrder(c.client_order_id, c.side, c.px_ticks, c.qty_lots, c.qty_lots)
+                )
         for px, taker in zip(t_new["px_ticks"].tolist(), t_new["side"].tolist(), strict=True):
             kept = []
             for o in orders:
                 if (o.side == BUY and taker == SELL and px <= o.px_ticks) or (
-                        o.side == SELL and taker == BUY and px >= o.px_ticks):
+                    o.side == SELL and taker == BUY and px >= o.px_ticks
+                ):
                     fill = max(1, o.qty_lots // 2)
                     pos += fill * o.side
                     n_fill_pos += pos != 0
@@ -417,11 +554,13 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         # every 50th frame: the same decision inside one njit function from copied state
         if i % 50 == 0 and strat.target is not None and not halted:
             n_njit += _check_njit_equals_python(strat, st, orders, pos, now)
-    print(f"{name}: {i + 1} frames, {n_dec} decisions, {n_cmds} commands, {n_rej} risk "
-          f"rejections, {n_fits} refits, {n_partial} partial fills, final position {pos}, "
-          f"{n_njit} njit checks, {n_idle} idle steps ({n_halted_cancel} halted with orders "
-          f"to cancel), {n_ref_reject} refused quotes, {n_gate_halted} halted rejections, "
-          f"sources {sorted(sources)}")
+    print(
+        f"{name}: {i + 1} frames, {n_dec} decisions, {n_cmds} commands, {n_rej} risk "
+        f"rejections, {n_fits} refits, {n_partial} partial fills, final position {pos}, "
+        f"{n_njit} njit checks, {n_idle} idle steps ({n_halted_cancel} halted with orders "
+        f"to cancel), {n_ref_reject} refused quotes, {n_gate_halted} halted rejections, "
+        f"sources {sorted(sources)}"
+    )
     # the slice was long enough to see every kind of step (not a loop that checked nothing)
     assert i + 1 == PARITY_FRAMES
     assert n_dec > 1000 and n_cmds > 100 and n_fits > 10 and n_njit > 20
@@ -432,8 +571,9 @@ def test_strategy_kernels_equal_python_path_on_every_decision(
         assert n_partial > 0
 
 
-def _check_njit_equals_python(strat: SymbolStrategy, st, orders: list[OpenOrder], pos: int,
-                              now: int) -> int:
+def _check_njit_equals_python(
+    strat: SymbolStrategy, st, orders: list[OpenOrder], pos: int, now: int
+) -> int:
     """Run ring read + refit + decision + diff from copies of the strategy's state twice: kernel
     by kernel from Python, and inside one njit function; both must agree exactly."""
     cal = strat.calibrator
@@ -449,27 +589,65 @@ def _check_njit_equals_python(strat: SymbolStrategy, st, orders: list[OpenOrder]
     market_ns = book.ts_exch_ns + 10**10  # forces a refit
 
     def state():
-        return (tuple(x.copy() for x in cal.win), cursor0.copy(),
-                (cal.cal_i.copy(), cal.cal_f.copy(), cal.cal_pi, cal.cal_pf),
-                (np.zeros_like(qt.tgt), np.zeros(ks.DF_SIZE), qt.qpi, qt.qpf, qt._ml.copy()),
-                arr.copy(), np.zeros(len(orders) + 2 * qt.tgt.shape[1], ks.COMMAND_DTYPE),
-                np.array([7], np.int64), np.zeros(2 * qt.tgt.shape[1], np.int64))
+        return (
+            tuple(x.copy() for x in cal.win),
+            cursor0.copy(),
+            (cal.cal_i.copy(), cal.cal_f.copy(), cal.cal_pi, cal.cal_pf),
+            (np.zeros_like(qt.tgt), np.zeros(ks.DF_SIZE), qt.qpi, qt.qpf, qt._ml.copy()),
+            arr.copy(),
+            np.zeros(len(orders) + 2 * qt.tgt.shape[1], ks.COMMAND_DTYPE),
+            np.array([7], np.int64),
+            np.zeros(2 * qt.tgt.shape[1], np.int64),
+        )
 
     bk = (int(book.bid_px[0]), int(book.ask_px[0]), book.n_bids, book.n_asks)
     w1, c1, cl1, q1, o1, cm1, id1, d1 = state()
-    ks.update_calibration_from_rings(w1, c1, mids, trades, st.mids.total, st.trades.total,
-                                     cal.step_ns)
+    ks.update_calibration_from_rings(
+        w1, c1, mids, trades, st.mids.total, st.trades.total, cal.step_ns
+    )
     ks.update_calibration_schedule(w1, *cl1, market_ns)
-    code1 = ks.compute_quote_decision(*q1, now, *bk, float(cl1[1][ks.CF_SIGMA]),
-                                      float(cl1[1][ks.CF_KAPPA]), float(cl1[1][ks.CF_A]), pos)
-    n1 = ks.compute_order_diff(cm1, o1, id1, d1, q1[0], len(orders),
-                               int(qt.qpi[ks.QPI_TOLERANCE_TICKS])) if code1 == 0 else -1
+    code1 = ks.compute_quote_decision(
+        *q1,
+        now,
+        *bk,
+        float(cl1[1][ks.CF_SIGMA]),
+        float(cl1[1][ks.CF_KAPPA]),
+        float(cl1[1][ks.CF_A]),
+        pos,
+    )
+    n1 = (
+        ks.compute_order_diff(
+            cm1, o1, id1, d1, q1[0], len(orders), int(qt.qpi[ks.QPI_TOLERANCE_TICKS])
+        )
+        if code1 == 0
+        else -1
+    )
     w2, c2, cl2, q2, o2, cm2, id2, d2 = state()
-    code2, n2 = _decide_in_njit(w2, c2, mids, trades, st.mids.total, st.trades.total, cl2, q2,
-                                o2, len(orders), cm2, id2, d2, now, market_ns, bk, pos)
+    code2, n2 = _decide_in_njit(
+        w2,
+        c2,
+        mids,
+        trades,
+        st.mids.total,
+        st.trades.total,
+        cl2,
+        q2,
+        o2,
+        len(orders),
+        cm2,
+        id2,
+        d2,
+        now,
+        market_ns,
+        bk,
+        pos,
+    )
     assert (code1, n1) == (code2, n2)
-    for x, y in itertools.chain(zip(w1, w2, strict=True), zip(cl1[:2], cl2[:2], strict=True),
-                                zip(q1[:2], q2[:2], strict=True)):
+    for x, y in itertools.chain(
+        zip(w1, w2, strict=True),
+        zip(cl1[:2], cl2[:2], strict=True),
+        zip(q1[:2], q2[:2], strict=True),
+    ):
         assert np.array_equal(x, y, equal_nan=True)
     assert np.array_equal(cm1, cm2) and np.array_equal(c1, c2) and id1[0] == id2[0]
     return 1

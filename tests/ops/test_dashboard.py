@@ -93,8 +93,13 @@ SCHEMA: dict[str, Any] = {
         "templating": {
             "type": "object",
             "required": ["list"],
-            "properties": {"list": {"type": "array", "items": VARIABLE,
-                                    "contains": {"properties": {"name": {"const": "symbol"}}}}},
+            "properties": {
+                "list": {
+                    "type": "array",
+                    "items": VARIABLE,
+                    "contains": {"properties": {"name": {"const": "symbol"}}},
+                }
+            },
         },
     },
 }
@@ -105,8 +110,11 @@ def jsonschema_mod() -> Any:
     try:
         import jsonschema
     except ImportError:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "jsonschema"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "jsonschema"],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             pytest.skip(f"jsonschema not installable: {r.stderr[-300:]}")
         import jsonschema
@@ -131,9 +139,10 @@ def _exported_names() -> set[str]:
     src = (ROOT / "mmd" / "metrics.py").read_text()
     names: set[str] = set()
     for kind, name in re.findall(
-            r"\b(CounterMetricFamily|GaugeMetricFamily|SummaryMetricFamily|Counter|Gauge|"
-            r"Histogram)\(\s*\"(mmd_\w+)\"",
-            src):
+        r"\b(CounterMetricFamily|GaugeMetricFamily|SummaryMetricFamily|Counter|Gauge|"
+        r"Histogram)\(\s*\"(mmd_\w+)\"",
+        src,
+    ):
         if kind.startswith("Counter"):
             names.add(name + "_total")
         elif kind == "Histogram":
@@ -169,9 +178,23 @@ def test_panels_ids_grid_and_datasource(dash: dict[str, Any]) -> None:
         refs = [t["refId"] for t in p["targets"]]
         assert len(refs) == len(set(refs)), p["title"]
     titles = " ".join(p["title"].lower() for p in panels)
-    for needed in ("pnl", "position", "quotes", "spread", "fill", "imbalance", "vpin",
-                   "volatility", "kappa", "lag", "messages", "resyncs", "latency",
-                   "readiness", "kill switch"):
+    for needed in (
+        "pnl",
+        "position",
+        "quotes",
+        "spread",
+        "fill",
+        "imbalance",
+        "vpin",
+        "volatility",
+        "kappa",
+        "lag",
+        "messages",
+        "resyncs",
+        "latency",
+        "readiness",
+        "kill switch",
+    ):
         assert needed in titles, needed
     text = [p for p in panels if p["type"] == "text"]
     assert text and "adverse" in text[0]["options"]["content"].lower()

@@ -89,14 +89,19 @@ def test_compose_runs_the_daemon_read_only_with_a_data_volume_and_tmpfs() -> Non
         ([], {"MMD_MODELS__DIR": "/dev/shm/m"}, "models.dir"),
     ],
 )
-def test_url_and_path_values_exit_2_naming_the_key(args: list[str], env: dict[str, str],
-                                                    key: str, tmp_path: Path) -> None:
+def test_url_and_path_values_exit_2_naming_the_key(
+    args: list[str], env: dict[str, str], key: str, tmp_path: Path
+) -> None:
     import os
 
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config", "-c",
-                        str(ROOT / "config.toml"), *args],
-                       env={**os.environ, **env}, cwd=tmp_path, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config", "-c", str(ROOT / "config.toml"), *args],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"config error: {key}:" in lines[0], r.stderr

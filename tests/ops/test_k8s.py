@@ -22,8 +22,11 @@ K8S_VERSION = "1.30.0"
 def validator() -> list[str]:
     exe = shutil.which("kubernetes-validate")
     if exe is None:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "kubernetes-validate"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "kubernetes-validate"],
+            capture_output=True,
+            text=True,
+        )
         exe = shutil.which("kubernetes-validate")
         if r.returncode != 0 or exe is None:
             pytest.skip(f"kubernetes-validate not installable: {r.stderr[-300:]}")
@@ -61,17 +64,20 @@ def test_strict_validation_catches_a_typo(validator: list[str], tmp_path: Path) 
 
 def test_manifests_agree(tmp_path: Path) -> None:
     docs = _docs()
-    assert set(docs) == {"Namespace", "ConfigMap", "Deployment",
-                         "PersistentVolumeClaim", "Service"}
+    assert set(docs) == {"Namespace", "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service"}
     ns = docs["Namespace"]["metadata"]["name"]
     assert all(d["metadata"].get("namespace") == ns for k, d in docs.items() if k != "Namespace")
 
     cfg_text = docs["ConfigMap"]["data"]["config.toml"]
     (tmp_path / "config.toml").write_text(cfg_text)
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config", "-c",
-                        str(tmp_path / "config.toml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config", "-c", str(tmp_path / "config.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     import tomllib
+
     cfg = tomllib.loads(cfg_text)
     assert cfg["metrics"]["host"] == "0.0.0.0" and cfg["metrics"]["port"] == 9464
 
@@ -96,8 +102,10 @@ def test_manifests_agree(tmp_path: Path) -> None:
     assert cfg["state"]["dir"].startswith(mounts["state"] + "/")
     assert c["args"][-1] == mounts["config"] + "/config.toml"
     vols = {v["name"]: v for v in spec["volumes"]}
-    assert vols["state"]["persistentVolumeClaim"]["claimName"] == \
-        docs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert (
+        vols["state"]["persistentVolumeClaim"]["claimName"]
+        == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    )
     assert vols["config"]["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
 
     svc = docs["Service"]

@@ -53,13 +53,16 @@ def test_locks_pin_every_declared_dependency_within_its_range() -> None:
     runtime, extras = _declared()
     rt, dev = _pins(RUNTIME_LOCK), _pins(DEV_LOCK)
     assert "mmd" not in rt and "mmd" not in dev, "the project itself is not a locked dependency"
-    for lock_name, pins, reqs in (("requirements.lock", rt, runtime),
-                                  ("requirements-dev.lock", dev, runtime + extras)):
+    for lock_name, pins, reqs in (
+        ("requirements.lock", rt, runtime),
+        ("requirements-dev.lock", dev, runtime + extras),
+    ):
         for req in reqs:
             name = canonicalize_name(req.name)
             assert name in pins, f"{lock_name} has no pin for {req} (run deploy/lock.sh)"
-            assert req.specifier.contains(pins[name], prereleases=True), \
+            assert req.specifier.contains(pins[name], prereleases=True), (
                 f"{lock_name} pins {name}=={pins[name]}, outside pyproject.toml's {req}"
+            )
     # the runtime lock is the daemon's closure only: no test, train or deep dependency
     for heavy in ("pytest", "torch", "optuna", "scikit-learn", "pyarrow"):
         assert heavy not in rt, heavy
@@ -77,7 +80,7 @@ def test_runtime_lock_is_hashed_and_agrees_with_the_dev_lock() -> None:
         assert re.search(r"--hash=sha256:[0-9a-f]{64}", entry), entry.splitlines()[0]
     # the build backend is locked too (the Dockerfile builds the package without isolation)
     assert "setuptools" in rt
-    shared = (set(rt) & set(dev))
+    shared = set(rt) & set(dev)
     assert len(shared) >= 20, shared
     assert {n: rt[n] for n in shared} == {n: dev[n] for n in shared}
 
@@ -95,14 +98,17 @@ def test_venv_has_the_locked_versions() -> None:
         # `==2.13.0` admits 2.13.0+cpu (PEP 440: a pin without a local label ignores it)
         if not SpecifierSet(f"=={version}").contains(Version(have), prereleases=True):
             wrong[name] = f"locked {version}, installed {have}"
-    assert not wrong, ("the venv differs from requirements-dev.lock; reinstall with "
-                       f"`pip install -c requirements-dev.lock -e '.[dev]'`: {wrong}")
+    assert not wrong, (
+        "the venv differs from requirements-dev.lock; reinstall with "
+        f"`pip install -c requirements-dev.lock -e '.[dev]'`: {wrong}"
+    )
 
 
 def test_dockerfile_and_ci_install_from_the_locks() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"pip install [^\n]*--require-hashes \\\n\s*-r /src/requirements\.lock",
-                     dockerfile), "the Dockerfile installs requirements.lock with hashes"
+    assert re.search(
+        r"pip install [^\n]*--require-hashes \\\n\s*-r /src/requirements\.lock", dockerfile
+    ), "the Dockerfile installs requirements.lock with hashes"
     # the package itself adds nothing unlocked: no dependencies, no isolated build env
     assert re.search(r"pip install [^\n]*--no-deps --no-build-isolation /src", dockerfile)
     ci = (ROOT / ".ci" / "run").read_text()
@@ -115,8 +121,14 @@ def test_ci_audit_skips_in_one_line_when_the_service_does_not_answer() -> None:
     # a loopback port with nothing listening: the probe is refused at once
     probe = f"http://127.0.0.1:{free_port()}/pypi/{{name}}/{{version}}/json"
     env = {**os.environ, "MMD_AUDIT_PROBE_URL": probe}
-    r = subprocess.run(["bash", str(ROOT / ".ci" / "audit")], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "audit")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     lines = (r.stdout + r.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pip-audit: skipped"), lines
@@ -144,9 +156,14 @@ def test_ci_audit_probe_wants_an_advisory_answer(body: bytes, tmp_path: Path) ->
     t.start()
     try:
         url = f"http://127.0.0.1:{srv.server_port}/pypi/{{name}}/{{version}}/json"
-        r = subprocess.run(["bash", str(ROOT / ".ci" / "audit")], cwd=ROOT,
-                           env={**os.environ, "MMD_AUDIT_PROBE_URL": url},
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["bash", str(ROOT / ".ci" / "audit")],
+            cwd=ROOT,
+            env={**os.environ, "MMD_AUDIT_PROBE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         srv.shutdown()
         srv.server_close()

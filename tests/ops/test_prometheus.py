@@ -51,16 +51,24 @@ def prom_bins() -> dict[str, str]:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         r = subprocess.run(
             "apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus",
-            shell=True, capture_output=True, text=True, env=env, timeout=600)
+            shell=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         if r.returncode != 0 or not shutil.which("promtool"):
             pytest.skip(f"could not install prometheus with apt-get: {r.stderr[-500:]}")
-    return {"promtool": str(shutil.which("promtool")),
-            "prometheus": str(shutil.which("prometheus"))}
+    return {
+        "promtool": str(shutil.which("promtool")),
+        "prometheus": str(shutil.which("prometheus")),
+    }
 
 
 @pytest.fixture(scope="module")
-def trading_daemon(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[tuple[str, str]]:
+def trading_daemon(
+    binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     """A daemon paper-trading the real BTCUSDT recording (venue at 4x) until it has fills and
     every feature the dashboard shows (VPIN included);
     yields (metrics base url, the /metrics text at that moment)."""
@@ -96,8 +104,13 @@ def test_metrics_pass_promtool_check_metrics(
     url, _ = trading_daemon
     text = http_text(url + "/metrics")  # fresh: every family populated by now
     assert "mmd_fills_total" in text and "mmd_pnl_quote" in text
-    r = subprocess.run([prom_bins["promtool"], "check", "metrics"], input=text,
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [prom_bins["promtool"], "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     print(f"promtool check metrics: rc={r.returncode}, {len(text.splitlines())} lines checked")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "" and r.stderr.strip() == "", r.stdout + r.stderr
@@ -141,12 +154,19 @@ def _prometheus(prom_bins: dict[str, str], target: str, tmp_path: Path) -> Itera
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         f"rule_files:\n  - {PROM_DIR / 'alerts.yml'}\n"
         "scrape_configs:\n  - job_name: mmd\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
-        f"    static_configs:\n      - targets: ['{target}']\n")
+        f"    static_configs:\n      - targets: ['{target}']\n"
+    )
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [prom_bins["prometheus"], f"--config.file={cfg}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            prom_bins["prometheus"],
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -213,12 +233,16 @@ def test_real_prometheus_answers_every_dashboard_query(
         status, rules = http_json(base + "/api/v1/rules")
         assert status == 200
         loaded = {r["name"]: r for g in rules["data"]["groups"] for r in g["rules"]}
-        assert set(loaded) == {"FeedStale", "ResyncStorm", "KillSwitchTripped",
-                               "DrawdownBeyondThreshold", "MmdDown"}, set(loaded)
+        assert set(loaded) == {
+            "FeedStale",
+            "ResyncStorm",
+            "KillSwitchTripped",
+            "DrawdownBeyondThreshold",
+            "MmdDown",
+        }, set(loaded)
         bad = {n: r.get("lastError") for n, r in loaded.items() if r["health"] == "err"}
         assert not bad, bad
-        firing = [a["labels"]["alertname"] for a in _query_alerts(base)
-                  if a["state"] == "firing"]
+        firing = [a["labels"]["alertname"] for a in _query_alerts(base) if a["state"] == "firing"]
         print(f"alert rules loaded: {sorted(loaded)}; firing: {firing}")
         assert "KillSwitchTripped" not in firing and "MmdDown" not in firing
 
@@ -236,8 +260,10 @@ def test_fresh_synthetic_start_fills_every_dashboard_query(
     # procs.daemon shortens the warm-up for other tests: put the documented default back
     env = {"MMD_STRATEGY__WARMUP_S": str(defaults["strategy"]["warmup_s"])}
     t0 = time.monotonic()  # the daemon process starts now
-    with daemon(tmp_path, env, args=("--feed", "synthetic")) as (proc, url), \
-            _prometheus(prom_bins, url.removeprefix("http://"), tmp_path) as base:
+    with (
+        daemon(tmp_path, env, args=("--feed", "synthetic")) as (proc, url),
+        _prometheus(prom_bins, url.removeprefix("http://"), tmp_path) as base,
+    ):
         print(f"/metrics answered and Prometheus up {time.monotonic() - t0:.1f} s after start")
         while time.monotonic() < t0 + FRESH_START_S:
             time.sleep(0.5)
@@ -281,6 +307,10 @@ def test_promtool_rules_and_config(prom_bins: dict[str, str]) -> None:
     for alert in ("KillSwitchTripped", "FeedStale"):
         assert re.search(rf"alertname: {alert}\n\s+exp_alerts: \[\]", test_yml), alert
         assert re.search(rf"alertname: {alert}\n\s+exp_alerts:\n\s+- exp_labels", test_yml), alert
-    r = subprocess.run([promtool, "check", "config", str(PROM_DIR / "prometheus.yml")],
-                       capture_output=True, text=True, cwd="/")
+    r = subprocess.run(
+        [promtool, "check", "config", str(PROM_DIR / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
     assert "1 rule files found" in r.stdout + r.stderr

@@ -35,7 +35,12 @@ def chromium() -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         r = subprocess.run(
             "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium",
-            shell=True, capture_output=True, text=True, env=env, timeout=900)
+            shell=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
         path = shutil.which("chromium")
         if r.returncode != 0 or path is None:
             pytest.skip(f"could not install chromium with apt-get: {r.stderr[-500:]}")
@@ -45,19 +50,44 @@ def chromium() -> str:
 def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # no network, no first-run or sync machinery: the page must stand on its own
     return subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=180)
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_report_page_renders_in_headless_chromium(
     chromium: str, binance_btc_rec: Path, tmp_path: Path
 ) -> None:
     report = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "mmd", "backtest", str(binance_btc_rec),
-                        "--report", str(report), "--no-progress"], env=base_env(),
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "backtest",
+            str(binance_btc_rec),
+            "--report",
+            str(report),
+            "--no-progress",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     # 8 minutes of data: the Sharpe is left out, and the CLI says why and on what basis
     assert "hourly PnL changes, annualised x sqrt(8760)" in r.stdout
@@ -75,8 +105,9 @@ def _check_page(chromium: str, report: Path, tmp_path: Path) -> None:
     every title and every chart inline (the same bytes as the PNG files), nothing fetched."""
     url = (report / "report.html").resolve().as_uri()
     shot = tmp_path / "shot.png"
-    r = _chromium(chromium, tmp_path / "profile1", f"--screenshot={shot}",
-                  "--window-size=1280,2000", url)
+    r = _chromium(
+        chromium, tmp_path / "profile1", f"--screenshot={shot}", "--window-size=1280,2000", url
+    )
     assert shot.exists(), r.stderr[-2000:]
     import matplotlib.image as mpimg
 
@@ -111,17 +142,30 @@ def test_ledger_report_page_renders_in_headless_chromium(
 ) -> None:
     """`mmd report` on the state dir of a replay trading run: the same files and page."""
     state = tmp_path / "state"
-    env = base_env(MMD_FEED__REPLAY__PATHS=json.dumps([str(binance_btc_rec)]),
-                   MMD_FEED__SYMBOLS='["BTCUSDT"]', MMD_METRICS__PORT="0",
-                   MMD_STATE__DIR=str(state), MMD_STRATEGY__WARMUP_S="5",
-                   MMD_FEED__REPLAY__SPEED="1000")
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "replay"], env=env,
-                       capture_output=True, text=True, timeout=600)
+    env = base_env(
+        MMD_FEED__REPLAY__PATHS=json.dumps([str(binance_btc_rec)]),
+        MMD_FEED__SYMBOLS='["BTCUSDT"]',
+        MMD_METRICS__PORT="0",
+        MMD_STATE__DIR=str(state),
+        MMD_STRATEGY__WARMUP_S="5",
+        MMD_FEED__REPLAY__SPEED="1000",
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "replay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     report = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "mmd", "report", "--state", str(state),
-                        "--out", str(report)], env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "report", "--state", str(state), "--out", str(report)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     written = [Path(line).name for line in r.stdout.split()]
     assert written == ["summary.json", *(f for f, _ in CHARTS), "report.html"]

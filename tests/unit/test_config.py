@@ -109,8 +109,10 @@ def test_config_toml_every_key_has_a_comment() -> None:
         ("[market]\ntrade_capacity = 1073741824\n", "market.trade_capacity"),  # 32 GiB
         ("[market]\nmid_capacity = 0\n", "market.mid_capacity"),
         ("[strategy.calibration]\nwindow_s = 0.1\n", "strategy.calibration.window_s"),
-        ("[strategy.calibration]\nmin_trades = 9223372036854775808\n",
-         "strategy.calibration.min_trades"),
+        (
+            "[strategy.calibration]\nmin_trades = 9223372036854775808\n",
+            "strategy.calibration.min_trades",
+        ),
         ("[feed.synthetic]\nseed = -1\n", "feed.synthetic.seed"),
         ("[feed.synthetic]\nframe_rate_hz = 1e-300\n", "feed.synthetic.frame_rate_hz"),
         ("[feed.synthetic]\ntick_size = 1e-8\n", "feed.synthetic.mid_price"),  # 6.5e12 ticks
@@ -122,7 +124,7 @@ def test_config_toml_every_key_has_a_comment() -> None:
         ("[state]\ndir = '/tmp/../sys/x'\n", "state.dir"),
         ("[record]\ndir = '/dev/shm/rec'\n", "record.dir"),
         ("[models]\ndir = '/dev'\n", "models.dir"),
-        ("[record]\ndir = \"a\\u0000b\"\n", "record.dir"),
+        ('[record]\ndir = "a\\u0000b"\n', "record.dir"),
         ("[feed.replay]\npaths = ['rec', '/proc/1/mem']\n", "feed.replay.paths[1]"),
         ("[feed.replay]\npaths = ['']\n", "feed.replay.paths[0]"),
         # URLs
@@ -148,13 +150,16 @@ def test_config_bad_value_raises_naming_the_key(tmp_path: Path, text: str, key: 
 
 
 def test_config_env_overrides_nested_keys_with_toml_values() -> None:
-    cfg = load_config(None, environ={
-        "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]',
-        "MMD_FEED__WEBSOCKET": "false",
-        "MMD_VENUE__REST_URL": "http://127.0.0.1:8800",
-        "MMD_FEED__REPLAY__SPEED": "4",
-        "MMD_METRICS__PORT": "9999",
-    })
+    cfg = load_config(
+        None,
+        environ={
+            "MMD_FEED__SYMBOLS": '["BTCUSDT","ETHUSDT"]',
+            "MMD_FEED__WEBSOCKET": "false",
+            "MMD_VENUE__REST_URL": "http://127.0.0.1:8800",
+            "MMD_FEED__REPLAY__SPEED": "4",
+            "MMD_METRICS__PORT": "9999",
+        },
+    )
     assert cfg.feed.symbols == ["BTCUSDT", "ETHUSDT"]
     assert cfg.feed.websocket is False
     assert cfg.venue.rest_url == "http://127.0.0.1:8800"
@@ -182,25 +187,36 @@ def test_cli_check_config_bad_key_exits_2_with_one_line(
 ) -> None:
     p = tmp_path / "c.toml"
     p.write_text(text)
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config", "-c", str(p)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config", "-c", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and "Traceback" not in r.stderr
 
 
 def test_cli_check_config_prints_effective_config(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config", "-c",
-                        str(ROOT / "config.toml")],
-                       capture_output=True, text=True, timeout=60,
-                       env={"MMD_FEED__SYMBOLS": '["ETHUSDT"]', "PATH": ""})
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config", "-c", str(ROOT / "config.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MMD_FEED__SYMBOLS": '["ETHUSDT"]', "PATH": ""},
+    )
     assert r.returncode == 0, r.stderr
     assert 'symbols = [\n    "ETHUSDT",\n]' in r.stdout or '"ETHUSDT"' in r.stdout
 
 
 def test_cli_bad_argument_exits_2() -> None:
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "nowhere"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -244,10 +260,13 @@ def test_config_synthetic_feed_load_is_bounded() -> None:
 def test_cli_run_feed_synthetic_over_its_load_exits_2_with_one_line(tmp_path: Path) -> None:
     # `--feed synthetic` changes the source after the file was validated: still exit 2, one line
     p = tmp_path / "c.toml"
-    p.write_text("[feed]\nsymbols = ['A1USDT', 'A2USDT', 'A3USDT', 'A4USDT', 'A5USDT', "
-                 "'A6USDT']\n")
-    r = subprocess.run([sys.executable, "-m", "mmd", "run", "--feed", "synthetic", "-c", str(p)],
-                       capture_output=True, text=True, timeout=60)
+    p.write_text("[feed]\nsymbols = ['A1USDT', 'A2USDT', 'A3USDT', 'A4USDT', 'A5USDT', 'A6USDT']\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "run", "--feed", "synthetic", "-c", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "feed.synthetic.frame_rate_hz" in lines[0], r.stderr

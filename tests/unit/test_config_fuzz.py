@@ -49,18 +49,56 @@ LEAVES = _leaves(mi.type_info(AppConfig))  # type: ignore[arg-type]
 KEYS = {".".join(p) for p, _ in LEAVES}
 SECTIONS = {".".join(p[:i]) for p, _ in LEAVES for i in range(1, len(p))}
 
-HOSTILE = [math.nan, math.inf, -math.inf, 1e308, -1e308, 2**63, 2**64, -(2**63) - 1, -1, 0,
-           "", "1", True, [], {"x": 1}]
+HOSTILE = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e308,
+    -1e308,
+    2**63,
+    2**64,
+    -(2**63) - 1,
+    -1,
+    0,
+    "",
+    "1",
+    True,
+    [],
+    {"x": 1},
+]
 GOOD_PATHS = [f"{TMP}/d", f"{TMP}/a/../b", f"{TMP}/deep/er/dir"]
-BAD_PATHS = ["", "/proc/mmd", "/sys/x", "/dev/shm/mmd", "/dev", "/tmp/../proc/x", "a\x00b",
-             "x\ny", "/" + "a" * 5000]
+BAD_PATHS = [
+    "",
+    "/proc/mmd",
+    "/sys/x",
+    "/dev/shm/mmd",
+    "/dev",
+    "/tmp/../proc/x",
+    "a\x00b",
+    "x\ny",
+    "/" + "a" * 5000,
+]
 GOOD_URLS = {
     "rest_url": ["https://api.bybit.com", "http://127.0.0.1:9", "http://[::1]:8800/base/"],
-    "ws_url": ["wss://stream.bybit.com/v5/public/linear", "ws://127.0.0.1:9/v5/public/spot",
-               "ws://[::1]:1/x"],
+    "ws_url": [
+        "wss://stream.bybit.com/v5/public/linear",
+        "ws://127.0.0.1:9/v5/public/spot",
+        "ws://[::1]:1/x",
+    ],
 }
-BAD_URLS = ["", "ftp://x", "http://", "http:// x", "https://h?q=1", "https://h#f", "ws://h:0/x",
-            "ws://h:99999/x", "ws://[::1/x", "//h/x", "h:80"]
+BAD_URLS = [
+    "",
+    "ftp://x",
+    "http://",
+    "http:// x",
+    "https://h?q=1",
+    "https://h#f",
+    "ws://h:0/x",
+    "ws://h:99999/x",
+    "ws://[::1/x",
+    "//h/x",
+    "h:80",
+]
 GOOD_HOSTS = ["127.0.0.1", "localhost", "::1", "0.0.0.0"]
 BAD_HOSTS = ["", "two words", "a/b", "x" * 300]
 GOOD_SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
@@ -76,12 +114,19 @@ def _float_valid(t: mi.FloatType) -> st.SearchStrategy[Any]:
     lo, hi = _bounds(t)
     ends = [v for v in (lo, hi) if v is not None]
     ends = [v for v in ends if not (v == t.gt or v == t.lt)]
-    inside = st.floats(min_value=lo, max_value=hi, exclude_min=t.gt is not None,
-                       exclude_max=t.lt is not None, allow_nan=False, allow_infinity=False)
+    inside = st.floats(
+        min_value=lo,
+        max_value=hi,
+        exclude_min=t.gt is not None,
+        exclude_max=t.lt is not None,
+        allow_nan=False,
+        allow_infinity=False,
+    )
     if lo is not None and hi is not None and lo > 0:
         # log-uniform too: most bounds span many orders of magnitude
         inside = inside | st.floats(math.log10(lo), math.log10(hi)).map(
-            lambda e: min(max(10.0**e, lo), hi)).map(lambda v: hi if v == t.gt else v)
+            lambda e: min(max(10.0**e, lo), hi)
+        ).map(lambda v: hi if v == t.gt else v)
     return inside | st.sampled_from(ends) if ends else inside
 
 
@@ -121,8 +166,14 @@ def invalid_values(path: tuple[str, ...], t: Any) -> list[Any]:
     if isinstance(t, mi.LiteralType):
         return ["bogus", 3, ""]
     if isinstance(t, mi.ListType) and name == "symbols":
-        return [[], ["BTCUSDT", "BTCUSDT"], ["btcusdt"], "BTCUSDT", [""],
-                [f"S{i}USDT" for i in range(51)]]
+        return [
+            [],
+            ["BTCUSDT", "BTCUSDT"],
+            ["btcusdt"],
+            "BTCUSDT",
+            [""],
+            [f"S{i}USDT" for i in range(51)],
+        ]
     if isinstance(t, mi.ListType) and name == "paths":
         return [[p] for p in BAD_PATHS] + [["ok", "/proc/x"], "rec"]
     if isinstance(t, mi.StrType) and name == "dir":
@@ -166,14 +217,21 @@ def valid_values(path: tuple[str, ...], t: Any) -> st.SearchStrategy[Any]:
 def config_tables(draw: st.DrawFn, *, hostile: bool) -> dict[str, Any]:
     """A config table overriding some fields. With hostile, some examples make each value one
     to refuse with some probability (others stay all valid, so both outcomes are common)."""
-    chosen = draw(st.lists(st.sampled_from(LEAVES), min_size=1, max_size=len(LEAVES),
-                           unique_by=lambda leaf: leaf[0]))
+    chosen = draw(
+        st.lists(
+            st.sampled_from(LEAVES),
+            min_size=1,
+            max_size=len(LEAVES),
+            unique_by=lambda leaf: leaf[0],
+        )
+    )
     p_invalid = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3])) if hostile else 0.0
     table: dict[str, Any] = {}
     for path, t in chosen:
         invalid = p_invalid > 0 and draw(st.floats(0, 1)) < p_invalid
-        value = draw(st.sampled_from(invalid_values(path, t) + HOSTILE) if invalid
-                     else valid_values(path, t))
+        value = draw(
+            st.sampled_from(invalid_values(path, t) + HOSTILE) if invalid else valid_values(path, t)
+        )
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -229,9 +287,16 @@ def run_daemon_steps(cfg: AppConfig, n_frames: int = 200) -> int:
     assert trader is not None
     try:
         start = daemon.start_ns
-        gens = [SyntheticMarket(sym, cfg.feed.synthetic, category=cfg.feed.category,
-                                depth=cfg.feed.book_depth, start_ns=start).frames()
-                for sym in cfg.feed.symbols]
+        gens = [
+            SyntheticMarket(
+                sym,
+                cfg.feed.synthetic,
+                category=cfg.feed.category,
+                depth=cfg.feed.book_depth,
+                start_ns=start,
+            ).frames()
+            for sym in cfg.feed.symbols
+        ]
         ts = start
         frames = heapq.merge(*gens, key=lambda x: x[0])
         for i, (ts, frame) in enumerate(itertools.islice(frames, n_frames)):
@@ -337,22 +402,42 @@ def _extreme_configs() -> list[dict[str, Any]]:
         table["feed"]["synthetic"]["mid_price"] = table["feed"]["synthetic"]["tick_size"] * 1e5
         table["strategy"]["warmup_s"] = 0.5
         table["metrics"]["port"] = 0
-        table["state"] = {"dir": f"{TMP}/state", "snapshot_interval_s": table["state"][
-            "snapshot_interval_s"]}
+        table["state"] = {
+            "dir": f"{TMP}/state",
+            "snapshot_interval_s": table["state"]["snapshot_interval_s"],
+        }
         table["record"]["dir"] = f"{TMP}/rec"
         table["record"]["enabled"] = True
     # the largest sizes and limits, trading at once: no latency, a short warm-up, a 1e-8 lot
     # (1e9 base units = 1e17 lots per order, a 1e18-lot position limit: int64 holds 9.2e18)
     big: dict[str, Any] = {
-        "feed": {"source": "synthetic", "symbols": ["BTCUSDT", "ETHUSDT"], "book_depth": 200,
-                 "synthetic": {"lot_size": 1e-8, "frame_rate_hz": 50.0, "trade_rate_hz": 100.0,
-                               "sigma_ticks": 200.0}},
+        "feed": {
+            "source": "synthetic",
+            "symbols": ["BTCUSDT", "ETHUSDT"],
+            "book_depth": 200,
+            "synthetic": {
+                "lot_size": 1e-8,
+                "frame_rate_hz": 50.0,
+                "trade_rate_hz": 100.0,
+                "sigma_ticks": 200.0,
+            },
+        },
         "market": {"book_levels": 5000},
-        "strategy": {"order_size": 1e9, "max_position": 1e10, "levels": 20, "warmup_s": 0.5,
-                     "requote_interval_s": 0.01, "size_eta": 100.0,
-                     "requote_tolerance_ticks": 0},
-        "exchange": {"entry_latency_ms": 0.0, "cancel_latency_ms": 0.0, "maker_fee": 0.01,
-                     "taker_fee": -0.01},
+        "strategy": {
+            "order_size": 1e9,
+            "max_position": 1e10,
+            "levels": 20,
+            "warmup_s": 0.5,
+            "requote_interval_s": 0.01,
+            "size_eta": 100.0,
+            "requote_tolerance_ticks": 0,
+        },
+        "exchange": {
+            "entry_latency_ms": 0.0,
+            "cancel_latency_ms": 0.0,
+            "maker_fee": 0.01,
+            "taker_fee": -0.01,
+        },
         "risk": {"max_loss_per_day": 1e12, "max_orders_per_s": 1000.0},
         "state": {"dir": f"{TMP}/state", "snapshot_interval_s": 0.1},
         "record": {"enabled": True, "dir": f"{TMP}/rec", "rotate_s": 1.0},
@@ -365,8 +450,9 @@ EXTREME_IDS = ["lower_bounds", "upper_bounds", "largest_sizes_trading"]
 
 
 @pytest.mark.parametrize("table", EXTREMES, ids=EXTREME_IDS)
-def test_config_every_bound_at_once_starts_the_daemon(tmp_path: Path, table: dict[str, Any]
-                                                      ) -> None:
+def test_config_every_bound_at_once_starts_the_daemon(
+    tmp_path: Path, table: dict[str, Any]
+) -> None:
     cfg = check_config(table, tmp_path)
     assert isinstance(cfg, AppConfig), cfg
     events = run_daemon_steps(cfg, n_frames=600)
@@ -377,12 +463,14 @@ def test_config_every_bound_at_once_starts_the_daemon(tmp_path: Path, table: dic
 def _start_mmd(table: dict[str, Any], tmp: Path) -> tuple[Proc, str]:
     """`mmd run -c file` (a synthetic feed) as a process; returns it and its /healthz URL."""
     port = free_port()
-    table = {**table, "metrics": {**table.get("metrics", {}), "host": "127.0.0.1",
-                                  "port": port}}
+    table = {**table, "metrics": {**table.get("metrics", {}), "host": "127.0.0.1", "port": port}}
     cfg = check_config(table, tmp)
     assert isinstance(cfg, AppConfig), cfg
-    proc = Proc([sys.executable, "-m", "mmd", "run", "-c", str(tmp / "config.toml")],
-                base_env(), tmp / "daemon.log")
+    proc = Proc(
+        [sys.executable, "-m", "mmd", "run", "-c", str(tmp / "config.toml")],
+        base_env(),
+        tmp / "daemon.log",
+    )
     return proc, f"http://127.0.0.1:{port}/healthz"
 
 
@@ -416,13 +504,11 @@ def _run_mmd(table: dict[str, Any], tmp: Path, run_s: float = 3.0) -> None:
 
 
 @pytest.mark.parametrize("table", EXTREMES, ids=EXTREME_IDS)
-def test_cli_run_with_every_bound_at_once_stays_up(tmp_path: Path, table: dict[str, Any]
-                                                   ) -> None:
+def test_cli_run_with_every_bound_at_once_stays_up(tmp_path: Path, table: dict[str, Any]) -> None:
     _run_mmd(table, tmp_path)
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck),
-          database=None)
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(table=config_tables(hostile=False).map(as_synthetic))
 def test_cli_run_with_drawn_configs_stays_up(table: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:

@@ -18,14 +18,20 @@ def test_set_wins_over_env_which_wins_over_file(tmp_path: Path) -> None:
     env = {"MMD_STRATEGY__GAMMA": "0.2", "MMD_STRATEGY__SESSION_S": "200.0"}
     cfg = load_config(p, env, sets=["strategy.gamma=0.3"])
     # gamma: all three give it, --set wins; session_s: file and env, env wins; warmup_s: file
-    assert (cfg.strategy.gamma, cfg.strategy.session_s, cfg.strategy.warmup_s) == (
-        0.3, 200.0, 3.0)
+    assert (cfg.strategy.gamma, cfg.strategy.session_s, cfg.strategy.warmup_s) == (0.3, 200.0, 3.0)
 
 
 def test_set_parses_toml_values_and_nested_sections() -> None:
-    cfg = load_config(None, {}, sets=['feed.symbols=["ETHUSDT", "SOLUSDT"]',
-                                      "feed.replay.speed=2", "logs.level=debug",
-                                      "strategy.calibration.min_trades=7"])
+    cfg = load_config(
+        None,
+        {},
+        sets=[
+            'feed.symbols=["ETHUSDT", "SOLUSDT"]',
+            "feed.replay.speed=2",
+            "logs.level=debug",
+            "strategy.calibration.min_trades=7",
+        ],
+    )
     assert cfg.feed.symbols == ["ETHUSDT", "SOLUSDT"]
     assert cfg.feed.replay.speed == 2.0
     assert cfg.logs.level == "debug"
@@ -59,7 +65,8 @@ def test_bad_set_names_the_key(item: str, named: str) -> None:
 def test_apply_set_overrides_leaves_other_keys() -> None:
     data = {"strategy": {"gamma": 0.1, "model": "as"}}
     assert apply_set_overrides(data, ["strategy.gamma=0.2"]) == {
-        "strategy": {"gamma": 0.2, "model": "as"}}
+        "strategy": {"gamma": 0.2, "model": "as"}
+    }
 
 
 @pytest.mark.parametrize("command", ["run", "backtest", "check-config"])
@@ -74,8 +81,12 @@ def test_cli_bad_set_exits_2_with_one_line_naming_the_key(command: str, tmp_path
 
 
 def test_cli_check_config_shows_the_set_value(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config", "--set",
-                        "strategy.gamma=0.125"], capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config", "--set", "strategy.gamma=0.125"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "gamma = 0.125" in r.stdout

@@ -33,11 +33,52 @@ from mmd.config import AppConfig, load_config
 from mmd.errors import ConfigError
 
 # raw strings a variable may hold that are neither a TOML value nor a plain word
-RAW_HOSTILE = ["", " ", "[", "]", "{", "{a=", "[1,", '"', "'", "'''", '"""', "=", "nan", "-nan",
-               "+inf", "-0", "0x7fffffffffffffff", "0b1", "1e999", "-1e999", "1_000", "1__0",
-               "9" * 40, "-" + "9" * 40, "1979-05-27", "07:32:00", "true", "True", "yes",
-               "[[]]", "[{}]", "{}", "{x = 1}", "[1, \"a\"]", "\\", "\\n", "a\nb", "a\tb",
-               "/proc/self\nx", "\u202e", "\u0661", "é", "x" * 5000, "[" * 600 + "]" * 600]
+RAW_HOSTILE = [
+    "",
+    " ",
+    "[",
+    "]",
+    "{",
+    "{a=",
+    "[1,",
+    '"',
+    "'",
+    "'''",
+    '"""',
+    "=",
+    "nan",
+    "-nan",
+    "+inf",
+    "-0",
+    "0x7fffffffffffffff",
+    "0b1",
+    "1e999",
+    "-1e999",
+    "1_000",
+    "1__0",
+    "9" * 40,
+    "-" + "9" * 40,
+    "1979-05-27",
+    "07:32:00",
+    "true",
+    "True",
+    "yes",
+    "[[]]",
+    "[{}]",
+    "{}",
+    "{x = 1}",
+    '[1, "a"]',
+    "\\",
+    "\\n",
+    "a\nb",
+    "a\tb",
+    "/proc/self\nx",
+    "\u202e",
+    "\u0661",
+    "é",
+    "x" * 5000,
+    "[" * 600 + "]" * 600,
+]
 
 
 def _toml_value(value: Any) -> str:
@@ -53,8 +94,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        escaped = "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}"
-                          for c in value)
+        escaped = "".join(
+            c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in value
+        )
         return f'"{escaped}"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
@@ -80,19 +122,33 @@ def env_value(draw: st.DrawFn, path: tuple[str, ...], t: Any) -> str:
     return value if how == "bare" and isinstance(value, str) else _toml_value(value)
 
 
-UNKNOWN = st.sampled_from([
-    "MMD_FEED__TYPO", "MMD_NOSUCH__KEY", "MMD_FEED__REPLAY__NOPE", "MMD_FEED__SYMBOLS__X",
-    "MMD_FEED__", "MMD___FEED", "MMD_FEED____SYMBOLS", "MMD_feed__websocket", "MMD_TEST_FULL",
-    "MMD_EVENT_CACHE", "MMD_SOMETHING", "MMD_", "MMD_\u00e9__X", "MMD_FEED__SYMBOLS\u0130",
-])
+UNKNOWN = st.sampled_from(
+    [
+        "MMD_FEED__TYPO",
+        "MMD_NOSUCH__KEY",
+        "MMD_FEED__REPLAY__NOPE",
+        "MMD_FEED__SYMBOLS__X",
+        "MMD_FEED__",
+        "MMD___FEED",
+        "MMD_FEED____SYMBOLS",
+        "MMD_feed__websocket",
+        "MMD_TEST_FULL",
+        "MMD_EVENT_CACHE",
+        "MMD_SOMETHING",
+        "MMD_",
+        "MMD_\u00e9__X",
+        "MMD_FEED__SYMBOLS\u0130",
+    ]
+)
 
 
 @st.composite
 def environments(draw: st.DrawFn) -> dict[str, str]:
     """One to four known keys with drawn values, sometimes an unknown name, and the state and
     recording directories in the example's temporary directory unless drawn."""
-    chosen = draw(st.lists(st.sampled_from(LEAVES), min_size=1, max_size=4,
-                           unique_by=lambda leaf: leaf[0]))
+    chosen = draw(
+        st.lists(st.sampled_from(LEAVES), min_size=1, max_size=4, unique_by=lambda leaf: leaf[0])
+    )
     env = {env_name(path): draw(env_value(path, t)) for path, t in chosen}
     if draw(st.integers(0, 4)) == 0:
         env[draw(UNKNOWN)] = draw(st.sampled_from(["1", "x", '"BTCUSDT"', "[]"]))
@@ -116,8 +172,13 @@ def refusal_ok(message: str, env: dict[str, str]) -> bool:
         return True
     key = head.split("[", 1)[0]
     # what a variable spelled, and its leading sections (`nosuch: unknown key`)
-    spelled = {".".join(parts[:i]) for n in env if "__" in n
-               for parts in [n[4:].lower().split("__")] for i in range(1, len(parts) + 1)}
+    spelled = {
+        ".".join(parts[:i])
+        for n in env
+        if "__" in n
+        for parts in [n[4:].lower().split("__")]
+        for i in range(1, len(parts) + 1)
+    }
     return key in KEYS | SECTIONS | spelled
 
 
@@ -132,11 +193,11 @@ def build_daemon(cfg: AppConfig) -> None:
         daemon.trader.ledger.close()
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(env=environments())
 def test_env_overrides_are_accepted_and_build_or_refused_naming_the_key(
-        env: dict[str, str]) -> None:
+    env: dict[str, str],
+) -> None:
     # in the example's directory: a drawn relative state or record dir is created there
     with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
         real = _in_tmp(env, d)
@@ -155,15 +216,21 @@ def test_env_overrides_are_accepted_and_build_or_refused_naming_the_key(
         event("accepted, built")
 
 
-@pytest.mark.parametrize("name", ["MMD_TEST_FULL", "MMD_EVENT_CACHE", "MMD_SOMETHING", "MMD_",
-                                  "MMD_FEED"])
+@pytest.mark.parametrize(
+    "name", ["MMD_TEST_FULL", "MMD_EVENT_CACHE", "MMD_SOMETHING", "MMD_", "MMD_FEED"]
+)
 def test_env_names_without_double_underscore_are_ignored(name: str) -> None:
     assert load_config(None, environ={name: "[broken"}) == load_config(None, environ={})
 
 
-@pytest.mark.parametrize(("name", "key"), [("MMD_FEED__TYPO", "feed.typo"),
-                                           ("MMD_NOSUCH__KEY", "nosuch"),
-                                           ("MMD_FEED__REPLAY__NOPE", "feed.replay.nope")])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("MMD_FEED__TYPO", "feed.typo"),
+        ("MMD_NOSUCH__KEY", "nosuch"),
+        ("MMD_FEED__REPLAY__NOPE", "feed.replay.nope"),
+    ],
+)
 def test_env_unknown_keys_are_refused_naming_them(name: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, environ={name: "1"})
@@ -182,11 +249,18 @@ CLI_CASES = [
 
 
 @pytest.mark.parametrize(("name", "value", "key"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
-def test_check_config_exits_2_with_one_line_naming_the_key(name: str, value: str, key: str,
-                                                           tmp_path: Path) -> None:
+def test_check_config_exits_2_with_one_line_naming_the_key(
+    name: str, value: str, key: str, tmp_path: Path
+) -> None:
     env = base_env(**{"MMD_STATE__DIR": str(tmp_path / "state"), name: value})
-    r = subprocess.run([sys.executable, "-m", "mmd", "check-config"], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmd", "check-config"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
@@ -199,8 +273,20 @@ def test_env_value_forms_round_trip() -> None:
     # would test the helper, not the config)
     from mmd.config import _parse_env_value
 
-    values = [1.5, -3, True, False, "a\"b\\c\n\x01", ["x", 2], {"k": [1.0]}, 1e-300, 2**62,
-              math.inf, -math.inf, ""]
+    values = [
+        1.5,
+        -3,
+        True,
+        False,
+        'a"b\\c\n\x01',
+        ["x", 2],
+        {"k": [1.0]},
+        1e-300,
+        2**62,
+        math.inf,
+        -math.inf,
+        "",
+    ]
     for value in values:
         assert _parse_env_value(_toml_value(value)) == value, value
     assert math.isnan(_parse_env_value(_toml_value(math.nan)))
@@ -211,8 +297,10 @@ DEEP = "[" * 2000 + "]" * 2000  # deeper than the TOML parser's recursion allows
 
 def test_deeply_nested_values_are_refused_naming_the_key(tmp_path: Path) -> None:
     # the parser's RecursionError once escaped as a crash (exit 1 with a traceback)
-    for load in (lambda: load_config(None, environ={"MMD_FEED__SYMBOLS": DEEP}),
-                 lambda: load_config(None, environ={}, sets=[f"feed.symbols={DEEP}"])):
+    for load in (
+        lambda: load_config(None, environ={"MMD_FEED__SYMBOLS": DEEP}),
+        lambda: load_config(None, environ={}, sets=[f"feed.symbols={DEEP}"]),
+    ):
         with pytest.raises(ConfigError) as info:
             load()
         assert str(info.value).startswith("feed.symbols: Expected `array`, got `str`")

@@ -29,9 +29,29 @@ def _many(texts: list[object], step: str) -> list[int] | None:
 DECIMALS = st.one_of(
     st.from_regex(r"[0-9]{1,16}(\.[0-9]{1,12})?", fullmatch=True),
     st.decimals(min_value=0, max_value=10**12, places=4).map(str),
-    st.sampled_from(["1e5", " 1", "1 ", "-1", "+1", "NaN", "inf", "1_000", "0x10", "", ".5",
-                     "5.", "1,5", "100.00000000000000000001", "9" * 20, "9" * 21,
-                     "1000000000000000", "1000000000000001", "\u0661"]),
+    st.sampled_from(
+        [
+            "1e5",
+            " 1",
+            "1 ",
+            "-1",
+            "+1",
+            "NaN",
+            "inf",
+            "1_000",
+            "0x10",
+            "",
+            ".5",
+            "5.",
+            "1,5",
+            "100.00000000000000000001",
+            "9" * 20,
+            "9" * 21,
+            "1000000000000000",
+            "1000000000000001",
+            "\u0661",
+        ]
+    ),
 )
 
 
@@ -46,21 +66,40 @@ def test_count_steps_many_agrees_with_count_steps(texts: list[str], step: str) -
         assert many == each, (texts, step)
 
 
-@pytest.mark.parametrize(("text", "step", "want"), [
-    # hand arithmetic: value / step
-    ("65114.2", "0.1", 651142), ("65114.20", "0.10", 651142), ("0.0005", "0.0001", 5),
-    ("100.5", "0.5", 201), ("100.75", "0.25", 403), ("20", "5", 4), ("0", "0.001", 0),
-    ("1000000000000", "0.001", 10**15),  # the bound: 10**12 * 10**3 == MAX_SCALED
-])
+@pytest.mark.parametrize(
+    ("text", "step", "want"),
+    [
+        # hand arithmetic: value / step
+        ("65114.2", "0.1", 651142),
+        ("65114.20", "0.10", 651142),
+        ("0.0005", "0.0001", 5),
+        ("100.5", "0.5", 201),
+        ("100.75", "0.25", 403),
+        ("20", "5", 4),
+        ("0", "0.001", 0),
+        ("1000000000000", "0.001", 10**15),  # the bound: 10**12 * 10**3 == MAX_SCALED
+    ],
+)
 def test_count_steps_exact_values(text: str, step: str, want: int) -> None:
     assert count_steps(text, step) == want
     assert count_steps_many([text, text], step) == [want, want]
 
 
-@pytest.mark.parametrize(("text", "step"), [
-    ("100.05", "0.1"), ("0.0005", "0.001"), ("100.3", "0.5"), ("7", "5"), ("1e2", "0.1"),
-    ("-1", "1"), ("1000000000000.001", "0.001"), ("NaN", "0.1"), (" 1", "1"), (1.5, "0.1"),
-])
+@pytest.mark.parametrize(
+    ("text", "step"),
+    [
+        ("100.05", "0.1"),
+        ("0.0005", "0.001"),
+        ("100.3", "0.5"),
+        ("7", "5"),
+        ("1e2", "0.1"),
+        ("-1", "1"),
+        ("1000000000000.001", "0.001"),
+        ("NaN", "0.1"),
+        (" 1", "1"),
+        (1.5, "0.1"),
+    ],
+)
 def test_count_steps_refuses_off_grid_or_malformed(text: object, step: str) -> None:
     with pytest.raises(ValueError):
         count_steps(text, step)  # type: ignore[arg-type]
@@ -68,8 +107,9 @@ def test_count_steps_refuses_off_grid_or_malformed(text: object, step: str) -> N
         count_steps_many([text], step)  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("step", ["0", "0.000", "-0.1", "NaN", "1e-1", "", "0." + "0" * 18 + "1",
-                                  "1000000000"])
+@pytest.mark.parametrize(
+    "step", ["0", "0.000", "-0.1", "NaN", "1e-1", "", "0." + "0" * 18 + "1", "1000000000"]
+)
 def test_step_units_refuses_unusable_steps(step: str) -> None:
     with pytest.raises(ValueError):
         step_units(step)

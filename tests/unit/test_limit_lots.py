@@ -46,9 +46,15 @@ def test_instrument_limit_lots_refuses_negative_or_non_finite(qty: float) -> Non
 
 def _book() -> L2Book:
     b = L2Book(4)
-    b.apply_snapshot(np.array([1000, 999], np.int64), np.array([5, 5], np.int64),
-                     np.array([1001, 1002], np.int64), np.array([5, 5], np.int64),
-                     u=1, seq=1, ts_exch_ns=1)
+    b.apply_snapshot(
+        np.array([1000, 999], np.int64),
+        np.array([5, 5], np.int64),
+        np.array([1001, 1002], np.int64),
+        np.array([5, 5], np.int64),
+        u=1,
+        seq=1,
+        ts_exch_ns=1,
+    )
     return b
 
 

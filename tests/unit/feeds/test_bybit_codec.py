@@ -134,9 +134,18 @@ T0 = 1_786_310_817_000  # ms, the real capture's start
 
 def _ws_book(**over: object) -> dict[str, object]:
     frame: dict[str, object] = {
-        "topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": T0 + 1, "cts": T0,
-        "data": {"s": "BTCUSDT", "b": [["65114.2", "1.2"]], "a": [["65114.3", "0"]],
-                 "u": 15076953, "seq": 131139541218}}
+        "topic": "orderbook.50.BTCUSDT",
+        "type": "delta",
+        "ts": T0 + 1,
+        "cts": T0,
+        "data": {
+            "s": "BTCUSDT",
+            "b": [["65114.2", "1.2"]],
+            "a": [["65114.3", "0"]],
+            "u": 15076953,
+            "seq": 131139541218,
+        },
+    }
     data = dict(frame["data"])  # type: ignore[call-overload]
     for k, v in over.items():
         if k.startswith("data."):
@@ -148,24 +157,45 @@ def _ws_book(**over: object) -> dict[str, object]:
 
 
 def _ws_trade(**over: object) -> dict[str, object]:
-    item = {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": "65114.3", "i": "5b0c",
-            "BT": False}
+    item = {
+        "T": T0,
+        "s": "BTCUSDT",
+        "S": "Buy",
+        "v": "0.001",
+        "p": "65114.3",
+        "i": "5b0c",
+        "BT": False,
+    }
     item.update(over)
     return {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0, "data": [item]}
 
 
 def _ws_kline(**over: object) -> dict[str, object]:
     start = T0 // 60_000 * 60_000
-    item = {"start": start, "end": start + 59_999, "interval": "1", "open": "100.0",
-            "close": "100.2", "high": "100.4", "low": "99.9", "volume": "3.5",
-            "turnover": "350", "confirm": True, "timestamp": T0}
+    item = {
+        "start": start,
+        "end": start + 59_999,
+        "interval": "1",
+        "open": "100.0",
+        "close": "100.2",
+        "high": "100.4",
+        "low": "99.9",
+        "volume": "3.5",
+        "turnover": "350",
+        "confirm": True,
+        "timestamp": T0,
+    }
     item.update(over)
     return {"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": T0, "data": [item]}
 
 
 def _ws_ticker(**over: object) -> dict[str, object]:
-    data = {"symbol": "BTCUSDT", "markPrice": "65117.44", "fundingRate": "0.0001",
-            "nextFundingTime": str(T0 + 3_600_000)}
+    data = {
+        "symbol": "BTCUSDT",
+        "markPrice": "65117.44",
+        "fundingRate": "0.0001",
+        "nextFundingTime": str(T0 + 3_600_000),
+    }
     data.update(over)
     return {"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": T0, "data": data}
 
@@ -177,17 +207,34 @@ def _rest(result: dict[str, object], **env: object) -> dict[str, object]:
 
 
 def _rest_instr(tick: object = "0.10", lot: object = "0.001") -> dict[str, object]:
-    return _rest({"category": "linear", "list": [
-        {"symbol": "BTCUSDT", "status": "Trading", "priceFilter": {"tickSize": tick},
-         "lotSizeFilter": {"qtyStep": lot}}]})
+    return _rest(
+        {
+            "category": "linear",
+            "list": [
+                {
+                    "symbol": "BTCUSDT",
+                    "status": "Trading",
+                    "priceFilter": {"tickSize": tick},
+                    "lotSizeFilter": {"qtyStep": lot},
+                }
+            ],
+        }
+    )
 
 
 def _rest_trades(*rows: object) -> dict[str, object]:
     return _rest({"category": "linear", "list": list(rows)})
 
 
-_TRADE_ROW = {"execId": "e1", "symbol": "BTCUSDT", "price": "100.1", "size": "0.003",
-              "side": "Buy", "time": str(T0), "isBlockTrade": False}
+_TRADE_ROW = {
+    "execId": "e1",
+    "symbol": "BTCUSDT",
+    "price": "100.1",
+    "size": "0.003",
+    "side": "Buy",
+    "time": str(T0),
+    "isBlockTrade": False,
+}
 _KLINE_ROW = [str(T0 // 60_000 * 60_000), "100.0", "100.4", "99.9", "100.2", "3.5", "350"]
 
 REFUSED = {
@@ -246,17 +293,22 @@ REFUSED = {
     # REST
     "retCode as string": {"retCode": "0", "retMsg": "OK", "result": {}},
     "rest book u as string": _rest({"s": "BTCUSDT", "b": [], "a": [], "ts": T0, "u": "1"}),
-    "rest book without time": {"retCode": 0, "result": {"s": "BTCUSDT", "b": [], "a": [],
-                                                        "u": 1}},
+    "rest book without time": {"retCode": 0, "result": {"s": "BTCUSDT", "b": [], "a": [], "u": 1}},
     "rest book symbol as list": _rest({"s": ["BTCUSDT"], "b": [], "a": [], "ts": T0, "u": 1}),
     "rest trades with null": _rest_trades(_TRADE_ROW, None),
     "rest trades null first": _rest_trades(None, _TRADE_ROW),
     "rest trades mixed symbols": _rest_trades(_TRADE_ROW, {**_TRADE_ROW, "symbol": "ETHUSDT"}),
     "rest trade time as int": _rest_trades({**_TRADE_ROW, "time": T0}),
-    "rest klines with null": _rest({"category": "linear", "symbol": "BTCUSDT",
-                                    "list": [_KLINE_ROW, None]}),
-    "rest kline start 1e20": _rest({"category": "linear", "symbol": "BTCUSDT",
-                                    "list": [["100000000000000000000", *_KLINE_ROW[1:]]]}),
+    "rest klines with null": _rest(
+        {"category": "linear", "symbol": "BTCUSDT", "list": [_KLINE_ROW, None]}
+    ),
+    "rest kline start 1e20": _rest(
+        {
+            "category": "linear",
+            "symbol": "BTCUSDT",
+            "list": [["100000000000000000000", *_KLINE_ROW[1:]]],
+        }
+    ),
     "instrument tick 0": _rest_instr(tick="0"),
     "instrument tick negative": _rest_instr(tick="-0.1"),
     "instrument tick NaN": _rest_instr(tick="NaN"),

@@ -45,8 +45,9 @@ def test_regimes_off_by_default_and_the_seeded_bytes_are_those_of_the_plain_gene
     )
 
 
-def _session(duration_s: float, seed: int = 5, **kw: Any) -> tuple[list[tuple[int, bytes]],
-                                                                    dict[str, np.ndarray]]:
+def _session(
+    duration_s: float, seed: int = 5, **kw: Any
+) -> tuple[list[tuple[int, bytes]], dict[str, np.ndarray]]:
     """duration_s simulated seconds of frames and the truth of exactly those frames."""
     base = {k: kw.pop(k) for k in list(kw) if k in SyntheticConfig.__struct_fields__}
     cfg = SyntheticConfig(seed=seed, regimes=RegimesConfig(**kw), **base)
@@ -57,8 +58,9 @@ def _session(duration_s: float, seed: int = 5, **kw: Any) -> tuple[list[tuple[in
         if ts >= end:
             break
         frames.append((ts, frame))
-    n_trades = sum(len(orjson.loads(f)["data"]) for _, f in frames
-                   if f.startswith(b'{"topic":"publicTrade.'))
+    n_trades = sum(
+        len(orjson.loads(f)["data"]) for _, f in frames if f.startswith(b'{"topic":"publicTrade.')
+    )
     arrays = truth.arrays()
     for key in SyntheticTruth.TRADE_FIELDS:
         arrays[key] = arrays[key][:n_trades]
@@ -95,11 +97,16 @@ def _binomial_ok(hits: int, n: int, p: float, z: float = 4.0) -> bool:
 
 def test_informed_share_of_orders_matches_the_config_and_informed_trades_see_the_future() -> None:
     share, horizon = 0.3, 5.0
-    frames, t = _session(400.0, sigma_ticks=5.0, frame_rate_hz=5.0, informed_share=share,
-                         informed_horizon_s=horizon)
+    frames, t = _session(
+        400.0, sigma_ticks=5.0, frame_rate_hz=5.0, informed_share=share, informed_horizon_s=horizon
+    )
     # the truth the frames carry: one truth row per recorded trade, same ids, same order
-    ids = [i["i"] for _, f in frames if f.startswith(b'{"topic":"publicTrade.')
-           for i in orjson.loads(f)["data"]]
+    ids = [
+        i["i"]
+        for _, f in frames
+        if f.startswith(b'{"topic":"publicTrade.')
+        for i in orjson.loads(f)["data"]
+    ]
     assert ids == list(t["trade_id"])
     assert t["horizon_s"] == horizon
     # each aggressive order is informed with probability `share` (Bernoulli, 4 standard errors)
@@ -143,11 +150,18 @@ def test_informed_share_of_orders_matches_the_config_and_informed_trades_see_the
 def test_regime_durations_match_their_means_and_switches_go_to_another_regime() -> None:
     means = {CALM: 10.0, VOLATILE: 5.0, UP: 7.5, DOWN: 7.5}
     # a low frame rate keeps this cheap: switch times are drawn exactly, not per frame
-    frames, t = _session(3000.0, frame_rate_hz=1.0, sigma_ticks=5.0, trade_rate_hz=0.1,
-                         switching=True,
-                         calm_mean_s=means[CALM], volatile_mean_s=means[VOLATILE],
-                         trend_mean_s=means[UP], volatile_sigma_mult=4.0,
-                         trend_drift_ticks_per_s=5.0)
+    frames, t = _session(
+        3000.0,
+        frame_rate_hz=1.0,
+        sigma_ticks=5.0,
+        trade_rate_hz=0.1,
+        switching=True,
+        calm_mean_s=means[CALM],
+        volatile_mean_s=means[VOLATILE],
+        trend_mean_s=means[UP],
+        volatile_sigma_mult=4.0,
+        trend_drift_ticks_per_s=5.0,
+    )
     starts, regimes = t["regime_start_ns"], t["regime"]
     assert regimes[0] == CALM and starts[0] == START_NS
     assert np.all(regimes[1:] != regimes[:-1])  # a switch always changes the regime
@@ -182,16 +196,23 @@ def test_regime_durations_match_their_means_and_switches_go_to_another_regime() 
 def _dispersion(t: dict[str, np.ndarray], duration_s: float, window_s: float) -> float:
     """Variance / mean of the number of aggressive orders per window (1 for Poisson)."""
     t_s = (t["order_ts_ms"] - START_NS // 1_000_000) / 1e3
-    counts = np.bincount((t_s // window_s).astype(np.int64),
-                         minlength=int(duration_s // window_s))[: int(duration_s // window_s)]
+    counts = np.bincount((t_s // window_s).astype(np.int64), minlength=int(duration_s // window_s))[
+        : int(duration_s // window_s)
+    ]
     return float(counts.var(ddof=1) / counts.mean())
 
 
 @pytest.mark.parametrize("branching", [0.0, 0.7])
 def test_hawkes_arrivals_cluster_when_on_and_are_poisson_when_off(branching: float) -> None:
     duration, window = 2000.0, 10.0
-    _, t = _session(duration, frame_rate_hz=2.0, sigma_ticks=2.0, trade_rate_hz=1.0,
-                    hawkes_branching=branching, hawkes_decay_per_s=0.5)
+    _, t = _session(
+        duration,
+        frame_rate_hz=2.0,
+        sigma_ticks=2.0,
+        trade_rate_hz=1.0,
+        hawkes_branching=branching,
+        hawkes_decay_per_s=0.5,
+    )
     ratio = _dispersion(t, duration, window)
     if branching == 0:
         # 200 windows: the index of dispersion of Poisson counts has a standard error of about
@@ -211,9 +232,16 @@ def test_hawkes_arrivals_cluster_when_on_and_are_poisson_when_off(branching: flo
 
 def test_information_episodes_trade_the_jump_into_the_book_on_one_side() -> None:
     rate_hz, jump, order_hz, impact = 0.05, 10.0, 2.0, 0.5
-    frames, t = _session(1500.0, frame_rate_hz=5.0, sigma_ticks=0.3, trade_rate_hz=1.0,
-                         info_rate_hz=rate_hz, info_jump_ticks=jump,
-                         info_order_rate_hz=order_hz, info_impact_ticks=impact)
+    frames, t = _session(
+        1500.0,
+        frame_rate_hz=5.0,
+        sigma_ticks=0.3,
+        trade_rate_hz=1.0,
+        info_rate_hz=rate_hz,
+        info_jump_ticks=jump,
+        info_order_rate_hz=order_hz,
+        info_impact_ticks=impact,
+    )
     start, end, direction = t["episode_start_ns"], t["episode_end_ns"], t["episode_dir"]
     closed = end >= 0
     assert closed[:-1].all()  # only the last episode may still be open
@@ -251,10 +279,17 @@ def test_information_episodes_trade_the_jump_into_the_book_on_one_side() -> None
     def mid_at(ns: int) -> float:
         return mids[max(bisect.bisect_right(ts_ms, ns // 1_000_000) - 1, 0)]
 
-    moves = np.array([(mid_at(int(e) + 200_000_000) - mid_at(int(s))) / tick * d
-                      for s, e, d in zip(start[closed], end[closed], direction[closed],
-                                         strict=True)])
+    moves = np.array(
+        [
+            (mid_at(int(e) + 200_000_000) - mid_at(int(s))) / tick * d
+            for s, e, d in zip(start[closed], end[closed], direction[closed], strict=True)
+        ]
+    )
     assert moves.min() > jump / 2 and abs(moves.mean() - jump) < 1.0, moves
-    quiet = np.array([(mid_at(int(s)) - mid_at(int(e) + 200_000_000)) / tick
-                      for e, s in zip(end[closed][:-1], start[1:], strict=False)])
+    quiet = np.array(
+        [
+            (mid_at(int(s)) - mid_at(int(e) + 200_000_000)) / tick
+            for e, s in zip(end[closed][:-1], start[1:], strict=False)
+        ]
+    )
     assert np.abs(quiet).mean() < 4.0, np.abs(quiet).mean()

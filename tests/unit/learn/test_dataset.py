@@ -30,14 +30,25 @@ T0 = 1_786_237_200_000
 
 
 def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
-    return orjson.dumps({"topic": "orderbook.50.BTCUSDT", "type": typ, "ts": T0 + u,
-                         "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u}})
+    return orjson.dumps(
+        {
+            "topic": "orderbook.50.BTCUSDT",
+            "type": typ,
+            "ts": T0 + u,
+            "data": {"s": "BTCUSDT", "b": bids, "a": asks, "u": u, "seq": u},
+        }
+    )
 
 
 def _trade(ts_ms: int, side: str, px: str, tid: str) -> bytes:
-    return orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0 + ts_ms,
-                         "data": [{"T": T0 + ts_ms, "s": "BTCUSDT", "S": side, "v": "0.001",
-                                   "p": px, "i": tid}]})
+    return orjson.dumps(
+        {
+            "topic": "publicTrade.BTCUSDT",
+            "type": "snapshot",
+            "ts": T0 + ts_ms,
+            "data": [{"T": T0 + ts_ms, "s": "BTCUSDT", "S": side, "v": "0.001", "p": px, "i": tid}],
+        }
+    )
 
 
 # Receive times in seconds; mids in ticks of 0.1:
@@ -53,8 +64,15 @@ FRAMES = [
     (2 * S, _trade(2000, "Buy", "100.2", "a")),
     (3 * S, _book("delta", 2, [["100.4", "1"]], [["100.2", "0"], ["100.6", "1"]])),
     (4 * S, _trade(4000, "Sell", "100.4", "b")),
-    (8 * S, _book("delta", 3, [["100.4", "0"], ["100.0", "0"], ["99.6", "1"]],
-                  [["100.6", "0"], ["99.8", "1"]])),
+    (
+        8 * S,
+        _book(
+            "delta",
+            3,
+            [["100.4", "0"], ["100.0", "0"], ["99.6", "1"]],
+            [["100.6", "0"], ["99.8", "1"]],
+        ),
+    ),
     (9 * S, _trade(9000, "Buy", "99.8", "c")),
     (15 * S, _book("delta", 4, [["99.6", "2"]], [])),
 ]
@@ -112,8 +130,13 @@ def test_adverse_quote_depth_by_hand() -> None:
 
 def test_spread_labels_by_hand() -> None:
     ms = _series()
-    p = LabelParams(decision="clock", interval_s=1.0, window_s=5.0, grid_ticks=(1.0, 3.0),
-                    inventory_penalty_ticks=0.5)
+    p = LabelParams(
+        decision="clock",
+        interval_s=1.0,
+        window_s=5.0,
+        grid_ticks=(1.0, 3.0),
+        inventory_penalty_ticks=0.5,
+    )
     ds = spread_dataset(ms, p)
     # t = 1 s, mid 1001: in (1, 6] the buy at 1002 fills an ask at h = 1 (q = -1), the sell at
     #   1004 fills nothing; mid at 6 s 1005: PnL(1) = 1 - (1005 - 1001) - 0.5 = -3.5,
@@ -150,7 +173,7 @@ def test_features_at_t_use_nothing_after_t(cryptofeed_dir: Path) -> None:
     frames = list(read_recording(rec))
     cut = len(frames) // 2
     t_cut = frames[cut][0]
-    scrambled = [(ts, raw.replace(b"1", b"7").replace(b"2", b"3")) for ts, raw in frames[cut + 1:]]
+    scrambled = [(ts, raw.replace(b"1", b"7").replace(b"2", b"3")) for ts, raw in frames[cut + 1 :]]
     a = extract_market(iter(frames), "BTCUSDT", "linear")
     b = extract_market(iter(frames[: cut + 1] + scrambled), "BTCUSDT", "linear")
     na = int(np.searchsorted(a.ts_ns, t_cut, side="right"))

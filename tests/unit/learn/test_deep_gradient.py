@@ -35,27 +35,41 @@ def _task(n: int, seed: int) -> dtr.Batches:
     s = z[ends, 0].astype(np.float64) + z[ends - 1, 0]
     y_dir = np.where(s > 0, 1.0, 0.0)
     y_dir[np.abs(s) < 0.5] = np.nan
-    return dtr.Batches(z=z, ends=ends, y_dir=y_dir, y_spread=0.5 * z[ends, 1].astype(np.float64),
-                       y_position=0.6 * np.tanh(z[ends, 2].astype(np.float64)),
-                       inventory=rng.uniform(-1.0, 1.0, n))
+    return dtr.Batches(
+        z=z,
+        ends=ends,
+        y_dir=y_dir,
+        y_spread=0.5 * z[ends, 1].astype(np.float64),
+        y_position=0.6 * np.tanh(z[ends, 2].astype(np.float64)),
+        inventory=rng.uniform(-1.0, 1.0, n),
+    )
 
 
 def _params() -> DeepParams:
     # a tiny network, full-batch-ish Adam with a high rate, no early stop before the end
-    return DeepParams(window=WINDOW, hidden=(16,), head=16, epochs=40, patience=1000,
-                      batch=64, lr=2e-2, seed=3, threads=1)
+    return DeepParams(
+        window=WINDOW,
+        hidden=(16,),
+        head=16,
+        epochs=40,
+        patience=1000,
+        batch=64,
+        lr=2e-2,
+        seed=3,
+        threads=1,
+    )
 
 
-@pytest.mark.parametrize("heads", [dtr.HEADS_LSTM, dtr.HEADS_MULTITASK], ids=["lstm",
-                                                                               "multitask"])
+@pytest.mark.parametrize("heads", [dtr.HEADS_LSTM, dtr.HEADS_MULTITASK], ids=["lstm", "multitask"])
 def test_training_loss_falls_to_near_zero_on_a_learnable_task(heads: tuple[str, ...]) -> None:
     dp = _params()
     train = _task(256, seed=1)
     # the starting loss: fit_network seeds torch, then builds the network; doing the same
     # here builds the identical untrained network
     dtr.seed_everything(dp.seed, dp.threads)
-    start = dtr.evaluate_loss(dtr.OrderFlowNet(N_IN, dp.hidden, dp.head, heads,
-                                               inventory=len(heads) > 1), train, dp)
+    start = dtr.evaluate_loss(
+        dtr.OrderFlowNet(N_IN, dp.hidden, dp.head, heads, inventory=len(heads) > 1), train, dp
+    )
     fit = dtr.fit_network(train, train, dp, heads, N_IN)
     end = dtr.evaluate_loss(fit.net, train, dp)
     print({k: (round(start[k], 4), round(end[k], 4)) for k in start})

@@ -34,8 +34,9 @@ from mmd.learn.features import MARKET_FEATURES
 S = 10**9
 
 
-def _series(mids: list[float], book: list[bool], trades: list[tuple[float, int, int]]
-            ) -> MarketSeries:
+def _series(
+    mids: list[float], book: list[bool], trades: list[tuple[float, int, int]]
+) -> MarketSeries:
     """Rows one second apart (t = 0, 1, 2, ... s) with these mids (ticks), a 2-tick spread, a
     distinct imbalance per row (to trace windows), and trades (t_s, side, px_ticks)."""
     n = len(mids)
@@ -44,12 +45,18 @@ def _series(mids: list[float], book: list[bool], trades: list[tuple[float, int, 
     fx[:, F_SPREAD_TICKS] = 2.0
     fx[:, F_IMBALANCE_TOUCH] = np.arange(n) / 100.0  # -> market vector column 0
     return MarketSeries(
-        symbol="BTCUSDT", category="linear", tick_size=0.1,
-        ts_ns=np.arange(n, dtype=np.int64) * S, fx=fx, is_book=np.array(book),
+        symbol="BTCUSDT",
+        category="linear",
+        tick_size=0.1,
+        ts_ns=np.arange(n, dtype=np.int64) * S,
+        fx=fx,
+        is_book=np.array(book),
         trade_ts_ns=np.array([round(t * S) for t, _, _ in trades], np.int64),
         trade_px_ticks=np.array([p for _, _, p in trades], np.int64),
         trade_qty_lots=np.ones(len(trades), np.int64),
-        trade_side=np.array([s for _, s, _ in trades], np.int64), frames=n)
+        trade_side=np.array([s for _, s, _ in trades], np.int64),
+        frames=n,
+    )
 
 
 def test_sequence_labels_by_hand() -> None:
@@ -63,10 +70,19 @@ def test_sequence_labels_by_hand() -> None:
     # spread (grid 1, 2, 3, lambda 0.5): one buy at 3.5 s at 101 (2 ticks above the t=3 mid):
     #   t=3: h=1 fills the ask: q=-1, mid at 4 s is 99 (no move): 1 - 0.5 = 0.5; h=2: 2 - 0.5 =
     #   1.5; h=3: no fill, 0 -> best h 2, label log 2. t=1, t=4: no trade in the window: NaN.
-    ms = _series([100, 101, 101, 99, 99, 102, 99], [True, True, False, True, True, True, True],
-                 [(3.5, 1, 101)])
-    dp = DeepParams(window=2, stride=1, horizon_s=2.0, window_s=1.0, grid_ticks=(1, 2, 3),
-                    inventory_penalty_ticks=0.5)
+    ms = _series(
+        [100, 101, 101, 99, 99, 102, 99],
+        [True, True, False, True, True, True, True],
+        [(3.5, 1, 101)],
+    )
+    dp = DeepParams(
+        window=2,
+        stride=1,
+        horizon_s=2.0,
+        window_s=1.0,
+        grid_ticks=(1, 2, 3),
+        inventory_penalty_ticks=0.5,
+    )
     d = sequence_dataset(ms, dp)
     assert d.t_ns.tolist() == [1 * S, 3 * S, 4 * S]
     assert d.ends.tolist() == [1, 2, 3]  # indices into the book updates
@@ -90,8 +106,8 @@ def test_labels_never_leak_into_features() -> None:
     a = sequence_dataset(_series(base, [True] * 7, []), dp)
     b = sequence_dataset(_series([*base[:4], 90, 80, 70], [True] * 7, []), dp)
     ia, ib = a.t_ns.tolist().index(3 * S), b.t_ns.tolist().index(3 * S)
-    wa = gather_windows(a.x.astype(np.float32), a.ends[ia:ia + 1], 2)
-    wb = gather_windows(b.x.astype(np.float32), b.ends[ib:ib + 1], 2)
+    wa = gather_windows(a.x.astype(np.float32), a.ends[ia : ia + 1], 2)
+    wb = gather_windows(b.x.astype(np.float32), b.ends[ib : ib + 1], 2)
     assert np.array_equal(wa, wb, equal_nan=True)
     assert a.move_ticks[ia] == 3.0 and b.move_ticks[ib] == -19.0  # 102 - 99 vs 80 - 99
 
@@ -115,8 +131,12 @@ def test_position_label_by_hand() -> None:
     #   move 1, k 1, l 1: band [0, 1]: inv 0.5 stays 0.5, inv -0.5 -> 0
     #   move -0.4, k 0.2, l 1: band [-0.3, -0.1]: inv 0.5 -> -0.1
     #   move -10, k 1, l 1: q_down -4.5 -> clipped -1
-    q = position_label(np.array([3.0, 1.0, 1.0, -0.4, -10.0]), np.array([1.0, 1, 1, 0.2, 1]),
-                       np.array([0.0, 0.5, -0.5, 0.5, 0.0]), 1.0)
+    q = position_label(
+        np.array([3.0, 1.0, 1.0, -0.4, -10.0]),
+        np.array([1.0, 1, 1, 0.2, 1]),
+        np.array([0.0, 0.5, -0.5, 0.5, 0.0]),
+        1.0,
+    )
     assert q.tolist() == pytest.approx([1.0, 0.5, 0.0, -0.1, -1.0])
 
 
@@ -133,10 +153,13 @@ def test_deep_params_are_strict() -> None:
 
 def test_the_daemon_side_never_imports_torch() -> None:
     # the run-time model, the strategy wiring and the composition root load without torch
-    code = ("import sys, mmd.app, mmd.learn.runtime, mmd.learn.deep_runtime, mmd.kernels.lstm; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
-    r = subprocess.run([sys.executable, "-c", code], env=base_env(), capture_output=True,
-                       text=True, timeout=120)
+    code = (
+        "import sys, mmd.app, mmd.learn.runtime, mmd.learn.deep_runtime, mmd.kernels.lstm; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=base_env(), capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-2000:] or "torch was imported"
 
 
@@ -144,8 +167,17 @@ torch = pytest.importorskip("torch", reason="PyTorch (the `deep` extra) is not i
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01 00:00 UTC
-TINY = ("window=16", "hidden=[8,4]", "head=4", "epochs=3", "patience=2", "n_splits=2",
-        "stride=2", "horizon_s=2", "window_s=4")
+TINY = (
+    "window=16",
+    "hidden=[8,4]",
+    "head=4",
+    "epochs=3",
+    "patience=2",
+    "n_splits=2",
+    "stride=2",
+    "horizon_s=2",
+    "window_s=4",
+)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +195,21 @@ def synth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(kind: str, data: Path, out: Path, *sets: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "mmd", "train", kind, str(data), "--out", str(out),
-            "--no-progress", *(x for s in sets for x in ("--set", s))]
-    return subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=600,
-                          cwd=out.parent)
+    args = [
+        sys.executable,
+        "-m",
+        "mmd",
+        "train",
+        kind,
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+        *(x for s in sets for x in ("--set", s)),
+    ]
+    return subprocess.run(
+        args, env=base_env(), capture_output=True, text=True, timeout=600, cwd=out.parent
+    )
 
 
 def _windows(rec: Path, dp: DeepParams) -> np.ndarray:
@@ -195,11 +238,13 @@ def test_train_lstm_writes_a_model_that_reloads(synth_rec: Path, tmp_path: Path)
         assert s["n_test_labelled"] > 100
     hist = meta["metrics"]["history"]
     assert 1 <= len(hist["train_total"]) <= 3 and len(hist["valid_price"]) == len(
-        hist["train_total"])
+        hist["train_total"]
+    )
     m = DeepOrderFlowModel.from_dir(d)
     assert m.version == meta["version"] and m.heads == ("price",)
-    p = m.predict_windows(_windows(synth_rec, DeepParams(window=16, horizon_s=2, window_s=4,
-                                                         stride=50)))["price"]
+    p = m.predict_windows(
+        _windows(synth_rec, DeepParams(window=16, horizon_s=2, window_s=4, stride=50))
+    )["price"]
     assert np.all((p > 0) & (p < 1)) and np.std(p) > 0
 
 
@@ -232,9 +277,15 @@ def test_training_is_seeded(synth_rec: Path, tmp_path: Path) -> None:
     a = train_deep("lstm", [rec], dp, tmp_path / "a", "test", False, lambda _: None)
     b = train_deep("lstm", [rec], dp, tmp_path / "b", "test", False, lambda _: None)
     assert a.version == b.version
-    c = train_deep("lstm", [rec], parse_deep_sets([*TINY, "baselines=false", "n_splits=1",
-                                                   "epochs=2", "seed=8"])[0],
-                   tmp_path / "c", "test", False, lambda _: None)
+    c = train_deep(
+        "lstm",
+        [rec],
+        parse_deep_sets([*TINY, "baselines=false", "n_splits=1", "epochs=2", "seed=8"])[0],
+        tmp_path / "c",
+        "test",
+        False,
+        lambda _: None,
+    )
     assert c.version != a.version
 
 

@@ -23,18 +23,26 @@ pytest.importorskip("scipy", reason="scipy (with scikit-learn, the `train` extra
 
 def test_expanding_splits() -> None:
     folds = [[(0, 10)], [(15, 20)], [(25, 30), (40, 45)]]
-    assert eval_splits(folds) == [([[(0, 10)]], [(15, 20)]),
-                                  ([[(0, 10)], [(15, 20)]], [(25, 30), (40, 45)])]
+    assert eval_splits(folds) == [
+        ([[(0, 10)]], [(15, 20)]),
+        ([[(0, 10)], [(15, 20)]], [(25, 30), (40, 45)]),
+    ]
 
 
 def test_slice_series_keeps_rows_and_trades_in_the_window() -> None:
-    ms = MarketSeries(symbol="X", category="linear", tick_size=0.1,
-                      ts_ns=np.array([1, 5, 9, 12], np.int64), fx=np.arange(8.0).reshape(4, 2),
-                      is_book=np.array([True, False, True, True]),
-                      trade_ts_ns=np.array([4, 9, 10], np.int64),
-                      trade_px_ticks=np.array([7, 8, 9], np.int64),
-                      trade_qty_lots=np.array([1, 2, 3], np.int64),
-                      trade_side=np.array([1, -1, 1], np.int64), frames=4)
+    ms = MarketSeries(
+        symbol="X",
+        category="linear",
+        tick_size=0.1,
+        ts_ns=np.array([1, 5, 9, 12], np.int64),
+        fx=np.arange(8.0).reshape(4, 2),
+        is_book=np.array([True, False, True, True]),
+        trade_ts_ns=np.array([4, 9, 10], np.int64),
+        trade_px_ticks=np.array([7, 8, 9], np.int64),
+        trade_qty_lots=np.array([1, 2, 3], np.int64),
+        trade_side=np.array([1, -1, 1], np.int64),
+        frames=4,
+    )
     s = slice_series(ms, 5, 10)  # [5, 10)
     assert s.ts_ns.tolist() == [5, 9] and s.fx.tolist() == [[2.0, 3.0], [4.0, 5.0]]
     assert s.is_book.tolist() == [False, True]
@@ -43,14 +51,36 @@ def test_slice_series_keeps_rows_and_trades_in_the_window() -> None:
     assert slice_series(ms, None, 5).ts_ns.tolist() == [1]
 
 
-S1 = {"pnl": 1.0, "volume_quote": 1000.0, "fills": 2, "duration_s": 10.0,
-      "mean_abs_position": 0.002, "max_drawdown": 0.5, "markout_1s": 1.0, "markout_5s": 2.0,
-      "markout_30s": float("nan"), "fees": 0.1, "sharpe": float("nan"), "pnl_to_map": 500.0,
-      "pnl_per_notional_bps": 10.0}
-S2 = {"pnl": -3.0, "volume_quote": 3000.0, "fills": 6, "duration_s": 30.0,
-      "mean_abs_position": 0.004, "max_drawdown": 1.5, "markout_1s": 3.0, "markout_5s": -2.0,
-      "markout_30s": -4.0, "fees": 0.3, "sharpe": float("nan"), "pnl_to_map": -750.0,
-      "pnl_per_notional_bps": -10.0}
+S1 = {
+    "pnl": 1.0,
+    "volume_quote": 1000.0,
+    "fills": 2,
+    "duration_s": 10.0,
+    "mean_abs_position": 0.002,
+    "max_drawdown": 0.5,
+    "markout_1s": 1.0,
+    "markout_5s": 2.0,
+    "markout_30s": float("nan"),
+    "fees": 0.1,
+    "sharpe": float("nan"),
+    "pnl_to_map": 500.0,
+    "pnl_per_notional_bps": 10.0,
+}
+S2 = {
+    "pnl": -3.0,
+    "volume_quote": 3000.0,
+    "fills": 6,
+    "duration_s": 30.0,
+    "mean_abs_position": 0.004,
+    "max_drawdown": 1.5,
+    "markout_1s": 3.0,
+    "markout_5s": -2.0,
+    "markout_30s": -4.0,
+    "fees": 0.3,
+    "sharpe": float("nan"),
+    "pnl_to_map": -750.0,
+    "pnl_per_notional_bps": -10.0,
+}
 
 
 def test_aggregate_one_summary_is_the_summary() -> None:
@@ -75,8 +105,10 @@ def test_aggregate_two_windows_by_hand() -> None:
 
 
 def test_overall_sharpe_over_splits_by_hand() -> None:
-    rows = [aggregate([S1]) | {"detector_auc": 0.6, "detector_logloss": 0.7},
-            aggregate([S2]) | {"detector_auc": 0.5, "detector_logloss": None}]
+    rows = [
+        aggregate([S1]) | {"detector_auc": 0.6, "detector_logloss": 0.7},
+        aggregate([S2]) | {"detector_auc": 0.5, "detector_logloss": None},
+    ]
     o = overall(rows)
     # split PnL 1 and -3: mean -1, std (ddof 1) sqrt(8) = 2.828...
     assert o["sharpe"] == pytest.approx(-1.0 / math.sqrt(8.0))
@@ -97,17 +129,26 @@ def test_paired_wilcoxon_by_hand() -> None:
     # a split missing on one side drops out of the pairs
     assert paired_test([1.0, None, 3.0], [0.0, 1.0, None])["n"] == 1
     assert paired_test([None], [1.0])["p_value"] is None
-    mixed = paired_test([1.0, -2.0, 4.0, -1.5, 0.5, 3.0, -0.2],
-                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    mixed = paired_test([1.0, -2.0, 4.0, -1.5, 0.5, 3.0, -0.2], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     assert 0.0 <= mixed["p_value"] <= 1.0 and mixed["note"] == ""
 
 
 def test_strategy_list_with_and_without_rl() -> None:
     plain = {s.key: s for s in strategy_specs(False)}
     with_rl = {s.key: s for s in strategy_specs(True)}
-    assert list(plain) == ["as", "glft", "as_tuned", "as_adverse", "as_adverse_rl",
-                           "as_adverse_spread", "full", "as_lstm", "as_multitask", "full_deep",
-                           "as_hedge"]
+    assert list(plain) == [
+        "as",
+        "glft",
+        "as_tuned",
+        "as_adverse",
+        "as_adverse_rl",
+        "as_adverse_spread",
+        "full",
+        "as_lstm",
+        "as_multitask",
+        "full_deep",
+        "as_hedge",
+    ]
     assert plain["as_adverse_rl"].unavailable.startswith("not available")
     assert plain["full"].models == ("adverse", "spread") and plain["full"].tuned
     assert plain["full"].risk_size and not plain["as_tuned"].models

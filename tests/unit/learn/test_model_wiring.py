@@ -50,30 +50,45 @@ def write_models(root: Path) -> Path:
     w = np.zeros(N_IN)
     # a buyer hitting a bid-heavy book is "informed": p = sigmoid(3 * imbalance * side - 1)
     w[ADVERSE_FEATURES.index("imbalance_touch")] = 3.0
-    save_model(root / "adverse", kind="adverse_logistic", features=list(ADVERSE_FEATURES),
-               arrays={"stats": np.concatenate([np.zeros(N_IN), np.ones(N_IN)]),
-                       "weights": w, "biases": np.array([-1.0]),
-                       "sizes": np.array([N_IN, 1], np.int64)},
-               orient=orient_vector().tolist(),
-               # multiplier 1 + 4 * max(0, p - 0.3); withdraw at p >= 0.85
-               policy={"p0": 0.3, "k": 4.0, "p_withdraw": 0.85}, mmd_version="test")
-    save_model(root / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
-               arrays={"stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
-                       "weights": np.zeros(n_mkt),
-                       "biases": np.array([math.log(SPREAD_HALF_TICKS)]),
-                       "sizes": np.array([n_mkt, 1], np.int64)},
-               hyper_parameters={"clip_ticks": [1.0, 1000.0]}, mmd_version="test")
+    save_model(
+        root / "adverse",
+        kind="adverse_logistic",
+        features=list(ADVERSE_FEATURES),
+        arrays={
+            "stats": np.concatenate([np.zeros(N_IN), np.ones(N_IN)]),
+            "weights": w,
+            "biases": np.array([-1.0]),
+            "sizes": np.array([N_IN, 1], np.int64),
+        },
+        orient=orient_vector().tolist(),
+        # multiplier 1 + 4 * max(0, p - 0.3); withdraw at p >= 0.85
+        policy={"p0": 0.3, "k": 4.0, "p_withdraw": 0.85},
+        mmd_version="test",
+    )
+    save_model(
+        root / "spread",
+        kind="spread_mlp",
+        features=list(MARKET_FEATURES),
+        arrays={
+            "stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
+            "weights": np.zeros(n_mkt),
+            "biases": np.array([math.log(SPREAD_HALF_TICKS)]),
+            "sizes": np.array([n_mkt, 1], np.int64),
+        },
+        hyper_parameters={"clip_ticks": [1.0, 1000.0]},
+        mmd_version="test",
+    )
     return root
 
 
 def _cfg(models_dir: Path, **models: object) -> AppConfig:
     cfg = AppConfig()
-    return msgspec.structs.replace(
-        cfg, models=ModelsConfig(dir=str(models_dir), **models))  # type: ignore[arg-type]
+    return msgspec.structs.replace(cfg, models=ModelsConfig(dir=str(models_dir), **models))  # type: ignore[arg-type]
 
 
-def test_decision_vector_equals_dataset_vector(small_rec: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decision_vector_equals_dataset_vector(
+    small_rec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The vector the strategy feeds the models at each decision is the dataset builder's
     vector at the same frame (same FeatureEngine state, same market_matrix layout)."""
     seen: list[tuple[int, np.ndarray]] = []
@@ -86,8 +101,9 @@ def test_decision_vector_equals_dataset_vector(small_rec: Path, tmp_path: Path,
 
     monkeypatch.setattr(SymbolStrategy, "ml_inputs", spy)
     cfg = _cfg(write_models(tmp_path / "models"))
-    (summary,) = app_mod.backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None,
-                                  progress=False)
+    (summary,) = app_mod.backtest(
+        cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False
+    )
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     xm = market_matrix(ms.fx, ms.ts_ns)
     # frames sharing a receive stamp are ambiguous: compare the stamps that occur once
@@ -103,15 +119,16 @@ def test_decision_vector_equals_dataset_vector(small_rec: Path, tmp_path: Path,
             compared += 1
     print(f"{len(seen)} decisions, {compared} compared with the dataset rows")
     assert compared > 1000
-    assert summary["models"] == {"adverse": summary["models"]["adverse"],
-                                 "spread": summary["models"]["spread"]}
+    assert summary["models"] == {
+        "adverse": summary["models"]["adverse"],
+        "spread": summary["models"]["spread"],
+    }
     # the hand-made detector widens a side whenever imbalance*side > 0.44 on either side
     assert 0.0 < summary["widened_fraction"] <= 1.0
 
 
 def test_adjustments_widen_withdraw_and_override(small_rec: Path, tmp_path: Path) -> None:
-    models = load_models(write_models(tmp_path / "m"), adverse=True, spread=True,
-                         missing="error")
+    models = load_models(write_models(tmp_path / "m"), adverse=True, spread=True, missing="error")
     cfg = AppConfig()
     from mmd.market.hub import MarketHub
 
@@ -162,31 +179,41 @@ def test_missing_model_error_or_neutral(small_rec: Path, tmp_path: Path) -> None
         load_models(empty, adverse=True, spread=False, missing="error")
     assert issubclass(IncompatibleModel, ConfigError)  # exit 2
     told: list[str] = []
-    m = load_models(empty, adverse=True, spread=True, missing="neutral",
-                    on_missing=lambda name, reason: told.append(name))
+    m = load_models(
+        empty,
+        adverse=True,
+        spread=True,
+        missing="neutral",
+        on_missing=lambda name, reason: told.append(name),
+    )
     assert told == ["adverse", "spread"] and not m.active
     # neutral fallback: --strategy ml quotes exactly like plain AS
     cfg = _cfg(empty, missing="neutral")
-    (ml,) = app_mod.backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None,
-                             progress=False)
-    (plain,) = app_mod.backtest(cfg, [str(small_rec)], strategy="as", report_dir=None,
-                                progress=False)
+    (ml,) = app_mod.backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False)
+    (plain,) = app_mod.backtest(
+        cfg, [str(small_rec)], strategy="as", report_dir=None, progress=False
+    )
     assert ml["models"] == {} and ml["widened_fraction"] == 0.0
     for key in ("pnl", "fills", "max_drawdown"):
         assert ml[key] == plain[key], key
 
 
-@pytest.mark.parametrize("cmd", [["backtest", "--strategy", "ml", "--no-progress"],
-                                 ["run", "--feed", "synthetic"]])
-def test_missing_model_exits_2_with_one_line(cmd: list[str], small_rec: Path,
-                                            tmp_path: Path) -> None:
-    env = base_env(MMD_MODELS__DIR=str(tmp_path / "nothing"), MMD_MODELS__ADVERSE="true",
-                   MMD_STATE__DIR=str(tmp_path / "state"), MMD_METRICS__PORT="0")
+@pytest.mark.parametrize(
+    "cmd", [["backtest", "--strategy", "ml", "--no-progress"], ["run", "--feed", "synthetic"]]
+)
+def test_missing_model_exits_2_with_one_line(
+    cmd: list[str], small_rec: Path, tmp_path: Path
+) -> None:
+    env = base_env(
+        MMD_MODELS__DIR=str(tmp_path / "nothing"),
+        MMD_MODELS__ADVERSE="true",
+        MMD_STATE__DIR=str(tmp_path / "state"),
+        MMD_METRICS__PORT="0",
+    )
     args = [sys.executable, "-m", "mmd", *cmd]
     if cmd[0] == "backtest":
         args.append(str(small_rec))
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
-                       cwd=tmp_path)
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
@@ -200,7 +227,8 @@ def test_ledger_records_versions_once_and_a_change(tmp_path: Path) -> None:
     models = write_models(tmp_path / "models")
     cfg = msgspec.structs.replace(
         _cfg(models, adverse=True, spread=True),
-        state=msgspec.structs.replace(AppConfig().state, dir=str(tmp_path / "state")))
+        state=msgspec.structs.replace(AppConfig().state, dir=str(tmp_path / "state")),
+    )
 
     def start() -> dict[str, str]:
         trader = app_mod.build_trader(cfg, MarketHub(["BTCUSDT"], cfg.market), ledger=True)
@@ -217,17 +245,29 @@ def test_ledger_records_versions_once_and_a_change(tmp_path: Path) -> None:
     assert first == second
     # a retrained spread model: another constant, another content hash
     n_mkt = len(MARKET_FEATURES)
-    save_model(models / "spread", kind="spread_mlp", features=list(MARKET_FEATURES),
-               arrays={"stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
-                       "weights": np.zeros(n_mkt), "biases": np.array([math.log(7.0)]),
-                       "sizes": np.array([n_mkt, 1], np.int64)},
-               hyper_parameters={"clip_ticks": [1.0, 1000.0]}, mmd_version="test")
+    save_model(
+        models / "spread",
+        kind="spread_mlp",
+        features=list(MARKET_FEATURES),
+        arrays={
+            "stats": np.concatenate([np.zeros(n_mkt), np.ones(n_mkt)]),
+            "weights": np.zeros(n_mkt),
+            "biases": np.array([math.log(7.0)]),
+            "sizes": np.array([n_mkt, 1], np.int64),
+        },
+        hyper_parameters={"clip_ticks": [1.0, 1000.0]},
+        mmd_version="test",
+    )
     third = start()
     assert third["spread"] != first["spread"] and third["adverse"] == first["adverse"]
     import sqlite3
 
     from mmd.trading.ledger import ledger_path
+
     with sqlite3.connect(ledger_path(tmp_path / "state", cfg.feed.source)) as conn:
         rows = conn.execute("SELECT name, version FROM model_versions ORDER BY rowid").fetchall()
-    assert rows == [("adverse", first["adverse"]), ("spread", first["spread"]),
-                    ("spread", third["spread"])]
+    assert rows == [
+        ("adverse", first["adverse"]),
+        ("spread", first["spread"]),
+        ("spread", third["spread"]),
+    ]

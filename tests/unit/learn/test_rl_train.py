@@ -34,15 +34,13 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _event_cache(tmp_path_factory: pytest.TempPathFactory,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+def _event_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MMD_EVENT_CACHE", str(tmp_path_factory.getbasetemp() / "evcache"))
 
 
 def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> None:
     lines: list[str] = []
-    meta = lrl.run_train_rl([str(session)], str(tmp_path / "a"), SETS, None, False,
-                            lines.append)
+    meta = lrl.run_train_rl([str(session)], str(tmp_path / "a"), SETS, None, False, lines.append)
     rl_dir = tmp_path / "a" / "rl"
     assert meta.kind == "rl_q"
     p = RlPolicy.from_dir(rl_dir)
@@ -60,29 +58,40 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
     assert meta.hyper_parameters["config"]["rl_step_s"] == 2.0
     assert meta.hyper_parameters["train"]["seed"] == 5
     (rec,) = sorted(session.glob("*.rec.gz"))
-    assert meta.training_data == [{"path": str(rec), "sha256": file_sha256(rec),
-                                   "symbol": "BTCUSDT", "category": "linear"}]
+    assert meta.training_data == [
+        {"path": str(rec), "sha256": file_sha256(rec), "symbol": "BTCUSDT", "category": "linear"}
+    ]
     (hold,) = meta.metrics["holdout"]
     assert {"greedy", "off"} <= hold.keys()
     assert (rl_dir / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any("Q-learning: 3 episodes" in ln for ln in lines)
     # the same seed and data learn the same table: the same content hash
-    again = lrl.run_train_rl([str(session)], str(tmp_path / "b"), SETS, None, False,
-                             lambda _s: None)
+    again = lrl.run_train_rl(
+        [str(session)], str(tmp_path / "b"), SETS, None, False, lambda _s: None
+    )
     assert again.version == meta.version
 
     # `mmd backtest --strategy ml` with [models] rl quotes greedily from the table: the same
     # fills as a greedy episode of the trainer's runner over the whole recording
-    cfg = msgspec.structs.replace(AppConfig(), models=ModelsConfig(
-        dir=str(tmp_path / "a"), rl=True, missing="neutral"))
-    (summary,) = app_mod.backtest(cfg, [str(rec)], strategy="ml", report_dir=None,
-                                  progress=False)
+    cfg = msgspec.structs.replace(
+        AppConfig(), models=ModelsConfig(dir=str(tmp_path / "a"), rl=True, missing="neutral")
+    )
+    (summary,) = app_mod.backtest(cfg, [str(rec)], strategy="ml", report_dir=None, progress=False)
     assert summary["models"] == {"rl": meta.version}
-    win_all = lrl.Window(name="all", symbol="BTCUSDT", category="linear", files=[rec],
-                         start_ns=0, end_ns=2**62)
-    out = lrl.run_episode_python(win_all, cfg, p.q.copy(), p.visits.copy(), p.rpi.copy(),
-                                 p.rpf.copy(), p.actions, krl.new_agent_state(),
-                                 krl.new_rng(1))
+    win_all = lrl.Window(
+        name="all", symbol="BTCUSDT", category="linear", files=[rec], start_ns=0, end_ns=2**62
+    )
+    out = lrl.run_episode_python(
+        win_all,
+        cfg,
+        p.q.copy(),
+        p.visits.copy(),
+        p.rpi.copy(),
+        p.rpf.copy(),
+        p.actions,
+        krl.new_agent_state(),
+        krl.new_rng(1),
+    )
     assert out["fills"] == summary["fills"]
     assert sum(out["action_counts"]) == out["decisions"] > 30
     # greedy: only actions tried in their state, or the neutral one
@@ -98,24 +107,57 @@ def test_train_rl_cli_and_bad_settings(session: Path, tmp_path: Path) -> None:
     tp, config_sets = lrl.parse_rl_sets(["episodes=4", "models.rl_alpha=0.2"])
     assert tp.episodes == 4 and config_sets == ["models.rl_alpha=0.2"]
     r = subprocess.run(
-        [sys.executable, "-m", "mmd", "train", "rl", str(session), "--out", str(tmp_path),
-         "--episodes", "1", "--seed", "2", "--no-progress", "--set", "models.rl_step_s=3"],
-        env=base_env(MMD_EVENT_CACHE=str(tmp_path / "ev")), capture_output=True, text=True,
-        timeout=600, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "train",
+            "rl",
+            str(session),
+            "--out",
+            str(tmp_path),
+            "--episodes",
+            "1",
+            "--seed",
+            "2",
+            "--no-progress",
+            "--set",
+            "models.rl_step_s=3",
+        ],
+        env=base_env(MMD_EVENT_CACHE=str(tmp_path / "ev")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Q-learning: 1 episodes" in r.stdout and "model written to" in r.stdout
     p = RlPolicy.from_dir(tmp_path / "rl")
     assert p.step_ns == 3_000_000_000 and p.meta is not None
     assert p.meta.hyper_parameters["train"]["seed"] == 2
     r = subprocess.run(
-        [sys.executable, "-m", "mmd", "train", "rl", str(session), "--out", str(tmp_path),
-         "--set", "bogus=1"], env=base_env(), capture_output=True, text=True, timeout=120,
-        cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "mmd",
+            "train",
+            "rl",
+            str(session),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "bogus=1",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "bogus" in r.stderr
 
 
-def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path,
-                                                           tmp_path: Path) -> None:
+def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path, tmp_path: Path) -> None:
     """The two episode runners make the same decisions on the same observations: two learning
     episodes (seeded exploration) give the same PnL, fills, rewards and table, bit for bit."""
     if lrl.fast_episode() is None:
@@ -128,10 +170,13 @@ def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path,
     for runner in (lrl.run_episode_python, lrl.run_episode_fast):
         q, visits, rpi, rpf, actions = lrl.rl_arrays(cfg, krl.MODE_LEARN)
         rng = krl.new_rng(3)
-        outs = [runner(w, cfg, q, visits, rpi, rpf, actions, krl.new_agent_state(), rng)
-                for _ in range(2)]
-        tables.append((q, visits, [(o["pnl"], o["fills"], o["reward_sum"], o["decisions"])
-                                   for o in outs]))
+        outs = [
+            runner(w, cfg, q, visits, rpi, rpf, actions, krl.new_agent_state(), rng)
+            for _ in range(2)
+        ]
+        tables.append(
+            (q, visits, [(o["pnl"], o["fills"], o["reward_sum"], o["decisions"]) for o in outs])
+        )
     (q_py, v_py, o_py), (q_fast, v_fast, o_fast) = tables
     # ~72 s of training part at 5 s steps: 13-15 decisions an episode, all but the first an
     # update
@@ -139,8 +184,7 @@ def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path,
     assert np.array_equal(q_py, q_fast) and np.array_equal(v_py, v_fast)
     assert v_py.sum() == o_py[0][3] + o_py[1][3] - 2
     # OFI bins need the feature engine: auto falls back to the per-frame driver
-    ofi = msgspec.structs.replace(cfg, models=msgspec.structs.replace(cfg.models,
-                                                                      rl_ofi_bins=3))
+    ofi = msgspec.structs.replace(cfg, models=msgspec.structs.replace(cfg.models, rl_ofi_bins=3))
     assert "rl_ofi_bins" in (lrl.fast_unsupported(ofi, [w]) or "")
 
 
@@ -150,8 +194,7 @@ def test_train_rl_as_train_all_and_evaluate_call_it(session: Path, tmp_path: Pat
     from mmd.learn.cli import TrainParams, read_recordings
 
     recs = read_recordings(AppConfig(), [str(session)], False)
-    meta = lrl.train_rl(recs, None, TrainParams(seed=5), tmp_path, "test", False,
-                        lambda _s: None)
+    meta = lrl.train_rl(recs, None, TrainParams(seed=5), tmp_path, "test", False, lambda _s: None)
     assert meta.kind == "rl_q" and (tmp_path / "rl" / "model.json").is_file()
     assert meta.hyper_parameters["train"]["seed"] == 5
     (win,) = meta.hyper_parameters["windows"]

@@ -46,8 +46,9 @@ def synth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return rec
 
 
-def write_table(root: Path, best: tuple[float, float], *, tried: bool = True,
-                step_s: float = 5.0) -> Path:
+def write_table(
+    root: Path, best: tuple[float, float], *, tried: bool = True, step_s: float = 5.0
+) -> Path:
     """A table whose best tried action in every state is `best` (gamma mult, skew)."""
     rpi, rpf = krl.make_params((5, 3, 3, 3, 2), round(step_s * S), krl.MODE_GREEDY)
     actions = krl.default_actions()
@@ -55,15 +56,19 @@ def write_table(root: Path, best: tuple[float, float], *, tried: bool = True,
     q = np.zeros((krl.n_states(rpi), len(actions)))
     q[:, k] = 1.0
     visits = np.full(q.shape, 1 if tried else 0, np.int64)
-    save_model(root / "rl", kind="rl_q", features=list(RL_OBSERVATIONS),
-               arrays={"q": q, "visits": visits, "rpi": rpi, "rpf": rpf, "actions": actions},
-               mmd_version="test", hyper_parameters={"episodes": 0})
+    save_model(
+        root / "rl",
+        kind="rl_q",
+        features=list(RL_OBSERVATIONS),
+        arrays={"q": q, "visits": visits, "rpi": rpi, "rpf": rpf, "actions": actions},
+        mmd_version="test",
+        hyper_parameters={"episodes": 0},
+    )
     return root
 
 
 def _cfg(models_dir: Path, **models: object) -> AppConfig:
-    return msgspec.structs.replace(
-        AppConfig(), models=ModelsConfig(dir=str(models_dir), **models))  # type: ignore[arg-type]
+    return msgspec.structs.replace(AppConfig(), models=ModelsConfig(dir=str(models_dir), **models))  # type: ignore[arg-type]
 
 
 def test_rl_model_file_round_trip_modes_and_copies(tmp_path: Path) -> None:
@@ -75,34 +80,46 @@ def test_rl_model_file_round_trip_modes_and_copies(tmp_path: Path) -> None:
     assert p.step_ns == 5 * S and p.q.shape == (270, 20)
     p.q[0, 0] = 99.0  # a copy: the file and another load are untouched
     assert RlPolicy.from_dir(tmp_path / "rl").q[0, 0] == 0.0
-    on = RlPolicy.from_dir(tmp_path / "rl", online=True,
-                           learning={"alpha": 0.3, "epsilon": 0.05, "penalty": 2.0})
+    on = RlPolicy.from_dir(
+        tmp_path / "rl", online=True, learning={"alpha": 0.3, "epsilon": 0.05, "penalty": 2.0}
+    )
     assert int(on.rpi[krl.RPI_MODE]) == krl.MODE_LEARN and on.online
     assert (on.rpf[krl.RPF_ALPHA], on.rpf[krl.RPF_EPSILON], on.rpf[krl.RPF_INV_PENALTY]) == (
-        0.3, 0.05, 2.0)
+        0.3,
+        0.05,
+        2.0,
+    )
     assert on.rpf[krl.RPF_DISCOUNT] == arrays["rpf"][krl.RPF_DISCOUNT]  # not overridden
     assert p.labels[0] == "g1_s0" and action_label(0.25, -2.0) == "g0.25_s-2"
 
 
 def _save(root: Path, **arrays: np.ndarray) -> Path:
     rpi, rpf = krl.make_params((2, 1, 1, 1, 1), 5 * S, krl.MODE_GREEDY)
-    base = {"q": np.zeros((2, 3)), "visits": np.zeros((2, 3), np.int64), "rpi": rpi,
-            "rpf": rpf, "actions": np.array([[1.0, 0.0], [2.0, 1.0], [0.5, -1.0]])}
+    base = {
+        "q": np.zeros((2, 3)),
+        "visits": np.zeros((2, 3), np.int64),
+        "rpi": rpi,
+        "rpf": rpf,
+        "actions": np.array([[1.0, 0.0], [2.0, 1.0], [0.5, -1.0]]),
+    }
     base.update(arrays)
-    save_model(root, kind="rl_q", features=list(RL_OBSERVATIONS), arrays=base,
-               mmd_version="test")
+    save_model(root, kind="rl_q", features=list(RL_OBSERVATIONS), arrays=base, mmd_version="test")
     return root
 
 
-@pytest.mark.parametrize(("arrays", "words"), [
-    ({"q": np.zeros((3, 3))}, "q (3, 3)"),  # 2 states x 3 actions expected
-    ({"visits": np.zeros((2, 3))}, "visits"),  # float counts
-    ({"q": np.array([[0.0, np.nan, 0.0], [0.0, 0.0, 0.0]])}, "finite"),
-    ({"actions": np.array([[1.0, 0.0], [0.0, 1.0], [0.5, -1.0]])}, "action grid"),  # gamma 0
-    ({"rpi": np.zeros(3, np.int64)}, "parameter arrays"),
-])
-def test_rl_model_file_refuses_inconsistent_tables(tmp_path: Path, arrays: dict[str, np.ndarray],
-                                                   words: str) -> None:
+@pytest.mark.parametrize(
+    ("arrays", "words"),
+    [
+        ({"q": np.zeros((3, 3))}, "q (3, 3)"),  # 2 states x 3 actions expected
+        ({"visits": np.zeros((2, 3))}, "visits"),  # float counts
+        ({"q": np.array([[0.0, np.nan, 0.0], [0.0, 0.0, 0.0]])}, "finite"),
+        ({"actions": np.array([[1.0, 0.0], [0.0, 1.0], [0.5, -1.0]])}, "action grid"),  # gamma 0
+        ({"rpi": np.zeros(3, np.int64)}, "parameter arrays"),
+    ],
+)
+def test_rl_model_file_refuses_inconsistent_tables(
+    tmp_path: Path, arrays: dict[str, np.ndarray], words: str
+) -> None:
     with pytest.raises(IncompatibleModel, match=words.replace("(", r"\(").replace(")", r"\)")):
         RlPolicy.from_dir(_save(tmp_path / "m", **arrays))
 
@@ -121,13 +138,23 @@ def test_rl_model_file_refuses_edits_other_kinds_and_absence(tmp_path: Path) -> 
         load_models(tmp_path / "nothing", adverse=False, spread=False, rl=True, missing="error")
     assert issubclass(IncompatibleModel, ConfigError)  # exit 2
     told: list[str] = []
-    m = load_models(tmp_path / "nothing", adverse=False, spread=False, rl=True,
-                    missing="neutral", on_missing=lambda name, reason: told.append(name))
+    m = load_models(
+        tmp_path / "nothing",
+        adverse=False,
+        spread=False,
+        rl=True,
+        missing="neutral",
+        on_missing=lambda name, reason: told.append(name),
+    )
     assert told == ["rl"] and m.rl is None and not m.active
 
 
-def _replay(rec: Path, strats: list[SymbolStrategy] | None, models: LoadedModels | None,
-            position_lots: int = 0) -> tuple[list[SymbolStrategy], list[tuple[int, object]]]:
+def _replay(
+    rec: Path,
+    strats: list[SymbolStrategy] | None,
+    models: LoadedModels | None,
+    position_lots: int = 0,
+) -> tuple[list[SymbolStrategy], list[tuple[int, object]]]:
     """Step a strategy after every synced book frame (pos fixed); returns it and per-decision
     (now_ns, ml)."""
     cfg = AppConfig()
@@ -148,8 +175,9 @@ def _replay(rec: Path, strats: list[SymbolStrategy] | None, models: LoadedModels
     return out, seen
 
 
-def test_strategy_quotes_with_the_held_action_and_counts_each_decision(synth_rec: Path,
-                                                                      tmp_path: Path) -> None:
+def test_strategy_quotes_with_the_held_action_and_counts_each_decision(
+    synth_rec: Path, tmp_path: Path
+) -> None:
     policy = RlPolicy.from_dir(write_table(tmp_path, (0.5, 1.0)) / "rl")
     (strat,), seen = _replay(synth_rec, None, LoadedModels(rl=policy))
     (plain,), seen_plain = _replay(synth_rec, None, None)
@@ -207,10 +235,22 @@ def test_rl_never_overrides_the_position_limit(synth_rec: Path, tmp_path: Path) 
     assert all(bids == [] and asks for bids, asks in sides)
     assert strat is not None
     gate = RiskGate(cfg.risk, cfg.strategy.max_position, [strat.instrument])
-    buy = SubmitOrder(client_order_id="x", symbol="BTCUSDT", side=BUY,
-                      px_ticks=int(sides[-1][1][0][0]) - 3, qty_lots=1)
-    allowed, rejected = gate.check("BTCUSDT", [buy], now_ns=0, position_lots=max_lots,
-                                   open_buy_lots=0, open_sell_lots=0, book_stale=False)
+    buy = SubmitOrder(
+        client_order_id="x",
+        symbol="BTCUSDT",
+        side=BUY,
+        px_ticks=int(sides[-1][1][0][0]) - 3,
+        qty_lots=1,
+    )
+    allowed, rejected = gate.check(
+        "BTCUSDT",
+        [buy],
+        now_ns=0,
+        position_lots=max_lots,
+        open_buy_lots=0,
+        open_sell_lots=0,
+        book_stale=False,
+    )
     assert allowed == [] and [r.reason for r in rejected] == ["max_position"]
 
 
@@ -218,7 +258,8 @@ def test_ledger_and_metrics_record_the_rl_version(tmp_path: Path) -> None:
     models = write_table(tmp_path / "models", (0.5, 1.0))
     cfg = msgspec.structs.replace(
         _cfg(models, rl=True, rl_online=True, rl_alpha=0.25),
-        state=msgspec.structs.replace(AppConfig().state, dir=str(tmp_path / "state")))
+        state=msgspec.structs.replace(AppConfig().state, dir=str(tmp_path / "state")),
+    )
     metrics = Metrics()
     trader = app_mod.build_trader(cfg, MarketHub(["BTCUSDT"], cfg.market), ledger=True)
     try:
@@ -236,8 +277,7 @@ def test_ledger_and_metrics_record_the_rl_version(tmp_path: Path) -> None:
     assert app_mod.load_quote_models(_cfg(models), None, 1) is None
 
 
-def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path,
-                                                          tmp_path: Path) -> None:
+def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path, tmp_path: Path) -> None:
     """[models] rl_online: the daemon's path (FrameHandler -> Trader -> SymbolStrategy) learns
     into the loaded copy, with the symbol's PnL from the portfolio as the reward's; the file
     keeps the trained table."""

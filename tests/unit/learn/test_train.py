@@ -36,10 +36,21 @@ def small_rec(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _train(kind: str, data: Path, out: Path, *sets: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "mmd", "train", kind, str(data), "--out", str(out),
-            "--no-progress", *(x for s in sets for x in ("--set", s))]
-    return subprocess.run(args, env=base_env(), capture_output=True, text=True, timeout=300,
-                          cwd=out.parent)
+    args = [
+        sys.executable,
+        "-m",
+        "mmd",
+        "train",
+        kind,
+        str(data),
+        "--out",
+        str(out),
+        "--no-progress",
+        *(x for s in sets for x in ("--set", s)),
+    ]
+    return subprocess.run(
+        args, env=base_env(), capture_output=True, text=True, timeout=300, cwd=out.parent
+    )
 
 
 def test_train_adverse_writes_a_model_that_reloads(small_rec: Path, tmp_path: Path) -> None:
@@ -77,10 +88,15 @@ def test_saved_model_predicts_as_the_fitted_one(small_rec: Path, tmp_path: Path)
     ds = adverse_dataset(ms, LabelParams(horizon_s=2.0))
     half = len(ds) // 2
     pipe, _ = tr.fit_logistic(ds.x[:half], ds.y[:half], ds.t_ns[:half], purge_ns=2 * 10**9)
-    save_model(tmp_path / "m", kind="adverse_logistic", features=list(ADVERSE_FEATURES),
-               arrays=tr.export_network(pipe), mmd_version="test",
-               orient=[0.0] * len(MARKET_FEATURES), policy={"p0": 0.5, "k": 1.0,
-                                                            "p_withdraw": 0.9})
+    save_model(
+        tmp_path / "m",
+        kind="adverse_logistic",
+        features=list(ADVERSE_FEATURES),
+        arrays=tr.export_network(pipe),
+        mmd_version="test",
+        orient=[0.0] * len(MARKET_FEATURES),
+        policy={"p0": 0.5, "k": 1.0, "p_withdraw": 0.9},
+    )
     det = AdverseSelectionDetector.from_dir(tmp_path / "m")
     held = ds.x[half:]
     assert np.max(np.abs(det.predict_rows(held) - pipe.predict_proba(held)[:, 1])) < 1e-9
@@ -97,18 +113,29 @@ def test_train_spread_writes_a_model_that_reloads(small_rec: Path, tmp_path: Pat
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     ds = spread_dataset(ms, LabelParams(window_s=5.0, interval_s=0.25))
     h = pred.predict_rows(ds.x)
-    assert np.all(h > 0) and np.array_equal(h, SpreadPredictor.from_dir(
-        models / "spread").predict_rows(ds.x))
+    assert np.all(h > 0) and np.array_equal(
+        h, SpreadPredictor.from_dir(models / "spread").predict_rows(ds.x)
+    )
 
 
 def _model(tmp_path: Path) -> Path:
     from mmd.learn.model_file import save_model
 
-    arrays = {"stats": np.r_[np.zeros(21), np.ones(21)], "weights": np.arange(21.0),
-              "biases": np.array([0.5]), "sizes": np.array([21, 1], np.int64)}
-    save_model(tmp_path / "adverse", kind="adverse_logistic", features=list(ADVERSE_FEATURES),
-               arrays=arrays, mmd_version="test", orient=[1.0] * 20,
-               policy={"p0": 0.5, "k": 1.0, "p_withdraw": 0.9})
+    arrays = {
+        "stats": np.r_[np.zeros(21), np.ones(21)],
+        "weights": np.arange(21.0),
+        "biases": np.array([0.5]),
+        "sizes": np.array([21, 1], np.int64),
+    }
+    save_model(
+        tmp_path / "adverse",
+        kind="adverse_logistic",
+        features=list(ADVERSE_FEATURES),
+        arrays=arrays,
+        mmd_version="test",
+        orient=[1.0] * 20,
+        policy={"p0": 0.5, "k": 1.0, "p_withdraw": 0.9},
+    )
     return tmp_path / "adverse"
 
 
@@ -120,8 +147,9 @@ def test_loader_refuses_incompatible_models(tmp_path: Path) -> None:
         SpreadPredictor.from_dir(d)
     with pytest.raises(IncompatibleModel, match="another order"):
         load_model(d, ("adverse_logistic",), tuple(reversed(ADVERSE_FEATURES)))
-    with pytest.raises(IncompatibleModel,
-                       match=r"lacks \['depth'\], this mmd does not compute \['side'\]"):
+    with pytest.raises(
+        IncompatibleModel, match=r"lacks \['depth'\], this mmd does not compute \['side'\]"
+    ):
         load_model(d, ("adverse_logistic",), (*ADVERSE_FEATURES[:-1], "depth"))
     with pytest.raises(IncompatibleModel, match="cannot read"):
         load_model(tmp_path / "nothing", ("adverse_logistic",), ADVERSE_FEATURES)

@@ -21,18 +21,36 @@ INST = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 T0 = 1_786_310_817_000
 
 
-def _book(typ: str, u: int, bids: list[list[str]], asks: list[list[str]], sym: str = "BTCUSDT",
-          seq: int | None = None) -> bytes:
-    return orjson.dumps({"topic": f"orderbook.50.{sym}", "type": typ, "ts": T0 + 1_000 + u,
-                         "data": {"s": sym, "b": bids, "a": asks, "u": u,
-                                  "seq": seq if seq is not None else 100 + u},
-                         "cts": T0 + 999 + u})
+def _book(
+    typ: str,
+    u: int,
+    bids: list[list[str]],
+    asks: list[list[str]],
+    sym: str = "BTCUSDT",
+    seq: int | None = None,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "topic": f"orderbook.50.{sym}",
+            "type": typ,
+            "ts": T0 + 1_000 + u,
+            "data": {
+                "s": sym,
+                "b": bids,
+                "a": asks,
+                "u": u,
+                "seq": seq if seq is not None else 100 + u,
+            },
+            "cts": T0 + 999 + u,
+        }
+    )
 
 
 def _hub(*symbols: str) -> MarketHub:
     syms = symbols or ("BTCUSDT",)
-    return MarketHub(list(syms), CFG,
-                     [Instrument(symbol=s, tick_size="0.1", lot_size="0.001") for s in syms])
+    return MarketHub(
+        list(syms), CFG, [Instrument(symbol=s, tick_size="0.1", lot_size="0.001") for s in syms]
+    )
 
 
 def test_hub_gap_resyncs_only_that_symbol_and_reports_not_ready() -> None:
@@ -69,15 +87,45 @@ def test_hub_negative_size_counts_decode_error_and_resyncs() -> None:
 
 def test_hub_trades_deduplicated_across_ws_and_rest() -> None:
     hub = _hub()
-    ws = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0 + 5, "data": [
-        {"T": T0 + 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
-        {"T": T0 + 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"}]})
-    rest = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0 + 9, "result": {
-        "category": "linear", "list": [
-            {"execId": "c", "symbol": "BTCUSDT", "price": "100.2", "size": "0.003", "side": "Buy",
-             "time": str(T0 + 7)},
-            {"execId": "b", "symbol": "BTCUSDT", "price": "100.0", "size": "0.001",
-             "side": "Sell", "time": str(T0 + 6)}]}})
+    ws = orjson.dumps(
+        {
+            "topic": "publicTrade.BTCUSDT",
+            "type": "snapshot",
+            "ts": T0 + 5,
+            "data": [
+                {"T": T0 + 5, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.1", "i": "a"},
+                {"T": T0 + 6, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "b"},
+            ],
+        }
+    )
+    rest = orjson.dumps(
+        {
+            "retCode": 0,
+            "retMsg": "OK",
+            "time": T0 + 9,
+            "result": {
+                "category": "linear",
+                "list": [
+                    {
+                        "execId": "c",
+                        "symbol": "BTCUSDT",
+                        "price": "100.2",
+                        "size": "0.003",
+                        "side": "Buy",
+                        "time": str(T0 + 7),
+                    },
+                    {
+                        "execId": "b",
+                        "symbol": "BTCUSDT",
+                        "price": "100.0",
+                        "size": "0.001",
+                        "side": "Sell",
+                        "time": str(T0 + 6),
+                    },
+                ],
+            },
+        }
+    )
     hub.on_frame(ws, 1)
     hub.on_frame(rest, 2)
     tr = hub.states["BTCUSDT"].trades.array("px_ticks")
@@ -90,10 +138,28 @@ def test_hub_kline_same_start_upserts() -> None:
 
     def kl(close: str, confirm: bool) -> bytes:
         start = T0 // 60_000 * 60_000
-        return orjson.dumps({"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
-            {"start": start, "end": start + 59_999, "interval": "1", "open": "100",
-             "close": close, "high": "101", "low": "99", "volume": "2", "turnover": "200",
-             "confirm": confirm, "timestamp": T0}]})
+        return orjson.dumps(
+            {
+                "topic": "kline.1.BTCUSDT",
+                "type": "snapshot",
+                "ts": T0,
+                "data": [
+                    {
+                        "start": start,
+                        "end": start + 59_999,
+                        "interval": "1",
+                        "open": "100",
+                        "close": close,
+                        "high": "101",
+                        "low": "99",
+                        "volume": "2",
+                        "turnover": "200",
+                        "confirm": confirm,
+                        "timestamp": T0,
+                    }
+                ],
+            }
+        )
 
     hub.on_frame(kl("100.5", False), 1)
     hub.on_frame(kl("100.7", True), 2)
@@ -102,8 +168,14 @@ def test_hub_kline_same_start_upserts() -> None:
 
 
 def _real_frames(limit: int = 400) -> list[bytes]:
-    path = (Path(__file__).resolve().parents[3].parent / "shared" / "data" / "market"
-            / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl")
+    path = (
+        Path(__file__).resolve().parents[3].parent
+        / "shared"
+        / "data"
+        / "market"
+        / "bybit_v5_linear_spot_2026-08-09_cryptofeed"
+        / "BYBIT.jsonl"
+    )
     if not path.exists():
         return [_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]])]
     out = []
@@ -134,7 +206,7 @@ def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, j
     frame = FRAMES[idx]
     truncated = frame[: int(len(frame) * cut)]
     at = int(len(truncated) * pos)
-    corrupt = truncated[:at] + junk + truncated[at + len(junk):]
+    corrupt = truncated[:at] + junk + truncated[at + len(junk) :]
     hub.on_frame(corrupt, 2)  # must not raise whatever the bytes
     hub.on_frame(frame, 3)
 
@@ -142,10 +214,24 @@ def test_hub_corrupt_real_frame_never_raises(idx: int, cut: float, pos: float, j
 def test_hub_instrument_with_new_steps_restarts_symbol_state() -> None:
     hub = _hub()
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
-        "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
-                                        "priceFilter": {"tickSize": "0.01"},
-                                        "lotSizeFilter": {"qtyStep": "0.0001"}}]}})
+    info = orjson.dumps(
+        {
+            "retCode": 0,
+            "retMsg": "OK",
+            "time": T0,
+            "result": {
+                "category": "linear",
+                "list": [
+                    {
+                        "symbol": "BTCUSDT",
+                        "status": "Trading",
+                        "priceFilter": {"tickSize": "0.01"},
+                        "lotSizeFilter": {"qtyStep": "0.0001"},
+                    }
+                ],
+            },
+        }
+    )
     hub.on_frame(info, 2)
     st = hub.states["BTCUSDT"]
     assert st.instrument.tick_size == "0.01" and not st.sync.synced
@@ -177,16 +263,38 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     hub = _hub()
     trader = build_trader(AppConfig(), hub, ledger=False)
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    ticker = orjson.dumps({"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": T0, "data": {
-        "symbol": "BTCUSDT", "markPrice": "100.1", "fundingRate": "0.0001",
-        "nextFundingTime": str(T0 + 5000)}})
+    ticker = orjson.dumps(
+        {
+            "topic": "tickers.BTCUSDT",
+            "type": "snapshot",
+            "ts": T0,
+            "data": {
+                "symbol": "BTCUSDT",
+                "markPrice": "100.1",
+                "fundingRate": "0.0001",
+                "nextFundingTime": str(T0 + 5000),
+            },
+        }
+    )
     hub.on_frame(ticker, 2)
     st = hub.states["BTCUSDT"]
     assert st.funding_rate == 0.0001 and st.next_funding_ns == (T0 + 5000) * 1_000_000
     trader._ensure_symbol(st)
-    trader.portfolio.apply_fill(OrderFilled(
-        fill_id="x#1", client_order_id="x", symbol="BTCUSDT", side=1, px_ticks=1001,
-        qty_lots=2000, leaves_lots=0, liquidity=1, fee_quote=0.0, ts_exch_ns=1), st.instrument)
+    trader.portfolio.apply_fill(
+        OrderFilled(
+            fill_id="x#1",
+            client_order_id="x",
+            symbol="BTCUSDT",
+            side=1,
+            px_ticks=1001,
+            qty_lots=2000,
+            leaves_lots=0,
+            liquidity=1,
+            fee_quote=0.0,
+            ts_exch_ns=1,
+        ),
+        st.instrument,
+    )
     for u, ts_ms in ((2, T0 + 4000), (3, T0 + 5001), (4, T0 + 6000)):  # before, after, again
         frame = _book("delta", u, [["100.0", str(u)]], [])
         msg = decode_frame(frame)
@@ -210,12 +318,30 @@ def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
     trader._ensure_symbol(hub.states["BTCUSDT"])
     sub = SubmitOrder(client_order_id="b1", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1)
     trader.oms.on_command(sub)
-    trader.apply_events([
-        OrderAccepted(client_order_id="b1", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1,
-                      ts_exch_ns=0),
-        OrderFilled(fill_id="b1#1", client_order_id="b1", symbol="BTCUSDT", side=1,
-                    px_ticks=1000, qty_lots=1, leaves_lots=0, liquidity=1, fee_quote=0.0,
-                    ts_exch_ns=1_000_000_000)])
+    trader.apply_events(
+        [
+            OrderAccepted(
+                client_order_id="b1",
+                symbol="BTCUSDT",
+                side=1,
+                px_ticks=1000,
+                qty_lots=1,
+                ts_exch_ns=0,
+            ),
+            OrderFilled(
+                fill_id="b1#1",
+                client_order_id="b1",
+                symbol="BTCUSDT",
+                side=1,
+                px_ticks=1000,
+                qty_lots=1,
+                leaves_lots=0,
+                liquidity=1,
+                fee_quote=0.0,
+                ts_exch_ns=1_000_000_000,
+            ),
+        ]
+    )
     # mids after the fill at t=1 s: 1000.5 at 1.5 s, 999.5 at 2.5 s (1 s horizon due at 2 s),
     # 1003.0 at 6.0 s (5 s horizon due at 6 s); the 30 s horizon never comes
     for t_s, mid in ((1.5, 1000.5), (2.5, 999.5), (6.0, 1003.0)):
@@ -252,10 +378,18 @@ def test_hub_refused_book_frame_resyncs_its_symbol_at_decode() -> None:
 
 def test_hub_trade_off_tick_is_counted_and_skipped() -> None:
     hub = _hub()
-    frame = orjson.dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": T0, "data": [
-        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.15", "i": "a"},
-        {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.0025", "p": "100.1", "i": "b"},
-        {"T": T0, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "c"}]})
+    frame = orjson.dumps(
+        {
+            "topic": "publicTrade.BTCUSDT",
+            "type": "snapshot",
+            "ts": T0,
+            "data": [
+                {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.002", "p": "100.15", "i": "a"},
+                {"T": T0, "s": "BTCUSDT", "S": "Buy", "v": "0.0025", "p": "100.1", "i": "b"},
+                {"T": T0, "s": "BTCUSDT", "S": "Sell", "v": "0.001", "p": "100.0", "i": "c"},
+            ],
+        }
+    )
     hub.on_frame(frame, 1)
     assert hub.states["BTCUSDT"].trades.array("px_ticks").tolist() == [1000]
     assert hub.stats.decode_errors == 2
@@ -264,10 +398,24 @@ def test_hub_trade_off_tick_is_counted_and_skipped() -> None:
 def test_hub_refused_instruments_never_replace_a_good_instrument() -> None:
     hub = _hub()
     for tick in ("0", "-0.1", "NaN", "1e-2"):
-        info = orjson.dumps({"retCode": 0, "retMsg": "OK", "time": T0, "result": {
-            "category": "linear", "list": [{"symbol": "BTCUSDT", "status": "Trading",
-                                            "priceFilter": {"tickSize": tick},
-                                            "lotSizeFilter": {"qtyStep": "0.001"}}]}})
+        info = orjson.dumps(
+            {
+                "retCode": 0,
+                "retMsg": "OK",
+                "time": T0,
+                "result": {
+                    "category": "linear",
+                    "list": [
+                        {
+                            "symbol": "BTCUSDT",
+                            "status": "Trading",
+                            "priceFilter": {"tickSize": tick},
+                            "lotSizeFilter": {"qtyStep": "0.001"},
+                        }
+                    ],
+                },
+            }
+        )
         hub.on_frame(info, 1)
     assert hub.states["BTCUSDT"].instrument.tick_size == "0.1"
     assert hub.stats.decode_errors == 4 and hub.stats.instrument_changes == 0
@@ -283,8 +431,17 @@ class _Exploding:
         raise self.exc
 
 
-@pytest.mark.parametrize("exc", [TypeError("x"), OverflowError("x"), ZeroDivisionError("x"),
-                                 KeyError("x"), IndexError("x"), ValueError("x")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        TypeError("x"),
+        OverflowError("x"),
+        ZeroDivisionError("x"),
+        KeyError("x"),
+        IndexError("x"),
+        ValueError("x"),
+    ],
+)
 def test_frame_handler_absorbs_input_errors_counts_and_resyncs(exc: Exception) -> None:
     from mmd.app import FrameHandler
 

@@ -31,7 +31,8 @@ def test_open_kline_gk() -> None:
     assert v == pytest.approx(math.sqrt(GK_VAR / 30))
     # past the minute the elapsed time is capped at 60 s: sqrt(0.00019040 / 60) = 0.0017814
     assert open_kline_gk_log_per_s(0, 100.0, 101.0, 99.0, 100.5, 90 * S) == pytest.approx(
-        0.0017814, rel=1e-4)
+        0.0017814, rel=1e-4
+    )
     # younger than 1 s, or prices outside [L, H]: nothing to say
     assert math.isnan(open_kline_gk_log_per_s(0, 100.0, 101.0, 99.0, 100.5, S // 2))
     assert math.isnan(open_kline_gk_log_per_s(0, 100.0, 101.0, 99.0, 102.0, 30 * S))
@@ -41,8 +42,7 @@ def test_open_kline_gk() -> None:
 
 def test_open_bucket_imbalance() -> None:
     # buys 3 + 2 = 5 lots, sells 1 lot: |5 - 1| / 6 = 0.666667
-    assert open_bucket_imbalance(np.array([3, 1, 2]), np.array([1, -1, 1])) == pytest.approx(
-        4 / 6)
+    assert open_bucket_imbalance(np.array([3, 1, 2]), np.array([1, -1, 1])) == pytest.approx(4 / 6)
     assert open_bucket_imbalance(np.array([2, 2]), np.array([1, -1])) == 0.0
     assert math.isnan(open_bucket_imbalance(np.array([], np.int64), np.array([], np.int64)))
 
@@ -52,8 +52,7 @@ def test_provisional_values_only_while_the_feature_waits() -> None:
     # a fixed VPIN bucket of 4 lots (0.004 BTC)
     st = SymbolState(inst, MarketConfig(), FeaturesConfig(vpin_bucket_volume=0.004))
     assert provisional_values(st) == {}  # nothing seen yet
-    st.klines.append(start_ns=60 * S, open=100.0, high=101.0, low=99.0, close=100.5,
-                     volume=1.0)
+    st.klines.append(start_ns=60 * S, open=100.0, high=101.0, low=99.0, close=100.5, volume=1.0)
     st.book.ts_exch_ns = 90 * S  # 30 s into the open candle
     for side, q in ((1, 1), (-1, 1), (1, 1)):  # 3 lots: the 4-lot bucket is not full
         st.trades.append(ts_ns=61 * S, px_ticks=1000, qty_lots=q, side=side)

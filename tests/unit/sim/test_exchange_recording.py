@@ -36,8 +36,14 @@ def sliced_rec(binance_btc_rec: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.mark.parametrize(
     "sets",
-    [[], ["exchange.queue_model=prob_log", "exchange.partial_fills=false",
-          "exchange.entry_latency_ms=5"]],
+    [
+        [],
+        [
+            "exchange.queue_model=prob_log",
+            "exchange.partial_fills=false",
+            "exchange.entry_latency_ms=5",
+        ],
+    ],
     ids=["defaults", "prob_log-all_or_nothing-5ms"],
 )
 def test_backtest_fills_identical_with_the_previous_exchange(
@@ -48,9 +54,15 @@ def test_backtest_fills_identical_with_the_previous_exchange(
     for name, cls in (("kernels", app_mod.SimExchange), ("previous", ReferenceExchange)):
         monkeypatch.setattr(app_mod, "SimExchange", cls)
         out = tmp_path / f"{name}.csv"
-        summaries = app_mod.backtest(cfg, [str(sliced_rec)], strategy="as",
-                                     report_dir=None, progress=False, fills_csv=str(out),
-                                     engine="python")
+        summaries = app_mod.backtest(
+            cfg,
+            [str(sliced_rec)],
+            strategy="as",
+            report_dir=None,
+            progress=False,
+            fills_csv=str(out),
+            engine="python",
+        )
         with out.open() as f:
             fills = collections.Counter(tuple(row.values()) for row in csv.DictReader(f))
         runs.append((fills, summaries))

@@ -45,11 +45,19 @@ def _secs(*ts: float) -> np.ndarray:
     return np.array([round(t * S) for t in ts], np.int64)
 
 
-def _run(eq: list[float], pos: list[int] | None = None, ts: list[float] | None = None,
-         fills: np.ndarray | None = None, mids: np.ndarray | None = None, **kw: object) -> dict:
+def _run(
+    eq: list[float],
+    pos: list[int] | None = None,
+    ts: list[float] | None = None,
+    fills: np.ndarray | None = None,
+    mids: np.ndarray | None = None,
+    **kw: object,
+) -> dict:
     ts = ts if ts is not None else list(range(len(eq)))
     return summarize(
-        _secs(*ts), np.array(eq, float), np.array(pos or [0] * len(eq)),
+        _secs(*ts),
+        np.array(eq, float),
+        np.array(pos or [0] * len(eq)),
         fills if fills is not None else np.empty(0, FILL_DTYPE),
         mids if mids is not None else mids_array([], []),
         **{"lot": 0.01, "tick": 0.5, **kw},  # type: ignore[arg-type]
@@ -78,8 +86,7 @@ def test_sharpe_needs_24_hours() -> None:
     s = _run([0, 1, -3, 2], ts=[0, 100, 300, 480])
     assert math.isnan(s["sharpe"]) and math.isnan(s["sortino"])
     assert s["sharpe_samples"] == 0
-    assert s["sharpe_note"] == ("needs >= 24 PnL changes of 1 h (24 h of data), "
-                                "run spans 0.13 h")
+    assert s["sharpe_note"] == ("needs >= 24 PnL changes of 1 h (24 h of data), run spans 0.13 h")
     assert "n/a (needs >= 24 PnL changes" in risk_text(s)
     # 23.5 h: 23 hourly changes (the last half hour is a partial period) -> still none
     s = _run([0, 1, 0, 2], ts=[0, 3600, 7200, 23.5 * H])
@@ -128,8 +135,13 @@ def test_fifo_win_rate() -> None:
     # buy 1 @99:  closes the short @101, +2 ticks (win, 1 lot)
     # -> 3 round trips, 4 closed lots, 3 winning lots: win_rate 0.75
     # realized gross = (2*1 - 1 + 2) = 3 tick-lots = 3 * 0.5 * 0.01 = 0.015 quote
-    f = _fills((1, 1, 100, 2, 0.0), (2, 1, 102, 1, 0.0), (3, -1, 101, 2, 0.0),
-               (4, -1, 101, 2, 0.0), (5, 1, 99, 1, 0.0))
+    f = _fills(
+        (1, 1, 100, 2, 0.0),
+        (2, 1, 102, 1, 0.0),
+        (3, -1, 101, 2, 0.0),
+        (4, -1, 101, 2, 0.0),
+        (5, 1, 99, 1, 0.0),
+    )
     lots, pnl = fifo_round_trips(f)
     assert lots.tolist() == [2, 1, 1]
     assert pnl.tolist() == [1.0, -1.0, 2.0]
@@ -233,16 +245,32 @@ def test_pass_through_and_validation() -> None:
     with pytest.raises(ValueError):
         _run([0, 1], pos=[0])
     with pytest.raises(ValueError):
-        summarize(_secs(1, 0), np.zeros(2), np.zeros(2), np.empty(0, FILL_DTYPE),
-                  mids_array([], []), lot=1.0, tick=1.0)
+        summarize(
+            _secs(1, 0),
+            np.zeros(2),
+            np.zeros(2),
+            np.empty(0, FILL_DTYPE),
+            mids_array([], []),
+            lot=1.0,
+            tick=1.0,
+        )
 
 
 def test_fills_array_from_events() -> None:
     from mmd.model.events import MAKER, OrderFilled
 
-    ev = OrderFilled(fill_id="f1", client_order_id="c1", symbol="BTCUSDT", side=-1,
-                     px_ticks=651142, qty_lots=3, leaves_lots=0, liquidity=MAKER,
-                     fee_quote=-0.01, ts_exch_ns=5 * S)
+    ev = OrderFilled(
+        fill_id="f1",
+        client_order_id="c1",
+        symbol="BTCUSDT",
+        side=-1,
+        px_ticks=651142,
+        qty_lots=3,
+        leaves_lots=0,
+        liquidity=MAKER,
+        fee_quote=-0.01,
+        ts_exch_ns=5 * S,
+    )
     a = fills_array([ev])
     assert a.dtype == FILL_DTYPE
     assert a[0].tolist() == (5 * S, -1, 651142, 3, -0.01, MAKER)
@@ -283,12 +311,29 @@ def test_write_report_files(tmp_path: Path) -> None:
     quotes["ask_ticks"] = mid + 1.5
     quotes["ask_ticks"][::7] = np.nan  # one side pulled now and then
     s = summarize(ts, eq, pos, f, mids, lot=0.001, tick=0.1, strategy="as", events=9999)
-    series = ReportSeries(ts, eq, pos, f, mids, tick=0.1, lot=0.001, quotes=quotes,
-                          symbol="BTCUSDT", quote_ccy="USDT", base_ccy="BTC")
+    series = ReportSeries(
+        ts,
+        eq,
+        pos,
+        f,
+        mids,
+        tick=0.1,
+        lot=0.001,
+        quotes=quotes,
+        symbol="BTCUSDT",
+        quote_ccy="USDT",
+        base_ccy="BTC",
+    )
     paths = write_report(s, series, tmp_path / "rep")
     names = [p.name for p in paths]
-    assert names == ["summary.json", "equity.png", "inventory.png", "quotes.png",
-                     "markouts.png", "report.html"]
+    assert names == [
+        "summary.json",
+        "equity.png",
+        "inventory.png",
+        "quotes.png",
+        "markouts.png",
+        "report.html",
+    ]
     for p in paths[1:-1]:
         w, h = _png_ok(p)
         assert w >= 1000 and h >= 400
@@ -312,10 +357,10 @@ def test_render_charts_are_the_written_files_and_differ() -> None:
     ts = np.arange(50, dtype=np.int64) * S
     mids = mids_array(ts, 1000 + np.cumsum(rng.integers(-1, 2, 50)).astype(float))
     f = _fills((5, 1, 999, 1, 0.0), (9, -1, 1002, 1, 0.0), (20, 1, 998, 2, 0.0))
-    s = summarize(ts, np.cumsum(rng.normal(0, 1, 50)), np.zeros(50), f, mids, lot=1.0,
-                  tick=1.0)
-    charts = render_charts(s, ReportSeries(ts, np.zeros(50), np.zeros(50), f, mids, tick=1.0,
-                                           lot=1.0))
+    s = summarize(ts, np.cumsum(rng.normal(0, 1, 50)), np.zeros(50), f, mids, lot=1.0, tick=1.0)
+    charts = render_charts(
+        s, ReportSeries(ts, np.zeros(50), np.zeros(50), f, mids, tick=1.0, lot=1.0)
+    )
     assert list(charts) == ["equity.png", "inventory.png", "quotes.png", "markouts.png"]
     assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in charts.values())
     assert len({v for v in charts.values()}) == 4
@@ -323,11 +368,25 @@ def test_render_charts_are_the_written_files_and_differ() -> None:
 
 def test_write_report_without_fills_or_quotes(tmp_path: Path) -> None:
     ts = np.arange(5, dtype=np.int64) * S
-    s = summarize(ts, np.zeros(5), np.zeros(5), np.empty(0, FILL_DTYPE),
-                  mids_array(ts, [10.0] * 5), lot=1.0, tick=1.0)
+    s = summarize(
+        ts,
+        np.zeros(5),
+        np.zeros(5),
+        np.empty(0, FILL_DTYPE),
+        mids_array(ts, [10.0] * 5),
+        lot=1.0,
+        tick=1.0,
+    )
     assert math.isnan(s["sharpe"]) and math.isnan(s["win_rate"])
-    series = ReportSeries(ts, np.zeros(5), np.zeros(5), np.empty(0, FILL_DTYPE),
-                          mids_array(ts, [10.0] * 5), tick=1.0, lot=1.0)
+    series = ReportSeries(
+        ts,
+        np.zeros(5),
+        np.zeros(5),
+        np.empty(0, FILL_DTYPE),
+        mids_array(ts, [10.0] * 5),
+        tick=1.0,
+        lot=1.0,
+    )
     paths = write_report(s, series, tmp_path)
     assert paths[-2].name == "markouts.png" and paths[-1].name == "report.html"
     assert "no fills: no markouts" not in paths[-1].read_text()  # drawn into the PNG, not HTML

@@ -40,28 +40,50 @@ class _Page(HTMLParser):
 
 
 SUMMARY = {
-    "strategy": "as", "symbol": "BTCUSDT", "category": "linear", "pnl": 1.25, "fees": -0.5,
-    "sharpe": math.nan, "sortino": math.nan, "sharpe_basis": "hourly PnL changes, annualised "
-    "x sqrt(8760)", "sharpe_samples": 0, "sharpe_note": "needs >= 24 PnL changes of 1 h "
-    "(24 h of data), run spans 0.13 h", "fills": 7, "pnl_per_notional_bps": 0.8125,
-    "win_rate": 0.5, "duration_s": 480.0, "recordings": ["a.rec.gz"],
-    "config": {"strategy": {"gamma": 0.1}}, "note": "<script>alert(1)</script>",
+    "strategy": "as",
+    "symbol": "BTCUSDT",
+    "category": "linear",
+    "pnl": 1.25,
+    "fees": -0.5,
+    "sharpe": math.nan,
+    "sortino": math.nan,
+    "sharpe_basis": "hourly PnL changes, annualised x sqrt(8760)",
+    "sharpe_samples": 0,
+    "sharpe_note": "needs >= 24 PnL changes of 1 h (24 h of data), run spans 0.13 h",
+    "fills": 7,
+    "pnl_per_notional_bps": 0.8125,
+    "win_rate": 0.5,
+    "duration_s": 480.0,
+    "recordings": ["a.rec.gz"],
+    "config": {"strategy": {"gamma": 0.1}},
+    "note": "<script>alert(1)</script>",
 }
 PNG_A = b"\x89PNG\r\n\x1a\nAAAA"
 PNG_B = b"\x89PNG\r\n\x1a\nBBBB"
 
 
 def test_render_html_titles_images_and_figures() -> None:
-    page = render_html(SUMMARY, [("Equity and drawdown", "equity.png", PNG_A),
-                                 ("Markouts by horizon", "markouts.png", PNG_B)])
+    page = render_html(
+        SUMMARY,
+        [
+            ("Equity and drawdown", "equity.png", PNG_A),
+            ("Markouts by horizon", "markouts.png", PNG_B),
+        ],
+    )
     p = _Page()
     p.feed(page)
-    assert p.h == ["mmd report: BTCUSDT (as)", "Key figures", "Equity and drawdown",
-                   "Markouts by horizon", "All summary fields"]
+    assert p.h == [
+        "mmd report: BTCUSDT (as)",
+        "Key figures",
+        "Equity and drawdown",
+        "Markouts by horizon",
+        "All summary fields",
+    ]
     assert [i["alt"] for i in p.imgs] == ["Equity and drawdown", "Markouts by horizon"]
     assert [i["src"] for i in p.imgs] == [
         "data:image/png;base64," + base64.b64encode(PNG_A).decode(),
-        "data:image/png;base64," + base64.b64encode(PNG_B).decode()]
+        "data:image/png;base64," + base64.b64encode(PNG_B).decode(),
+    ]
     assert p.links == []  # nothing but data: URIs
     # 1.25 quote PnL, 0.8125 bps of notional (to 3 decimals: 0.812 or 0.813, banker's rule)
     assert "1.2500" in p.cells and format(0.8125, ".3f") in p.cells
@@ -71,7 +93,7 @@ def test_render_html_titles_images_and_figures() -> None:
     assert "50.0%" in p.cells  # win rate
     # text is escaped, nested values shown as JSON
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert '&quot;gamma&quot;: 0.1' in page
+    assert "&quot;gamma&quot;: 0.1" in page
 
 
 def test_render_html_minimal_summary_and_format_value() -> None:

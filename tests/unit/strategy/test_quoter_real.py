@@ -16,8 +16,18 @@ from mmd.strategy.calibration import IntensityCalibrator
 from mmd.strategy.quoter import Quoter
 
 
-def _reference(model: str, best_bid: int, best_ask: int, q: int, sigma: float, kappa: float,
-               a: float, gamma: float, tau: float, lots: int) -> tuple[int, int]:
+def _reference(
+    model: str,
+    best_bid: int,
+    best_ask: int,
+    q: int,
+    sigma: float,
+    kappa: float,
+    a: float,
+    gamma: float,
+    tau: float,
+    lots: int,
+) -> tuple[int, int]:
     """Model quotes, 1-tick minimum spread, bid down / ask up, post-only clamp."""
     s = (best_bid + best_ask) / 2
     if model == "as":
@@ -54,8 +64,9 @@ def test_quoter_real_recording_matches_reference(binance_btc_rec: Path, model: s
             lots = st.instrument.qty_to_lots(cfg.order_size)
         t = st.trades.since(seen)
         for k in range(len(t["ts_ns"])):
-            cal.on_trade(int(t["ts_ns"][k]), int(t["px_ticks"][k]), int(t["qty_lots"][k]),
-                         int(t["side"][k]))
+            cal.on_trade(
+                int(t["ts_ns"][k]), int(t["px_ticks"][k]), int(t["qty_lots"][k]), int(t["side"][k])
+            )
         seen = st.trades.total
         cal.on_mid(st.book.ts_exch_ns, st.book.mid_ticks())
         cal.maybe_refit(st.book.ts_exch_ns)
@@ -66,12 +77,15 @@ def test_quoter_real_recording_matches_reference(binance_btc_rec: Path, model: s
         target = quoter.decide(now, st.book, cal.sigma, cal.kappa, cal.a, q)
         assert target is not None
         bb, ba = int(st.book.bid_px[0]), int(st.book.ask_px[0])
-        want = _reference(model, bb, ba, q, cal.sigma, cal.kappa, cal.a, cfg.gamma,
-                          quoter.tau_s(now), lots)
+        want = _reference(
+            model, bb, ba, q, cal.sigma, cal.kappa, cal.a, cfg.gamma, quoter.tau_s(now), lots
+        )
         assert (target.bids[0][0], target.asks[0][0]) == want, (i, q)
         assert target.bids[0][0] < ba and target.asks[0][0] > bb
         clamped += want[0] == ba - 1 or want[1] == bb + 1
         checks += 1
-    print(f"{model}: {checks} checkpoints, {clamped} clamped by post-only; "
-          f"final sigma {cal.sigma:.2f} ticks/sqrt(s), kappa {cal.kappa:.4f}/tick, A {cal.a:.3f}/s")
+    print(
+        f"{model}: {checks} checkpoints, {clamped} clamped by post-only; "
+        f"final sigma {cal.sigma:.2f} ticks/sqrt(s), kappa {cal.kappa:.4f}/tick, A {cal.a:.3f}/s"
+    )
     assert checks > 300

@@ -419,28 +419,45 @@ def test_ledger_refuses_non_finite_values_before_committing(tmp_path: Path) -> N
             fill("f1", "a", BUY, 100, 1, 0, fee=float("nan")),
             fill("f2", "a", BUY, 100, 1, 0, fee=float("inf")),
             fill("f3", "a", BUY, 0, 1, 0),
-            FundingPaid(funding_id="fu", symbol=SYM, rate=float("nan"), position_lots=1,
-                        mark_px=65_000.0, amount_quote=0.0, ts_exch_ns=1),
-            FundingPaid(funding_id="fu", symbol=SYM, rate=0.0001, position_lots=1,
-                        mark_px=65_000.0, amount_quote=float("-inf"), ts_exch_ns=1),
+            FundingPaid(
+                funding_id="fu",
+                symbol=SYM,
+                rate=float("nan"),
+                position_lots=1,
+                mark_px=65_000.0,
+                amount_quote=0.0,
+                ts_exch_ns=1,
+            ),
+            FundingPaid(
+                funding_id="fu",
+                symbol=SYM,
+                rate=0.0001,
+                position_lots=1,
+                mark_px=65_000.0,
+                amount_quote=float("-inf"),
+                ts_exch_ns=1,
+            ),
         ):
             with pytest.raises(InvariantViolation):
                 led.journal(bad)
         assert led.event_count() == 0 and led.fill_count() == 0
         # a fill of a symbol whose steps were never noted is refused too
         with pytest.raises(InvariantViolation, match="steps"):
-            led.journal(msgspec.structs.replace(fill("f4", "a", BUY, 100, 1, 0),
-                                                symbol="ETHUSDT"))
+            led.journal(msgspec.structs.replace(fill("f4", "a", BUY, 100, 1, 0), symbol="ETHUSDT"))
 
 
-@pytest.mark.parametrize("poison", [
-    "UPDATE events SET body = 'not json' WHERE seq = 2",
-    # what a NaN fee used to become: JSON null
-    "UPDATE events SET body = replace(body, '\"fee_quote\":0.01', '\"fee_quote\":null')"
-    " WHERE seq = 2",
-    "UPDATE events SET body = replace(body, '\"px_ticks\":100', '\"px_ticks\":-5') WHERE seq = 2",
-    "UPDATE fills SET tick_size = NULL",
-])
+@pytest.mark.parametrize(
+    "poison",
+    [
+        "UPDATE events SET body = 'not json' WHERE seq = 2",
+        # what a NaN fee used to become: JSON null
+        "UPDATE events SET body = replace(body, '\"fee_quote\":0.01', '\"fee_quote\":null')"
+        " WHERE seq = 2",
+        "UPDATE events SET body = replace(body, '\"px_ticks\":100', '\"px_ticks\":-5')"
+        " WHERE seq = 2",
+        "UPDATE fills SET tick_size = NULL",
+    ],
+)
 def test_ledger_bad_row_raises_state_error_naming_the_row(tmp_path: Path, poison: str) -> None:
     from mmd.errors import StateError
 
@@ -466,8 +483,9 @@ def test_ledger_run_identity_mismatch_names_the_field(tmp_path: Path) -> None:
     from mmd.trading.ledger import RecordingDigest, RunIdentity
 
     rec = [RecordingDigest(name="bybit_linear_BTCUSDT_1.rec.gz", sha256="ab" * 32)]
-    ident = RunIdentity(source="replay", category="linear", symbols=["BTCUSDT", "ETHUSDT"],
-                        recordings=rec)
+    ident = RunIdentity(
+        source="replay", category="linear", symbols=["BTCUSDT", "ETHUSDT"], recordings=rec
+    )
     Ledger.open(tmp_path, identity=ident).close()
     Ledger.open(tmp_path, identity=ident).close()  # the same run opens fine
     cases = {
@@ -475,7 +493,8 @@ def test_ledger_run_identity_mismatch_names_the_field(tmp_path: Path) -> None:
         "category": msgspec.structs.replace(ident, category="spot"),
         "symbols": msgspec.structs.replace(ident, symbols=["BTCUSDT"]),  # a symbol removed
         "recordings": msgspec.structs.replace(
-            ident, recordings=[msgspec.structs.replace(rec[0], sha256="cd" * 32)]),
+            ident, recordings=[msgspec.structs.replace(rec[0], sha256="cd" * 32)]
+        ),
     }
     for field, other in cases.items():
         with pytest.raises(StateError) as err:
@@ -497,12 +516,25 @@ def test_ledger_restore_reads_checkpoint_plus_tail_only(tmp_path: Path) -> None:
             if i % 3 == 0:
                 app.receive(fill(f"f{i}", f"o{i}", cmd.side, cmd.px_ticks, 2, 0, ts=i))
             if checkpoint_after is not None and i == checkpoint_after:
-                led.checkpoint(Checkpoint(
-                    ts_ns=i, positions=app.pf.states(),
-                    orders=[OrderState(client_order_id=o.client_order_id, symbol=o.symbol,
-                                       side=o.side, px_ticks=o.px_ticks, qty_lots=o.qty_lots,
-                                       leaves_lots=o.leaves_lots, status=int(o.status),
-                                       ts_exch_ns=o.ts_exch_ns) for o in app.oms.orders()]))
+                led.checkpoint(
+                    Checkpoint(
+                        ts_ns=i,
+                        positions=app.pf.states(),
+                        orders=[
+                            OrderState(
+                                client_order_id=o.client_order_id,
+                                symbol=o.symbol,
+                                side=o.side,
+                                px_ticks=o.px_ticks,
+                                qty_lots=o.qty_lots,
+                                leaves_lots=o.leaves_lots,
+                                status=int(o.status),
+                                ts_exch_ns=o.ts_exch_ns,
+                            )
+                            for o in app.oms.orders()
+                        ],
+                    )
+                )
 
     with _open(tmp_path / "plain") as a, _open(tmp_path / "cp") as b:
         session(a, App(a), None)
@@ -515,7 +547,8 @@ def test_ledger_restore_reads_checkpoint_plus_tail_only(tmp_path: Path) -> None:
     assert part.tail_rows == 24 and part.checkpoint is not None
     assert part.last_seq == full.last_seq == total
     assert [(o.client_order_id, o.status, o.leaves_lots) for o in part.open_orders] == [
-        (o.client_order_id, o.status, o.leaves_lots) for o in full.open_orders]
+        (o.client_order_id, o.status, o.leaves_lots) for o in full.open_orders
+    ]
     pf_full, pf_part = Portfolio([BTC]), Portfolio([BTC])
     for f in full.fills:
         pf_full.apply_fill(f, BTC)

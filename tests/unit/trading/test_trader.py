@@ -30,29 +30,62 @@ def at(ts_ms: int) -> int:
 
 
 def instruments(tick: str, lot: str) -> bytes:
-    return orjson.dumps({"retCode": 0, "retMsg": "OK", "time": 1, "result": {
-        "category": "linear", "list": [{"symbol": SYM, "priceFilter": {"tickSize": tick},
-                                        "lotSizeFilter": {"qtyStep": lot}}]}})
+    return orjson.dumps(
+        {
+            "retCode": 0,
+            "retMsg": "OK",
+            "time": 1,
+            "result": {
+                "category": "linear",
+                "list": [
+                    {
+                        "symbol": SYM,
+                        "priceFilter": {"tickSize": tick},
+                        "lotSizeFilter": {"qtyStep": lot},
+                    }
+                ],
+            },
+        }
+    )
 
 
-def book(u: int, ts_ms: int, bids: list[list[str]], asks: list[list[str]],
-         typ: str = "snapshot") -> bytes:
+def book(
+    u: int, ts_ms: int, bids: list[list[str]], asks: list[list[str]], typ: str = "snapshot"
+) -> bytes:
     ts = BASE_MS + ts_ms
-    return orjson.dumps({"topic": f"orderbook.50.{SYM}", "type": typ, "ts": ts, "cts": ts,
-                         "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": u}})
+    return orjson.dumps(
+        {
+            "topic": f"orderbook.50.{SYM}",
+            "type": typ,
+            "ts": ts,
+            "cts": ts,
+            "data": {"s": SYM, "b": bids, "a": asks, "u": u, "seq": u},
+        }
+    )
 
 
 def trade(ts_ms: int, px: str, qty: str, side: str, tid: str) -> bytes:
-    return orjson.dumps({"topic": f"publicTrade.{SYM}", "type": "snapshot", "ts": BASE_MS + ts_ms,
-                         "data": [{"T": BASE_MS + ts_ms, "s": SYM, "S": side, "v": qty, "p": px,
-                                   "i": tid}]})
+    return orjson.dumps(
+        {
+            "topic": f"publicTrade.{SYM}",
+            "type": "snapshot",
+            "ts": BASE_MS + ts_ms,
+            "data": [{"T": BASE_MS + ts_ms, "s": SYM, "S": side, "v": qty, "p": px, "i": tid}],
+        }
+    )
 
 
 def ticker(ts_ms: int, typ: str, **fields: str) -> bytes:
     if "nextFundingTime" in fields:
         fields["nextFundingTime"] = str(BASE_MS + int(fields["nextFundingTime"]))
-    return orjson.dumps({"topic": f"tickers.{SYM}", "type": typ, "ts": BASE_MS + ts_ms,
-                         "data": {"symbol": SYM, **fields}})
+    return orjson.dumps(
+        {
+            "topic": f"tickers.{SYM}",
+            "type": typ,
+            "ts": BASE_MS + ts_ms,
+            "data": {"symbol": SYM, **fields},
+        }
+    )
 
 
 def config(tmp: Path | None = None, **risk: float) -> AppConfig:
@@ -60,8 +93,7 @@ def config(tmp: Path | None = None, **risk: float) -> AppConfig:
     return msgspec.structs.replace(
         cfg,
         feed=msgspec.structs.replace(cfg.feed, source="synthetic", symbols=[SYM]),
-        exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=0.0,
-                                         cancel_latency_ms=0.0),
+        exchange=msgspec.structs.replace(cfg.exchange, entry_latency_ms=0.0, cancel_latency_ms=0.0),
         risk=msgspec.structs.replace(cfg.risk, **risk),
         state=msgspec.structs.replace(cfg.state, dir=str(tmp or "/nonexistent")),
     )
@@ -79,8 +111,12 @@ class Rig:
         self.handle(frame, at(ts_ms))
 
     def submit(self, coid: str, side: int, px_ticks: int, qty_lots: int, ts_ms: int) -> None:
-        self.trader.send(SubmitOrder(client_order_id=coid, symbol=SYM, side=side,
-                                     px_ticks=px_ticks, qty_lots=qty_lots), at(ts_ms))
+        self.trader.send(
+            SubmitOrder(
+                client_order_id=coid, symbol=SYM, side=side, px_ticks=px_ticks, qty_lots=qty_lots
+            ),
+            at(ts_ms),
+        )
 
 
 def long_position(rig: Rig, lots: int) -> None:
@@ -115,8 +151,10 @@ def test_trader_kill_switch_trips_on_a_mark_without_any_fill() -> None:
 def test_trader_settles_funding_when_the_ticker_moves_the_funding_time_first() -> None:
     rig = Rig(config(max_loss_per_day=0.0), ledger=False)
     long_position(rig, 30)
-    rig.feed(ticker(1500, "snapshot", markPrice="100.1", fundingRate="0.0001",
-                    nextFundingTime="5000"), 1500)
+    rig.feed(
+        ticker(1500, "snapshot", markPrice="100.1", fundingRate="0.0001", nextFundingTime="5000"),
+        1500,
+    )
     # the post-settlement ticker (next time 8000, new rate) comes before any book or trade
     # stamped after 5000: the 5000 settlement is still paid, at the rate shown before it
     rig.feed(ticker(5001, "delta", fundingRate="0.0002", nextFundingTime="8000"), 5001)
@@ -176,8 +214,12 @@ def test_trader_step_change_cancels_with_events_and_rebases_the_position(
     restored = tr.ledger.restore()
     assert restored.open_orders == [] and restored.in_flight_ids == []
     con = sqlite3.connect(tr.ledger.path)
-    kinds = [r[0] for r in con.execute(
-        "SELECT kind FROM events WHERE client_order_id IN ('s1','b2','s2') ORDER BY seq")]
+    kinds = [
+        r[0]
+        for r in con.execute(
+            "SELECT kind FROM events WHERE client_order_id IN ('s1','b2','s2') ORDER BY seq"
+        )
+    ]
     steps = con.execute("SELECT tick_size, lot_size FROM instruments ORDER BY rowid").fetchall()
     con.close()
     assert kinds.count("OrderCanceled") == 2 and kinds.count("OrderRejected") == 1

@@ -35,8 +35,9 @@ from mmd.venue import VenueServer
 DEPTHS = (1, 50, 200, 1000)
 
 
-async def _rest(session: aiohttp.ClientSession, base: str, path: str, **params: str
-                ) -> tuple[int, Any]:
+async def _rest(
+    session: aiohttp.ClientSession, base: str, path: str, **params: str
+) -> tuple[int, Any]:
     async with session.get(base + path, params=params) as r:
         text = await r.text()
         try:
@@ -79,7 +80,8 @@ def _check_stream(frames: list[str], ref: ReferenceBook, late: bool = False) -> 
 
 
 async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     rec = write_xrp_recording(tmp_path)
     ref = ReferenceBook(rec)
     async with asyncio.timeout(3 * 15), running_venue([rec], speed=10.0) as venue:
@@ -110,8 +112,14 @@ async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
 
         async with aiohttp.ClientSession() as http:
             for depth in (50, 1000):
-                status, body = await _rest(http, venue.url, "/v5/market/orderbook",
-                                           category="linear", symbol="XRPUSDT", limit=str(depth))
+                status, body = await _rest(
+                    http,
+                    venue.url,
+                    "/v5/market/orderbook",
+                    category="linear",
+                    symbol="XRPUSDT",
+                    limit=str(depth),
+                )
                 assert status == 200 and body["retCode"] == 0
                 res = body["result"]
                 assert res["seq"] == ref.seqs[-1]
@@ -120,8 +128,9 @@ async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
                 asks = [(ref.ticks(p), ref.lots(q)) for p, q in res["a"]]
                 assert (bids, asks) == ref.top(ref.seqs[-1], depth)
                 assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
-            status, body = await _rest(http, venue.url, "/v5/market/orderbook",
-                                       category="linear", symbol="XRPUSDT")
+            status, body = await _rest(
+                http, venue.url, "/v5/market/orderbook", category="linear", symbol="XRPUSDT"
+            )
             assert len(body["result"]["b"]) == 25  # Bybit's default limit
             status, stats = await _rest(http, venue.url, "/venue/stats")
         market = stats["markets"]["linear:XRPUSDT"]
@@ -131,8 +140,7 @@ async def test_venue_orderbook_stream_matches_offline_reference_at_every_seq(
         assert market["best_bid"] == "1.9537" and market["best_ask"] == "1.9538"
 
 
-async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
-        tmp_path: Path) -> None:
+async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
     async with asyncio.timeout(3 * 10), running_venue([rec], speed=10.0) as venue:
         async with connect(venue.ws_url("linear")) as ws:
@@ -142,8 +150,13 @@ async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
             assert ack["req_id"] == "sub-1" and ack["op"] == "subscribe"
             assert isinstance(ack["conn_id"], str) and ack["conn_id"]
             pong = await ws_request(ws, "ping", req_id="hb-7")
-            assert pong == {"success": True, "ret_msg": "pong", "conn_id": ack["conn_id"],
-                            "req_id": "hb-7", "op": "ping"}
+            assert pong == {
+                "success": True,
+                "ret_msg": "pong",
+                "conn_id": ack["conn_id"],
+                "req_id": "hb-7",
+                "op": "ping",
+            }
             bad = await ws_request(ws, "subscribe", ["orderbook.50.FOOUSDT"], req_id="s2")
             assert bad["success"] is False and "FOOUSDT" in bad["ret_msg"]
             assert bad["op"] == "subscribe" and bad["req_id"] == "s2"
@@ -171,20 +184,29 @@ async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
             async with connect(venue.ws_url("option")):
                 pass
         async with aiohttp.ClientSession() as http:
-            for params in ({"category": "linear", "symbol": "FOOUSDT"},
-                           {"symbol": "XRPUSDT"},
-                           {"category": "option", "symbol": "XRPUSDT"},
-                           {"category": "linear"}):
+            for params in (
+                {"category": "linear", "symbol": "FOOUSDT"},
+                {"symbol": "XRPUSDT"},
+                {"category": "option", "symbol": "XRPUSDT"},
+                {"category": "linear"},
+            ):
                 status, body = await _rest(http, venue.url, "/v5/market/orderbook", **params)
                 assert status == 200 and body["retCode"] == 10001, params
                 assert body["retMsg"] and body["result"] == {}
-            status, body = await _rest(http, venue.url, "/v5/market/orderbook",
-                                       category="linear", symbol="XRPUSDT", limit="1001")
+            status, body = await _rest(
+                http,
+                venue.url,
+                "/v5/market/orderbook",
+                category="linear",
+                symbol="XRPUSDT",
+                limit="1001",
+            )
             assert body["retCode"] == 10001
             status, _ = await _rest(http, venue.url, "/v5/market/tickers", category="linear")
             assert status == 404
-            status, body = await _rest(http, venue.url, "/v5/market/instruments-info",
-                                       category="linear")
+            status, body = await _rest(
+                http, venue.url, "/v5/market/instruments-info", category="linear"
+            )
             assert status == 200 and body["retCode"] == 0 and body["retMsg"] == "OK"
             assert set(body) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
             (row,) = body["result"]["list"]
@@ -192,8 +214,9 @@ async def test_venue_ws_protocol_acks_pongs_and_refusals_have_bybit_shapes(
             assert row["priceFilter"]["tickSize"] == "0.0001"
             assert row["lotSizeFilter"]["qtyStep"] == "1"
             assert row["lotSizeFilter"]["minOrderQty"] == "1"
-            status, body = await _rest(http, venue.url, "/v5/market/instruments-info",
-                                       category="linear", symbol="BTCUSDT")
+            status, body = await _rest(
+                http, venue.url, "/v5/market/instruments-info", category="linear", symbol="BTCUSDT"
+            )
             assert body["retCode"] == 10001
             status, body = await _rest(http, venue.url, "/v5/market/time")
             assert abs(int(body["result"]["timeSecond"]) - time.time()) < 30
@@ -208,14 +231,34 @@ async def test_venue_kline_rest_is_newest_first_and_built_from_trades(tmp_path: 
             assert ack["success"]
             frames, _ = await collect(ws, venue)
         async with aiohttp.ClientSession() as http:
-            _, body = await _rest(http, venue.url, "/v5/market/kline", category="linear",
-                                  symbol="BTCUSDT", interval="1")
-            _, body3 = await _rest(http, venue.url, "/v5/market/kline", symbol="BTCUSDT",
-                                   interval="3", limit="10")
-            _, last2 = await _rest(http, venue.url, "/v5/market/kline", category="linear",
-                                   symbol="BTCUSDT", interval="1", limit="2")
-            _, bad = await _rest(http, venue.url, "/v5/market/kline", category="linear",
-                                 symbol="BTCUSDT", interval="7")
+            _, body = await _rest(
+                http,
+                venue.url,
+                "/v5/market/kline",
+                category="linear",
+                symbol="BTCUSDT",
+                interval="1",
+            )
+            _, body3 = await _rest(
+                http, venue.url, "/v5/market/kline", symbol="BTCUSDT", interval="3", limit="10"
+            )
+            _, last2 = await _rest(
+                http,
+                venue.url,
+                "/v5/market/kline",
+                category="linear",
+                symbol="BTCUSDT",
+                interval="1",
+                limit="2",
+            )
+            _, bad = await _rest(
+                http,
+                venue.url,
+                "/v5/market/kline",
+                category="linear",
+                symbol="BTCUSDT",
+                interval="7",
+            )
 
     # expected candles, offline (Decimal)
     candles: dict[int, list[Decimal]] = {}
@@ -262,36 +305,70 @@ async def test_venue_kline_rest_is_newest_first_and_built_from_trades(tmp_path: 
     for start, (o, h, lo, c, vol, _) in candles.items():
         k = final[start]
         assert [Decimal(k[x]) for x in ("open", "high", "low", "close", "volume")] == [
-            o, h, lo, c, vol]
+            o,
+            h,
+            lo,
+            c,
+            vol,
+        ]
         assert k["end"] == start + 59_999 and k["interval"] == "1"
     assert [k["start"] for k in klines if k["confirm"]] == sorted(candles)[:-1]
 
 
 @pytest.mark.parametrize("keep", [False, True])
-async def test_venue_recent_trade_shape_newest_first_and_timestamps(tmp_path: Path,
-                                                                    keep: bool) -> None:
+async def test_venue_recent_trade_shape_newest_first_and_timestamps(
+    tmp_path: Path, keep: bool
+) -> None:
     rec = write_trades_recording(tmp_path)
     items = trade_items()
-    async with asyncio.timeout(3 * 10), running_venue([rec], speed=1000.0,
-                                                  keep_timestamps=keep) as venue:
+    async with (
+        asyncio.timeout(3 * 10),
+        running_venue([rec], speed=1000.0, keep_timestamps=keep) as venue,
+    ):
         await venue.wait_finished()
         async with aiohttp.ClientSession() as http:
-            _, body = await _rest(http, venue.url, "/v5/market/recent-trade",
-                                  category="linear", symbol="BTCUSDT", limit="4")
-            _, full = await _rest(http, venue.url, "/v5/market/recent-trade",
-                                  category="linear", symbol="BTCUSDT")
-            _, bad = await _rest(http, venue.url, "/v5/market/recent-trade",
-                                 category="linear", symbol="BTCUSDT", limit="0")
+            _, body = await _rest(
+                http,
+                venue.url,
+                "/v5/market/recent-trade",
+                category="linear",
+                symbol="BTCUSDT",
+                limit="4",
+            )
+            _, full = await _rest(
+                http, venue.url, "/v5/market/recent-trade", category="linear", symbol="BTCUSDT"
+            )
+            _, bad = await _rest(
+                http,
+                venue.url,
+                "/v5/market/recent-trade",
+                category="linear",
+                symbol="BTCUSDT",
+                limit="0",
+            )
     assert body["retCode"] == 0 and body["result"]["category"] == "linear"
     got = body["result"]["list"]
     assert [t["execId"] for t in got] == [t["i"] for t in items[::-1][:4]]
     assert len(full["result"]["list"]) == len(items)
     assert bad["retCode"] == 10001
     for g, t in zip(got, items[::-1], strict=False):
-        assert set(g) == {"execId", "symbol", "price", "size", "side", "time", "isBlockTrade",
-                          "isRPITrade", "seq"}
-        assert (g["symbol"], g["price"], g["size"], g["side"]) == ("BTCUSDT", t["p"], t["v"],
-                                                                  t["S"])
+        assert set(g) == {
+            "execId",
+            "symbol",
+            "price",
+            "size",
+            "side",
+            "time",
+            "isBlockTrade",
+            "isRPITrade",
+            "seq",
+        }
+        assert (g["symbol"], g["price"], g["size"], g["side"]) == (
+            "BTCUSDT",
+            t["p"],
+            t["v"],
+            t["S"],
+        )
         assert isinstance(g["time"], str) and g["seq"] == str(t["seq"])
         assert g["isBlockTrade"] is False and g["isRPITrade"] is False
         if keep:
@@ -304,10 +381,12 @@ async def test_venue_recent_trade_shape_newest_first_and_timestamps(tmp_path: Pa
 
 async def test_venue_idle_client_is_dropped_pinging_client_stays(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with (asyncio.timeout(3 * 10),
-                running_venue([rec], speed=10.0, idle_timeout_s=0.3) as venue,
-                connect(venue.ws_url("linear")) as idle,
-                connect(venue.ws_url("linear")) as busy):
+    async with (
+        asyncio.timeout(3 * 10),
+        running_venue([rec], speed=10.0, idle_timeout_s=0.3) as venue,
+        connect(venue.ws_url("linear")) as idle,
+        connect(venue.ws_url("linear")) as busy,
+    ):
         t0 = time.monotonic()
         for _ in range(8):
             pong = await ws_request(busy, "ping")
@@ -322,13 +401,16 @@ async def test_venue_idle_client_is_dropped_pinging_client_stays(tmp_path: Path)
 
 async def test_venue_client_past_queue_bound_is_disconnected(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(3 * 10), running_venue([rec], speed=1000.0,
-                                                  max_queue_frames=3) as venue:
+    async with (
+        asyncio.timeout(3 * 10),
+        running_venue([rec], speed=1000.0, max_queue_frames=3) as venue,
+    ):
         await venue.wait_finished()
         async with connect(venue.ws_url("linear")) as ws:
             # ack + 4 snapshots are queued at once: past the bound of 3
-            await ws.send(json.dumps({"op": "subscribe",
-                                      "args": [f"orderbook.{d}.XRPUSDT" for d in DEPTHS]}))
+            await ws.send(
+                json.dumps({"op": "subscribe", "args": [f"orderbook.{d}.XRPUSDT" for d in DEPTHS]})
+            )
             with pytest.raises(ConnectionClosed):
                 while True:
                     await asyncio.wait_for(ws.recv(), 2.0)
@@ -347,21 +429,33 @@ async def test_venue_bad_arguments_raise_config_error(tmp_path: Path) -> None:
 
 async def test_serve_prints_port_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    code = ("import asyncio, sys; from mmd.venue import serve; "
-            "asyncio.run(serve(sys.argv[1:], '127.0.0.1', 0, 50.0, 'gap:5', False))")
+    code = (
+        "import asyncio, sys; from mmd.venue import serve; "
+        "asyncio.run(serve(sys.argv[1:], '127.0.0.1', 0, 50.0, 'gap:5', False))"
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, str(rec), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        code,
+        str(rec),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(3 * 20):
             assert proc.stdout is not None
             line = (await proc.stdout.readline()).decode()
-            m = re.fullmatch(r"mmd venue listening on http://127\.0\.0\.1:(\d+) "
-                             r"\(1 symbols, 50 events\)\n", line)
+            m = re.fullmatch(
+                r"mmd venue listening on http://127\.0\.0\.1:(\d+) "
+                r"\(1 symbols, 50 events\)\n",
+                line,
+            )
             assert m, line
             async with aiohttp.ClientSession() as http:
-                status, body = await _rest(http, f"http://127.0.0.1:{m.group(1)}",
-                                           "/v5/market/time")
+                status, body = await _rest(
+                    http, f"http://127.0.0.1:{m.group(1)}", "/v5/market/time"
+                )
             assert status == 200 and body["retCode"] == 0
             proc.send_signal(signal.SIGTERM)
             _, err = await proc.communicate()
@@ -383,7 +477,8 @@ def _convert_available() -> bool:
 
 @pytest.mark.skipif(not _convert_available(), reason="mmd.feeds.convert not present yet")
 async def test_venue_converted_capture_stream_matches_reference(
-        request: pytest.FixtureRequest) -> None:
+    request: pytest.FixtureRequest,
+) -> None:
     cryptofeed_dir: Path = request.getfixturevalue("cryptofeed_dir")
     rec = _one(cryptofeed_dir, "bybit_linear_BTCUSDT_*.rec.gz")
     ref = ReferenceBook(rec)
@@ -396,9 +491,17 @@ async def test_venue_converted_capture_stream_matches_reference(
         counts = _check_stream(frames, ref)
         assert counts["orderbook.200.BTCUSDT"] > 100
         async with aiohttp.ClientSession() as http:
-            _, body = await _rest(http, venue.url, "/v5/market/orderbook", category="linear",
-                                  symbol="BTCUSDT", limit="200")
+            _, body = await _rest(
+                http,
+                venue.url,
+                "/v5/market/orderbook",
+                category="linear",
+                symbol="BTCUSDT",
+                limit="200",
+            )
         res = body["result"]
         assert res["seq"] == ref.seqs[-1]
-        assert ([(ref.ticks(p), ref.lots(q)) for p, q in res["b"]],
-                [(ref.ticks(p), ref.lots(q)) for p, q in res["a"]]) == ref.top(ref.seqs[-1], 200)
+        assert (
+            [(ref.ticks(p), ref.lots(q)) for p, q in res["b"]],
+            [(ref.ticks(p), ref.lots(q)) for p, q in res["a"]],
+        ) == ref.top(ref.seqs[-1], 200)

@@ -40,8 +40,7 @@ def _deltas(stats: dict[str, Any]) -> int:
 
 async def test_fault_types_sends_nth_delta_mistyped_its_u_consumed(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(30), running_venue([rec], speed=SPEED,
-                                                  faults={"types": N}) as venue:
+    async with asyncio.timeout(30), running_venue([rec], speed=SPEED, faults={"types": N}) as venue:
         async with connect(venue.ws_url("linear")) as ws:
             assert (await ws_request(ws, "subscribe", [TOPIC]))["success"]
             frames, closed = await collect(ws, venue)
@@ -64,8 +63,12 @@ async def test_fault_types_sends_nth_delta_mistyped_its_u_consumed(tmp_path: Pat
 async def test_fault_oversized_pads_nth_delta_to_the_size_still_valid(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
     size = 50_000
-    async with asyncio.timeout(30), running_venue([rec], speed=SPEED, faults={"oversized": N},
-                                                  oversized_frame_bytes=size) as venue:
+    async with (
+        asyncio.timeout(30),
+        running_venue(
+            [rec], speed=SPEED, faults={"oversized": N}, oversized_frame_bytes=size
+        ) as venue,
+    ):
         async with connect(venue.ws_url("linear"), max_size=1 << 20) as ws:
             assert (await ws_request(ws, "subscribe", [TOPIC]))["success"]
             frames, _ = await collect(ws, venue)
@@ -94,12 +97,15 @@ def _refused(port: int) -> bool:
 
 
 async def test_fault_outage_refuses_connections_then_listens_on_the_same_port(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     rec = write_xrp_recording(tmp_path)
     outage_s = 0.5
-    async with asyncio.timeout(30), running_venue([rec], speed=SPEED, faults={"outage": N},
-                                                  outage_s=outage_s) as venue, \
-            aiohttp.ClientSession() as http:
+    async with (
+        asyncio.timeout(30),
+        running_venue([rec], speed=SPEED, faults={"outage": N}, outage_s=outage_s) as venue,
+        aiohttp.ClientSession() as http,
+    ):
         port = venue.port
         url = venue.url + "/v5/market/time"
         async with http.get(url) as r:  # a keep-alive connection opened before the outage
@@ -131,14 +137,18 @@ async def test_fault_outage_refuses_connections_then_listens_on_the_same_port(
 async def test_fault_slow_answers_every_nth_request_late_and_right(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
     slow_s = 0.4
-    async with asyncio.timeout(30), running_venue([rec], speed=SPEED, faults={"slow": 3},
-                                                  slow_response_s=slow_s) as venue, \
-            aiohttp.ClientSession() as http:
+    async with (
+        asyncio.timeout(30),
+        running_venue([rec], speed=SPEED, faults={"slow": 3}, slow_response_s=slow_s) as venue,
+        aiohttp.ClientSession() as http,
+    ):
         took = []
         for _ in range(6):
             t0 = time.monotonic()
-            async with http.get(venue.url + "/v5/market/orderbook",
-                                params={"category": "linear", "symbol": "XRPUSDT"}) as r:
+            async with http.get(
+                venue.url + "/v5/market/orderbook",
+                params={"category": "linear", "symbol": "XRPUSDT"},
+            ) as r:
                 body = await r.json()
             took.append(time.monotonic() - t0)
             assert r.status == 200 and body["retCode"] == 0 and body["result"]["s"] == "XRPUSDT"
@@ -148,9 +158,11 @@ async def test_fault_slow_answers_every_nth_request_late_and_right(tmp_path: Pat
     assert stats["faults"]["injected"]["slow"] == 2
 
 
-@pytest.mark.parametrize("kw", [{"oversized_frame_bytes": 100}, {"slow_response_s": 0.0},
-                                {"outage_s": -1.0}])
-def test_venue_server_bad_fault_parameter_raises_config_error(tmp_path: Path,
-                                                              kw: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "kw", [{"oversized_frame_bytes": 100}, {"slow_response_s": 0.0}, {"outage_s": -1.0}]
+)
+def test_venue_server_bad_fault_parameter_raises_config_error(
+    tmp_path: Path, kw: dict[str, Any]
+) -> None:
     with pytest.raises(ConfigError):
         VenueServer([tmp_path], **kw)

@@ -51,22 +51,44 @@ def _deltas(stats: dict[str, Any]) -> int:
 
 def test_parse_faults_product_example_parses() -> None:
     assert parse_faults("disconnect:500,gap:700,garbage:300,http5xx:5") == {
-        "disconnect": 500, "gap": 700, "garbage": 300, "http5xx": 5}
+        "disconnect": 500,
+        "gap": 700,
+        "garbage": 300,
+        "http5xx": 5,
+    }
     assert parse_faults("") == {} and parse_faults(None) == {}
     assert parse_faults(" stall:3 , restart:1 ,") == {"stall": 3, "restart": 1}
-    assert set(FAULT_KINDS) == {"disconnect", "stall", "gap", "restart", "garbage", "truncate",
-                                "duplicate", "reorder", "types", "oversized", "outage",
-                                "http5xx", "http429", "http403", "retcode", "slow"}
+    assert set(FAULT_KINDS) == {
+        "disconnect",
+        "stall",
+        "gap",
+        "restart",
+        "garbage",
+        "truncate",
+        "duplicate",
+        "reorder",
+        "types",
+        "oversized",
+        "outage",
+        "http5xx",
+        "http429",
+        "http403",
+        "retcode",
+        "slow",
+    }
 
 
-@pytest.mark.parametrize(("spec", "names"), [
-    ("gap:5,explode:3", "explode"),
-    ("gap:0", "gap:0"),
-    ("gap:-2", "gap:-2"),
-    ("gap", "gap"),
-    ("gap:x", "gap:x"),
-    ("gap:1,gap:2", "gap"),
-])
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("gap:5,explode:3", "explode"),
+        ("gap:0", "gap:0"),
+        ("gap:-2", "gap:-2"),
+        ("gap", "gap"),
+        ("gap:x", "gap:x"),
+        ("gap:1,gap:2", "gap"),
+    ],
+)
 def test_parse_faults_bad_part_raises_config_error_naming_it(spec: str, names: str) -> None:
     with pytest.raises(ConfigError, match=names):
         parse_faults(spec)
@@ -111,8 +133,10 @@ async def test_fault_restart_replaces_nth_delta_by_u1_snapshot(tmp_path: Path) -
 
 async def test_fault_disconnect_closes_after_nth_delta_each_connection(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(3 * 15), running_venue([rec], speed=SPEED,
-                                                  faults={"disconnect": N}) as venue:
+    async with (
+        asyncio.timeout(3 * 15),
+        running_venue([rec], speed=SPEED, faults={"disconnect": N}) as venue,
+    ):
         closes = 0
         while True:
             async with connect(venue.ws_url("linear")) as ws:
@@ -133,11 +157,12 @@ async def test_fault_disconnect_closes_after_nth_delta_each_connection(tmp_path:
     assert stats["connections"]["open"] == 0 and stats["connections"]["total"] == closes + 1
 
 
-async def test_fault_stall_goes_silent_from_nth_delta_and_keeps_socket_open(
-        tmp_path: Path) -> None:
+async def test_fault_stall_goes_silent_from_nth_delta_and_keeps_socket_open(tmp_path: Path) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(3 * 10), running_venue([rec], speed=SPEED,
-                                                  faults={"stall": N}) as venue:
+    async with (
+        asyncio.timeout(3 * 10),
+        running_venue([rec], speed=SPEED, faults={"stall": N}) as venue,
+    ):
         async with connect(venue.ws_url("linear")) as ws:
             assert (await ws_request(ws, "subscribe", [TOPIC]))["success"]
             frames, closed = await collect(ws, venue)
@@ -156,8 +181,7 @@ async def test_fault_stall_goes_silent_from_nth_delta_and_keeps_socket_open(
 
 
 @pytest.mark.parametrize("kind", ["garbage", "truncate"])
-async def test_fault_bad_frame_precedes_nth_delta_stream_intact(tmp_path: Path,
-                                                                kind: str) -> None:
+async def test_fault_bad_frame_precedes_nth_delta_stream_intact(tmp_path: Path, kind: str) -> None:
     async with asyncio.timeout(3 * 10):
         frames, _, stats, rec = await _run(tmp_path, kind)
     ref = ReferenceBook(rec)
@@ -206,21 +230,30 @@ async def test_fault_reorder_sends_nth_delta_after_the_next(tmp_path: Path) -> N
     assert stats["faults"]["injected"]["reorder"] == deltas // N
 
 
-@pytest.mark.parametrize(("kind", "status", "check"), [
-    ("http5xx", 503, None),
-    ("http429", 429, None),
-    ("http403", 403, "access too frequent"),
-    ("retcode", 200, 10016),
-])
-async def test_fault_rest_every_nth_request_fails(tmp_path: Path, kind: str, status: int,
-                                                  check: object) -> None:
+@pytest.mark.parametrize(
+    ("kind", "status", "check"),
+    [
+        ("http5xx", 503, None),
+        ("http429", 429, None),
+        ("http403", 403, "access too frequent"),
+        ("retcode", 200, 10016),
+    ],
+)
+async def test_fault_rest_every_nth_request_fails(
+    tmp_path: Path, kind: str, status: int, check: object
+) -> None:
     rec = write_xrp_recording(tmp_path)
-    async with asyncio.timeout(3 * 10), running_venue([rec], speed=SPEED, faults={kind: 3}
-                                                  ) as venue, aiohttp.ClientSession() as http:
+    async with (
+        asyncio.timeout(3 * 10),
+        running_venue([rec], speed=SPEED, faults={kind: 3}) as venue,
+        aiohttp.ClientSession() as http,
+    ):
         seen = []
         for _ in range(7):
-            async with http.get(venue.url + "/v5/market/orderbook",
-                                params={"category": "linear", "symbol": "XRPUSDT"}) as r:
+            async with http.get(
+                venue.url + "/v5/market/orderbook",
+                params={"category": "linear", "symbol": "XRPUSDT"},
+            ) as r:
                 text = await r.text()
                 seen.append(r.status)
                 body = parse_or_none(text)

@@ -29,8 +29,9 @@ MS = 1_000_000
 def xrp_frames() -> list[bytes]:
     """The real Bybit archive excerpt: an orderbook.500.XRPUSDT snapshot then 49 deltas."""
     if not XRP_ZIP.exists():
-        pytest.skip(f"real Bybit sample not present ({XRP_ZIP}): run with ../shared/data "
-                    "beside the repo")
+        pytest.skip(
+            f"real Bybit sample not present ({XRP_ZIP}): run with ../shared/data beside the repo"
+        )
     with zipfile.ZipFile(XRP_ZIP) as z:
         raw = z.read(z.namelist()[0])
     return [line.strip() for line in raw.splitlines() if line.strip()]
@@ -38,15 +39,30 @@ def xrp_frames() -> list[bytes]:
 
 def instruments_envelope(category: str, symbol: str, tick: str, lot: str, time_ms: int) -> bytes:
     """A `/v5/market/instruments-info` answer for one symbol (what a recording starts with)."""
-    return json.dumps({
-        "retCode": 0, "retMsg": "OK",
-        "result": {"category": category, "list": [{
-            "symbol": symbol, "status": "Trading",
-            "priceFilter": {"minPrice": tick, "maxPrice": "199.9998", "tickSize": tick},
-            "lotSizeFilter": {"maxOrderQty": "1000000", "minOrderQty": lot, "qtyStep": lot},
-        }], "nextPageCursor": ""},
-        "retExtInfo": {}, "time": time_ms,
-    }).encode()
+    return json.dumps(
+        {
+            "retCode": 0,
+            "retMsg": "OK",
+            "result": {
+                "category": category,
+                "list": [
+                    {
+                        "symbol": symbol,
+                        "status": "Trading",
+                        "priceFilter": {"minPrice": tick, "maxPrice": "199.9998", "tickSize": tick},
+                        "lotSizeFilter": {
+                            "maxOrderQty": "1000000",
+                            "minOrderQty": lot,
+                            "qtyStep": lot,
+                        },
+                    }
+                ],
+                "nextPageCursor": "",
+            },
+            "retExtInfo": {},
+            "time": time_ms,
+        }
+    ).encode()
 
 
 def write_xrp_recording(out_dir: Path, lead_ms: int = 2000) -> Path:
@@ -59,8 +75,10 @@ def write_xrp_recording(out_dir: Path, lead_ms: int = 2000) -> Path:
     ts0 = json.loads(frames[0])["ts"]
     path = out_dir / recording_name("bybit", "linear", "XRPUSDT", ts0 * MS)
     with RecordingWriter(path) as w:
-        w.write((ts0 - lead_ms) * MS,
-                instruments_envelope("linear", "XRPUSDT", "0.0001", "1", ts0 - lead_ms))
+        w.write(
+            (ts0 - lead_ms) * MS,
+            instruments_envelope("linear", "XRPUSDT", "0.0001", "1", ts0 - lead_ms),
+        )
         for f in frames:
             w.write((json.loads(f)["ts"] + 3) * MS, f)
     return path
@@ -70,10 +88,14 @@ def write_xrp_recording(out_dir: Path, lead_ms: int = 2000) -> Path:
 # (offset s from BASE_MS, price, size, side); they span three 1-minute candles
 BASE_MS = 1_786_310_700_000  # a minute boundary
 TRADES = [
-    (50.0, "65110.5", "0.010", "Buy"), (55.0, "65112.0", "0.002", "Sell"),
-    (60.0, "65111.0", "0.100", "Sell"), (75.0, "65120.3", "0.040", "Buy"),
-    (90.0, "65105.1", "0.007", "Sell"), (119.0, "65108.8", "1.500", "Buy"),
-    (121.0, "65109.9", "0.003", "Buy"), (121.0, "65109.8", "0.004", "Sell"),
+    (50.0, "65110.5", "0.010", "Buy"),
+    (55.0, "65112.0", "0.002", "Sell"),
+    (60.0, "65111.0", "0.100", "Sell"),
+    (75.0, "65120.3", "0.040", "Buy"),
+    (90.0, "65105.1", "0.007", "Sell"),
+    (119.0, "65108.8", "1.500", "Buy"),
+    (121.0, "65109.9", "0.003", "Buy"),
+    (121.0, "65109.8", "0.004", "Sell"),
     (125.0, "65101.0", "0.250", "Sell"),
 ]
 
@@ -81,9 +103,18 @@ TRADES = [
 def trade_items() -> list[dict[str, Any]]:
     """The synthetic trades as Bybit publicTrade items, oldest first."""
     return [
-        {"T": BASE_MS + int(off * 1000), "s": "BTCUSDT", "S": side, "v": size, "p": px,
-         "L": "PlusTick", "i": f"5b0c{n:04d}-1ed0-4f37-83e4-9c73a2fe2f01", "BT": False,
-         "RPI": False, "seq": 753844900000 + n}
+        {
+            "T": BASE_MS + int(off * 1000),
+            "s": "BTCUSDT",
+            "S": side,
+            "v": size,
+            "p": px,
+            "L": "PlusTick",
+            "i": f"5b0c{n:04d}-1ed0-4f37-83e4-9c73a2fe2f01",
+            "BT": False,
+            "RPI": False,
+            "seq": 753844900000 + n,
+        }
         for n, (off, px, size, side) in enumerate(TRADES)
     ]
 
@@ -97,11 +128,17 @@ def write_trades_recording(out_dir: Path, lead_ms: int = 40_000) -> Path:
     for t in items:
         by_t.setdefault(t["T"], []).append(t)
     with RecordingWriter(path) as w:
-        w.write((first - lead_ms) * MS,
-                instruments_envelope("linear", "BTCUSDT", "0.1", "0.001", first - lead_ms))
+        w.write(
+            (first - lead_ms) * MS,
+            instruments_envelope("linear", "BTCUSDT", "0.1", "0.001", first - lead_ms),
+        )
         for t_ms, batch in by_t.items():
-            frame = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": t_ms + 4,
-                     "data": batch}
+            frame = {
+                "topic": "publicTrade.BTCUSDT",
+                "type": "snapshot",
+                "ts": t_ms + 4,
+                "data": batch,
+            }
             w.write((t_ms + 6) * MS, json.dumps(frame))
     return path
 
@@ -211,8 +248,9 @@ async def running_venue(paths: list[Path], **kw: Any) -> AsyncIterator[VenueServ
         await server.stop()
 
 
-async def ws_request(ws: ClientConnection, op: str, args: list[str] | None = None,
-                  req_id: str = "r1") -> dict[str, Any]:
+async def ws_request(
+    ws: ClientConnection, op: str, args: list[str] | None = None, req_id: str = "r1"
+) -> dict[str, Any]:
     """Send one op and return its reply (skipping any data frame before it)."""
     msg: dict[str, Any] = {"req_id": req_id, "op": op}
     if args is not None:
@@ -224,8 +262,9 @@ async def ws_request(ws: ClientConnection, op: str, args: list[str] | None = Non
             return reply  # type: ignore[no-any-return]
 
 
-async def collect(ws: ClientConnection, server: VenueServer, quiet_s: float = 0.3
-                  ) -> tuple[list[str], bool]:
+async def collect(
+    ws: ClientConnection, server: VenueServer, quiet_s: float = 0.3
+) -> tuple[list[str], bool]:
     """Every text frame until the replay is finished and the socket went quiet, or it closed.
 
     Returns:
