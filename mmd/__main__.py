@@ -572,8 +572,9 @@ def _risk(cfg: object, action: str, state: str | None) -> int:
     import time
 
     from mmd.config import AppConfig
+    from mmd.model.codes import NS_PER_DAY
     from mmd.trading.ledger import LEDGER_FILE, Ledger, ledger_path
-    from mmd.trading.risk import NS_PER_DAY, kill_switch_status, reset_kill_switch
+    from mmd.trading.risk import kill_switch_status, reset_kill_switch
 
     assert isinstance(cfg, AppConfig)
     path = (

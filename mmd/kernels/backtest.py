@@ -81,6 +81,7 @@ from mmd.model.codes import (
     EV_TRADE,
     INST_CHANGED,
     INST_NEW,
+    NS_PER_DAY,
     OK,
     SYNC_APPLY_DELTA,
     SYNC_APPLY_SNAPSHOT,
@@ -451,7 +452,6 @@ PF_MAX_LOSS = 0  # kill switch (quote); 0 = off
 PF_LAT_SCALE = 1
 PF_SIZE = 2
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 
 # advance() result codes (besides OK)
 ERR_OMS_FULL = -103  # more live orders than the order manager's rows

@@ -42,6 +42,7 @@ from mmd.kernels.features import (
     F_TRADE_RATE_HZ,
     F_VPIN,
 )
+from mmd.model.codes import NS_PER_DAY
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -72,7 +73,6 @@ N_MARKET = 20
 # buy (+1) / sell (-1) aggressor, as the adverse model's last input
 SIDE_INPUT = N_MARKET
 
-_DAY_NS = 86_400_000_000_000
 # standardised inputs are clipped to +-Z_CLIP (mmd.learn.train clips identically)
 Z_CLIP = 5.0
 
@@ -101,7 +101,7 @@ def apply_market_features(out: F64, fx: F64, ts_ns: int, inventory_lots: float) 
     out[M_SPREAD_BPS] = fx[F_SPREAD_BPS]
     out[M_SPREAD_Z] = fx[F_SPREAD_Z]
     out[M_VPIN] = fx[F_VPIN]
-    phase = 2.0 * math.pi * ((ts_ns % _DAY_NS) / _DAY_NS)
+    phase = 2.0 * math.pi * ((ts_ns % NS_PER_DAY) / NS_PER_DAY)
     out[M_TOD_SIN] = math.sin(phase)
     out[M_TOD_COS] = math.cos(phase)
     out[M_INVENTORY] = inventory_lots

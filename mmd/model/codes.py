@@ -3,6 +3,10 @@
 Edit with care: kernels freeze globals at compile time (clear NUMBA_CACHE_DIR after a change).
 """
 
+# time: every timestamp is int64 nanoseconds since the Unix epoch (UTC)
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+
 BUY = 1
 SELL = -1
 

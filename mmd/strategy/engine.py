@@ -42,13 +42,12 @@ from mmd.kernels.strategy import (
 from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
+from mmd.model.events import Command
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
 from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes, orders_array
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
-
-Command = SubmitOrder | CancelOrder
 
 
 class AccountRisk(msgspec.Struct, frozen=True):

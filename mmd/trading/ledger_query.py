@@ -16,6 +16,7 @@ import datetime
 from decimal import Decimal
 from typing import Any
 
+from mmd.model.codes import NS_PER_S
 from mmd.model.events import (
     CancelOrder,
     OrderAccepted,
@@ -29,8 +30,6 @@ from mmd.trading.ledger import SCHEMA_VERSION, Ledger
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import kill_switch_status
 
-NS = 1_000_000_000
-NS_PER_DAY = 86_400 * NS
 SIDES = {1: "buy", -1: "sell"}
 LIQUIDITY = {1: "maker", 2: "taker"}
 
@@ -78,14 +77,16 @@ PNL_COLUMNS = (
 
 def iso_ns(ts_ns: int) -> str:
     """ns since the epoch -> ISO 8601 UTC with ns ("2024-07-19T00:01:01.442000000Z")."""
-    sec, frac = divmod(int(ts_ns), NS)
+    sec, frac = divmod(int(ts_ns), NS_PER_S)
     d = datetime.datetime.fromtimestamp(sec, datetime.UTC)
     return f"{d:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
 
 
 def utc_day(ts_ns: int) -> str:
     """The UTC calendar day of a time, "YYYY-MM-DD"."""
-    return datetime.datetime.fromtimestamp(int(ts_ns) // NS, datetime.UTC).strftime("%Y-%m-%d")
+    return datetime.datetime.fromtimestamp(int(ts_ns) // NS_PER_S, datetime.UTC).strftime(
+        "%Y-%m-%d"
+    )
 
 
 def _g12(v: float) -> float:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import collections
 
+from mmd.model.codes import NS_PER_S
 from mmd.model.events import OrderFilled
 
-_NS = 1_000_000_000
 # markout horizons (seconds)
 MARKOUT_HORIZONS_S = (1, 5, 30)
 
@@ -25,7 +25,7 @@ class Markouts:
         """Start waiting for this fill's horizons."""
         for h in MARKOUT_HORIZONS_S:
             self._wait.setdefault((fill.symbol, h), collections.deque()).append(
-                (fill.ts_exch_ns + h * _NS, fill.side, fill.px_ticks)
+                (fill.ts_exch_ns + h * NS_PER_S, fill.side, fill.px_ticks)
             )
 
     def on_mid(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:

@@ -35,13 +35,13 @@ from mmd.kernels.strategy import (
     RPF_TICK,
     apply_risk_checks,
 )
+from mmd.model.codes import NS_PER_DAY
 from mmd.model.events import CancelOrder, SubmitOrder
 from mmd.model.instrument import Instrument
 
 if TYPE_CHECKING:
     from mmd.trading.ledger import Ledger
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 
 REASON_HALTED = "halted"
 REASON_BOOK_STALE = "book_stale"

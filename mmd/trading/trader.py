@@ -22,7 +22,7 @@ from mmd.feeds.bybit_codec import BookMsg, Message, TradesMsg
 from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.runtime import LoadedModels
 from mmd.market.hub import MarketHub, SymbolState
-from mmd.model.codes import BUY, SELL
+from mmd.model.codes import BUY, NS_PER_S, SELL
 from mmd.model.events import (
     CancelOrder,
     Command,
@@ -47,7 +47,6 @@ from mmd.trading.oms import OrderManager, OrderStatus
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import DayPnl, DayPnlState, HaltState, RiskGate
 
-_NS = 1_000_000_000
 REASON_STEP_CHANGE = "instrument_changed"
 # every reason an OrderRejected of the paper exchange (or of a step change) can carry; anything
 # else is counted as "other" (a bounded metric label set)
@@ -137,7 +136,7 @@ class Trader:
         self.fills_by_side = {BUY: 0, SELL: 0}
         self.keep_fills = ledger is None
         self._trade_cursor: dict[str, int] = {}
-        self._snapshot_ns = int(snapshot_interval_s * _NS)
+        self._snapshot_ns = int(snapshot_interval_s * NS_PER_S)
         self._next_snapshot_ns = 0
         self._derive_latency = derive_latency
         self._latency_set: tuple[int, int] | None = None  # what this trader last set
