@@ -346,7 +346,7 @@ _STARTUP = (
     "llvmlite/",
     "<frozen",
     "__main__.py",
-    "mmd/config.py",
+    "mmd/config/",
     "tomllib",
     "logs.py",
 )

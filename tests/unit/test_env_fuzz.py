@@ -271,7 +271,7 @@ def test_check_config_exits_2_with_one_line_naming_the_key(
 def test_env_value_forms_round_trip() -> None:
     # the helper writes TOML that the loader reads back as the same value (else the fuzz above
     # would test the helper, not the config)
-    from mmd.config import _parse_env_value
+    from mmd.config.loader import _parse_env_value
 
     values = [
         1.5,
