@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from procs import Proc, daemon, http_json, http_text
 
-from mmd.metrics import MAX_REQUEST_BYTES
+from mmd.metrics.server import MAX_REQUEST_BYTES
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The Grafana dashboard and provisioning: structure checked against a JSON schema written here
 (not grafana-foundation-sdk), unique ids, non-overlapping grid, the `symbol` template variable,
-and every metric a query (or an alert) names exists in mmd/metrics.py."""
+and every metric a query (or an alert) names exists in mmd/metrics/."""
 
 from __future__ import annotations
 
@@ -135,8 +135,8 @@ def _all_panels(panels: list[dict]) -> list[dict]:
 
 
 def _exported_names() -> set[str]:
-    """Every series name mmd/metrics.py can expose (counters with _total, histogram series)."""
-    src = (ROOT / "mmd" / "metrics.py").read_text()
+    """Every series name mmd/metrics/ can expose (counters with _total, histogram series)."""
+    src = "\n".join(p.read_text() for p in sorted((ROOT / "mmd" / "metrics").glob("*.py")))
     names: set[str] = set()
     for kind, name in re.findall(
         r"\b(CounterMetricFamily|GaugeMetricFamily|SummaryMetricFamily|Counter|Gauge|"
@@ -217,8 +217,8 @@ def test_every_query_uses_exported_metrics(dash: dict[str, Any]) -> None:
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = {m for e in exprs for m in re.findall(r"\bmmd_\w+", e)}
     missing = used - exported
-    assert not missing, f"not exported by mmd/metrics.py: {sorted(missing)}"
-    print(f"{len(exprs)} expressions use {len(used)} metrics, all in mmd/metrics.py")
+    assert not missing, f"not exported by mmd/metrics/: {sorted(missing)}"
+    print(f"{len(exprs)} expressions use {len(used)} metrics, all in mmd/metrics/")
 
 
 def test_provisioning_points_at_dashboard_and_datasource(dash: dict[str, Any]) -> None:
