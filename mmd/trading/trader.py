@@ -43,7 +43,7 @@ from mmd.trading.funding import FundingSettler
 from mmd.trading.journal import JournalWriter
 from mmd.trading.ledger import Checkpoint, Ledger, OrderState
 from mmd.trading.markouts import MARKOUT_HORIZONS_S, Markouts
-from mmd.trading.oms import OrderManager, OrderStatus
+from mmd.trading.orders import Orders, OrderStatus
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import DayPnl, DayPnlState, HaltState, RiskGate
 
@@ -107,7 +107,7 @@ class Trader:
         exchange: SimExchange,
         latency: ConstantLatency | FeedDerivedLatency,
         feed: FeedDerivedLatency,
-        oms: OrderManager,
+        oms: Orders,
         portfolio: Portfolio,
         risk: RiskGate,
         strategy_cfg: StrategyConfig,
