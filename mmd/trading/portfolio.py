@@ -25,23 +25,6 @@ from mmd.model.events import FundingPaid, OrderFilled
 from mmd.model.instrument import Instrument
 
 
-def funding_amount_quote(
-    position_lots: int, mark_px: float, rate: float, inst: Instrument
-) -> float:
-    """The funding cash flow of a perpetual position (negative = we pay).
-
-    Args:
-        position_lots: signed position in lots (+ long).
-        mark_px: mark price (a float price, not ticks).
-        rate: the funding rate (positive: longs pay shorts).
-        inst: the instrument (lot size).
-
-    Returns:
-        -position_base * mark_px * rate, in quote.
-    """
-    return -(position_lots * inst.lot) * mark_px * rate
-
-
 class PositionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """One symbol's accounting at a moment (quote amounts; avg entry and mark in ticks)."""
 

@@ -11,6 +11,11 @@ from mmd.trading.ledger.schema import TOTAL_SYMBOL
 from mmd.trading.portfolio import PortfolioSnapshot, PositionSnapshot
 
 Row = tuple[object, ...]
+# (fill_id, seq, ts_exch_ns, client_order_id, symbol, side, px_ticks, qty_lots, leaves_lots,
+#  liquidity, fee_quote, tick_size, lot_size)
+FillRow = tuple[str, int, int, str, str, int, int, int, int, int, float, str, str]
+# (funding_id, seq, ts_exch_ns, symbol, rate, position_lots, mark_px, amount_quote)
+FundingRow = tuple[str, int, int, str, float, int, float, float]
 
 
 def fill_row(item: OrderFilled, seq: int, steps: tuple[str, str]) -> Row:

@@ -25,6 +25,8 @@ from mmd.trading.ledger.records import (
 )
 from mmd.trading.ledger.restore import bad_row, read_restored
 from mmd.trading.ledger.rows import (
+    FillRow,
+    FundingRow,
     insert_event,
     insert_fill,
     insert_funding,
@@ -327,7 +329,7 @@ class Ledger:
         row = self._conn.execute("SELECT body FROM run WHERE id = 1").fetchone()
         return None if row is None else msgspec.json.decode(row[0], type=RunIdentity)
 
-    def fill_rows(self) -> list[tuple[object, ...]]:
+    def fill_rows(self) -> list[FillRow]:
         """Every fills row in journal order: (fill_id, seq, ts_exch_ns, client_order_id,
         symbol, side, px_ticks, qty_lots, leaves_lots, liquidity, fee_quote, tick_size,
         lot_size)."""
@@ -336,7 +338,7 @@ class Ledger:
             " leaves_lots, liquidity, fee_quote, tick_size, lot_size FROM fills ORDER BY seq"
         ).fetchall()
 
-    def funding_rows(self) -> list[tuple[object, ...]]:
+    def funding_rows(self) -> list[FundingRow]:
         """Every funding row in journal order: (funding_id, seq, ts_exch_ns, symbol, rate,
         position_lots, mark_px, amount_quote)."""
         return self._conn.execute(
