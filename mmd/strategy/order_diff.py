@@ -32,7 +32,7 @@ __all__ = ["CancelOrder", "OpenOrder", "SubmitOrder", "diff_quotes", "orders_arr
 
 @dataclass(slots=True)
 class OpenOrder:
-    """A resting (or pending) order of ours, as the order manager tracks it.
+    """A resting (or pending) order of ours, as trading.orders tracks it.
 
     Attributes:
         client_order_id: our id.

@@ -18,7 +18,8 @@ from mmd.model.events import (
     SubmitOrder,
 )
 from mmd.trading.orders import Order
-from mmd.trading.portfolio import PortfolioSnapshot, PositionState
+from mmd.trading.portfolio import PortfolioSnapshot
+from mmd.trading.position import PositionState
 
 
 class RiskReset(msgspec.Struct, frozen=True, kw_only=True, tag=True):

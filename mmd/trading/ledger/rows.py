@@ -8,7 +8,8 @@ import sqlite3
 from mmd.errors import InvariantViolation
 from mmd.model.events import FundingPaid, OrderFilled
 from mmd.trading.ledger.schema import TOTAL_SYMBOL
-from mmd.trading.portfolio import PortfolioSnapshot, PositionSnapshot
+from mmd.trading.portfolio import PortfolioSnapshot
+from mmd.trading.position import PositionSnapshot
 
 Row = tuple[object, ...]
 # (fill_id, seq, ts_exch_ns, client_order_id, symbol, side, px_ticks, qty_lots, leaves_lots,
