@@ -43,7 +43,7 @@ from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import FeedDerivedLatency, build_latency
 from mmd.strategy.hedge import PortfolioHedge
 from mmd.trading.ledger import Ledger, RecordingDigest, RunIdentity, ledger_path
-from mmd.trading.oms import OrderManager
+from mmd.trading.orders import Orders
 from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
@@ -797,7 +797,7 @@ def build_trader(cfg: AppConfig, hub: MarketHub, *, ledger: bool) -> Trader:
         exchange,
         latency,
         feed,
-        OrderManager(),
+        Orders(),
         Portfolio(),
         RiskGate(cfg.risk, cfg.strategy.max_position, {}),
         cfg.strategy,

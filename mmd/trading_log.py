@@ -14,7 +14,8 @@ from typing import Any
 
 from mmd.logs import get_logger
 from mmd.model.events import FundingPaid, OrderFilled, OrderRejected
-from mmd.trading.trader import Happened, Trader
+from mmd.trading.happened import Happened
+from mmd.trading.trader import Trader
 
 HEARTBEAT_NS = 60_000_000_000
 _SIDES = {1: "buy", -1: "sell"}

@@ -538,7 +538,7 @@ def run_mmd_product(
     time b (local), after every frame received by then went through MarketHub and
     `Trader.on_message` (the paper exchange sees it at its exchange time, fills go through the
     OMS and the Portfolio), the rule looks at the hub's book, the Portfolio's position and the
-    OMS's orders, and its commands go through `OrderManager.on_command` and
+    OMS's orders, and its commands go through `Orders.on_command` and
     `SimExchange.send(cmd, b)` (what `Trader.quote` does after the strategy and the risk
     gate, which the rule replaces). The strategy learns of an exchange event when the market
     frame that triggered it is received (about the feed latency after it happened).
@@ -548,7 +548,7 @@ def run_mmd_product(
     from mmd.app import build_trader
     from mmd.config import AppConfig
     from mmd.feeds.replay import merged_frames
-    from mmd.trading.oms import OrderStatus
+    from mmd.trading.orders import OrderStatus
 
     wall = time.perf_counter()
     res = EngineResult("mmd-product")
@@ -577,9 +577,9 @@ def run_mmd_product(
         oid = mine[side]
         if oid is None:
             return None
-        order = oms.get(oid)  # None once it is finished
+        # None once it is finished
+        order = next((o for o in oms.orders(symbol) if o.client_order_id == oid), None)
         if order is None:
-            res.rejects += oms.status(oid) == OrderStatus.REJECTED
             mine[side] = None
             return None
         o = _Side(oid, order.px_ticks)
@@ -642,6 +642,7 @@ def run_mmd_product(
                 res.fill_log.append((recv + shift_ns, ev.side, ev.px_ticks))
     trader.apply_events(ex.advance(trader.last_exch_ns))
     res.end_ns = boundary - p.step_ns
+    res.rejects = oms.counters.rejected  # submits the paper exchange refused
     st = hub.states[symbol]
     inst = st.instrument
     pf = trader.portfolio

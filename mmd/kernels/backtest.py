@@ -796,7 +796,7 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
     strat_tops[s, 1] = ask_top
     if n_cmds == 0:
         return OK
-    # OrderManager.filter_cancels: a cancel of an order still travelling waits; the diff's
+    # Orders.filter_cancels: a cancel of an order still travelling waits; the diff's
     # cancel oids are the order manager's oids
     k = 0
     for j in range(n_cmds):

@@ -18,7 +18,8 @@ from mmd.market.hub import MarketHub
 from mmd.market.provisional import provisional_values
 from mmd.strategy.engine import SymbolStrategy
 from mmd.strategy.hedge import PortfolioHedge
-from mmd.trading.trader import EXCHANGE_REJECT_REASONS, Trader
+from mmd.trading.happened import EXCHANGE_REJECT_REASONS
+from mmd.trading.trader import Trader
 
 
 class HubCollector(Collector):

@@ -20,7 +20,6 @@ from mmd.kernels.calibration import (
     FIT_POOR_R2,
     FIT_TOO_FEW_POINTS,
     FIT_TOO_FEW_TRADES,
-    I_N_OBS,
     STATE_F_SIZE,
     STATE_I_SIZE,
     reset_window,
@@ -336,17 +335,6 @@ class IntensityCalibrator:
                 self.win, self.cal_i, self.cal_f, self.cal_pi, self.cal_pf, now_ns
             )
         )
-
-    def window_s_observed(self) -> float:
-        """Seconds of observed completed steps in the window (grows to window_s in warm-up)."""
-        return int(self.state_i[I_N_OBS]) * self.step_s
-
-    def arrival_rates(self) -> np.ndarray:
-        """lambda(d) per second for d = 0..max_depth_ticks as of the latest refit (a copy)."""
-        window_s = self.window_s_used
-        if window_s <= 0:
-            return np.zeros(self.counts.shape[0], np.float64)
-        return self.counts / window_s
 
     @property
     def nbytes(self) -> int:

@@ -1,15 +1,6 @@
-"""SymbolStrategy: one symbol's calibration, warm-up gate and quoter.
-
-Pure core: time arrives as arguments, nothing awaits. It pulls new mids and trades from the
-market rings (so the feed path stays untouched), refits the intensity model on its schedule,
-decides the target quotes and diffs them against the open orders the order manager reports.
-It sends nothing: the caller passes the commands through risk to the paper exchange.
-
-Every step runs the kernels of `mmd.kernels.strategy` (ring reads and calibration, warm-up gate,
-quote decision, order diff), the same ones the backtest loop runs: as one compiled call
-(`mmd.kernels.frame.decide_symbol_quotes`) when no learned model and no risk-scaled size is
-configured, else one by one with the models' inputs computed in between.
-"""
+"""SymbolStrategy: one symbol's calibration, warm-up gate, quoter and learned-model inputs:
+market rings + open orders -> commands (sent by the caller through risk; nothing awaits).
+Compiled whole (`compiled.py`) unless learned models or the risk-scaled size need Python."""
 
 from __future__ import annotations
 
@@ -24,17 +15,9 @@ from mmd.errors import InvariantViolation
 from mmd.kernels import models as km
 from mmd.kernels import risk_size as krs
 from mmd.kernels.frame import (
-    DI_CODE,
-    DI_GATE,
-    DI_N_CMDS,
-    DI_SIZE,
-    ERR_DECIDE_CALIBRATION,
     NO_DECISION,
-    decide_symbol_quotes,
 )
 from mmd.kernels.strategy import (
-    CMD_CANCEL,
-    COMMAND_DTYPE,
     QPI_MAX_LOTS,
     QPI_SESSION_NS,
     update_calibration_from_rings,
@@ -45,7 +28,8 @@ from mmd.market.hub import SymbolState
 from mmd.model.events import Command
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
-from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes, orders_array
+from mmd.strategy.compiled import CompiledDecision
+from mmd.strategy.order_diff import CancelOrder, OpenOrder, diff_quotes
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
 
@@ -113,13 +97,18 @@ class SymbolStrategy:
         # one compiled call per decision (kernels.frame.decide_symbol_quotes) for a strategy
         # the kernels cover whole; learned models and the risk-scaled size take the step by
         # step path (their inputs are computed in Python between the kernels)
-        self.compiled = self.models is None and not cfg.risk_size
-        self._dec_i = np.zeros(DI_SIZE, np.int64)
-        self._cmds = np.zeros(8 + 2 * cfg.levels, COMMAND_DTYPE)
-        self._done = np.zeros(2 * cfg.levels, np.int64)
-        self._totals = np.zeros(2, np.int64)
-        self._book_counts = np.zeros(2, np.int64)
-        self._kernel_args: tuple[tuple[object, ...], ...] | None = None
+        self.compiled: CompiledDecision | None = None
+        if self.models is None and not cfg.risk_size:
+            self.compiled = CompiledDecision(
+                self.quoter,
+                self.calibrator,
+                self.gate,
+                self._cursor,
+                self._oid,
+                instrument.symbol,
+                self._id_prefix,
+                cfg.levels,
+            )
         # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
         self._rsp = np.array(
             [
@@ -198,7 +187,7 @@ class SymbolStrategy:
         Args:
             now_ns: the daemon clock (drives the warm-up gate).
             st: the symbol's market state.
-            open_orders: our live and in-flight orders (from the order manager).
+            open_orders: our live and in-flight orders (from the order state, trading.orders).
             position_lots: the current position.
             halted: the kill switch holds: cancel everything, decide nothing.
             pnl_quote: the symbol's total PnL (the RL reward when learning online; NaN: no
@@ -208,9 +197,9 @@ class SymbolStrategy:
             hedge_skew_ticks: the portfolio hedge's skew, added to the models' skew
                 (mmd.strategy.hedge; 0 for every symbol but the hedge instrument).
         """
-        if self.compiled:
+        if self.compiled is not None:
             return self._step_compiled(
-                now_ns, st, open_orders, position_lots, halted, hedge_skew_ticks
+                self.compiled, now_ns, st, open_orders, position_lots, halted, hedge_skew_ticks
             )
         self._pull_market(st)
         market_ns = st.book.ts_exch_ns
@@ -245,6 +234,7 @@ class SymbolStrategy:
 
     def _step_compiled(
         self,
+        compiled: CompiledDecision,
         now_ns: int,
         st: SymbolState,
         open_orders: list[OpenOrder],
@@ -258,46 +248,7 @@ class SymbolStrategy:
             ml = msgspec.structs.replace(ml, skew_ticks=ml.skew_ticks + hedge_skew_ticks)
         quoter = self.quoter
         quoter.set_ml(ml)
-        args = self._kernel_args
-        if args is None or args[0][0] is not st.mids:
-            args = self._kernel_args = self._bind(st)
-        cal, rings, quote, book = args[1], args[2], args[3], args[4]
-        n_open = len(open_orders)
-        orders = orders_array(open_orders)
-        if self._cmds.shape[0] < n_open + self._done.shape[0]:
-            self._cmds = np.zeros(2 * n_open + self._done.shape[0], COMMAND_DTYPE)
-        cmds = self._cmds
-        totals = self._totals
-        totals[0] = st.mids.total
-        totals[1] = st.trades.total
-        counts = self._book_counts
-        b = st.book
-        counts[0] = b.n_bids
-        counts[1] = b.n_asks
-        dec_i = self._dec_i
-        usable = st.sync.synced and not st.stale
-        rc = decide_symbol_quotes(
-            dec_i,
-            cal,
-            rings,
-            quote,
-            book,
-            orders,
-            cmds,
-            (self._oid, self._done),
-            now_ns,
-            b.ts_exch_ns,
-            self.gate.deadline_ns,
-            usable,
-            halted,
-            position_lots,
-        )
-        if rc == ERR_DECIDE_CALIBRATION:
-            raise InvariantViolation(f"calibration trade rejected (code {rc})")
-        if rc < 0:
-            raise InvariantViolation(f"decision kernel refused its buffers (code {rc})")
-        self.gate.set_code(int(dec_i[DI_GATE]))
-        code = int(dec_i[DI_CODE])
+        code, out = compiled.decide(now_ns, st, open_orders, position_lots, halted)
         if code == NO_DECISION:
             self.target = None
         else:
@@ -308,48 +259,7 @@ class SymbolStrategy:
             else:
                 quoter.reject(code)
                 self.target = None
-        out: list[Command] = []
-        sym = self.instrument.symbol
-        prefix = self._id_prefix
-        for kind, side, px, qty, oid, _reason in cmds[: int(dec_i[DI_N_CMDS])].tolist():
-            if kind == CMD_CANCEL:
-                out.append(
-                    CancelOrder(client_order_id=open_orders[oid].client_order_id, symbol=sym)
-                )
-                self.cancels += 1
-            else:
-                out.append(
-                    SubmitOrder(
-                        client_order_id=f"{prefix}{oid}",
-                        symbol=sym,
-                        side=side,
-                        px_ticks=px,
-                        qty_lots=qty,
-                    )
-                )
-                self.submits += 1
-        return out
-
-    def _bind(self, st: SymbolState) -> tuple[tuple[object, ...], ...]:
-        """The kernel's argument tuples over st's and this strategy's arrays (built once per
-        market state: the arrays live as long as it)."""
-        mids, trades, cal = st.mids, st.trades, self.calibrator
-        return (
-            (mids,),
-            (cal.win, self._cursor, cal.cal_i, cal.cal_f, cal.cal_pi, cal.cal_pf),
-            (
-                (mids.column("ts_ns"), mids.column("mid_ticks")),
-                (
-                    trades.column("ts_ns"),
-                    trades.column("px_ticks"),
-                    trades.column("qty_lots"),
-                    trades.column("side"),
-                ),
-                self._totals,
-            ),
-            self.quoter.kernel_arrays(),
-            (st.book.bid_px, st.book.ask_px, self._book_counts),
-        )
+        return self._count(out)
 
     def ml_inputs(self, now_ns: int, st: SymbolState) -> MlInputs:
         """The models' adjustments at the current market state.

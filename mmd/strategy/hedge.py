@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 
 from mmd.config import HedgeConfig
 from mmd.kernels import hedge as kh
@@ -34,14 +35,14 @@ class PortfolioHedge:
         self.instrument = cfg.instrument
         self._sample_ns = max(1, round(cfg.sample_s * 1e9))
         self.mids: dict[str, float] = {}  # the mid in force per symbol, quote currency
-        self._pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pairs: dict[str, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
         self.target_lots = math.nan  # the last hedge target (NaN: no hedge instrument mid)
         self.skew_ticks = 0.0  # the last skew given to the hedge instrument's quotes
 
-    def _pair(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+    def _pair(self, symbol: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         pair = self._pairs.get(symbol)
         if pair is None:
-            hf, hi = np.zeros(kh.HF_SIZE), np.zeros(kh.HI_SIZE, np.int64)
+            hf, hi = np.zeros(kh.HF_SIZE, np.float64), np.zeros(kh.HI_SIZE, np.int64)
             kh.reset_hedge_pair(hf, hi, self._sample_ns, self.cfg.halflife_s)
             pair = self._pairs[symbol] = (hf, hi)
         return pair
@@ -67,10 +68,6 @@ class PortfolioHedge:
 
     def betas(self) -> dict[str, tuple[float, float]]:
         return {sym: self.beta(sym) for sym in sorted(self._pairs)}
-
-    def samples(self, symbol: str) -> int:
-        pair = self._pairs.get(symbol)
-        return 0 if pair is None else int(pair[1][kh.HI_SAMPLES])
 
     def compute_target(
         self, positions: dict[str, int], instruments: dict[str, Instrument]

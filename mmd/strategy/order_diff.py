@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from mmd.kernels.strategy import (
     CMD_CANCEL,
@@ -31,7 +32,7 @@ __all__ = ["CancelOrder", "OpenOrder", "SubmitOrder", "diff_quotes", "orders_arr
 
 @dataclass(slots=True)
 class OpenOrder:
-    """A resting (or pending) order of ours, as the order manager tracks it.
+    """A resting (or pending) order of ours, as trading.orders tracks it.
 
     Attributes:
         client_order_id: our id.
@@ -47,12 +48,8 @@ class OpenOrder:
     qty_lots: int
     orig_lots: int = field(default=0, compare=False)  # not part of equality
 
-    def sent_lots(self) -> int:
-        """The size the strategy asked for when it sent this order."""
-        return self.orig_lots if self.orig_lots > 0 else self.qty_lots
 
-
-def orders_array(open_orders: list[OpenOrder]) -> np.ndarray:
+def orders_array(open_orders: list[OpenOrder]) -> NDArray[np.void]:
     """The orders as the kernels' ORDER_DTYPE array; oid = the order's index in the list."""
     arr = np.zeros(len(open_orders), ORDER_DTYPE)
     for j, o in enumerate(open_orders):
@@ -60,7 +57,7 @@ def orders_array(open_orders: list[OpenOrder]) -> np.ndarray:
     return arr
 
 
-def _target_array(target: QuoteTarget) -> np.ndarray:
+def _target_array(target: QuoteTarget) -> NDArray[np.int64]:
     n = max(1, len(target.bids), len(target.asks))
     tgt = np.zeros((4, n), np.int64)
     for i, (px, qty) in enumerate(target.bids):

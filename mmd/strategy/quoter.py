@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from mmd.config import StrategyConfig
 from mmd.kernels.strategy import (
@@ -94,7 +95,7 @@ REJECT_REASONS: dict[int, str] = {
 }
 
 
-def ml_array(ml: MlInputs, out: np.ndarray | None = None) -> np.ndarray:
+def ml_array(ml: MlInputs, out: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """The ML inputs as the kernels' float64[ML_SIZE] (slots ML_*)."""
     arr = np.empty(ML_SIZE, np.float64) if out is None else out
     arr[0] = ml.bid_mult
@@ -257,7 +258,15 @@ class Quoter:
         self.reject_reason = None
         return self.target_of(now_ns, ml)
 
-    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+    def kernel_arrays(
+        self,
+    ) -> tuple[
+        NDArray[np.int64],
+        NDArray[np.float64],
+        NDArray[np.int64],
+        NDArray[np.float64],
+        NDArray[np.float64],
+    ]:
         """(tgt, dec_f, qpi, qpf, ml): the decision kernel's arrays, for a caller that runs it
         inside a larger compiled call (`kernels.frame.decide_symbol_quotes`)."""
         return self.tgt, self.dec_f, self.qpi, self.qpf, self._ml

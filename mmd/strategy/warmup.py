@@ -78,7 +78,3 @@ class WarmupGate:
     def ready(self) -> bool:
         """True when quoting may go ahead ("calibrated" or "fallback")."""
         return self._state != WAITING
-
-    def remaining_s(self, now_ns: int) -> float:
-        """Seconds left before the fallbacks are allowed (0 once warmup_s has elapsed)."""
-        return max(0.0, (self._deadline_ns - now_ns) / 1e9)

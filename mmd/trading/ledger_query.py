@@ -122,12 +122,12 @@ def _fold_fills(led: Ledger) -> tuple[list[dict[str, Any]], Portfolio]:
             symbol=key[0],
             side=int(side),
             px_ticks=int(px),
-            qty_lots=int(qty),  # type: ignore[call-overload]
+            qty_lots=int(qty),
             leaves_lots=int(leaves),
-            liquidity=int(liq),  # type: ignore[call-overload]
+            liquidity=int(liq),
             fee_quote=float(fee),
             ts_exch_ns=int(ts),
-        )  # type: ignore[arg-type]
+        )
         before = pf.position(key[0]).realized_quote if key[0] in pf.symbols else 0.0
         pos = pf.apply_fill(fill, inst)
         pos_base = position.get(key[0], Decimal(0)) + fill.side * fill.qty_lots * Decimal(lot)
@@ -289,7 +289,7 @@ def daily_pnl(
         return r
 
     events: list[tuple[int, int, Any]] = [(r["ts_ns"], 0, r) for r in rows]
-    events += [(int(f[2]), 1, f) for f in led.funding_rows()]  # type: ignore[call-overload]
+    events += [(int(f[2]), 1, f) for f in led.funding_rows()]
     events.sort(key=lambda e: (e[0], e[1]))
     for ts, kind, ev in events:
         if kind == 0:
@@ -328,7 +328,7 @@ def summary(led: Ledger, now_ns: int) -> dict[str, Any]:
     for f in funding:
         sym = str(f[3])
         if sym in pf.symbols:
-            pf.position(sym).funding_quote += float(f[7])  # type: ignore[arg-type]
+            pf.position(sym).funding_quote += float(f[7])
     ident = led.run_identity()
     r = led.restore()
     snap = r.last_snapshot

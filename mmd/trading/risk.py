@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from mmd.config import RiskConfig
 from mmd.errors import InvariantViolation
@@ -140,7 +141,7 @@ class RiskGate:
         self._rate_per_ns = cfg.max_orders_per_s / 1e9
         self._burst = max(1.0, cfg.max_orders_per_s)
         # per symbol: the order-rate token bucket (kernels.strategy.RISK_BUCKET_DTYPE[1])
-        self._buckets: dict[str, np.ndarray] = {}
+        self._buckets: dict[str, NDArray[np.void]] = {}
         self.halted = False
         self.halt_reason = ""
         self.halt_state: HaltState | None = None
@@ -156,10 +157,6 @@ class RiskGate:
         """
         self._instruments[inst.symbol] = inst
         self._max_lots[inst.symbol] = max(min_lots, inst.limit_lots(self._max_position))
-
-    def max_position_lots(self, symbol: str) -> int:
-        """The position limit of a symbol in lots."""
-        return self._max_lots[symbol]
 
     def check(
         self,

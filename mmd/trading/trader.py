@@ -1,10 +1,11 @@
-"""Trader: market frames -> paper exchange -> order manager -> portfolio, journaled first.
+"""Trader: market frames -> paper exchange -> order state -> portfolio, journaled first.
 
 Pure core (no awaits, no clock reads): live, replay and `mmd backtest` all drive this one object,
 so the paper fills of a live run and of a backtest come from the same code. Every order event
 and fill is journaled (committed) before it changes anything in memory; every command is
 journaled before it is sent. Components are injected; `app.py` builds them. The journal writer
-(`journal.py`), funding (`funding.py`) and markouts (`markouts.py`) live in their own modules.
+(`journal.py`), funding (`funding.py`), markouts (`markouts.py`), quoting (`quoting.py`),
+instrument steps (`steps.py`) and the restart state (`restart.py`) live in their own modules.
 
 Time: the paper exchange runs on exchange time. A quote decided after seeing an event stamped
 T_exch reaches the exchange at T_exch + feed latency + entry latency (the exchange adds the
@@ -17,71 +18,35 @@ from __future__ import annotations
 import msgspec
 
 from mmd.config import StrategyConfig
-from mmd.errors import InvariantViolation
 from mmd.feeds.bybit_codec import BookMsg, Message, TradesMsg
-from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.runtime import LoadedModels
-from mmd.market.hub import MarketHub, SymbolState
+from mmd.market.hub import MarketHub
 from mmd.model.codes import BUY, NS_PER_S, SELL
 from mmd.model.events import (
     CancelOrder,
     Command,
-    FundingPaid,
     OrderAccepted,
     OrderCanceled,
     OrderEvent,
     OrderFilled,
     OrderRejected,
-    SubmitOrder,
 )
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
 from mmd.sim.latency import ConstantLatency, FeedDerivedLatency
-from mmd.strategy.engine import AccountRisk, SymbolStrategy
+from mmd.strategy.engine import SymbolStrategy
 from mmd.strategy.hedge import PortfolioHedge
 from mmd.trading.funding import FundingSettler
+from mmd.trading.happened import EXCHANGE_REJECT_REASONS, Happened
 from mmd.trading.journal import JournalWriter
-from mmd.trading.ledger import Checkpoint, Ledger, OrderState
-from mmd.trading.markouts import MARKOUT_HORIZONS_S, Markouts
-from mmd.trading.oms import OrderManager, OrderStatus
+from mmd.trading.ledger import Ledger
+from mmd.trading.markouts import Markouts
+from mmd.trading.orders import Orders
 from mmd.trading.portfolio import Portfolio
-from mmd.trading.risk import DayPnl, DayPnlState, HaltState, RiskGate
-
-REASON_STEP_CHANGE = "instrument_changed"
-# every reason an OrderRejected of the paper exchange (or of a step change) can carry; anything
-# else is counted as "other" (a bounded metric label set)
-EXCHANGE_REJECT_REASONS = (
-    "post_only_would_cross",
-    "unknown_symbol",
-    "unknown_order",
-    "invalid_order",
-    "duplicate_client_order_id",
-    "no_market_data",
-    "too_many_orders",
-    REASON_STEP_CHANGE,
-)
-__all__ = ["EXCHANGE_REJECT_REASONS", "MARKOUT_HORIZONS_S", "Happened", "SubmitOrder", "Trader"]
-
-
-class Happened(msgspec.Struct, frozen=True, kw_only=True):
-    """Something the Trader did that the shell may log (`Trader.drain_happened`).
-
-    Attributes:
-        kind: "filled" (item: OrderFilled), "rejected" (item: OrderRejected; source
-            "exchange" or "risk"), "funding" (item: FundingPaid), "halted" (reason).
-        symbol: the symbol ("" for the portfolio-wide kill switch).
-        item: the event, or None.
-        position_lots: the symbol's position after the event.
-        source: who refused an order ("exchange" or "risk").
-        reason: why (a rejection or a halt).
-    """
-
-    kind: str
-    symbol: str
-    item: OrderFilled | OrderRejected | FundingPaid | None = None
-    position_lots: int = 0
-    source: str = ""
-    reason: str = ""
+from mmd.trading.quoting import quote
+from mmd.trading.restart import apply_restored, checkpoint_of
+from mmd.trading.risk import DayPnl, RiskGate
+from mmd.trading.steps import ensure_symbol, rebase
 
 
 class Trader:
@@ -107,7 +72,7 @@ class Trader:
         exchange: SimExchange,
         latency: ConstantLatency | FeedDerivedLatency,
         feed: FeedDerivedLatency,
-        oms: OrderManager,
+        oms: Orders,
         portfolio: Portfolio,
         risk: RiskGate,
         strategy_cfg: StrategyConfig,
@@ -135,15 +100,15 @@ class Trader:
         self.fills: list[OrderFilled] = []  # this run's fills, in order (reports, tests)
         self.fills_by_side = {BUY: 0, SELL: 0}
         self.keep_fills = ledger is None
-        self._trade_cursor: dict[str, int] = {}
+        self.trade_cursor: dict[str, int] = {}
         self._snapshot_ns = int(snapshot_interval_s * NS_PER_S)
         self._next_snapshot_ns = 0
         self._derive_latency = derive_latency
         self._latency_set: tuple[int, int] | None = None  # what this trader last set
-        self._known: dict[str, Instrument] = {}
+        self.known: dict[str, Instrument] = {}
         # orders a step change closed in the journal while the exchange still had them in
         # flight: whatever the exchange says about them later is dropped
-        self._void: set[str] = set()
+        self.void: set[str] = set()
         self.markout = Markouts()
         self.settler = FundingSettler()
         self.funding = funding
@@ -172,7 +137,8 @@ class Trader:
         self.happened = []
         return out
 
-    def _note(self, h: Happened) -> None:
+    def note(self, h: Happened) -> None:
+        """Keep h for `drain_happened` (when `keep_happened` was called)."""
         if self.happened is not None:
             self.happened.append(h)
 
@@ -197,28 +163,19 @@ class Trader:
         if self.ledger is None or self.journal.resuming:
             return 0  # nothing kept, or a replay resume that rebuilds everything by re-running
         r = self.ledger.restore()
-        halt = r.meta.get("halt_state")
-        if halt:
-            self.risk.restore_halt(msgspec.json.decode(halt, type=HaltState), now_ns)
-        day = r.meta.get("day_pnl")
-        if day:
-            self.day_pnl = DayPnl(msgspec.json.decode(day, type=DayPnlState))
-        if r.checkpoint is not None:
-            self.portfolio.load_states(r.checkpoint.positions)
-            self.settler.funded.update(r.checkpoint.funded)
-        for f, (tick, lot) in zip(r.fills, r.fill_steps, strict=True):
-            inst = Instrument(
-                symbol=f.symbol, category=self._category(f.symbol), tick_size=tick, lot_size=lot
-            )
-            self.portfolio.apply_fill(f, inst)
-        for ev in r.funding:
-            self.portfolio.apply_funding(ev)
-            self.settler.funded[ev.symbol] = max(
-                self.settler.funded.get(ev.symbol, -1), ev.ts_exch_ns
-            )
+        day_pnl = apply_restored(
+            r,
+            portfolio=self.portfolio,
+            risk=self.risk,
+            settler=self.settler,
+            category_of=self._category,
+            now_ns=now_ns,
+        )
+        if day_pnl is not None:
+            self.day_pnl = day_pnl
         # counted in the journaled steps; today's instruments may have other steps
         for st in self.hub.states.values():
-            self._rebase(st.instrument, now_ns)
+            rebase(self, st.instrument, now_ns)
         # never re-sent: the new paper exchange has no such orders; close them in the journal
         syms = {o.client_order_id: o.symbol for o in r.open_orders}
         for coid in list(syms) + list(r.in_flight_ids):
@@ -245,9 +202,6 @@ class Trader:
         """A replay ended: it must have reproduced the whole journal (StateError if not)."""
         self.journal.finish()
 
-    def _journal(self, item: OrderEvent | Command, ts_ns: int) -> bool:
-        return self.journal.write(item, ts_ns)
-
     # -- market --------------------------------------------------------------------------------
 
     def on_message(self, msg: Message, ts_recv_ns: int) -> list[OrderEvent]:
@@ -259,7 +213,7 @@ class Trader:
                 return events
             ts = st.book.ts_exch_ns
             self.last_exch_ns = max(self.last_exch_ns, ts)
-            self._ensure_symbol(st)
+            ensure_symbol(self, st)
             strat = self.strategies.get(msg.symbol)
             if strat is not None and strat.deep is not None:  # one LSTM step per update
                 strat.on_book_update(st, ts_recv_ns)
@@ -288,10 +242,10 @@ class Trader:
             st = self.hub.states.get(msg.symbol)
             if st is None:
                 return events
-            self._ensure_symbol(st)
+            ensure_symbol(self, st)
             ring = st.trades
-            t = ring.since(self._trade_cursor.get(msg.symbol, ring.total))
-            self._trade_cursor[msg.symbol] = ring.total
+            t = ring.since(self.trade_cursor.get(msg.symbol, ring.total))
+            self.trade_cursor[msg.symbol] = ring.total
             for k in range(len(t["ts_ns"])):
                 ts = int(t["ts_ns"][k])
                 self.last_exch_ns = max(self.last_exch_ns, ts)
@@ -311,7 +265,7 @@ class Trader:
         if not self.funding:
             return
         for sym, st in self.hub.states.items():
-            if sym not in self._known:
+            if sym not in self.known:
                 continue
             for ev in self.settler.due(
                 sym, st, self.last_exch_ns, self.portfolio.position_lots(sym)
@@ -319,7 +273,7 @@ class Trader:
                 if self.journal.write(ev, ev.ts_exch_ns):
                     self.portfolio.apply_funding(ev)
                     self.funding_payments += 1
-                    self._note(
+                    self.note(
                         Happened(
                             kind="funding",
                             symbol=sym,
@@ -328,83 +282,17 @@ class Trader:
                         )
                     )
 
-    def _ensure_symbol(self, st: SymbolState) -> None:
-        inst = st.instrument
-        known = self._known.get(inst.symbol)
-        if known is inst:
-            return
-        if known is not None and (known.tick_size, known.lot_size) != (
-            inst.tick_size,
-            inst.lot_size,
-        ):
-            self._step_change(inst)
-        self._known[inst.symbol] = inst
-        self.journal.note_instrument(inst)
-        self.exchange.add_instrument(inst)
-        self.portfolio.add_instrument(inst)
-        if self.restored:
-            self._rebase(inst, self.last_exch_ns)
-        order_lots = max(1, inst.qty_to_lots(self.strategy_cfg.order_size))
-        self.risk.add_instrument(inst, min_lots=order_lots)
-
-    def _step_change(self, inst: Instrument) -> None:
-        """New tick/lot steps for a known symbol: close its orders in the journal (the paper
-        exchange drops them with the old units), forget old-unit state, re-base the position."""
-        sym, ts = inst.symbol, self.last_exch_ns
-        self.step_changes += 1
-        for o in self.oms.orders(sym):
-            coid = o.client_order_id
-            self._void.add(coid)
-            if o.status is OrderStatus.PENDING_NEW:
-                # still travelling: the exchange will accept it in the new units; cancel it
-                # there as soon as it is sent on (its events are dropped)
-                ev: OrderEvent = OrderRejected(
-                    client_order_id=coid, symbol=sym, reason=REASON_STEP_CHANGE, ts_exch_ns=ts
-                )
-                self._journal(ev, ts)
-                self.oms.on_event(ev)
-                self._count_reject(ev)
-                continue
-            if o.status is not OrderStatus.PENDING_CANCEL:
-                cmd = CancelOrder(client_order_id=coid, symbol=sym)
-                self._journal(cmd, ts)
-                self.oms.on_command(cmd)
-            ev = OrderCanceled(client_order_id=coid, symbol=sym, ts_exch_ns=ts)
-            self._journal(ev, ts)
-            self.oms.on_event(ev)
-        self.markout.forget(sym)
-        self._trade_cursor[sym] = 0  # the hub's new rings hold only new-unit trades
-        self.strategies.pop(sym, None)
-        self._rebase(inst, ts)
-
-    def _rebase(self, inst: Instrument, ts_ns: int) -> None:
-        """Count a symbol's position in inst's steps; halt when it cannot be (see
-        Portfolio.rebase: a position that is not a whole number of new lots)."""
-        steps = self.portfolio.steps(inst.symbol)
-        if steps is None or steps == (inst.tick_size, inst.lot_size):
-            return
-        try:
-            self.portfolio.rebase(inst)
-        except InvariantViolation as exc:
-            was = self.risk.halted
-            self.risk.halt(ts_ns, f"{REASON_STEP_CHANGE}: {exc}")
-            self._persist_halt()
-            if self.risk.halted and not was:
-                self._note(
-                    Happened(kind="halted", symbol=inst.symbol, reason=self.risk.halt_reason)
-                )
-
     def apply_events(self, events: list[OrderEvent]) -> None:
         """Journal, then apply: OMS first, then the portfolio for fills."""
         for ev in events:
-            if ev.client_order_id in self._void:
+            if ev.client_order_id in self.void:
                 if isinstance(ev, OrderAccepted):  # a voided submit landed: take it back
                     self.exchange.send(
                         CancelOrder(client_order_id=ev.client_order_id, symbol=ev.symbol),
                         ev.ts_exch_ns,
                     )
                 continue
-            if not self._journal(ev, ev.ts_exch_ns):
+            if not self.journal.write(ev, ev.ts_exch_ns):
                 continue  # a fill already journaled before a restart: never count it twice
             self.events += 1
             self.oms.on_event(ev)
@@ -414,20 +302,20 @@ class Trader:
                 self.markout.on_fill(ev)
                 if self.keep_fills:
                     self.fills.append(ev)
-                self._note(
+                self.note(
                     Happened(
                         kind="filled", symbol=ev.symbol, item=ev, position_lots=pos.position_lots
                     )
                 )
             elif isinstance(ev, OrderRejected):
-                self._count_reject(ev)
+                self.count_reject(ev)
         if events:
             self._check_pnl(self.last_exch_ns)
 
-    def _count_reject(self, ev: OrderRejected) -> None:
+    def count_reject(self, ev: OrderRejected) -> None:
         reason = ev.reason if ev.reason in EXCHANGE_REJECT_REASONS else "other"
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        self._note(
+        self.note(
             Happened(
                 kind="rejected",
                 symbol=ev.symbol,
@@ -437,9 +325,6 @@ class Trader:
                 position_lots=self.portfolio.position_lots(ev.symbol),
             )
         )
-
-    def _settle_markouts(self, symbol: str, ts_ns: int, mid_ticks: float) -> None:
-        self.markout.on_mid(symbol, ts_ns, mid_ticks)
 
     def _check_pnl(self, ts_ns: int) -> None:
         """Feed the day's PnL to the kill switch; persist a new day baseline or a trip."""
@@ -454,144 +339,26 @@ class Trader:
         self.day_today = day
         self.risk.on_pnl(ts_ns, day)
         if self.risk.halted and not was:
-            self._persist_halt()
-            self._note(Happened(kind="halted", symbol="", reason=self.risk.halt_reason))
+            self.persist_halt()
+            self.note(Happened(kind="halted", symbol="", reason=self.risk.halt_reason))
 
-    def _persist_halt(self) -> None:
+    def persist_halt(self) -> None:
         # a restart the same UTC day stays halted
         if self.risk.halt_state is not None:
             self.journal.set_meta("halt_state", self._encoder.encode(self.risk.halt_state).decode())
 
-    def checkpoint_state(self, ts_ns: int) -> Checkpoint:
-        """What the journal folds to now (positions, open orders, funding times)."""
-        return Checkpoint(
-            ts_ns=ts_ns,
-            positions=self.portfolio.states(),
-            orders=[
-                OrderState(
-                    client_order_id=o.client_order_id,
-                    symbol=o.symbol,
-                    side=o.side,
-                    px_ticks=o.px_ticks,
-                    qty_lots=o.qty_lots,
-                    leaves_lots=o.leaves_lots,
-                    status=int(o.status),
-                    ts_exch_ns=o.ts_exch_ns,
-                )
-                for o in self.oms.orders()
-            ],
-            funded=dict(self.settler.funded),
-        )
-
     # -- quoting -------------------------------------------------------------------------------
 
-    def strategy(self, symbol: str, st: SymbolState, now_ns: int) -> SymbolStrategy:
-        """The symbol's strategy (new when the instrument appears or changes)."""
-        strat = self.strategies.get(symbol)
-        if strat is None or strat.instrument != st.instrument:
-            strat = self.strategies[symbol] = SymbolStrategy(
-                self.strategy_cfg, st.instrument, now_ns, self.models
-            )
-        return strat
-
     def quote(self, now_ns: int, symbols: list[str] | None = None) -> list[Command]:
-        """Decide quotes for the symbols (default all), pass them through risk, send them.
-
-        Args:
-            now_ns: the daemon clock (drives the strategies' warm-up).
-            symbols: which symbols to requote.
-        """
-        sent: list[Command] = []
-        if not self.restored:
-            if any(s not in self.hub.states for s in self.hub.symbols):
-                return []  # restore needs every instrument: wait until all are known
-            self.restore(self.last_exch_ns)
-        feed_ns = max(0, self.feed.feed_latency_ns())
-        hedge = self.hedge
-        if hedge is not None:
-            hedge.compute_target(
-                {s: self.portfolio.position_lots(s) for s in self.hub.states},
-                {s: st.instrument for s, st in self.hub.states.items()},
-            )
-        for sym in symbols if symbols is not None else list(self.hub.states):
-            st = self.hub.states.get(sym)
-            if st is None:
-                continue
-            strat = self.strategy(sym, st, now_ns)
-            position = self.portfolio.position_lots(sym)
-            pnl = 0.0  # the RL reward's PnL (a symbol never traded has none)
-            if strat.rl is not None and sym in self.portfolio.symbols:
-                pnl = self.portfolio.position(sym).pnl_quote
-            skew = 0.0
-            if hedge is not None and sym == hedge.instrument:
-                skew = hedge.compute_skew(position, int(strat.quoter.qpi[QPI_MAX_LOTS]))
-            cmds = strat.step(
-                now_ns,
-                st,
-                self.oms.open_orders(sym),
-                position,
-                halted=self.risk.halted,
-                pnl_quote=pnl,
-                account=AccountRisk(
-                    total_pnl_quote=self.portfolio.total_pnl_quote,
-                    loss_used=self.risk.loss_budget_used(self.day_today),
-                )
-                if self.strategy_cfg.risk_size
-                else None,
-                hedge_skew_ticks=skew,
-            )
-            if not cmds:
-                continue
-            cmds = self.oms.filter_cancels(cmds)
-            allowed, rejected = self.risk.check(
-                sym,
-                cmds,
-                now_ns=now_ns,
-                position_lots=position,
-                open_buy_lots=self.oms.open_lots(sym, BUY),
-                open_sell_lots=self.oms.open_lots(sym, SELL),
-                book_stale=st.stale or not st.sync.synced,
-            )
-            # the decision happens on exchange time: after the event it reacted to, plus the
-            # feed latency it took to see it
-            decided_exch_ns = max(st.book.ts_exch_ns, 0) + feed_ns
-            if rejected and self.happened is not None:
-                for rj in rejected:
-                    self._note(
-                        Happened(
-                            kind="rejected",
-                            symbol=sym,
-                            source="risk",
-                            reason=rj.reason,
-                            position_lots=position,
-                        )
-                    )
-            for cmd in allowed:
-                self.send(cmd, decided_exch_ns)
-                sent.append(cmd)
-        return sent
+        """Decide quotes for the symbols (default all), pass them through risk, send them
+        (see `quoting.quote`)."""
+        return quote(self, now_ns, symbols)
 
     def send(self, cmd: Command, exch_ns: int) -> None:
         """Journal a command, record it in the OMS and put it on the wire at exch_ns."""
-        self._journal(cmd, exch_ns)
+        self.journal.write(cmd, exch_ns)
         self.oms.on_command(cmd)
         self.exchange.send(cmd, exch_ns)
-
-    def cancel_all(self, now_exch_ns: int) -> list[CancelOrder]:
-        """Cancel every open order (kill switch, shutdown)."""
-        out = []
-        for sym in list(self.hub.states):
-            cmds = self.oms.filter_cancels(
-                [
-                    CancelOrder(client_order_id=o.client_order_id, symbol=sym)
-                    for o in self.oms.open_orders(sym)
-                ]
-            )
-            for cmd in cmds:
-                if isinstance(cmd, CancelOrder):
-                    self.send(cmd, now_exch_ns)
-                    out.append(cmd)
-        return out
 
     def maybe_snapshot(self, ts_ns: int) -> bool:
         """Write a portfolio snapshot and a checkpoint when the interval has passed (not
@@ -602,10 +369,9 @@ class Trader:
             return False
         self._next_snapshot_ns = ts_ns + self._snapshot_ns
         self.ledger.snapshot(self.portfolio.snapshot(ts_ns))
-        if self.journal.checkpoint(self.checkpoint_state(ts_ns)) is not None:
+        if (
+            self.journal.checkpoint(checkpoint_of(self.portfolio, self.oms, self.settler, ts_ns))
+            is not None
+        ):
             self.checkpoints += 1
         return True
-
-    def submits_in_flight(self) -> int:
-        """Commands sent but not yet answered by the paper exchange."""
-        return int(self.exchange.in_flight)

@@ -667,9 +667,9 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
         False,
         st.book.ts_exch_ns,
     )
-    strat._step_compiled(0, st, [], 0, False, 0.0)  # binds its argument tuples
-    args = strat._kernel_args
-    assert args is not None
+    comp = strat.compiled
+    assert comp is not None
+    args = comp.bind(st)  # its argument tuples
     dec_args = (
         np.zeros(3, np.int64),
         args[1],
@@ -677,8 +677,8 @@ def _frame_call(rec: Path, symbol: str, n_frames: int) -> dict[str, Any]:
         args[3],
         args[4],
         orders_array([]),
-        strat._cmds,
-        (np.ones(1, np.int64), strat._done),
+        comp.cmds,
+        (np.ones(1, np.int64), comp.done),
         st.book.ts_exch_ns,
         st.book.ts_exch_ns,
         0,

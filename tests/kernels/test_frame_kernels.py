@@ -194,7 +194,7 @@ def test_decision_matches_the_step_by_step_strategy_on_a_real_recording(
             continue
         if not strats:
             strats = [SymbolStrategy(cfg, st.instrument, ts) for _ in range(2)]
-            strats[1].compiled = False
+            strats[1].compiled = None
             assert strats[0].compiled
         # a position that moves, so the inventory terms are exercised too
         position = (position + 1) % 5 - 2 if ts % 7 == 0 else position

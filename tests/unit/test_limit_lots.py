@@ -9,6 +9,7 @@ import pytest
 
 from mmd.config import RiskConfig, StrategyConfig
 from mmd.market.book import L2Book
+from mmd.model.events import SubmitOrder
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import Quoter
 from mmd.trading.risk import RiskGate
@@ -64,7 +65,23 @@ def test_quoter_and_risk_gate_agree_on_the_position_limit() -> None:
     # the quoter still bid and the gate refused every bid.
     cfg = StrategyConfig(order_size=0.001, max_position=0.0149)
     gate = RiskGate(RiskConfig(), cfg.max_position, [BTC])
-    assert gate.max_position_lots("BTCUSDT") == 14
+
+    def passes(position_lots: int) -> bool:  # one more bid lot at this position
+        cmd = SubmitOrder(
+            client_order_id=f"b{position_lots}", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1
+        )
+        allowed, _ = gate.check(
+            "BTCUSDT",
+            [cmd],
+            now_ns=0,
+            position_lots=position_lots,
+            open_buy_lots=0,
+            open_sell_lots=0,
+            book_stale=False,
+        )
+        return allowed == [cmd]
+
+    assert passes(13) and not passes(14)  # the gate's limit is 14 lots
     quoter = Quoter(cfg, BTC)
     now_ns = 1_700_000_004_000_000_000
     at_13 = quoter.decide(now_ns, _book(), 1.0, 0.5, 1.0, 13)

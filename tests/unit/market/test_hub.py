@@ -259,6 +259,7 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     from mmd.app import build_trader
     from mmd.config import AppConfig
     from mmd.model.events import OrderFilled
+    from mmd.trading.steps import ensure_symbol
 
     hub = _hub()
     trader = build_trader(AppConfig(), hub, ledger=False)
@@ -279,7 +280,7 @@ def test_trader_funding_charged_once_per_funding_time() -> None:
     hub.on_frame(ticker, 2)
     st = hub.states["BTCUSDT"]
     assert st.funding_rate == 0.0001 and st.next_funding_ns == (T0 + 5000) * 1_000_000
-    trader._ensure_symbol(st)
+    ensure_symbol(trader, st)
     trader.portfolio.apply_fill(
         OrderFilled(
             fill_id="x#1",
@@ -311,11 +312,12 @@ def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
     from mmd.app import build_trader
     from mmd.config import AppConfig
     from mmd.model.events import OrderAccepted, OrderFilled, SubmitOrder
+    from mmd.trading.steps import ensure_symbol
 
     hub = _hub()
     trader = build_trader(AppConfig(), hub, ledger=False)
     hub.on_frame(_book("snapshot", 1, [["100.0", "1"]], [["100.2", "1"]]), 1)
-    trader._ensure_symbol(hub.states["BTCUSDT"])
+    ensure_symbol(trader, hub.states["BTCUSDT"])
     sub = SubmitOrder(client_order_id="b1", symbol="BTCUSDT", side=1, px_ticks=1000, qty_lots=1)
     trader.oms.on_command(sub)
     trader.apply_events(
@@ -345,7 +347,7 @@ def test_trader_markouts_settle_at_first_mid_after_each_horizon() -> None:
     # mids after the fill at t=1 s: 1000.5 at 1.5 s, 999.5 at 2.5 s (1 s horizon due at 2 s),
     # 1003.0 at 6.0 s (5 s horizon due at 6 s); the 30 s horizon never comes
     for t_s, mid in ((1.5, 1000.5), (2.5, 999.5), (6.0, 1003.0)):
-        trader._settle_markouts("BTCUSDT", int(t_s * 1e9), mid)
+        trader.markout.on_mid("BTCUSDT", int(t_s * 1e9), mid)
     # a buy at 1000: markout = mid - 1000 -> 1 s: -0.5 (the 2.5 s mid), 5 s: +3.0
     assert trader.markouts[("BTCUSDT", 1)] == [-0.5, 1]
     assert trader.markouts[("BTCUSDT", 5)] == [3.0, 1]

@@ -440,7 +440,7 @@ def test_warmup_gate_before_warmup_without_fit_is_waiting() -> None:
     assert gate.state == "waiting"
     assert gate.update(29 * S, True, False) == "waiting"
     assert not gate.ready
-    assert gate.remaining_s(29 * S) == pytest.approx(1.0)
+    assert gate.deadline_ns == 30 * S  # start 0 + warmup 30 s: one second left at 29 s
 
 
 def test_warmup_gate_good_fit_before_warmup_is_calibrated() -> None:
@@ -453,7 +453,7 @@ def test_warmup_gate_warmup_elapsed_without_fit_is_fallback() -> None:
     gate = WarmupGate(30.0, 0)
     assert gate.update(30 * S, True, False) == "fallback"
     assert gate.ready
-    assert gate.remaining_s(31 * S) == 0.0
+    assert gate.update(31 * S, True, False) == "fallback"  # stays past the deadline
 
 
 def test_warmup_gate_transitions_full_sequence() -> None:

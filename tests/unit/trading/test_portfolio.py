@@ -13,7 +13,7 @@ from mmd.errors import InvariantViolation
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import MAKER, TAKER, FundingPaid, OrderFilled
 from mmd.model.instrument import Instrument
-from mmd.trading.portfolio import Portfolio, PortfolioSnapshot, funding_amount_quote
+from mmd.trading.portfolio import Portfolio, PortfolioSnapshot
 
 UNIT = Instrument(symbol="UNITUSDT", tick_size="1", lot_size="1")
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
@@ -100,8 +100,7 @@ def test_portfolio_fees_subtract_and_rebates_add() -> None:
 def test_portfolio_funding_long_pays_positive_rate() -> None:
     pf = Portfolio([BTC])
     pf.apply_fill(fill(BUY, 650_000, 2, inst=BTC), BTC)
-    amount = funding_amount_quote(2, 65_000.0, 0.0001, BTC)
-    assert amount == pytest.approx(-0.013)
+    amount = -0.013  # a long pays: 2 lots x 0.001 BTC x 65,000 x 0.0001
     pf.apply_funding(
         FundingPaid(
             funding_id="fu1",
@@ -115,7 +114,6 @@ def test_portfolio_funding_long_pays_positive_rate() -> None:
     )
     assert pf.funding_quote == pytest.approx(-0.013)
     assert pf.total_pnl_quote == pytest.approx(-0.013)
-    assert funding_amount_quote(-2, 65_000.0, 0.0001, BTC) == pytest.approx(0.013)
 
 
 def test_portfolio_unrealized_in_quote_uses_tick_and_lot() -> None:

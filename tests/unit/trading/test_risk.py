@@ -60,7 +60,12 @@ def check(
 
 
 def test_risk_max_position_lots_from_base_units() -> None:
-    assert gate().max_position_lots(SYM) == 10  # 0.01 / 0.001 without flooring to 9
+    # 0.01 / 0.001 = 10 lots (not floored to 9 by binary rounding): a buy to 10 passes, to 11
+    # is refused
+    allowed, rejected = check(gate(), [sub("a", BUY, 1)], pos=9)
+    assert [c.client_order_id for c in allowed] == ["a"] and rejected == []
+    allowed, rejected = check(gate(), [sub("b", BUY, 1)], pos=10)
+    assert allowed == [] and [r.reason for r in rejected] == [REASON_MAX_POSITION]
 
 
 def test_risk_submit_within_limit_passes() -> None:

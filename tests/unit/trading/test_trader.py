@@ -16,7 +16,8 @@ from mmd.config import AppConfig
 from mmd.market.hub import MarketHub
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import SubmitOrder
-from mmd.trading.trader import REASON_STEP_CHANGE, Trader
+from mmd.trading.happened import REASON_STEP_CHANGE
+from mmd.trading.trader import Trader
 
 SYM = "BTCUSDT"
 MS = 1_000_000

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -47,7 +47,6 @@ class OrderStatus(enum.IntEnum):
     REJECTED = 7
 
 
-TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
 # states in which the venue may still fill the order
 _FILLABLE = frozenset(
     {OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL}
@@ -95,8 +94,8 @@ class OmsCounters:
     cancel_rejects: int = 0
 
 
-class OrderManager:
-    """The order state machine for every symbol.
+class Orders:
+    """The order state machine for every symbol (our orders, keyed by client_order_id).
 
     Args:
         terminal_memory: how many recently finished order ids are remembered, so that a late
@@ -276,52 +275,11 @@ class OrderManager:
             out.append(cmd)
         return out
 
-    def get(self, client_order_id: str) -> Order | None:
-        """The working state of a non-terminal order, or None."""
-        return self._active.get(client_order_id)
-
-    def status(self, client_order_id: str) -> OrderStatus | None:
-        """The status of an open or recently finished order, or None if unknown."""
-        order = self._active.get(client_order_id)
-        if order is not None:
-            return order.status
-        done = self._done.get(client_order_id)
-        return None if done is None else done.status
-
     def orders(self, symbol: str | None = None) -> list[Order]:
         """Every non-terminal order (of one symbol, or all), in submission order."""
         if symbol is None:
             return list(self._active.values())
         return list(self._by_symbol.get(symbol, {}).values())
-
-    # -- restore ----------------------------------------------------------------------------
-
-    def restore(self, orders: Iterable[Order]) -> None:
-        """Load the open orders the ledger rebuilt (before any command or event).
-
-        Raises:
-            InvariantViolation: the manager is not empty, an order is terminal or malformed, or
-                an id repeats.
-        """
-        if self._active or self._done:
-            raise InvariantViolation("restore into a non-empty OrderManager")
-        for o in orders:
-            if o.status in TERMINAL or not 0 < o.leaves_lots <= o.qty_lots:
-                raise InvariantViolation(f"order {o.client_order_id}: cannot restore {o}")
-            if o.client_order_id in self._active:
-                raise InvariantViolation(f"order {o.client_order_id}: restored twice")
-            self._add(
-                Order(
-                    o.client_order_id,
-                    o.symbol,
-                    o.side,
-                    o.px_ticks,
-                    o.qty_lots,
-                    o.leaves_lots,
-                    OrderStatus(o.status),
-                    o.ts_exch_ns,
-                )
-            )
 
     # -- internals --------------------------------------------------------------------------
 
