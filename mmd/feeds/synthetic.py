@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmd.config import SyntheticConfig
-from mmd.feeds.convert import (
+from mmd.feeds.convert.frames import (
     FrameFormat,
     KlineBuilder,
     TickDirection,
