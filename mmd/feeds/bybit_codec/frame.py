@@ -26,8 +26,8 @@ def _book_symbol(obj: Any) -> str | None:
         return None
     res = obj.get("result")
     if isinstance(res, dict) and "b" in res and "a" in res:
-        sym = res.get("s")
-        return sym if isinstance(sym, str) and SYMBOL_RE.fullmatch(sym) else None
+        rest_sym = res.get("s")
+        return rest_sym if isinstance(rest_sym, str) and SYMBOL_RE.fullmatch(rest_sym) else None
     return None
 
 

@@ -86,11 +86,12 @@ def _decode_rest_trades(rows: list[Any]) -> TradesMsg:
 
 
 def step_field(v: Any, name: str) -> str:
+    """A tick or lot step: a plain positive decimal string (Instrument's step rules)."""
     try:
         step_units(v)
     except ValueError as exc:
         raise DecodeError(f"{name}: {exc}") from None
-    return v
+    return str(v)  # a str already: step_units refuses anything else
 
 
 def _decode_rest_instruments(res: dict[str, Any], rows: list[Any]) -> InstrumentsMsg:

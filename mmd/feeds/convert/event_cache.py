@@ -246,7 +246,7 @@ def load_events(
     """
     from mmd.feeds.recording import expand_paths
 
-    files = expand_paths(list(paths))
+    files = expand_paths([Path(p) for p in paths])
     if not files:
         raise ValueError("no recordings in " + ", ".join(map(str, paths)))
     for f in files:
@@ -277,7 +277,7 @@ def convert_events(paths: list[str] | list[Path], out: str | Path) -> EventArray
     """
     from mmd.feeds.recording import expand_paths
 
-    files = expand_paths(list(paths))
+    files = expand_paths([Path(p) for p in paths])
     if not files:
         raise ValueError("no recordings given")
     for f in files:

@@ -36,12 +36,15 @@ class ConvertResult(list[Path]):
 
 
 def open_maybe_gzip(raw: IO[bytes]) -> gzip.GzipFile | IO[bytes]:
+    """`raw` itself, or a gzip reader over it when it starts with the gzip magic."""
     magic = raw.read(2)
     raw.seek(0)
     return gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw
 
 
 def output_path(out: Path | str, name: str) -> Path:
+    """`out` itself, or `out/name` when out is a directory (existing, or given with a trailing
+    "/"; then it is created)."""
     text = str(out)
     p = Path(out)
     if p.is_dir() or text.endswith(("/", os.sep)):
@@ -51,6 +54,7 @@ def output_path(out: Path | str, name: str) -> Path:
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> tqdm[Any]:
+    """A byte-counting tqdm bar, shown only when enabled and stderr is a TTY."""
     return tqdm(
         total=total,
         desc=desc,
@@ -72,14 +76,17 @@ class AtomicRecording:
         self._last_ts = 0
 
     def write(self, ts_recv_ns: int, frame: bytes) -> None:
+        """Append one line (stamp, frame)."""
         # keep the file's stamps non-decreasing even if the source clock stepped back
         self._last_ts = max(self._last_ts, ts_recv_ns)
         self.writer.write(self._last_ts, frame)
 
     def commit(self) -> None:
+        """Close the file and move it onto `path`."""
         self.writer.close()
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
+        """Close the file and delete it (`path` is left untouched)."""
         self.writer.close()
         self._tmp.unlink(missing_ok=True)

@@ -111,7 +111,8 @@ class SyntheticTruth:
         """Write the arrays as a compressed .npz (read back with `load_truth`)."""
         path = Path(path)
         with open(path, "wb") as fh:  # a file object: numpy would append .npz to a name
-            np.savez_compressed(fh, **self.arrays())
+            # numpy's stub types **kwds as if they could be allow_pickle: bool
+            np.savez_compressed(fh, **self.arrays())  # type: ignore[arg-type]
         return path
 
 
