@@ -2,11 +2,13 @@
 
 Pure: no clock, no sleeping, no I/O. Time is generated (exponential inter-arrivals from start_ns)
 and every random draw comes from one numpy Generator(PCG64(seed)), so a seed fixes the bytes.
+This module keeps the book and executes the orders into frames; the latent process that says
+when and what arrives is `flow.OrderFlow`.
 
 `[feed.synthetic.regimes]` adds hidden structure whose truth the frames do not carry (informed
 traders, information events, volatility/trend regimes, self-exciting arrivals);
-`frames(truth=SyntheticTruth())`
-collects it on the side. With every knob off the generator draws exactly what it always drew.
+`frames(truth=SyntheticTruth())` collects it on the side. With every knob off the generator
+draws exactly what it always drew.
 """
 
 from __future__ import annotations
