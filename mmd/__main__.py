@@ -353,7 +353,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "convert" and args.kind == "events":
         return _convert_events(args.inputs, args.out)
     if args.command == "convert":
-        from mmd.feeds.convert import run_convert
+        from mmd.feeds.convert.dispatch import run_convert
 
         for path in run_convert(args.kind, args.inputs, args.out):
             print(path)
@@ -451,7 +451,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _convert_events(inputs: list[str], out: str) -> int:
     """`mmd convert events REC... --out DIR`: the recordings' event cache, written to DIR."""
-    from mmd.feeds.events import convert_events
+    from mmd.feeds.convert.event_cache import convert_events
 
     try:
         ev = convert_events(inputs, out)

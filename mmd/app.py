@@ -1238,7 +1238,7 @@ def _backtest_fast(cfg: AppConfig, recs: list[Path], symbol: str) -> tuple[int, 
     Instrument), or None (with a log line) when the loop cannot run it."""
     import numpy as np
 
-    from mmd.feeds.events import load_events
+    from mmd.feeds.convert.event_cache import load_events
     from mmd.model.events import MAKER
     from mmd.sim.backtest import run_backtest_fast, unsupported
     from mmd.sim.report import FILL_DTYPE, QUOTE_DTYPE, ReportSeries, mids_array

@@ -34,7 +34,7 @@ def need(path: Path | list[Path]) -> None:
 def cryptofeed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real 44 s Bybit V5 capture, split into one recording per (category, symbol)."""
     need(CRYPTOFEED)
-    from mmd.feeds.convert import convert_cryptofeed
+    from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 
     out = tmp_path_factory.mktemp("cryptofeed")
     convert_cryptofeed(CRYPTOFEED, out, progress=False)
@@ -45,7 +45,7 @@ def cryptofeed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def binance_btc_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Binance USD-M BTCUSDT 2024-07-18/19 recording as Bybit-shaped frames."""
     need(BINANCE_BTC)
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     out = tmp_path_factory.mktemp("binance_btc")
     (path,) = convert_binance_usdm(BINANCE_BTC, out, progress=False)
@@ -56,7 +56,7 @@ def binance_btc_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def binance_eth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Binance USD-M ETHUSDT 2024-07-18/19 recording as Bybit-shaped frames."""
     need(BINANCE_ETH)
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     out = tmp_path_factory.mktemp("binance_eth")
     (path,) = convert_binance_usdm(BINANCE_ETH, out, progress=False)
@@ -67,7 +67,7 @@ def binance_eth_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def binance_btc_2023_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Binance USD-M BTCUSDT 2023-04-04/05 recording (older collector format)."""
     need(BINANCE_BTC_2023)
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     out = tmp_path_factory.mktemp("binance_btc_2023")
     (path,) = convert_binance_usdm(BINANCE_BTC_2023, out, progress=False)

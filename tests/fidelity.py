@@ -52,7 +52,7 @@ import numpy as np
 
 from mmd.config import ExchangeConfig, MarketConfig
 from mmd.feeds.bybit_codec import BookMsg, DecodeError, TradesMsg, decode_frame
-from mmd.feeds.convert import (
+from mmd.feeds.convert.hftbacktest import (
     HBT_DEPTH,
     HBT_DEPTH_CLEAR,
     HBT_EXCH,

@@ -1,8 +1,8 @@
 """Book sync kernels: one symbol's update-id continuity and book apply, over event-cache arrays.
 
 The compiled twin of `mmd.feeds.book_sync.BookSync` plus `MarketHub._on_book`'s book steps, so a
-jitted loop over the event cache (`mmd.feeds.events`) rebuilds exactly the book the live pipeline
-builds. Owns no state: the caller preallocates one symbol's book and its sync row.
+jitted loop over the event cache (`mmd.feeds.convert.events`) rebuilds exactly the book the live
+pipeline builds. Owns no state: the caller preallocates one symbol's book and its sync row.
 
 Sync row (int64[SYNC_WIDTH]): `[last_u, last_seq, synced (0/1), n_bids, n_asks]`.
 Book (int64[2, capacity] prices and sizes): row 0 bids (best = highest first), row 1 asks.

@@ -1,6 +1,6 @@
 """`mmd train rl`: the tabular Q-learning policy, learnt by replaying recordings many times.
 
-Each recording is decoded through the event cache (mmd.feeds.events), which gives its time
+Each recording is decoded through the event cache (mmd.feeds.convert.events), which gives its time
 span, and cut by time (mmd.learn.dataset.walk_forward_splits, last split): episodes learn on
 the earlier blocks, the last block is held out and replayed once greedily and once with the
 RL adjustment off, to compare. An episode is one pass over every recording's training part
@@ -240,7 +240,7 @@ def _part_events(w: Window) -> Any:
     """The event cache of the window's frames alone (written once as a recording beside the
     model: the jitted loop replays a whole cache)."""
     if w.part_events is None:
-        from mmd.feeds.events import load_events
+        from mmd.feeds.convert.event_cache import load_events
         from mmd.feeds.recording import RecordingWriter
         from mmd.feeds.replay import merged_frames
 
@@ -302,7 +302,7 @@ def split_windows(
     walk_forward_splits' last split."""
     from tqdm import tqdm
 
-    from mmd.feeds.events import load_events
+    from mmd.feeds.convert.event_cache import load_events
     from mmd.feeds.recording import expand_paths, file_sha256, recording_meta
     from mmd.learn.dataset import walk_forward_splits
 

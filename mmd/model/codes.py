@@ -27,7 +27,7 @@ KIND_CONTROL = 5  # subscribe ack, pong
 KIND_INSTRUMENTS = 6
 KIND_TICKER = 7
 
-# event cache (mmd.feeds.events): what a row of the merged event stream is
+# event cache (mmd.feeds.convert.events): what a row of the merged event stream is
 EV_BOOK = 1  # index into the book frame table
 EV_TRADE = 2  # index into the trade arrays
 EV_KLINE = 3  # index into the kline arrays

@@ -1,4 +1,4 @@
-"""The jitted backtest driver over the event cache (mmd.feeds.events).
+"""The jitted backtest driver over the event cache (mmd.feeds.convert.events).
 
 `run_tape_fast` replays a command tape (the orders a strategy sent, with the stream row after
 which and the exchange time at which each was sent) through the paper exchange and the
@@ -16,7 +16,7 @@ import numpy as np
 
 from mmd.config import AppConfig, ExchangeConfig
 from mmd.errors import InvariantViolation
-from mmd.feeds.events import EventArrays
+from mmd.feeds.convert.events import EventArrays
 from mmd.kernels import backtest as kb
 from mmd.kernels.book_sync import SYNC_WIDTH
 from mmd.kernels.exchange import CMD_DTYPE, EVENT_DTYPE
@@ -540,7 +540,8 @@ def run_episode(
             res = run_episode(ev, cfg, q, visits, rpi, rpf, actions, rs, rng)
 
     Args:
-        ev: the event cache (mmd.feeds.events.load_events); every symbol in it is traded.
+        ev: the event cache (mmd.feeds.convert.event_cache.load_events); every symbol in it
+            is traded.
         cfg: the config (strategy model "as" or "glft"; `[exchange] funding` off or no
             tickers, no instrument step change: see `unsupported`).
         q: float64[n_states, n_actions]; visits: int64[n_states, n_actions].

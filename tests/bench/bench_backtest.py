@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from mmd.config import ExchangeConfig
-from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
-from mmd.feeds.events import load_events
+from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+from mmd.feeds.convert.cryptofeed import convert_cryptofeed
+from mmd.feeds.convert.event_cache import load_events
 from mmd.sim.backtest import run_tape_fast
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +169,7 @@ def _peer(
     the tape."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 
-    from mmd.feeds.convert import hftbacktest_events
+    from mmd.feeds.convert.hftbacktest import hftbacktest_events
 
     rows, _ = hftbacktest_events(files)
     inst = ev.instrument(0)
@@ -371,7 +372,7 @@ def _peer_glft(files: list[Path], ev: Any, decisions: int, reps: int) -> dict[st
     many decisions as mmd made."""
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 
-    from mmd.feeds.convert import hftbacktest_events
+    from mmd.feeds.convert.hftbacktest import hftbacktest_events
 
     cfg = _glft_cfg()
     scfg, cal = cfg.strategy, cfg.strategy.calibration

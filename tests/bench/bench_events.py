@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
-from mmd.feeds.events import EventArrays, load_events, open_events
+from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+from mmd.feeds.convert.cryptofeed import convert_cryptofeed
+from mmd.feeds.convert.event_cache import load_events, open_events
+from mmd.feeds.convert.events import EventArrays
 from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH, replay_book_tops
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"

@@ -23,7 +23,7 @@ from typing import Any
 
 from mmd.config import FeaturesConfig
 from mmd.feeds.bybit_codec import BookMsg, InstrumentsMsg, TradesMsg, decode_frame
-from mmd.feeds.convert import convert_binance_usdm
+from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 from mmd.feeds.recording import read_recording
 from mmd.kernels.features import update_book, update_trade
 from mmd.market.book import L2Book

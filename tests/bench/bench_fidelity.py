@@ -47,7 +47,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         run_mmd_product,
     )
 
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     p = FidelityParams()
     with tempfile.TemporaryDirectory() as tmp:

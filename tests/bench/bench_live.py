@@ -75,7 +75,8 @@ sys.path.insert(0, str(BENCH.parent))  # tests/procs.py
 def _recordings(out: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """symbol -> converted recording: the Binance BTC/ETH ones, and the Bybit linear ones (one
     capture, so they can be served together)."""
-    from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+    from mmd.feeds.convert.cryptofeed import convert_cryptofeed
     from mmd.feeds.recording import recording_meta
 
     binance: dict[str, Path] = {}

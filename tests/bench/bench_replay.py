@@ -24,7 +24,8 @@ import msgspec
 
 from mmd.app import FrameHandler, build_trader
 from mmd.config import AppConfig, FeedConfig, MarketConfig, StrategyConfig
-from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
+from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 from mmd.feeds.recording import parse_recording_name, read_recording
 from mmd.market.hub import MarketHub
 

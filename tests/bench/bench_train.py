@@ -22,7 +22,7 @@ QUICK_S = 120
 
 
 def _recording(tmp: Path, quick: bool) -> tuple[Path, float] | None:
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     ins = sorted((DATA / "binance_usdm_btcusdt_2023-04-04_05").glob("*.gz"))
     if not ins:

@@ -21,7 +21,8 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 
 
 def _recording(tmp: Path, quick: bool) -> Path | None:
-    from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+    from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 
     if quick:
         cf = DATA / "bybit_v5_linear_spot_2026-08-09_cryptofeed" / "BYBIT.jsonl"

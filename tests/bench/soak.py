@@ -63,7 +63,7 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 def convert(work: Path) -> list[Path]:
     """The real recordings as our format (cached in work/rec)."""
-    from mmd.feeds.convert import convert_binance_usdm
+    from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 
     out: list[Path] = []
     for sym, folder in RECORDINGS.items():

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from mmd.config import ExchangeConfig
-from mmd.feeds.events import load_events
+from mmd.feeds.convert.event_cache import load_events
 from mmd.kernels import backtest as kb
 from mmd.kernels.book_sync import (
     SYNC_N_ASKS,

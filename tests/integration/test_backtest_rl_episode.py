@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 
 from mmd.config import AppConfig
-from mmd.feeds.events import load_events
+from mmd.feeds.convert.event_cache import load_events
 from mmd.kernels import backtest as kb
 from mmd.kernels import rl as krl
 from mmd.sim.backtest import StrategyLoop, run_backtest_fast, run_episode

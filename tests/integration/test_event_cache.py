@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mmd.config import MarketConfig
-from mmd.feeds.events import EventArrays, load_events
+from mmd.feeds.convert.event_cache import load_events
+from mmd.feeds.convert.events import EventArrays
 from mmd.feeds.recording import recording_meta
 from mmd.feeds.replay import merged_frames
 from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH, replay_book_tops

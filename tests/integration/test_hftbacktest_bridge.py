@@ -18,7 +18,8 @@ import pytest
 from conftest import BINANCE_BTC, BINANCE_BTC_2023, BINANCE_ETH
 
 from mmd.feeds.bybit_codec import BookMsg, DecodeError, TradesMsg, decode_frame
-from mmd.feeds.convert import (
+from mmd.feeds.convert.dispatch import run_convert
+from mmd.feeds.convert.hftbacktest import (
     HBT_BUY,
     HBT_DEPTH,
     HBT_DEPTH_CLEAR,
@@ -30,7 +31,6 @@ from mmd.feeds.convert import (
     HBT_TRADE,
     convert_hftbacktest,
     hftbacktest_events,
-    run_convert,
 )
 from mmd.feeds.recording import read_recording
 

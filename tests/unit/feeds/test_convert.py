@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from mmd.errors import ConfigError
-from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed, run_convert
+from mmd.feeds.convert.binance_usdm import convert_binance_usdm
+from mmd.feeds.convert.cryptofeed import convert_cryptofeed
+from mmd.feeds.convert.dispatch import run_convert
 from mmd.feeds.recording import parse_recording_name, read_recording
 
 # tests/unit/feeds/<this file>: parents[3] is the repo; the data sits beside it

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from mmd.feeds.book_sync import BookSync
-from mmd.feeds.convert import instruments_info_envelope
-from mmd.feeds.events import decode_events, load_events, open_events, save_events
+from mmd.feeds.convert.event_cache import decode_events, load_events, open_events, save_events
+from mmd.feeds.convert.frames import instruments_info_envelope
 from mmd.feeds.recording import RecordingWriter
 from mmd.feeds.replay import merged_frames
 from mmd.kernels.book_sync import (
