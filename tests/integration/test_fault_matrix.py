@@ -39,7 +39,7 @@ from mmd.app import Daemon
 from mmd.config import config_from_mapping
 from mmd.feeds.recording import read_recording
 from mmd.model.events import SubmitOrder
-from mmd.venue.bybit_server import GARBAGE_FRAME, VenueServer
+from mmd.venue import GARBAGE_FRAME, VenueServer
 
 pytestmark = pytest.mark.slow
 

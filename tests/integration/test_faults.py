@@ -23,7 +23,7 @@ from reference import ReferenceBooks
 from mmd.app import Daemon
 from mmd.config import config_from_mapping
 from mmd.feeds.bybit_codec import BookMsg, decode_frame
-from mmd.venue.bybit_server import VenueServer
+from mmd.venue import VenueServer
 
 pytestmark = pytest.mark.slow
 
