@@ -21,10 +21,8 @@ the `VenueClock` it is given (the only clock reader of the venue's served timest
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -36,17 +34,14 @@ import orjson
 from mmd.clock import Clock
 from mmd.market.book import L2Book
 from mmd.venue.catalog import MarketSpec
+from mmd.venue.klines import MINUTE_MS, TradeCandle, aggregate
 
 BOOK_DEPTHS = (1, 50, 200, 1000)
-KLINE_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 VIEW_U0 = 1000  # first `u` of a book view
 RECENT_TRADES = 1000  # trades kept per symbol (REST recent-trade maximum)
 MAX_KLINES = 50_000  # candles kept per (symbol, interval)
 
 MS_NS = 1_000_000
-MINUTE_MS = 60_000
-_DAY_MS = 86_400_000
-_MONDAY0_MS = 4 * _DAY_MS  # 1970-01-05, the first Monday after the epoch
 _STR_CACHE_MAX = 200_000
 _BOOK_CAPACITY0 = 256  # levels per side before the first growth
 
@@ -176,19 +171,6 @@ class View:
     deltas: int = 0  # update frames produced (the fault counter)
     bids: dict[int, int] = field(default_factory=dict)
     asks: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True, eq=False)
-class TradeCandle:
-    """A 1-minute candle built from trades (int ticks/lots)."""
-
-    start_ms: int
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int
-    turnover: int  # sum of ticks * lots
 
 
 class Market:
@@ -341,59 +323,42 @@ class Market:
         base = self.minute_rows()
         if interval == "1":
             return base
-        return _aggregate(base, interval)
+        return aggregate(base, interval)
 
     def best(self) -> tuple[str | None, str | None]:
         """Best bid and ask prices as strings (None for an empty side)."""
         b, a = self.book.best()
         return (None if b is None else self.px(b)), (None if a is None else self.px(a))
 
+    def stats(self, subscribers: Callable[[str], int]) -> dict[str, Any]:
+        """This market's part of `/venue/stats` (`subscribers(topic)` counts a view's)."""
+        best_bid, best_ask = self.best()
+        return {
+            "category": self.category,
+            "symbol": self.symbol,
+            "seq": self.seq,
+            "u": self.book_u,
+            "best_bid": best_bid,
+            "best_ask": best_ask,
+            "bid_levels": self.book.n_bids,
+            "ask_levels": self.book.n_asks,
+            "book_source": (
+                None
+                if self.book_source is None
+                else ("rest" if self.book_source == 0 else f"orderbook.{self.book_source}")
+            ),
+            "skipped_deltas": self.skipped_deltas,
+            "trades": self.trades_total,
+            "views": {
+                v.topic: {"u": v.u, "deltas": v.deltas, "subscribers": subscribers(v.topic)}
+                for v in self.views.values()
+            },
+        }
 
-def _bucket(start_ms: int, interval: str) -> int:
-    if interval == "D":
-        return start_ms - start_ms % _DAY_MS
-    if interval == "W":
-        return start_ms - (start_ms - _MONDAY0_MS) % (7 * _DAY_MS)
-    if interval == "M":
-        d = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC)
-        return int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp()) * 1000
-    span = int(interval) * MINUTE_MS
-    return start_ms - start_ms % span
-
-
-def _aggregate(rows: list[list[str]], interval: str) -> list[list[str]]:
-    """1-minute rows (oldest first) -> `interval` rows (oldest first)."""
-    out: list[list[str]] = []
-    cur: list[Any] | None = None
-    for r in rows:
-        b = _bucket(int(r[0]), interval)
-        if cur is None or cur[0] != b:
-            if cur is not None:
-                out.append(_agg_row(cur))
-            cur = [b, r[1], r[2], r[3], r[4], Decimal(r[5]), Decimal(r[6])]
-            continue
-        if Decimal(r[2]) > Decimal(cur[2]):
-            cur[2] = r[2]
-        if Decimal(r[3]) < Decimal(cur[3]):
-            cur[3] = r[3]
-        cur[4] = r[4]
-        cur[5] += Decimal(r[5])
-        cur[6] += Decimal(r[6])
-    if cur is not None:
-        out.append(_agg_row(cur))
-    return out
-
-
-def _agg_row(cur: list[Any]) -> list[str]:
-    return [str(cur[0]), cur[1], cur[2], cur[3], cur[4], format(cur[5], "f"), format(cur[6], "f")]
-
-
-def kline_interval_from_rows(rows: list[Any]) -> str:
-    """Interval of a recorded REST kline answer (the request URL is not recorded)."""
-    starts = sorted({int(r[0]) for r in rows})
-    if len(starts) < 2:
-        return "1"
-    step = min(b - a for a, b in itertools.pairwise(starts))
-    if step % MINUTE_MS == 0 and str(step // MINUTE_MS) in KLINE_INTERVALS:
-        return str(step // MINUTE_MS)
-    return {_DAY_MS: "D", 7 * _DAY_MS: "W"}.get(step, "M")
+    @staticmethod
+    def warm_up() -> None:
+        """Compile (or load from the cache) the book kernels, before the replay clock starts."""
+        one = np.ones(1, np.int64)
+        book = FullBook()
+        book.apply(True, one, one, one + 1, one, u=1, seq=1, ts_ms=0)
+        book.apply(False, one, one * 0, one + 1, one * 2, u=2, seq=2, ts_ms=0)

@@ -31,13 +31,8 @@ import structlog
 
 from mmd.feeds.bybit_codec import BookMsg, DecodeError, KlineMsg, TradesMsg, decode_frame
 from mmd.venue.catalog import FileScan, iter_events, rest_symbol
-from mmd.venue.market import (
-    MINUTE_MS,
-    Market,
-    TradeCandle,
-    VenueClock,
-    kline_interval_from_rows,
-)
+from mmd.venue.klines import MINUTE_MS, TradeCandle, kline_interval_from_rows
+from mmd.venue.market import Market, VenueClock
 from mmd.venue.views import BookViews
 from mmd.venue.ws import Fanout
 

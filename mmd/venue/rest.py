@@ -19,7 +19,8 @@ from aiohttp import web
 
 from mmd.venue.catalog import CATEGORIES
 from mmd.venue.faults import FaultPlan
-from mmd.venue.market import KLINE_INTERVALS, MS_NS, Market, VenueClock
+from mmd.venue.klines import KLINE_INTERVALS
+from mmd.venue.market import MS_NS, Market, VenueClock
 
 _Handler = Callable[[web.Request], web.Response]
 

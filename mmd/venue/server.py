@@ -18,7 +18,6 @@ from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import structlog
 from aiohttp import web
@@ -34,7 +33,7 @@ from mmd.venue.faults import (
     FaultPlan,
     parse_faults,
 )
-from mmd.venue.market import MS_NS, FullBook, Market, VenueClock
+from mmd.venue.market import MS_NS, Market, VenueClock
 from mmd.venue.replay import Replay
 from mmd.venue.rest import RestApi
 from mmd.venue.views import BookViews
@@ -42,14 +41,6 @@ from mmd.venue.ws import Connection, Fanout
 
 # a lazy proxy: the configuration made later by the CLI applies (`.bind()` here would freeze it)
 log = structlog.get_logger(component="venue")
-
-
-def _warm_book() -> None:
-    """Compile (or load from the cache) the book kernels before the replay clock starts."""
-    one = np.ones(1, np.int64)
-    book = FullBook()
-    book.apply(True, one, one, one + 1, one, u=1, seq=1, ts_ms=0)
-    book.apply(False, one, one * 0, one + 1, one * 2, u=2, seq=2, ts_ms=0)
 
 
 class VenueServer:
@@ -183,7 +174,7 @@ class VenueServer:
             self._markets[(spec.category, spec.symbol)] = Market(spec)
         if not self._markets:
             raise ConfigError("serve-venue: the recordings hold no symbol to serve")
-        await asyncio.to_thread(_warm_book)
+        await asyncio.to_thread(Market.warm_up)
         self._events_total = sum(f.events for f in self._files)
         self._clock.t0_ns = min(f.first_ts_ns for f in self._files)
         self._replay = Replay(
@@ -244,34 +235,12 @@ class VenueServer:
         subscribers), faults.configured/faults.injected (per kind), connections
         (open, total, dropped_slow), frames_sent, rest_requests.
         """
-        markets = {}
-        for (cat, sym), m in sorted(self._markets.items()):
-            best_bid, best_ask = m.best()
-            markets[f"{cat}:{sym}"] = {
-                "category": cat,
-                "symbol": sym,
-                "seq": m.seq,
-                "u": m.book_u,
-                "best_bid": best_bid,
-                "best_ask": best_ask,
-                "bid_levels": m.book.n_bids,
-                "ask_levels": m.book.n_asks,
-                "book_source": (
-                    None
-                    if m.book_source is None
-                    else ("rest" if m.book_source == 0 else f"orderbook.{m.book_source}")
-                ),
-                "skipped_deltas": m.skipped_deltas,
-                "trades": m.trades_total,
-                "views": {
-                    v.topic: {
-                        "u": v.u,
-                        "deltas": v.deltas,
-                        "subscribers": len(self._fanout.subscribers(cat, v.topic)),
-                    }
-                    for v in m.views.values()
-                },
-            }
+        markets = {
+            f"{cat}:{sym}": m.stats(
+                lambda topic, cat=cat: len(self._fanout.subscribers(cat, topic))
+            )
+            for (cat, sym), m in sorted(self._markets.items())
+        }
         replay = self._replay
         fanout = self._fanout
         return {

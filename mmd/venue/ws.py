@@ -27,7 +27,8 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from mmd.venue.catalog import CATEGORIES
-from mmd.venue.market import BOOK_DEPTHS, KLINE_INTERVALS, Market
+from mmd.venue.klines import KLINE_INTERVALS
+from mmd.venue.market import BOOK_DEPTHS, Market
 
 # a lazy proxy: the configuration made later by the CLI applies (`.bind()` here would freeze it)
 log = structlog.get_logger(component="venue")
@@ -273,10 +274,7 @@ class Fanout:
                 # a close handshake we started (fault, idle): let it finish
                 await asyncio.wait([writer], timeout=2.0)
             writer.cancel()
-            outcomes: list[BaseException | None] = await asyncio.gather(
-                writer, return_exceptions=True
-            )
-            outcome = outcomes[0]
+            (outcome,) = await asyncio.gather(writer, return_exceptions=True)
             if isinstance(outcome, Exception):
                 log.error("venue_writer_failed", conn_id=conn.conn_id, exc_info=outcome)
             if not ws.closed:
