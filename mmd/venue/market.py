@@ -330,8 +330,8 @@ class Market:
         b, a = self.book.best()
         return (None if b is None else self.px(b)), (None if a is None else self.px(a))
 
-    def stats(self, subscribers: Callable[[str], int]) -> dict[str, Any]:
-        """This market's part of `/venue/stats` (`subscribers(topic)` counts a view's)."""
+    def stats(self, subscribers: Callable[[str, str], int]) -> dict[str, Any]:
+        """This market's part of `/venue/stats`; `subscribers(category, topic)` counts them."""
         best_bid, best_ask = self.best()
         return {
             "category": self.category,
@@ -350,7 +350,11 @@ class Market:
             "skipped_deltas": self.skipped_deltas,
             "trades": self.trades_total,
             "views": {
-                v.topic: {"u": v.u, "deltas": v.deltas, "subscribers": subscribers(v.topic)}
+                v.topic: {
+                    "u": v.u,
+                    "deltas": v.deltas,
+                    "subscribers": subscribers(self.category, v.topic),
+                }
                 for v in self.views.values()
             },
         }

@@ -236,9 +236,7 @@ class VenueServer:
         (open, total, dropped_slow), frames_sent, rest_requests.
         """
         markets = {
-            f"{cat}:{sym}": m.stats(
-                lambda topic, cat=cat: len(self._fanout.subscribers(cat, topic))
-            )
+            f"{cat}:{sym}": m.stats(self._fanout.subscriber_count)
             for (cat, sym), m in sorted(self._markets.items())
         }
         replay = self._replay

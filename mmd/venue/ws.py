@@ -143,6 +143,10 @@ class Fanout:
         """The connections subscribed to a topic (empty when none; do not mutate)."""
         return self._subs.get((category, topic)) or {}
 
+    def subscriber_count(self, category: str, topic: str) -> int:
+        """How many connections are subscribed to a topic."""
+        return len(self._subs.get((category, topic)) or ())
+
     def send(self, c: Connection, item: Item) -> None:
         """Queue one item for a connection; never blocks; aborts a client that falls behind."""
         if c.stalled or c.closing:
