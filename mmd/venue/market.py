@@ -148,8 +148,8 @@ class FullBook:
         nb = min(depth, l2.n_bids)
         na = min(depth, l2.n_asks)
         return (
-            dict(zip(l2.bid_px[:nb].tolist(), l2.bid_qty[:nb].tolist(), strict=True)),
-            dict(zip(l2.ask_px[:na].tolist(), l2.ask_qty[:na].tolist(), strict=True)),
+            dict(zip(l2.bid_px[:nb].tolist(), l2.bid_qty[:nb].tolist(), strict=False)),
+            dict(zip(l2.ask_px[:na].tolist(), l2.ask_qty[:na].tolist(), strict=False)),
         )
 
     def best(self) -> tuple[int | None, int | None]:
