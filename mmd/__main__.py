@@ -342,7 +342,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve-venue":
         import asyncio
 
-        from mmd.venue.bybit_server import parse_faults, serve
+        from mmd.venue import parse_faults, serve
 
         parse_faults(args.faults)  # bad spec -> exit 2 before binding anything
         configure_logs("info", "auto")

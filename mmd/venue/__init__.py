@@ -1,5 +1,6 @@
 """`mmd serve-venue`: a loopback venue speaking the Bybit V5 public protocol over recordings."""
 
-from mmd.venue.bybit_server import FAULT_KINDS, VenueServer, parse_faults, serve
+from mmd.venue.faults import FAULT_KINDS, GARBAGE_FRAME, parse_faults
+from mmd.venue.server import VenueServer, serve
 
-__all__ = ["FAULT_KINDS", "VenueServer", "parse_faults", "serve"]
+__all__ = ["FAULT_KINDS", "GARBAGE_FRAME", "VenueServer", "parse_faults", "serve"]

@@ -27,19 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 import structlog
 from procs import free_port, metric_values
 from reference import ReferenceBooks
-from test_faults import SPEED, SYMBOLS, Tap, _at_final, _recs, _resyncs
+from test_faults import SPEED, SYMBOLS, Tap, _recs, _resyncs, finish_run
 
 from mmd.app import Daemon
 from mmd.config import config_from_mapping
 from mmd.feeds.recording import read_recording
 from mmd.model.events import SubmitOrder
-from mmd.venue.bybit_server import GARBAGE_FRAME, VenueServer
+from mmd.venue import GARBAGE_FRAME, VenueServer
 
 pytestmark = pytest.mark.slow
 
@@ -352,29 +351,9 @@ async def _run_case(case: Case, recs: list[Path], tmp: Path) -> dict[str, Any]:
     else:
         await server.start()
         task = asyncio.create_task(daemon.run())
-    try:
-        async with asyncio.timeout(60.0):
-            while True:
-                await asyncio.sleep(0.02)
-                assert not task.done(), task.exception()
-                watch.sample()
-                if server.finished and all(_at_final(daemon, refs[s]) for s in SYMBOLS):
-                    break
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/metrics") as r,
-        ):
-            text = await r.text()
-        stats = server.stats()
-        assert not task.done()  # the daemon kept running through every fault
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await server.stop()
-    for sym, ref in refs.items():
-        got = daemon.hub.states[sym].book.levels(50)
-        assert [got["bids"], got["asks"]] == list(ref.top(ref.final_seq, 50)), sym
-    assert not tap.mismatches, tap.mismatches[:5]
+    stats, text = await finish_run(
+        server, daemon, task, tap, f"http://127.0.0.1:{port}", sample=watch.sample
+    )
     injected = stats["faults"]["injected"].get(case.kind, 0)
     name, label = case.counter
     counted = sum(v for k, v in metric_values(text, name).items() if label in k)

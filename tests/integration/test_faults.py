@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from reference import ReferenceBooks
 from mmd.app import Daemon
 from mmd.config import config_from_mapping
 from mmd.feeds.bybit_codec import BookMsg, decode_frame
-from mmd.venue.bybit_server import VenueServer
+from mmd.venue import VenueServer
 
 pytestmark = pytest.mark.slow
 
@@ -112,32 +113,16 @@ async def _run(
     daemon.handle_frame = tap  # type: ignore[assignment]
     task = asyncio.create_task(daemon.run())
     ready_samples: list[bool] = []
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(deadline_s):
-            while True:
-                await asyncio.sleep(0.02)
-                assert not task.done(), task.exception()
-                ready_samples.append(daemon.ready()[0])
-                if not server.finished:
-                    continue
-                if all(_at_final(daemon, refs[s]) for s in SYMBOLS):
-                    break
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url + "/metrics") as r:
-                metrics_text = await r.text()
-            async with http.get(url + "/readyz") as r:
-                assert r.status == 200, await r.text()
-        stats = server.stats()
-        assert not task.done()  # the daemon kept running through every fault
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await server.stop()
-    for sym, ref in refs.items():
-        got = daemon.hub.states[sym].book.levels(50)
-        assert [got["bids"], got["asks"]] == list(ref.top(ref.final_seq, 50)), sym
-    assert not tap.mismatches, tap.mismatches[:5]
+    stats, metrics_text = await finish_run(
+        server,
+        daemon,
+        task,
+        tap,
+        f"http://127.0.0.1:{port}",
+        deadline_s=deadline_s,
+        sample=lambda: ready_samples.append(daemon.ready()[0]),
+        check_ready=True,
+    )
     # every websocket delta is a state; REST mode sees one state per poll (~0.1 s)
     assert all(tap.checked[s] > (50 if websocket else 20) for s in SYMBOLS), tap.checked
     print(
@@ -151,6 +136,55 @@ async def _run(
         )
     )
     return tap, stats, metrics_text, ready_samples
+
+
+async def finish_run(
+    server: VenueServer,
+    daemon: Daemon,
+    task: asyncio.Task[None],
+    tap: Tap,
+    url: str,
+    *,
+    deadline_s: float = 60.0,
+    sample: Callable[[], None] | None = None,
+    check_ready: bool = False,
+) -> tuple[dict[str, Any], str]:
+    """The end of a fault run: wait (calling `sample` every 20 ms) until the venue has replayed
+    everything and each daemon book equals its reference's last state; read the daemon's
+    /metrics at `url` (and, with `check_ready`, require /readyz 200) and the venue's stats;
+    stop the daemon and the venue; check every book against the reference at the end and after
+    every frame (the tap). The daemon must have kept running throughout.
+
+    Returns:
+        (venue stats, /metrics text).
+    """
+    refs = tap.refs
+    try:
+        async with asyncio.timeout(deadline_s):
+            while True:
+                await asyncio.sleep(0.02)
+                assert not task.done(), task.exception()
+                if sample is not None:
+                    sample()
+                if server.finished and all(_at_final(daemon, refs[s]) for s in SYMBOLS):
+                    break
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/metrics") as r:
+                metrics_text = await r.text()
+            if check_ready:
+                async with http.get(url + "/readyz") as r:
+                    assert r.status == 200, await r.text()
+        stats = server.stats()
+        assert not task.done()  # the daemon kept running through every fault
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+    for sym, ref in refs.items():
+        got = daemon.hub.states[sym].book.levels(50)
+        assert [got["bids"], got["asks"]] == list(ref.top(ref.final_seq, 50)), sym
+    assert not tap.mismatches, tap.mismatches[:5]
+    return stats, metrics_text
 
 
 def _at_final(daemon: Daemon, ref: ReferenceBooks) -> bool:
