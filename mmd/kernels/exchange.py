@@ -3,11 +3,11 @@
 The whole per-event logic of the paper exchange as free functions over state arrays, callable
 from Python (`mmd.sim.exchange.SimExchange`, the live driver) and from inside another njit
 function (a jitted backtest loop). The semantics are those listed in `mmd/sim/exchange.py`;
-the queue arithmetic (and its parallel-array twin, kept for its tests) is `mmd.kernels.queue`.
+the queue arithmetic (level lookup, the probabilistic models) is here too.
 
 State (allocate with `alloc_exchange`; dtypes below, all C-contiguous):
 
-- `ex`: EXCH_DTYPE[1], venue-wide: queue model (QUEUE_* of `mmd.kernels.queue`), its power,
+- `ex`: EXCH_DTYPE[1], venue-wide: queue model (QUEUE_* below), its power,
   partial fills (0/1), maker and taker fee rates, entry and cancel latency (ns), the arrival
   time (ns) of the last command sent (commands never overtake one another), the FIFO bounds
   of `cmds` (cmd_head, cmd_tail) and the number of events written to `events` (n_events).
@@ -39,31 +39,18 @@ range (bad trade, unknown symbol index), codes.ERR_FULL when `cmds` or `events` 
 (nothing is lost: the command is not queued / the call stops before writing).
 """
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
-from mmd.kernels.queue import (
-    QUEUE_PROB_LOG,
-    QUEUE_PROB_POWER,
-    QUEUE_RISK_AVERSE,
-    SLOT_FREE,
-    SLOT_LIVE,
-    _lots_past_front,
-    compute_back_prob,
-    compute_level_qty,
-)
 from mmd.model.codes import BUY, ERR_BAD_INPUT, ERR_FULL, OK, SELL
-
-__all__ = [
-    "QUEUE_PROB_LOG",
-    "QUEUE_PROB_POWER",
-    "QUEUE_RISK_AVERSE",
-    "SLOT_FREE",
-    "SLOT_LIVE",
-]
 
 I8 = np.int64
 F8 = np.float64
+I64 = npt.NDArray[np.int64]
+Rec = npt.NDArray[np.void]  # a structured array of one of the dtypes below
 
 ORDER_DTYPE = np.dtype(
     [
@@ -182,6 +169,19 @@ REASON_NAMES = (
 # liquidity (EVENT_DTYPE.liquidity), the values of mmd.model.events.MAKER / TAKER
 LIQ_MAKER = 1
 LIQ_TAKER = 2
+
+# queue models (EXCH_DTYPE.model)
+QUEUE_RISK_AVERSE = 0
+QUEUE_PROB_POWER = 1
+QUEUE_PROB_LOG = 2
+
+# slot status (ORDER_DTYPE.live)
+SLOT_FREE = 0
+SLOT_LIVE = 1
+
+# queue_ahead below -(k - _EPS) lots frees k whole lots for us (absorbs float noise of the
+# probabilistic models)
+_EPS = 1e-9
 
 _NEVER_NS = -(2**62)
 
@@ -590,7 +590,10 @@ def on_book(
     For each live slot in slot order: a buy with best ask <= its price (a sell with best bid
     >= its price) fills its whole leaves (maker, at its price; hftbacktest's "filled without
     a trade"). Otherwise the queue model updates queue_ahead when the real size at its price
-    changed (see `mmd.kernels.queue.update_orders_on_book`, same arithmetic).
+    changed: with new the real size at its price (unknown beyond a full side: untouched),
+    chg = seen - new - traded, QUEUE_RISK_AVERSE or growth gives min(queue, new); the
+    probabilistic models advance by the share (1 - p) of chg ahead of us, p from
+    `compute_back_prob`, never raising the queue.
 
     Mutates: syms[sym] (book_ns, has_book, n_free), orders[sym], free[sym], events, ex[0].
     Returns: the number of fills written, ERR_BAD_INPUT for sym out of range, or ERR_FULL
@@ -646,6 +649,78 @@ def on_book(
 
 
 @njit(cache=True, nogil=True)
+def compute_level_qty(side_px: I64, side_qty: I64, n_levels: int, px: int, is_bid: bool) -> int:
+    """Real size at one price of one book side.
+
+    Args:
+        side_px: int64[capacity] level prices (ticks), best first.
+        side_qty: int64[capacity] level sizes (lots), parallel to side_px.
+        n_levels: live levels in the side.
+        px: the price (ticks) to look up.
+        is_bid: True for the bid side (descending prices).
+
+    Returns:
+        The size in lots, 0 when the price is not a level, or -1 when it is unknown: the side
+        is full (n_levels == capacity) and px is worse than its worst level, so the level may
+        exist beyond what the book keeps.
+    """
+    for i in range(n_levels):
+        lvl = side_px[i]
+        if lvl == px:
+            return int(side_qty[i])
+        if (is_bid and lvl < px) or (not is_bid and lvl > px):
+            return 0  # passed the price: it is not a level
+    if n_levels == side_px.shape[0] and n_levels > 0:
+        return -1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def compute_back_prob(front: float, back: float, model: int, power: float) -> float:
+    """Probability that a depth decrease at our level happened behind us.
+
+    p = f(back) / (f(back) + f(front)), with f(x) = x**power (QUEUE_PROB_POWER) or
+    f(x) = log(1 + x) (QUEUE_PROB_LOG); front and back are clamped at 0. When both f values are
+    0 (nothing ahead and nothing behind) p = 1: nothing ahead of us can shrink. QUEUE_RISK_AVERSE
+    returns 1 (depth decreases never advance us).
+
+    Args:
+        front: size ahead of us (lots).
+        back: size behind us (lots).
+        model: QUEUE_* code.
+        power: n of the power model.
+
+    Returns:
+        p in [0, 1].
+    """
+    if model == QUEUE_RISK_AVERSE:
+        return 1.0
+    f = max(front, 0.0)
+    b = max(back, 0.0)
+    if model == QUEUE_PROB_LOG:
+        fb = math.log1p(b)
+        ff = math.log1p(f)
+    else:
+        fb = b**power
+        ff = f**power
+    tot = fb + ff
+    if not tot > 0.0 or not math.isfinite(tot):
+        # both zero -> nothing ahead can shrink; overflow of x**n -> compare in log space
+        if tot > 0.0:
+            return 1.0 if b >= f else 0.0
+        return 1.0
+    return fb / tot
+
+
+@njit(cache=True, nogil=True)
+def _lots_past_front(queue: float) -> int:
+    # whole lots of a trade that went past the queue ahead of us
+    if queue < 0.0:
+        return math.floor(-queue + _EPS)
+    return 0
+
+
+@njit(cache=True, nogil=True)
 def _priority(orders, sym, maker_side, idx) -> int:
     # live slots on maker_side into idx: best price first, then earliest activation, then
     # lowest slot (insertion sort: few slots)
@@ -690,8 +765,7 @@ def on_trade(
     The print's size is shared by our orders on the side it hits in price-time priority; only
     orders active before ts_ns take part; through-price prints fill min(print left, leaves),
     at-price prints advance the queue first (book-first correction when the book stamped at
-    or after ts_ns already showed the trade); all-or-nothing without partial fills. Same
-    arithmetic as `mmd.kernels.queue.update_orders_on_trade`.
+    or after ts_ns already showed the trade); all-or-nothing without partial fills.
 
     Mutates: orders[sym], syms[sym].n_free, free[sym], events, ex[0].n_events.
     Returns: the number of fills written, ERR_BAD_INPUT (nothing done) for qty_lots <= 0, a bad

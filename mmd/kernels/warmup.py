@@ -37,11 +37,6 @@ def _calibration_window(n: int = 4) -> tuple[np.ndarray, ...]:
     return np.full(n, -1, I64), np.zeros(n, I64), np.full(n, np.nan), state_i, state_f
 
 
-def _queue_slots(n: int = 4) -> tuple[np.ndarray, ...]:
-    # (o_live, o_leaves, o_seen, o_traded, o_queue) of n free order slots
-    return (*(np.zeros(n, I64) for _ in range(4)), np.zeros(n))
-
-
 def _rl() -> tuple[np.ndarray, ...]:
     # (q, visits, rpi, rpf, actions, rs, rng) of kernels.rl, 2 states x 2 actions, learning
     rpi = np.array([2, 1, 1, 1, 1, 5, 2], I64)
@@ -419,42 +414,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
         False,
         0,
     ),
-    # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
-    # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
-    "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),
-    "queue.compute_back_prob": lambda: (2.0, 3.0, 1, 2.0),
-    "queue._lots_past_front": lambda: (-1.5,),
-    "queue._priority_order": lambda: (*_queue_slots()[:2], *_side(), 1, np.zeros(4, I64)),
-    "queue.update_orders_on_book": lambda: (
-        *_queue_slots()[:4],
-        _queue_slots()[4],
-        np.zeros(4),
-        np.zeros(4),
-        *_side(),
-        *_side(),
-        *_side(),
-        1,
-        *_side(),
-        1,
-        1,
-        2.0,
-    ),
-    "queue.update_orders_on_trade": lambda: (
-        *_queue_slots()[:2],
-        _queue_slots()[3],
-        _queue_slots()[4],
-        np.zeros(4),
-        np.zeros(4),
-        np.zeros(4, I64),
-        *_side(),
-        *_side(),
-        5,
-        3,
-        100,
-        2,
-        -1,
-        True,
-    ),
     # models: a 3-input network with one hidden layer of 4 ([3, 4, 1]) and a logistic ([3, 1])
     "models.apply_market_features": lambda: (np.zeros(20), np.zeros(20), 0, 0.0),
     "models.apply_side_input": lambda: (np.zeros(3), np.zeros(2), np.ones(2), 1.0),
@@ -497,6 +456,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.submit": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 1, 99, 1, 5),
     "exchange.cancel": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 5),
     "exchange._emit": _exchange_emit,
+    "exchange.compute_level_qty": lambda: (*_side(), 1, 3, True),
+    "exchange.compute_back_prob": lambda: (2.0, 3.0, 1, 2.0),
+    "exchange._lots_past_front": lambda: (-1.5,),
     "exchange.compute_fee_quote": lambda: (0.0002, 651142, 3, 0.1, 0.001, 1, 3),
     "exchange._fill": lambda: (*_exchange()[:4], _exchange()[5], 0, 0, 1, 5),
     "exchange._release": lambda: (*_exchange()[1:4], 0, 0),
