@@ -156,42 +156,6 @@ def _exchange_emit() -> tuple[Any, ...]:
     return (st[0], st[5], 4, 0, 0, 0, 7, 1, 100, 1, 1, 1, 0.0, 5)
 
 
-def _backtest() -> tuple[Any, ...]:
-    # kernels.backtest.run_tape over an empty stream and tape: the exchange state of _exchange,
-    # positions, books/shadow of 1 symbol x 4 levels, the event-cache columns, the outputs
-    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = _exchange()
-    e = np.zeros(0, I64)
-    return (
-        ex,
-        syms,
-        orders,
-        free,
-        cmds,
-        events,
-        _positions(),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 5), I64),
-        sh_px,
-        sh_qty,
-        sh_n,
-        np.zeros(1, I64),
-        np.zeros((0, 3), I64),
-        np.zeros((0, 6), I64),
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        np.zeros((0, 8), I64),
-        np.zeros((4, 7), I64),
-        np.zeros(4),
-    )
-
-
 def _loop() -> tuple[Any, ...]:
     from mmd.kernels.backtest import sample_state
 
@@ -210,11 +174,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book._is_better": lambda: (2, 1, True),
     "book._find_level": lambda: (np.array([3, 2, 1], I64), 3, 2, True),
     "book.apply_levels": lambda: (*_side(), 0, *_levels(), True),
-    "book.apply_snapshot_side": lambda: (*_side(), *_levels(), False),
     "book.compute_is_crossed": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_mid_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_spread_ticks": lambda: (_side()[0], 1, _side()[0], 1),
-    "book.compute_depth_qty": lambda: (_side()[1], 2, 5),
     # book_sync: one symbol's sync row int64[5], a book int64[2, capacity]; the reference loop
     # over an empty event stream (n_sym=1, capacity 4, top 2)
     "book_sync.reset_book_sync": lambda: (np.zeros(5, I64),),
@@ -470,12 +432,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.on_trade": lambda: (*_exchange_book()[:6], 5, 100, 2, -1),
     # portfolio: a POSITION_DTYPE[1] row with tick*lot 1e-4; a fill (side, px ticks, qty lots,
     # fee), a funding amount, a mark in ticks
-    # backtest: the whole loop over an empty stream, and its steps on the same state
-    "backtest.run_tape": _backtest,
-    "backtest._drain": lambda: (lambda a: (a[0], a[5], a[6], a[25], a[26], 0))(_backtest()),
-    "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26], 0))(
-        _backtest()
-    ),
     # the whole strategy loop (kernels.backtest.advance) over its sample state, and its steps
     "backtest.advance": lambda: (*_loop(), 0),
     "backtest._on_book_event": lambda: (*_loop(), 0, 0, 5),
@@ -530,9 +486,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     ),
     "backtest._oms_find": lambda: (lambda a: (a[4], a[3][0], 0, 1))(_loop()),
     "backtest._oms_remove": lambda: (lambda a: (a[4], a[3][0], 0, 0))(_loop()),
-    "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
-        _backtest()
-    ),
+    "backtest._copy_shadow": lambda: (
+        lambda a: (a[1][0], a[1][1], a[1][2], a[2][6], a[2][7], a[2][8], 0)
+    )(_loop()),
     "rl._bin": lambda: (0.5, -1.0, 1.0, 3),
     "rl.compute_rl_state": lambda: (*_rl()[2:4], np.zeros(5)),
     "rl.fill_rl_obs": lambda: (np.zeros(5), 1, 10, 20.0, 0.5, 0.5, 7, 300),

@@ -40,11 +40,9 @@ from mmd.kernels.features import (
     apply_book_gap,
     apply_reset,
     compute_state_sizes,
-    update_book,
     update_kline,
     update_trade,
 )
-from mmd.market.book import L2Book
 
 __all__ = [
     "FEATURE_INDEX",
@@ -182,29 +180,6 @@ class FeatureEngine:
         if code < 0:
             raise InvariantViolation(f"feature parameters rejected by kernel: {self._params}")
         self.rejected_klines = 0
-
-    def on_book(self, book: L2Book, ts_ns: int) -> None:
-        """Update the book features after `book` changed at ts_ns (venue time, ns).
-
-        Also advances the sampling clock: every clock point (multiple of vol_sample_s) before
-        ts_ns is sampled with the book as it was before this update.
-        """
-        code = update_book(
-            self._state,
-            self._istate,
-            book.bid_px,
-            book.bid_qty,
-            book.n_bids,
-            book.ask_px,
-            book.ask_qty,
-            book.n_asks,
-            ts_ns,
-        )
-        if code < 0:
-            raise InvariantViolation(
-                f"book features rejected by kernel (code {code}): "
-                f"n_bids={book.n_bids} n_asks={book.n_asks}"
-            )
 
     def kernel_state(self) -> tuple[F64Array, I64Array]:
         """(state, istate): the arrays the feature kernels update, for a caller that runs

@@ -309,14 +309,6 @@ class SimExchange:
             out.append((coid, int(o["side"]), int(o["px_ticks"]), int(o["leaves_lots"])))
         return out
 
-    def queue_ahead_lots(self, symbol: str, client_order_id: str) -> float:
-        """Estimated size ahead of a resting order (lots); NaN when it is not resting."""
-        st = self._symbols[symbol]
-        slot = st.slot_of.get(client_order_id)
-        if slot is None:
-            return float("nan")
-        return float(self._orders[st.index, slot]["queue_ahead"])
-
     @property
     def in_flight(self) -> int:
         """Commands sent and not yet arrived."""

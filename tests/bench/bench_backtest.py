@@ -1,4 +1,4 @@
-"""Backtest tape replay: events/s of the jitted loop (mmd.kernels.backtest.run_tape: book sync
+"""Backtest tape replay: events/s of the jitted loop (tests/tape_replay.py run_tape: book sync
 and apply, paper exchange, portfolio, in one call) against the Python driver of the same
 kernels (SimExchange fed frame by frame, as tests/integration/test_backtest_drivers.py drives it,
 which also writes the command tape both replay). Same events, same commands, same fills.
@@ -31,7 +31,7 @@ from typing import Any
 from mmd.config import ExchangeConfig
 from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
 from mmd.feeds.events import load_events
-from mmd.sim.backtest import run_tape_fast
+from tests.tape_replay import run_tape_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "market"

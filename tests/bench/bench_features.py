@@ -30,6 +30,7 @@ from mmd.market.book import L2Book
 from mmd.market.features import FeatureEngine
 from mmd.model.codes import BUY
 from mmd.model.instrument import Instrument
+from tests.book_oracle import apply_snapshot
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 BTC = DATA / "binance_usdm_btcusdt_2024-07-18_19"
@@ -60,7 +61,7 @@ def load_events(tmp: Path) -> tuple[list[Event], Instrument]:
             apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
             apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             top = L2Book(TOP)
-            top.apply_snapshot(*book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply_snapshot(top, *book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             lv = book.levels(TOP)
             bids = [tuple(x) for x in lv["bids"]]
             asks = [tuple(x) for x in lv["asks"]]

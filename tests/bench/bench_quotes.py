@@ -34,6 +34,7 @@ from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_q
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import Quoter
+from tests.book_oracle import apply_snapshot
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 NOW_NS = 1_700_000_004_000_000_000
@@ -45,7 +46,7 @@ def make_book() -> L2Book:
     book = L2Book(50)
     depth = np.arange(50, dtype=np.int64)
     qty = np.full(50, 7, np.int64)
-    book.apply_snapshot(BEST_BID - depth, qty, BEST_ASK + depth, qty, u=1, seq=1, ts_exch_ns=1)
+    apply_snapshot(book, BEST_BID - depth, qty, BEST_ASK + depth, qty, u=1, seq=1, ts_exch_ns=1)
     return book
 
 
