@@ -12,8 +12,10 @@ every order event is applied to the order manager and the portfolio in event ord
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from mmd.kernels.book import compute_mid_ticks
@@ -87,6 +89,15 @@ from mmd.model.codes import (
     SYNC_CROSSED,
 )
 
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Rec = npt.NDArray[np.void]  # rows of a kernels.exchange / portfolio structured dtype
+# one group of the loop's state (data, mkt, exs, strat, acct, prm, rl, out: see below), arrays
+# of several dtypes
+Arrays = tuple[npt.NDArray[Any], ...]
+# advance()'s arguments but stop_row: (data, mkt, exs, strat, oms, acct, prm, rl, out)
+LoopState = tuple[Arrays, Arrays, Arrays, Arrays, I64, Arrays, Arrays, Arrays, Arrays]
+
 # fill output columns (int64[n, FILL_WIDTH]; the fee goes to a parallel float64 column)
 FILL_TS_NS = 0
 FILL_SYM = 1
@@ -103,7 +114,9 @@ ERR_KERNEL = -102  # an exchange or portfolio kernel refused (an invariant broke
 
 
 @njit(cache=True, nogil=True)
-def _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym) -> None:
+def _copy_shadow(
+    books_px: I64, books_qty: I64, states: I64, sh_px: I64, sh_qty: I64, sh_n: I64, sym: int
+) -> None:
     # the live levels only: the exchange kernels read a book side up to its level count
     for side in range(2):
         n = states[sym, SYNC_N_BIDS + side]
@@ -219,7 +232,7 @@ ERR_CALIBRATION = -106  # the calibration window refused a trade
 
 
 @njit(cache=True, nogil=True)
-def _feed_sample(g, lat_ring, lat_sorted, ts_exch: int, ts_recv: int) -> None:
+def _feed_sample(g: I64, lat_ring: I64, lat_sorted: I64, ts_exch: int, ts_recv: int) -> None:
     # FeedDerivedLatency.on_feed_sample: samples above the most negative raw latency seen, a
     # sliding window kept sorted
     raw = ts_recv - ts_exch
@@ -249,18 +262,18 @@ def _feed_sample(g, lat_ring, lat_sorted, ts_exch: int, ts_recv: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _feed_latency(g, lat_sorted, min_samples: int) -> int:
+def _feed_latency(g: I64, lat_sorted: I64, min_samples: int) -> int:
     n = g[G_LAT_N]
     if n < min_samples:
         return -1
     mid = n // 2
     if n % 2:
-        return lat_sorted[mid]
-    return (lat_sorted[mid - 1] + lat_sorted[mid]) // 2
+        return int(lat_sorted[mid])
+    return int((lat_sorted[mid - 1] + lat_sorted[mid]) // 2)
 
 
 @njit(cache=True, nogil=True)
-def _total_pnl(pos) -> float:
+def _total_pnl(pos: Rec) -> float:
     total = 0.0
     for s in range(pos.shape[0]):
         total += compute_pnl_quote(pos, s)
@@ -268,7 +281,7 @@ def _total_pnl(pos) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _check_pnl(g, gf, pos, si, pf, ts_ns: int) -> int:
+def _check_pnl(g: I64, gf: F64, pos: Rec, si: I64, pf: F64, ts_ns: int) -> int:
     # Trader._check_pnl: DayPnl.update, then RiskGate.on_pnl
     total = 0.0
     for s in range(pos.shape[0]):
@@ -289,7 +302,7 @@ def _check_pnl(g, gf, pos, si, pf, ts_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _oms_find(oms, si, s: int, oid: int) -> int:
+def _oms_find(oms: I64, si: I64, s: int, oid: int) -> int:
     for j in range(si[s, SI_N_OMS]):
         if oms[s, j, OM_OID] == oid:
             return j
@@ -297,7 +310,7 @@ def _oms_find(oms, si, s: int, oid: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _oms_remove(oms, si, s: int, j: int) -> None:
+def _oms_remove(oms: I64, si: I64, s: int, j: int) -> None:
     n = si[s, SI_N_OMS]
     for k in range(j, n - 1):
         for c in range(OM_WIDTH):
@@ -306,7 +319,9 @@ def _oms_remove(oms, si, s: int, j: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees) -> int:
+def _apply_events(
+    ex: Rec, events: Rec, pos: Rec, g: I64, oms: I64, si: I64, o_fills: I64, o_fees: F64
+) -> int:
     """Trader.apply_events over the exchange's event buffer: order manager, portfolio, fills
     out. Returns the number of events applied, or a negative code."""
     n = ex[0].n_events
@@ -360,11 +375,13 @@ def _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees) -> int:
             else:
                 return ERR_ORDER_STATE
     ex[0].n_events = 0
-    return n
+    return int(n)
 
 
 @njit(cache=True, nogil=True)
-def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
+def _due_and_apply(
+    exs: Arrays, pos: Rec, g: I64, oms: I64, si: I64, o_fills: I64, o_fees: F64, now_ns: int
+) -> int:
     """SimExchange._process_due then apply: returns events applied or a negative code."""
     ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
     total = 0
@@ -383,18 +400,18 @@ def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _send_commands(
-    ex,
-    syms,
-    cmds,
-    books_px,
-    books_qty,
-    states,
-    sh_px,
-    sh_qty,
-    sh_n,
-    oms,
-    si,
-    dcmds,
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
+    books_px: I64,
+    books_qty: I64,
+    states: I64,
+    sh_px: I64,
+    sh_qty: I64,
+    sh_n: I64,
+    oms: I64,
+    si: I64,
+    dcmds: Rec,
     n_cmds: int,
     s: int,
     exch_ns: int,
@@ -433,7 +450,19 @@ def _send_commands(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) -> int:
+def _quote(
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    s: int,
+    now_ns: int,
+) -> int:
     """Trader.quote(now_ns, [symbol]) for symbol s: SymbolStrategy.step, filter_cancels, risk,
     send. Returns OK or a negative code."""
     books_px, books_qty, states = mkt[0], mkt[1], mkt[2]
@@ -605,7 +634,20 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
 
 
 @njit(cache=True, nogil=True)
-def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int, now_ns: int) -> None:
+def _rl_step(
+    rl: Arrays,
+    ml: F64,
+    pos: Rec,
+    cal_f: F64,
+    qpi: I64,
+    qpf: F64,
+    si: I64,
+    max_lots: I64,
+    books_px: I64,
+    st: I64,
+    s: int,
+    now_ns: int,
+) -> None:
     q, visits, rpi, rpf_rl, actions, rs, rng, obs = rl
     ob = obs[s]
     ml_max = max_lots[s]
@@ -636,7 +678,7 @@ def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int, n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sample(mkt, acct, si, out, prm, s: int) -> int:
+def _sample(mkt: Arrays, acct: Arrays, si: I64, out: Arrays, prm: Arrays, s: int) -> int:
     """What `mmd backtest` samples after a frame of a synced symbol: the equity curve and
     the mid every PI_SAMPLE_NS of the book's time, and the quote target's top when it
     changed."""
@@ -700,7 +742,18 @@ def _sample(mkt, acct, si, out, prm, s: int) -> int:
 
 @njit(cache=True, nogil=True, inline="always")
 def _on_book_event(
-    data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: int, recv: int
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    s: int,
+    idx: int,
+    recv: int,
 ) -> int:
     frames, book_ts = data[3], data[4]
     lv_px, lv_qty = data[5], data[6]
@@ -787,7 +840,18 @@ def _on_book_event(
 
 
 @njit(cache=True, nogil=True)
-def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> int:
+def advance(
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    stop_row: int,
+) -> int:
     """Run the backtest from stream row acct[2][G_ROW] up to (not including) stop_row.
 
     Every event is handled as `mmd backtest --engine python` handles its frame: a book frame
@@ -891,7 +955,7 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
 
 def sample_state(
     n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8, n_steps: int = 4, depth: int = 3
-) -> tuple[tuple[np.ndarray, ...], ...]:
+) -> LoopState:
     """Small valid state tuples for `advance` (empty stream, one instrument-less symbol): the
     dtypes and shapes `mmd.sim.backtest.StrategyLoop` builds, for compiling ahead of time
     (kernels.warmup). Returns (data, mkt, exs, strat, oms, acct, prm, rl, out)."""
@@ -1018,6 +1082,6 @@ def sample_state(
     return data, mkt, exs, strat, oms_rows(n_sym, 8), acct, prm, rl, out
 
 
-def oms_rows(n_sym: int, capacity: int) -> np.ndarray:
+def oms_rows(n_sym: int, capacity: int) -> I64:
     """An empty order manager: int64[n_sym, capacity, OM_WIDTH]."""
     return np.zeros((n_sym, capacity, OM_WIDTH), np.int64)

@@ -188,7 +188,7 @@ _NEVER_NS = -(2**62)
 
 def alloc_exchange(
     n_sym: int, capacity: int, n_cmd: int = 256, n_events: int = 1024
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Rec, Rec, Rec, I64, Rec, Rec]:
     """Fresh exchange state: (ex, syms, orders, free, cmds, events), every slot free.
 
     The caller sets ex[0]'s model/power/partial/fee/latency fields and each syms row's units
@@ -205,7 +205,7 @@ def alloc_exchange(
 
 
 @njit(cache=True, nogil=True)
-def reset_symbol(syms: np.ndarray, orders: np.ndarray, free: np.ndarray, sym: int) -> int:
+def reset_symbol(syms: Rec, orders: Rec, free: I64, sym: int) -> int:
     """Forget one symbol's orders and book (its units stay).
 
     Mutates: syms[sym] (book_ns, has_book, n_free, pending), orders[sym], free[sym].
@@ -227,7 +227,7 @@ def reset_symbol(syms: np.ndarray, orders: np.ndarray, free: np.ndarray, sym: in
 
 
 @njit(cache=True, nogil=True)
-def set_latency(ex: np.ndarray, entry_ns: int, cancel_ns: int) -> int:
+def set_latency(ex: Rec, entry_ns: int, cancel_ns: int) -> int:
     """Travel times (ns, >= 0) of the commands sent from now on.
 
     Mutates: ex[0].entry_ns, ex[0].cancel_ns. Returns: OK, or ERR_BAD_INPUT (nothing changed)
@@ -241,7 +241,18 @@ def set_latency(ex: np.ndarray, entry_ns: int, cancel_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _send(ex, syms, cmds, kind, sym, order_id, side, px, qty, now_ns) -> int:
+def _send(
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
+    kind: int,
+    sym: int,
+    order_id: int,
+    side: int,
+    px: int,
+    qty: int,
+    now_ns: int,
+) -> int:
     e = ex[0]
     head = e.cmd_head
     tail = e.cmd_tail
@@ -273,9 +284,9 @@ def _send(ex, syms, cmds, kind, sym, order_id, side, px, qty, now_ns) -> int:
 
 @njit(cache=True, nogil=True)
 def submit(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    cmds: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
     sym: int,
     order_id: int,
     side: int,
@@ -294,9 +305,7 @@ def submit(
 
 
 @njit(cache=True, nogil=True)
-def cancel(
-    ex: np.ndarray, syms: np.ndarray, cmds: np.ndarray, sym: int, order_id: int, now_ns: int
-) -> int:
+def cancel(ex: Rec, syms: Rec, cmds: Rec, sym: int, order_id: int, now_ns: int) -> int:
     """Put a cancel of order_id on the wire at now_ns (cancel latency, FIFO as `submit`).
 
     Mutates: ex[0], cmds, syms[sym].pending. Returns: OK, or ERR_FULL (not queued).
@@ -306,7 +315,20 @@ def cancel(
 
 @njit(cache=True, nogil=True)
 def _emit(
-    ex, events, kind, reason, sym, slot, order_id, side, px, qty, leaves, fill_no, fee, ts_ns
+    ex: Rec,
+    events: Rec,
+    kind: int,
+    reason: int,
+    sym: int,
+    slot: int,
+    order_id: int,
+    side: int,
+    px: int,
+    qty: int,
+    leaves: int,
+    fill_no: int,
+    fee: float,
+    ts_ns: int,
 ) -> None:
     # caller checked room
     e = ex[0]
@@ -345,7 +367,9 @@ def compute_fee_quote(
 
 
 @njit(cache=True, nogil=True)
-def _fill(ex, syms, orders, free, events, sym, i, qty, ts_ns) -> None:
+def _fill(
+    ex: Rec, syms: Rec, orders: Rec, free: I64, events: Rec, sym: int, i: int, qty: int, ts_ns: int
+) -> None:
     # one maker fill of qty lots of slot i at its own price; frees the slot when done
     o = orders[sym, i]
     leaves = o.leaves_lots - qty
@@ -376,7 +400,7 @@ def _fill(ex, syms, orders, free, events, sym, i, qty, ts_ns) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _release(syms, orders, free, sym, i) -> None:
+def _release(syms: Rec, orders: Rec, free: I64, sym: int, i: int) -> None:
     o = orders[sym, i]
     o.live = SLOT_FREE
     o.leaves_lots = 0
@@ -387,7 +411,7 @@ def _release(syms, orders, free, sym, i) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _find_live(orders, sym, order_id) -> int:
+def _find_live(orders: Rec, sym: int, order_id: int) -> int:
     for i in range(orders.shape[1]):
         o = orders[sym, i]
         if o.live == SLOT_LIVE and o.order_id == order_id:
@@ -396,7 +420,17 @@ def _find_live(orders, sym, order_id) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> None:
+def _accept(
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
+    book_px: I64,
+    book_qty: I64,
+    book_n: I64,
+    c: np.record,
+) -> None:
     s = c.sym
     ts = c.arrival_ns
     oid = c.order_id
@@ -463,15 +497,15 @@ def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> Non
 
 @njit(cache=True, nogil=True)
 def process_due(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    cmds: np.ndarray,
-    events: np.ndarray,
-    book_px: np.ndarray,
-    book_qty: np.ndarray,
-    book_n: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    cmds: Rec,
+    events: Rec,
+    book_px: I64,
+    book_qty: I64,
+    book_n: I64,
     now_ns: int,
 ) -> int:
     """Handle, in arrival order, the commands that reached the exchange by now_ns.
@@ -569,17 +603,17 @@ def process_due(
 
 @njit(cache=True, nogil=True)
 def on_book(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    events: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
     sym: int,
-    bid_px: np.ndarray,
-    bid_qty: np.ndarray,
+    bid_px: I64,
+    bid_qty: I64,
     n_bids: int,
-    ask_px: np.ndarray,
-    ask_qty: np.ndarray,
+    ask_px: I64,
+    ask_qty: I64,
     n_asks: int,
     ts_ns: int,
 ) -> int:
@@ -721,7 +755,7 @@ def _lots_past_front(queue: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _priority(orders, sym, maker_side, idx) -> int:
+def _priority(orders: Rec, sym: int, maker_side: int, idx: I64) -> int:
     # live slots on maker_side into idx: best price first, then earliest activation, then
     # lowest slot (insertion sort: few slots)
     n = 0
@@ -748,11 +782,11 @@ def _priority(orders, sym, maker_side, idx) -> int:
 
 @njit(cache=True, nogil=True)
 def on_trade(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    events: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
     sym: int,
     ts_ns: int,
     px_ticks: int,

@@ -15,29 +15,31 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba.core.dispatcher import Dispatcher
 
 import mmd.kernels
 
 I64 = np.int64
+Array = npt.NDArray[Any]  # a sample argument (its dtype is the kernel's)
 
 
-def _side(capacity: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def _side(capacity: int = 4) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     return np.zeros(capacity, I64), np.zeros(capacity, I64)
 
 
-def _levels() -> tuple[np.ndarray, np.ndarray]:
+def _levels() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     return np.array([3, 1, 2], I64), np.array([5, 0, 7], I64)
 
 
-def _calibration_window(n: int = 4) -> tuple[np.ndarray, ...]:
+def _calibration_window(n: int = 4) -> tuple[Array, ...]:
     # (step_depth, step_trades, step_dmid, state_i, state_f) after kernels.calibration.reset_window
     state_i = np.array([-1, -1, 0, 0, 0], I64)
     state_f = np.array([np.nan, np.nan, 0.0, 0.0])
     return np.full(n, -1, I64), np.zeros(n, I64), np.full(n, np.nan), state_i, state_f
 
 
-def _rl() -> tuple[np.ndarray, ...]:
+def _rl() -> tuple[Array, ...]:
     # (q, visits, rpi, rpf, actions, rs, rng) of kernels.rl, 2 states x 2 actions, learning
     rpi = np.array([2, 1, 1, 1, 1, 5, 2], I64)
     rpf = np.array([0.1, 0.9, 0.1, 0.5, 1.0, 20.0, 5.0])
@@ -53,7 +55,7 @@ def _rl() -> tuple[np.ndarray, ...]:
     )
 
 
-def _lstm() -> tuple[np.ndarray, ...]:
+def _lstm() -> tuple[Array, ...]:
     # (state, gates, xbuf, z, weights, biases, sizes) of kernels.lstm: one layer, 3 inputs, 2
     # units (weights: W_ih^T 3 x 8 then W_hh^T 2 x 8)
     f4 = np.float32
@@ -115,12 +117,12 @@ def _strategy(*keys: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _mlp(width: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def _mlp(width: int = 4) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     # the two scratch buffers of kernels.models.apply_mlp
     return np.zeros(width), np.zeros(width)
 
 
-def _exchange() -> tuple[np.ndarray, ...]:
+def _exchange() -> tuple[Array, ...]:
     # kernels.exchange state of 1 symbol, 4 slots, slot 0 resting (a buy of 2 lots at 100):
     # (ex, syms, orders, free, cmds, events, book_px, book_qty, book_n)
     from mmd.kernels.exchange import SLOT_LIVE, alloc_exchange
@@ -162,7 +164,7 @@ def _loop() -> tuple[Any, ...]:
     return sample_state()
 
 
-def _positions() -> np.ndarray:
+def _positions() -> npt.NDArray[np.void]:
     from mmd.kernels.portfolio import alloc_positions
 
     return alloc_positions(np.array([1e-4]))

@@ -7,7 +7,6 @@ fills, fees and latency are the ones a live run uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -15,9 +14,11 @@ from mmd.config import AppConfig
 from mmd.errors import InvariantViolation
 from mmd.feeds.events import EventArrays
 from mmd.kernels import backtest as kb
+from mmd.kernels.backtest import F64, I64, Arrays, LoopState, Rec
 from mmd.kernels.book_sync import SYNC_WIDTH
 from mmd.kernels.exchange import CMD_DTYPE, EVENT_DTYPE
 from mmd.kernels.portfolio import alloc_positions
+from mmd.kernels.rl import U64
 from mmd.sim.exchange import SimExchange
 
 
@@ -56,24 +57,24 @@ class LoopResult:
         halted: the kill switch tripped.
     """
 
-    fills: np.ndarray
-    fees: np.ndarray
+    fills: I64
+    fees: F64
     client_ids: list[str]
-    positions: np.ndarray
+    positions: Rec
     total_pnl_quote: float
-    equity_ts_ns: np.ndarray
-    equity_quote: np.ndarray
-    equity_position_lots: np.ndarray
-    equity_sym: np.ndarray
-    mid_ts_ns: np.ndarray
-    mid_ticks: np.ndarray
-    quote_ts_ns: np.ndarray
-    quote_bid_ticks: np.ndarray
-    quote_ask_ticks: np.ndarray
-    quote_sym: np.ndarray
-    decisions: np.ndarray
-    submits: np.ndarray
-    cancels: np.ndarray
+    equity_ts_ns: I64
+    equity_quote: F64
+    equity_position_lots: I64
+    equity_sym: I64
+    mid_ts_ns: I64
+    mid_ticks: F64
+    quote_ts_ns: I64
+    quote_bid_ticks: F64
+    quote_ask_ticks: F64
+    quote_sym: I64
+    decisions: I64
+    submits: I64
+    cancels: I64
     halted: bool
 
 
@@ -110,8 +111,8 @@ class StrategyLoop:
         ev: EventArrays,
         cfg: AppConfig,
         *,
-        rl: tuple[np.ndarray, ...] | None = None,
-        ml: np.ndarray | None = None,
+        rl: Arrays | None = None,
+        ml: F64 | None = None,
         fills_capacity: int | None = None,
     ) -> None:
         from mmd.kernels import rl as krl
@@ -230,8 +231,12 @@ class StrategyLoop:
         )
         pi = np.zeros(kb.PI_SIZE, np.int64)
         derive = isinstance(latency, FeedDerivedLatency)
-        pi[kb.PI_ENTRY_NS] = latency._entry_cfg if derive else latency.entry_latency_ns()
-        pi[kb.PI_CANCEL_NS] = latency._cancel_cfg if derive else latency.cancel_latency_ns()
+        if isinstance(latency, FeedDerivedLatency):
+            pi[kb.PI_ENTRY_NS] = latency._entry_cfg
+            pi[kb.PI_CANCEL_NS] = latency._cancel_cfg
+        else:
+            pi[kb.PI_ENTRY_NS] = latency.entry_latency_ns()
+            pi[kb.PI_CANCEL_NS] = latency.cancel_latency_ns()
         pi[kb.PI_DERIVE] = int(derive)
         pi[kb.PI_MIN_SAMPLES] = feed._min_samples
         pi[kb.PI_FALLBACK_NS] = feed._fallback_ns
@@ -251,13 +256,12 @@ class StrategyLoop:
             pf,
         )
         if rl is None:
-            q = np.zeros((1, 1), np.float64)
-            rpi = np.zeros(krl.RPI_SIZE, np.int64)
-            rpi[krl.RPI_MODE] = krl.MODE_OFF
+            rpi_off = np.zeros(krl.RPI_SIZE, np.int64)
+            rpi_off[krl.RPI_MODE] = krl.MODE_OFF
             rl = (
-                q,
+                np.zeros((1, 1), np.float64),
                 np.zeros((1, 1), np.int64),
-                rpi,
+                rpi_off,
                 np.zeros(krl.RPF_SIZE, np.float64),
                 np.ones((1, 2), np.float64),
                 krl.new_agent_state(),
@@ -319,7 +323,7 @@ class StrategyLoop:
             prm,
         )
 
-    def state(self) -> tuple[tuple[Any, ...], ...]:
+    def state(self) -> LoopState:
         """(data, mkt, exs, strat, oms, acct, prm, rl, out): advance()'s arguments."""
         return (
             self.data,
@@ -379,7 +383,7 @@ class StrategyLoop:
         )
 
 
-def _pnl(pos: np.ndarray, s: int) -> float:
+def _pnl(pos: Rec, s: int) -> float:
     from mmd.kernels.portfolio import compute_pnl_quote
 
     return float(compute_pnl_quote(pos, s))
@@ -389,8 +393,8 @@ def run_backtest_fast(
     ev: EventArrays,
     cfg: AppConfig,
     *,
-    rl: tuple[np.ndarray, ...] | None = None,
-    ml: np.ndarray | None = None,
+    rl: Arrays | None = None,
+    ml: F64 | None = None,
 ) -> LoopResult:
     """The whole backtest (strategy, risk, paper exchange, portfolio) over the event cache in
     one jitted call; the same fills, positions and PnL as `mmd backtest --engine python`.
@@ -419,13 +423,13 @@ def run_backtest_fast(
 def run_episode(
     ev: EventArrays,
     cfg: AppConfig,
-    q: np.ndarray,
-    visits: np.ndarray,
-    rpi: np.ndarray,
-    rpf: np.ndarray,
-    actions: np.ndarray,
-    rs: np.ndarray,
-    rng: np.ndarray,
+    q: F64,
+    visits: I64,
+    rpi: I64,
+    rpf: F64,
+    actions: F64,
+    rs: F64,
+    rng: U64,
 ) -> LoopResult:
     """One reinforcement-learning episode: the whole backtest over the event cache with the
     RL layer of `mmd.kernels.rl` making its call (`rl_decide`) at every quote decision, before

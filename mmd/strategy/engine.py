@@ -30,6 +30,10 @@ from mmd.kernels.frame import (
     DI_SIZE,
     ERR_DECIDE_CALIBRATION,
     NO_DECISION,
+    BookArgs,
+    CalArgs,
+    QuoteArgs,
+    RingArgs,
     decide_symbol_quotes,
 )
 from mmd.kernels.strategy import (
@@ -42,12 +46,16 @@ from mmd.kernels.strategy import (
 from mmd.learn.deep_runtime import DeepOrderFlowModel
 from mmd.learn.runtime import LoadedModels, RlAgent
 from mmd.market.hub import SymbolState
+from mmd.market.ring import RingBuffer
 from mmd.model.events import Command
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
 from mmd.strategy.order_diff import CancelOrder, OpenOrder, SubmitOrder, diff_quotes, orders_array
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
 from mmd.strategy.warmup import WarmupGate
+
+# (the mids ring the arrays belong to, then decide_symbol_quotes' argument groups)
+_KernelArgs = tuple[tuple[RingBuffer], CalArgs, RingArgs, QuoteArgs, BookArgs]
 
 
 class AccountRisk(msgspec.Struct, frozen=True):
@@ -119,7 +127,7 @@ class SymbolStrategy:
         self._done = np.zeros(2 * cfg.levels, np.int64)
         self._totals = np.zeros(2, np.int64)
         self._book_counts = np.zeros(2, np.int64)
-        self._kernel_args: tuple[tuple[object, ...], ...] | None = None
+        self._kernel_args: _KernelArgs | None = None
         # risk-scaled size: weights (slots RSP_*), reference sigma, peak PnL seen
         self._rsp = np.array(
             [
@@ -330,7 +338,7 @@ class SymbolStrategy:
                 self.submits += 1
         return out
 
-    def _bind(self, st: SymbolState) -> tuple[tuple[object, ...], ...]:
+    def _bind(self, st: SymbolState) -> _KernelArgs:
         """The kernel's argument tuples over st's and this strategy's arrays (built once per
         market state: the arrays live as long as it)."""
         mids, trades, cal = st.mids, st.trades, self.calibrator

@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 
 from mmd.config import StrategyConfig
+from mmd.kernels.frame import QuoteArgs
 from mmd.kernels.strategy import (
     DF_FALLBACK,
     DF_HALF_SPREAD,
@@ -257,7 +258,7 @@ class Quoter:
         self.reject_reason = None
         return self.target_of(now_ns, ml)
 
-    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+    def kernel_arrays(self) -> QuoteArgs:
         """(tgt, dec_f, qpi, qpf, ml): the decision kernel's arrays, for a caller that runs it
         inside a larger compiled call (`kernels.frame.decide_symbol_quotes`)."""
         return self.tgt, self.dec_f, self.qpi, self.qpf, self._ml
