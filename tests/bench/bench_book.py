@@ -89,7 +89,7 @@ def time_kernel(frames: list[Frame], passes: int) -> tuple[list[int], list[int]]
 
 
 def time_l2book(frames: list[Frame], passes: int) -> list[int]:
-    """Per pass: ns to apply all deltas through L2Book.apply_delta (glue included)."""
+    """Per pass: ns to apply all deltas through tests/book_oracle.py apply_delta (glue included)."""
     book = L2Book(CAPACITY)
     snap, deltas = frames[0], frames[1:]
     out = []

@@ -36,7 +36,7 @@ from mmd.market.book import L2Book
 from mmd.market.features import FEATURE_NAMES, FeatureEngine
 from mmd.model.codes import BUY, SELL
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_snapshot, features_on_book
+from tests.book_oracle import apply_delta, apply_snapshot, features_on_book
 
 SEC = 1_000_000_000
 # short windows: every ring wraps (and is re-summed) many times in the 8-minute recording
@@ -97,8 +97,8 @@ def run_engine(path: Path, cfg: FeaturesConfig) -> EngineRun:
             book_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
-            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
-            apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply = apply_snapshot if msg.is_snapshot else apply_delta
+            apply(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             features_on_book(engine, book, msg.ts_exch_ns)
             xs.append(engine.x.tolist())
             kinds.append("book")
