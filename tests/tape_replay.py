@@ -54,8 +54,8 @@ from mmd.kernels.exchange import (
 )
 from mmd.kernels.portfolio import alloc_positions, apply_fill
 from mmd.model.codes import ERR_FULL, EV_BOOK, EV_INSTRUMENT, EV_TRADE, INST_CHANGED, INST_NEW
-from mmd.sim.backtest import _instruments
 from mmd.sim.exchange import SimExchange
+from mmd.sim.strategy_loop import _instruments
 
 # command tape columns (int64[n, TAPE_WIDTH]), rows in sending order
 TAPE_AFTER = 0  # stream row after which the command is sent

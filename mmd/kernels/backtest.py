@@ -1,6 +1,6 @@
 """The backtest loop over the event cache, one jitted call: book sync and apply, the strategy,
 risk, the paper exchange (due commands, crossing, queue updates, trades), the order manager
-and the portfolio (`advance`; state built by mmd.sim.backtest.StrategyLoop).
+and the portfolio (`advance`; state built by mmd.sim.strategy_loop.StrategyLoop).
 
 The exchange steps are composed exactly as the SimExchange wrapper composes them (mmd/sim/
 exchange.py): due commands are handled before each market event against the book as of the
@@ -131,7 +131,7 @@ def _copy_shadow(
 # =============================================================================================
 # The same steps, in the same order, as `mmd backtest --engine python` (FrameHandler -> MarketHub
 # -> Trader.on_message -> Trader.quote after every book frame), over the event cache. State
-# travels as tuples of arrays (see mmd.sim.backtest.StrategyLoop, which builds them):
+# travels as tuples of arrays (see mmd.sim.strategy_loop.StrategyLoop, which builds them):
 #
 #   data  (read only): stream int64[n, 3] (kind, sym, idx), ev_recv int64[n], ev_frame int64[n],
 #         frames int64[n_frames, 6], book_ts int64[n_frames], lv_px, lv_qty, inst_flags,
@@ -957,7 +957,7 @@ def sample_state(
     n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8, n_steps: int = 4, depth: int = 3
 ) -> LoopState:
     """Small valid state tuples for `advance` (empty stream, one instrument-less symbol): the
-    dtypes and shapes `mmd.sim.backtest.StrategyLoop` builds, for compiling ahead of time
+    dtypes and shapes `mmd.sim.strategy_loop.StrategyLoop` builds, for compiling ahead of time
     (kernels.warmup). Returns (data, mkt, exs, strat, oms, acct, prm, rl, out)."""
     from mmd.kernels.calibration import STATE_F_SIZE, STATE_I_SIZE
     from mmd.kernels.exchange import CMD_DTYPE, alloc_exchange

@@ -426,7 +426,7 @@ def _peer_glft(files: list[Path], ev: Any, decisions: int, reps: int) -> dict[st
 
 
 def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[str, Any]:
-    from mmd.sim.backtest import StrategyLoop
+    from mmd.sim.strategy_loop import StrategyLoop
 
     ev = load_events(files, cache)
     cfg = _glft_cfg()
