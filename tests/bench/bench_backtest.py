@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,10 @@ from typing import Any
 from mmd.config import ExchangeConfig
 from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
 from mmd.feeds.events import load_events
-from tests.tape_replay import run_tape_fast
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tape_replay import run_tape_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "market"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -22,7 +23,10 @@ import numpy as np
 from mmd.kernels.book import apply_levels
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_delta, apply_snapshot
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_delta, apply_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 XRP_SAMPLE = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import tempfile
 import time
 from collections import deque
@@ -30,7 +31,10 @@ from mmd.market.book import L2Book
 from mmd.market.features import FeatureEngine
 from mmd.model.codes import BUY
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_delta, apply_snapshot, features_on_book
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_delta, apply_snapshot, features_on_book
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 BTC = DATA / "binance_usdm_btcusdt_2024-07-18_19"

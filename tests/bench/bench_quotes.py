@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,10 @@ from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_q
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import Quoter
-from tests.book_oracle import apply_snapshot
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_snapshot
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 NOW_NS = 1_700_000_004_000_000_000

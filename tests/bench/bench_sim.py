@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +32,11 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.events import SubmitOrder
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
-from tests.book_oracle import apply_snapshot
-from tests.exchange_probe import queue_ahead_lots
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_snapshot
+from exchange_probe import queue_ahead_lots
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 BEST_BID, BEST_ASK = 650_000, 650_001
