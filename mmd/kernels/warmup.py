@@ -202,20 +202,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
         0,
         *_levels(),
     ),
-    "book_sync.replay_book_tops": lambda: (
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 5), I64),
-        np.zeros((0, 3), I64),
-        np.zeros((0, 6), I64),
-        np.zeros(0, I64),
-        np.zeros(0, I64),
-        np.zeros(0, I64),
-        np.zeros((0, 4, 2), I64),
-        np.zeros((0, 4), I64),
-    ),
-    # features: oversized state arrays of the engine's dtypes; zeros keep every clock still, the
-    # ones/NaN variants give the paths that divide a non-zero window or bucket count
     "features.compute_imbalance": lambda: (_side()[1], 1, _side()[1], 1, 5),
     "features.compute_log_depth_ratio": lambda: (_side()[1], 1, _side()[1], 1, 5),
     "features.compute_weighted_mid_ticks": lambda: (*_side(), 1, *_side(), 1),

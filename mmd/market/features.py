@@ -35,7 +35,6 @@ from mmd.kernels.features import (
     F_TRADE_RATE_HZ,
     F_VPIN,
     I_VOL_LOG_RING,
-    I_VPIN_BUCKET_LOTS,
     N_FEATURES,
     apply_book_gap,
     apply_reset,
@@ -259,10 +258,6 @@ class FeatureEngine:
     def ready(self) -> bool:
         """True once the volatility window holds at least READY_MIN_RETURNS sampled returns."""
         return int(self._istate[I_VOL_LOG_RING + 1]) >= READY_MIN_RETURNS
-
-    def vpin_bucket_lots(self) -> int:
-        """The VPIN bucket volume in lots (0 while auto mode is still measuring it)."""
-        return int(self._istate[I_VPIN_BUCKET_LOTS])
 
     def ticks_to_px(self, ticks: float) -> float:
         """A tick-denominated feature (mid, microprice) in price units."""

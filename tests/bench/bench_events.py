@@ -14,6 +14,7 @@ recordings too. Without the shared data the benchmark reports `skipped`.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,11 @@ import numpy as np
 
 from mmd.feeds.convert import convert_binance_usdm, convert_cryptofeed
 from mmd.feeds.events import EventArrays, load_events, open_events
-from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH, replay_book_tops
+from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import replay_book_tops
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 CAPACITY = 200

@@ -36,7 +36,7 @@ from mmd.market.book import L2Book
 from mmd.market.features import FEATURE_NAMES, FeatureEngine
 from mmd.model.codes import BUY, SELL
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_delta, apply_snapshot, features_on_book
+from tests.book_oracle import apply_delta, apply_snapshot, features_on_book, vpin_bucket_lots
 
 SEC = 1_000_000_000
 # short windows: every ring wraps (and is re-summed) many times in the 8-minute recording
@@ -493,7 +493,7 @@ def test_features_vpin_matches_volume_interval_buckets(
     run: EngineRun = request.getfixturevalue(cfg_name)
     fixed = round(Decimal(str(cfg.vpin_bucket_volume)) / ref.lot)
     bucket, want = vpin_reference(ref, int(fixed), cfg.vpin_buckets)
-    assert run.engine.vpin_bucket_lots() == bucket
+    assert vpin_bucket_lots(run.engine) == bucket
     for i, w in enumerate(want):
         assert close(run.x[i][kf.F_VPIN], w, 1e-12), (i, run.x[i][kf.F_VPIN], w)
     assert sum(1 for w in want if not math.isnan(w)) > 1000
@@ -568,7 +568,7 @@ def test_features_fixed_bucket_without_lot_size_raises() -> None:
     with pytest.raises(ValueError, match="tick_size"):
         FeatureEngine(FeaturesConfig(), 0.0)
     assert (
-        FeatureEngine(FeaturesConfig(vpin_bucket_volume=1.0), 0.1, 0.001).vpin_bucket_lots() == 1000
+        vpin_bucket_lots(FeatureEngine(FeaturesConfig(vpin_bucket_volume=1.0), 0.1, 0.001)) == 1000
     )
 
 
