@@ -16,9 +16,11 @@ def _cache_dir() -> Path:
     from numba.core import config
 
     src = os.path.dirname(os.path.abspath(__file__))
-    if config.CACHE_DIR:
+    # set from NUMBA_CACHE_DIR when numba's config loads (not in numba's type information)
+    cache_dir: str = getattr(config, "CACHE_DIR", "")
+    if cache_dir:
         tag = hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
-        return Path(config.CACHE_DIR) / f"kernels_{tag}"
+        return Path(cache_dir) / f"kernels_{tag}"
     return Path(src) / "__pycache__"
 
 

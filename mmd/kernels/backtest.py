@@ -1,19 +1,21 @@
-"""The backtest loop over the event cache, one jitted call: book sync and apply, the paper
-exchange (due commands, crossing, queue updates, trades) and the portfolio, with the orders
-given as a command tape.
+"""The backtest loop over the event cache, one jitted call: book sync and apply, the strategy,
+risk, the paper exchange (due commands, crossing, queue updates, trades), the order manager
+and the portfolio (`advance`; state built by mmd.sim.strategy_loop.StrategyLoop).
 
 The exchange steps are composed exactly as the SimExchange wrapper composes them (mmd/sim/
 exchange.py): due commands are handled before each market event against the book as of the
 last market event (the "shadow" book, copied when the first command of a quiet period is sent
 and after a book event while commands are in flight), then the book or trade kernel runs, and
-every fill is applied to the portfolio in event order.
+every order event is applied to the order manager and the portfolio in event order.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from mmd.kernels.book import compute_mid_ticks
@@ -25,7 +27,6 @@ from mmd.kernels.book_sync import (
     reset_book_sync,
 )
 from mmd.kernels.exchange import (
-    CMD_SUBMIT,
     EVENT_DTYPE,
     EVT_ACCEPTED,
     EVT_CANCELED,
@@ -88,16 +89,14 @@ from mmd.model.codes import (
     SYNC_CROSSED,
 )
 
-# command tape columns (int64[n, TAPE_WIDTH]), rows in sending order
-TAPE_AFTER = 0  # stream row after which the command is sent
-TAPE_KIND = 1  # exchange.CMD_SUBMIT or CMD_CANCEL
-TAPE_SYM = 2
-TAPE_ORDER_ID = 3
-TAPE_SIDE = 4
-TAPE_PX = 5
-TAPE_QTY = 6
-TAPE_NOW_NS = 7  # exchange time the command is put on the wire
-TAPE_WIDTH = 8
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Rec = npt.NDArray[np.void]  # rows of a kernels.exchange / portfolio structured dtype
+# one group of the loop's state (data, mkt, exs, strat, acct, prm, rl, out: see below), arrays
+# of several dtypes
+Arrays = tuple[npt.NDArray[Any], ...]
+# advance()'s arguments but stop_row: (data, mkt, exs, strat, oms, acct, prm, rl, out)
+LoopState = tuple[Arrays, Arrays, Arrays, Arrays, I64, Arrays, Arrays, Arrays, Arrays]
 
 # fill output columns (int64[n, FILL_WIDTH]; the fee goes to a parallel float64 column)
 FILL_TS_NS = 0
@@ -109,69 +108,15 @@ FILL_QTY = 5
 FILL_LEAVES = 6
 FILL_WIDTH = 7
 
-# run_tape result codes (besides the number of fills)
+# result codes of the loop (besides OK)
 ERR_FILLS_FULL = -101  # out_fills too small
 ERR_KERNEL = -102  # an exchange or portfolio kernel refused (an invariant broke)
 
 
 @njit(cache=True, nogil=True)
-def _drain(ex, events, pos, out_fills, out_fees, n_fills) -> int:
-    """Apply the fills in the event buffer to pos, append them to out_fills; empty the buffer.
-    Returns the new fill count or a negative code."""
-    n = ex[0].n_events
-    for j in range(n):
-        e = events[j]
-        if e.kind != EVT_FILLED:
-            continue
-        if n_fills >= out_fills.shape[0]:
-            return ERR_FILLS_FULL
-        if apply_fill(pos, e.sym, e.side, e.px_ticks, e.qty_lots, e.fee_quote) < 0:
-            return ERR_KERNEL
-        r = out_fills[n_fills]
-        r[FILL_TS_NS] = e.ts_ns
-        r[FILL_SYM] = e.sym
-        r[FILL_ORDER_ID] = e.order_id
-        r[FILL_SIDE] = e.side
-        r[FILL_PX] = e.px_ticks
-        r[FILL_QTY] = e.qty_lots
-        r[FILL_LEAVES] = e.leaves_lots
-        out_fees[n_fills] = e.fee_quote
-        n_fills += 1
-    ex[0].n_events = 0
-    return n_fills
-
-
-@njit(cache=True, nogil=True)
-def _due(
-    ex,
-    syms,
-    orders,
-    free,
-    cmds,
-    events,
-    sh_px,
-    sh_qty,
-    sh_n,
-    now_ns,
-    pos,
-    out_fills,
-    out_fees,
-    n_fills,
-) -> int:
-    while True:
-        rc = process_due(ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n, now_ns)
-        n_fills = _drain(ex, events, pos, out_fills, out_fees, n_fills)
-        if n_fills < 0:
-            return n_fills
-        if rc != ERR_FULL:
-            break
-    if rc < 0:
-        return ERR_KERNEL
-    return n_fills
-
-
-@njit(cache=True, nogil=True)
-def _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym) -> None:
+def _copy_shadow(
+    books_px: I64, books_qty: I64, states: I64, sh_px: I64, sh_qty: I64, sh_n: I64, sym: int
+) -> None:
     # the live levels only: the exchange kernels read a book side up to its level count
     for side in range(2):
         n = states[sym, SYNC_N_BIDS + side]
@@ -181,186 +126,12 @@ def _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym) -> None:
         sh_n[sym, side] = n
 
 
-@njit(cache=True, nogil=True)
-def run_tape(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    cmds: np.ndarray,
-    events: np.ndarray,
-    pos: np.ndarray,
-    books_px: np.ndarray,
-    books_qty: np.ndarray,
-    states: np.ndarray,
-    sh_px: np.ndarray,
-    sh_qty: np.ndarray,
-    sh_n: np.ndarray,
-    seen: np.ndarray,
-    stream: np.ndarray,
-    frames: np.ndarray,
-    book_ts: np.ndarray,
-    lv_px: np.ndarray,
-    lv_qty: np.ndarray,
-    inst_flags: np.ndarray,
-    trade_ts: np.ndarray,
-    trade_px: np.ndarray,
-    trade_qty: np.ndarray,
-    trade_side: np.ndarray,
-    tape: np.ndarray,
-    out_fills: np.ndarray,
-    out_fees: np.ndarray,
-) -> int:
-    """Walk the merged event stream once: rebuild the books, let the paper exchange see every
-    synced book frame and every trade, put the tape's commands on the wire after their stream
-    row, and apply every fill to the portfolio.
-
-    Mutates: ex, syms, orders, free, cmds, events (the exchange state of
-    kernels.exchange.alloc_exchange, symbol ids = the event cache's), pos (POSITION_DTYPE per
-    symbol), books_px, books_qty (int64[n_sym, 2, capacity]), states (int64[n_sym,
-    SYNC_WIDTH]), sh_px, sh_qty (int64[n_sym, 2, capacity]), sh_n (int64[n_sym, 2]) the
-    exchange's book as of the last market event, seen (int64[n_sym], 1 once the exchange saw a
-    book), out_fills (int64[k, FILL_WIDTH]), out_fees (float64[k]).
-
-    Args:
-        stream: int64[n_events, 3] (ev_kind, ev_sym, ev_idx) (EventArrays.stream_table()).
-        frames: int64[n_frames, 6] (EventArrays.book_table()); book_ts: int64[n_frames]
-            exchange stamps of the book frames.
-        lv_px, lv_qty: level rows (ticks, lots); inst_flags: INST_* per instrument row.
-        trade_ts, trade_px, trade_qty, trade_side: the trade columns.
-        tape: int64[n_cmd, TAPE_WIDTH] commands in sending order, TAPE_AFTER non-decreasing.
-
-    Returns:
-        The number of fills written, ERR_FILLS_FULL or ERR_KERNEL.
-    """
-    n_fills = 0
-    k = 0
-    n_tape = tape.shape[0]
-    for i in range(stream.shape[0]):
-        kind = stream[i, 0]
-        sym = stream[i, 1]
-        idx = stream[i, 2]
-        if kind == EV_INSTRUMENT:
-            if inst_flags[idx] & (INST_NEW | INST_CHANGED):
-                reset_book_sync(states[sym])
-        elif kind == EV_BOOK:
-            st = states[sym]
-            apply_cached_frame(books_px, books_qty, states, sym, frames, idx, lv_px, lv_qty)
-            if st[SYNC_SYNCED]:
-                ts = book_ts[idx]
-                if ex[0].cmd_tail > ex[0].cmd_head:
-                    n_fills = _due(
-                        ex,
-                        syms,
-                        orders,
-                        free,
-                        cmds,
-                        events,
-                        sh_px,
-                        sh_qty,
-                        sh_n,
-                        ts,
-                        pos,
-                        out_fills,
-                        out_fees,
-                        n_fills,
-                    )
-                    if n_fills < 0:
-                        return n_fills
-                seen[sym] = 1
-                rc = on_book(
-                    ex,
-                    syms,
-                    orders,
-                    free,
-                    events,
-                    sym,
-                    books_px[sym, 0],
-                    books_qty[sym, 0],
-                    st[SYNC_N_BIDS],
-                    books_px[sym, 1],
-                    books_qty[sym, 1],
-                    st[SYNC_N_ASKS],
-                    ts,
-                )
-                if rc < 0:
-                    return ERR_KERNEL
-                if rc:
-                    n_fills = _drain(ex, events, pos, out_fills, out_fees, n_fills)
-                    if n_fills < 0:
-                        return n_fills
-                if syms[sym].pending:
-                    _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, sym)
-        elif kind == EV_TRADE:
-            ts = trade_ts[idx]
-            if ex[0].cmd_tail > ex[0].cmd_head:
-                n_fills = _due(
-                    ex,
-                    syms,
-                    orders,
-                    free,
-                    cmds,
-                    events,
-                    sh_px,
-                    sh_qty,
-                    sh_n,
-                    ts,
-                    pos,
-                    out_fills,
-                    out_fees,
-                    n_fills,
-                )
-                if n_fills < 0:
-                    return n_fills
-            rc = on_trade(
-                ex,
-                syms,
-                orders,
-                free,
-                events,
-                sym,
-                ts,
-                trade_px[idx],
-                trade_qty[idx],
-                trade_side[idx],
-            )
-            if rc < 0:
-                return ERR_KERNEL
-            if rc:
-                n_fills = _drain(ex, events, pos, out_fills, out_fees, n_fills)
-                if n_fills < 0:
-                    return n_fills
-        while k < n_tape and tape[k, TAPE_AFTER] <= i:
-            c = tape[k]
-            s = c[TAPE_SYM]
-            if seen[s] and syms[s].pending == 0:
-                _copy_shadow(books_px, books_qty, states, sh_px, sh_qty, sh_n, s)
-            if c[TAPE_KIND] == CMD_SUBMIT:
-                rc = submit(
-                    ex,
-                    syms,
-                    cmds,
-                    s,
-                    c[TAPE_ORDER_ID],
-                    c[TAPE_SIDE],
-                    c[TAPE_PX],
-                    c[TAPE_QTY],
-                    c[TAPE_NOW_NS],
-                )
-            else:
-                rc = cancel(ex, syms, cmds, s, c[TAPE_ORDER_ID], c[TAPE_NOW_NS])
-            if rc < 0:
-                return ERR_KERNEL
-            k += 1
-    return n_fills
-
-
 # =============================================================================================
 # The whole loop: market + strategy + risk + paper exchange + order manager + portfolio
 # =============================================================================================
 # The same steps, in the same order, as `mmd backtest --engine python` (FrameHandler -> MarketHub
 # -> Trader.on_message -> Trader.quote after every book frame), over the event cache. State
-# travels as tuples of arrays (see mmd.sim.backtest.StrategyLoop, which builds them):
+# travels as tuples of arrays (see mmd.sim.strategy_loop.StrategyLoop, which builds them):
 #
 #   data  (read only): stream int64[n, 3] (kind, sym, idx), ev_recv int64[n], ev_frame int64[n],
 #         frames int64[n_frames, 6], book_ts int64[n_frames], lv_px, lv_qty, inst_flags,
@@ -461,7 +232,7 @@ ERR_CALIBRATION = -106  # the calibration window refused a trade
 
 
 @njit(cache=True, nogil=True)
-def _feed_sample(g, lat_ring, lat_sorted, ts_exch: int, ts_recv: int) -> None:
+def _feed_sample(g: I64, lat_ring: I64, lat_sorted: I64, ts_exch: int, ts_recv: int) -> None:
     # FeedDerivedLatency.on_feed_sample: samples above the most negative raw latency seen, a
     # sliding window kept sorted
     raw = ts_recv - ts_exch
@@ -491,18 +262,18 @@ def _feed_sample(g, lat_ring, lat_sorted, ts_exch: int, ts_recv: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _feed_latency(g, lat_sorted, min_samples: int) -> int:
+def _feed_latency(g: I64, lat_sorted: I64, min_samples: int) -> int:
     n = g[G_LAT_N]
     if n < min_samples:
         return -1
     mid = n // 2
     if n % 2:
-        return lat_sorted[mid]
-    return (lat_sorted[mid - 1] + lat_sorted[mid]) // 2
+        return int(lat_sorted[mid])
+    return int((lat_sorted[mid - 1] + lat_sorted[mid]) // 2)
 
 
 @njit(cache=True, nogil=True)
-def _total_pnl(pos) -> float:
+def _total_pnl(pos: Rec) -> float:
     total = 0.0
     for s in range(pos.shape[0]):
         total += compute_pnl_quote(pos, s)
@@ -510,7 +281,7 @@ def _total_pnl(pos) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _check_pnl(g, gf, pos, si, pf, ts_ns: int) -> int:
+def _check_pnl(g: I64, gf: F64, pos: Rec, si: I64, pf: F64, ts_ns: int) -> int:
     # Trader._check_pnl: DayPnl.update, then RiskGate.on_pnl
     total = 0.0
     for s in range(pos.shape[0]):
@@ -531,7 +302,7 @@ def _check_pnl(g, gf, pos, si, pf, ts_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _oms_find(oms, si, s: int, oid: int) -> int:
+def _oms_find(oms: I64, si: I64, s: int, oid: int) -> int:
     for j in range(si[s, SI_N_OMS]):
         if oms[s, j, OM_OID] == oid:
             return j
@@ -539,7 +310,7 @@ def _oms_find(oms, si, s: int, oid: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _oms_remove(oms, si, s: int, j: int) -> None:
+def _oms_remove(oms: I64, si: I64, s: int, j: int) -> None:
     n = si[s, SI_N_OMS]
     for k in range(j, n - 1):
         for c in range(OM_WIDTH):
@@ -548,7 +319,9 @@ def _oms_remove(oms, si, s: int, j: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees) -> int:
+def _apply_events(
+    ex: Rec, events: Rec, pos: Rec, g: I64, oms: I64, si: I64, o_fills: I64, o_fees: F64
+) -> int:
     """Trader.apply_events over the exchange's event buffer: order manager, portfolio, fills
     out. Returns the number of events applied, or a negative code."""
     n = ex[0].n_events
@@ -602,11 +375,13 @@ def _apply_events(ex, events, pos, g, oms, si, o_fills, o_fees) -> int:
             else:
                 return ERR_ORDER_STATE
     ex[0].n_events = 0
-    return n
+    return int(n)
 
 
 @njit(cache=True, nogil=True)
-def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
+def _due_and_apply(
+    exs: Arrays, pos: Rec, g: I64, oms: I64, si: I64, o_fills: I64, o_fees: F64, now_ns: int
+) -> int:
     """SimExchange._process_due then apply: returns events applied or a negative code."""
     ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = exs
     total = 0
@@ -625,18 +400,18 @@ def _due_and_apply(exs, pos, g, oms, si, o_fills, o_fees, now_ns: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _send_commands(
-    ex,
-    syms,
-    cmds,
-    books_px,
-    books_qty,
-    states,
-    sh_px,
-    sh_qty,
-    sh_n,
-    oms,
-    si,
-    dcmds,
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
+    books_px: I64,
+    books_qty: I64,
+    states: I64,
+    sh_px: I64,
+    sh_qty: I64,
+    sh_n: I64,
+    oms: I64,
+    si: I64,
+    dcmds: Rec,
     n_cmds: int,
     s: int,
     exch_ns: int,
@@ -675,7 +450,19 @@ def _send_commands(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) -> int:
+def _quote(
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    s: int,
+    now_ns: int,
+) -> int:
     """Trader.quote(now_ns, [symbol]) for symbol s: SymbolStrategy.step, filter_cancels, risk,
     send. Returns OK or a negative code."""
     books_px, books_qty, states = mkt[0], mkt[1], mkt[2]
@@ -847,7 +634,20 @@ def _quote(data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, now_ns: int) 
 
 
 @njit(cache=True, nogil=True)
-def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int, now_ns: int) -> None:
+def _rl_step(
+    rl: Arrays,
+    ml: F64,
+    pos: Rec,
+    cal_f: F64,
+    qpi: I64,
+    qpf: F64,
+    si: I64,
+    max_lots: I64,
+    books_px: I64,
+    st: I64,
+    s: int,
+    now_ns: int,
+) -> None:
     q, visits, rpi, rpf_rl, actions, rs, rng, obs = rl
     ob = obs[s]
     ml_max = max_lots[s]
@@ -878,7 +678,7 @@ def _rl_step(rl, ml, pos, cal_f, qpi, qpf, si, max_lots, books_px, st, s: int, n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sample(mkt, acct, si, out, prm, s: int) -> int:
+def _sample(mkt: Arrays, acct: Arrays, si: I64, out: Arrays, prm: Arrays, s: int) -> int:
     """What `mmd backtest` samples after a frame of a synced symbol: the equity curve and
     the mid every PI_SAMPLE_NS of the book's time, and the quote target's top when it
     changed."""
@@ -942,7 +742,18 @@ def _sample(mkt, acct, si, out, prm, s: int) -> int:
 
 @njit(cache=True, nogil=True, inline="always")
 def _on_book_event(
-    data, mkt, exs, strat, oms, acct, prm, rl, out, s: int, idx: int, recv: int
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    s: int,
+    idx: int,
+    recv: int,
 ) -> int:
     frames, book_ts = data[3], data[4]
     lv_px, lv_qty = data[5], data[6]
@@ -1029,7 +840,18 @@ def _on_book_event(
 
 
 @njit(cache=True, nogil=True)
-def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> int:
+def advance(
+    data: Arrays,
+    mkt: Arrays,
+    exs: Arrays,
+    strat: Arrays,
+    oms: I64,
+    acct: Arrays,
+    prm: Arrays,
+    rl: Arrays,
+    out: Arrays,
+    stop_row: int,
+) -> int:
     """Run the backtest from stream row acct[2][G_ROW] up to (not including) stop_row.
 
     Every event is handled as `mmd backtest --engine python` handles its frame: a book frame
@@ -1133,9 +955,9 @@ def advance(data, mkt, exs, strat, oms, acct, prm, rl, out, stop_row: int) -> in
 
 def sample_state(
     n_sym: int = 1, cap: int = 4, levels: int = 1, ring: int = 8, n_steps: int = 4, depth: int = 3
-) -> tuple[tuple[np.ndarray, ...], ...]:
+) -> LoopState:
     """Small valid state tuples for `advance` (empty stream, one instrument-less symbol): the
-    dtypes and shapes `mmd.sim.backtest.StrategyLoop` builds, for compiling ahead of time
+    dtypes and shapes `mmd.sim.strategy_loop.StrategyLoop` builds, for compiling ahead of time
     (kernels.warmup). Returns (data, mkt, exs, strat, oms, acct, prm, rl, out)."""
     from mmd.kernels.calibration import STATE_F_SIZE, STATE_I_SIZE
     from mmd.kernels.exchange import CMD_DTYPE, alloc_exchange
@@ -1260,6 +1082,6 @@ def sample_state(
     return data, mkt, exs, strat, oms_rows(n_sym, 8), acct, prm, rl, out
 
 
-def oms_rows(n_sym: int, capacity: int) -> np.ndarray:
+def oms_rows(n_sym: int, capacity: int) -> I64:
     """An empty order manager: int64[n_sym, capacity, OM_WIDTH]."""
     return np.zeros((n_sym, capacity, OM_WIDTH), np.int64)

@@ -160,32 +160,6 @@ def apply_levels(
 
 
 @njit(cache=True, nogil=True)
-def apply_snapshot_side(
-    side_px: I64, side_qty: I64, snap_px: I64, snap_qty: I64, is_bid: bool
-) -> int:
-    """Replace one book side with snapshot levels.
-
-    The snapshot may come in any order; levels with qty 0 are skipped, a repeated price keeps
-    its last size, and only the best `capacity` levels are kept.
-
-    Mutates: side_px, side_qty (only when the return value is >= 0).
-
-    Args:
-        side_px: int64[capacity] level prices in ticks (overwritten).
-        side_qty: int64[capacity] level sizes in lots (overwritten).
-        snap_px: int64[k] snapshot prices in ticks.
-        snap_qty: int64[k] snapshot sizes in lots (>= 0).
-        is_bid: True for the bid side (descending), False for the ask side (ascending).
-
-    Returns:
-        The new level count (0..capacity), or ERR_BAD_INPUT when a qty is negative or the
-        array lengths mismatch; the side is then left untouched.
-    """
-    # a snapshot is a batch of inserts into an empty side
-    return int(apply_levels(side_px, side_qty, 0, snap_px, snap_qty, is_bid))
-
-
-@njit(cache=True, nogil=True)
 def compute_is_crossed(bid_px: I64, n_bid: int, ask_px: I64, n_ask: int) -> bool:
     """Whether the book is crossed or locked (best bid >= best ask). Pure.
 
@@ -237,23 +211,3 @@ def compute_spread_ticks(bid_px: I64, n_bid: int, ask_px: I64, n_ask: int) -> fl
     if n_bid <= 0 or n_ask <= 0:
         return np.nan
     return float(ask_px[0] - bid_px[0])
-
-
-@njit(cache=True, nogil=True)
-def compute_depth_qty(side_qty: I64, n_levels: int, k: int) -> int:
-    """Total size of the best k levels of one side. Pure.
-
-    Args:
-        side_qty: int64[capacity] level sizes in lots, best first.
-        n_levels: number of live levels, 0 <= n_levels <= capacity.
-        k: how many levels to add up (>= 0); more than n_levels means all of them.
-
-    Returns:
-        The summed size in lots (>= 0), or ERR_BAD_INPUT when k < 0 or n_levels is out of range.
-    """
-    if k < 0 or n_levels < 0 or n_levels > side_qty.shape[0]:
-        return ERR_BAD_INPUT
-    total = 0
-    for i in range(min(k, n_levels)):
-        total += side_qty[i]
-    return total

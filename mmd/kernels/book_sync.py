@@ -18,10 +18,6 @@ from mmd.model.codes import (
     BOOK_REST,
     BOOK_SNAPSHOT,
     ERR_BAD_INPUT,
-    EV_BOOK,
-    EV_INSTRUMENT,
-    INST_CHANGED,
-    INST_NEW,
     SYNC_APPLY_DELTA,
     SYNC_APPLY_SNAPSHOT,
     SYNC_BAD_FRAME,
@@ -195,64 +191,3 @@ def apply_cached_frame(
         lv_qty[r0:r1],
         frames[idx, 4] - r0,
     )
-
-
-@njit(cache=True, nogil=True)
-def replay_book_tops(
-    books_px: I64,
-    books_qty: I64,
-    states: I64,
-    stream: I64,
-    frames: I64,
-    lv_px: I64,
-    lv_qty: I64,
-    inst_flags: I64,
-    out_top: I64,
-    out_state: I64,
-) -> int:
-    """Walk the merged event stream, rebuild every symbol's book, record its top after each
-    book frame (the reference loop: what a backtest loop does before its strategy).
-
-    Mutates: books_px, books_qty (int64[n_sym, 2, capacity]), states (int64[n_sym,
-    SYNC_WIDTH]), out_top (int64[n_frames, 4, n_top]: bid px, bid qty, ask px, ask qty; 0 past
-    the live levels), out_state (int64[n_frames, 4]: action, synced, n_bids, n_asks).
-
-    Args:
-        stream: int64[n_events, 3] the event cache's (ev_kind, ev_sym, ev_idx) columns.
-        frames: int64[n_frames, 6] (flags, u, seq, first level row, first ask row, end row)
-            per book frame (EventArrays.book_table()).
-        lv_px, lv_qty: int64 level rows in ticks and lots.
-        inst_flags: int64 INST_* bits per instrument row.
-
-    Returns:
-        The number of book frames walked.
-    """
-    n_top = out_top.shape[2]
-    walked = 0
-    for i in range(stream.shape[0]):
-        kind = stream[i, 0]
-        sym = stream[i, 1]
-        idx = stream[i, 2]
-        if kind == EV_INSTRUMENT:
-            if inst_flags[idx] & (INST_NEW | INST_CHANGED):
-                reset_book_sync(states[sym])
-            continue
-        if kind != EV_BOOK:
-            continue
-        st = states[sym]
-        action = apply_cached_frame(books_px, books_qty, states, sym, frames, idx, lv_px, lv_qty)
-        out_state[idx, 0] = action
-        out_state[idx, 1] = st[SYNC_SYNCED]
-        out_state[idx, 2] = st[SYNC_N_BIDS]
-        out_state[idx, 3] = st[SYNC_N_ASKS]
-        for side in range(2):
-            n = st[SYNC_N_BIDS + side]
-            for j in range(n_top):
-                if j < n:
-                    out_top[idx, 2 * side, j] = books_px[sym, side, j]
-                    out_top[idx, 2 * side + 1, j] = books_qty[sym, side, j]
-                else:
-                    out_top[idx, 2 * side, j] = 0
-                    out_top[idx, 2 * side + 1, j] = 0
-        walked += 1
-    return walked

@@ -3,11 +3,11 @@
 The whole per-event logic of the paper exchange as free functions over state arrays, callable
 from Python (`mmd.sim.exchange.SimExchange`, the live driver) and from inside another njit
 function (a jitted backtest loop). The semantics are those listed in `mmd/sim/exchange.py`;
-the queue arithmetic (and its parallel-array twin, kept for its tests) is `mmd.kernels.queue`.
+the queue arithmetic (level lookup, the probabilistic models) is here too.
 
 State (allocate with `alloc_exchange`; dtypes below, all C-contiguous):
 
-- `ex`: EXCH_DTYPE[1], venue-wide: queue model (QUEUE_* of `mmd.kernels.queue`), its power,
+- `ex`: EXCH_DTYPE[1], venue-wide: queue model (QUEUE_* below), its power,
   partial fills (0/1), maker and taker fee rates, entry and cancel latency (ns), the arrival
   time (ns) of the last command sent (commands never overtake one another), the FIFO bounds
   of `cmds` (cmd_head, cmd_tail) and the number of events written to `events` (n_events).
@@ -39,31 +39,18 @@ range (bad trade, unknown symbol index), codes.ERR_FULL when `cmds` or `events` 
 (nothing is lost: the command is not queued / the call stops before writing).
 """
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
-from mmd.kernels.queue import (
-    QUEUE_PROB_LOG,
-    QUEUE_PROB_POWER,
-    QUEUE_RISK_AVERSE,
-    SLOT_FREE,
-    SLOT_LIVE,
-    _lots_past_front,
-    compute_back_prob,
-    compute_level_qty,
-)
 from mmd.model.codes import BUY, ERR_BAD_INPUT, ERR_FULL, OK, SELL
-
-__all__ = [
-    "QUEUE_PROB_LOG",
-    "QUEUE_PROB_POWER",
-    "QUEUE_RISK_AVERSE",
-    "SLOT_FREE",
-    "SLOT_LIVE",
-]
 
 I8 = np.int64
 F8 = np.float64
+I64 = npt.NDArray[np.int64]
+Rec = npt.NDArray[np.void]  # a structured array of one of the dtypes below
 
 ORDER_DTYPE = np.dtype(
     [
@@ -183,12 +170,25 @@ REASON_NAMES = (
 LIQ_MAKER = 1
 LIQ_TAKER = 2
 
+# queue models (EXCH_DTYPE.model)
+QUEUE_RISK_AVERSE = 0
+QUEUE_PROB_POWER = 1
+QUEUE_PROB_LOG = 2
+
+# slot status (ORDER_DTYPE.live)
+SLOT_FREE = 0
+SLOT_LIVE = 1
+
+# queue_ahead below -(k - _EPS) lots frees k whole lots for us (absorbs float noise of the
+# probabilistic models)
+_EPS = 1e-9
+
 _NEVER_NS = -(2**62)
 
 
 def alloc_exchange(
     n_sym: int, capacity: int, n_cmd: int = 256, n_events: int = 1024
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Rec, Rec, Rec, I64, Rec, Rec]:
     """Fresh exchange state: (ex, syms, orders, free, cmds, events), every slot free.
 
     The caller sets ex[0]'s model/power/partial/fee/latency fields and each syms row's units
@@ -205,7 +205,7 @@ def alloc_exchange(
 
 
 @njit(cache=True, nogil=True)
-def reset_symbol(syms: np.ndarray, orders: np.ndarray, free: np.ndarray, sym: int) -> int:
+def reset_symbol(syms: Rec, orders: Rec, free: I64, sym: int) -> int:
     """Forget one symbol's orders and book (its units stay).
 
     Mutates: syms[sym] (book_ns, has_book, n_free, pending), orders[sym], free[sym].
@@ -227,7 +227,7 @@ def reset_symbol(syms: np.ndarray, orders: np.ndarray, free: np.ndarray, sym: in
 
 
 @njit(cache=True, nogil=True)
-def set_latency(ex: np.ndarray, entry_ns: int, cancel_ns: int) -> int:
+def set_latency(ex: Rec, entry_ns: int, cancel_ns: int) -> int:
     """Travel times (ns, >= 0) of the commands sent from now on.
 
     Mutates: ex[0].entry_ns, ex[0].cancel_ns. Returns: OK, or ERR_BAD_INPUT (nothing changed)
@@ -241,7 +241,18 @@ def set_latency(ex: np.ndarray, entry_ns: int, cancel_ns: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _send(ex, syms, cmds, kind, sym, order_id, side, px, qty, now_ns) -> int:
+def _send(
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
+    kind: int,
+    sym: int,
+    order_id: int,
+    side: int,
+    px: int,
+    qty: int,
+    now_ns: int,
+) -> int:
     e = ex[0]
     head = e.cmd_head
     tail = e.cmd_tail
@@ -273,9 +284,9 @@ def _send(ex, syms, cmds, kind, sym, order_id, side, px, qty, now_ns) -> int:
 
 @njit(cache=True, nogil=True)
 def submit(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    cmds: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    cmds: Rec,
     sym: int,
     order_id: int,
     side: int,
@@ -294,9 +305,7 @@ def submit(
 
 
 @njit(cache=True, nogil=True)
-def cancel(
-    ex: np.ndarray, syms: np.ndarray, cmds: np.ndarray, sym: int, order_id: int, now_ns: int
-) -> int:
+def cancel(ex: Rec, syms: Rec, cmds: Rec, sym: int, order_id: int, now_ns: int) -> int:
     """Put a cancel of order_id on the wire at now_ns (cancel latency, FIFO as `submit`).
 
     Mutates: ex[0], cmds, syms[sym].pending. Returns: OK, or ERR_FULL (not queued).
@@ -306,7 +315,20 @@ def cancel(
 
 @njit(cache=True, nogil=True)
 def _emit(
-    ex, events, kind, reason, sym, slot, order_id, side, px, qty, leaves, fill_no, fee, ts_ns
+    ex: Rec,
+    events: Rec,
+    kind: int,
+    reason: int,
+    sym: int,
+    slot: int,
+    order_id: int,
+    side: int,
+    px: int,
+    qty: int,
+    leaves: int,
+    fill_no: int,
+    fee: float,
+    ts_ns: int,
 ) -> None:
     # caller checked room
     e = ex[0]
@@ -345,7 +367,9 @@ def compute_fee_quote(
 
 
 @njit(cache=True, nogil=True)
-def _fill(ex, syms, orders, free, events, sym, i, qty, ts_ns) -> None:
+def _fill(
+    ex: Rec, syms: Rec, orders: Rec, free: I64, events: Rec, sym: int, i: int, qty: int, ts_ns: int
+) -> None:
     # one maker fill of qty lots of slot i at its own price; frees the slot when done
     o = orders[sym, i]
     leaves = o.leaves_lots - qty
@@ -376,7 +400,7 @@ def _fill(ex, syms, orders, free, events, sym, i, qty, ts_ns) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _release(syms, orders, free, sym, i) -> None:
+def _release(syms: Rec, orders: Rec, free: I64, sym: int, i: int) -> None:
     o = orders[sym, i]
     o.live = SLOT_FREE
     o.leaves_lots = 0
@@ -387,7 +411,7 @@ def _release(syms, orders, free, sym, i) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _find_live(orders, sym, order_id) -> int:
+def _find_live(orders: Rec, sym: int, order_id: int) -> int:
     for i in range(orders.shape[1]):
         o = orders[sym, i]
         if o.live == SLOT_LIVE and o.order_id == order_id:
@@ -396,7 +420,17 @@ def _find_live(orders, sym, order_id) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> None:
+def _accept(
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
+    book_px: I64,
+    book_qty: I64,
+    book_n: I64,
+    c: np.record,
+) -> None:
     s = c.sym
     ts = c.arrival_ns
     oid = c.order_id
@@ -463,15 +497,15 @@ def _accept(ex, syms, orders, free, events, book_px, book_qty, book_n, c) -> Non
 
 @njit(cache=True, nogil=True)
 def process_due(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    cmds: np.ndarray,
-    events: np.ndarray,
-    book_px: np.ndarray,
-    book_qty: np.ndarray,
-    book_n: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    cmds: Rec,
+    events: Rec,
+    book_px: I64,
+    book_qty: I64,
+    book_n: I64,
     now_ns: int,
 ) -> int:
     """Handle, in arrival order, the commands that reached the exchange by now_ns.
@@ -569,17 +603,17 @@ def process_due(
 
 @njit(cache=True, nogil=True)
 def on_book(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    events: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
     sym: int,
-    bid_px: np.ndarray,
-    bid_qty: np.ndarray,
+    bid_px: I64,
+    bid_qty: I64,
     n_bids: int,
-    ask_px: np.ndarray,
-    ask_qty: np.ndarray,
+    ask_px: I64,
+    ask_qty: I64,
     n_asks: int,
     ts_ns: int,
 ) -> int:
@@ -590,7 +624,10 @@ def on_book(
     For each live slot in slot order: a buy with best ask <= its price (a sell with best bid
     >= its price) fills its whole leaves (maker, at its price; hftbacktest's "filled without
     a trade"). Otherwise the queue model updates queue_ahead when the real size at its price
-    changed (see `mmd.kernels.queue.update_orders_on_book`, same arithmetic).
+    changed: with new the real size at its price (unknown beyond a full side: untouched),
+    chg = seen - new - traded, QUEUE_RISK_AVERSE or growth gives min(queue, new); the
+    probabilistic models advance by the share (1 - p) of chg ahead of us, p from
+    `compute_back_prob`, never raising the queue.
 
     Mutates: syms[sym] (book_ns, has_book, n_free), orders[sym], free[sym], events, ex[0].
     Returns: the number of fills written, ERR_BAD_INPUT for sym out of range, or ERR_FULL
@@ -646,7 +683,79 @@ def on_book(
 
 
 @njit(cache=True, nogil=True)
-def _priority(orders, sym, maker_side, idx) -> int:
+def compute_level_qty(side_px: I64, side_qty: I64, n_levels: int, px: int, is_bid: bool) -> int:
+    """Real size at one price of one book side.
+
+    Args:
+        side_px: int64[capacity] level prices (ticks), best first.
+        side_qty: int64[capacity] level sizes (lots), parallel to side_px.
+        n_levels: live levels in the side.
+        px: the price (ticks) to look up.
+        is_bid: True for the bid side (descending prices).
+
+    Returns:
+        The size in lots, 0 when the price is not a level, or -1 when it is unknown: the side
+        is full (n_levels == capacity) and px is worse than its worst level, so the level may
+        exist beyond what the book keeps.
+    """
+    for i in range(n_levels):
+        lvl = side_px[i]
+        if lvl == px:
+            return int(side_qty[i])
+        if (is_bid and lvl < px) or (not is_bid and lvl > px):
+            return 0  # passed the price: it is not a level
+    if n_levels == side_px.shape[0] and n_levels > 0:
+        return -1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def compute_back_prob(front: float, back: float, model: int, power: float) -> float:
+    """Probability that a depth decrease at our level happened behind us.
+
+    p = f(back) / (f(back) + f(front)), with f(x) = x**power (QUEUE_PROB_POWER) or
+    f(x) = log(1 + x) (QUEUE_PROB_LOG); front and back are clamped at 0. When both f values are
+    0 (nothing ahead and nothing behind) p = 1: nothing ahead of us can shrink. QUEUE_RISK_AVERSE
+    returns 1 (depth decreases never advance us).
+
+    Args:
+        front: size ahead of us (lots).
+        back: size behind us (lots).
+        model: QUEUE_* code.
+        power: n of the power model.
+
+    Returns:
+        p in [0, 1].
+    """
+    if model == QUEUE_RISK_AVERSE:
+        return 1.0
+    f = max(front, 0.0)
+    b = max(back, 0.0)
+    if model == QUEUE_PROB_LOG:
+        fb = math.log1p(b)
+        ff = math.log1p(f)
+    else:
+        fb = b**power
+        ff = f**power
+    tot = fb + ff
+    if not tot > 0.0 or not math.isfinite(tot):
+        # both zero -> nothing ahead can shrink; overflow of x**n -> compare in log space
+        if tot > 0.0:
+            return 1.0 if b >= f else 0.0
+        return 1.0
+    return fb / tot
+
+
+@njit(cache=True, nogil=True)
+def _lots_past_front(queue: float) -> int:
+    # whole lots of a trade that went past the queue ahead of us
+    if queue < 0.0:
+        return math.floor(-queue + _EPS)
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _priority(orders: Rec, sym: int, maker_side: int, idx: I64) -> int:
     # live slots on maker_side into idx: best price first, then earliest activation, then
     # lowest slot (insertion sort: few slots)
     n = 0
@@ -673,11 +782,11 @@ def _priority(orders, sym, maker_side, idx) -> int:
 
 @njit(cache=True, nogil=True)
 def on_trade(
-    ex: np.ndarray,
-    syms: np.ndarray,
-    orders: np.ndarray,
-    free: np.ndarray,
-    events: np.ndarray,
+    ex: Rec,
+    syms: Rec,
+    orders: Rec,
+    free: I64,
+    events: Rec,
     sym: int,
     ts_ns: int,
     px_ticks: int,
@@ -690,8 +799,7 @@ def on_trade(
     The print's size is shared by our orders on the side it hits in price-time priority; only
     orders active before ts_ns take part; through-price prints fill min(print left, leaves),
     at-price prints advance the queue first (book-first correction when the book stamped at
-    or after ts_ns already showed the trade); all-or-nothing without partial fills. Same
-    arithmetic as `mmd.kernels.queue.update_orders_on_trade`.
+    or after ts_ns already showed the trade); all-or-nothing without partial fills.
 
     Mutates: orders[sym], syms[sym].n_free, free[sym], events, ex[0].n_events.
     Returns: the number of fills written, ERR_BAD_INPUT (nothing done) for qty_lots <= 0, a bad

@@ -22,8 +22,14 @@ from mmd.kernels.strategy import (
     CF_SIGMA,
     CI_CALIBRATED,
     CPI_STEP_NS,
+    F64,
     GATE_WAITING,
+    I64,
     QPI_TOLERANCE_TICKS,
+    MidCols,
+    Rec,
+    TradeCols,
+    Window,
     append_ring_mid,
     compute_cancel_all,
     compute_gate_state,
@@ -33,6 +39,13 @@ from mmd.kernels.strategy import (
     update_calibration_schedule,
 )
 from mmd.model.codes import OK
+
+Sides = tuple[I64, I64, I64, I64]  # (bid_px, bid_qty, ask_px, ask_qty)
+# decide_symbol_quotes' argument groups (its docstring)
+CalArgs = tuple[Window, I64, I64, F64, I64, F64]
+RingArgs = tuple[MidCols, TradeCols, I64]
+QuoteArgs = tuple[I64, F64, I64, F64, F64]
+BookArgs = tuple[I64, I64, I64]
 
 # advance_book_frame results (besides OK: applied, features updated)
 FRAME_CROSSED = 1  # applied, but the book came out crossed (features and mids untouched)
@@ -51,7 +64,14 @@ ERR_DECIDE_BUFFER = -43  # cmds or done too small
 
 @njit(cache=True, nogil=True)
 def advance_book_frame(
-    book, counts, feat, mids, mids_total, upd, is_snapshot: bool, ts_exch_ns: int
+    book: Sides,
+    counts: I64,
+    feat: tuple[F64, I64],
+    mids: MidCols,
+    mids_total: I64,
+    upd: Sides,
+    is_snapshot: bool,
+    ts_exch_ns: int,
 ) -> int:
     """Apply one book frame and everything that follows it on the market side.
 
@@ -100,14 +120,14 @@ def advance_book_frame(
 
 @njit(cache=True, nogil=True)
 def decide_symbol_quotes(
-    dec_i,
-    cal,
-    rings,
-    quote,
-    book,
-    orders,
-    cmds,
-    scratch,
+    dec_i: I64,
+    cal: CalArgs,
+    rings: RingArgs,
+    quote: QuoteArgs,
+    book: BookArgs,
+    orders: Rec,
+    cmds: Rec,
+    scratch: tuple[I64, I64],
     now_ns: int,
     market_ns: int,
     deadline_ns: int,

@@ -189,7 +189,7 @@ def apply_mlp(buf_a: F64, buf_b: F64, z: F64, weights: F64, biases: F64, sizes: 
         w_off += n_in * n_out
         b_off += n_out
         src, dst = dst, src
-    return src[0]
+    return float(src[0])
 
 
 @njit(cache=True)

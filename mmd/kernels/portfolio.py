@@ -19,9 +19,13 @@ price <= 0, a non-finite fee/amount, a non-positive mark, or a row out of range.
 import math
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from mmd.model.codes import BUY, ERR_BAD_INPUT, OK, SELL
+
+F64 = npt.NDArray[np.float64]
+Rec = npt.NDArray[np.void]  # POSITION_DTYPE rows
 
 POSITION_DTYPE = np.dtype(
     [
@@ -40,7 +44,7 @@ POSITION_DTYPE = np.dtype(
 )
 
 
-def alloc_positions(quote_per_tick_lot: np.ndarray) -> np.ndarray:
+def alloc_positions(quote_per_tick_lot: F64) -> Rec:
     """Flat, unmarked positions, one per symbol, with their tick * lot values."""
     pos = np.zeros(len(quote_per_tick_lot), POSITION_DTYPE)
     pos["mark_ticks"] = np.nan
@@ -78,7 +82,7 @@ def compute_fill(
 
 @njit(cache=True, nogil=True)
 def apply_fill(
-    pos: np.ndarray, sym: int, side: int, px_ticks: int, qty_lots: int, fee_quote: float
+    pos: Rec, sym: int, side: int, px_ticks: int, qty_lots: int, fee_quote: float
 ) -> int:
     """Apply one fill to row sym.
 
@@ -105,7 +109,7 @@ def apply_fill(
 
 
 @njit(cache=True, nogil=True)
-def apply_funding(pos: np.ndarray, sym: int, amount_quote: float) -> int:
+def apply_funding(pos: Rec, sym: int, amount_quote: float) -> int:
     """Book a funding payment (negative = paid) on row sym.
 
     Mutates: pos[sym].funding_quote. Returns: OK, or ERR_BAD_INPUT (nothing changed).
@@ -117,23 +121,25 @@ def apply_funding(pos: np.ndarray, sym: int, amount_quote: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def compute_realized_quote(pos: np.ndarray, sym: int) -> float:
+def compute_realized_quote(pos: Rec, sym: int) -> float:
     """Realized PnL of row sym (before fees and funding), quote. Pure."""
     p = pos[sym]
-    return p.realized_carry_quote + (p.cash_ticks_lots + p.cost_ticks_lots) * p.quote_per_tick_lot
+    return float(
+        p.realized_carry_quote + (p.cash_ticks_lots + p.cost_ticks_lots) * p.quote_per_tick_lot
+    )
 
 
 @njit(cache=True, nogil=True)
-def compute_unrealized_quote(pos: np.ndarray, sym: int) -> float:
+def compute_unrealized_quote(pos: Rec, sym: int) -> float:
     """Row sym valued at its mark against its average entry, quote (0 unmarked or flat). Pure."""
     p = pos[sym]
     if math.isnan(p.mark_ticks) or p.position_lots == 0:
         return 0.0
-    return (p.position_lots * p.mark_ticks - p.cost_ticks_lots) * p.quote_per_tick_lot
+    return float((p.position_lots * p.mark_ticks - p.cost_ticks_lots) * p.quote_per_tick_lot)
 
 
 @njit(cache=True, nogil=True)
-def update_mark(pos: np.ndarray, sym: int, mid_ticks: float) -> float:
+def update_mark(pos: Rec, sym: int, mid_ticks: float) -> float:
     """Set the mark (mid, ticks) of row sym and return its unrealized PnL (quote).
 
     Mutates: pos[sym].mark_ticks. Returns: the unrealized PnL, or NaN (nothing changed) for a
@@ -146,10 +152,10 @@ def update_mark(pos: np.ndarray, sym: int, mid_ticks: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def compute_pnl_quote(pos: np.ndarray, sym: int) -> float:
+def compute_pnl_quote(pos: Rec, sym: int) -> float:
     """realized + unrealized - fees + funding of row sym, quote. Pure."""
     p = pos[sym]
-    return (
+    return float(
         compute_realized_quote(pos, sym)
         + compute_unrealized_quote(pos, sym)
         - p.fees_quote

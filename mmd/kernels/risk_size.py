@@ -20,7 +20,11 @@ seconds), NaN until the first finite sigma.
 
 import math
 
+import numpy as np
+import numpy.typing as npt
 from numba import njit
+
+F64 = npt.NDArray[np.float64]
 
 RSP_W_VOL = 0
 RSP_W_DRAWDOWN = 1
@@ -35,7 +39,7 @@ REF_T_S = 1
 
 
 @njit(cache=True, nogil=True)
-def apply_vol_reference(ref, sigma_ticks: float, t_s: float, halflife_s: float) -> float:
+def apply_vol_reference(ref: F64, sigma_ticks: float, t_s: float, halflife_s: float) -> float:
     """Move the reference volatility towards sigma_ticks: ref += a (sigma - ref) with
     a = 1 - 2^(-dt / halflife_s), dt the seconds since the last update; the first finite sigma
     sets it. A NaN sigma or a time going back leaves it alone.
@@ -43,7 +47,7 @@ def apply_vol_reference(ref, sigma_ticks: float, t_s: float, halflife_s: float) 
     Mutates: ref (REF_SIGMA, REF_T_S). Returns: the reference (NaN until the first sigma).
     """
     if math.isnan(sigma_ticks):
-        return ref[REF_SIGMA]
+        return float(ref[REF_SIGMA])
     if math.isnan(ref[REF_SIGMA]):
         ref[REF_SIGMA] = sigma_ticks
         ref[REF_T_S] = t_s
@@ -53,12 +57,12 @@ def apply_vol_reference(ref, sigma_ticks: float, t_s: float, halflife_s: float) 
         a = 1.0 - 2.0 ** (-dt / halflife_s)
         ref[REF_SIGMA] += a * (sigma_ticks - ref[REF_SIGMA])
         ref[REF_T_S] = t_s
-    return ref[REF_SIGMA]
+    return float(ref[REF_SIGMA])
 
 
 @njit(cache=True, nogil=True)
 def compute_risk_score(
-    rsp,
+    rsp: F64,
     sigma_ticks: float,
     sigma_ref_ticks: float,
     drawdown_quote: float,
@@ -88,7 +92,7 @@ def compute_risk_score(
 
 @njit(cache=True, nogil=True)
 def compute_size_mult(
-    rsp,
+    rsp: F64,
     sigma_ticks: float,
     sigma_ref_ticks: float,
     drawdown_quote: float,

@@ -30,10 +30,15 @@ quadratic so small positions cost little.
 import math
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from mmd.kernels.features import F_AVG_TRADE_LOTS, F_OFI
 from mmd.kernels.strategy import ML_GAMMA_MULT, ML_SKEW_TICKS
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+U64 = npt.NDArray[np.uint64]
 
 RPI_INV_BINS = 0  # bins of position / max position over [-1, 1]
 RPI_VOL_BINS = 1  # bins of sigma / RPF_VOL_REF over [0, 2]
@@ -75,7 +80,7 @@ RS_REWARD_SUM = 7
 RS_SIZE = 8
 
 
-def new_agent_state() -> np.ndarray:
+def new_agent_state() -> F64:
     """A fresh running state (no decision yet)."""
     rs = np.zeros(RS_SIZE, np.float64)
     rs[RS_STATE] = -1.0
@@ -84,7 +89,7 @@ def new_agent_state() -> np.ndarray:
     return rs
 
 
-def n_states(rpi: np.ndarray) -> int:
+def n_states(rpi: I64) -> int:
     """Rows of the Q table the parameters imply."""
     return int(
         rpi[RPI_INV_BINS]
@@ -108,7 +113,7 @@ def _bin(x: float, lo: float, hi: float, n: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def compute_rl_state(rpi, rpf, obs) -> int:
+def compute_rl_state(rpi: I64, rpf: F64, obs: F64) -> int:
     """The state index of an observation: mixed radix over the five bins, inventory slowest.
 
     Bins: position fraction over [-1, 1], sigma / RPF_VOL_REF over [0, 2], tanh(OFI /
@@ -123,12 +128,12 @@ def compute_rl_state(rpi, rpf, obs) -> int:
     )
     s = s * rpi[RPI_PADV_BINS] + _bin(obs[OBS_P_ADVERSE], 0.0, 1.0, rpi[RPI_PADV_BINS])
     s = s * rpi[RPI_TIME_BINS] + _bin(obs[OBS_TIME_FRAC], 0.0, 1.0, rpi[RPI_TIME_BINS])
-    return s
+    return int(s)
 
 
 @njit(cache=True, nogil=True)
 def fill_rl_obs(
-    obs,
+    obs: F64,
     position_lots: int,
     max_lots: int,
     sigma_ticks: float,
@@ -155,14 +160,14 @@ def fill_rl_obs(
 
 
 @njit(cache=True, nogil=True)
-def compute_ofi_trades(fx) -> float:
+def compute_ofi_trades(fx: F64) -> float:
     """The FeatureEngine's OFI (lots) in EW mean trade sizes; NaN before the first trade."""
     avg = fx[F_AVG_TRADE_LOTS]
     return fx[F_OFI] / avg if avg > 0 else math.nan
 
 
 @njit(cache=True, nogil=True)
-def next_uniform(rng) -> float:
+def next_uniform(rng: U64) -> float:
     """A uniform draw in [0, 1) from the xorshift64* state rng (uint64[1], non-zero)."""
     x = rng[0]
     x ^= x >> np.uint64(12)
@@ -174,7 +179,7 @@ def next_uniform(rng) -> float:
 
 
 @njit(cache=True, nogil=True)
-def greedy_action(q, s: int) -> int:
+def greedy_action(q: F64, s: int) -> int:
     """The best action of state s (the lowest index among ties)."""
     best = 0
     for a in range(1, q.shape[1]):
@@ -184,7 +189,7 @@ def greedy_action(q, s: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def greedy_visited_action(q, visits, s: int) -> int:
+def greedy_visited_action(q: F64, visits: I64, s: int) -> int:
     """The best action of state s among those tried in training; action 0 (the neutral one of
     default_actions) when none was: the greedy policy never acts on a value it never learnt."""
     best = -1
@@ -195,16 +200,16 @@ def greedy_visited_action(q, visits, s: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def select_action(q, s: int, epsilon: float, rng) -> int:
+def select_action(q: F64, s: int, epsilon: float, rng: U64) -> int:
     """Epsilon-greedy: a uniformly random action with probability epsilon, else greedy."""
     if epsilon > 0.0 and next_uniform(rng) < epsilon:
-        return min(int(next_uniform(rng) * q.shape[1]), q.shape[1] - 1)
+        return int(min(int(next_uniform(rng) * q.shape[1]), q.shape[1] - 1))
     return greedy_action(q, s)
 
 
 @njit(cache=True, nogil=True)
 def update_q(
-    q, visits, s: int, a: int, reward: float, s_next: int, alpha: float, discount: float
+    q: F64, visits: I64, s: int, a: int, reward: float, s_next: int, alpha: float, discount: float
 ) -> None:
     """One Q-learning step: Q(s,a) += alpha (r + discount max_a' Q(s',a') - Q(s,a))."""
     target = reward + discount * q[s_next, greedy_action(q, s_next)]
@@ -234,15 +239,15 @@ def compute_reward(
 
 @njit(cache=True, nogil=True)
 def rl_decide(
-    q,
-    visits,
-    rpi,
-    rpf,
-    actions,
-    rs,
-    rng,
-    ml,
-    obs,
+    q: F64,
+    visits: I64,
+    rpi: I64,
+    rpf: F64,
+    actions: F64,
+    rs: F64,
+    rng: U64,
+    ml: F64,
+    obs: F64,
     now_ns: int,
     pnl_quote: float,
     mid_ticks: float,
@@ -313,7 +318,7 @@ def rl_decide(
     return a
 
 
-def default_actions() -> np.ndarray:
+def default_actions() -> F64:
     """Alpha-AS's grid: 4 risk-aversion multipliers x 5 skews (ticks), the neutral action
     (1, 0) first, so a state with nothing learnt quotes the plain model."""
     rows = [(1.0, 0.0)] + [
@@ -337,7 +342,7 @@ def make_params(
     penalty: float = 1.0,
     vol_ref: float = 20.0,
     ofi_scale: float = 5.0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[I64, F64]:
     """(rpi, rpf) from plain values; bins = (inventory, volatility, ofi, adverse, time)."""
     rpi = np.zeros(RPI_SIZE, np.int64)
     for slot, n in zip(
@@ -353,7 +358,7 @@ def make_params(
     return rpi, rpf
 
 
-def new_rng(seed: int) -> np.ndarray:
+def new_rng(seed: int) -> U64:
     """An xorshift64* state (uint64[1]) from a seed (0 is mapped to a fixed non-zero value)."""
     x = (int(seed) * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % (1 << 64)
     return np.array([x or 0x2545F4914F6CDD1D], np.uint64)

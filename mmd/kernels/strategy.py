@@ -29,6 +29,7 @@ Return codes: OK (0) or the negative codes of `mmd.model.codes` / this module (Q
 import math
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from mmd.kernels.calibration import (
@@ -47,6 +48,14 @@ from mmd.kernels.calibration import (
 )
 from mmd.kernels.quotes import compute_as_quotes, compute_glft_quotes, compute_quote_ladder
 from mmd.model.codes import BUY, ERR_BAD_INPUT, ERR_CROSSED, OK, SELL
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Rec = npt.NDArray[np.void]  # ORDER_DTYPE, COMMAND_DTYPE or RISK_BUCKET_DTYPE rows
+# (step_depth, step_trades, step_dmid, state_i, state_f, counts) of kernels.calibration
+Window = tuple[I64, I64, F64, I64, F64, I64]
+MidCols = tuple[I64, F64]  # (ts_ns, mid_ticks) columns of a mids ring
+TradeCols = tuple[I64, I64, I64, I64]  # (ts_ns, px_ticks, qty_lots, side) of a trades ring
 
 # --- structured dtypes -----------------------------------------------------------------------
 ORDER_DTYPE = np.dtype(
@@ -182,7 +191,7 @@ RISK_RATE_LIMIT = 5
 
 # --- rings -----------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def append_ring_mid(ts_col, mid_col, total, ts_ns: int, mid_ticks: float) -> int:
+def append_ring_mid(ts_col: I64, mid_col: F64, total: I64, ts_ns: int, mid_ticks: float) -> int:
     """Append one mid row to a mids ring (RingBuffer layout). Mutates: ts_col, mid_col, total.
     Returns: OK."""
     i = total[0] % ts_col.shape[0]
@@ -193,7 +202,9 @@ def append_ring_mid(ts_col, mid_col, total, ts_ns: int, mid_ticks: float) -> int
 
 
 @njit(cache=True, nogil=True)
-def append_ring_trade(trades, total, ts_ns: int, px_ticks: int, qty_lots: int, side: int) -> int:
+def append_ring_trade(
+    trades: TradeCols, total: I64, ts_ns: int, px_ticks: int, qty_lots: int, side: int
+) -> int:
     """Append one trade row to a trades ring (ts_ns, px_ticks, qty_lots, side) tuple.
     Mutates: the trades columns, total. Returns: OK."""
     ts_col, px_col, qty_col, side_col = trades
@@ -218,7 +229,13 @@ def compute_ring_since(total: int, capacity: int, cursor: int) -> tuple[int, int
 # --- calibration -----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def update_calibration_from_rings(
-    win, cursor, mids, trades, mid_total: int, trade_total: int, step_ns: int
+    win: Window,
+    cursor: I64,
+    mids: MidCols,
+    trades: TradeCols,
+    mid_total: int,
+    trade_total: int,
+    step_ns: int,
 ) -> int:
     """Feed the calibration window every mid and trade appended since the cursors, in time order
     (a mid and a trade at the same ns: the mid first). Sets the cursors to the totals first.
@@ -268,7 +285,9 @@ def update_calibration_from_rings(
 
 
 @njit(cache=True, nogil=True)
-def apply_calibration_refit(win, cal_i, cal_f, cal_pi, cal_pf, now_ns: int) -> int:
+def apply_calibration_refit(
+    win: Window, cal_i: I64, cal_f: F64, cal_pi: I64, cal_pf: F64, now_ns: int
+) -> int:
     """Close the steps up to now_ns, fit the window, accept or keep the previous parameters.
 
     Acceptance: FIT_OK (enough trades and depths, negative slope, R^2 >= min_r2) sets kappa and
@@ -316,7 +335,9 @@ def apply_calibration_refit(win, cal_i, cal_f, cal_pi, cal_pf, now_ns: int) -> i
 
 
 @njit(cache=True, nogil=True)
-def update_calibration_schedule(win, cal_i, cal_f, cal_pi, cal_pf, now_ns: int) -> int:
+def update_calibration_schedule(
+    win: Window, cal_i: I64, cal_f: F64, cal_pi: I64, cal_pf: F64, now_ns: int
+) -> int:
     """Refit when refit_s has passed since the previous refit (the first call refits); refits
     stay on a fixed grid from the first, missed slots skipped.
     Mutates: win, cal_i, cal_f. Returns: 1 when a refit ran, 0 otherwise."""
@@ -349,11 +370,11 @@ def compute_gate_state(now_ns: int, deadline_ns: int, usable: bool, calibrated: 
 # --- quote decision --------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def compute_quote_decision(
-    tgt,
-    dec_f,
-    qpi,
-    qpf,
-    ml,
+    tgt: I64,
+    dec_f: F64,
+    qpi: I64,
+    qpf: F64,
+    ml: F64,
     now_ns: int,
     best_bid: int,
     best_ask: int,
@@ -435,13 +456,21 @@ def compute_quote_decision(
 
 # --- order diff ------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _sent_lots(orders, j: int) -> int:
+def _sent_lots(orders: Rec, j: int) -> int:
     orig = orders[j]["orig_lots"]
-    return orig if orig > 0 else orders[j]["qty_lots"]
+    return int(orig if orig > 0 else orders[j]["qty_lots"])
 
 
 @njit(cache=True, nogil=True)
-def _match_side(orders, n_orders: int, side: int, px_row, qty_row, done, tolerance_ticks: int):
+def _match_side(
+    orders: Rec,
+    n_orders: int,
+    side: int,
+    px_row: I64,
+    qty_row: I64,
+    done: I64,
+    tolerance_ticks: int,
+) -> None:
     # pass 1: exact prices; pass 2: the nearest unused order within the tolerance (ties: the
     # earlier one). The size as sent must equal the level's (a partial remainder keeps its place).
     n_lv = px_row.shape[0]
@@ -480,7 +509,7 @@ def _match_side(orders, n_orders: int, side: int, px_row, qty_row, done, toleran
 
 
 @njit(cache=True, nogil=True)
-def _put_command(cmds, k: int, kind: int, side: int, px: int, qty: int, oid: int) -> None:
+def _put_command(cmds: Rec, k: int, kind: int, side: int, px: int, qty: int, oid: int) -> None:
     cmds[k]["kind"] = kind
     cmds[k]["side"] = side
     cmds[k]["px_ticks"] = px
@@ -491,7 +520,7 @@ def _put_command(cmds, k: int, kind: int, side: int, px: int, qty: int, oid: int
 
 @njit(cache=True, nogil=True)
 def compute_order_diff(
-    cmds, orders, next_oid, done, tgt, n_orders: int, tolerance_ticks: int
+    cmds: Rec, orders: Rec, next_oid: I64, done: I64, tgt: I64, n_orders: int, tolerance_ticks: int
 ) -> int:
     """diff_quotes over arrays: the fewest commands turning the resting orders into tgt.
 
@@ -542,7 +571,7 @@ def compute_order_diff(
 
 
 @njit(cache=True, nogil=True)
-def compute_cancel_all(cmds, orders, n_orders: int) -> int:
+def compute_cancel_all(cmds: Rec, orders: Rec, n_orders: int) -> int:
     """A cancel for every order, in orders order. Mutates: cmds.
     Returns: the command count, or ERR_BAD_INPUT when cmds is too small."""
     if cmds.shape[0] < n_orders:
@@ -562,7 +591,7 @@ def compute_cancel_all(cmds, orders, n_orders: int) -> int:
 
 # --- risk ------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def apply_risk_checks(cmds, bucket, rpf, acct, n_cmds: int, now_ns: int) -> int:
+def apply_risk_checks(cmds: Rec, bucket: Rec, rpf: F64, acct: I64, n_cmds: int, now_ns: int) -> int:
     """RiskGate.check over a command buffer: set each command's reason (RISK_OK = allowed).
 
     The bucket refills at rate_per_ns up to burst (started full at the first call). A cancel

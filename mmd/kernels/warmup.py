@@ -15,34 +15,31 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba.core.dispatcher import Dispatcher
 
 import mmd.kernels
 
 I64 = np.int64
+Array = npt.NDArray[Any]  # a sample argument (its dtype is the kernel's)
 
 
-def _side(capacity: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def _side(capacity: int = 4) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     return np.zeros(capacity, I64), np.zeros(capacity, I64)
 
 
-def _levels() -> tuple[np.ndarray, np.ndarray]:
+def _levels() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     return np.array([3, 1, 2], I64), np.array([5, 0, 7], I64)
 
 
-def _calibration_window(n: int = 4) -> tuple[np.ndarray, ...]:
+def _calibration_window(n: int = 4) -> tuple[Array, ...]:
     # (step_depth, step_trades, step_dmid, state_i, state_f) after kernels.calibration.reset_window
     state_i = np.array([-1, -1, 0, 0, 0], I64)
     state_f = np.array([np.nan, np.nan, 0.0, 0.0])
     return np.full(n, -1, I64), np.zeros(n, I64), np.full(n, np.nan), state_i, state_f
 
 
-def _queue_slots(n: int = 4) -> tuple[np.ndarray, ...]:
-    # (o_live, o_leaves, o_seen, o_traded, o_queue) of n free order slots
-    return (*(np.zeros(n, I64) for _ in range(4)), np.zeros(n))
-
-
-def _rl() -> tuple[np.ndarray, ...]:
+def _rl() -> tuple[Array, ...]:
     # (q, visits, rpi, rpf, actions, rs, rng) of kernels.rl, 2 states x 2 actions, learning
     rpi = np.array([2, 1, 1, 1, 1, 5, 2], I64)
     rpf = np.array([0.1, 0.9, 0.1, 0.5, 1.0, 20.0, 5.0])
@@ -58,7 +55,7 @@ def _rl() -> tuple[np.ndarray, ...]:
     )
 
 
-def _lstm() -> tuple[np.ndarray, ...]:
+def _lstm() -> tuple[Array, ...]:
     # (state, gates, xbuf, z, weights, biases, sizes) of kernels.lstm: one layer, 3 inputs, 2
     # units (weights: W_ih^T 3 x 8 then W_hh^T 2 x 8)
     f4 = np.float32
@@ -120,12 +117,12 @@ def _strategy(*keys: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _mlp(width: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def _mlp(width: int = 4) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     # the two scratch buffers of kernels.models.apply_mlp
     return np.zeros(width), np.zeros(width)
 
 
-def _exchange() -> tuple[np.ndarray, ...]:
+def _exchange() -> tuple[Array, ...]:
     # kernels.exchange state of 1 symbol, 4 slots, slot 0 resting (a buy of 2 lots at 100):
     # (ex, syms, orders, free, cmds, events, book_px, book_qty, book_n)
     from mmd.kernels.exchange import SLOT_LIVE, alloc_exchange
@@ -161,49 +158,13 @@ def _exchange_emit() -> tuple[Any, ...]:
     return (st[0], st[5], 4, 0, 0, 0, 7, 1, 100, 1, 1, 1, 0.0, 5)
 
 
-def _backtest() -> tuple[Any, ...]:
-    # kernels.backtest.run_tape over an empty stream and tape: the exchange state of _exchange,
-    # positions, books/shadow of 1 symbol x 4 levels, the event-cache columns, the outputs
-    ex, syms, orders, free, cmds, events, sh_px, sh_qty, sh_n = _exchange()
-    e = np.zeros(0, I64)
-    return (
-        ex,
-        syms,
-        orders,
-        free,
-        cmds,
-        events,
-        _positions(),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 5), I64),
-        sh_px,
-        sh_qty,
-        sh_n,
-        np.zeros(1, I64),
-        np.zeros((0, 3), I64),
-        np.zeros((0, 6), I64),
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        e,
-        np.zeros((0, 8), I64),
-        np.zeros((4, 7), I64),
-        np.zeros(4),
-    )
-
-
 def _loop() -> tuple[Any, ...]:
     from mmd.kernels.backtest import sample_state
 
     return sample_state()
 
 
-def _positions() -> np.ndarray:
+def _positions() -> npt.NDArray[np.void]:
     from mmd.kernels.portfolio import alloc_positions
 
     return alloc_positions(np.array([1e-4]))
@@ -215,11 +176,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "book._is_better": lambda: (2, 1, True),
     "book._find_level": lambda: (np.array([3, 2, 1], I64), 3, 2, True),
     "book.apply_levels": lambda: (*_side(), 0, *_levels(), True),
-    "book.apply_snapshot_side": lambda: (*_side(), *_levels(), False),
     "book.compute_is_crossed": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_mid_ticks": lambda: (_side()[0], 1, _side()[0], 1),
     "book.compute_spread_ticks": lambda: (_side()[0], 1, _side()[0], 1),
-    "book.compute_depth_qty": lambda: (_side()[1], 2, 5),
     # book_sync: one symbol's sync row int64[5], a book int64[2, capacity]; the reference loop
     # over an empty event stream (n_sym=1, capacity 4, top 2)
     "book_sync.reset_book_sync": lambda: (np.zeros(5, I64),),
@@ -243,20 +202,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
         0,
         *_levels(),
     ),
-    "book_sync.replay_book_tops": lambda: (
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 2, 4), I64),
-        np.zeros((1, 5), I64),
-        np.zeros((0, 3), I64),
-        np.zeros((0, 6), I64),
-        np.zeros(0, I64),
-        np.zeros(0, I64),
-        np.zeros(0, I64),
-        np.zeros((0, 4, 2), I64),
-        np.zeros((0, 4), I64),
-    ),
-    # features: oversized state arrays of the engine's dtypes; zeros keep every clock still, the
-    # ones/NaN variants give the paths that divide a non-zero window or bucket count
     "features.compute_imbalance": lambda: (_side()[1], 1, _side()[1], 1, 5),
     "features.compute_log_depth_ratio": lambda: (_side()[1], 1, _side()[1], 1, 5),
     "features.compute_weighted_mid_ticks": lambda: (*_side(), 1, *_side(), 1),
@@ -419,42 +364,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
         False,
         0,
     ),
-    # queue: SimExchange's order slots (live, leaves, seen, traded, queue, out_slot, out_qty,
-    # px, side), a book, model code and power / a trade (px, qty, taker side, partial fills)
-    "queue.compute_level_qty": lambda: (*_side(), 1, 3, True),
-    "queue.compute_back_prob": lambda: (2.0, 3.0, 1, 2.0),
-    "queue._lots_past_front": lambda: (-1.5,),
-    "queue._priority_order": lambda: (*_queue_slots()[:2], *_side(), 1, np.zeros(4, I64)),
-    "queue.update_orders_on_book": lambda: (
-        *_queue_slots()[:4],
-        _queue_slots()[4],
-        np.zeros(4),
-        np.zeros(4),
-        *_side(),
-        *_side(),
-        *_side(),
-        1,
-        *_side(),
-        1,
-        1,
-        2.0,
-    ),
-    "queue.update_orders_on_trade": lambda: (
-        *_queue_slots()[:2],
-        _queue_slots()[3],
-        _queue_slots()[4],
-        np.zeros(4),
-        np.zeros(4),
-        np.zeros(4, I64),
-        *_side(),
-        *_side(),
-        5,
-        3,
-        100,
-        2,
-        -1,
-        True,
-    ),
     # models: a 3-input network with one hidden layer of 4 ([3, 4, 1]) and a logistic ([3, 1])
     "models.apply_market_features": lambda: (np.zeros(20), np.zeros(20), 0, 0.0),
     "models.apply_side_input": lambda: (np.zeros(3), np.zeros(2), np.ones(2), 1.0),
@@ -497,6 +406,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.submit": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 1, 99, 1, 5),
     "exchange.cancel": lambda: (*_exchange()[:2], _exchange()[4], 0, 7, 5),
     "exchange._emit": _exchange_emit,
+    "exchange.compute_level_qty": lambda: (*_side(), 1, 3, True),
+    "exchange.compute_back_prob": lambda: (2.0, 3.0, 1, 2.0),
+    "exchange._lots_past_front": lambda: (-1.5,),
     "exchange.compute_fee_quote": lambda: (0.0002, 651142, 3, 0.1, 0.001, 1, 3),
     "exchange._fill": lambda: (*_exchange()[:4], _exchange()[5], 0, 0, 1, 5),
     "exchange._release": lambda: (*_exchange()[1:4], 0, 0),
@@ -508,12 +420,6 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "exchange.on_trade": lambda: (*_exchange_book()[:6], 5, 100, 2, -1),
     # portfolio: a POSITION_DTYPE[1] row with tick*lot 1e-4; a fill (side, px ticks, qty lots,
     # fee), a funding amount, a mark in ticks
-    # backtest: the whole loop over an empty stream, and its steps on the same state
-    "backtest.run_tape": _backtest,
-    "backtest._drain": lambda: (lambda a: (a[0], a[5], a[6], a[25], a[26], 0))(_backtest()),
-    "backtest._due": lambda: (lambda a: (*a[:6], a[10], a[11], a[12], 5, a[6], a[25], a[26], 0))(
-        _backtest()
-    ),
     # the whole strategy loop (kernels.backtest.advance) over its sample state, and its steps
     "backtest.advance": lambda: (*_loop(), 0),
     "backtest._on_book_event": lambda: (*_loop(), 0, 0, 5),
@@ -568,9 +474,9 @@ SAMPLE_ARGS: dict[str, Callable[[], tuple[Any, ...]]] = {
     ),
     "backtest._oms_find": lambda: (lambda a: (a[4], a[3][0], 0, 1))(_loop()),
     "backtest._oms_remove": lambda: (lambda a: (a[4], a[3][0], 0, 0))(_loop()),
-    "backtest._copy_shadow": lambda: (lambda a: (a[7], a[8], a[9], a[10], a[11], a[12], 0))(
-        _backtest()
-    ),
+    "backtest._copy_shadow": lambda: (
+        lambda a: (a[1][0], a[1][1], a[1][2], a[2][6], a[2][7], a[2][8], 0)
+    )(_loop()),
     "rl._bin": lambda: (0.5, -1.0, 1.0, 3),
     "rl.compute_rl_state": lambda: (*_rl()[2:4], np.zeros(5)),
     "rl.fill_rl_obs": lambda: (np.zeros(5), 1, 10, 20.0, 0.5, 0.5, 7, 300),

@@ -35,16 +35,13 @@ from mmd.kernels.features import (
     F_TRADE_RATE_HZ,
     F_VPIN,
     I_VOL_LOG_RING,
-    I_VPIN_BUCKET_LOTS,
     N_FEATURES,
     apply_book_gap,
     apply_reset,
     compute_state_sizes,
-    update_book,
     update_kline,
     update_trade,
 )
-from mmd.market.book import L2Book
 
 __all__ = [
     "FEATURE_INDEX",
@@ -183,29 +180,6 @@ class FeatureEngine:
             raise InvariantViolation(f"feature parameters rejected by kernel: {self._params}")
         self.rejected_klines = 0
 
-    def on_book(self, book: L2Book, ts_ns: int) -> None:
-        """Update the book features after `book` changed at ts_ns (venue time, ns).
-
-        Also advances the sampling clock: every clock point (multiple of vol_sample_s) before
-        ts_ns is sampled with the book as it was before this update.
-        """
-        code = update_book(
-            self._state,
-            self._istate,
-            book.bid_px,
-            book.bid_qty,
-            book.n_bids,
-            book.ask_px,
-            book.ask_qty,
-            book.n_asks,
-            ts_ns,
-        )
-        if code < 0:
-            raise InvariantViolation(
-                f"book features rejected by kernel (code {code}): "
-                f"n_bids={book.n_bids} n_asks={book.n_asks}"
-            )
-
     def kernel_state(self) -> tuple[F64Array, I64Array]:
         """(state, istate): the arrays the feature kernels update, for a caller that runs
         them inside a larger compiled call (`kernels.frame`); kept for the engine's life."""
@@ -284,10 +258,6 @@ class FeatureEngine:
     def ready(self) -> bool:
         """True once the volatility window holds at least READY_MIN_RETURNS sampled returns."""
         return int(self._istate[I_VOL_LOG_RING + 1]) >= READY_MIN_RETURNS
-
-    def vpin_bucket_lots(self) -> int:
-        """The VPIN bucket volume in lots (0 while auto mode is still measuring it)."""
-        return int(self._istate[I_VPIN_BUCKET_LOTS])
 
     def ticks_to_px(self, ticks: float) -> float:
         """A tick-denominated feature (mid, microprice) in price units."""

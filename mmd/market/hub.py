@@ -37,7 +37,7 @@ from mmd.kernels.frame import (
     FRAME_CROSSED,
     advance_book_frame,
 )
-from mmd.market.book import L2Book
+from mmd.market.book import I64Array, L2Book
 from mmd.market.features import FeatureEngine
 from mmd.market.ring import RingBuffer
 from mmd.model.instrument import Instrument
@@ -292,7 +292,7 @@ class MarketHub:
         st: SymbolState,
         msg: BookMsg,
         is_snapshot: bool,
-        levels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        levels: tuple[I64Array, I64Array, I64Array, I64Array],
         ts_recv_ns: int,
     ) -> list[Resync]:
         """A synced book frame's levels (ticks, lots) applied: one compiled call for the book,

@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from mmd.kernels.features import compute_gk_variance
 from mmd.market.features import KLINE_S
@@ -45,7 +46,7 @@ def open_kline_gk_log_per_s(
     return math.sqrt(max(var, 0.0) / elapsed_s) if var == var else math.nan
 
 
-def open_bucket_imbalance(qty_lots: np.ndarray, side: np.ndarray) -> float:
+def open_bucket_imbalance(qty_lots: npt.NDArray[np.int64], side: npt.NDArray[np.int64]) -> float:
     """|buy - sell| / (buy + sell) aggressor volume of the given trades: VPIN's measure over
     one open bucket holding all of them, in [0, 1]; NaN without volume."""
     q = np.asarray(qty_lots, np.float64)

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+# one ring column: int64 or float64 by field (the dtype the ring was built with)
+Column = npt.NDArray[Any]
+
 
 class RingBuffer:
     """Fixed-capacity ring of rows, stored as one preallocated numpy array per field.
@@ -30,7 +33,7 @@ class RingBuffer:
         if not fields:
             raise ValueError("RingBuffer needs at least one field")
         self._capacity = capacity
-        self._data: dict[str, np.ndarray] = {
+        self._data: dict[str, Column] = {
             name: np.zeros(capacity, dtype=np.dtype(dtype)) for name, dtype in fields.items()
         }
         self._total = 0
@@ -55,7 +58,7 @@ class RingBuffer:
         """Bytes held by the field arrays (fixed for the buffer's life)."""
         return sum(int(arr.nbytes) for arr in self._data.values())
 
-    def column(self, field: str) -> np.ndarray:
+    def column(self, field: str) -> Column:
         """The storage array of one field itself (no copy), for kernels: the row appended as
         the `g`-th (0-based, g < total) is at slot g % capacity while it is held.
 
@@ -127,7 +130,7 @@ class RingBuffer:
             TypeError: an array cannot be cast safely to its field's dtype (e.g. float -> int).
         """
         self._check_names(arrays)
-        cols: dict[str, np.ndarray] = {}
+        cols: dict[str, Column] = {}
         m = -1
         for name, values in arrays.items():
             col = np.asarray(values)
@@ -156,7 +159,7 @@ class RingBuffer:
                 dst[: take - first] = src[first:]
         self._total = end_total
 
-    def _tail(self, arr: np.ndarray, k: int) -> np.ndarray:
+    def _tail(self, arr: Column, k: int) -> Column:
         # the newest k rows of one field, oldest first, as a copy
         end = self._total % self._capacity
         start = end - k
@@ -164,14 +167,14 @@ class RingBuffer:
             return arr[start:end].copy()
         return np.concatenate((arr[start:], arr[:end]))
 
-    def last(self, n: int) -> dict[str, np.ndarray]:
+    def last(self, n: int) -> dict[str, Column]:
         """The newest n rows (fewer if fewer are held), oldest first, as copies per field."""
         if n < 0:
             raise ValueError(f"last(n) needs n >= 0, got {n}")
         k = min(n, len(self))
         return {name: self._tail(arr, k) for name, arr in self._data.items()}
 
-    def since(self, cursor: int) -> dict[str, np.ndarray]:
+    def since(self, cursor: int) -> dict[str, Column]:
         """The rows appended after the buffer's `total` was `cursor`, oldest first (copies);
         at most the rows still held. Readers keep `total` as their cursor."""
         return self.last(max(0, self._total - cursor))
@@ -188,7 +191,7 @@ class RingBuffer:
             raise IndexError("latest on an empty RingBuffer")
         return arr[(self._total - 1) % self._capacity].item()
 
-    def array(self, field: str) -> np.ndarray:
+    def array(self, field: str) -> Column:
         """Every held value of one field, oldest first, as a copy.
 
         Raises:

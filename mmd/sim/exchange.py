@@ -56,7 +56,7 @@ Semantics (hftbacktest's exchange and queue models, `docs/order_fill.rst`, then 
   book delta that reflects it came first) is already in that decrease, of which the model
   counted a share s ahead of us: the trade, certainly ahead of us, advances the queue only by
   the rest, x (1 - s) with x = min(print, decrease), plus print - x in full. Details in
-  `mmd.kernels.queue`.
+  `mmd.kernels.exchange`.
 - Each fill is an OrderFilled with fill_id f"{client_order_id}#{n}" (n = 1, 2, ... per order), the
   maker fee of `[exchange]` on price x size, and leaves_lots after it. Symbols are independent.
 """
@@ -71,7 +71,6 @@ import numpy as np
 from mmd.config import ExchangeConfig
 from mmd.errors import InvariantViolation
 from mmd.kernels import exchange as kx
-from mmd.kernels.queue import QUEUE_PROB_LOG, QUEUE_PROB_POWER, QUEUE_RISK_AVERSE
 from mmd.market.book import L2Book
 from mmd.model.codes import BUY, ERR_FULL, SELL
 from mmd.model.events import (
@@ -87,9 +86,9 @@ from mmd.model.events import (
 from mmd.model.instrument import Instrument
 
 _QUEUE_MODELS = {
-    "risk_averse": QUEUE_RISK_AVERSE,
-    "prob_power": QUEUE_PROB_POWER,
-    "prob_log": QUEUE_PROB_LOG,
+    "risk_averse": kx.QUEUE_RISK_AVERSE,
+    "prob_power": kx.QUEUE_PROB_POWER,
+    "prob_log": kx.QUEUE_PROB_LOG,
 }
 
 _REASONS = kx.REASON_NAMES
@@ -309,14 +308,6 @@ class SimExchange:
             o = rows[i]
             out.append((coid, int(o["side"]), int(o["px_ticks"]), int(o["leaves_lots"])))
         return out
-
-    def queue_ahead_lots(self, symbol: str, client_order_id: str) -> float:
-        """Estimated size ahead of a resting order (lots); NaN when it is not resting."""
-        st = self._symbols[symbol]
-        slot = st.slot_of.get(client_order_id)
-        if slot is None:
-            return float("nan")
-        return float(self._orders[st.index, slot]["queue_ahead"])
 
     @property
     def in_flight(self) -> int:

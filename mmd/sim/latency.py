@@ -109,11 +109,6 @@ class FeedDerivedLatency:
         recent.append(sample)
         bisect.insort(self._sorted, sample)
 
-    @property
-    def n_samples(self) -> int:
-        """Samples currently in the window."""
-        return len(self._recent)
-
     def feed_latency_ns(self) -> int:
         """Median feed latency over the window (ns), or -1 before min_samples samples."""
         s = self._sorted

@@ -13,9 +13,9 @@ from typing import Literal
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
 
 from mmd.config import StrategyConfig
+from mmd.kernels.frame import QuoteArgs
 from mmd.kernels.strategy import (
     DF_FALLBACK,
     DF_HALF_SPREAD,
@@ -95,7 +95,7 @@ REJECT_REASONS: dict[int, str] = {
 }
 
 
-def ml_array(ml: MlInputs, out: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+def ml_array(ml: MlInputs, out: np.ndarray | None = None) -> np.ndarray:
     """The ML inputs as the kernels' float64[ML_SIZE] (slots ML_*)."""
     arr = np.empty(ML_SIZE, np.float64) if out is None else out
     arr[0] = ml.bid_mult
@@ -258,15 +258,7 @@ class Quoter:
         self.reject_reason = None
         return self.target_of(now_ns, ml)
 
-    def kernel_arrays(
-        self,
-    ) -> tuple[
-        NDArray[np.int64],
-        NDArray[np.float64],
-        NDArray[np.int64],
-        NDArray[np.float64],
-        NDArray[np.float64],
-    ]:
+    def kernel_arrays(self) -> QuoteArgs:
         """(tgt, dec_f, qpi, qpf, ml): the decision kernel's arrays, for a caller that runs it
         inside a larger compiled call (`kernels.frame.decide_symbol_quotes`)."""
         return self.tgt, self.dec_f, self.qpi, self.qpf, self._ml

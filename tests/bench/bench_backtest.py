@@ -1,4 +1,4 @@
-"""Backtest tape replay: events/s of the jitted loop (mmd.kernels.backtest.run_tape: book sync
+"""Backtest tape replay: events/s of the jitted loop (tests/tape_replay.py run_tape: book sync
 and apply, paper exchange, portfolio, in one call) against the Python driver of the same
 kernels (SimExchange fed frame by frame, as tests/integration/test_backtest_drivers.py drives it,
 which also writes the command tape both replay). Same events, same commands, same fills.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,10 @@ from mmd.config import ExchangeConfig
 from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 from mmd.feeds.convert.event_cache import load_events
-from mmd.sim.backtest import run_tape_fast
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tape_replay import run_tape_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "market"
@@ -427,7 +431,7 @@ def _peer_glft(files: list[Path], ev: Any, decisions: int, reps: int) -> dict[st
 
 
 def _throughput(name: str, files: list[Path], cache: Path, reps: int) -> dict[str, Any]:
-    from mmd.sim.backtest import StrategyLoop
+    from mmd.sim.strategy_loop import StrategyLoop
 
     ev = load_events(files, cache)
     cfg = _glft_cfg()

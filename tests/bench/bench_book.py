@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,9 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from mmd.kernels.book import apply_levels, apply_snapshot_side
+from mmd.kernels.book import apply_levels
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_delta, apply_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 XRP_SAMPLE = (
@@ -73,8 +78,8 @@ def time_kernel(frames: list[Frame], passes: int) -> tuple[list[int], list[int]]
     delta_ns, snap_ns = [], []
     for _ in range(passes + 1):  # the first pass compiles (or loads the cache) and is not kept
         t0 = time.perf_counter_ns()
-        nb = apply_snapshot_side(bpx, bqty, snap[0], snap[1], True)
-        na = apply_snapshot_side(apx, aqty, snap[2], snap[3], False)
+        nb = apply_levels(bpx, bqty, 0, snap[0], snap[1], True)
+        na = apply_levels(apx, aqty, 0, snap[2], snap[3], False)
         t1 = time.perf_counter_ns()
         for d_bpx, d_bqty, d_apx, d_aqty in deltas:
             nb = apply_levels(bpx, bqty, nb, d_bpx, d_bqty, True)
@@ -88,15 +93,15 @@ def time_kernel(frames: list[Frame], passes: int) -> tuple[list[int], list[int]]
 
 
 def time_l2book(frames: list[Frame], passes: int) -> list[int]:
-    """Per pass: ns to apply all deltas through L2Book.apply_delta (glue included)."""
+    """Per pass: ns to apply all deltas through tests/book_oracle.py apply_delta (glue included)."""
     book = L2Book(CAPACITY)
     snap, deltas = frames[0], frames[1:]
     out = []
     for _ in range(passes + 1):
-        book.apply_snapshot(*snap, u=1, seq=1, ts_exch_ns=1)
+        apply_snapshot(book, *snap, u=1, seq=1, ts_exch_ns=1)
         t0 = time.perf_counter_ns()
         for u, delta in enumerate(deltas, start=2):
-            book.apply_delta(*delta, u=u, seq=u, ts_exch_ns=u)
+            apply_delta(book, *delta, u=u, seq=u, ts_exch_ns=u)
         out.append(time.perf_counter_ns() - t0)
     return out[1:]
 
@@ -152,7 +157,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "passes": kernel_passes,
         },
         {
-            "name": f"book.apply_snapshot_side{suffix}",
+            "name": f"book.apply_levels_snapshot{suffix}",
             "ns_per_level": statistics.median(snap_ns) / snap_levels,
             "levels": snap_levels,
             "passes": kernel_passes,

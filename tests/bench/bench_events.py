@@ -14,6 +14,7 @@ recordings too. Without the shared data the benchmark reports `skipped`.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,11 @@ from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 from mmd.feeds.convert.event_cache import load_events, open_events
 from mmd.feeds.convert.events import EventArrays
-from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH, replay_book_tops
+from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import replay_book_tops
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 CAPACITY = 200

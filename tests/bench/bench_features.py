@@ -1,6 +1,6 @@
 """Feature benchmarks: FeatureEngine on the real Binance USD-M BTCUSDT recording (8 minutes).
 
-Figures: `ns_per_update` is wall time per `FeatureEngine.on_book` call (book update), and
+Figures: `ns_per_update` is wall time per book update (tests/book_oracle.py features_on_book), and
 `ns_per_trade` per `on_trade` call, glue included; `kernel_ns_*` the same with the kernel called
 directly (no Python method in between); `peer_ns_*` the same events through a plain-Python
 incremental implementation of the same features in the same process (lists, deques, `math`);
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import tempfile
 import time
 from collections import deque
@@ -30,6 +31,10 @@ from mmd.market.book import L2Book
 from mmd.market.features import FeatureEngine
 from mmd.model.codes import BUY
 from mmd.model.instrument import Instrument
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_delta, apply_snapshot, features_on_book
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 BTC = DATA / "binance_usdm_btcusdt_2024-07-18_19"
@@ -57,10 +62,10 @@ def load_events(tmp: Path) -> tuple[list[Event], Instrument]:
             events_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
-            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
-            apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply = apply_snapshot if msg.is_snapshot else apply_delta
+            apply(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             top = L2Book(TOP)
-            top.apply_snapshot(*book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply_snapshot(top, *book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             lv = book.levels(TOP)
             bids = [tuple(x) for x in lv["bids"]]
             asks = [tuple(x) for x in lv["asks"]]
@@ -222,12 +227,12 @@ class PyFeatures:
 
 def _time_engine(events: list[Event], inst: Instrument, cfg: FeaturesConfig, kinds: str) -> int:
     eng = FeatureEngine(cfg, inst.tick, inst.lot)
-    on_book, on_trade = eng.on_book, eng.on_trade
+    on_trade = eng.on_trade
     t0 = time.perf_counter_ns()
     for ev in events:
         if ev[0] == "book":
             if "b" in kinds:
-                on_book(ev[2], ev[1])
+                features_on_book(eng, ev[2], ev[1])
         elif "t" in kinds:
             on_trade(ev[1], ev[2], ev[3], ev[4])
     return time.perf_counter_ns() - t0

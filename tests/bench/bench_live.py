@@ -324,7 +324,7 @@ STAGES = (
     ("decode", ("feeds/bybit_codec", "msgspec", "decode")),
     ("book", ("market/book", "market/hub", "feeds/book_sync", "kernels/book")),
     ("features", ("market/features", "kernels/features", "calibration", "market/ring")),
-    ("exchange", ("sim/", "kernels/queue")),
+    ("exchange", ("sim/", "kernels/exchange")),
     ("metrics", ("mmd/metrics", "prometheus_client")),
     ("quote", ("strategy/", "trading/", "kernels/quotes", "mmd/app.py")),
 )

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,11 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.events import SubmitOrder
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
+
+# test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from book_oracle import apply_snapshot
+from exchange_probe import queue_ahead_lots
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 BEST_BID, BEST_ASK = 650_000, 650_001
@@ -144,7 +151,7 @@ def build(
     )
     book = L2Book(LEVELS)
     bpx, bqty, apx, aqty = frames[0]
-    book.apply_snapshot(bpx, bqty, apx, aqty, u=1, seq=1, ts_exch_ns=0)
+    apply_snapshot(book, bpx, bqty, apx, aqty, u=1, seq=1, ts_exch_ns=0)
     sim.on_book("BTCUSDT", book, 0)
     peer_orders = []
     for i, (side, px) in enumerate(order_prices(n_orders)):
@@ -219,7 +226,7 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
     books = []
     for f in frames:
         bk = L2Book(LEVELS)
-        bk.apply_snapshot(f[0], f[1], f[2], f[3], u=1, seq=1, ts_exch_ns=1)
+        apply_snapshot(bk, f[0], f[1], f[2], f[3], u=1, seq=1, ts_exch_ns=1)
         books.append(bk)
     stacked = (
         np.stack([bk.bid_px for bk in books]),
@@ -282,7 +289,7 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
         sim_trade(t)
         peer_trade(t)
     for ex, pe in ((sim, peer), (tsim, tpeer)):
-        sim_q = [ex.queue_ahead_lots("BTCUSDT", f"o{i}") for i in range(n_orders)]
+        sim_q = [queue_ahead_lots(ex, "BTCUSDT", f"o{i}") for i in range(n_orders)]
         peer_q = [o.queue for o in pe.orders]
         if not np.allclose(sim_q, peer_q, rtol=1e-9):
             raise AssertionError(f"peer disagrees with SimExchange: {sim_q[:4]} vs {peer_q[:4]}")

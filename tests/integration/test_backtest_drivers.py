@@ -32,8 +32,8 @@ from mmd.kernels.book_sync import (
 from mmd.kernels.exchange import CMD_CANCEL, CMD_SUBMIT
 from mmd.model.codes import BUY, EV_BOOK, EV_INSTRUMENT, EV_TRADE, INST_CHANGED, INST_NEW, SELL
 from mmd.model.events import CancelOrder, OrderFilled, SubmitOrder
-from mmd.sim.backtest import run_tape_fast
 from mmd.sim.exchange import SimExchange
+from tests.tape_replay import TAPE_WIDTH, run_tape_fast
 
 CAP = 1000  # book levels per side (the converted Binance books hold up to 1000)
 EVERY = 40
@@ -142,7 +142,7 @@ def _python_driver(ev, cfg: ExchangeConfig, max_events: int):
                         e.fee_quote,
                     )
                 )
-    return fills, np.array(tape, np.int64).reshape(-1, kb.TAPE_WIDTH)
+    return fills, np.array(tape, np.int64).reshape(-1, TAPE_WIDTH)
 
 
 @pytest.mark.parametrize("partial", [True, False])

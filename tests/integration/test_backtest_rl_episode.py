@@ -13,7 +13,8 @@ from mmd.config import AppConfig
 from mmd.feeds.convert.event_cache import load_events
 from mmd.kernels import backtest as kb
 from mmd.kernels import rl as krl
-from mmd.sim.backtest import StrategyLoop, run_backtest_fast, run_episode
+from mmd.sim.backtest import run_backtest_fast, run_episode
+from mmd.sim.strategy_loop import StrategyLoop
 
 
 def _cfg() -> AppConfig:

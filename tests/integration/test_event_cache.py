@@ -18,9 +18,10 @@ from mmd.feeds.convert.event_cache import load_events
 from mmd.feeds.convert.events import EventArrays
 from mmd.feeds.recording import recording_meta
 from mmd.feeds.replay import merged_frames
-from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH, replay_book_tops
+from mmd.kernels.book_sync import SYNC_LAST_SEQ, SYNC_LAST_U, SYNC_WIDTH
 from mmd.market.hub import MarketHub
 from mmd.model import codes
+from tests.book_oracle import replay_book_tops
 
 N_TOP = 20
 

@@ -156,24 +156,24 @@ def test_apply_levels_mismatched_side_lengths_returns_err() -> None:
     assert kb.apply_levels(arr([0, 0]), arr([0]), 0, arr([1]), arr([1]), True) == ERR_BAD_INPUT
 
 
-def test_apply_snapshot_side_unsorted_with_zeros_keeps_best_capacity() -> None:
+def test_apply_levels_into_empty_side_unsorted_with_zeros_keeps_best_capacity() -> None:
     px, qty = side(3)
-    n = kb.apply_snapshot_side(px, qty, arr([4, 9, 1, 7, 8]), arr([1, 2, 3, 0, 5]), True)
+    n = kb.apply_levels(px, qty, 0, arr([4, 9, 1, 7, 8]), arr([1, 2, 3, 0, 5]), True)
     assert levels(px, qty, n) == [(9, 2), (8, 5), (4, 1)]
-    n = kb.apply_snapshot_side(px, qty, arr([4, 9, 1, 7, 8]), arr([1, 2, 3, 0, 5]), False)
+    n = kb.apply_levels(px, qty, 0, arr([4, 9, 1, 7, 8]), arr([1, 2, 3, 0, 5]), False)
     assert levels(px, qty, n) == [(1, 3), (4, 1), (8, 5)]
 
 
-def test_apply_snapshot_side_replaces_previous_levels() -> None:
+def test_apply_levels_into_empty_side_replaces_previous_levels() -> None:
     px, qty = side(4)
-    kb.apply_snapshot_side(px, qty, arr([1, 2, 3]), arr([1, 1, 1]), False)
-    n = kb.apply_snapshot_side(px, qty, arr([20]), arr([3]), False)
+    kb.apply_levels(px, qty, 0, arr([1, 2, 3]), arr([1, 1, 1]), False)
+    n = kb.apply_levels(px, qty, 0, arr([20]), arr([3]), False)
     assert levels(px, qty, n) == [(20, 3)]
 
 
-def test_apply_snapshot_side_negative_size_returns_err() -> None:
+def test_apply_levels_into_empty_side_negative_size_returns_err() -> None:
     px, qty = side(4)
-    assert kb.apply_snapshot_side(px, qty, arr([1, 2]), arr([1, -3]), False) == ERR_BAD_INPUT
+    assert kb.apply_levels(px, qty, 0, arr([1, 2]), arr([1, -3]), False) == ERR_BAD_INPUT
 
 
 @pytest.mark.parametrize(
@@ -208,16 +208,6 @@ def test_compute_mid_and_spread_empty_side_gives_nan(n_bid: int, n_ask: int) -> 
     assert math.isnan(kb.compute_spread_ticks(bpx, n_bid, apx, n_ask))
 
 
-@pytest.mark.parametrize(("k", "expected"), [(0, 0), (1, 5), (2, 7), (3, 10), (9, 10)])
-def test_compute_depth_qty_first_k_levels_sums(k: int, expected: int) -> None:
-    # the fourth slot is beyond n_levels and must not count
-    assert kb.compute_depth_qty(arr([5, 2, 3, 100]), 3, k) == expected
-
-
-def test_compute_depth_qty_negative_k_returns_err() -> None:
-    assert kb.compute_depth_qty(arr([5, 2]), 2, -1) == ERR_BAD_INPUT
-
-
 # -- properties ----------------------------------------------------------------------------------
 
 prices = st.integers(min_value=1, max_value=40)
@@ -238,7 +228,7 @@ def test_apply_levels_random_batches_match_dict_reference(
     px, qty = side(capacity)
     ref = RefSide(capacity, is_bid)
     spx, sqty = [p for p, _ in snap], [q for _, q in snap]
-    n = kb.apply_snapshot_side(px, qty, arr(spx), arr(sqty), is_bid)
+    n = kb.apply_levels(px, qty, 0, arr(spx), arr(sqty), is_bid)
     ref.snapshot(spx, sqty)
     assert levels(px, qty, n) == ref.levels()
     for b in batches:
@@ -264,7 +254,7 @@ def test_apply_levels_permuted_unique_batch_gives_same_side(
     results = []
     for items in (list(upd.items()), shuffled):
         px, qty = side(capacity)
-        n = kb.apply_snapshot_side(px, qty, arr(list(start)), arr(list(start.values())), is_bid)
+        n = kb.apply_levels(px, qty, 0, arr(list(start)), arr(list(start.values())), is_bid)
         n = kb.apply_levels(
             px, qty, n, arr([p for p, _ in items]), arr([q for _, q in items]), is_bid
         )
@@ -276,15 +266,14 @@ def test_apply_levels_permuted_unique_batch_gives_same_side(
 @given(
     bids=st.lists(st.tuples(prices, st.integers(1, 9)), max_size=6),
     asks=st.lists(st.tuples(prices, st.integers(1, 9)), max_size=6),
-    k=st.integers(min_value=0, max_value=8),
 )
 def test_compute_kernels_random_book_match_reference(
-    bids: list[tuple[int, int]], asks: list[tuple[int, int]], k: int
+    bids: list[tuple[int, int]], asks: list[tuple[int, int]]
 ) -> None:
     bpx, bqty = side(6)
     apx, aqty = side(6)
-    nb = kb.apply_snapshot_side(bpx, bqty, *cols(bids), True)
-    na = kb.apply_snapshot_side(apx, aqty, *cols(asks), False)
+    nb = kb.apply_levels(bpx, bqty, 0, *cols(bids), True)
+    na = kb.apply_levels(apx, aqty, 0, *cols(asks), False)
     rb, ra = RefSide(6, True), RefSide(6, False)
     rb.snapshot([p for p, _ in bids], [q for _, q in bids])
     ra.snapshot([p for p, _ in asks], [q for _, q in asks])
@@ -300,7 +289,6 @@ def test_compute_kernels_random_book_match_reference(
         assert crossed is False
         assert math.isnan(mid)
         assert math.isnan(spread)
-    assert kb.compute_depth_qty(bqty, nb, k) == sum(q for _, q in rb.levels()[:k])
 
 
 # -- jit vs interpreted parity --------------------------------------------------------------------
@@ -318,7 +306,6 @@ def same(a: object, b: object) -> bool:
     is_bid=st.booleans(),
     snap=batch,
     upd=st.lists(st.tuples(prices, st.integers(min_value=-1, max_value=5)), max_size=16),
-    k=st.integers(min_value=-1, max_value=12),
     probe=prices,
 )
 def test_book_kernels_jit_and_py_func_random_inputs_agree(
@@ -326,7 +313,6 @@ def test_book_kernels_jit_and_py_func_random_inputs_agree(
     is_bid: bool,
     snap: list[tuple[int, int]],
     upd: list[tuple[int, int]],
-    k: int,
     probe: int,
 ) -> None:
     spx, sqty = arr([p for p, _ in snap]), arr([q for _, q in snap])
@@ -338,11 +324,11 @@ def test_book_kernels_jit_and_py_func_random_inputs_agree(
     sides = {}
     for mode, f in variants.items():
         px, qty = side(capacity)
-        n0 = f(kb.apply_snapshot_side)(px, qty, spx, sqty, is_bid)
+        n0 = f(kb.apply_levels)(px, qty, 0, spx, sqty, is_bid)
         n1 = f(kb.apply_levels)(px, qty, max(n0, 0), upx, uqty, is_bid)
         n = max(n1, 0) if n1 >= 0 else max(n0, 0)
         opx, oqty = side(capacity)
-        f(kb.apply_snapshot_side)(opx, oqty, spx, sqty, not is_bid)
+        f(kb.apply_levels)(opx, oqty, 0, spx, sqty, not is_bid)
         bids, asks = (px, opx) if is_bid else (opx, px)
         sides[mode] = (
             n0,
@@ -353,7 +339,6 @@ def test_book_kernels_jit_and_py_func_random_inputs_agree(
             f(kb.compute_is_crossed)(bids, n, asks, n),
             f(kb.compute_mid_ticks)(bids, n, asks, n),
             f(kb.compute_spread_ticks)(bids, n, asks, n),
-            f(kb.compute_depth_qty)(qty, n, k),
         )
     assert all(same(a, b) for a, b in zip(sides["jit"], sides["py"], strict=True))
 

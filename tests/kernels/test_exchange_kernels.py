@@ -1,9 +1,8 @@
 """Paper exchange kernels (`mmd.kernels.exchange`): the same event buffer and state whether the
-kernels are called one by one from Python or inside one njit loop; the same OrderEvents from
-SimExchange (now a driver of these kernels) as from the previous pure-Python driver
-(tests/unit/sim/reference_exchange.py) on random command and market sequences; fees as the
-Instrument arithmetic; return codes. The portfolio kernels (`mmd.kernels.portfolio`): a worked
-example, and the same figures inside njit as the Portfolio class."""
+kernels are called one by one from Python or inside one njit loop, on random command and
+market sequences; fees as the Instrument arithmetic; return codes. The portfolio kernels
+(`mmd.kernels.portfolio`): a worked example, and the same figures inside njit as the Portfolio
+class."""
 
 from __future__ import annotations
 
@@ -13,22 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from mmd.config import ExchangeConfig
 from mmd.kernels import exchange as kx
 from mmd.kernels import portfolio as kp
-from mmd.market.book import L2Book
 from mmd.model.codes import BUY, ERR_BAD_INPUT, ERR_FULL, OK, SELL
-from mmd.model.events import MAKER, CancelOrder, OrderFilled, SubmitOrder
+from mmd.model.events import MAKER, OrderFilled
 from mmd.model.instrument import Instrument
-from mmd.sim.exchange import SimExchange
 from mmd.sim.fees import FeeSchedule
 from mmd.trading.portfolio import Portfolio
-from tests.unit.sim.reference_exchange import SimExchange as ReferenceExchange
 
 # op rows: (kind, sym, ts_ns, a, b, c, d)
 OP_SUBMIT, OP_CANCEL, OP_BOOK, OP_TRADE, OP_ADVANCE = 0, 1, 2, 3, 4
 LEVELS = 5  # book capacity: 5 levels per side, so a full side's outer prices are "unknown"
-MODELS = ("risk_averse", "prob_power", "prob_log")
 INSTRUMENTS = {
     "BTCUSDT": Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001"),
     "ETHUSDT": Instrument(symbol="ETHUSDT", tick_size="0.01", lot_size="0.01"),
@@ -175,83 +169,6 @@ def test_python_calls_and_njit_loop_give_identical_events(
     assert py[5][:n].tobytes() == jit[5][:n].tobytes()
     for a, b in zip(py[:5], jit[:5], strict=True):
         assert a.tobytes() == b.tobytes()
-
-
-def _run_exchange(
-    exch: SimExchange | ReferenceExchange,
-    ops: np.ndarray,
-    bpx: np.ndarray,
-    bqty: np.ndarray,
-    bn: np.ndarray,
-    books: list[L2Book],
-) -> list[object]:
-    symbols = list(INSTRUMENTS)
-    out: list[object] = []
-    for k, s, ts, a, b, c, d in ops.tolist():
-        sym = symbols[s]
-        if k == OP_SUBMIT:
-            exch.send(
-                SubmitOrder(client_order_id=f"o{a}", symbol=sym, side=b, px_ticks=c, qty_lots=d), ts
-            )
-        elif k == OP_CANCEL:
-            exch.send(CancelOrder(client_order_id=f"o{a}", symbol=sym), ts)
-        elif k == OP_BOOK:
-            book = books[s]
-            nb, na = int(bn[a, 0]), int(bn[a, 1])
-            book.apply_snapshot(
-                bpx[a, 0, :nb],
-                bqty[a, 0, :nb],
-                bpx[a, 1, :na],
-                bqty[a, 1, :na],
-                u=1,
-                seq=1,
-                ts_exch_ns=ts,
-            )
-            out.extend(exch.on_book(sym, book, ts))
-        elif k == OP_TRADE:
-            out.extend(exch.on_trade(sym, ts, a, b, c))
-        else:
-            out.extend(exch.advance(ts))
-    for sym in symbols:
-        out.append(exch.open_orders(sym))
-        out.append([exch.queue_ahead_lots(sym, coid) for coid, *_ in exch.open_orders(sym)])
-    out.append(exch.in_flight)
-    return out
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    model=st.sampled_from(MODELS),
-    partial=st.booleans(),
-    entry_ns=st.integers(0, 6),
-    cancel_ns=st.integers(0, 6),
-    capacity=st.integers(1, 6),
-)
-def test_sim_exchange_matches_the_previous_driver(
-    seed: int, model: str, partial: bool, entry_ns: int, cancel_ns: int, capacity: int
-) -> None:
-    ops, bpx, bqty, bn = make_ops(seed, 300, 2)
-    cfg = ExchangeConfig(
-        queue_model=model,
-        queue_power=2.0,
-        partial_fills=partial,  # type: ignore[arg-type]
-        maker_fee=0.0002,
-    )
-    runs = []
-    for cls in (SimExchange, ReferenceExchange):
-        exch = cls(
-            cfg,
-            INSTRUMENTS,
-            entry_latency_ns=entry_ns,
-            cancel_latency_ns=cancel_ns,
-            capacity=capacity,
-        )
-        runs.append(_run_exchange(exch, ops, bpx, bqty, bn, [L2Book(LEVELS), L2Book(LEVELS)]))
-    new, old = runs
-    assert len(new) == len(old)
-    for a, b in zip(new, old, strict=True):
-        assert a == b
 
 
 @pytest.mark.parametrize("tick_size", ["0.1", "0.01", "0.5", "0.0001", "1"])

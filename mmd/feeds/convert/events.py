@@ -16,7 +16,7 @@ What is applied at conversion, and what the consumer must do (as `MarketHub` doe
   `u` and `seq`; the consumer runs the update-id machine and applies the frame as one batch per
   side (`mmd.kernels.book_sync.apply_book_frame`: drop / resync on a gap / resync on a bad or
   crossed frame), and starts the symbol afresh at an instrument row flagged INST_NEW or
-  INST_CHANGED. `replay_book_tops` is the reference loop.
+  INST_CHANGED. `tests/book_oracle.py` replay_book_tops is the reference loop.
 """
 
 from __future__ import annotations

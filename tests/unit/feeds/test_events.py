@@ -23,10 +23,10 @@ from mmd.kernels.book_sync import (
     SYNC_WIDTH,
     advance_book_sync,
     apply_book_frame,
-    replay_book_tops,
 )
 from mmd.model import codes
 from mmd.model.instrument import Instrument
+from tests.book_oracle import replay_book_tops
 
 MS = 1_000_000
 # venue times are ms after T0 (2026-08-09 01:00 UTC): the codec refuses times before 2000

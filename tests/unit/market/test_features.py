@@ -36,6 +36,7 @@ from mmd.market.book import L2Book
 from mmd.market.features import FEATURE_NAMES, FeatureEngine
 from mmd.model.codes import BUY, SELL
 from mmd.model.instrument import Instrument
+from tests.book_oracle import apply_delta, apply_snapshot, features_on_book, vpin_bucket_lots
 
 SEC = 1_000_000_000
 # short windows: every ring wraps (and is re-summed) many times in the 8-minute recording
@@ -96,9 +97,9 @@ def run_engine(path: Path, cfg: FeaturesConfig) -> EngineRun:
             book_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
-            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
-            apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
-            engine.on_book(book, msg.ts_exch_ns)
+            apply = apply_snapshot if msg.is_snapshot else apply_delta
+            apply(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            features_on_book(engine, book, msg.ts_exch_ns)
             xs.append(engine.x.tolist())
             kinds.append("book")
         elif isinstance(msg, TradesMsg):
@@ -492,7 +493,7 @@ def test_features_vpin_matches_volume_interval_buckets(
     run: EngineRun = request.getfixturevalue(cfg_name)
     fixed = round(Decimal(str(cfg.vpin_bucket_volume)) / ref.lot)
     bucket, want = vpin_reference(ref, int(fixed), cfg.vpin_buckets)
-    assert run.engine.vpin_bucket_lots() == bucket
+    assert vpin_bucket_lots(run.engine) == bucket
     for i, w in enumerate(want):
         assert close(run.x[i][kf.F_VPIN], w, 1e-12), (i, run.x[i][kf.F_VPIN], w)
     assert sum(1 for w in want if not math.isnan(w)) > 1000
@@ -523,9 +524,9 @@ def test_features_nbytes_fixed_by_config_not_by_events() -> None:
     eng = FeatureEngine(FeaturesConfig(vol_window=100, spread_window=50), 0.1)
     before = eng.nbytes
     book = L2Book(4)
-    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
     for j in range(500):
-        eng.on_book(book, j * SEC // 3)
+        features_on_book(eng, book, j * SEC // 3)
         eng.on_trade(j * SEC // 3, 100, 1 + j % 4, BUY if j % 2 else SELL)
     # the heads plus 2 x 100 returns, 50 spreads, 30 klines, 50 VPIN buckets, 8 bytes each
     assert eng.nbytes == before == 8 * (kf.N_FHEAD + 2 * 100 + 50 + 30 + kf.N_IHEAD + 50)
@@ -535,8 +536,8 @@ def test_features_nbytes_fixed_by_config_not_by_events() -> None:
 def test_features_reset_forgets_everything() -> None:
     eng = FeatureEngine(FeaturesConfig(), 0.1)
     book = L2Book(4)
-    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
-    eng.on_book(book, SEC)
+    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    features_on_book(eng, book, SEC)
     eng.on_trade(SEC, 100, 3, BUY)
     eng.reset()
     fresh = FeatureEngine(FeaturesConfig(), 0.1)
@@ -567,18 +568,18 @@ def test_features_fixed_bucket_without_lot_size_raises() -> None:
     with pytest.raises(ValueError, match="tick_size"):
         FeatureEngine(FeaturesConfig(), 0.0)
     assert (
-        FeatureEngine(FeaturesConfig(vpin_bucket_volume=1.0), 0.1, 0.001).vpin_bucket_lots() == 1000
+        vpin_bucket_lots(FeatureEngine(FeaturesConfig(vpin_bucket_volume=1.0), 0.1, 0.001)) == 1000
     )
 
 
 def test_features_book_gap_makes_book_features_nan_until_next_book() -> None:
     eng = FeatureEngine(FeaturesConfig(), 0.1)
     book = L2Book(4)
-    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
-    eng.on_book(book, SEC)
+    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    features_on_book(eng, book, SEC)
     eng.on_book_gap(2 * SEC)
     assert math.isnan(eng.values()["mid_ticks"])
-    eng.on_book(book, 3 * SEC)
+    features_on_book(eng, book, 3 * SEC)
     assert eng.values()["mid_ticks"] == 100.5
     assert eng.ticks_to_px(100.5) == pytest.approx(10.05)
 

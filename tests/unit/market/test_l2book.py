@@ -16,6 +16,7 @@ from mmd.errors import InvariantViolation
 from mmd.kernels import warmup as kw
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
+from tests.book_oracle import apply_delta, apply_snapshot, is_crossed
 
 REPO = Path(__file__).resolve().parents[3]  # tests/unit/market/<this> -> the repository
 DATA = REPO.parent / "shared" / "data"
@@ -30,7 +31,8 @@ def a(values: list[int]) -> np.ndarray:
 
 def snapshot_book(capacity: int = 8) -> L2Book:
     book = L2Book(capacity)
-    book.apply_snapshot(
+    apply_snapshot(
+        book,
         a([100, 99, 98]),
         a([1, 2, 3]),
         a([101, 102, 103]),
@@ -49,7 +51,7 @@ def test_l2book_new_is_empty_with_unknown_ids() -> None:
     assert book.best_ask() is None
     assert math.isnan(book.mid_ticks())
     assert math.isnan(book.spread_ticks())
-    assert not book.is_crossed()
+    assert not is_crossed(book)
     assert book.levels(5) == {"bids": [], "asks": [], "u": -1, "seq": -1}
 
 
@@ -79,7 +81,7 @@ def test_l2book_snapshot_sets_top_of_book_and_ids() -> None:
 
 def test_l2book_snapshot_replaces_previous_book() -> None:
     book = snapshot_book()
-    book.apply_snapshot(a([50]), a([9]), a([]), a([]), u=1, seq=2, ts_exch_ns=3)
+    apply_snapshot(book, a([50]), a([9]), a([]), a([]), u=1, seq=2, ts_exch_ns=3)
     assert (book.n_bids, book.n_asks) == (1, 0)
     assert book.best_bid() == (50, 9)
     assert book.best_ask() is None
@@ -88,8 +90,8 @@ def test_l2book_snapshot_replaces_previous_book() -> None:
 
 def test_l2book_delta_replaces_deletes_inserts_and_records_ids() -> None:
     book = snapshot_book()
-    book.apply_delta(
-        a([99, 100, 97]), a([7, 0, 1]), a([100, 103]), a([2, 0]), u=11, seq=1001, ts_exch_ns=6
+    apply_delta(
+        book, a([99, 100, 97]), a([7, 0, 1]), a([100, 103]), a([2, 0]), u=11, seq=1001, ts_exch_ns=6
     )
     assert book.levels(10) == {
         "bids": [[99, 7], [98, 3], [97, 1]],
@@ -102,42 +104,42 @@ def test_l2book_delta_replaces_deletes_inserts_and_records_ids() -> None:
 
 def test_l2book_delta_accepts_lists() -> None:
     book = snapshot_book()
-    book.apply_delta([101], [1], [], [], u=11, seq=1, ts_exch_ns=1)
+    apply_delta(book, [101], [1], [], [], u=11, seq=1, ts_exch_ns=1)
     assert book.best_bid() == (101, 1)
-    assert book.is_crossed()  # locked with the 101 ask
+    assert is_crossed(book)  # locked with the 101 ask
 
 
 def test_l2book_delta_float_prices_raise_type_error() -> None:
     book = snapshot_book()
     with pytest.raises(TypeError, match="bid_px"):
-        book.apply_delta(np.array([100.5]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+        apply_delta(book, np.array([100.5]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
 
 
 def test_l2book_delta_negative_size_raises_invariant_violation_and_clears() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation, match="u=11"):
-        book.apply_delta(a([97]), a([1]), a([104]), a([-1]), u=11, seq=1, ts_exch_ns=1)
+        apply_delta(book, a([97]), a([1]), a([104]), a([-1]), u=11, seq=1, ts_exch_ns=1)
     assert (book.n_bids, book.n_asks, book.u) == (0, 0, -1)
 
 
 def test_l2book_delta_mismatched_lengths_raises_invariant_violation() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation):
-        book.apply_delta(a([97, 96]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+        apply_delta(book, a([97, 96]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
 
 
 def test_l2book_snapshot_negative_size_raises_invariant_violation() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation):
-        book.apply_snapshot(a([1]), a([-1]), a([]), a([]), u=1, seq=1, ts_exch_ns=1)
+        apply_snapshot(book, a([1]), a([-1]), a([]), a([]), u=1, seq=1, ts_exch_ns=1)
     assert book.n_bids == 0
 
 
 def test_l2book_crossed_delta_is_crossed_true() -> None:
     book = snapshot_book()
-    assert not book.is_crossed()
-    book.apply_delta(a([102]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
-    assert book.is_crossed()
+    assert not is_crossed(book)
+    apply_delta(book, a([102]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+    assert is_crossed(book)
     assert book.spread_ticks() == -1.0
 
 
@@ -162,8 +164,8 @@ def test_l2book_levels_is_json_serialisable() -> None:
 
 def test_l2book_full_book_keeps_best_capacity_levels() -> None:
     book = L2Book(2)
-    book.apply_snapshot(
-        a([1, 2, 3]), a([1, 1, 1]), a([7, 6, 5]), a([1, 1, 1]), u=1, seq=1, ts_exch_ns=1
+    apply_snapshot(
+        book, a([1, 2, 3]), a([1, 1, 1]), a([7, 6, 5]), a([1, 1, 1]), u=1, seq=1, ts_exch_ns=1
     )
     assert book.levels(5)["bids"] == [[3, 1], [2, 1]]
     assert book.levels(5)["asks"] == [[5, 1], [6, 1]]
@@ -176,8 +178,8 @@ def test_l2book_many_deltas_nbytes_constant() -> None:
     for u in range(11, 400):
         px = rng.integers(80, 120, size=6)
         qty = rng.integers(0, 4, size=6)
-        book.apply_delta(
-            px[px < 100], qty[px < 100], px[px > 100], qty[px > 100], u=u, seq=u, ts_exch_ns=u
+        apply_delta(
+            book, px[px < 100], qty[px < 100], px[px > 100], qty[px > 100], u=u, seq=u, ts_exch_ns=u
         )
     assert book.nbytes == before
     assert 0 <= book.n_bids <= 16
@@ -196,9 +198,9 @@ def test_l2book_after_warmup_compiles_no_new_signatures() -> None:
     found = kw.dispatchers()
     before = {k: len(d.signatures) for k, d in found.items()}
     book = snapshot_book()
-    book.apply_delta([99], [0], a([104]), a([1]), u=11, seq=1, ts_exch_ns=1)
-    book.apply_snapshot([], [], [1], [2], u=12, seq=2, ts_exch_ns=2)
-    book.is_crossed(), book.mid_ticks(), book.spread_ticks(), book.top(1), book.levels(1)
+    apply_delta(book, [99], [0], a([104]), a([1]), u=11, seq=1, ts_exch_ns=1)
+    apply_snapshot(book, [], [], [1], [2], u=12, seq=2, ts_exch_ns=2)
+    is_crossed(book), book.mid_ticks(), book.spread_ticks(), book.top(1), book.levels(1)
     assert {k: len(d.signatures) for k, d in found.items()} == before
 
 
@@ -268,13 +270,13 @@ def test_l2book_xrpusdt_replay_matches_dict_rebuild_every_line(capacity: int) ->
         apx, aqty = XRP.levels_to_arrays(d["a"])
         ids = {"u": d["u"], "seq": d["seq"], "ts_exch_ns": f["cts"] * 1_000_000}
         if f["type"] == "snapshot":
-            book.apply_snapshot(bpx, bqty, apx, aqty, **ids)
+            apply_snapshot(book, bpx, bqty, apx, aqty, **ids)
         else:
-            book.apply_delta(bpx, bqty, apx, aqty, **ids)
+            apply_delta(book, bpx, bqty, apx, aqty, **ids)
         ref.apply(f)
         got = book.levels(capacity)
         assert got["bids"] == ref.as_ticks("b"), f"bids differ at line {i}"
         assert got["asks"] == ref.as_ticks("a"), f"asks differ at line {i}"
         assert (got["u"], got["seq"]) == (d["u"], d["seq"])
-        assert not book.is_crossed()
+        assert not is_crossed(book)
         assert book.n_bids == min(capacity, 500)

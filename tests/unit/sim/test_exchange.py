@@ -22,6 +22,8 @@ from mmd.model.events import (
 )
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
+from tests.book_oracle import apply_snapshot
+from tests.exchange_probe import queue_ahead_lots
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 ETH = Instrument(symbol="ETHUSDT", tick_size="0.01", lot_size="0.01")
@@ -61,7 +63,8 @@ def make_book(
 
 
 def set_book(book: L2Book, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
-    book.apply_snapshot(
+    apply_snapshot(
+        book,
         [p for p, _ in bids],
         [q for _, q in bids],
         [p for p, _ in asks],
@@ -156,9 +159,9 @@ def test_exchange_accept_queue_ahead_is_real_level_size() -> None:
     sim.send(submit("improve", BUY, 100, 1), 0)  # new level, alone at the front
     sim.send(submit("deep", SELL, 102, 1), 0)  # 9 lots ahead
     sim.advance(0)
-    assert sim.queue_ahead_lots("BTCUSDT", "at") == 5.0
-    assert sim.queue_ahead_lots("BTCUSDT", "improve") == 0.0
-    assert sim.queue_ahead_lots("BTCUSDT", "deep") == 9.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "at") == 5.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "improve") == 0.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "deep") == 9.0
 
 
 # -- rule (a): the book crosses us ------------------------------------------------------------
@@ -217,11 +220,11 @@ def test_exchange_risk_averse_trades_at_price_advance_then_fill_excess() -> None
     rest(sim, book, "b", BUY, 99, 3)  # queue_ahead = 5
     # sell 4 @ 99: queue 5 - 4 = 1, nothing past the front
     assert sim.on_trade("BTCUSDT", 1, 99, 4, SELL) == []
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 1.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 1.0
     # sell 3 @ 99: queue 1 - 3 = -2 -> 2 lots past the front fill us: min(2, 3, 3) = 2, leaves 1,
     # queue reset to 0 (we are at the front)
     assert fills(sim.on_trade("BTCUSDT", 2, 99, 3, SELL)) == [("b#1", 99, 2, 1)]
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 0.0
     # sell 2 @ 99: queue 0 - 2 = -2 -> min(2, 2, 1) = 1, done
     assert fills(sim.on_trade("BTCUSDT", 3, 99, 2, SELL)) == [("b#2", 99, 1, 0)]
 
@@ -232,13 +235,13 @@ def test_exchange_risk_averse_depth_only_clamps_queue() -> None:
     rest(sim, book, "b", BUY, 99, 1)  # queue 5
     set_book(book, [(99, 9), (98, 7)], ASKS)  # growth: behind us, queue 5
     sim.on_book("BTCUSDT", book, 1)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 5.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 5.0
     set_book(book, [(99, 6), (98, 7)], ASKS)  # 9 -> 6: risk-averse ignores it, min(5, 6) = 5
     sim.on_book("BTCUSDT", book, 2)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 5.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 5.0
     set_book(book, [(99, 2), (98, 7)], ASKS)  # 6 -> 2: at most 2 can be ahead, min(5, 2) = 2
     sim.on_book("BTCUSDT", book, 3)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 2.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 2.0
 
 
 def test_exchange_no_partial_fill_waits_for_a_print_that_covers_leaves() -> None:
@@ -263,7 +266,7 @@ def _behind_six(sim: SimExchange, book: L2Book) -> None:
     rest(sim, book, "b", BUY, 99, 1)
     set_book(book, [(99, 10), (98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 1)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 4.0  # growth goes behind
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 4.0  # growth goes behind
 
 
 def test_exchange_prob_power_depth_decrease_advances_expected_share() -> None:
@@ -275,7 +278,7 @@ def test_exchange_prob_power_depth_decrease_advances_expected_share() -> None:
     # queue = 4 - (16/52) * 3 + min(6 - (36/52) * 3, 0) = 4 - 48/52 = 3.076923...
     set_book(book, [(99, 7), (98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 2)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 48 / 52)
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(4 - 48 / 52)
 
 
 def test_exchange_prob_log_depth_decrease_advances_expected_share() -> None:
@@ -287,8 +290,8 @@ def test_exchange_prob_log_depth_decrease_advances_expected_share() -> None:
     set_book(book, [(99, 7), (98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 2)
     p = math.log(7) / (math.log(7) + math.log(5))
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - (1 - p) * 3)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2.64195, abs=1e-5)
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(4 - (1 - p) * 3)
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(2.64195, abs=1e-5)
 
 
 def test_exchange_prob_power_trade_size_not_counted_twice() -> None:
@@ -297,12 +300,12 @@ def test_exchange_prob_power_trade_size_not_counted_twice() -> None:
     _behind_six(sim, book)
     # sell 2 @ 99: queue 4 - 2 = 2 (traded 2 remembered)
     assert sim.on_trade("BTCUSDT", 2, 99, 2, SELL) == []
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 2.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 2.0
     # level 10 -> 7: chg = 3 - 2 (the trade, already applied) = 1; front 2, back 10 - 2 = 8
     # p = 64 / (64 + 4) = 64/68; queue = 2 - (4/68) * 1 = 1.941176...
     set_book(book, [(99, 7), (98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 3)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2 - 4 / 68)
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(2 - 4 / 68)
 
 
 def test_exchange_prob_power_decrease_beyond_back_takes_front() -> None:
@@ -316,7 +319,7 @@ def test_exchange_prob_power_decrease_beyond_back_takes_front() -> None:
     # min(-0.4, new 0) = -0.4 (the level emptied: we are at the front)
     set_book(book, [(98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 2)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(-0.4)
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(-0.4)
     # sell 1 @ 99: queue -1.4 -> floor(1.4) = 1 lot past the front: fill 1, leaves 1
     assert fills(sim.on_trade("BTCUSDT", 3, 99, 1, SELL)) == [("b#1", 99, 1, 1)]
 
@@ -327,7 +330,7 @@ def test_exchange_prob_power_depth_increase_goes_behind() -> None:
     rest(sim, book, "b", BUY, 100, 1)  # improves the touch: queue 0
     set_book(book, [(100, 8), (99, 5)], ASKS)  # others join at 100 behind us
     sim.on_book("BTCUSDT", book, 1)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 0.0
     # sell 1 @ 100: queue -1 -> we are first: fill 1
     assert fills(sim.on_trade("BTCUSDT", 2, 100, 1, SELL)) == [("b#1", 100, 1, 0)]
 
@@ -370,7 +373,7 @@ def test_exchange_due_command_sees_book_before_the_event() -> None:
     set_book(book, [(99, 8), (98, 7)], ASKS)
     ev = sim.on_book("BTCUSDT", book, 1_500)
     assert isinstance(ev[0], OrderAccepted) and ev[0].ts_exch_ns == 1_000
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 5.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 5.0
 
 
 def test_exchange_fill_while_cancel_in_flight_then_cancel_unknown() -> None:
@@ -517,7 +520,7 @@ def test_exchange_backfilled_trade_before_activation_neither_fills_nor_advances(
     # through us (sell 5 @ 98) and at our price (sell 4 @ 99): no fill, queue still 5
     assert sim.on_trade("BTCUSDT", 400, 98, 5, SELL) == []
     assert sim.on_trade("BTCUSDT", 400, 99, 4, SELL) == []
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 5.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 5.0
     # stamped exactly at the activation: still not ours
     assert sim.on_trade("BTCUSDT", 1_000, 98, 5, SELL) == []
     # a print stamped after it: sell 1 @ 98 fills min(1, 2) = 1, leaves 1
@@ -543,18 +546,18 @@ def test_exchange_prob_power_book_and_trade_in_either_order(book_first: bool) ->
     set_book(book, [(99, 7), (98, 7)], ASKS)
     if book_first:
         sim.on_book("BTCUSDT", book, 2)  # chg 3: queue 4 - (16/52) * 3 = 4 - 48/52
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 48 / 52)
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(4 - 48 / 52)
         assert sim.on_trade("BTCUSDT", 2, 99, 2, SELL) == []
         # the trade is in that decrease (stamped <= the book): of its 2 lots the model
         # counted 16/52 ahead of us, the rest 2 * 36/52 now: 4 - 48/52 - 72/52 = 4 - 120/52
         # = 1.6923 = 4 - 2 (the trade) - (16/52) * 1 (the cancel). The old rule subtracted
         # the whole 2 again: 4 - 48/52 - 2 = 1.0769.
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 120 / 52)
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(4 - 120 / 52)
     else:
         assert sim.on_trade("BTCUSDT", 2, 99, 2, SELL) == []  # queue 4 - 2 = 2
         sim.on_book("BTCUSDT", book, 3)
         # chg = 3 - 2 = 1, front 2, back 8: p = 64/68 -> queue 2 - (4/68) * 1
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2 - 4 / 68)
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(2 - 4 / 68)
 
 
 @pytest.mark.parametrize("book_first", [False, True])
@@ -570,13 +573,13 @@ def test_exchange_prob_log_book_and_trade_in_either_order(book_first: bool) -> N
         # = 4 - 2 - 0.45268 * 1
         sim.on_trade("BTCUSDT", 2, 99, 2, SELL)
         p = math.log(7) / (math.log(7) + math.log(5))
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(4 - 2 - (1 - p))
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(1.54732, abs=1e-5)
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(4 - 2 - (1 - p))
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(1.54732, abs=1e-5)
     else:
         sim.on_trade("BTCUSDT", 2, 99, 2, SELL)  # queue 2
         sim.on_book("BTCUSDT", book, 3)
         # chg 1, front 2, back 8: p = ln 9 / (ln 9 + ln 3) = 2/3 -> queue 2 - 1/3
-        assert sim.queue_ahead_lots("BTCUSDT", "b") == pytest.approx(2 - 1 / 3)
+        assert queue_ahead_lots(sim, "BTCUSDT", "b") == pytest.approx(2 - 1 / 3)
 
 
 # -- several orders share one print ------------------------------------------------------------
@@ -629,11 +632,11 @@ def test_exchange_partial_fill_then_rest_fills_from_the_front() -> None:
     rest(sim, book, "b", BUY, 99, 4)  # queue 5
     # sell 7 @ 99: queue 5 - 7 = -2 -> fill 2, leaves 2, queue 0 (front of the level)
     assert fills(sim.on_trade("BTCUSDT", 1, 99, 7, SELL)) == [("b#1", 99, 2, 2)]
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 0.0
     # others join behind (5 -> 9 at 99): we stay at the front
     set_book(book, [(99, 9), (98, 7)], ASKS)
     sim.on_book("BTCUSDT", book, 2)
-    assert sim.queue_ahead_lots("BTCUSDT", "b") == 0.0
+    assert queue_ahead_lots(sim, "BTCUSDT", "b") == 0.0
     # sell 1 @ 99: -1 -> 1 lot, leaves 1; sell 5 @ 99: min(5, 5, 1) = 1, done
     assert fills(sim.on_trade("BTCUSDT", 3, 99, 1, SELL)) == [("b#2", 99, 1, 1)]
     assert fills(sim.on_trade("BTCUSDT", 4, 99, 5, SELL)) == [("b#3", 99, 1, 0)]
