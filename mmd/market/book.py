@@ -1,7 +1,8 @@
 """L2Book: owns one symbol's preallocated bid/ask arrays and their level counts and update ids.
 
-State and reads only: frames are applied to it by the compiled frame call (`mmd.kernels.frame`,
-driven by `mmd.market.hub`). It does not check update-id continuity or crossing policy.
+The daemon applies frames to it with the compiled frame call (`mmd.kernels.frame`, driven by
+`mmd.market.hub`); the local venue applies its replayed frames with `apply_snapshot` /
+`apply_delta`. It does not check update-id continuity or crossing policy.
 """
 
 from __future__ import annotations
@@ -11,9 +12,30 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmd.kernels.book import compute_mid_ticks, compute_spread_ticks
+from mmd.errors import InvariantViolation
+from mmd.kernels.book import apply_levels, compute_mid_ticks, compute_spread_ticks
 
 I64Array = npt.NDArray[np.int64]
+_INT64 = np.dtype(np.int64)
+
+
+def _as_i64(values: npt.ArrayLike, name: str) -> I64Array:
+    # kernels take C-contiguous 1-D int64 only; refuse floats rather than truncate them silently
+    if (
+        type(values) is np.ndarray
+        and values.dtype is _INT64
+        and values.ndim == 1
+        and values.flags.c_contiguous
+    ):
+        return values
+    arr = np.asarray(values)
+    if arr.dtype != np.int64:
+        if arr.size and arr.dtype.kind not in "iu":
+            raise TypeError(f"{name}: expected integer ticks/lots, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 class L2Book:
@@ -68,6 +90,89 @@ class L2Book:
         self.u = -1
         self.seq = -1
         self.ts_exch_ns = -1
+
+    def _commit(self, n_b: int, n_a: int, u: int, seq: int, ts_exch_ns: int, what: str) -> None:
+        if n_b < 0 or n_a < 0:
+            self.clear()
+            raise InvariantViolation(
+                f"book {what} u={u} rejected by kernel (codes bids={n_b} asks={n_a}): "
+                "negative size or mismatched lengths"
+            )
+        self.n_bids = int(n_b)
+        self.n_asks = int(n_a)
+        self.u = u
+        self.seq = seq
+        self.ts_exch_ns = ts_exch_ns
+
+    def apply_snapshot(
+        self,
+        bid_px: npt.ArrayLike,
+        bid_qty: npt.ArrayLike,
+        ask_px: npt.ArrayLike,
+        ask_qty: npt.ArrayLike,
+        *,
+        u: int,
+        seq: int,
+        ts_exch_ns: int,
+    ) -> None:
+        """Replace the whole book with a snapshot (any order; qty 0 skipped; best levels kept).
+
+        Raises:
+            InvariantViolation: a negative size or mismatched lengths (the book is cleared).
+        """
+        # a snapshot is a batch of inserts into an empty side
+        n_b = apply_levels(
+            self.bid_px,
+            self.bid_qty,
+            0,
+            _as_i64(bid_px, "bid_px"),
+            _as_i64(bid_qty, "bid_qty"),
+            True,
+        )
+        n_a = apply_levels(
+            self.ask_px,
+            self.ask_qty,
+            0,
+            _as_i64(ask_px, "ask_px"),
+            _as_i64(ask_qty, "ask_qty"),
+            False,
+        )
+        self._commit(n_b, n_a, u, seq, ts_exch_ns, "snapshot")
+
+    def apply_delta(
+        self,
+        bid_px: npt.ArrayLike,
+        bid_qty: npt.ArrayLike,
+        ask_px: npt.ArrayLike,
+        ask_qty: npt.ArrayLike,
+        *,
+        u: int,
+        seq: int,
+        ts_exch_ns: int,
+    ) -> None:
+        """Apply absolute-size level updates to both sides (qty 0 deletes; any order).
+
+        Raises:
+            InvariantViolation: a negative size or mismatched lengths (the book is cleared, so a
+                half-applied delta is never visible).
+        """
+        n_b = apply_levels(
+            self.bid_px,
+            self.bid_qty,
+            self.n_bids,
+            _as_i64(bid_px, "bid_px"),
+            _as_i64(bid_qty, "bid_qty"),
+            True,
+        )
+        n_a = apply_levels(
+            self.ask_px,
+            self.ask_qty,
+            self.n_asks,
+            _as_i64(ask_px, "ask_px"),
+            _as_i64(ask_qty, "ask_qty"),
+            False,
+        )
+        self._commit(n_b, n_a, u, seq, ts_exch_ns, "delta")
 
     def best_bid(self) -> tuple[int, int] | None:
         """(px_ticks, qty_lots) of the best bid, or None when there are no bids."""
