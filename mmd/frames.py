@@ -252,4 +252,3 @@ def _log_trading(tlog: TradingLog | None, now_ns: int) -> None:
     """Log what the trader reports since the last call (fills, rejections, heartbeats...)."""
     if tlog is not None:
         tlog.after_step(now_ns)
-

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from mmd.model.events import OrderCanceled, OrderFilled, OrderRejected, SubmitOrder
+from mmd.report_files import write_report
 from mmd.sim.report import (
     QUOTE_DTYPE,
     ReportSeries,
     fills_array,
     mids_array,
     summarize,
-    write_report,
 )
 from mmd.trading.ledger import TOTAL_SYMBOL, Ledger
 from mmd.trading.ledger_query import iso_ns

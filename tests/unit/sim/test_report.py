@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmd.report_files import write_report
 from mmd.sim.report import (
     FILL_DTYPE,
     QUOTE_DTYPE,
@@ -20,13 +21,11 @@ from mmd.sim.report import (
     markout_curve,
     max_drawdown,
     mids_array,
-    render_charts,
-    risk_text,
     sampled_returns,
     sharpe_sortino,
     summarize,
-    write_report,
 )
+from mmd.sim.report_charts import render_charts, risk_text
 
 S = 1_000_000_000
 H = 3600.0
