@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import mmd.app as app_mod
+from mmd.backtest_run import backtest
 from mmd.config import load_config
 from mmd.feeds.recording import RecordingWriter, read_recording
 from tests.unit.sim.reference_exchange import SimExchange as ReferenceExchange
@@ -54,7 +55,7 @@ def test_backtest_fills_identical_with_the_previous_exchange(
     for name, cls in (("kernels", app_mod.SimExchange), ("previous", ReferenceExchange)):
         monkeypatch.setattr(app_mod, "SimExchange", cls)
         out = tmp_path / f"{name}.csv"
-        summaries = app_mod.backtest(
+        summaries = backtest(
             cfg,
             [str(sliced_rec)],
             strategy="as",
