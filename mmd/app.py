@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from mmd.trading.portfolio import Portfolio
 from mmd.trading.risk import RiskGate
 from mmd.trading.trader import Trader
 from mmd.trading_log import TradingLog
+
+_Job = tuple[str, Coroutine[Any, Any, None]]  # a task's name and its coroutine
 
 
 class Daemon:
@@ -200,9 +202,11 @@ class Daemon:
         await asyncio.sleep(duration_s)
         raise _Stop
 
-    def _build_jobs(self, session: aiohttp.ClientSession) -> list[tuple[str, Awaitable[None]]]:
+    def _build_jobs(
+        self, session: aiohttp.ClientSession
+    ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         src = self.cfg.feed.source
-        jobs: list[tuple[str, Awaitable[None]]] = [
+        jobs: list[_Job] = [
             ("app.watchdog", self._watchdog()),
             ("strategy.quoter", self._quoter()),
             ("app.loop_monitor", LoopMonitor(self.metrics).run()),

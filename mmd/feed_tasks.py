@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 async def bybit_jobs(
     d: Daemon, session: aiohttp.ClientSession
-) -> list[tuple[str, Awaitable[None]]]:
+) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """Load instruments (retrying while the venue is unreachable); the Bybit feed's jobs."""
     cfg = d.cfg
     rest = BybitRest(
@@ -57,8 +57,11 @@ async def bybit_jobs(
                 f"feed.symbols: {sym} is not listed by the venue for category {cfg.feed.category}"
             )
     d.log.info("instruments_loaded", symbols=list(d.hub.states))
-    jobs: list[tuple[str, Awaitable[None]]] = []
-    sink = d.handle_frame
+    jobs: list[tuple[str, Coroutine[Any, Any, None]]] = []
+
+    def sink(raw: bytes, ts_recv_ns: int) -> None:
+        d.handle_frame(raw, ts_recv_ns)
+
     for sym in cfg.feed.symbols:
         jobs.append(
             (

@@ -39,8 +39,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "convert":
         from mmd.feeds.convert import run_convert
 
-        for path in run_convert(args.kind, args.inputs, args.out):
-            print(path)
+        for out_path in run_convert(args.kind, args.inputs, args.out):
+            print(out_path)
         return EXIT_OK
 
     if args.command == "synth" and args.seed is not None:
@@ -97,16 +97,16 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in ("ledger", "report"):
         from mmd.ledger_cli import find_ledger, run_ledger
 
-        path = find_ledger(args.state, cfg.state.dir, feed or cfg.feed.source)
+        ledger_file = find_ledger(args.state, cfg.state.dir, feed or cfg.feed.source)
         if args.command == "report":
             from mmd.ledger_report import report_from_ledger
 
-            for f in report_from_ledger(path, args.out):
+            for f in report_from_ledger(ledger_file, args.out):
                 print(f)
             return EXIT_OK
         return run_ledger(
             args.what,
-            path,
+            ledger_file,
             since=args.since,
             until=args.until,
             symbol=args.symbol,
@@ -127,8 +127,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         app.run_daemon(cfg, exit_process=True)
     elif args.command == "record":
-        for path in app.record(cfg, args.out, args.duration):
-            print(path)
+        for rec_path in app.record(cfg, args.out, args.duration):
+            print(rec_path)
     return EXIT_OK
 
 

@@ -32,9 +32,10 @@ def _thin(n: int, max_points: int = 20_000) -> slice:
 def _time_axis(ax: Any) -> None:
     import matplotlib.dates as mdates
 
-    loc = mdates.AutoDateLocator()
+    # matplotlib leaves these two constructors unannotated
+    loc = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))  # type: ignore[no-untyped-call]
     ax.set_xlabel("time (UTC)")
     ax.grid(True, alpha=0.3, linewidth=0.5)
 
