@@ -202,9 +202,7 @@ class Daemon:
         await asyncio.sleep(duration_s)
         raise _Stop
 
-    def _build_jobs(
-        self, session: aiohttp.ClientSession
-    ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def _build_jobs(self, session: aiohttp.ClientSession) -> list[_Job]:
         src = self.cfg.feed.source
         jobs: list[_Job] = [
             ("app.watchdog", self._watchdog()),

@@ -1,8 +1,6 @@
-"""What a backtest reports, from its run: the series sampled frame by frame (python engine) or
-taken from the jitted loop's result (fast engine), each symbol's summary, and the book's figures.
-
-Core: reads no file and writes none; the caller drives the frames and writes the reports.
-"""
+"""What a backtest reports: the series sampled frame by frame (python engine) or taken from the
+jitted loop's result (fast engine), each symbol's summary, the book's figures. Core: reads and
+writes no file; the caller (mmd.backtest_run) drives the frames and writes the reports."""
 
 from __future__ import annotations
 
