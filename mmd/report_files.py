@@ -1,6 +1,6 @@
-"""Writes report files: a report's summary.json, charts and page, the fills CSV, and a key added to
-a written summary.json. Shell: the bytes come from mmd.sim.report_charts; nothing is computed here.
-"""
+"""Writes report files: a report's summary.json, charts and page, the fills CSV, text exports
+(`mmd ledger --out`), a key added to a written summary.json. Shell: the bytes come from
+mmd.sim.report_charts and the callers; nothing is computed here."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | 
         p.write_bytes(data)
         paths.append(p)
     return paths
+
+
+def write_text(path: Path, text: str) -> None:
+    """text as a UTF-8 file (parent directories created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
