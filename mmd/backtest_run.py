@@ -31,7 +31,8 @@ from mmd.sim.backtest_series import (
 )
 from mmd.sim.fill_table import FILL_COLUMNS, fill_rows
 from mmd.sim.net_delta import SymbolPath
-from mmd.sim.report import ReportSeries, summarize
+from mmd.sim.report import summarize
+from mmd.sim.report_charts import ReportSeries
 from mmd.strategy.hedge import PortfolioHedge
 
 if TYPE_CHECKING:

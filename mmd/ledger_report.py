@@ -24,11 +24,11 @@ from mmd.model.events import OrderCanceled, OrderFilled, OrderRejected, SubmitOr
 from mmd.report_files import write_report
 from mmd.sim.report import (
     QUOTE_DTYPE,
-    ReportSeries,
     fills_array,
     mids_array,
     summarize,
 )
+from mmd.sim.report_charts import ReportSeries
 from mmd.trading.ledger import TOTAL_SYMBOL, Ledger
 from mmd.trading.ledger_query import iso_ns
 

@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmd.sim.report import ReportSeries
-from mmd.sim.report_charts import render_report
+from mmd.sim.report_charts import ReportSeries, render_report
 
 
 def write_report(summary: dict[str, Any], series: ReportSeries, out_dir: Path | str) -> list[Path]:

@@ -16,11 +16,11 @@ from mmd.sim.net_delta import SymbolPath, net_delta_figures
 from mmd.sim.report import (
     FILL_DTYPE,
     QUOTE_DTYPE,
-    ReportSeries,
     fills_array,
     mids_array,
     summarize,
 )
+from mmd.sim.report_charts import ReportSeries
 
 if TYPE_CHECKING:
     from mmd.learn.runtime import LoadedModels

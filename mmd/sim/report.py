@@ -1,5 +1,5 @@
-"""Backtest report: summary statistics of one run (pure numpy) and the series its charts plot
-(ReportSeries). Pure: no file is read or written here (mmd.report_files writes them).
+"""Backtest report: summary statistics of one run (pure numpy). Pure: no file is read or written
+here (the charts and file bytes are mmd.sim.report_charts', mmd.report_files writes them).
 
 Inputs are plain numpy arrays (prices in ticks, sizes in lots, money in quote currency, time in
 ns since the epoch):
@@ -19,11 +19,9 @@ ns since the epoch):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -405,45 +403,3 @@ def summarize(
         "pnl_per_notional_bps": pnl / notional * 1e4 if notional > 0 else math.nan,
         "duration_s": float(ts[-1] - ts[0]) / NS,
     }
-
-
-@dataclass
-class ReportSeries:
-    """The time series write_report plots (same conventions as summarize's inputs).
-
-    Attributes:
-        equity_ts_ns, equity_quote, position_lots: the equity step function.
-        fills: FILL_DTYPE array; mids: MID_DTYPE array; quotes: QUOTE_DTYPE array of our
-            resting bid/ask after each change (NaN = none on that side), may be empty.
-        tick, lot: instrument steps (price = ticks * tick, size = lots * lot).
-        symbol, quote_ccy, base_ccy: labels for titles and axes.
-        quotes_window_s: the quotes plot shows the window of this length with the most fills
-            (the whole run when shorter).
-    """
-
-    equity_ts_ns: npt.NDArray[np.int64]
-    equity_quote: npt.NDArray[np.float64]
-    position_lots: npt.NDArray[Any]
-    fills: npt.NDArray[np.void]
-    mids: npt.NDArray[np.void]
-    tick: float
-    lot: float
-    quotes: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, QUOTE_DTYPE))
-    symbol: str = ""
-    quote_ccy: str = "quote"
-    base_ccy: str = "base"
-    quotes_window_s: float = 120.0
-
-
-def json_value(v: Any) -> Any:
-    """A summary value as JSON holds it: numpy scalars as Python numbers, NaN and inf as None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    """summary.json's text: indented, non-finite numbers as null, one trailing newline."""
-    return json.dumps({k: json_value(v) for k, v in summary.items()}, indent=2) + "\n"

@@ -1,24 +1,62 @@
-"""The report's charts (matplotlib, Agg, rendered into memory) and every report file's bytes
-(summary.json, the PNGs, report.html). Pure: returns bytes, writes no file (mmd.report_files does).
-"""
+"""The series a report plots (ReportSeries), its charts (matplotlib, Agg, rendered into memory)
+and every report file's bytes (summary.json, PNGs, report.html). Pure: returns bytes, writes no
+file (mmd.report_files does)."""
 
 from __future__ import annotations
 
 import io
+import json
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mmd.sim.report import (
-    MARKOUT_CURVE_S,
-    NS,
-    ReportSeries,
-    json_value,
-    markout_curve,
-    summary_json,
-)
+from mmd.sim.report import MARKOUT_CURVE_S, NS, QUOTE_DTYPE, markout_curve
 from mmd.sim.report_html import render_html
+
+
+@dataclass
+class ReportSeries:
+    """The time series render_charts plots (same conventions as summarize's inputs).
+
+    Attributes:
+        equity_ts_ns, equity_quote, position_lots: the equity step function.
+        fills: FILL_DTYPE array; mids: MID_DTYPE array; quotes: QUOTE_DTYPE array of our
+            resting bid/ask after each change (NaN = none on that side), may be empty.
+        tick, lot: instrument steps (price = ticks * tick, size = lots * lot).
+        symbol, quote_ccy, base_ccy: labels for titles and axes.
+        quotes_window_s: the quotes plot shows the window of this length with the most fills
+            (the whole run when shorter).
+    """
+
+    equity_ts_ns: npt.NDArray[np.int64]
+    equity_quote: npt.NDArray[np.float64]
+    position_lots: npt.NDArray[Any]
+    fills: npt.NDArray[np.void]
+    mids: npt.NDArray[np.void]
+    tick: float
+    lot: float
+    quotes: npt.NDArray[np.void] = field(default_factory=lambda: np.empty(0, QUOTE_DTYPE))
+    symbol: str = ""
+    quote_ccy: str = "quote"
+    base_ccy: str = "base"
+    quotes_window_s: float = 120.0
+
+
+def json_value(v: Any) -> Any:
+    """A summary value as JSON holds it: numpy scalars as Python numbers, NaN and inf as None."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """summary.json's text: indented, non-finite numbers as null, one trailing newline."""
+    return json.dumps({k: json_value(v) for k, v in summary.items()}, indent=2) + "\n"
 
 
 def _times(ts_ns: npt.NDArray[Any]) -> npt.NDArray[np.datetime64]:

@@ -15,7 +15,6 @@ from mmd.sim.report import (
     FILL_DTYPE,
     QUOTE_DTYPE,
     REQUIRED_KEYS,
-    ReportSeries,
     fifo_round_trips,
     fills_array,
     markout_curve,
@@ -25,7 +24,7 @@ from mmd.sim.report import (
     sharpe_sortino,
     summarize,
 )
-from mmd.sim.report_charts import render_charts, risk_text
+from mmd.sim.report_charts import ReportSeries, render_charts, risk_text
 
 S = 1_000_000_000
 H = 3600.0
