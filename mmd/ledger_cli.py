@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmd.errors import ConfigError, StateError
+from mmd.report_files import write_text
 from mmd.trading.ledger import LEDGER_FILE, Ledger, ledger_path
 from mmd.trading.ledger_query import (
     FILL_COLUMNS,
@@ -113,8 +114,7 @@ def _emit(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
     else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        write_text(Path(out), text)
 
 
 def _write_rows(

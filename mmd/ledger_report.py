@@ -18,21 +18,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mmd.model.events import OrderCanceled, OrderFilled, OrderRejected, SubmitOrder
+from mmd.report_files import write_report
 from mmd.sim.report import (
     QUOTE_DTYPE,
-    ReportSeries,
     fills_array,
     mids_array,
     summarize,
-    write_report,
 )
+from mmd.sim.report_charts import ReportSeries
 from mmd.trading.ledger import TOTAL_SYMBOL, Ledger
 from mmd.trading.ledger_query import iso_ns
 
 
-def _quotes(led: Ledger, symbol: str) -> np.ndarray:
+def _int(v: object) -> int:
+    """A ledger cell that holds an integer (SQLite INTEGER, or its text)."""
+    assert isinstance(v, int | str), v
+    return int(v)
+
+
+def _float(v: object) -> float:
+    """A ledger cell that holds a number (SQLite REAL or INTEGER)."""
+    assert isinstance(v, float | int | str), v
+    return float(v)
+
+
+def _quotes(led: Ledger, symbol: str) -> npt.NDArray[np.void]:
     """Our best resting bid/ask (ticks) after each change, from the journal."""
     live: dict[str, tuple[int, int]] = {}  # coid -> (side, px_ticks)
     out: list[tuple[int, float, float]] = []
@@ -73,11 +86,11 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
             else sorted({str(r[4]) for r in led.fill_rows()})
         )
         # a snapshot taken before the first market time (ts 0) is not a point of the curve
-        snaps = [r for r in led.snapshot_rows() if int(r[0]) > 0]  # type: ignore[call-overload]
+        snaps = [r for r in led.snapshot_rows() if _int(r[0]) > 0]
         fill_rows = led.fill_rows()
         written: list[Path] = []
         total = [
-            (int(r[0]), float(r[5]) + float(r[8]) - float(r[6]) + float(r[7]))  # type: ignore[arg-type]
+            (_int(r[0]), _float(r[5]) + _float(r[8]) - _float(r[6]) + _float(r[7]))
             for r in snaps
             if r[1] == TOTAL_SYMBOL
         ]
@@ -94,14 +107,14 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
                         fill_id=str(r[0]),
                         client_order_id=str(r[3]),
                         symbol=sym,
-                        side=int(r[5]),  # type: ignore[call-overload]
-                        px_ticks=int(r[6]),
-                        qty_lots=int(r[7]),
-                        leaves_lots=int(r[8]),  # type: ignore[call-overload]
-                        liquidity=int(r[9]),
-                        fee_quote=float(r[10]),
-                        ts_exch_ns=int(r[2]),
-                    )  # type: ignore[call-overload, arg-type]
+                        side=_int(r[5]),
+                        px_ticks=_int(r[6]),
+                        qty_lots=_int(r[7]),
+                        leaves_lots=_int(r[8]),
+                        liquidity=_int(r[9]),
+                        fee_quote=_float(r[10]),
+                        ts_exch_ns=_int(r[2]),
+                    )
                     for r in rows
                 ]
             )
@@ -109,11 +122,11 @@ def report_from_ledger(path: Path, out_dir: str) -> list[Path]:
                 eq_ts = np.array([t for t, _ in total], np.int64)
                 eq = np.array([v for _, v in total], np.float64)
             else:
-                eq_ts = np.array([int(r[0]) for r in sym_snaps], np.int64)  # type: ignore[call-overload]
-                eq = np.array([float(r[9]) for r in sym_snaps], np.float64)  # type: ignore[arg-type]
-            by_ts = {int(r[0]): int(r[2]) for r in sym_snaps}  # type: ignore[call-overload]
+                eq_ts = np.array([_int(r[0]) for r in sym_snaps], np.int64)
+                eq = np.array([_float(r[9]) for r in sym_snaps], np.float64)
+            by_ts = {_int(r[0]): _int(r[2]) for r in sym_snaps}
             pos = np.array([by_ts.get(int(t), 0) for t in eq_ts], np.int64)
-            marked = [(int(r[0]), float(r[4])) for r in sym_snaps if r[4] is not None]  # type: ignore[call-overload, arg-type]
+            marked = [(_int(r[0]), _float(r[4])) for r in sym_snaps if r[4] is not None]
             mids = mids_array([t for t, _ in marked], [m for _, m in marked])
             interval = float(np.median(np.diff(eq_ts))) / 1e9 if len(eq_ts) > 2 else None
             # the tag every chart title carries: where its series come from

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -281,3 +281,31 @@ class BybitStream:
         if ws is not None:
             self._forced = True
             ws.transport.abort()
+
+    def reconnect_if_stalled(
+        self, last_book_recv_ns: Mapping[str, int], now_ns: int, stale_s: float
+    ) -> None:
+        """Drop a connection whose books get no data: a symbol's book (synced or waiting for
+        its snapshot; last_book_recv_ns: its last book frame's receive stamp, absent or 0 when
+        none) older than stale_after_s on a socket silent that long (a resubscribe would wait
+        for a frame that never comes), or older than twice that whatever the socket does (the
+        resubscribe did not help). Ages count from the connection's start, so a new connection
+        gets its own stale_after_s."""
+        if not self.connected:
+            return
+        limit_ns = int(stale_s * 1e9)
+        silent_ns = now_ns - self.last_message_ns
+        stalled = []
+        for sym in self.symbols:
+            last = max(last_book_recv_ns.get(sym, 0), self.connected_at_ns)
+            age_ns = now_ns - last
+            if age_ns > 2 * limit_ns or (age_ns > limit_ns and silent_ns > limit_ns):
+                stalled.append(sym)
+        if stalled:
+            self.log.warning(
+                "ws_reconnect_forced",
+                symbols=stalled,
+                stale_after_s=stale_s,
+                silent_s=round(silent_ns / 1e9, 3),
+            )
+            self.force_reconnect()

@@ -164,7 +164,8 @@ def run_episode_python(
     """An episode through the daemon's own Python path: MarketHub, Trader and SymbolStrategy
     (rl_decide at each decision, before the quote kernel, with these very arrays), the
     paper exchange and the portfolio, frame by frame as `mmd backtest` does."""
-    from mmd.app import FrameHandler, build_trader
+    from mmd.app import build_trader
+    from mmd.frames import FrameHandler
     from mmd.market.hub import MarketHub
 
     w = events

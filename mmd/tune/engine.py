@@ -20,7 +20,7 @@ def backtest_window(
 ) -> list[dict[str, Any]]:
     """`mmd backtest -c CONFIG --start-ns S --end-ns E RECORDINGS`, in process: one summary
     per symbol (mmd.sim.report.summarize keys plus symbol, recordings, window_ns)."""
-    from mmd.app import backtest
+    from mmd.backtest_run import backtest
     from mmd.config import config_from_mapping
 
     cfg = config_from_mapping(config)

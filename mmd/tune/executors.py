@@ -17,7 +17,7 @@ from mmd.errors import ConfigError
 
 def _warm() -> None:
     """Pool initializer: import the backtest stack once per worker process."""
-    import mmd.app
+    import mmd.backtest_run
     import mmd.tune.engine  # noqa: F401
 
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import msgspec
 
-from mmd.app import FrameHandler, build_trader
+from mmd.app import build_trader
 from mmd.config import AppConfig, FeedConfig, MarketConfig, StrategyConfig
 from mmd.feeds.convert.binance_usdm import convert_binance_usdm
 from mmd.feeds.convert.cryptofeed import convert_cryptofeed
 from mmd.feeds.recording import parse_recording_name, read_recording
+from mmd.frames import FrameHandler
 from mmd.market.hub import MarketHub
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"

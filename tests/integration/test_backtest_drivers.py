@@ -194,14 +194,17 @@ def _trader_run(cfg, files: list[Path], symbol: str, category: str):
     import msgspec
 
     from mmd import app
+    from mmd.feeds.replay import merged_frames
+    from mmd.frames import FrameHandler
+    from mmd.market.hub import MarketHub
 
     run_cfg = msgspec.structs.replace(
         cfg, feed=msgspec.structs.replace(cfg.feed, category=category, symbols=[symbol])
     )
-    hub = app.MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
+    hub = MarketHub([symbol], run_cfg.market, features_cfg=run_cfg.features)
     trader = app.build_trader(run_cfg, hub, ledger=False)
-    handler = app.FrameHandler(hub, None, None, trader, quote_inline=True)
-    for ts, raw in app.merged_frames(sorted(files)):
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    for ts, raw in merged_frames(sorted(files)):
         handler(raw, ts)
     return trader
 

@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 from procs import base_env, split_recording
 
-from mmd.app import FrameHandler, build_trader, load_quote_models
+from mmd.app import build_trader
 from mmd.config import AppConfig, ModelsConfig
 from mmd.feeds.recording import read_recording
+from mmd.frames import FrameHandler
 from mmd.kernels.strategy import QPI_MAX_LOTS
 from mmd.learn.dataset import extract_market
 from mmd.learn.deep_data import DeepParams, sequence_dataset
 from mmd.learn.model_file import IncompatibleModel
 from mmd.market.hub import MarketHub
+from mmd.quote_models import load_quote_models
 from mmd.strategy.quoter import NEUTRAL
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from procs import base_env
 
-from mmd.sim.report import CHARTS
+from mmd.sim.report_charts import CHARTS
 
 pytestmark = pytest.mark.slow
 

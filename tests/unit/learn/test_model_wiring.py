@@ -21,6 +21,7 @@ import pytest
 from procs import base_env, split_recording
 
 from mmd import app as app_mod
+from mmd.backtest_run import backtest
 from mmd.config import AppConfig, ModelsConfig
 from mmd.errors import ConfigError
 from mmd.feeds.recording import read_recording
@@ -28,6 +29,7 @@ from mmd.learn.dataset import extract_market
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES, market_matrix, orient_vector
 from mmd.learn.model_file import IncompatibleModel, save_model
 from mmd.learn.runtime import load_models
+from mmd.quote_models import load_quote_models
 from mmd.strategy.engine import SymbolStrategy
 
 # ~100 s of the Binance BTCUSDT recording (about 41 frames/s)
@@ -101,9 +103,7 @@ def test_decision_vector_equals_dataset_vector(
 
     monkeypatch.setattr(SymbolStrategy, "ml_inputs", spy)
     cfg = _cfg(write_models(tmp_path / "models"))
-    (summary,) = app_mod.backtest(
-        cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False
-    )
+    (summary,) = backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False)
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     xm = market_matrix(ms.fx, ms.ts_ns)
     # frames sharing a receive stamp are ambiguous: compare the stamps that occur once
@@ -189,10 +189,8 @@ def test_missing_model_error_or_neutral(small_rec: Path, tmp_path: Path) -> None
     assert told == ["adverse", "spread"] and not m.active
     # neutral fallback: --strategy ml quotes exactly like plain AS
     cfg = _cfg(empty, missing="neutral")
-    (ml,) = app_mod.backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False)
-    (plain,) = app_mod.backtest(
-        cfg, [str(small_rec)], strategy="as", report_dir=None, progress=False
-    )
+    (ml,) = backtest(cfg, [str(small_rec)], strategy="ml", report_dir=None, progress=False)
+    (plain,) = backtest(cfg, [str(small_rec)], strategy="as", report_dir=None, progress=False)
     assert ml["models"] == {} and ml["widened_fraction"] == 0.0
     for key in ("pnl", "fills", "max_drawdown"):
         assert ml[key] == plain[key], key
@@ -233,7 +231,7 @@ def test_ledger_records_versions_once_and_a_change(tmp_path: Path) -> None:
     def start() -> dict[str, str]:
         trader = app_mod.build_trader(cfg, MarketHub(["BTCUSDT"], cfg.market), ledger=True)
         try:
-            m = app_mod.load_quote_models(cfg, trader, 1)
+            m = load_quote_models(cfg, trader, 1)
             assert m is not None
             return m.versions()
         finally:

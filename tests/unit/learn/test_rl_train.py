@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from procs import base_env
 
-from mmd import app as app_mod
+from mmd.backtest_run import backtest
 from mmd.config import AppConfig, ModelsConfig
 from mmd.errors import ConfigError
 from mmd.feeds.recording import file_sha256
@@ -76,7 +76,7 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
     cfg = msgspec.structs.replace(
         AppConfig(), models=ModelsConfig(dir=str(tmp_path / "a"), rl=True, missing="neutral")
     )
-    (summary,) = app_mod.backtest(cfg, [str(rec)], strategy="ml", report_dir=None, progress=False)
+    (summary,) = backtest(cfg, [str(rec)], strategy="ml", report_dir=None, progress=False)
     assert summary["models"] == {"rl": meta.version}
     win_all = lrl.Window(
         name="all", symbol="BTCUSDT", category="linear", files=[rec], start_ns=0, end_ns=2**62

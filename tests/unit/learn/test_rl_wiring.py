@@ -18,6 +18,7 @@ from mmd.config import AppConfig, ModelsConfig
 from mmd.errors import ConfigError
 from mmd.feeds.recording import read_recording
 from mmd.feeds.synth_session import write_session
+from mmd.frames import FrameHandler
 from mmd.kernels import rl as krl
 from mmd.learn.model_file import IncompatibleModel, load_model, save_model
 from mmd.learn.runtime import (
@@ -32,6 +33,7 @@ from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics
 from mmd.model.codes import BUY
 from mmd.model.events import SubmitOrder
+from mmd.quote_models import load_quote_models
 from mmd.strategy.engine import SymbolStrategy
 from mmd.strategy.quoter import NEUTRAL
 from mmd.trading.risk import RiskGate
@@ -263,7 +265,7 @@ def test_ledger_and_metrics_record_the_rl_version(tmp_path: Path) -> None:
     metrics = Metrics()
     trader = app_mod.build_trader(cfg, MarketHub(["BTCUSDT"], cfg.market), ledger=True)
     try:
-        m = app_mod.load_quote_models(cfg, trader, 1, metrics=metrics)
+        m = load_quote_models(cfg, trader, 1, metrics=metrics)
         assert m is not None and m.rl is not None and m.adverse is None
         assert m.rl.online and m.rl.rpf[krl.RPF_ALPHA] == 0.25
         version = m.versions()["rl"]
@@ -274,7 +276,7 @@ def test_ledger_and_metrics_record_the_rl_version(tmp_path: Path) -> None:
         trader.ledger.close()
     assert f'mmd_model_info{{model="rl",version="{version}"}} 1.0' in metrics.render().decode()
     # off by default: nothing loaded
-    assert app_mod.load_quote_models(_cfg(models), None, 1) is None
+    assert load_quote_models(_cfg(models), None, 1) is None
 
 
 def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path, tmp_path: Path) -> None:
@@ -283,12 +285,12 @@ def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path, tmp_p
     keeps the trained table."""
     models_dir = write_table(tmp_path, (1.0, 0.0), step_s=1.0)
     cfg = _cfg(models_dir, rl=True, rl_online=True, rl_alpha=0.5, rl_epsilon=0.5)
-    m = app_mod.load_quote_models(cfg, None, 0)
+    m = load_quote_models(cfg, None, 0)
     assert m is not None and m.rl is not None and m.rl.online
     hub = MarketHub(["BTCUSDT"], cfg.market, features_cfg=cfg.features)
     trader = app_mod.build_trader(cfg, hub, ledger=False)
     trader.models = m
-    handler = app_mod.FrameHandler(hub, None, None, trader, quote_inline=True)
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
     for ts, raw in read_recording(synth_rec):
         handler(raw, ts)
     strat = trader.strategies["BTCUSDT"]

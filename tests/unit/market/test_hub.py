@@ -445,7 +445,7 @@ class _Exploding:
     ],
 )
 def test_frame_handler_absorbs_input_errors_counts_and_resyncs(exc: Exception) -> None:
-    from mmd.app import FrameHandler
+    from mmd.frames import FrameHandler
 
     hub = _hub()
     handler = FrameHandler(hub, trader=_Exploding(exc))  # type: ignore[arg-type]
@@ -455,8 +455,8 @@ def test_frame_handler_absorbs_input_errors_counts_and_resyncs(exc: Exception) -
 
 
 def test_frame_handler_lets_invariant_violations_crash() -> None:
-    from mmd.app import FrameHandler
     from mmd.errors import InvariantViolation
+    from mmd.frames import FrameHandler
 
     hub = _hub()
     handler = FrameHandler(hub, trader=_Exploding(InvariantViolation("bug")))  # type: ignore[arg-type]

@@ -10,23 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmd.report_files import write_report
 from mmd.sim.report import (
     FILL_DTYPE,
     QUOTE_DTYPE,
     REQUIRED_KEYS,
-    ReportSeries,
     fifo_round_trips,
     fills_array,
     markout_curve,
     max_drawdown,
     mids_array,
-    render_charts,
-    risk_text,
     sampled_returns,
     sharpe_sortino,
     summarize,
-    write_report,
 )
+from mmd.sim.report_charts import ReportSeries, render_charts, risk_text
 
 S = 1_000_000_000
 H = 3600.0

@@ -11,8 +11,9 @@ import msgspec
 import orjson
 import pytest
 
-from mmd.app import FrameHandler, build_trader
+from mmd.app import build_trader
 from mmd.config import AppConfig
+from mmd.frames import FrameHandler
 from mmd.market.hub import MarketHub
 from mmd.model.codes import BUY, SELL
 from mmd.model.events import SubmitOrder
