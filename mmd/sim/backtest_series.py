@@ -25,7 +25,7 @@ from mmd.sim.report_charts import ReportSeries
 if TYPE_CHECKING:
     from mmd.learn.runtime import LoadedModels
     from mmd.market.hub import MarketHub
-    from mmd.sim.backtest import LoopResult
+    from mmd.sim.strategy_loop import LoopResult
     from mmd.strategy.hedge import PortfolioHedge
     from mmd.trading.trader import Trader
 

@@ -14,15 +14,23 @@ from mmd.kernels.frame import (
     DI_N_CMDS,
     DI_SIZE,
     ERR_DECIDE_CALIBRATION,
+    BookArgs,
+    CalArgs,
+    QuoteArgs,
+    RingArgs,
     decide_symbol_quotes,
 )
 from mmd.kernels.strategy import CMD_CANCEL, COMMAND_DTYPE
 from mmd.market.hub import SymbolState
+from mmd.market.ring import RingBuffer
 from mmd.model.events import CancelOrder, Command, SubmitOrder
 from mmd.strategy.calibration import IntensityCalibrator
 from mmd.strategy.order_diff import OpenOrder, orders_array
 from mmd.strategy.quoter import Quoter
 from mmd.strategy.warmup import WarmupGate
+
+# what decide_symbol_quotes takes over one market state: the mids ring, then its argument groups
+_KernelArgs = tuple[tuple[RingBuffer], CalArgs, RingArgs, QuoteArgs, BookArgs]
 
 
 class CompiledDecision:
@@ -63,9 +71,9 @@ class CompiledDecision:
         self.totals = np.zeros(2, np.int64)
         self.book_counts = np.zeros(2, np.int64)
         # the kernel's argument tuples, bound to one market state's arrays (`bind`)
-        self.args: tuple[tuple[object, ...], ...] | None = None
+        self.args: _KernelArgs | None = None
 
-    def bind(self, st: SymbolState) -> tuple[tuple[object, ...], ...]:
+    def bind(self, st: SymbolState) -> _KernelArgs:
         """The kernel's argument tuples over st's and the strategy's arrays (built once per
         market state: the arrays live as long as it)."""
         mids, trades, cal = st.mids, st.trades, self.calibrator

@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from mmd.config import StrategyConfig
 from mmd.kernels.frame import QuoteArgs
@@ -95,7 +96,7 @@ REJECT_REASONS: dict[int, str] = {
 }
 
 
-def ml_array(ml: MlInputs, out: np.ndarray | None = None) -> np.ndarray:
+def ml_array(ml: MlInputs, out: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """The ML inputs as the kernels' float64[ML_SIZE] (slots ML_*)."""
     arr = np.empty(ML_SIZE, np.float64) if out is None else out
     arr[0] = ml.bid_mult
