@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tuned AS and the learned models (needs the `train` "
         "extra)",
     )
-    from mmd.learn.evaluate import add_arguments as evaluate_arguments
+    from mmd.learn.evaluate.spec import add_arguments as evaluate_arguments
 
     evaluate_arguments(ev)
 
@@ -392,7 +392,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.command == "evaluate":
-        from mmd.learn.evaluate import run_command
+        from mmd.learn.evaluate.command import run_command
 
         configure_logs("error", "auto")
         path = args.config

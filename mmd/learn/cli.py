@@ -496,7 +496,7 @@ def run_train_all(
 
     from mmd import __version__
     from mmd.config import load_config
-    from mmd.learn.evaluate import rl_trainer
+    from mmd.learn.evaluate.spec import rl_trainer
 
     lp, tp, config_sets = parse_sets(sets)
     cfg = load_config(config_path, sets=config_sets)

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from mmd.learn.dataset import MarketSeries
-from mmd.learn.evaluate import (
-    aggregate,
-    eval_splits,
-    overall,
-    paired_test,
-    slice_series,
-    strategy_specs,
-)
+from mmd.learn.evaluate.spec import strategy_specs
+from mmd.learn.evaluate.stats import aggregate, eval_splits, overall, paired_test, slice_series
 
 pytest.importorskip("scipy", reason="scipy (with scikit-learn, the `train` extra) is absent")
 
