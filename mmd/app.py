@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1056,6 +1056,29 @@ def _provenance(run_cfg: AppConfig, recs: list[Path]) -> dict[str, Any]:
     }
 
 
+def window_frames(
+    hub: MarketHub,
+    trader: Trader,
+    frames: Iterable[tuple[int, bytes]],
+    start_ns: int | None,
+    end_ns: int | None,
+) -> Iterator[int]:
+    """The per-frame backtest loop: frames received before start_ns only build the market
+    state, frames in [start_ns, end_ns) go through the trader too (quoting inline, as
+    `--feed replay`), the first one at or after end_ns stops it (None = open end). Yields
+    each traded frame's receive time once the trader has handled it."""
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
+    for ts, raw in frames:
+        if end_ns is not None and ts >= end_ns:
+            break
+        if start_ns is not None and ts < start_ns:
+            market_only(raw, ts)
+            continue
+        handler(raw, ts)
+        yield ts
+
+
 def _backtest_python(
     run_cfg: AppConfig,
     category: str,
@@ -1083,8 +1106,6 @@ def _backtest_python(
     trader.models = models
     if hedge is not None:
         trader.hedge = hedge
-    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
-    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
     per: dict[str, dict[str, list[Any]]] = {
         s: {"eq_ts": [], "eq": [], "pos": [], "mid_ts": [], "mids": [], "quotes": []}
         for s in symbols
@@ -1092,20 +1113,15 @@ def _backtest_python(
     last_q: dict[str, tuple[float, float]] = dict.fromkeys(symbols, (np.nan, np.nan))
     next_sample = dict.fromkeys(symbols, 0)
     n_frames = 0
-    for ts, raw in tqdm(
+    frames = tqdm(
         merged_frames(recs),
         desc="backtest " + "+".join(symbols),
         unit="frame",
         disable=not progress,
         mininterval=0.5,
-    ):
-        if end_ns is not None and ts >= end_ns:
-            break
-        if start_ns is not None and ts < start_ns:
-            market_only(raw, ts)
-            continue
+    )
+    for _ in window_frames(hub, trader, frames, start_ns, end_ns):
         n_frames += 1
-        handler(raw, ts)
         for sym in symbols:
             st = hub.states.get(sym)
             if st is None or not st.sync.synced:

@@ -1,6 +1,6 @@
 """`mmd train lstm|multitask DATA... --out DIR`: recordings -> sequences -> networks -> model files.
 
-Shell: reads recordings (mmd.learn.cli.read_recordings), writes DIR/lstm or DIR/multitask
+Shell: reads recordings (mmd.learn.train_data.read_recordings), writes DIR/lstm or DIR/multitask
 (weights.npz, model.json, loss.png) and prints the walk-forward table. The direction head is
 judged out of sample against two logistic regressions fitted on the same training samples: on
 the flattened window and on the window's last vector.
@@ -248,7 +248,7 @@ def train_deep(
     evaluate` does)."""
     from mmd.learn import deep_train as dtr
     from mmd.learn import train as tr
-    from mmd.learn.cli import _digests
+    from mmd.learn.train_data import digests
 
     heads = dtr.HEADS_LSTM if kind == "lstm" else dtr.HEADS_MULTITASK
     data = [sequence_dataset(r.series, dp) for r in recs]
@@ -297,7 +297,7 @@ def train_deep(
         features=list(SEQUENCE_FEATURES),
         arrays=dtr.export_arrays(fit.net, stats),
         mmd_version=mmd_version,
-        training_data=_digests(recs),
+        training_data=digests(recs),
         hyper_parameters={
             **msgspec.to_builtins(dp),
             "heads": list(heads),
@@ -434,7 +434,7 @@ def run_deep(
         ) from None
     from mmd import __version__
     from mmd.config import load_config
-    from mmd.learn.cli import read_recordings
+    from mmd.learn.train_data import read_recordings
 
     dp, config_sets = parse_deep_sets(sets)
     cfg = load_config(config_path, sets=config_sets)

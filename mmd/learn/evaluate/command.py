@@ -51,9 +51,9 @@ from mmd.learn.evaluate.split import (
 from mmd.learn.evaluate.stats import direction_rows, eval_splits, overall, paired_test
 
 if TYPE_CHECKING:
-    from mmd.learn.cli import TrainParams
     from mmd.learn.dataset import LabelParams
     from mmd.learn.deep_data import DeepParams
+    from mmd.learn.train_data import TrainParams
 
 
 @contextlib.contextmanager
@@ -86,7 +86,7 @@ def run_evaluate(
     from tqdm import tqdm
 
     from mmd.config import config_from_mapping, dump_config
-    from mmd.learn.cli import read_recordings
+    from mmd.learn.train_data import read_recordings
     from mmd.tune.cli import recording_spans
     from mmd.tune.space import check_space, default_space, parse_space
     from mmd.tune.splits import walk_forward
@@ -277,7 +277,7 @@ def _assemble(
 def run_command(args: Any, config_path: str | None) -> int:
     """`mmd evaluate` from parsed arguments (ConfigError propagates: exit 2)."""
     from mmd.config import load_config
-    from mmd.learn.cli import parse_sets
+    from mmd.learn.train_data import parse_sets
 
     deep_sets = [x.removeprefix("deep.") for x in args.set if x.startswith("deep.")]
     lp, tp, config_sets = parse_sets([x for x in args.set if not x.startswith("deep.")])

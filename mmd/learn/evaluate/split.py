@@ -21,9 +21,9 @@ from mmd.learn.evaluate.spec import DEEP_MODELS, EvalOptions, StrategySpec, tabl
 from mmd.learn.evaluate.stats import Window, aggregate, finite, slice_series
 
 if TYPE_CHECKING:
-    from mmd.learn.cli import Recording, TrainParams
     from mmd.learn.dataset import LabelParams
     from mmd.learn.deep_data import DeepParams
+    from mmd.learn.train_data import Recording, TrainParams
 
 
 @dataclasses.dataclass(slots=True)

@@ -269,8 +269,8 @@ def test_train_multitask_has_three_heads(synth_rec: Path, tmp_path: Path) -> Non
 
 
 def test_training_is_seeded(synth_rec: Path, tmp_path: Path) -> None:
-    from mmd.learn.cli import Recording
     from mmd.learn.deep_cli import parse_deep_sets, train_deep
+    from mmd.learn.train_data import Recording
 
     dp, _ = parse_deep_sets([*TINY, "baselines=false", "n_splits=1", "epochs=2"])
     rec = Recording("synth", [synth_rec], extract_market(read_recording(synth_rec), "BTCUSDT"))

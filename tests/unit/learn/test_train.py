@@ -176,7 +176,7 @@ def test_each_recording_file_is_its_own_recording(cryptofeed_dir: Path, tmp_path
     import shutil
 
     from mmd.config import AppConfig
-    from mmd.learn.cli import read_recordings
+    from mmd.learn.train_data import read_recordings
 
     src = next(cryptofeed_dir.glob("bybit_linear_BTCUSDT_*"))
     for day in ("a", "b"):  # the same symbol twice: two recordings, never one merged series
