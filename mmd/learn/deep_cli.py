@@ -370,7 +370,7 @@ def direction_report(
     samples, refitted on all of them), standardised with the first deep model's statistics;
     and the training majority class. Nothing of the test series is used to fit anything.
     """
-    from mmd.learn.deep_runtime import DeepOrderFlowModel
+    from mmd.learn.model_loader import load_deep_model
 
     data_tr = [sequence_dataset(s, dp) for s in train]
     data_te = [sequence_dataset(s, dp) for s in test]
@@ -392,7 +392,7 @@ def direction_report(
 
     stats = None
     for name, d in model_dirs.items():
-        model = DeepOrderFlowModel.from_dir(d)
+        model = load_deep_model(d)
         stats = model.stats if stats is None else stats
         win = gather_windows(pooled.x, pooled.ends[b[lab]], model.window or dp.window)
         pred = model.predict_windows(

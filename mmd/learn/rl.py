@@ -308,7 +308,7 @@ def fit_rl(
     train, held, digests = split_windows(cfg, data, tp.n_splits, purge_ns, progress, end_ns)
     models = None
     if mc.adverse or mc.spread:  # quote as the daemon will, the RL state sees the detector
-        from mmd.learn.runtime import load_models
+        from mmd.learn.model_loader import load_models
 
         models = load_models(mc.dir, adverse=mc.adverse, spread=mc.spread, missing=mc.missing)
         for w in train + held:

@@ -168,11 +168,11 @@ def detector_metrics(sp: Split, recs: list[Recording], lp: LabelParams) -> None:
     """AUC and log-loss of the split's detector on the adverse samples of its test windows."""
     from mmd.learn import train as tr
     from mmd.learn.dataset import adverse_dataset
-    from mmd.learn.runtime import AdverseSelectionDetector
+    from mmd.learn.model_loader import load_detector
 
     if "adverse" not in sp.models:
         return
-    det = AdverseSelectionDetector.from_dir(sp.dir / "adverse")
+    det = load_detector(sp.dir / "adverse")
     ys, ps = [], []
     for r in recs:
         for a, b in sp.test:

@@ -21,7 +21,7 @@ from mmd.feeds.synth_session import write_session
 from mmd.kernels import rl as krl
 from mmd.learn import rl as lrl
 from mmd.learn import rl_episode as lre
-from mmd.learn.runtime import RlPolicy
+from mmd.learn.model_loader import load_rl_policy
 
 SETS = ["episodes=3", "seed=5", "models.rl_step_s=2.0"]
 
@@ -44,7 +44,7 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
     meta = lrl.run_train_rl([str(session)], str(tmp_path / "a"), SETS, None, False, lines.append)
     rl_dir = tmp_path / "a" / "rl"
     assert meta.kind == "rl_q"
-    p = RlPolicy.from_dir(rl_dir)
+    p = load_rl_policy(rl_dir)
     assert p.version == meta.version
     # learnt: updates happened, some values moved off zero, the time-split recorded
     n_updates = int(p.visits.sum())
@@ -133,7 +133,7 @@ def test_train_rl_cli_and_bad_settings(session: Path, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Q-learning: 1 episodes" in r.stdout and "model written to" in r.stdout
-    p = RlPolicy.from_dir(tmp_path / "rl")
+    p = load_rl_policy(tmp_path / "rl")
     assert p.step_ns == 3_000_000_000 and p.meta is not None
     assert p.meta.hyper_parameters["train"]["seed"] == 2
     r = subprocess.run(
