@@ -6,9 +6,9 @@ Shell: reads recordings, writes model directories, evaluation.csv/json and plots
 runs are the product's own: the walk-forward folds of `mmd.tune.splits`, a seeded Optuna search
 through `mmd.tune.search` / `mmd.tune.engine.run_folds` (the tuned AS), the trainers of
 `mmd.learn.cli` and `mmd.learn.deep_cli` (models; the deep models' direction figures by
-`deep_cli.direction_report`), and `mmd.app.backtest` with a time window (every figure). Whatever is
-reported for a split was never seen by anything chosen for it: tuning, model fitting and model
-selection see only the folds before the split's test fold.
+`deep_direction.direction_report`), and `mmd.app.backtest` with a time window (every
+figure). Whatever is reported for a split was never seen by anything chosen for it: tuning,
+model fitting and model selection see only the folds before the split's test fold.
 """
 
 from __future__ import annotations

@@ -195,8 +195,8 @@ def detector_metrics(sp: Split, recs: list[Recording], lp: LabelParams) -> None:
 
 def direction_metrics(sp: Split, recs: list[Recording], dp: DeepParams) -> None:
     """Direction figures of the split's deep models and logistic baselines on the sequences
-    of its test windows (mmd.learn.deep_cli.direction_report), fitted on its training part."""
-    from mmd.learn.deep_cli import direction_report
+    of its test windows (mmd.learn.deep_direction.direction_report), fitted on its training part."""
+    from mmd.learn.deep_direction import direction_report
 
     dirs = {k: sp.dir / k for k in DEEP_MODELS if k in sp.models}
     if not dirs:
