@@ -197,11 +197,13 @@ def _print_adverse(s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], Non
             f"  {name}: AUC logistic {_fmt(m)} ± {_fmt(se)}, MLP {_fmt(mm)} ± {_fmt(mse)} "
             f"({v['samples']} samples)"
         )
+    pol = meta.policy
+    assert pol is not None  # an adverse model file always holds its policy
     echo(
         f"  MLP earns its place: {'yes' if s['mlp_earns_its_place'] else 'no'}; kept "
-        f"{meta.kind}, version {meta.version}; policy p0={_fmt(meta.policy['p0'])} "  # type: ignore[index]
-        f"k={_fmt(meta.policy['k'])} p_withdraw={_fmt(meta.policy['p_withdraw'])}"
-    )  # type: ignore[index]
+        f"{meta.kind}, version {meta.version}; policy p0={_fmt(pol['p0'])} "
+        f"k={_fmt(pol['k'])} p_withdraw={_fmt(pol['p_withdraw'])}"
+    )
 
 
 def train_spread(

@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -23,6 +23,9 @@ from mmd.learn.deep_data import (
     N_SEQUENCE,
     SEQUENCE_FEATURES,
     DeepParams,
+    F32Array,
+    F64Array,
+    I64Array,
     PooledSequences,
     fit_stats,
     pool_sequences,
@@ -33,6 +36,9 @@ from mmd.learn.deep_data import (
 from mmd.learn.deep_direction import auc_acc, baselines, inner_split
 from mmd.learn.model_file import ModelMeta, save_model
 from mmd.learn.sets import split_sets
+
+if TYPE_CHECKING:
+    from mmd.learn.deep_train import Fit
 
 KIND_OF = {"lstm": "deep_lstm", "multitask": "deep_multitask"}
 
@@ -53,13 +59,13 @@ def parse_deep_sets(sets: list[str]) -> tuple[DeepParams, list[str]]:
 
 def fit_split(
     pooled: PooledSequences,
-    train: np.ndarray,
+    train: I64Array,
     heads: tuple[str, ...],
     dp: DeepParams,
     purge_ns: int,
     progress: bool,
     desc: str,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Fit, F64Array, F32Array]:
     """Standardisation from the training samples' vectors, an inner validation split, and the
     network fitted with early stopping. Returns (Fit, stats, z: the standardised rows)."""
     from mmd.learn import deep_train as dtr
@@ -82,8 +88,8 @@ def fit_split(
 def _split_row(
     k: int,
     pooled: PooledSequences,
-    a: np.ndarray,
-    b: np.ndarray,
+    a: I64Array,
+    b: I64Array,
     heads: tuple[str, ...],
     dp: DeepParams,
     purge_ns: int,

@@ -15,6 +15,9 @@ import numpy as np
 
 from mmd.learn.deep_data import (
     DeepParams,
+    F32Array,
+    F64Array,
+    I64Array,
     PooledSequences,
     gather_windows,
     pool_sequences,
@@ -23,7 +26,7 @@ from mmd.learn.deep_data import (
 )
 
 
-def auc_acc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+def auc_acc(y: F64Array, p: F64Array) -> tuple[float, float]:
     """(AUC, accuracy) of the probabilities p of class 1 (p > 0.5 predicts it); AUC NaN with
     one class, both NaN with no sample."""
     from sklearn.metrics import roc_auc_score
@@ -35,7 +38,7 @@ def auc_acc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return auc, acc
 
 
-def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
+def macro_f1(y: F64Array, p: F64Array) -> float:
     """Mean over the two classes of F1 (precision and recall of each class, the prediction
     p > 0.5 as class 1); a class never predicted nor present counts F1 = 0."""
     if len(y) == 0:
@@ -51,8 +54,8 @@ def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def inner_split(
-    t_rel_ns: np.ndarray, train: np.ndarray, share: float, purge_ns: int
-) -> tuple[np.ndarray, np.ndarray]:
+    t_rel_ns: I64Array, train: I64Array, share: float, purge_ns: int
+) -> tuple[I64Array, I64Array]:
     """The latest `share` of train (by time) for validation, purged by purge_ns."""
     t = t_rel_ns[train]
     cut = float(np.quantile(t, 1.0 - share))
@@ -64,10 +67,10 @@ def inner_split(
 
 
 def baselines(
-    z: np.ndarray,
+    z: F32Array,
     pooled: PooledSequences,
-    a: np.ndarray,
-    b: np.ndarray,
+    a: I64Array,
+    b: I64Array,
     dp: DeepParams,
     purge_ns: int,
 ) -> dict[str, float]:
@@ -77,8 +80,9 @@ def baselines(
     the labelled samples of a and scored on those of b."""
     from mmd.learn import train as tr
 
-    def labelled(idx: np.ndarray) -> np.ndarray:
-        return idx[np.isfinite(pooled.y_dir[idx])]
+    def labelled(idx: I64Array) -> I64Array:
+        kept: I64Array = idx[np.isfinite(pooled.y_dir[idx])]
+        return kept
 
     fit_idx, valid_idx = (
         labelled(i) for i in inner_split(pooled.t_rel_ns, a, dp.valid_share, purge_ns)
@@ -89,11 +93,11 @@ def baselines(
         return out
     for name, flat in (("logistic_window", True), ("logistic_last", False)):
 
-        def feats(idx: np.ndarray, flat: bool = flat) -> np.ndarray:
+        def feats(idx: I64Array, flat: bool = flat) -> F64Array:
             w = gather_windows(z, pooled.ends[idx], dp.window if flat else 1)
             return w.reshape(len(idx), -1).astype(np.float64)
 
-        def y(idx: np.ndarray) -> np.ndarray:
+        def y(idx: I64Array) -> I64Array:
             return pooled.y_dir[idx].astype(np.int64)
 
         c_best = 1.0
@@ -148,7 +152,7 @@ def direction_report(
         return out
     y = yb[lab]
 
-    def scores(p: np.ndarray) -> dict[str, float]:
+    def scores(p: F64Array) -> dict[str, float]:
         auc, acc = auc_acc(y, p)
         return {"n": len(y), "accuracy": acc, "macro_f1": macro_f1(y, p), "auc": auc}
 

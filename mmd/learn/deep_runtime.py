@@ -119,7 +119,7 @@ class DeepOrderFlowModel:
     ) -> dict[str, F64Array]:
         """Each head on each window (float64[n, T, N_SEQUENCE] raw vectors), every window
         run from the zero state (what the trainer computes); the state is left reset."""
-        out = {h: np.empty(windows.shape[0]) for h in self.heads}
+        out: dict[str, F64Array] = {h: np.empty(windows.shape[0]) for h in self.heads}
         for i in range(windows.shape[0]):
             self.reset()
             kl.apply_lstm_window(

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from mmd.config import AppConfig
 from mmd.errors import ConfigError
@@ -44,6 +45,9 @@ from mmd.learn.rl_episode import (
 )
 from mmd.learn.runtime import RL_OBSERVATIONS, action_label
 from mmd.learn.sets import split_sets
+
+F64Array = npt.NDArray[np.float64]
+I64Array = npt.NDArray[np.int64]
 
 
 class RlTrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,11 +101,11 @@ class TrainResult:
     """What learn_rl learnt: the arrays (rpi in MODE_GREEDY), per-episode curves and the
     held-out comparison."""
 
-    q: np.ndarray
-    visits: np.ndarray
-    rpi: np.ndarray
-    rpf: np.ndarray
-    actions: np.ndarray
+    q: F64Array
+    visits: I64Array
+    rpi: I64Array
+    rpf: F64Array
+    actions: F64Array
     curves: dict[str, list[float]]
     holdout: list[dict[str, Any]]
 

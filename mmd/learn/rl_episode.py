@@ -15,14 +15,19 @@ from typing import Any, Protocol
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from mmd.config import AppConfig
 from mmd.errors import ConfigError
 from mmd.kernels import rl as krl
 from mmd.learn.runtime import LoadedModels, RlPolicy
 
+F64Array = npt.NDArray[np.float64]
+I64Array = npt.NDArray[np.int64]
+U64Array = npt.NDArray[np.uint64]
 
-def rl_arrays(cfg: AppConfig, mode: int) -> tuple[np.ndarray, ...]:
+
+def rl_arrays(cfg: AppConfig, mode: int) -> tuple[F64Array, I64Array, I64Array, F64Array, F64Array]:
     """Fresh (q, visits, rpi, rpf, actions) from the [models] rl_* keys."""
     mc = cfg.models
     rpi, rpf = krl.make_params(
@@ -76,26 +81,26 @@ class EpisodeRunner(Protocol):
         self,
         events: Window,
         cfg: AppConfig,
-        q: np.ndarray,
-        visits: np.ndarray,
-        rpi: np.ndarray,
-        rpf: np.ndarray,
-        actions: np.ndarray,
-        rs: np.ndarray,
-        rng: np.ndarray,
+        q: F64Array,
+        visits: I64Array,
+        rpi: I64Array,
+        rpf: F64Array,
+        actions: F64Array,
+        rs: F64Array,
+        rng: U64Array,
     ) -> dict[str, Any]: ...
 
 
 def run_episode_python(
     events: Window,
     cfg: AppConfig,
-    q: np.ndarray,
-    visits: np.ndarray,
-    rpi: np.ndarray,
-    rpf: np.ndarray,
-    actions: np.ndarray,
-    rs: np.ndarray,
-    rng: np.ndarray,
+    q: F64Array,
+    visits: I64Array,
+    rpi: I64Array,
+    rpf: F64Array,
+    actions: F64Array,
+    rs: F64Array,
+    rng: U64Array,
 ) -> dict[str, Any]:
     """An episode through the daemon's own Python path: MarketHub, Trader and SymbolStrategy
     (rl_decide at each decision, before the quote kernel, with these very arrays), the
@@ -191,13 +196,13 @@ def _first_ts(w: Window) -> int:
 def run_episode_fast(
     events: Window,
     cfg: AppConfig,
-    q: np.ndarray,
-    visits: np.ndarray,
-    rpi: np.ndarray,
-    rpf: np.ndarray,
-    actions: np.ndarray,
-    rs: np.ndarray,
-    rng: np.ndarray,
+    q: F64Array,
+    visits: I64Array,
+    rpi: I64Array,
+    rpf: F64Array,
+    actions: F64Array,
+    rs: F64Array,
+    rng: U64Array,
 ) -> dict[str, Any]:
     """An episode in the jitted loop over the window's own event cache (a training window
     starts at the recording's start: the loop needs no earlier market state)."""
@@ -236,7 +241,9 @@ def split_windows(
     files = expand_paths(data)
     if not files:
         raise ConfigError("train rl: no recordings found in " + ", ".join(data))
-    train, held, digests = [], [], []
+    train: list[Window] = []
+    held: list[Window] = []
+    digests: list[dict[str, str]] = []
     for i, f in enumerate(tqdm(files, desc="event cache", unit="rec", disable=not progress)):
         if not f.exists():
             raise ConfigError(f"train rl: {f} does not exist")
@@ -258,9 +265,21 @@ def split_windows(
             raise ConfigError(f"train rl: {f}: too short to split ({len(t)} events)")
         a, b = splits[-1]
         name = f"{meta.symbol} {meta.category} ({f.name})"
-        common = {"symbol": meta.symbol, "category": meta.category, "files": [f], "events": ev}
-        train.append(Window(name=name, start_ns=int(t[0]), end_ns=int(t[a[-1]]) + 1, **common))
-        held.append(Window(name=name, start_ns=int(t[b[0]]), end_ns=int(t[b[-1]]) + 1, **common))
+        for out, lo, hi in (
+            (train, int(t[0]), int(t[a[-1]]) + 1),
+            (held, int(t[b[0]]), int(t[b[-1]]) + 1),
+        ):
+            out.append(
+                Window(
+                    name=name,
+                    symbol=meta.symbol,
+                    category=meta.category,
+                    files=[f],
+                    start_ns=lo,
+                    end_ns=hi,
+                    events=ev,
+                )
+            )
         digests.append(
             {
                 "path": str(f),

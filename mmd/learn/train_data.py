@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from mmd.config import AppConfig
 from mmd.errors import ConfigError
-from mmd.learn.dataset import Dataset, LabelParams, MarketSeries, extract_market
+from mmd.learn.dataset import Dataset, F64Array, I64Array, LabelParams, MarketSeries, extract_market
 from mmd.learn.sets import split_sets
 
 
@@ -113,7 +114,7 @@ def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Rec
 
 def digests(recs: list[Recording]) -> list[dict[str, str]]:
     """Path, sha256, symbol and category of every file of recs (a model's training data)."""
-    from mmd.app import file_sha256
+    from mmd.feeds.recording import file_sha256
 
     return [
         {
@@ -132,11 +133,11 @@ class Pooled:
     """Every recording's samples stacked; t_rel_ns is the time since its recording's start,
     so walk-forward blocks cut every recording at the same relative times."""
 
-    x: np.ndarray
-    y: np.ndarray
-    aux: np.ndarray
-    t_rel_ns: np.ndarray
-    group: np.ndarray
+    x: F64Array
+    y: npt.NDArray[Any]  # int64 0/1 (adverse) or float64 ticks (spread)
+    aux: F64Array
+    t_rel_ns: I64Array
+    group: I64Array
 
 
 def pool(datasets: list[Dataset], starts: list[int]) -> Pooled:

@@ -173,8 +173,8 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     horizons = ("markout_1s", "markout_5s", "markout_30s")
     width = 0.8 / len(horizons)
     for j, h in enumerate(horizons):
-        vals = [r[h] if r[h] is not None else 0.0 for r in result["overall"]]
-        ax.bar(np.arange(len(keys)) + j * width, vals, width, label=h.split("_")[1])
+        heights = [r[h] if r[h] is not None else 0.0 for r in result["overall"]]
+        ax.bar(np.arange(len(keys)) + j * width, heights, width, label=h.split("_")[1])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(keys)) + width)
     ax.set_xticklabels([lb.split(" (")[0] for lb in labels], rotation=20, ha="right")
