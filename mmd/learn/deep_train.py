@@ -263,6 +263,13 @@ def predict(net: OrderFlowNet, b: Batches, window: int, batch: int = 1024) -> di
 # -- export to mmd.kernels.lstm ----------------------------------------------------------------
 
 
+def _parameter(m: nn.Module, name: str) -> torch.Tensor:
+    """A layer's parameter by name, detached (nn.LSTM registers its weights by name)."""
+    p = getattr(m, name)
+    assert isinstance(p, torch.Tensor)
+    return p.detach()
+
+
 def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[Any]]:
     """The kernel arrays (layouts in mmd.kernels.lstm): stats, lstm_sizes, lstm_weights,
     lstm_biases (float32), and per head <name>_weights, <name>_biases, <name>_sizes
@@ -271,11 +278,10 @@ def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[A
     ws: list[F32Array] = []
     bs: list[F32Array] = []
     for m in net.lstms:
-        assert isinstance(m, nn.LSTM)
-        w_ih = m.weight_ih_l0.detach().numpy()  # (4H, n_in), rows i, f, g, o
-        w_hh = m.weight_hh_l0.detach().numpy()
+        w_ih = _parameter(m, "weight_ih_l0").numpy()  # (4H, n_in), rows i, f, g, o
+        w_hh = _parameter(m, "weight_hh_l0").numpy()
         ws += [np.ascontiguousarray(w_ih.T).ravel(), np.ascontiguousarray(w_hh.T).ravel()]
-        bs.append((m.bias_ih_l0.detach() + m.bias_hh_l0.detach()).numpy())
+        bs.append((_parameter(m, "bias_ih_l0") + _parameter(m, "bias_hh_l0")).numpy())
     out: dict[str, npt.NDArray[Any]] = {
         "stats": np.ascontiguousarray(stats, np.float64),
         "lstm_sizes": np.array(sizes, np.int64),
