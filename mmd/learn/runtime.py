@@ -145,10 +145,6 @@ class SpreadPredictor:
         h = km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases, n.sizes)
         return min(max(h, self.min_ticks), self.max_ticks)
 
-    def predict_rows(self, x: F64Array) -> F64Array:
-        """half_spread_ticks of each row of x (float64[n, N_MARKET])."""
-        return np.array([self.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
-
 
 class RlPolicy:
     """The Q-learning table and its parameters (mmd.kernels.rl layout).

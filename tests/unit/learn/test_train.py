@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from procs import base_env, split_recording
 
@@ -18,6 +19,7 @@ from mmd.learn.dataset import LabelParams, adverse_dataset, extract_market, spre
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
 from mmd.learn.model_file import IncompatibleModel, load_model
 from mmd.learn.model_loader import load_detector, load_spread_predictor
+from mmd.learn.runtime import SpreadPredictor
 
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 
@@ -112,10 +114,15 @@ def test_train_spread_writes_a_model_that_reloads(small_rec: Path, tmp_path: Pat
     assert pred.meta.features == list(MARKET_FEATURES)
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     ds = spread_dataset(ms, LabelParams(window_s=5.0, interval_s=0.25))
-    h = pred.predict_rows(ds.x)
+    h = _half_spreads(pred, ds.x)
     assert np.all(h > 0) and np.array_equal(
-        h, load_spread_predictor(models / "spread").predict_rows(ds.x)
+        h, _half_spreads(load_spread_predictor(models / "spread"), ds.x)
     )
+
+
+def _half_spreads(pred: SpreadPredictor, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The predictor's half spread (ticks) of each row of x, as the quoter asks for it."""
+    return np.array([pred.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
 
 
 def _model(tmp_path: Path) -> Path:
