@@ -17,7 +17,7 @@ from mmd.config import AppConfig, dump_config
 from mmd.errors import ConfigError
 from mmd.feeds.recording import expand_paths, file_sha256, recording_meta
 from mmd.feeds.replay import merged_frames
-from mmd.frames import FrameHandler
+from mmd.frames import window_frames
 from mmd.logs import get_logger
 from mmd.market.hub import MarketHub
 from mmd.model.instrument import Instrument
@@ -254,24 +254,17 @@ def _backtest_python(
     trader.models = models
     if hedge is not None:
         trader.hedge = hedge
-    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
-    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
     sampler = SeriesSampler(symbols)
     n_frames = 0
-    for ts, raw in tqdm(
+    frames = tqdm(
         merged_frames(recs),
         desc="backtest " + "+".join(symbols),
         unit="frame",
         disable=not progress,
         mininterval=0.5,
-    ):
-        if end_ns is not None and ts >= end_ns:
-            break
-        if start_ns is not None and ts < start_ns:
-            market_only(raw, ts)
-            continue
+    )
+    for _ in window_frames(hub, trader, frames, start_ns, end_ns):
         n_frames += 1
-        handler(raw, ts)
         sampler.sample(hub, trader)
     return sampler.results(
         hub,

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mmd.clock import Clock
@@ -240,6 +240,30 @@ class QuoteScheduler:
         if n:
             self.decisions[trigger] += n
             self._counted[trigger].inc(n)
+
+
+def window_frames(
+    hub: MarketHub,
+    trader: Trader,
+    frames: Iterable[tuple[int, bytes]],
+    start_ns: int | None,
+    end_ns: int | None,
+) -> Iterator[int]:
+    """The per-frame backtest loop (`mmd backtest --engine python`, the RL python runner):
+    frames received before start_ns only build the market state, frames in [start_ns, end_ns)
+    go through the trader too (quoting inline, as `--feed replay`), the first one at or after
+    end_ns stops it (None = open end). Yields each traded frame's receive time once the
+    trader has handled it."""
+    handler = FrameHandler(hub, None, None, trader, quote_inline=True)
+    market_only = FrameHandler(hub)  # before start_ns: the market state, no trader
+    for ts, raw in frames:
+        if end_ns is not None and ts >= end_ns:
+            break
+        if start_ns is not None and ts < start_ns:
+            market_only(raw, ts)
+            continue
+        handler(raw, ts)
+        yield ts
 
 
 def _restore_logged(tlog: TradingLog | None) -> None:

@@ -34,7 +34,7 @@ def load_quote_models(
     nothing new). A missing or incompatible model raises IncompatibleModel (exit 2) unless
     [models] missing = "neutral" (then model_missing is logged and that model is left out).
     """
-    from mmd.learn.runtime import load_models
+    from mmd.learn.model_loader import load_models
 
     mc = cfg.models
     adverse, spread, lstm = mc.adverse or force, mc.spread or force, mc.lstm or deep

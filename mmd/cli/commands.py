@@ -76,7 +76,7 @@ def dispatch(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.command == "evaluate":
-        from mmd.learn.evaluate import run_command
+        from mmd.learn.evaluate.command import run_command
 
         configure_logs("error", "auto")
         path = args.config

@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tuned AS and the learned models (needs the `train` "
         "extra)",
     )
-    from mmd.learn.evaluate import add_arguments as evaluate_arguments
+    from mmd.learn.evaluate.spec import add_arguments as evaluate_arguments
 
     evaluate_arguments(ev)
 

@@ -11,162 +11,29 @@ import datetime as dt
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import numpy as np
 
-from mmd.config import AppConfig
 from mmd.errors import ConfigError
 from mmd.learn.dataset import (
-    Dataset,
     LabelParams,
-    MarketSeries,
     adverse_dataset,
-    extract_market,
     spread_dataset,
     walk_forward_splits,
 )
 from mmd.learn.features import MARKET_FEATURES, orient_vector
 from mmd.learn.model_file import ModelMeta, save_model
-from mmd.learn.sets import split_sets
-
-
-class TrainParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Training settings (`--set key=value`).
-
-    n_splits: walk-forward splits; purge_s: gap around each boundary (raised to the label
-    horizon when smaller); model: adverse model kept ("auto": the logistic regression unless
-    the MLP's out-of-sample AUC is higher by more than twice the standard error of the paired
-    difference); mlp_alpha / spread_alpha: L2 of the networks; seed: sklearn's random_state;
-    withdraw_share, max_mult: the policy defaults (mmd.learn.train.choose_policy).
-    """
-
-    n_splits: int = 4
-    purge_s: float = 0.0
-    model: Literal["auto", "logistic", "mlp"] = "auto"
-    mlp_alpha: float = 1e-3
-    spread_alpha: float = 1e-3
-    seed: int = 7
-    withdraw_share: float = 0.05
-    max_mult: float = 3.0
-
-
-_LABEL_KEYS = set(LabelParams.__struct_fields__)
-_TRAIN_KEYS = set(TrainParams.__struct_fields__)
-
-
-def parse_sets(sets: list[str]) -> tuple[LabelParams, TrainParams, list[str]]:
-    """Split `--set` items: `key=value` set LabelParams/TrainParams fields (value as JSON, else
-    a string); `section.key=value` items are config overrides, returned as they are.
-
-    Raises:
-        ConfigError: no `=`, an unknown key, or a value of the wrong type.
-    """
-    values, config_sets = split_sets(sets, _LABEL_KEYS | _TRAIN_KEYS)
-    labels = {k: v for k, v in values.items() if k in _LABEL_KEYS}
-    train = {k: v for k, v in values.items() if k in _TRAIN_KEYS}
-    try:
-        return (
-            msgspec.convert(labels, LabelParams),
-            msgspec.convert(train, TrainParams),
-            config_sets,
-        )
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"--set: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Recording:
-    """One recording file and its market series."""
-
-    name: str
-    files: list[Path]
-    series: MarketSeries
-
-
-def read_recordings(cfg: AppConfig, data: list[str], progress: bool) -> list[Recording]:
-    """Each recording file under data (one symbol each), through extract_market.
-
-    Files are not merged: two recordings of one symbol on different days are two recordings
-    (each is cut into walk-forward blocks from its own start)."""
-    from tqdm import tqdm
-
-    from mmd.feeds.recording import expand_paths, recording_meta
-    from mmd.feeds.replay import merged_frames
-
-    files = expand_paths(data)
-    if not files:
-        raise ConfigError("train: no recordings found in " + ", ".join(data))
-    groups: dict[tuple[str, str, str], list[Path]] = {}
-    for f in files:
-        if not f.exists():
-            raise ConfigError(f"train: {f} does not exist")
-        meta = recording_meta(f)
-        if meta is None:
-            raise ConfigError(
-                f"train: {f}: not a recording (its first line is not the "
-                "instruments-info answer of one symbol)"
-            )
-        groups.setdefault((meta.category, meta.symbol, str(f)), []).append(f)
-    out = []
-    for (category, symbol, _), recs in tqdm(
-        sorted(groups.items()), desc="datasets", unit="rec", disable=not progress
-    ):
-        ms = extract_market(
-            merged_frames(sorted(recs)),
-            symbol,
-            category,
-            market_cfg=cfg.market,
-            features_cfg=cfg.features,
-        )
-        out.append(Recording(f"{symbol} {category} ({sorted(recs)[0].name})", sorted(recs), ms))
-    return out
-
-
-def _digests(recs: list[Recording]) -> list[dict[str, str]]:
-    from mmd.app import file_sha256
-
-    return [
-        {
-            "path": str(f),
-            "sha256": file_sha256(f),
-            "symbol": r.series.symbol,
-            "category": r.series.category,
-        }
-        for r in recs
-        for f in r.files
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class Pooled:
-    """Every recording's samples stacked; t_rel_ns is the time since its recording's start,
-    so walk-forward blocks cut every recording at the same relative times."""
-
-    x: np.ndarray
-    y: np.ndarray
-    aux: np.ndarray
-    t_rel_ns: np.ndarray
-    group: np.ndarray
-
-
-def pool(datasets: list[Dataset], starts: list[int]) -> Pooled:
-    """Stack datasets; starts[i] is recording i's first state time."""
-    keep = [(i, d) for i, d in enumerate(datasets) if len(d)]
-    if not keep:
-        raise ConfigError(
-            "train: the recordings gave no samples (too short for the label horizon, or no trades)"
-        )
-    return Pooled(
-        x=np.concatenate([d.x for _, d in keep]),
-        y=np.concatenate([d.y for _, d in keep]),
-        aux=np.concatenate([d.aux for _, d in keep]),
-        t_rel_ns=np.concatenate([d.t_ns - starts[i] for i, d in keep]),
-        group=np.concatenate([np.full(len(d), i) for i, d in keep]),
-    )
+from mmd.learn.train_data import (
+    Recording,
+    TrainParams,
+    digests,
+    parse_sets,
+    pool,
+    read_recordings,
+)
 
 
 def _fmt(v: float, spec: str = ".3f") -> str:
@@ -283,7 +150,7 @@ def train_adverse(
         mmd_version=mmd_version,
         orient=orient_vector().tolist(),
         policy={"p0": pol.p0, "k": pol.k, "p_withdraw": pol.p_withdraw},
-        training_data=_digests(recs),
+        training_data=digests(recs),
         hyper_parameters={
             "labels": msgspec.to_builtins(lp),
             "train": msgspec.to_builtins(tp),
@@ -330,11 +197,13 @@ def _print_adverse(s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], Non
             f"  {name}: AUC logistic {_fmt(m)} ± {_fmt(se)}, MLP {_fmt(mm)} ± {_fmt(mse)} "
             f"({v['samples']} samples)"
         )
+    pol = meta.policy
+    assert pol is not None  # an adverse model file always holds its policy
     echo(
         f"  MLP earns its place: {'yes' if s['mlp_earns_its_place'] else 'no'}; kept "
-        f"{meta.kind}, version {meta.version}; policy p0={_fmt(meta.policy['p0'])} "  # type: ignore[index]
-        f"k={_fmt(meta.policy['k'])} p_withdraw={_fmt(meta.policy['p_withdraw'])}"
-    )  # type: ignore[index]
+        f"{meta.kind}, version {meta.version}; policy p0={_fmt(pol['p0'])} "
+        f"k={_fmt(pol['k'])} p_withdraw={_fmt(pol['p_withdraw'])}"
+    )
 
 
 def train_spread(
@@ -395,7 +264,7 @@ def train_spread(
         features=list(MARKET_FEATURES),
         arrays=tr.export_network(final),
         mmd_version=mmd_version,
-        training_data=_digests(recs),
+        training_data=digests(recs),
         hyper_parameters={
             "labels": msgspec.to_builtins(lp),
             "train": msgspec.to_builtins(tp),
@@ -496,7 +365,7 @@ def run_train_all(
 
     from mmd import __version__
     from mmd.config import load_config
-    from mmd.learn.evaluate import rl_trainer
+    from mmd.learn.evaluate.spec import rl_trainer
 
     lp, tp, config_sets = parse_sets(sets)
     cfg = load_config(config_path, sets=config_sets)

@@ -1,6 +1,6 @@
 """`mmd train lstm|multitask DATA... --out DIR`: recordings -> sequences -> networks -> model files.
 
-Shell: reads recordings (mmd.learn.cli.read_recordings), writes DIR/lstm or DIR/multitask
+Shell: reads recordings (mmd.learn.train_data.read_recordings), writes DIR/lstm or DIR/multitask
 (weights.npz, model.json, loss.png) and prints the walk-forward table. The direction head is
 judged out of sample against two logistic regressions fitted on the same training samples: on
 the flattened window and on the window's last vector.
@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -23,16 +23,22 @@ from mmd.learn.deep_data import (
     N_SEQUENCE,
     SEQUENCE_FEATURES,
     DeepParams,
+    F32Array,
+    F64Array,
+    I64Array,
     PooledSequences,
     fit_stats,
-    gather_windows,
     pool_sequences,
     position_label,
     sequence_dataset,
     standardise,
 )
+from mmd.learn.deep_direction import auc_acc, baselines, inner_split
 from mmd.learn.model_file import ModelMeta, save_model
 from mmd.learn.sets import split_sets
+
+if TYPE_CHECKING:
+    from mmd.learn.deep_train import Fit
 
 KIND_OF = {"lstm": "deep_lstm", "multitask": "deep_multitask"}
 
@@ -51,58 +57,20 @@ def parse_deep_sets(sets: list[str]) -> tuple[DeepParams, list[str]]:
         raise ConfigError(f"--set: {exc}") from None
 
 
-def _auc_acc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import roc_auc_score
-
-    if len(y) == 0:
-        return math.nan, math.nan
-    acc = float(np.mean((p > 0.5) == (y > 0.5)))
-    auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else math.nan
-    return auc, acc
-
-
-def _macro_f1(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean over the two classes of F1 (precision and recall of each class, the prediction
-    p > 0.5 as class 1); a class never predicted nor present counts F1 = 0."""
-    if len(y) == 0:
-        return math.nan
-    yt, yp = y > 0.5, p > 0.5
-    f1s = []
-    for c in (True, False):
-        tp = float(np.sum((yp == c) & (yt == c)))
-        fp = float(np.sum((yp == c) & (yt != c)))
-        fn = float(np.sum((yp != c) & (yt == c)))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0)
-    return float(np.mean(f1s))
-
-
-def _inner_split(
-    t_rel_ns: np.ndarray, train: np.ndarray, share: float, purge_ns: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The latest `share` of train (by time) for validation, purged by purge_ns."""
-    t = t_rel_ns[train]
-    cut = float(np.quantile(t, 1.0 - share))
-    fit = train[t < cut - purge_ns]
-    valid = train[t >= cut]
-    if len(fit) == 0:  # too few samples to purge: keep the order, drop the purge
-        fit, valid = train[t < cut], train[t >= cut]
-    return fit, valid
-
-
 def fit_split(
     pooled: PooledSequences,
-    train: np.ndarray,
+    train: I64Array,
     heads: tuple[str, ...],
     dp: DeepParams,
     purge_ns: int,
     progress: bool,
     desc: str,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Fit, F64Array, F32Array]:
     """Standardisation from the training samples' vectors, an inner validation split, and the
     network fitted with early stopping. Returns (Fit, stats, z: the standardised rows)."""
     from mmd.learn import deep_train as dtr
 
-    fit_idx, valid_idx = _inner_split(pooled.t_rel_ns, train, dp.valid_share, purge_ns)
+    fit_idx, valid_idx = inner_split(pooled.t_rel_ns, train, dp.valid_share, purge_ns)
     stats = fit_stats(pooled.x[pooled.ends[fit_idx]])
     z = standardise(pooled.x, stats)
     fit = dtr.fit_network(
@@ -117,66 +85,11 @@ def fit_split(
     return fit, stats, z
 
 
-def _baselines(
-    z: np.ndarray,
-    pooled: PooledSequences,
-    a: np.ndarray,
-    b: np.ndarray,
-    dp: DeepParams,
-    purge_ns: int,
-) -> dict[str, float]:
-    """Logistic regressions (mmd.learn.train.make_logistic: imputer, scaler, clip, L2) on the
-    flattened standardised window and on its last vector. C is chosen from C_GRID by log-loss
-    on the LSTM's own validation split (the latest share of a), then the model is refitted on
-    the labelled samples of a and scored on those of b."""
-    from mmd.learn import train as tr
-
-    def labelled(idx: np.ndarray) -> np.ndarray:
-        return idx[np.isfinite(pooled.y_dir[idx])]
-
-    fit_idx, valid_idx = (
-        labelled(i) for i in _inner_split(pooled.t_rel_ns, a, dp.valid_share, purge_ns)
-    )
-    la, lb = labelled(a), labelled(b)
-    out: dict[str, float] = {}
-    if len(np.unique(pooled.y_dir[fit_idx])) < 2 or len(np.unique(pooled.y_dir[la])) < 2:
-        return out
-    for name, flat in (("logistic_window", True), ("logistic_last", False)):
-
-        def feats(idx: np.ndarray, flat: bool = flat) -> np.ndarray:
-            w = gather_windows(z, pooled.ends[idx], dp.window if flat else 1)
-            return w.reshape(len(idx), -1).astype(np.float64)
-
-        def y(idx: np.ndarray) -> np.ndarray:
-            return pooled.y_dir[idx].astype(np.int64)
-
-        c_best = 1.0
-        if len(valid_idx):
-            with tr._quiet():
-                scores = {
-                    c: tr.auc_and_logloss(
-                        y(valid_idx),
-                        tr.make_logistic(c)
-                        .fit(feats(fit_idx), y(fit_idx))
-                        .predict_proba(feats(valid_idx))[:, 1],
-                    )[1]
-                    for c in tr.C_GRID
-                }
-            c_best = min(scores, key=lambda c: scores[c])
-        with tr._quiet():
-            model = tr.make_logistic(c_best).fit(feats(la), y(la))
-        p_b = model.predict_proba(feats(lb))[:, 1]
-        auc, acc = _auc_acc(y(lb).astype(np.float64), p_b)
-        out[f"auc_{name}"], out[f"acc_{name}"], out[f"C_{name}"] = auc, acc, c_best
-        out[f"f1_{name}"] = _macro_f1(y(lb).astype(np.float64), p_b)
-    return out
-
-
 def _split_row(
     k: int,
     pooled: PooledSequences,
-    a: np.ndarray,
-    b: np.ndarray,
+    a: I64Array,
+    b: I64Array,
     heads: tuple[str, ...],
     dp: DeepParams,
     purge_ns: int,
@@ -189,7 +102,7 @@ def _split_row(
     pred = dtr.predict(fit.net, batches, dp.window)
     yb = pooled.y_dir[b]
     lab = np.isfinite(yb)
-    auc, acc = _auc_acc(yb[lab], pred["price"][lab])
+    auc, acc = auc_acc(yb[lab], pred["price"][lab])
     ya = pooled.y_dir[a]
     majority = 1.0 if np.nanmean(ya) >= 0.5 else 0.0
     row: dict[str, Any] = {
@@ -205,7 +118,7 @@ def _split_row(
         "epochs_run": fit.epochs_run,
     }
     if dp.baselines:
-        row.update(_baselines(z, pooled, a, b, dp, purge_ns))
+        row.update(baselines(z, pooled, a, b, dp, purge_ns))
     if "spread" in pred:
         ys = pooled.y_spread[b]
         m = np.isfinite(ys)
@@ -248,7 +161,7 @@ def train_deep(
     evaluate` does)."""
     from mmd.learn import deep_train as dtr
     from mmd.learn import train as tr
-    from mmd.learn.cli import _digests
+    from mmd.learn.train_data import digests
 
     heads = dtr.HEADS_LSTM if kind == "lstm" else dtr.HEADS_MULTITASK
     data = [sequence_dataset(r.series, dp) for r in recs]
@@ -297,7 +210,7 @@ def train_deep(
         features=list(SEQUENCE_FEATURES),
         arrays=dtr.export_arrays(fit.net, stats),
         mmd_version=mmd_version,
-        training_data=_digests(recs),
+        training_data=digests(recs),
         hyper_parameters={
             **msgspec.to_builtins(dp),
             "heads": list(heads),
@@ -356,66 +269,6 @@ def _print(kind: str, s: dict[str, Any], meta: ModelMeta, echo: Callable[[str], 
     )
 
 
-def direction_report(
-    train: list[Any], test: list[Any], dp: DeepParams, model_dirs: dict[str, Path]
-) -> dict[str, dict[str, float]]:
-    """Out-of-sample direction figures on the test series (mmd.learn.dataset.MarketSeries,
-    e.g. the test windows of `mmd evaluate`), per model: n (labelled test windows), accuracy,
-    macro-F1 and AUC of P(up).
-
-    Models: each deep model of model_dirs (name -> model directory; its direction head run by
-    the daemon's kernels, every window from the zero state as in training, the multi-task
-    heads at the sample's seeded inventory); the two logistic baselines of `mmd train lstm`
-    (flattened window, last vector; C chosen on the latest valid_share of the training
-    samples, refitted on all of them), standardised with the first deep model's statistics;
-    and the training majority class. Nothing of the test series is used to fit anything.
-    """
-    from mmd.learn.deep_runtime import DeepOrderFlowModel
-
-    data_tr = [sequence_dataset(s, dp) for s in train]
-    data_te = [sequence_dataset(s, dp) for s in test]
-    starts = [int(s.ts_ns[0]) if len(s.ts_ns) else 0 for s in [*train, *test]]
-    pooled = pool_sequences(data_tr + data_te, starts, dp.seed)
-    n_tr = sum(len(d) for d in data_tr)
-    a = np.arange(n_tr)
-    b = np.arange(n_tr, len(pooled))
-    yb = pooled.y_dir[b]
-    lab = np.isfinite(yb)
-    out: dict[str, dict[str, float]] = {}
-    if not lab.any() or not np.isfinite(pooled.y_dir[a]).any():
-        return out
-    y = yb[lab]
-
-    def scores(p: np.ndarray) -> dict[str, float]:
-        auc, acc = _auc_acc(y, p)
-        return {"n": len(y), "accuracy": acc, "macro_f1": _macro_f1(y, p), "auc": auc}
-
-    stats = None
-    for name, d in model_dirs.items():
-        model = DeepOrderFlowModel.from_dir(d)
-        stats = model.stats if stats is None else stats
-        win = gather_windows(pooled.x, pooled.ends[b[lab]], model.window or dp.window)
-        pred = model.predict_windows(
-            np.ascontiguousarray(win, np.float64), pooled.inventory[b[lab]]
-        )
-        out[name] = scores(pred["price"])
-    majority = 1.0 if np.nanmean(pooled.y_dir[a]) >= 0.5 else 0.0
-    out["majority"] = scores(np.full(len(y), majority))
-    if stats is not None:
-        purge_ns = round(max(dp.purge_s, dp.horizon_s) * 1e9)
-        z = standardise(pooled.x, stats)
-        base = _baselines(z, pooled, a, b, dp, purge_ns)
-        for key in ("logistic_window", "logistic_last"):
-            if f"auc_{key}" in base:
-                out[key] = {
-                    "n": len(y),
-                    "accuracy": base[f"acc_{key}"],
-                    "macro_f1": base[f"f1_{key}"],
-                    "auc": base[f"auc_{key}"],
-                }
-    return out
-
-
 def run_deep(
     kind: str,
     data: list[str],
@@ -434,7 +287,7 @@ def run_deep(
         ) from None
     from mmd import __version__
     from mmd.config import load_config
-    from mmd.learn.cli import read_recordings
+    from mmd.learn.train_data import read_recordings
 
     dp, config_sets = parse_deep_sets(sets)
     cfg = load_config(config_path, sets=config_sets)

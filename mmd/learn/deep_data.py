@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 import numpy as np
@@ -23,6 +24,7 @@ from mmd.learn.dataset import LabelParams, MarketSeries, best_half_spread
 from mmd.learn.features import MARKET_FEATURES, market_matrix
 
 F32Array = npt.NDArray[np.float32]
+_F = TypeVar("_F", np.float32, np.float64)
 F64Array = npt.NDArray[np.float64]
 I64Array = npt.NDArray[np.int64]
 
@@ -131,7 +133,8 @@ def position_label(
     kappa = np.where(np.isfinite(half_spread_ticks), half_spread_ticks, 0.0)
     q_up = (move_ticks - kappa) / lam
     q_down = (move_ticks + kappa) / lam
-    return np.clip(np.minimum(np.maximum(inventory, q_up), q_down), -1.0, 1.0)
+    out: F64Array = np.clip(np.minimum(np.maximum(inventory, q_up), q_down), -1.0, 1.0)
+    return out
 
 
 def sequence_dataset(ms: MarketSeries, dp: DeepParams) -> SequenceData:
@@ -150,7 +153,7 @@ def sequence_dataset(ms: MarketSeries, dp: DeepParams) -> SequenceData:
     last = int(ms.ts_ns[-1]) if len(ms.ts_ns) else -1
     h_ns = round(dp.horizon_s * 1e9)
     w_ns = round(dp.window_s * 1e9)
-    ends = np.arange(dp.window - 1, len(book), dp.stride, dtype=np.int64)
+    ends: I64Array = np.arange(dp.window - 1, len(book), dp.stride, dtype=np.int64)
     t = ts_book[ends]
     ends = ends[t + max(h_ns, w_ns) <= last]
     t = ts_book[ends]
@@ -256,7 +259,8 @@ def standardise(x: F64Array, stats: F64Array) -> F32Array:
     return z.astype(np.float32)
 
 
-def gather_windows(z: F32Array, ends: I64Array, window: int) -> F32Array:
+def gather_windows(z: npt.NDArray[_F], ends: I64Array, window: int) -> npt.NDArray[_F]:
     """float32[len(ends), window, F]: rows ends - window + 1 .. ends of z, oldest first."""
     idx = ends[:, None] + np.arange(1 - window, 1, dtype=np.int64)[None, :]
-    return z[idx]
+    out: npt.NDArray[_F] = z[idx]
+    return out

@@ -1,15 +1,15 @@
 """The deep order-flow models at run time: one LSTM step per book update, heads on demand.
 
-Glue only: weights come from model files (mmd.learn.model_file kinds deep_lstm and
-deep_multitask), the arithmetic is mmd.kernels.lstm. No torch here: the daemon never imports
-it. Scratch arrays are allocated once; the recurrent state is carried between updates, so a
-book update costs one cell step, not a re-run of the window.
+Glue only: the weights of loaded model files (kinds deep_lstm and deep_multitask, read by
+mmd.learn.model_loader) become the kernel arrays; the arithmetic is mmd.kernels.lstm. No file
+I/O and no torch here: the daemon never imports it. Scratch arrays are allocated once; the
+recurrent state is carried between updates, so a book update costs one cell step, not a re-run
+of the window.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,8 @@ import numpy.typing as npt
 
 from mmd.kernels import lstm as kl
 from mmd.kernels import models as km
-from mmd.learn.deep_data import N_SEQUENCE, SEQUENCE_FEATURES
-from mmd.learn.model_file import DEEP_HEADS, ModelMeta, load_model
+from mmd.learn.deep_data import N_SEQUENCE
+from mmd.learn.model_file import DEEP_HEADS, ModelMeta
 
 F64Array = npt.NDArray[np.float64]
 
@@ -30,7 +30,7 @@ class DeepOrderFlowModel:
     (best half spread, ticks) and position (ex-post best inventory in [-1, 1]).
 
     Args:
-        meta, arrays: a loaded model (see from_dir).
+        meta, arrays: a loaded model (mmd.learn.model_loader.load_deep_model).
     """
 
     def __init__(self, meta: ModelMeta, arrays: dict[str, Any]) -> None:
@@ -59,12 +59,6 @@ class DeepOrderFlowModel:
         self._buf_b = np.zeros(head_width)
         self._xm = np.zeros(km.N_MARKET)
         self.updates = 0
-
-    @classmethod
-    def from_dir(cls, model_dir: str | Path) -> DeepOrderFlowModel:
-        """Load and validate a model directory (raises IncompatibleModel, exit 2)."""
-        meta, arrays = load_model(model_dir, DEEP_KINDS, SEQUENCE_FEATURES)
-        return cls(meta, arrays)
 
     @property
     def version(self) -> str:
@@ -125,7 +119,7 @@ class DeepOrderFlowModel:
     ) -> dict[str, F64Array]:
         """Each head on each window (float64[n, T, N_SEQUENCE] raw vectors), every window
         run from the zero state (what the trainer computes); the state is left reset."""
-        out = {h: np.empty(windows.shape[0]) for h in self.heads}
+        out: dict[str, F64Array] = {h: np.empty(windows.shape[0]) for h in self.heads}
         for i in range(windows.shape[0]):
             self.reset()
             kl.apply_lstm_window(

@@ -47,7 +47,7 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-class OrderFlowNet(nn.Module):  # type: ignore[misc]
+class OrderFlowNet(nn.Module):
     """LSTM trunk over a window of standardised vectors, then one dense head per output.
 
     Args:
@@ -163,7 +163,8 @@ def _total(losses: dict[str, torch.Tensor], dp: DeepParams) -> torch.Tensor:
 def _forward(net: OrderFlowNet, b: Batches, sel: I64Array, window: int) -> dict[str, torch.Tensor]:
     x = torch.from_numpy(gather_windows(b.z, b.ends[sel], window))
     inv = torch.from_numpy(b.inventory[sel].astype(np.float32)) if net.inventory else None
-    return net(x, inv)
+    out: dict[str, torch.Tensor] = net(x, inv)
+    return out
 
 
 def evaluate_loss(net: OrderFlowNet, b: Batches, dp: DeepParams) -> dict[str, float]:
@@ -211,7 +212,7 @@ def fit_network(
             sel = order[lo : lo + dp.batch]
             opt.zero_grad()
             loss = _total(_losses(_forward(net, train, sel, dp.window), train, sel, dp), dp)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves backward unannotated
             opt.step()
         net.eval()
         tr_loss = evaluate_loss(net, train, dp)
@@ -262,6 +263,13 @@ def predict(net: OrderFlowNet, b: Batches, window: int, batch: int = 1024) -> di
 # -- export to mmd.kernels.lstm ----------------------------------------------------------------
 
 
+def _parameter(m: nn.Module, name: str) -> torch.Tensor:
+    """A layer's parameter by name, detached (nn.LSTM registers its weights by name)."""
+    p = getattr(m, name)
+    assert isinstance(p, torch.Tensor)
+    return p.detach()
+
+
 def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[Any]]:
     """The kernel arrays (layouts in mmd.kernels.lstm): stats, lstm_sizes, lstm_weights,
     lstm_biases (float32), and per head <name>_weights, <name>_biases, <name>_sizes
@@ -270,10 +278,10 @@ def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[A
     ws: list[F32Array] = []
     bs: list[F32Array] = []
     for m in net.lstms:
-        w_ih = m.weight_ih_l0.detach().numpy()  # (4H, n_in), rows i, f, g, o
-        w_hh = m.weight_hh_l0.detach().numpy()
+        w_ih = _parameter(m, "weight_ih_l0").numpy()  # (4H, n_in), rows i, f, g, o
+        w_hh = _parameter(m, "weight_hh_l0").numpy()
         ws += [np.ascontiguousarray(w_ih.T).ravel(), np.ascontiguousarray(w_hh.T).ravel()]
-        bs.append((m.bias_ih_l0.detach() + m.bias_hh_l0.detach()).numpy())
+        bs.append((_parameter(m, "bias_ih_l0") + _parameter(m, "bias_hh_l0")).numpy())
     out: dict[str, npt.NDArray[Any]] = {
         "stats": np.ascontiguousarray(stats, np.float64),
         "lstm_sizes": np.array(sizes, np.int64),
@@ -281,6 +289,7 @@ def export_arrays(net: OrderFlowNet, stats: F64Array) -> dict[str, npt.NDArray[A
         "lstm_biases": np.concatenate(bs).astype(np.float32),
     }
     for name, head in net.heads.items():
+        assert isinstance(head, nn.Sequential)
         lin = [m for m in head if isinstance(m, nn.Linear)]
         out[f"{name}_weights"] = np.concatenate(
             [np.ascontiguousarray(m.weight.detach().double().numpy().T).ravel() for m in lin]

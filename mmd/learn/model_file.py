@@ -118,7 +118,8 @@ def save_model(
         created_utc=(now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
     )
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # numpy's stub types **kwds as allow_pickle: bool; the arrays are keyword arrays
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     (path / WEIGHTS_FILE).write_bytes(buf.getvalue())
     (path / META_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(meta), indent=2))
     return meta

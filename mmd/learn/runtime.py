@@ -1,15 +1,15 @@
 """Loaded models at run time: the adverse-selection detector, the spread predictor and the
 Q-learning table.
 
-Glue only: weights come from model files (mmd.learn.model_file), the arithmetic is in
-mmd.kernels.models. No scikit-learn here: the daemon needs only the core dependencies. Scratch
-arrays are allocated once per model, so a call allocates nothing but its result.
+Glue only: the weights of loaded model files (mmd.learn.model_loader reads them) become the
+kernel arrays; the arithmetic is in mmd.kernels.models. No file I/O here. No scikit-learn here:
+the daemon needs only the core dependencies. Scratch arrays are allocated once per model, so a
+call allocates nothing but its result.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,8 +19,7 @@ import numpy.typing as npt
 from mmd.kernels import models as km
 from mmd.kernels import rl as krl
 from mmd.kernels.strategy import ML_SIZE
-from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
-from mmd.learn.model_file import IncompatibleModel, ModelMeta, load_model
+from mmd.learn.model_file import ModelMeta
 
 F64Array = npt.NDArray[np.float64]
 
@@ -70,7 +69,7 @@ class AdverseSelectionDetector:
     """P(adverse fill | market state, side) and the widening/withdraw policy.
 
     Args:
-        meta, arrays: a loaded adverse model (see from_dir).
+        meta, arrays: a loaded adverse model (mmd.learn.model_loader.load_detector).
         p0, k, p_withdraw: override the policy stored in the model file (None: keep it).
     """
 
@@ -90,12 +89,6 @@ class AdverseSelectionDetector:
         self.p0 = float(pol.get("p0", 1.0) if p0 is None else p0)
         self.k = float(pol.get("k", 0.0) if k is None else k)
         self.p_withdraw = float(pol.get("p_withdraw", 2.0) if p_withdraw is None else p_withdraw)
-
-    @classmethod
-    def from_dir(cls, model_dir: str | Path, **policy: float | None) -> AdverseSelectionDetector:
-        """Load and validate a model directory (raises IncompatibleModel, exit 2)."""
-        meta, arrays = load_model(model_dir, ADVERSE_KINDS, ADVERSE_FEATURES)
-        return cls(meta, arrays, **policy)
 
     @property
     def version(self) -> str:
@@ -140,12 +133,6 @@ class SpreadPredictor:
         lo, hi = meta.hyper_parameters.get("clip_ticks", [0.0, math.inf])
         self.min_ticks, self.max_ticks = float(lo), float(hi)
 
-    @classmethod
-    def from_dir(cls, model_dir: str | Path) -> SpreadPredictor:
-        """Load and validate a model directory (raises IncompatibleModel, exit 2)."""
-        meta, arrays = load_model(model_dir, SPREAD_KINDS, MARKET_FEATURES)
-        return cls(meta, arrays)
-
     @property
     def version(self) -> str:
         return self.meta.version
@@ -158,20 +145,16 @@ class SpreadPredictor:
         h = km.apply_spread_model(n.buf_a, n.buf_b, n.z, xm, n.stats, n.weights, n.biases, n.sizes)
         return min(max(h, self.min_ticks), self.max_ticks)
 
-    def predict_rows(self, x: F64Array) -> F64Array:
-        """half_spread_ticks of each row of x (float64[n, N_MARKET])."""
-        return np.array([self.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
-
 
 class RlPolicy:
     """The Q-learning table and its parameters (mmd.kernels.rl layout).
 
-    from_dir loads a table to act greedily (MODE_GREEDY: the best action tried in training per
-    state) or, online, to keep learning (MODE_LEARN, epsilon-greedy) into an in-memory copy:
-    the file is never rewritten, so a restart starts again from the trained table. The state
-    bins, the decision step and the action grid are the file's; the learning rate, discount,
-    exploration, damping and penalty of online learning are given to from_dir (the [models]
-    keys). Every symbol's agent shares the table.
+    from_arrays takes a loaded table to act greedily (MODE_GREEDY: the best action tried in
+    training per state) or, online, to keep learning (MODE_LEARN, epsilon-greedy) into an
+    in-memory copy: the file is never rewritten, so a restart starts again from the trained
+    table. The state bins, the decision step and the action grid are the file's; the learning
+    rate, discount, exploration, damping and penalty of online learning are given to
+    from_arrays (the [models] keys). Every symbol's agent shares the table.
 
     The constructor takes the arrays as they are (no copy, the mode left as set in rpi): the
     trainer shares its arrays with the live strategy this way.
@@ -204,20 +187,20 @@ class RlPolicy:
         self.labels = [action_label(g, k) for g, k in actions.tolist()]
 
     @classmethod
-    def from_dir(
+    def from_arrays(
         cls,
-        model_dir: str | Path,
+        meta: ModelMeta,
+        arrays: dict[str, Any],
         *,
         online: bool = False,
         learning: dict[str, float] | None = None,
         seed: int = 1,
     ) -> RlPolicy:
-        """Load and validate a model directory (raises IncompatibleModel, exit 2).
+        """The policy of a loaded model file (mmd.learn.model_loader.load_rl_policy reads it).
 
         online: MODE_LEARN with `learning` ({"alpha", "discount", "epsilon", "damp",
         "penalty"}) overriding the file's values; else MODE_GREEDY.
         """
-        meta, arrays = load_model(model_dir, RL_KINDS, RL_OBSERVATIONS)
         rpi = arrays["rpi"].astype(np.int64)  # copies: online updates stay in memory
         rpf = arrays["rpf"].astype(np.float64)
         rpi[krl.RPI_MODE] = krl.MODE_LEARN if online else krl.MODE_GREEDY
@@ -371,50 +354,3 @@ class LoadedModels:
         if self.deep is not None:
             out["lstm"] = self.deep.version
         return out
-
-
-def load_models(
-    model_dir: str | Path,
-    *,
-    adverse: bool,
-    spread: bool,
-    missing: str,
-    on_missing: Any = None,
-    rl: bool = False,
-    rl_options: dict[str, Any] | None = None,
-    lstm: bool = False,
-    deep_skew_ticks: float = 0.0,
-) -> LoadedModels:
-    """Load the enabled models from model_dir/adverse, model_dir/spread, model_dir/rl and
-    model_dir/lstm (the deep order-flow model, kind deep_lstm or deep_multitask).
-
-    missing "error": a missing or incompatible file raises IncompatibleModel (exit 2, one line
-    naming the config key and the file); "neutral": on_missing(name, reason) is called and
-    that model is left out. rl_options: RlPolicy keyword arguments (online, learning, seed).
-    """
-    from mmd.learn.deep_runtime import DeepOrderFlowModel
-
-    root = Path(model_dir)
-    loaded: dict[str, Any] = {}
-    for name, wanted, load in (
-        ("adverse", adverse, AdverseSelectionDetector.from_dir),
-        ("spread", spread, SpreadPredictor.from_dir),
-        ("rl", rl, lambda d: RlPolicy.from_dir(d, **(rl_options or {}))),
-        ("lstm", lstm, DeepOrderFlowModel.from_dir),
-    ):
-        if not wanted:
-            continue
-        try:
-            loaded[name] = load(root / name)
-        except IncompatibleModel as exc:
-            if missing != "neutral":
-                raise IncompatibleModel(f"models.{name}: {exc}") from None
-            if on_missing is not None:
-                on_missing(name, str(exc))
-    return LoadedModels(
-        loaded.get("adverse"),
-        loaded.get("spread"),
-        loaded.get("rl"),
-        loaded.get("lstm"),
-        deep_skew_ticks,
-    )

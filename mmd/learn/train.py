@@ -17,7 +17,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -239,17 +239,6 @@ def policy_effect(
 
 
 # -- walk-forward evaluation ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SplitResult:
-    """Out-of-sample figures of one walk-forward split."""
-
-    split: int
-    n_train: int
-    n_test: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    per_group: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:

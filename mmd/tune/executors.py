@@ -29,15 +29,16 @@ def open_executor(workers: int, scheduler: str | None) -> Iterator[tuple[Executo
         from distributed import Client
 
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout="10s")  # type: ignore[no-untyped-call]  # unannotated in distributed
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         try:
             n = len(client.scheduler_info().get("workers", {}))
             # pure=False: two trials with the same parameters are two tasks, not one cached key
-            yield client.get_executor(pure=False), f"dask {scheduler} ({n} workers)"
+            ex = client.get_executor(pure=False)  # type: ignore[no-untyped-call]  # as above
+            yield ex, f"dask {scheduler} ({n} workers)"
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]  # as above
         return
     if workers < 1:
         raise ConfigError("--workers must be >= 1")

@@ -68,7 +68,7 @@ def run_search(
         n_trials = min(n_trials, len(grid))
     results: list[dict[str, Any]] = []
     while len(results) < n_trials:
-        asked = []
+        asked: list[tuple[Any, dict[str, Any]]] = []
         for _ in range(min(batch, n_trials - len(results))):
             if grid is not None:
                 study.enqueue_trial(grid[len(results) + len(asked)])

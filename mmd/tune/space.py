@@ -72,8 +72,8 @@ class Param:
             vals = sorted({int(self.low) + step * round((v - self.low) / step) for v in raw})
             return [v for v in vals if self.low <= v <= self.high]
         if self.step:
-            vals = sorted({self.low + self.step * round((v - self.low) / self.step) for v in raw})
-            return [min(v, self.high) for v in vals]
+            grid = sorted({self.low + self.step * round((v - self.low) / self.step) for v in raw})
+            return [min(v, self.high) for v in grid]
         return raw
 
 
@@ -124,14 +124,19 @@ def parse_space(table: dict[str, Any], source: str) -> list[Param]:
             params.append(Param(name, "categorical", choices=tuple(choices)))
             continue
         low, high = spec.get("low"), spec.get("high")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        if (
+            isinstance(low, bool)
+            or isinstance(high, bool)
+            or not isinstance(low, int | float)
+            or not isinstance(high, int | float)
+        ):
             raise ConfigError(f"{where}: low and high must be numbers")
         if kind is None:
             kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
-        if not low < high:  # type: ignore[operator]
+        if not low < high:
             raise ConfigError(f"{where}: low must be < high")
         log = bool(spec.get("log", False))
-        if log and low <= 0:  # type: ignore[operator]
+        if log and low <= 0:
             raise ConfigError(f"{where}: log needs low > 0")
         step = spec.get("step")
         if step is not None and (not isinstance(step, int | float) or step <= 0):
@@ -144,7 +149,7 @@ def parse_space(table: dict[str, Any], source: str) -> list[Param]:
                 kind,
                 float(low),
                 float(high),
-                log=log,  # type: ignore[arg-type]
+                log=log,
                 step=None if step is None else float(step),
             )
         )

@@ -33,7 +33,7 @@ from procs import base_env
 from mmd.feeds.recording import read_recording
 from mmd.feeds.synthetic import load_truth, truth_path
 from mmd.learn.dataset import LabelParams, adverse_dataset, extract_market
-from mmd.learn.runtime import AdverseSelectionDetector
+from mmd.learn.model_loader import load_detector
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +148,7 @@ def test_detector_ranks_held_out_trades_and_widening_cuts_adverse_markouts(
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)
 
-    det = AdverseSelectionDetector.from_dir(models / "adverse")
+    det = load_detector(models / "adverse")
     ms = extract_market(read_recording(held_rec), "BTCUSDT", "linear")
     ds = adverse_dataset(ms, LabelParams())
     auc, se = auc_and_se(ds.y, det.predict_rows(ds.x))

@@ -218,7 +218,7 @@ def _windows(rec: Path, dp: DeepParams) -> np.ndarray:
 
 
 def test_train_lstm_writes_a_model_that_reloads(synth_rec: Path, tmp_path: Path) -> None:
-    from mmd.learn.deep_runtime import DeepOrderFlowModel
+    from mmd.learn.model_loader import load_deep_model
 
     r = _train("lstm", synth_rec, tmp_path / "models", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -240,7 +240,7 @@ def test_train_lstm_writes_a_model_that_reloads(synth_rec: Path, tmp_path: Path)
     assert 1 <= len(hist["train_total"]) <= 3 and len(hist["valid_price"]) == len(
         hist["train_total"]
     )
-    m = DeepOrderFlowModel.from_dir(d)
+    m = load_deep_model(d)
     assert m.version == meta["version"] and m.heads == ("price",)
     p = m.predict_windows(
         _windows(synth_rec, DeepParams(window=16, horizon_s=2, window_s=4, stride=50))
@@ -249,7 +249,7 @@ def test_train_lstm_writes_a_model_that_reloads(synth_rec: Path, tmp_path: Path)
 
 
 def test_train_multitask_has_three_heads(synth_rec: Path, tmp_path: Path) -> None:
-    from mmd.learn.deep_runtime import DeepOrderFlowModel
+    from mmd.learn.model_loader import load_deep_model
 
     r = _train("multitask", synth_rec, tmp_path / "models", *TINY, "baselines=false")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -260,7 +260,7 @@ def test_train_multitask_has_three_heads(synth_rec: Path, tmp_path: Path) -> Non
     meta = json.loads((d / "model.json").read_text())
     assert meta["kind"] == "deep_multitask"
     assert {"train_spread", "train_position", "valid_price"} <= set(meta["metrics"]["history"])
-    m = DeepOrderFlowModel.from_dir(d)
+    m = load_deep_model(d)
     w = _windows(synth_rec, DeepParams(window=16, horizon_s=2, window_s=4, stride=80))
     out = m.predict_windows(w, np.linspace(-1, 1, len(w)))
     assert set(out) == {"price", "spread", "position"}
@@ -269,8 +269,8 @@ def test_train_multitask_has_three_heads(synth_rec: Path, tmp_path: Path) -> Non
 
 
 def test_training_is_seeded(synth_rec: Path, tmp_path: Path) -> None:
-    from mmd.learn.cli import Recording
     from mmd.learn.deep_cli import parse_deep_sets, train_deep
+    from mmd.learn.train_data import Recording
 
     dp, _ = parse_deep_sets([*TINY, "baselines=false", "n_splits=1", "epochs=2"])
     rec = Recording("synth", [synth_rec], extract_market(read_recording(synth_rec), "BTCUSDT"))

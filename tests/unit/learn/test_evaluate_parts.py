@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from mmd.learn.dataset import MarketSeries
-from mmd.learn.evaluate import (
-    aggregate,
-    eval_splits,
-    overall,
-    paired_test,
-    slice_series,
-    strategy_specs,
-)
+from mmd.learn.evaluate.spec import strategy_specs
+from mmd.learn.evaluate.stats import aggregate, eval_splits, overall, paired_test, slice_series
 
 pytest.importorskip("scipy", reason="scipy (with scikit-learn, the `train` extra) is absent")
 
@@ -174,12 +168,12 @@ def test_deep_and_hedge_rows() -> None:
 
 
 def test_macro_f1_by_hand() -> None:
-    from mmd.learn.deep_cli import _macro_f1
+    from mmd.learn.deep_direction import macro_f1
 
     # y = 1 1 1 0 0, predicted 1 1 0 0 1: class 1 tp 2 fp 1 fn 1 -> F1 4/6; class 0 tp 1 fp 1
     # fn 1 -> F1 2/4; macro (2/3 + 1/2) / 2 = 7/12
     y = np.array([1.0, 1, 1, 0, 0])
     p = np.array([0.9, 0.6, 0.4, 0.1, 0.7])
-    assert _macro_f1(y, p) == pytest.approx(7 / 12)
+    assert macro_f1(y, p) == pytest.approx(7 / 12)
     # always answering 1: class 1 F1 = 2 x 3 / (6 + 2) = 0.75, class 0 never predicted: 0
-    assert _macro_f1(y, np.ones(5)) == pytest.approx(0.375)
+    assert macro_f1(y, np.ones(5)) == pytest.approx(0.375)

@@ -28,7 +28,7 @@ from mmd.feeds.recording import read_recording
 from mmd.learn.dataset import extract_market
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES, market_matrix, orient_vector
 from mmd.learn.model_file import IncompatibleModel, save_model
-from mmd.learn.runtime import load_models
+from mmd.learn.model_loader import load_models
 from mmd.quote_models import load_quote_models
 from mmd.strategy.engine import SymbolStrategy
 

@@ -20,7 +20,8 @@ from mmd.feeds.recording import file_sha256
 from mmd.feeds.synth_session import write_session
 from mmd.kernels import rl as krl
 from mmd.learn import rl as lrl
-from mmd.learn.runtime import RlPolicy
+from mmd.learn import rl_episode as lre
+from mmd.learn.model_loader import load_rl_policy
 
 SETS = ["episodes=3", "seed=5", "models.rl_step_s=2.0"]
 
@@ -43,7 +44,7 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
     meta = lrl.run_train_rl([str(session)], str(tmp_path / "a"), SETS, None, False, lines.append)
     rl_dir = tmp_path / "a" / "rl"
     assert meta.kind == "rl_q"
-    p = RlPolicy.from_dir(rl_dir)
+    p = load_rl_policy(rl_dir)
     assert p.version == meta.version
     # learnt: updates happened, some values moved off zero, the time-split recorded
     n_updates = int(p.visits.sum())
@@ -78,10 +79,10 @@ def test_train_rl_learns_saves_and_reproduces(session: Path, tmp_path: Path) -> 
     )
     (summary,) = backtest(cfg, [str(rec)], strategy="ml", report_dir=None, progress=False)
     assert summary["models"] == {"rl": meta.version}
-    win_all = lrl.Window(
+    win_all = lre.Window(
         name="all", symbol="BTCUSDT", category="linear", files=[rec], start_ns=0, end_ns=2**62
     )
-    out = lrl.run_episode_python(
+    out = lre.run_episode_python(
         win_all,
         cfg,
         p.q.copy(),
@@ -132,7 +133,7 @@ def test_train_rl_cli_and_bad_settings(session: Path, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Q-learning: 1 episodes" in r.stdout and "model written to" in r.stdout
-    p = RlPolicy.from_dir(tmp_path / "rl")
+    p = load_rl_policy(tmp_path / "rl")
     assert p.step_ns == 3_000_000_000 and p.meta is not None
     assert p.meta.hyper_parameters["train"]["seed"] == 2
     r = subprocess.run(
@@ -160,15 +161,15 @@ def test_train_rl_cli_and_bad_settings(session: Path, tmp_path: Path) -> None:
 def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path, tmp_path: Path) -> None:
     """The two episode runners make the same decisions on the same observations: two learning
     episodes (seeded exploration) give the same PnL, fills, rewards and table, bit for bit."""
-    if lrl.fast_episode() is None:
+    if lre.fast_episode() is None:
         pytest.skip("this mmd has no jitted episode loop (mmd.sim.backtest.run_episode)")
     cfg = AppConfig()
-    (w,), _, _ = lrl.split_windows(cfg, [str(session)], 4, 5_000_000_000, False)
+    (w,), _, _ = lre.split_windows(cfg, [str(session)], 4, 5_000_000_000, False)
     w.part_dir = tmp_path / "part"
-    assert lrl.fast_unsupported(cfg, [w]) is None
+    assert lre.fast_unsupported(cfg, [w]) is None
     tables = []
-    for runner in (lrl.run_episode_python, lrl.run_episode_fast):
-        q, visits, rpi, rpf, actions = lrl.rl_arrays(cfg, krl.MODE_LEARN)
+    for runner in (lre.run_episode_python, lre.run_episode_fast):
+        q, visits, rpi, rpf, actions = lre.rl_arrays(cfg, krl.MODE_LEARN)
         rng = krl.new_rng(3)
         outs = [
             runner(w, cfg, q, visits, rpi, rpf, actions, krl.new_agent_state(), rng)
@@ -185,13 +186,13 @@ def test_jitted_and_per_frame_episodes_learn_the_same_table(session: Path, tmp_p
     assert v_py.sum() == o_py[0][3] + o_py[1][3] - 2
     # OFI bins need the feature engine: auto falls back to the per-frame driver
     ofi = msgspec.structs.replace(cfg, models=msgspec.structs.replace(cfg.models, rl_ofi_bins=3))
-    assert "rl_ofi_bins" in (lrl.fast_unsupported(ofi, [w]) or "")
+    assert "rl_ofi_bins" in (lre.fast_unsupported(ofi, [w]) or "")
 
 
 def test_train_rl_as_train_all_and_evaluate_call_it(session: Path, tmp_path: Path) -> None:
     """`mmd train all` and `mmd evaluate` call train_rl(recs, lp, tp, out_dir, version,
     progress, echo) like the other trainers; it trains on the recordings' series span only."""
-    from mmd.learn.cli import TrainParams, read_recordings
+    from mmd.learn.train_data import TrainParams, read_recordings
 
     recs = read_recordings(AppConfig(), [str(session)], False)
     meta = lrl.train_rl(recs, None, TrainParams(seed=5), tmp_path, "test", False, lambda _s: None)

@@ -21,13 +21,12 @@ from mmd.feeds.synth_session import write_session
 from mmd.frames import FrameHandler
 from mmd.kernels import rl as krl
 from mmd.learn.model_file import IncompatibleModel, load_model, save_model
+from mmd.learn.model_loader import load_models, load_rl_policy
 from mmd.learn.runtime import (
     RL_KINDS,
     RL_OBSERVATIONS,
     LoadedModels,
-    RlPolicy,
     action_label,
-    load_models,
 )
 from mmd.market.hub import MarketHub
 from mmd.metrics import Metrics
@@ -76,13 +75,13 @@ def _cfg(models_dir: Path, **models: object) -> AppConfig:
 def test_rl_model_file_round_trip_modes_and_copies(tmp_path: Path) -> None:
     write_table(tmp_path, (0.5, 1.0))
     meta, arrays = load_model(tmp_path / "rl", RL_KINDS, RL_OBSERVATIONS)
-    p = RlPolicy.from_dir(tmp_path / "rl")
+    p = load_rl_policy(tmp_path / "rl")
     assert p.version == meta.version and len(p.version) == 16
     assert int(p.rpi[krl.RPI_MODE]) == krl.MODE_GREEDY and not p.online
     assert p.step_ns == 5 * S and p.q.shape == (270, 20)
     p.q[0, 0] = 99.0  # a copy: the file and another load are untouched
-    assert RlPolicy.from_dir(tmp_path / "rl").q[0, 0] == 0.0
-    on = RlPolicy.from_dir(
+    assert load_rl_policy(tmp_path / "rl").q[0, 0] == 0.0
+    on = load_rl_policy(
         tmp_path / "rl", online=True, learning={"alpha": 0.3, "epsilon": 0.05, "penalty": 2.0}
     )
     assert int(on.rpi[krl.RPI_MODE]) == krl.MODE_LEARN and on.online
@@ -123,17 +122,17 @@ def test_rl_model_file_refuses_inconsistent_tables(
     tmp_path: Path, arrays: dict[str, np.ndarray], words: str
 ) -> None:
     with pytest.raises(IncompatibleModel, match=words.replace("(", r"\(").replace(")", r"\)")):
-        RlPolicy.from_dir(_save(tmp_path / "m", **arrays))
+        load_rl_policy(_save(tmp_path / "m", **arrays))
 
 
 def test_rl_model_file_refuses_edits_other_kinds_and_absence(tmp_path: Path) -> None:
     d = _save(tmp_path / "m")
-    RlPolicy.from_dir(d)
+    load_rl_policy(d)
     # other weights under the same model.json: the content hash no longer matches
     _save(tmp_path / "other", q=np.ones((2, 3)))
     (d / "weights.npz").write_bytes((tmp_path / "other" / "weights.npz").read_bytes())
     with pytest.raises(IncompatibleModel, match="do not match version"):
-        RlPolicy.from_dir(d)
+        load_rl_policy(d)
     with pytest.raises(IncompatibleModel, match="kind 'rl_q'"):
         load_model(_save(tmp_path / "x"), ("adverse_logistic",), RL_OBSERVATIONS)
     with pytest.raises(IncompatibleModel, match=r"models\.rl: .*nothing"):
@@ -180,7 +179,7 @@ def _replay(
 def test_strategy_quotes_with_the_held_action_and_counts_each_decision(
     synth_rec: Path, tmp_path: Path
 ) -> None:
-    policy = RlPolicy.from_dir(write_table(tmp_path, (0.5, 1.0)) / "rl")
+    policy = load_rl_policy(write_table(tmp_path, (0.5, 1.0)) / "rl")
     (strat,), seen = _replay(synth_rec, None, LoadedModels(rl=policy))
     (plain,), seen_plain = _replay(synth_rec, None, None)
     assert len(seen) > 500 and len(seen) == len(seen_plain)
@@ -205,7 +204,7 @@ def test_strategy_quotes_with_the_held_action_and_counts_each_decision(
 
 def test_untried_states_quote_the_plain_model(synth_rec: Path, tmp_path: Path) -> None:
     # a table with values but no visits: greedy never acts on an untried value
-    policy = RlPolicy.from_dir(write_table(tmp_path, (2.0, -2.0), tried=False) / "rl")
+    policy = load_rl_policy(write_table(tmp_path, (2.0, -2.0), tried=False) / "rl")
     (strat,), seen = _replay(synth_rec, None, LoadedModels(rl=policy))
     assert all(ml.gamma_mult == 1.0 and ml.skew_ticks == 0.0 for _, ml in seen)
     assert strat.rl is not None and strat.rl.counts[0] == strat.rl.counts.sum() > 0
@@ -215,7 +214,7 @@ def test_rl_never_overrides_the_position_limit(synth_rec: Path, tmp_path: Path) 
     """The most bid-aggressive action (gamma x0.25, skew +2 ticks) at a long position on the
     limit: the quote kernel gives no bid, so no buy is sent; and a buy the gate sees at the
     limit is refused. RL changes prices only; the limits are checked after it."""
-    policy = RlPolicy.from_dir(write_table(tmp_path, (0.25, 2.0)) / "rl")
+    policy = load_rl_policy(write_table(tmp_path, (0.25, 2.0)) / "rl")
     cfg = AppConfig()
     hub = MarketHub(["BTCUSDT"], cfg.market, features_cfg=cfg.features)
     strat = None
@@ -302,7 +301,7 @@ def test_online_learning_updates_the_table_in_memory_only(synth_rec: Path, tmp_p
     # the reward saw the portfolio's PnL: the last decision's PnL is the symbol's at that time
     assert strat.rl.rs[krl.RS_PNL] != 0.0
     assert len(np.unique(strat.rl.counts.nonzero()[0])) > 3  # epsilon 0.5 explores
-    fresh = RlPolicy.from_dir(models_dir / "rl")
+    fresh = load_rl_policy(models_dir / "rl")
     assert fresh.version == m.rl.version and int(fresh.visits.sum()) == visits_before(models_dir)
 
 

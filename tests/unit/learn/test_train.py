@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from procs import base_env, split_recording
 
@@ -17,7 +18,8 @@ from mmd.feeds.recording import read_recording
 from mmd.learn.dataset import LabelParams, adverse_dataset, extract_market, spread_dataset
 from mmd.learn.features import ADVERSE_FEATURES, MARKET_FEATURES
 from mmd.learn.model_file import IncompatibleModel, load_model
-from mmd.learn.runtime import AdverseSelectionDetector, SpreadPredictor
+from mmd.learn.model_loader import load_detector, load_spread_predictor
+from mmd.learn.runtime import SpreadPredictor
 
 pytest.importorskip("sklearn", reason="scikit-learn (the `train` extra) is not installed")
 
@@ -72,8 +74,8 @@ def test_train_adverse_writes_a_model_that_reloads(small_rec: Path, tmp_path: Pa
     # reload twice: the same version and the same predictions on the training rows
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     ds = adverse_dataset(ms, LabelParams(horizon_s=2.0))
-    a = AdverseSelectionDetector.from_dir(d)
-    b = AdverseSelectionDetector.from_dir(d)
+    a = load_detector(d)
+    b = load_detector(d)
     assert a.version == b.version == meta["version"]
     pa, pb = a.predict_rows(ds.x), b.predict_rows(ds.x)
     assert np.array_equal(pa, pb) and 0 < pa.mean() < 1
@@ -97,7 +99,7 @@ def test_saved_model_predicts_as_the_fitted_one(small_rec: Path, tmp_path: Path)
         orient=[0.0] * len(MARKET_FEATURES),
         policy={"p0": 0.5, "k": 1.0, "p_withdraw": 0.9},
     )
-    det = AdverseSelectionDetector.from_dir(tmp_path / "m")
+    det = load_detector(tmp_path / "m")
     held = ds.x[half:]
     assert np.max(np.abs(det.predict_rows(held) - pipe.predict_proba(held)[:, 1])) < 1e-9
 
@@ -108,14 +110,19 @@ def test_train_spread_writes_a_model_that_reloads(small_rec: Path, tmp_path: Pat
     assert r.returncode == 0, r.stderr[-3000:]
     assert "out-of-sample RMSE of log h" in r.stdout
     print(r.stdout)
-    pred = SpreadPredictor.from_dir(models / "spread")
+    pred = load_spread_predictor(models / "spread")
     assert pred.meta.features == list(MARKET_FEATURES)
     ms = extract_market(read_recording(small_rec), "BTCUSDT", "linear")
     ds = spread_dataset(ms, LabelParams(window_s=5.0, interval_s=0.25))
-    h = pred.predict_rows(ds.x)
+    h = _half_spreads(pred, ds.x)
     assert np.all(h > 0) and np.array_equal(
-        h, SpreadPredictor.from_dir(models / "spread").predict_rows(ds.x)
+        h, _half_spreads(load_spread_predictor(models / "spread"), ds.x)
     )
+
+
+def _half_spreads(pred: SpreadPredictor, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The predictor's half spread (ticks) of each row of x, as the quoter asks for it."""
+    return np.array([pred.half_spread_ticks(np.ascontiguousarray(r)) for r in x])
 
 
 def _model(tmp_path: Path) -> Path:
@@ -144,7 +151,7 @@ def test_loader_refuses_incompatible_models(tmp_path: Path) -> None:
     load_model(d, ("adverse_logistic",), ADVERSE_FEATURES)  # fine as written
     assert issubclass(IncompatibleModel, ConfigError)  # -> exit 2 with one line
     with pytest.raises(IncompatibleModel, match="kind 'adverse_logistic'"):
-        SpreadPredictor.from_dir(d)
+        load_spread_predictor(d)
     with pytest.raises(IncompatibleModel, match="another order"):
         load_model(d, ("adverse_logistic",), tuple(reversed(ADVERSE_FEATURES)))
     with pytest.raises(
@@ -176,7 +183,7 @@ def test_each_recording_file_is_its_own_recording(cryptofeed_dir: Path, tmp_path
     import shutil
 
     from mmd.config import AppConfig
-    from mmd.learn.cli import read_recordings
+    from mmd.learn.train_data import read_recordings
 
     src = next(cryptofeed_dir.glob("bybit_linear_BTCUSDT_*"))
     for day in ("a", "b"):  # the same symbol twice: two recordings, never one merged series
