@@ -3,8 +3,7 @@
 Each recording is decoded through the event cache (mmd.feeds.convert.event_cache), which gives
 its time span, and cut by time (mmd.learn.dataset.walk_forward_splits, last split): episodes
 learn on the earlier blocks, the last block is held out and replayed once greedily and once with
-the
-RL adjustment off, to compare. An episode is one pass over every recording's training part
+the RL adjustment off, to compare. An episode is one pass over every recording's training part
 with the strategy quoting through the RL kernel in MODE_LEARN (epsilon-greedy, seeded); the
 Q table, visit counts and generator carry over from episode to episode, the agent's running
 state starts afresh with each recording.
