@@ -1,7 +1,8 @@
-"""Step-by-step book and feature updates for tests and benchmarks: one snapshot or delta at a time
-into an `L2Book`, the book features after it, and `replay_book_tops` (the event cache walked
-with the book-sync kernel, the tops recorded). The product applies a whole frame in one compiled
-call (`mmd.kernels.frame`); these are the references the tests compare it with. Not cached."""
+"""Step-by-step references for tests and benchmarks: the book features after one snapshot or
+delta applied to an `L2Book` (`L2Book.apply_snapshot` / `apply_delta`), and `replay_book_tops`
+(the event cache walked with the book-sync kernel, the tops recorded). The product applies a
+whole frame in one compiled call (`mmd.kernels.frame`); these are the references the tests
+compare it with. Not cached."""
 
 from __future__ import annotations
 
@@ -25,16 +26,6 @@ from mmd.model.codes import EV_BOOK, EV_INSTRUMENT, INST_CHANGED, INST_NEW
 
 I64Array = npt.NDArray[np.int64]
 _INT64 = np.dtype(np.int64)
-
-
-def apply_snapshot(book: L2Book, *levels: npt.ArrayLike, u: int, seq: int, ts_exch_ns: int) -> None:
-    """`L2Book.apply_snapshot` as a free function (the name the oracle tests use)."""
-    book.apply_snapshot(*levels, u=u, seq=seq, ts_exch_ns=ts_exch_ns)  # type: ignore[arg-type]
-
-
-def apply_delta(book: L2Book, *levels: npt.ArrayLike, u: int, seq: int, ts_exch_ns: int) -> None:
-    """`L2Book.apply_delta` as a free function."""
-    book.apply_delta(*levels, u=u, seq=seq, ts_exch_ns=ts_exch_ns)  # type: ignore[arg-type]
 
 
 def is_crossed(book: L2Book) -> bool:

@@ -26,7 +26,6 @@ from mmd.model.instrument import Instrument
 
 # test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from book_oracle import apply_delta, apply_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 XRP_SAMPLE = (
@@ -93,15 +92,15 @@ def time_kernel(frames: list[Frame], passes: int) -> tuple[list[int], list[int]]
 
 
 def time_l2book(frames: list[Frame], passes: int) -> list[int]:
-    """Per pass: ns to apply all deltas through tests/book_oracle.py apply_delta (glue included)."""
+    """Per pass: ns to apply all deltas through L2Book.apply_delta (glue included)."""
     book = L2Book(CAPACITY)
     snap, deltas = frames[0], frames[1:]
     out = []
     for _ in range(passes + 1):
-        apply_snapshot(book, *snap, u=1, seq=1, ts_exch_ns=1)
+        book.apply_snapshot(*snap, u=1, seq=1, ts_exch_ns=1)
         t0 = time.perf_counter_ns()
         for u, delta in enumerate(deltas, start=2):
-            apply_delta(book, *delta, u=u, seq=u, ts_exch_ns=u)
+            book.apply_delta(*delta, u=u, seq=u, ts_exch_ns=u)
         out.append(time.perf_counter_ns() - t0)
     return out[1:]
 

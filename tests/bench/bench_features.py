@@ -34,7 +34,7 @@ from mmd.model.instrument import Instrument
 
 # test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from book_oracle import apply_delta, apply_snapshot, features_on_book
+from book_oracle import features_on_book
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
 BTC = DATA / "binance_usdm_btcusdt_2024-07-18_19"
@@ -62,10 +62,10 @@ def load_events(tmp: Path) -> tuple[list[Event], Instrument]:
             events_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
-            apply = apply_snapshot if msg.is_snapshot else apply_delta
-            apply(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
+            apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             top = L2Book(TOP)
-            apply_snapshot(top, *book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            top.apply_snapshot(*book.top(TOP), u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             lv = book.levels(TOP)
             bids = [tuple(x) for x in lv["bids"]]
             asks = [tuple(x) for x in lv["asks"]]

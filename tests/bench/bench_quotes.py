@@ -39,7 +39,6 @@ from mmd.strategy.quoter import Quoter
 
 # test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from book_oracle import apply_snapshot
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 NOW_NS = 1_700_000_004_000_000_000
@@ -51,7 +50,7 @@ def make_book() -> L2Book:
     book = L2Book(50)
     depth = np.arange(50, dtype=np.int64)
     qty = np.full(50, 7, np.int64)
-    apply_snapshot(book, BEST_BID - depth, qty, BEST_ASK + depth, qty, u=1, seq=1, ts_exch_ns=1)
+    book.apply_snapshot(BEST_BID - depth, qty, BEST_ASK + depth, qty, u=1, seq=1, ts_exch_ns=1)
     return book
 
 

@@ -35,7 +35,6 @@ from mmd.sim.exchange import SimExchange
 
 # test-side helpers in tests/ (run.py loads benches by path; tests/ is not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from book_oracle import apply_snapshot
 from exchange_probe import queue_ahead_lots
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
@@ -151,7 +150,7 @@ def build(
     )
     book = L2Book(LEVELS)
     bpx, bqty, apx, aqty = frames[0]
-    apply_snapshot(book, bpx, bqty, apx, aqty, u=1, seq=1, ts_exch_ns=0)
+    book.apply_snapshot(bpx, bqty, apx, aqty, u=1, seq=1, ts_exch_ns=0)
     sim.on_book("BTCUSDT", book, 0)
     peer_orders = []
     for i, (side, px) in enumerate(order_prices(n_orders)):
@@ -226,7 +225,7 @@ def bench(n_orders: int, n_events: int, passes: int) -> list[dict[str, Any]]:
     books = []
     for f in frames:
         bk = L2Book(LEVELS)
-        apply_snapshot(bk, f[0], f[1], f[2], f[3], u=1, seq=1, ts_exch_ns=1)
+        bk.apply_snapshot(f[0], f[1], f[2], f[3], u=1, seq=1, ts_exch_ns=1)
         books.append(bk)
     stacked = (
         np.stack([bk.bid_px for bk in books]),

@@ -28,7 +28,7 @@ from mmd.market.hub import MarketHub, Resync, SymbolState
 from mmd.model.codes import OK
 from mmd.strategy.engine import SymbolStrategy
 from mmd.strategy.order_diff import CancelOrder, OpenOrder
-from tests.book_oracle import apply_delta, apply_snapshot, features_on_book, is_crossed
+from tests.book_oracle import features_on_book, is_crossed
 
 I64 = np.int64
 N_FRAMES = 12_000
@@ -53,11 +53,11 @@ class StepHub(MarketHub):
         bpx, bqty, apx, aqty = levels
         book = st.book
         if is_snapshot:
-            apply_snapshot(
-                book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns
+            book.apply_snapshot(
+                bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns
             )
         else:
-            apply_delta(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            book.apply_delta(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
         st.last_book_recv_ns = ts_recv_ns
         if is_crossed(book):
             return [self._resync(st, msg.symbol, "crossed")]

@@ -28,7 +28,6 @@ from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
 from mmd.strategy.engine import AccountRisk, SymbolStrategy
 from mmd.strategy.quoter import MlInputs, Quoter
-from tests.book_oracle import apply_snapshot
 
 # 0.1 tick, 0.001 lot: order_size 0.005 = 5 lots, max_position 0.02 = 20 lots
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
@@ -88,8 +87,7 @@ def test_vol_reference_by_hand() -> None:
 
 def book() -> L2Book:
     b = L2Book(4)
-    apply_snapshot(
-        b,
+    b.apply_snapshot(
         np.array([1000, 999], np.int64),
         np.array([5, 5], np.int64),
         np.array([1001, 1002], np.int64),

@@ -13,7 +13,6 @@ from mmd.model.events import SubmitOrder
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import Quoter
 from mmd.trading.risk import RiskGate
-from tests.book_oracle import apply_snapshot
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
 DOGE = Instrument(symbol="DOGEUSDT", tick_size="0.00001", lot_size="1")
@@ -48,8 +47,7 @@ def test_instrument_limit_lots_refuses_negative_or_non_finite(qty: float) -> Non
 
 def _book() -> L2Book:
     b = L2Book(4)
-    apply_snapshot(
-        b,
+    b.apply_snapshot(
         np.array([1000, 999], np.int64),
         np.array([5, 5], np.int64),
         np.array([1001, 1002], np.int64),

@@ -36,7 +36,7 @@ from mmd.market.book import L2Book
 from mmd.market.features import FEATURE_NAMES, FeatureEngine
 from mmd.model.codes import BUY, SELL
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_delta, apply_snapshot, features_on_book, vpin_bucket_lots
+from tests.book_oracle import features_on_book, vpin_bucket_lots
 
 SEC = 1_000_000_000
 # short windows: every ring wraps (and is re-summed) many times in the 8-minute recording
@@ -97,8 +97,8 @@ def run_engine(path: Path, cfg: FeaturesConfig) -> EngineRun:
             book_synced = True
             bpx, bqty = inst.levels_to_arrays(msg.bids)
             apx, aqty = inst.levels_to_arrays(msg.asks)
-            apply = apply_snapshot if msg.is_snapshot else apply_delta
-            apply(book, bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
+            apply(bpx, bqty, apx, aqty, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             features_on_book(engine, book, msg.ts_exch_ns)
             xs.append(engine.x.tolist())
             kinds.append("book")
@@ -524,7 +524,7 @@ def test_features_nbytes_fixed_by_config_not_by_events() -> None:
     eng = FeatureEngine(FeaturesConfig(vol_window=100, spread_window=50), 0.1)
     before = eng.nbytes
     book = L2Book(4)
-    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
     for j in range(500):
         features_on_book(eng, book, j * SEC // 3)
         eng.on_trade(j * SEC // 3, 100, 1 + j % 4, BUY if j % 2 else SELL)
@@ -536,7 +536,7 @@ def test_features_nbytes_fixed_by_config_not_by_events() -> None:
 def test_features_reset_forgets_everything() -> None:
     eng = FeatureEngine(FeaturesConfig(), 0.1)
     book = L2Book(4)
-    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
     features_on_book(eng, book, SEC)
     eng.on_trade(SEC, 100, 3, BUY)
     eng.reset()
@@ -575,7 +575,7 @@ def test_features_fixed_bucket_without_lot_size_raises() -> None:
 def test_features_book_gap_makes_book_features_nan_until_next_book() -> None:
     eng = FeatureEngine(FeaturesConfig(), 0.1)
     book = L2Book(4)
-    apply_snapshot(book, [100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
+    book.apply_snapshot([100], [5], [101], [5], u=1, seq=1, ts_exch_ns=0)
     features_on_book(eng, book, SEC)
     eng.on_book_gap(2 * SEC)
     assert math.isnan(eng.values()["mid_ticks"])

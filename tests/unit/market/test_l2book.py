@@ -16,7 +16,7 @@ from mmd.errors import InvariantViolation
 from mmd.kernels import warmup as kw
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
-from tests.book_oracle import apply_delta, apply_snapshot, is_crossed
+from tests.book_oracle import is_crossed
 
 REPO = Path(__file__).resolve().parents[3]  # tests/unit/market/<this> -> the repository
 DATA = REPO.parent / "shared" / "data"
@@ -31,8 +31,7 @@ def a(values: list[int]) -> np.ndarray:
 
 def snapshot_book(capacity: int = 8) -> L2Book:
     book = L2Book(capacity)
-    apply_snapshot(
-        book,
+    book.apply_snapshot(
         a([100, 99, 98]),
         a([1, 2, 3]),
         a([101, 102, 103]),
@@ -81,7 +80,7 @@ def test_l2book_snapshot_sets_top_of_book_and_ids() -> None:
 
 def test_l2book_snapshot_replaces_previous_book() -> None:
     book = snapshot_book()
-    apply_snapshot(book, a([50]), a([9]), a([]), a([]), u=1, seq=2, ts_exch_ns=3)
+    book.apply_snapshot(a([50]), a([9]), a([]), a([]), u=1, seq=2, ts_exch_ns=3)
     assert (book.n_bids, book.n_asks) == (1, 0)
     assert book.best_bid() == (50, 9)
     assert book.best_ask() is None
@@ -90,8 +89,8 @@ def test_l2book_snapshot_replaces_previous_book() -> None:
 
 def test_l2book_delta_replaces_deletes_inserts_and_records_ids() -> None:
     book = snapshot_book()
-    apply_delta(
-        book, a([99, 100, 97]), a([7, 0, 1]), a([100, 103]), a([2, 0]), u=11, seq=1001, ts_exch_ns=6
+    book.apply_delta(
+        a([99, 100, 97]), a([7, 0, 1]), a([100, 103]), a([2, 0]), u=11, seq=1001, ts_exch_ns=6
     )
     assert book.levels(10) == {
         "bids": [[99, 7], [98, 3], [97, 1]],
@@ -104,7 +103,7 @@ def test_l2book_delta_replaces_deletes_inserts_and_records_ids() -> None:
 
 def test_l2book_delta_accepts_lists() -> None:
     book = snapshot_book()
-    apply_delta(book, [101], [1], [], [], u=11, seq=1, ts_exch_ns=1)
+    book.apply_delta([101], [1], [], [], u=11, seq=1, ts_exch_ns=1)
     assert book.best_bid() == (101, 1)
     assert is_crossed(book)  # locked with the 101 ask
 
@@ -112,33 +111,33 @@ def test_l2book_delta_accepts_lists() -> None:
 def test_l2book_delta_float_prices_raise_type_error() -> None:
     book = snapshot_book()
     with pytest.raises(TypeError, match="bid_px"):
-        apply_delta(book, np.array([100.5]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+        book.apply_delta(np.array([100.5]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
 
 
 def test_l2book_delta_negative_size_raises_invariant_violation_and_clears() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation, match="u=11"):
-        apply_delta(book, a([97]), a([1]), a([104]), a([-1]), u=11, seq=1, ts_exch_ns=1)
+        book.apply_delta(a([97]), a([1]), a([104]), a([-1]), u=11, seq=1, ts_exch_ns=1)
     assert (book.n_bids, book.n_asks, book.u) == (0, 0, -1)
 
 
 def test_l2book_delta_mismatched_lengths_raises_invariant_violation() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation):
-        apply_delta(book, a([97, 96]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+        book.apply_delta(a([97, 96]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
 
 
 def test_l2book_snapshot_negative_size_raises_invariant_violation() -> None:
     book = snapshot_book()
     with pytest.raises(InvariantViolation):
-        apply_snapshot(book, a([1]), a([-1]), a([]), a([]), u=1, seq=1, ts_exch_ns=1)
+        book.apply_snapshot(a([1]), a([-1]), a([]), a([]), u=1, seq=1, ts_exch_ns=1)
     assert book.n_bids == 0
 
 
 def test_l2book_crossed_delta_is_crossed_true() -> None:
     book = snapshot_book()
     assert not is_crossed(book)
-    apply_delta(book, a([102]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
+    book.apply_delta(a([102]), a([1]), a([]), a([]), u=11, seq=1, ts_exch_ns=1)
     assert is_crossed(book)
     assert book.spread_ticks() == -1.0
 
@@ -164,8 +163,8 @@ def test_l2book_levels_is_json_serialisable() -> None:
 
 def test_l2book_full_book_keeps_best_capacity_levels() -> None:
     book = L2Book(2)
-    apply_snapshot(
-        book, a([1, 2, 3]), a([1, 1, 1]), a([7, 6, 5]), a([1, 1, 1]), u=1, seq=1, ts_exch_ns=1
+    book.apply_snapshot(
+        a([1, 2, 3]), a([1, 1, 1]), a([7, 6, 5]), a([1, 1, 1]), u=1, seq=1, ts_exch_ns=1
     )
     assert book.levels(5)["bids"] == [[3, 1], [2, 1]]
     assert book.levels(5)["asks"] == [[5, 1], [6, 1]]
@@ -178,8 +177,8 @@ def test_l2book_many_deltas_nbytes_constant() -> None:
     for u in range(11, 400):
         px = rng.integers(80, 120, size=6)
         qty = rng.integers(0, 4, size=6)
-        apply_delta(
-            book, px[px < 100], qty[px < 100], px[px > 100], qty[px > 100], u=u, seq=u, ts_exch_ns=u
+        book.apply_delta(
+            px[px < 100], qty[px < 100], px[px > 100], qty[px > 100], u=u, seq=u, ts_exch_ns=u
         )
     assert book.nbytes == before
     assert 0 <= book.n_bids <= 16
@@ -198,8 +197,8 @@ def test_l2book_after_warmup_compiles_no_new_signatures() -> None:
     found = kw.dispatchers()
     before = {k: len(d.signatures) for k, d in found.items()}
     book = snapshot_book()
-    apply_delta(book, [99], [0], a([104]), a([1]), u=11, seq=1, ts_exch_ns=1)
-    apply_snapshot(book, [], [], [1], [2], u=12, seq=2, ts_exch_ns=2)
+    book.apply_delta([99], [0], a([104]), a([1]), u=11, seq=1, ts_exch_ns=1)
+    book.apply_snapshot([], [], [1], [2], u=12, seq=2, ts_exch_ns=2)
     is_crossed(book), book.mid_ticks(), book.spread_ticks(), book.top(1), book.levels(1)
     assert {k: len(d.signatures) for k, d in found.items()} == before
 
@@ -270,9 +269,9 @@ def test_l2book_xrpusdt_replay_matches_dict_rebuild_every_line(capacity: int) ->
         apx, aqty = XRP.levels_to_arrays(d["a"])
         ids = {"u": d["u"], "seq": d["seq"], "ts_exch_ns": f["cts"] * 1_000_000}
         if f["type"] == "snapshot":
-            apply_snapshot(book, bpx, bqty, apx, aqty, **ids)
+            book.apply_snapshot(bpx, bqty, apx, aqty, **ids)
         else:
-            apply_delta(book, bpx, bqty, apx, aqty, **ids)
+            book.apply_delta(bpx, bqty, apx, aqty, **ids)
         ref.apply(f)
         got = book.levels(capacity)
         assert got["bids"] == ref.as_ticks("b"), f"bids differ at line {i}"

@@ -22,7 +22,6 @@ from mmd.model.events import (
 )
 from mmd.model.instrument import Instrument
 from mmd.sim.exchange import SimExchange
-from tests.book_oracle import apply_snapshot
 from tests.exchange_probe import queue_ahead_lots
 
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
@@ -63,8 +62,7 @@ def make_book(
 
 
 def set_book(book: L2Book, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
-    apply_snapshot(
-        book,
+    book.apply_snapshot(
         [p for p, _ in bids],
         [q for _, q in bids],
         [p for p, _ in asks],

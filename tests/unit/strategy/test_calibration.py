@@ -18,7 +18,6 @@ from mmd.model.codes import BUY, SELL
 from mmd.model.instrument import Instrument
 from mmd.strategy.calibration import IntensityCalibrator
 from mmd.strategy.warmup import WarmupGate
-from tests.book_oracle import apply_delta, apply_snapshot
 
 RECORDINGS = ("binance_btc_rec", "binance_eth_rec", "binance_btc_2023_rec")
 STEP_NS = 100_000_000
@@ -84,8 +83,8 @@ def replay(
         if isinstance(msg, BookMsg):
             assert inst is not None
             levels = (*inst.levels_to_arrays(msg.bids), *inst.levels_to_arrays(msg.asks))
-            apply = apply_snapshot if msg.is_snapshot else apply_delta
-            apply(book, *levels, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
+            apply = book.apply_snapshot if msg.is_snapshot else book.apply_delta
+            apply(*levels, u=msg.u, seq=msg.seq, ts_exch_ns=msg.ts_exch_ns)
             now = max(now, msg.ts_exch_ns)
             if gate is None:
                 gate = WarmupGate(warmup_s, msg.ts_exch_ns)

@@ -13,7 +13,6 @@ from mmd.config import CalibrationConfig, StrategyConfig
 from mmd.market.book import L2Book
 from mmd.model.instrument import Instrument
 from mmd.strategy.quoter import NEUTRAL, MlInputs, Quoter, QuoteTarget
-from tests.book_oracle import apply_snapshot
 
 # 0.1 tick, 0.001 lot: order_size 0.001 = 1 lot, max_position 0.01 = 10 lots
 BTC = Instrument(symbol="BTCUSDT", tick_size="0.1", lot_size="0.001")
@@ -34,8 +33,7 @@ def cfg(**overrides: Any) -> StrategyConfig:
 
 def book(bid: int = 1000, ask: int = 1001, capacity: int = 4) -> L2Book:
     b = L2Book(capacity)
-    apply_snapshot(
-        b,
+    b.apply_snapshot(
         np.array([bid, bid - 1], np.int64),
         np.array([5, 5], np.int64),
         np.array([ask, ask + 1], np.int64),
@@ -127,8 +125,7 @@ def test_quoter_glft_nan_a_uses_fallback() -> None:
 def test_quoter_one_sided_book_returns_none() -> None:
     quoter = Quoter(cfg(), BTC)
     b = L2Book(4)
-    apply_snapshot(
-        b,
+    b.apply_snapshot(
         np.array([1000]),
         np.array([1]),
         np.array([], np.int64),
